@@ -1,0 +1,192 @@
+/**
+ * The `knode` command line: one program, a subcommand per component (../shared/DESIGN.md,
+ * "Command-line contract"). Each subcommand validates its flags and config files, then hands
+ * over to its component. Exit codes: 0 done, 1 failure, 2 bad flags or config.
+ */
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { ConfigError, NotImplementedError, describeError } from '../lib/errors.js';
+import { createLogger, resolveLogLevel, type Logger } from '../lib/log.js';
+import { loadKubeletConfig } from '../lib/config/kubelet.js';
+import { loadKubeProxyConfig } from '../lib/config/kubeproxy.js';
+import { loadNetConf } from '../lib/config/netconf.js';
+import { readKubeconfig } from '../lib/config/kubeconfig.js';
+
+/** What a long-running subcommand returns: the CLI calls stop() on SIGTERM/SIGINT. */
+export interface Stoppable {
+  stop(): Promise<void>;
+  /** Resolves when the component ends on its own (fatal error or done). */
+  done?: Promise<void>;
+}
+
+export type CommandOptions = Record<string, string | boolean | string[] | undefined>;
+type Runner = (options: CommandOptions, log: Logger) => Promise<Stoppable | void>;
+
+export function packageVersion(): string {
+  const url = new URL('../../package.json', import.meta.url);
+  try {
+    return (JSON.parse(readFileSync(url, 'utf8')) as { version: string }).version;
+  } catch {
+    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  }
+}
+
+function notImplemented(component: string, validate: (options: CommandOptions, log: Logger) => void): Runner {
+  return async (options, log) => {
+    validate(options, log);
+    throw new NotImplementedError(`knode ${component}`);
+  };
+}
+
+function requireKubeconfig(options: CommandOptions): void {
+  if (typeof options.kubeconfig !== 'string') throw new ConfigError('flag --kubeconfig is required');
+  readKubeconfig(options.kubeconfig);
+}
+
+function warnAll(log: Logger, warnings: string[]): void {
+  for (const warning of warnings) log.warn(warning);
+}
+
+const runners: Record<string, Runner> = {
+  controlplane: notImplemented('controlplane', () => {}),
+  agent: notImplemented('agent', (options, log) => {
+    requireKubeconfig(options);
+    warnAll(log, loadKubeletConfig(options.config as string | undefined).warnings);
+  }),
+  proxy: notImplemented('proxy', (options, log) => {
+    if (!options.cleanup) requireKubeconfig(options);
+    warnAll(log, loadKubeProxyConfig(options.config as string | undefined).warnings);
+  }),
+  overlay: notImplemented('overlay', (options) => {
+    requireKubeconfig(options);
+    if (typeof options.netConf === 'string') loadNetConf(options.netConf);
+  }),
+  up: notImplemented('up', () => {}),
+  'install-cni': notImplemented('install-cni', () => {}),
+};
+
+/** Lets a component module replace its not-implemented runner as its issue lands. */
+export function registerRunner(name: string, runner: Runner): void {
+  runners[name] = runner;
+}
+
+function defineCommands(program: Command, onRun: (name: string, options: CommandOptions) => void): void {
+  const add = (name: string, description: string) =>
+    program
+      .command(name)
+      .description(description)
+      .action((_options, command: Command) => onRun(name, command.optsWithGlobals() as CommandOptions));
+
+  add('controlplane', 'serve a minimal Kubernetes API (REST + watch) with its controllers')
+    .option('--listen <host:port>', 'address to serve on (plain HTTP only on loopback)', '127.0.0.1:6443')
+    .option('--data-dir <dir>', 'where state and admin.kubeconfig are kept', '/var/lib/knode/controlplane')
+    .addOption(new Option('--store <kind>', 'storage backend').choices(['memory', 'file', 'etcd']).default('file'))
+    .option('--etcd-endpoints <urls>', 'comma-separated etcd client URLs (with --store etcd)')
+    .option('--cluster-cidr <cidr>', 'pod network; each node gets a /24 of it', '10.244.0.0/16')
+    .option('--service-cidr <cidr>', 'ClusterIP range', '10.96.0.0/12');
+
+  add('agent', 'run the node agent (kubelet): pods from the API and the static pod directory')
+    .option('--kubeconfig <file>', 'kubeconfig to reach the API server')
+    .option('--config <file>', 'KubeletConfiguration file (kubelet.config.k8s.io/v1beta1)')
+    .option('--hostname-override <name>', 'node name instead of the hostname')
+    .option('--root-dir <dir>', 'directory for pod volumes and agent state', '/var/lib/knode/kubelet')
+    .option('--container-runtime-endpoint <url>', 'Docker Engine socket', 'unix:///var/run/docker.sock')
+    .option('--pod-infra-container-image <image>', 'pause image for pod sandboxes', 'knode.local/pause:3.10')
+    .option('--cni-conf-dir <dir>', 'CNI network configurations', '/etc/cni/net.d')
+    .option('--cni-bin-dir <dir>', 'CNI plugin binaries', '/opt/cni/bin');
+
+  add('proxy', 'run the service proxy (kube-proxy): Services become iptables rules or IPVS')
+    .option('--kubeconfig <file>', 'kubeconfig to reach the API server')
+    .option('--config <file>', 'KubeProxyConfiguration file (kubeproxy.config.k8s.io/v1alpha1)')
+    .addOption(new Option('--proxy-mode <mode>', 'dataplane').choices(['iptables', 'ipvs']))
+    .option('--hostname-override <name>', 'node name instead of the hostname')
+    .option('--cleanup', 'remove every rule the proxy created and exit');
+
+  add('overlay', 'run the overlay daemon (flanneld): subnet lease and VXLAN peers')
+    .option('--kubeconfig <file>', 'kubeconfig to reach the API server')
+    .option('--net-conf <file>', "flannel net-conf.json", '/etc/knode/net-conf.json')
+    .option('--iface <name>', 'interface for inter-node traffic (default: the default-route interface)')
+    .option('--subnet-file <file>', 'where the lease is written for the CNI plugin', '/run/flannel/subnet.env')
+    .option('--hostname-override <name>', 'node name instead of the hostname');
+
+  add('up', 'run a whole single-node cluster in the foreground').option('--data-dir <dir>', 'cluster state', '/var/lib/knode');
+
+  add('install-cni', 'install the knode CNI plugin into a CNI bin dir')
+    .option('--bin-dir <dir>', 'CNI bin dir', '/opt/cni/bin')
+    .option('--conf-dir <dir>', 'also write the default conflist here');
+}
+
+export function buildProgram(onRun: (name: string, options: CommandOptions) => void): Command {
+  const program = new Command('knode')
+    .description('A Kubernetes worker node: agent (kubelet), proxy (kube-proxy), overlay + CNI plugin (flannel), control-plane stub')
+    .version(packageVersion(), '--version')
+    .option('--log-level <level>', 'trace, debug, info, warn, error, fatal or silent (env KNODE_LOG_LEVEL)')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .configureOutput({ writeErr: (text) => process.stderr.write(text) });
+  defineCommands(program, onRun);
+  for (const command of program.commands) command.exitOverride();
+  return program;
+}
+
+function waitForSignalOrEnd(stoppable: Stoppable, log: Logger): Promise<number> {
+  return new Promise((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal }, 'shutting down');
+      stoppable.stop().then(
+        () => resolve(0),
+        (error: unknown) => {
+          log.error({ err: error }, 'shutdown failed');
+          resolve(1);
+        },
+      );
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+    stoppable.done?.then(
+      () => resolve(0),
+      (error: unknown) => {
+        process.stderr.write(`knode: ${describeError(error)}\n`);
+        resolve(1);
+      },
+    );
+  });
+}
+
+/** Runs the CLI and resolves to the process exit code. */
+export async function main(argv: string[]): Promise<number> {
+  let chosen: { name: string; options: CommandOptions } | undefined;
+  const program = buildProgram((name, options) => {
+    chosen = { name, options };
+  });
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      const helpOrVersion = ['commander.helpDisplayed', 'commander.version', 'commander.help'].includes(error.code);
+      return helpOrVersion ? 0 : 2;
+    }
+    throw error;
+  }
+  if (!chosen) {
+    program.outputHelp();
+    return 2;
+  }
+  let log: Logger;
+  try {
+    log = createLogger(chosen.name, resolveLogLevel(chosen.options.logLevel as string | undefined));
+  } catch (error) {
+    process.stderr.write(`knode: ${describeError(error)}\n`);
+    return 2;
+  }
+  try {
+    const stoppable = await runners[chosen.name]!(chosen.options, log);
+    return stoppable ? await waitForSignalOrEnd(stoppable, log) : 0;
+  } catch (error) {
+    process.stderr.write(`knode ${chosen.name}: ${describeError(error)}\n`);
+    return error instanceof ConfigError ? error.exitCode : 1;
+  }
+}

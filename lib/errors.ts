@@ -1,0 +1,31 @@
+/** Errors that the CLI turns into a one-line message and a specific exit code. */
+
+/** A config file (or flag value) is invalid. The CLI exits with code 2. */
+export class ConfigError extends Error {
+  readonly exitCode = 2;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Thrown by subcommands whose issue has not landed: the CLI exits non-zero, never silently. */
+export class NotImplementedError extends Error {
+  readonly exitCode = 1;
+  constructor(what: string) {
+    super(`${what}: not implemented yet`);
+    this.name = 'NotImplementedError';
+  }
+}
+
+/** Message of an unknown thrown value, with its causes ("a: b: c"). */
+export function describeError(error: unknown): string {
+  const parts: string[] = [];
+  let current: unknown = error;
+  for (let depth = 0; current !== undefined && depth < 5; depth++) {
+    const message = current instanceof Error ? current.message : String(current);
+    if (!parts.some((part) => part.includes(message))) parts.push(message);
+    current = current instanceof Error ? current.cause : undefined;
+  }
+  return parts.join(': ');
+}
