@@ -5,12 +5,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { ConfigError, NotImplementedError, describeError } from '../lib/errors.js';
+import { ConfigError, describeError } from '../lib/errors.js';
 import { createLogger, resolveLogLevel, type Logger } from '../lib/log.js';
-import { loadKubeletConfig } from '../lib/config/kubelet.js';
-import { loadKubeProxyConfig } from '../lib/config/kubeproxy.js';
-import { loadNetConf } from '../lib/config/netconf.js';
-import { readKubeconfig } from '../lib/config/kubeconfig.js';
 
 /** What a long-running subcommand returns: the CLI calls stop() on SIGTERM/SIGINT. */
 export interface Stoppable {
@@ -19,8 +15,9 @@ export interface Stoppable {
   done?: Promise<void>;
 }
 
-export type CommandOptions = Record<string, string | boolean | string[] | undefined>;
-type Runner = (options: CommandOptions, log: Logger) => Promise<Stoppable | void>;
+import type { CommandOptions } from '../lib/command-options.js';
+export type { CommandOptions };
+export type Runner = (options: CommandOptions, log: Logger) => Promise<Stoppable | void>;
 
 export function packageVersion(): string {
   const url = new URL('../../package.json', import.meta.url);
@@ -31,44 +28,18 @@ export function packageVersion(): string {
   }
 }
 
-function notImplemented(component: string, validate: (options: CommandOptions, log: Logger) => void): Runner {
-  return async (options, log) => {
-    validate(options, log);
-    throw new NotImplementedError(`knode ${component}`);
-  };
-}
-
-function requireKubeconfig(options: CommandOptions): void {
-  if (typeof options.kubeconfig !== 'string') throw new ConfigError('flag --kubeconfig is required');
-  readKubeconfig(options.kubeconfig);
-}
-
-function warnAll(log: Logger, warnings: string[]): void {
-  for (const warning of warnings) log.warn(warning);
-}
-
-const runners: Record<string, Runner> = {
-  controlplane: notImplemented('controlplane', () => {}),
-  agent: notImplemented('agent', (options, log) => {
-    requireKubeconfig(options);
-    warnAll(log, loadKubeletConfig(options.config as string | undefined).warnings);
-  }),
-  proxy: notImplemented('proxy', (options, log) => {
-    if (!options.cleanup) requireKubeconfig(options);
-    warnAll(log, loadKubeProxyConfig(options.config as string | undefined).warnings);
-  }),
-  overlay: notImplemented('overlay', (options) => {
-    requireKubeconfig(options);
-    if (typeof options.netConf === 'string') loadNetConf(options.netConf);
-  }),
-  up: notImplemented('up', () => {}),
-  'install-cni': notImplemented('install-cni', () => {}),
+/**
+ * Each subcommand lives in its component's folder and is imported only when chosen, so that a
+ * short command does not pay for loading the others.
+ */
+const runners: Record<string, () => Promise<{ run: Runner }>> = {
+  controlplane: () => import('../controlplane/command.js'),
+  agent: () => import('../agent/command.js'),
+  proxy: () => import('../proxy/command.js'),
+  overlay: () => import('../cni/overlay-command.js'),
+  'install-cni': () => import('../cni/install-command.js'),
+  up: () => import('./up.js'),
 };
-
-/** Lets a component module replace its not-implemented runner as its issue lands. */
-export function registerRunner(name: string, runner: Runner): void {
-  runners[name] = runner;
-}
 
 function defineCommands(program: Command, onRun: (name: string, options: CommandOptions) => void): void {
   const add = (name: string, description: string) =>
@@ -183,7 +154,8 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   try {
-    const stoppable = await runners[chosen.name]!(chosen.options, log);
+    const { run } = await runners[chosen.name]!();
+    const stoppable = await run(chosen.options, log);
     return stoppable ? await waitForSignalOrEnd(stoppable, log) : 0;
   } catch (error) {
     process.stderr.write(`knode ${chosen.name}: ${describeError(error)}\n`);

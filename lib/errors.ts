@@ -12,8 +12,8 @@ export class ConfigError extends Error {
 /** Thrown by subcommands whose issue has not landed: the CLI exits non-zero, never silently. */
 export class NotImplementedError extends Error {
   readonly exitCode = 1;
-  constructor(what: string) {
-    super(`${what}: not implemented yet`);
+  constructor() {
+    super('not implemented yet');
     this.name = 'NotImplementedError';
   }
 }
