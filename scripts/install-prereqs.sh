@@ -23,6 +23,7 @@ declare -A pkg_of=(
   [modprobe]=kmod
   [ping]=iputils-ping
   [curl]=curl
+  [systemd-analyze]=systemd
 )
 missing=()
 for cmd in "${!pkg_of[@]}"; do

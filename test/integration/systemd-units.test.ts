@@ -1,0 +1,73 @@
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { run } from '../../lib/exec.js';
+import { prerequisites } from '../helpers/prereq.js';
+
+const env = await prerequisites('command:systemd-analyze');
+const repo = fileURLToPath(new URL('../..', import.meta.url));
+const unitNames = ['knode-controlplane', 'knode-agent', 'knode-proxy', 'knode-overlay'];
+
+/**
+ * A staging root for `systemd-analyze verify --root`: systemd's own units (for the targets the
+ * knode units name) and the real commands the units run, so verify checks every ExecStart.
+ */
+function stagingRoot(): string {
+  const root = mkdtempSync(join(tmpdir(), 'knode-systemd-'));
+  mkdirSync(join(root, 'usr/lib/systemd'), { recursive: true });
+  cpSync('/usr/lib/systemd/system', join(root, 'usr/lib/systemd/system'), { recursive: true, verbatimSymlinks: true });
+  mkdirSync(join(root, 'usr/bin'), { recursive: true });
+  for (const command of ['test', 'mkdir']) cpSync(`/usr/bin/${command}`, join(root, 'usr/bin', command));
+  return root;
+}
+
+describe.skipIf(env.skip)('systemd units', () => {
+  const roots: string[] = [];
+  afterAll(() => roots.forEach((root) => rmSync(root, { recursive: true, force: true })));
+
+  it('have the kubelet/flanneld shape', () => {
+    for (const name of unitNames) {
+      const text = readFileSync(join(repo, 'systemd', `${name}.service`), 'utf8');
+      expect(text, name).toMatch(/^Restart=always$/m);
+      expect(text, name).toMatch(/^Wants=.*network-online\.target/m);
+      expect(text, name).toMatch(/^After=.*network-online\.target/m);
+      expect(text, name).toMatch(/^ExecStart=\/usr\/local\/bin\/knode /m);
+    }
+    const agent = readFileSync(join(repo, 'systemd/knode-agent.service'), 'utf8');
+    expect(agent).toMatch(/^KillMode=process$/m);
+    expect(agent).toMatch(/^Delegate=yes$/m);
+    expect(agent).toMatch(/^After=.*docker\.service/m);
+  });
+
+  it('install.sh stages a node and systemd-analyze verify passes on every unit, with no warning', async () => {
+    const root = stagingRoot();
+    roots.push(root);
+    const kubeconfig = join(root, 'input.kubeconfig');
+    writeFileSync(kubeconfig, 'apiVersion: v1\nkind: Config\nclusters: []\n');
+    const install = await run(['bash', join(repo, 'systemd/install.sh'), '--root', root, '--kubeconfig', kubeconfig, '--node-name', 'node-a', '--with-controlplane', '--link']);
+    expect(install.stdout).toContain('staged into');
+    expect(readdirSync(join(root, 'etc/systemd/system')).sort()).toEqual(unitNames.map((n) => `${n}.service`).sort());
+    for (const file of ['kubelet.kubeconfig', 'proxy.kubeconfig', 'overlay.kubeconfig', 'kubelet-config.yaml', 'kube-proxy-config.yaml', 'net-conf.json']) {
+      expect(existsSync(join(root, 'etc/knode', file)), file).toBe(true);
+    }
+    expect(readFileSync(join(root, 'etc/default/knode-agent'), 'utf8')).toContain('--hostname-override=node-a');
+
+    for (const name of unitNames) {
+      const result = await run(['systemd-analyze', 'verify', `--root=${root}`, join(root, 'etc/systemd/system', `${name}.service`)], { allowFailure: true });
+      expect({ name, code: result.code, output: (result.stdout + result.stderr).trim() }).toEqual({ name, code: 0, output: '' });
+    }
+  });
+
+  it('keeps an operator-edited config file on re-install', async () => {
+    const root = stagingRoot();
+    roots.push(root);
+    const kubeconfig = join(root, 'input.kubeconfig');
+    writeFileSync(kubeconfig, 'apiVersion: v1\n');
+    mkdirSync(join(root, 'etc/knode'), { recursive: true });
+    writeFileSync(join(root, 'etc/knode/kubelet-config.yaml'), 'edited\n');
+    await run(['bash', join(repo, 'systemd/install.sh'), '--root', root, '--kubeconfig', kubeconfig, '--link']);
+    expect(readFileSync(join(root, 'etc/knode/kubelet-config.yaml'), 'utf8')).toBe('edited\n');
+  });
+});
