@@ -20,10 +20,18 @@ declare -A pkg_of=(
   [ip]=iproute2
   [busybox]=busybox-static
   [etcd]=etcd-server
+  [openssl]=openssl
   [modprobe]=kmod
   [ping]=iputils-ping
   [curl]=curl
   [systemd-analyze]=systemd
+  [docker-registry]=docker-registry
+  [htpasswd]=apache2-utils
+  [nsenter]=util-linux
+  [ipvsadm]=ipvsadm
+  [qemu-system-x86_64]=qemu-system-x86
+  [cpio]=cpio
+  [dpkg-deb]=dpkg
 )
 missing=()
 for cmd in "${!pkg_of[@]}"; do

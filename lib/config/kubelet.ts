@@ -10,6 +10,7 @@ import { duration, percent, port, quantity, resourceList, thresholdValue } from 
 import { expectTypeMeta, readConfigDocument, unknownTopLevelFields, validateConfig } from './load.js';
 import { ConfigError } from '../errors.js';
 import { parseDuration } from '../duration.js';
+import { parseThresholdValue } from '../quantity.js';
 
 export const kubeletApiVersion = 'kubelet.config.k8s.io/v1beta1';
 
@@ -116,7 +117,8 @@ export const kubeletConfigSchema = z
     evictionSoftGracePeriod: signalMap(duration).default({}),
     evictionPressureTransitionPeriod: duration.default(ms('5m')),
     evictionMaxPodGracePeriod: z.number().int().default(0),
-    evictionMinimumReclaim: signalMap(quantity).default({}),
+    // A quantity or a percentage, as the kubelet's parseMinimumReclaims.
+    evictionMinimumReclaim: signalMap(thresholdValue).default({}),
     kubeReserved: resourceList.default({}),
     systemReserved: resourceList.default({}),
     enforceNodeAllocatable: z.array(z.string()).default(['pods']),
@@ -138,6 +140,16 @@ export const kubeletConfigSchema = z
     for (const signal of Object.keys(config.evictionSoft)) {
       if (!(signal in config.evictionSoftGracePeriod)) {
         ctx.addIssue({ code: 'custom', path: ['evictionSoftGracePeriod', signal], message: `soft eviction threshold "${signal}" has no grace period` });
+      }
+    }
+    // A zero quantity threshold is an error ("eviction threshold … must be positive"); "0%" and
+    // "100%" disable the signal (kubelet eviction helpers.go parseThresholdStatement).
+    for (const field of ['evictionHard', 'evictionSoft'] as const) {
+      for (const [signal, text] of Object.entries(config[field] ?? {})) {
+        const value = parseThresholdValue(text);
+        if ('quantity' in value && value.quantity === 0) {
+          ctx.addIssue({ code: 'custom', path: [field, signal], message: `eviction threshold "${signal}" must be positive: ${text}` });
+        }
       }
     }
     if (config.imageGCLowThresholdPercent >= config.imageGCHighThresholdPercent) {

@@ -1,0 +1,143 @@
+/**
+ * Pod start latency through the CRI adapter vs the same containers made directly with
+ * dockerode, in the same run, interleaved pod by pod (so drift hits both alike):
+ *
+ *   direct: create+start a pause container (network none, shareable IPC), then create+start an
+ *           app container joining it (container:<id> network and IPC);
+ *   cri:    runPodSandbox (pause + pod files + CNI ADD of bridge/host-local in a bench netns) +
+ *           createContainer + startContainer.
+ *
+ * The CNI ADD share of the cri figure is measured separately. Run: `node dist/bench/cri-start.js [pods]`
+ * (root, Docker on /var/run/docker.sock, /usr/lib/cni reference plugins).
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Docker from 'dockerode';
+import { run } from '../lib/exec.js';
+import { createLogger } from '../lib/log.js';
+import { CniNetwork, type PodNetwork } from '../cri/cni/network.js';
+import type { Attachment, CniResult } from '../cri/cni/types.js';
+import { DockerRuntime } from '../cri/docker/runtime.js';
+import { busyboxSpec, ensureLocalImage, pauseSpec } from '../cri/local-images.js';
+
+const pods = Number(process.argv[2] ?? 30);
+const runId = randomBytes(3).toString('hex');
+const label = `io.knode.bench=cri-start-${runId}`;
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
+}
+
+/** Wraps a PodNetwork to time ADD. */
+class TimedNetwork implements PodNetwork {
+  readonly addMs: number[] = [];
+  constructor(private readonly inner: PodNetwork) {}
+  async setUp(attachment: Attachment): Promise<CniResult> {
+    const started = performance.now();
+    try {
+      return await this.inner.setUp(attachment);
+    } finally {
+      this.addMs.push(performance.now() - started);
+    }
+  }
+  tearDown(attachment: Attachment): Promise<void> {
+    return this.inner.tearDown(attachment);
+  }
+  check(attachment: Attachment): Promise<void> {
+    return this.inner.check(attachment);
+  }
+  result(containerId: string, ifName: string): Promise<CniResult | undefined> {
+    return this.inner.result(containerId, ifName);
+  }
+  gc(valid: Parameters<PodNetwork['gc']>[0]): Promise<void> {
+    return this.inner.gc(valid);
+  }
+  status(): Promise<void> {
+    return this.inner.status();
+  }
+}
+
+async function directPod(docker: Docker, pause: string, busybox: string, index: number): Promise<string[]> {
+  const sandbox = await docker.createContainer({
+    name: `knb-direct-${runId}-${index}`,
+    Image: pause,
+    Labels: { 'io.knode.bench': `cri-start-${runId}` },
+    HostConfig: { NetworkMode: 'none', IpcMode: 'shareable' },
+  });
+  await sandbox.start();
+  const app = await docker.createContainer({
+    name: `knb-direct-${runId}-${index}-app`,
+    Image: busybox,
+    Cmd: ['sleep', '3600'],
+    Labels: { 'io.knode.bench': `cri-start-${runId}` },
+    HostConfig: { NetworkMode: `container:${sandbox.id}`, IpcMode: `container:${sandbox.id}` },
+  });
+  await app.start();
+  return [app.id, sandbox.id];
+}
+
+async function main(): Promise<void> {
+  const docker = new Docker({ socketPath: process.env.DOCKER_SOCK ?? '/var/run/docker.sock' });
+  const pause = await ensureLocalImage(docker, pauseSpec);
+  const busybox = await ensureLocalImage(docker, busyboxSpec);
+  const netns = `knt-bench-${runId}`;
+  const dir = await mkdtemp(join(tmpdir(), 'knode-bench-cri-'));
+  await run(['ip', 'netns', 'add', netns]);
+  try {
+    await run(['ip', '-n', netns, 'link', 'set', 'lo', 'up']);
+    await mkdir(join(dir, 'net.d'));
+    await writeFile(
+      join(dir, 'net.d', '10-bench.conflist'),
+      JSON.stringify({
+        cniVersion: '1.0.0',
+        name: 'bench',
+        plugins: [{ type: 'bridge', bridge: `kbb${runId}`, isGateway: true, ipMasq: false, ipam: { type: 'host-local', dataDir: join(dir, 'ipam'), ranges: [[{ subnet: '10.251.0.0/24' }]] } }],
+      }),
+    );
+    const network = new TimedNetwork(new CniNetwork({ confDir: join(dir, 'net.d'), binDirs: ['/usr/lib/cni'], cacheDir: join(dir, 'cache'), hostNetns: `/var/run/netns/${netns}` }));
+    const runtime = new DockerRuntime({ docker, network, sandboxRoot: join(dir, 'sandboxes'), scopeLabels: { 'io.knode.bench': `cri-start-${runId}` }, logger: createLogger('cri', 'silent'), sandboxStopTimeoutSeconds: 0 });
+    const direct: number[] = [];
+    const cri: number[] = [];
+    for (let i = 0; i < pods; i++) {
+      let started = performance.now();
+      const ids = await directPod(docker, pause, busybox, i);
+      direct.push(performance.now() - started);
+      for (const id of ids) await docker.getContainer(id).remove({ force: true });
+
+      const sandboxConfig = { metadata: { name: `bench${i}`, namespace: 'bench', uid: `${runId}-${i}`, attempt: 0 } };
+      started = performance.now();
+      const sandboxId = await runtime.runPodSandbox(sandboxConfig);
+      const app = await runtime.createContainer(sandboxId, { metadata: { name: 'app', attempt: 0 }, image: { image: busybox }, command: ['sleep', '3600'] }, sandboxConfig);
+      await runtime.startContainer(app);
+      cri.push(performance.now() - started);
+      await runtime.stopPodSandbox(sandboxId);
+      await runtime.removePodSandbox(sandboxId);
+    }
+    const rows: Array<[string, number[]]> = [
+      ['dockerode direct (pause + app)', direct],
+      ['CRI adapter (sandbox + CNI + app)', cri],
+      ['  of which CNI ADD (bridge+host-local)', network.addMs],
+    ];
+    console.log(`\nCRI pod start latency, ${pods} pods, interleaved, same Docker Engine\n`);
+    console.log('| path | p50 ms | p99 ms | mean ms |');
+    console.log('|---|---|---|---|');
+    for (const [name, values] of rows) {
+      const mean = values.reduce((a, b) => a + b, 0) / values.length;
+      console.log(`| ${name} | ${percentile(values, 50).toFixed(1)} | ${percentile(values, 99).toFixed(1)} | ${mean.toFixed(1)} |`);
+    }
+    console.log(`\nratio cri/direct: p50 ${(percentile(cri, 50) / percentile(direct, 50)).toFixed(2)}x, p99 ${(percentile(cri, 99) / percentile(direct, 99)).toFixed(2)}x`);
+  } finally {
+    const left = await docker.listContainers({ all: true, filters: { label: [label] } });
+    for (const info of left) await docker.getContainer(info.Id).remove({ force: true }).catch(() => undefined);
+    await run(['ip', 'netns', 'del', netns], { allowFailure: true });
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exitCode = 1;
+});

@@ -1,0 +1,92 @@
+/**
+ * On-disk cache of ADD results, like libcni's (<cacheDir>/results/<network>-<container>-<ifname>,
+ * kind "cni-cacheV1"): DEL and CHECK need the result of ADD as prevResult and the exact config
+ * and arguments ADD was given, also after the runtime restarted or the conf dir changed.
+ * Writes are atomic (temp file + rename).
+ */
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Attachment, CniResult, JsonObject, NetworkConfigList } from './types.js';
+
+export interface CacheEntry {
+  kind: 'cni-cacheV1';
+  containerId: string;
+  ifName: string;
+  networkName: string;
+  /** The conflist used for ADD (without its source path). */
+  config: Omit<NetworkConfigList, 'source'>;
+  netns: string;
+  cniArgs: [string, string][];
+  capabilityArgs: JsonObject;
+  result: CniResult;
+}
+
+function safe(part: string): string {
+  if (!/^[\w.-]+$/.test(part)) throw new Error(`invalid CNI cache key part "${part}"`);
+  return part;
+}
+
+export class ResultCache {
+  constructor(readonly cacheDir: string) {}
+
+  private get dir(): string {
+    return join(this.cacheDir, 'results');
+  }
+
+  path(networkName: string, containerId: string, ifName: string): string {
+    return join(this.dir, `${safe(networkName)}-${safe(containerId)}-${safe(ifName)}`);
+  }
+
+  async write(list: NetworkConfigList, attachment: Attachment, result: CniResult): Promise<void> {
+    const { source: _source, ...config } = list;
+    const entry: CacheEntry = {
+      kind: 'cni-cacheV1',
+      containerId: attachment.containerId,
+      ifName: attachment.ifName,
+      networkName: list.name,
+      config,
+      netns: attachment.netns,
+      cniArgs: attachment.args,
+      capabilityArgs: attachment.capabilityArgs,
+      result,
+    };
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    const path = this.path(list.name, attachment.containerId, attachment.ifName);
+    const temp = `${path}.tmp-${process.pid}`;
+    await writeFile(temp, JSON.stringify(entry), { mode: 0o600 });
+    await rename(temp, path);
+  }
+
+  async read(networkName: string, containerId: string, ifName: string): Promise<CacheEntry | undefined> {
+    try {
+      const entry = JSON.parse(await readFile(this.path(networkName, containerId, ifName), 'utf8')) as CacheEntry;
+      return entry.kind === 'cni-cacheV1' ? entry : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async remove(networkName: string, containerId: string, ifName: string): Promise<void> {
+    await rm(this.path(networkName, containerId, ifName), { force: true });
+  }
+
+  /** Every cached attachment of a network. */
+  async list(networkName: string): Promise<CacheEntry[]> {
+    let files: string[];
+    try {
+      files = await readdir(this.dir);
+    } catch {
+      return [];
+    }
+    const entries: CacheEntry[] = [];
+    for (const file of files.filter((name) => name.startsWith(`${networkName}-`) && !name.includes('.tmp-'))) {
+      try {
+        const entry = JSON.parse(await readFile(join(this.dir, file), 'utf8')) as CacheEntry;
+        if (entry.kind === 'cni-cacheV1' && entry.networkName === networkName) entries.push(entry);
+      } catch {
+        // a damaged entry is skipped; GC will not see it
+      }
+    }
+    return entries;
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * The Docker runtime across a Docker daemon restart. The daemon is a SEPARATE dockerd this test
+ * starts inside a test netns, with its own data root, exec root, pidfile, socket and containerd
+ * namespace (never the shared engine). Pods are hostNetwork, i.e. in that node netns.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Docker from 'dockerode';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { run } from '../../lib/exec.js';
+import { createLogger } from '../../lib/log.js';
+import { DockerRuntime } from '../../cri/docker/runtime.js';
+import { busyboxSpec, ensureLocalImage } from '../../cri/local-images.js';
+import { isCriError, type PodSandboxConfig } from '../../cri/runtime.js';
+import { TestNetwork, type Netns } from '../helpers/netns.js';
+import { prerequisites } from '../helpers/prereq.js';
+
+const env = await prerequisites('root', 'docker', 'command:ip', 'command:nsenter', 'command:dockerd');
+const runId = randomBytes(4).toString('hex');
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+describe.skipIf(env.skip)('cri docker runtime: Docker daemon restart', () => {
+  let dir: string;
+  let net: TestNetwork;
+  let node: Netns;
+  let daemon: ChildProcess | undefined;
+  let docker: Docker;
+
+  async function startDaemon(): Promise<void> {
+    // nsenter, not `ip netns exec`: the latter remounts /sys, which hides the cgroup mounts.
+    const args = [
+      `--net=${node.path}`, 'dockerd',
+      '--data-root', join(dir, 'data'), '--exec-root', join(dir, 'x'), '--pidfile', join(dir, 'docker.pid'),
+      '-H', `unix://${join(dir, 'd.sock')}`, '--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-masq=false',
+      '--storage-driver=vfs', '--containerd-namespace', `knt-${runId}`, '--containerd-plugins-namespace', `knt-${runId}-p`,
+    ];
+    daemon = spawn('nsenter', args, { stdio: 'ignore' });
+    await until('the test dockerd', async () => ((await docker.ping()) ? true : undefined));
+  }
+
+  async function stopDaemon(): Promise<void> {
+    const child = daemon;
+    daemon = undefined;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'kcd-'));
+    net = new TestNetwork();
+    node = await net.node('dockerd');
+    docker = new Docker({ socketPath: join(dir, 'd.sock') });
+    await startDaemon();
+  });
+
+  afterAll(async () => {
+    await stopDaemon();
+    await net?.cleanup();
+    if (dir) {
+      // dockerd leaves its own netns bind-mounted under the exec root
+      for (const sub of ['x/netns/default', 'x', 'data']) await run(['umount', '-R', '-l', join(dir, sub)], { allowFailure: true });
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  function sandboxConfig(attempt: number): PodSandboxConfig {
+    return {
+      metadata: { name: 'survivor', namespace: 'kube-system', uid: `uid-${runId}`, attempt },
+      labels: { app: 'survivor' },
+      linux: { securityContext: { namespaceOptions: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } } },
+    };
+  }
+
+  it('reconnects after the daemon restarts and reports what survived', async () => {
+    const options = { docker, sandboxRoot: join(dir, 'sandboxes'), scopeLabels: { 'io.knode.test': `restart-${runId}` }, logger: createLogger('cri', 'silent'), sandboxStopTimeoutSeconds: 1 };
+    const runtime = new DockerRuntime(options);
+    const image = await ensureLocalImage(docker, busyboxSpec);
+    const config = sandboxConfig(0);
+    const sandboxId = await runtime.runPodSandbox(config);
+    expect((await runtime.podSandboxStatus(sandboxId)).linux.namespaces.options.network).toBe('NODE');
+    const containerId = await runtime.createContainer(sandboxId, { metadata: { name: 'main', attempt: 0 }, image: { image }, command: ['sleep', '3600'] }, config);
+    await runtime.startContainer(containerId);
+    expect((await runtime.containerStatus(containerId)).state).toBe('CONTAINER_RUNNING');
+
+    await stopDaemon();
+    await expect(runtime.listPodSandbox()).rejects.toSatisfy((error: unknown) => isCriError(error, 'Unavailable'));
+    const down = await runtime.status();
+    expect(down.conditions.find((c) => c.type === 'RuntimeReady')?.status).toBe(false);
+
+    await startDaemon();
+    // the same runtime object (and a fresh one) see the stopped sandbox and container
+    const sandboxes = await until('the sandbox list after restart', async () => runtime.listPodSandbox());
+    expect(sandboxes.map((s) => [s.id, s.state, s.metadata.name])).toEqual([[sandboxId, 'SANDBOX_NOTREADY', 'survivor']]);
+    const fresh = new DockerRuntime(options);
+    const status = await fresh.containerStatus(containerId);
+    expect(status.state).toBe('CONTAINER_EXITED');
+    expect(status.podSandboxId).toBe(sandboxId);
+    expect((await fresh.status()).conditions.find((c) => c.type === 'RuntimeReady')?.status).toBe(true);
+
+    // the agent's recovery: a new sandbox attempt runs, the old one is removed
+    const next = await runtime.runPodSandbox(sandboxConfig(1));
+    const again = await runtime.createContainer(next, { metadata: { name: 'main', attempt: 1 }, image: { image }, command: ['sleep', '3600'] }, sandboxConfig(1));
+    await runtime.startContainer(again);
+    expect((await runtime.execSync(again, ['echo', 'alive'], 10)).stdout).toBe('alive\n');
+    await runtime.removePodSandbox(sandboxId);
+    expect((await runtime.listPodSandbox()).map((s) => s.id)).toEqual([next]);
+    await runtime.stopPodSandbox(next);
+    await runtime.removePodSandbox(next);
+    expect(await runtime.listContainers()).toEqual([]);
+  });
+});
