@@ -78,7 +78,8 @@ function defineCommands(program: Command, onRun: (name: string, options: Command
     .option('--net-conf <file>', "flannel net-conf.json", '/etc/knode/net-conf.json')
     .option('--iface <name>', 'interface for inter-node traffic (default: the default-route interface)')
     .option('--subnet-file <file>', 'where the lease is written for the CNI plugin', '/run/flannel/subnet.env')
-    .option('--hostname-override <name>', 'node name instead of the hostname');
+    .option('--hostname-override <name>', 'node name instead of the hostname')
+    .option('--ip-masq', "masquerade pod traffic leaving the cluster network (flanneld's --ip-masq)");
 
   add('up', 'run a whole single-node cluster in the foreground').option('--data-dir <dir>', 'cluster state', '/var/lib/knode');
 

@@ -1,12 +1,22 @@
 import type { Runner } from '../bin/cli.js';
-import { requireKubeconfig, optionalString } from '../lib/command-options.js';
+import { optionalString, requireKubeconfig } from '../lib/command-options.js';
+import { loadKubeconfig } from '../lib/config/kubeconfig.js';
 import { loadNetConf } from '../lib/config/netconf.js';
-import { NotImplementedError } from '../lib/errors.js';
+import { OverlayDaemon } from './overlay-daemon.js';
 
-/** `knode overlay` (issue: pod networking). Validates its flags and config, then says it is not there yet. */
-export const run: Runner = async (options) => {
-  requireKubeconfig(options);
-  const netConf = optionalString(options, 'netConf');
-  if (netConf) loadNetConf(netConf);
-  throw new NotImplementedError();
+/** `knode overlay` (flanneld equivalent): see cni/overlay-daemon.ts. */
+export const run: Runner = async (options, log) => {
+  const kubeconfigFile = requireKubeconfig(options);
+  const netConf = loadNetConf(optionalString(options, 'netConf') ?? '/etc/knode/net-conf.json');
+  const daemon = new OverlayDaemon({
+    kubeconfig: await loadKubeconfig(kubeconfigFile),
+    netConf,
+    nodeName: optionalString(options, 'hostnameOverride'),
+    iface: optionalString(options, 'iface'),
+    subnetFile: optionalString(options, 'subnetFile') ?? '/run/flannel/subnet.env',
+    ipMasq: options.ipMasq === true,
+    log,
+  });
+  await daemon.start();
+  return daemon;
 };

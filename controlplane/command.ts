@@ -1,7 +1,63 @@
+/**
+ * `knode controlplane`: the API server stub with its controllers (issue 3). Reads its flags,
+ * opens the storage, serves, writes DATA_DIR/admin.kubeconfig and returns a Stoppable for a
+ * clean SIGTERM shutdown.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Runner } from '../bin/cli.js';
-import { NotImplementedError } from '../lib/errors.js';
+import { optionalString } from '../lib/command-options.js';
+import { ConfigError } from '../lib/errors.js';
+import { startControlPlane } from './control-plane.js';
+import { parseCidr4 } from './ipalloc.js';
+import { writeKubeconfig } from './kubeconfig.js';
+import { ensureCredentials, parseListen, servingMode } from './security.js';
+import { MemoryStorage } from './storage/memory.js';
+import type { Storage } from './storage/types.js';
+import { EtcdStorage } from './storage/etcd.js';
 
-/** `knode controlplane` (issue: control-plane stub). */
-export const run: Runner = async () => {
-  throw new NotImplementedError();
+function checkCidr(flag: string, value: string): string {
+  try {
+    parseCidr4(value);
+  } catch (error) {
+    throw new ConfigError(`${flag} "${value}": ${error instanceof Error ? error.message : String(error)}`);
+  }
+  return value;
+}
+
+function openStorage(kind: string, dataDir: string, endpoints: string | undefined): Storage {
+  if (kind === 'memory') return new MemoryStorage();
+  if (kind === 'file') return new MemoryStorage({ dir: join(dataDir, 'store') });
+  if (kind === 'etcd') {
+    if (!endpoints) throw new ConfigError('--store etcd needs --etcd-endpoints');
+    return new EtcdStorage({ endpoints: endpoints.split(',').map((e) => e.trim()).filter((e) => e !== '') });
+  }
+  throw new ConfigError(`--store "${kind}": expected memory, file or etcd`);
+}
+
+export const run: Runner = async (options, log) => {
+  const listen = parseListen(optionalString(options, 'listen') ?? '127.0.0.1:6443');
+  const dataDir = optionalString(options, 'dataDir') ?? '/var/lib/knode/controlplane';
+  const clusterCidr = checkCidr('--cluster-cidr', optionalString(options, 'clusterCidr') ?? '10.244.0.0/16');
+  const serviceCidr = checkCidr('--service-cidr', optionalString(options, 'serviceCidr') ?? '10.96.0.0/12');
+  const storage = openStorage(optionalString(options, 'store') ?? 'file', dataDir, optionalString(options, 'etcdEndpoints'));
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const mode = servingMode(listen.host);
+  const credentials = mode.tls ? await ensureCredentials(dataDir, listen.host) : undefined;
+  const running = await startControlPlane({
+    storage,
+    log,
+    host: listen.host,
+    port: listen.port,
+    clusterCidr,
+    serviceCidr,
+    tls: credentials ? { cert: credentials.cert, key: credentials.key } : undefined,
+    token: credentials?.token,
+  });
+  const kubeconfig = join(dataDir, 'admin.kubeconfig');
+  // A wildcard listen is reached through loopback by local clients.
+  const server = running.url.replace('://0.0.0.0:', '://127.0.0.1:').replace('://[::]:', '://[::1]:');
+  writeKubeconfig(kubeconfig, { server, token: credentials?.token, caPem: credentials?.cert });
+  log.info({ url: running.url, kubeconfig, store: optionalString(options, 'store') ?? 'file' }, 'control plane ready');
+  return { stop: () => running.stop() };
 };

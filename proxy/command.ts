@@ -1,11 +1,48 @@
+/**
+ * `knode proxy` (kube-proxy): flags and KubeProxyConfiguration → ProxyDaemon, or `--cleanup`.
+ * Flags win over the config file, as in kube-proxy.
+ */
+import { hostname } from 'node:os';
 import type { Runner } from '../bin/cli.js';
-import { requireKubeconfig, optionalString } from '../lib/command-options.js';
+import { optionalString, requireKubeconfig } from '../lib/command-options.js';
 import { loadKubeProxyConfig } from '../lib/config/kubeproxy.js';
-import { NotImplementedError } from '../lib/errors.js';
+import { loadKubeconfig } from '../lib/config/kubeconfig.js';
+import { ProxyDaemon } from './daemon.js';
+import { cleanupIpvs } from './ipvs/cleanup.js';
+import { cleanupIptables } from './iptables/proxier.js';
+import { CommandIptables, type Backend } from './iptables/iptables.js';
+import { run as runCommand } from '../lib/exec.js';
 
-/** `knode proxy` (issue: the service proxy). Validates its flags and config, then says it is not there yet. */
+async function cleanupAll(): Promise<string[]> {
+  const cleaned: string[] = [];
+  for (const backend of ['nft', 'legacy'] as Backend[]) {
+    const works = await runCommand([`iptables-${backend}-save`, '-t', 'nat'], { allowFailure: true }).then((r) => r.code === 0, () => false);
+    if (!works) continue;
+    await cleanupIptables(new CommandIptables(backend));
+    cleaned.push(backend);
+  }
+  await cleanupIpvs();
+  return cleaned;
+}
+
 export const run: Runner = async (options, log) => {
-  if (!options.cleanup) requireKubeconfig(options);
-  for (const warning of loadKubeProxyConfig(optionalString(options, 'config')).warnings) log.warn(warning);
-  throw new NotImplementedError();
+  const { config, warnings } = loadKubeProxyConfig(optionalString(options, 'config'));
+  for (const warning of warnings) log.warn(warning);
+  if (options.cleanup) {
+    const cleaned = await cleanupAll();
+    log.info({ backends: cleaned }, 'removed every iptables chain and rule of the proxy');
+    return;
+  }
+  const kubeconfigFile = optionalString(options, 'kubeconfig') || config.clientConnection.kubeconfig;
+  requireKubeconfig({ kubeconfig: kubeconfigFile });
+  const mode = (optionalString(options, 'proxyMode') ?? config.mode) === 'ipvs' ? 'ipvs' : 'iptables';
+  const nodeName = (optionalString(options, 'hostnameOverride') || config.hostnameOverride || hostname()).trim().toLowerCase();
+  const daemon = new ProxyDaemon({ config, mode, kubeConfig: await loadKubeconfig(kubeconfigFile), nodeName, log });
+  try {
+    await daemon.start();
+  } catch (error) {
+    await daemon.stop().catch(() => undefined);
+    throw new Error('the service proxy could not start', { cause: error });
+  }
+  return { stop: () => daemon.stop() };
 };

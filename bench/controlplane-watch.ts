@@ -1,0 +1,187 @@
+/**
+ * Benchmark: list + watch with 5,000 pods and 100 watchers on the knode control plane.
+ * Measures the delivery latency of a pod change to all 100 watch streams (from just before the
+ * write to the moment each client has parsed the event line), the list latency, and memory.
+ * Baseline, measured in the same run and process: a bare node:http server that writes the same
+ * event line to 100 chunked responses, with the same clients — the floor of "HTTP chunked
+ * stream + JSON parse" without any API logic. Figures are printed side by side with the ratio.
+ *
+ *   npm run build && node --expose-gc dist/bench/controlplane-watch.js [pods=5000] [watchers=100] [events=200]
+ * Latency is per watcher and event (100 samples per event); controllers are off so that only
+ * the API path is measured.
+ */
+import { createServer, request, Agent, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { createLogger } from '../lib/log.js';
+import { startControlPlane } from '../controlplane/control-plane.js';
+import { MemoryStorage } from '../controlplane/storage/memory.js';
+import { resources, type ResourceInfo } from '../controlplane/resources.js';
+import type { KObject } from '../controlplane/storage/types.js';
+
+const podCount = Number(process.argv[2] ?? 5000);
+const watcherCount = Number(process.argv[3] ?? 100);
+const eventCount = Number(process.argv[4] ?? 200);
+const pods = resources.find((r) => r.name === 'pods') as ResourceInfo;
+const agent = new Agent({ keepAlive: true, maxSockets: watcherCount + 10 });
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+}
+
+/** Opens a streaming GET and calls onLine for each JSON line. */
+function stream(url: string, onLine: (line: string) => void): Promise<() => void> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { agent }, (res: IncomingMessage) => {
+      let buffer = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        buffer += chunk;
+        let newline: number;
+        while ((newline = buffer.indexOf('\n')) >= 0) {
+          onLine(buffer.slice(0, newline));
+          buffer = buffer.slice(newline + 1);
+        }
+      });
+      res.on('error', () => undefined);
+      resolve(() => req.destroy());
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function getJson(url: string): Promise<{ body: { metadata: { resourceVersion: string }; items: unknown[] }; ms: number }> {
+  const start = performance.now();
+  return new Promise((resolve, reject) => {
+    request(url, { agent }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as never, ms: performance.now() - start }));
+      res.on('error', reject);
+    })
+      .on('error', reject)
+      .end();
+  });
+}
+
+interface Result {
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+/** Runs `eventCount` rounds: `fire(i)` emits event i; each watcher reports i when parsed. */
+async function measure(fire: (i: number) => Promise<void> | void, arrivals: { onEvent?: (i: number) => void }): Promise<Result> {
+  const latencies: number[] = [];
+  for (let i = 0; i < eventCount; i++) {
+    let received = 0;
+    const start = performance.now();
+    const done = new Promise<void>((resolve) => {
+      arrivals.onEvent = (n) => {
+        if (n !== i) return;
+        latencies.push(performance.now() - start);
+        if (++received === watcherCount) resolve();
+      };
+    });
+    await fire(i);
+    await done;
+  }
+  return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: Math.max(...latencies) };
+}
+
+async function knode(): Promise<{ result: Result; listP50: number; listBytes: number; heapMiB: number; rssMiB: number }> {
+  const storage = new MemoryStorage();
+  const cp = await startControlPlane({ storage, log: createLogger('bench', 'silent'), host: '127.0.0.1', port: 0, clusterCidr: '10.244.0.0/16', serviceCidr: '10.96.0.0/12', controllers: { enabled: false } });
+  const mem0 = process.memoryUsage();
+  for (let i = 0; i < podCount; i++) {
+    const pod: KObject = {
+      metadata: { name: `pod-${i}`, labels: { app: `app-${i % 50}` } },
+      spec: { nodeName: `node-${i % 10}`, containers: [{ name: 'c', image: 'busybox:1.36', ports: [{ containerPort: 8080 }] }] },
+    };
+    await cp.registry.create(pods, 'default', pod);
+  }
+  const lists: number[] = [];
+  let listBytes = 0;
+  const arrivals: { onEvent?: (i: number) => void } = {};
+  const closers: (() => void)[] = [];
+  for (let w = 0; w < watcherCount; w++) {
+    const list = await getJson(`${cp.url}/api/v1/pods`);
+    lists.push(list.ms);
+    if (w === 0) listBytes = JSON.stringify(list.body).length;
+    if (list.body.items.length !== podCount) throw new Error(`list returned ${list.body.items.length} pods`);
+    closers.push(
+      await stream(`${cp.url}/api/v1/pods?watch=1&resourceVersion=${list.body.metadata.resourceVersion}`, (line) => {
+        const event = JSON.parse(line) as { type: string; object: { metadata: { annotations?: Record<string, string> } } };
+        const seq = event.object.metadata.annotations?.seq;
+        if (event.type === 'MODIFIED' && seq !== undefined) arrivals.onEvent?.(Number(seq));
+      }),
+    );
+  }
+  global.gc?.();
+  const mem1 = process.memoryUsage();
+  const result = await measure(async (i) => {
+    await cp.registry.mutate(pods, 'default', `pod-${i % podCount}`, (pod) => ({ ...pod, metadata: { ...pod.metadata, annotations: { seq: String(i) } } }));
+  }, arrivals);
+  for (const close of closers) close();
+  await cp.stop();
+  return { result, listP50: percentile(lists, 50), listBytes, heapMiB: (mem1.heapUsed - mem0.heapUsed) / 2 ** 20, rssMiB: mem1.rss / 2 ** 20 };
+}
+
+async function baseline(sampleLine: string): Promise<Result> {
+  const responses: ServerResponse[] = [];
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
+    res.flushHeaders();
+    responses.push(res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+  const arrivals: { onEvent?: (i: number) => void } = {};
+  const closers: (() => void)[] = [];
+  for (let w = 0; w < watcherCount; w++) {
+    closers.push(
+      await stream(url, (line) => {
+        const event = JSON.parse(line) as { object: { metadata: { annotations?: Record<string, string> } } };
+        arrivals.onEvent?.(Number(event.object.metadata.annotations?.seq));
+      }),
+    );
+  }
+  while (responses.length < watcherCount) await new Promise((r) => setTimeout(r, 10));
+  const template = JSON.parse(sampleLine) as { type: string; object: { metadata: { annotations?: Record<string, string> } } };
+  const result = await measure((i) => {
+    template.object.metadata.annotations = { seq: String(i) };
+    const line = `${JSON.stringify(template)}\n`;
+    for (const res of responses) res.write(line);
+  }, arrivals);
+  for (const close of closers) close();
+  for (const res of responses) res.end();
+  server.closeAllConnections();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return result;
+}
+
+const sample = JSON.stringify({
+  type: 'MODIFIED',
+  object: {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: 'pod-1', namespace: 'default', uid: '7c1f6a3e-0000-4000-8000-000000000000', resourceVersion: '5001', creationTimestamp: '2026-01-01T00:00:00Z', labels: { app: 'app-1' }, annotations: { seq: '0' } },
+    spec: { nodeName: 'node-1', restartPolicy: 'Always', dnsPolicy: 'ClusterFirst', terminationGracePeriodSeconds: 30, containers: [{ name: 'c', image: 'busybox:1.36', imagePullPolicy: 'IfNotPresent', ports: [{ containerPort: 8080, protocol: 'TCP' }], terminationMessagePath: '/dev/termination-log', terminationMessagePolicy: 'File', resources: {} }] },
+    status: { phase: 'Pending', qosClass: 'BestEffort' },
+  },
+});
+
+const k = await knode();
+const b = await baseline(sample);
+const row = (name: string, knodeValue: number, baseValue: number) =>
+  `${name.padEnd(34)} ${knodeValue.toFixed(2).padStart(10)} ${baseValue.toFixed(2).padStart(10)} ${(knodeValue / baseValue).toFixed(1).padStart(7)}x`;
+console.log(`controlplane watch: ${podCount} pods, ${watcherCount} watchers, ${eventCount} events (all watchers in this process)`);
+console.log(`${''.padEnd(34)} ${'knode'.padStart(10)} ${'baseline'.padStart(10)} ${'ratio'.padStart(8)}`);
+console.log(row('watch event delivery p50 (ms)', k.result.p50, b.p50));
+console.log(row('watch event delivery p99 (ms)', k.result.p99, b.p99));
+console.log(row('watch event delivery max (ms)', k.result.max, b.max));
+console.log(`list of ${podCount} pods p50: ${k.listP50.toFixed(1)} ms (${(k.listBytes / 2 ** 20).toFixed(1)} MiB JSON)`);
+console.log(`heap growth for ${podCount} pods + ${watcherCount} watches: ${k.heapMiB.toFixed(1)} MiB; RSS ${k.rssMiB.toFixed(0)} MiB`);
+agent.destroy();

@@ -1,0 +1,18 @@
+/**
+ * The CNI plugin executable's entry (bin/knode dispatches here when CNI_COMMAND is set, so the
+ * plugin does not load the whole CLI): reads the config from stdin, runs the verb, writes the
+ * result or the CNI error JSON to stdout and exits 0 or 1 (SPEC.md, "Plugin output").
+ */
+import { handleCniRequest } from './plugin.js';
+
+async function readStdin(): Promise<string> {
+  if (process.stdin.isTTY) return '';
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+const stdin = await readStdin();
+const response = await handleCniRequest({ env: process.env, stdin });
+process.stdout.write(response.stdout);
+process.exitCode = response.exitCode;

@@ -1,0 +1,317 @@
+/**
+ * The HTTP front of the control plane: routes Kubernetes REST paths to the registry, watch
+ * streams to the watch cache, and turns every failure into a Status (a thrown error that is not
+ * an ApiError becomes a 500 and a log line; the server never crashes on input).
+ */
+import { timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from '../lib/log.js';
+import { apiGroup, apiGroupList, apiResourceList, apiVersions, serverVersion } from './discovery.js';
+import { decodeBody, queryBool, queryInt, readBody, sendJson, sendStatus, successStatus } from './http-util.js';
+import { applyPatch, PatchError, patchTypeOf, type Json } from './patch.js';
+import { parseSelectors, type DeleteOptions, type Registry } from './registry.js';
+import { findResource, resources, type ResourceInfo } from './resources.js';
+import { ApiError, badRequest, methodNotAllowed, notFound, toApiError, unsupportedMediaType } from './status.js';
+import type { KObject } from './storage/types.js';
+import { toTable, wantsTable, type IncludeObject } from './table.js';
+import { isRecord } from './util.js';
+import type { WatchCache } from './watch-cache.js';
+import { serveWatch, type WatchSettings } from './watch-http.js';
+import { bindPod } from './binding.js';
+import { serveOpenApi } from './openapi.js';
+import { checkFields, parseFieldValidation } from './field-validation.js';
+
+export interface Route {
+  info: ResourceInfo;
+  namespace?: string;
+  name?: string;
+  subresource?: string;
+}
+
+/** Parses /api/v1/... and /apis/<group>/<version>/... resource paths. */
+export function parseResourcePath(path: string): Route | 'discovery' | undefined {
+  let parts: string[];
+  try {
+    parts = path.split('/').filter((p) => p !== '').map(decodeURIComponent);
+  } catch {
+    throw badRequest(`malformed URL path "${path}"`);
+  }
+  let group: string;
+  let rest: string[];
+  if (parts[0] === 'api' && parts[1] === 'v1') {
+    group = '';
+    rest = parts.slice(2);
+  } else if (parts[0] === 'apis' && parts.length >= 3) {
+    group = parts[1] as string;
+    rest = parts.slice(3);
+    if (!resources.some((r) => r.group === group && r.version === parts[2])) return undefined;
+  } else return undefined;
+  if (rest.length === 0) return 'discovery';
+  const version = group === '' ? 'v1' : (parts[2] as string);
+  if (rest[0] === 'namespaces' && rest.length >= 3) {
+    const info = findResource(group, version, rest[2] as string);
+    if (info?.namespaced) {
+      if (rest.length > 5) return undefined;
+      return { info, namespace: rest[1], name: rest[3], subresource: rest[4] };
+    }
+  }
+  const info = findResource(group, version, rest[0] as string);
+  if (!info || rest.length > 3) return undefined;
+  return { info, name: rest[1], subresource: rest[2] };
+}
+
+export interface ApiServerOptions {
+  registry: Registry;
+  cache: WatchCache;
+  log: Logger;
+  watch: WatchSettings;
+  /** When set, every request except health checks needs `Authorization: Bearer <token>`. */
+  token?: string;
+  serverAddress: string;
+  /** Pod log streaming through the node's kubelet; absent means 404-style errors. */
+  podLogs?: (pod: KObject, query: URLSearchParams, res: ServerResponse) => Promise<void>;
+  isReady: () => boolean;
+}
+
+export function createRequestHandler(options: ApiServerOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    handle(req, res, options).catch((error: unknown) => {
+      const apiError = toApiError(error);
+      if (apiError.code >= 500) options.log.error({ err: error, method: req.method, url: req.url }, 'request failed');
+      try {
+        sendStatus(res, apiError);
+      } catch (sendError) {
+        options.log.error({ err: sendError }, 'cannot send error response');
+        res.destroy();
+      }
+    });
+  };
+}
+
+function authorized(req: IncomingMessage, token: string | undefined): boolean {
+  if (!token) return true;
+  const given = Buffer.from(req.headers.authorization ?? '');
+  const expected = Buffer.from(`Bearer ${token}`);
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+async function handle(req: IncomingMessage, res: ServerResponse, options: ApiServerOptions): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  const path = url.pathname.replace(/\/+$/, '') || '/';
+  const method = req.method ?? 'GET';
+  if (['/healthz', '/livez', '/readyz'].includes(path)) {
+    const ok = path !== '/readyz' || options.isReady();
+    res.writeHead(ok ? 200 : 500, { 'Content-Type': 'text/plain; charset=utf-8' });
+    res.end(ok ? 'ok' : 'not ready');
+    return;
+  }
+  if (!authorized(req, options.token)) throw new ApiError(401, 'Unauthorized', 'Unauthorized');
+  if (method === 'GET' && serveDiscovery(path, res, options)) return;
+  const route = parseResourcePath(path);
+  if (route === undefined || route === 'discovery') throw new ApiError(404, 'NotFound', 'the server could not find the requested resource', { causes: [] });
+  await serveResource(req, res, route, url.searchParams, options);
+}
+
+function serveDiscovery(path: string, res: ServerResponse, options: ApiServerOptions): boolean {
+  let body: object | undefined;
+  if (path === '/version') body = serverVersion;
+  else if (path.startsWith('/openapi/v3')) {
+    body = serveOpenApi(path);
+    if (!body) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
+  }
+  else if (path === '/api') body = apiVersions(options.serverAddress);
+  else if (path === '/apis') body = apiGroupList();
+  else {
+    const parts = path.split('/').filter((p) => p !== '');
+    if (parts[0] === 'api' && parts.length === 2) body = apiResourceList('', parts[1] as string);
+    else if (parts[0] === 'apis' && parts.length === 2) body = apiGroup(parts[1] as string);
+    else if (parts[0] === 'apis' && parts.length === 3) body = apiResourceList(parts[1] as string, parts[2] as string);
+    else return false;
+    if (!body) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
+  }
+  sendJson(res, 200, body);
+  return true;
+}
+
+function tableMode(req: IncomingMessage, query: URLSearchParams): IncludeObject | undefined {
+  if (!wantsTable(req.headers.accept)) return undefined;
+  const include = query.get('includeObject');
+  return include === 'None' || include === 'Object' ? include : 'Metadata';
+}
+
+interface Call {
+  req: IncomingMessage;
+  res: ServerResponse;
+  route: Route;
+  query: URLSearchParams;
+  options: ApiServerOptions;
+  method: string;
+  dryRun: boolean;
+  table: IncludeObject | undefined;
+}
+
+const notServed = () => new ApiError(404, 'NotFound', 'the server could not find the requested resource');
+
+async function serveResource(req: IncomingMessage, res: ServerResponse, route: Route, query: URLSearchParams, options: ApiServerOptions): Promise<void> {
+  const { info, namespace, name, subresource } = route;
+  const call: Call = { req, res, route, query, options, method: req.method ?? 'GET', dryRun: query.getAll('dryRun').includes('All'), table: tableMode(req, query) };
+  if (subresource !== undefined && !(subresource === 'status' && info.statusSubresource) && !info.extraSubresources.includes(subresource)) throw notServed();
+  if (info.namespaced && namespace === undefined && name !== undefined) throw notServed();
+  if (info.createOnly || subresource === 'binding') return serveBinding(call);
+  if (name === undefined) return serveCollection(call);
+  if (subresource === 'log') {
+    if (call.method !== 'GET') throw methodNotAllowed();
+    const pod = await options.registry.get(info, namespace, name);
+    if (!options.podLogs) throw new ApiError(400, 'BadRequest', `pod ${name} does not have a host assigned`);
+    return options.podLogs(pod, query, res);
+  }
+  return serveObject(call, name);
+}
+
+/** POST .../bindings (the pod named in the body) or .../pods/<name>/binding. */
+async function serveBinding({ req, res, route, method, options }: Call): Promise<void> {
+  const { namespace, name } = route;
+  if (method !== 'POST' || namespace === undefined || (route.info.createOnly && name !== undefined)) throw methodNotAllowed();
+  const body = decodeBody(await readBody(req), req.headers['content-type']);
+  const target = name ?? (isRecord(body) && isRecord(body.metadata) && typeof body.metadata.name === 'string' ? body.metadata.name : '');
+  if (!target) throw badRequest('a Binding needs metadata.name (the pod)');
+  await bindPod(options.registry, namespace, target, body);
+  sendJson(res, 201, successStatus({ name: target, kind: 'pods' }, 201));
+}
+
+async function serveCollection({ req, res, route, query, options, method, dryRun, table }: Call): Promise<void> {
+  const { registry } = options;
+  const { info, namespace } = route;
+  if (method === 'GET' && queryBool(query, 'watch')) {
+    const selector = parseSelectors(query.get('labelSelector') ?? undefined, query.get('fieldSelector') ?? undefined);
+    const request = { info, namespace, selector, resourceVersion: query.get('resourceVersion') ?? undefined, allowBookmarks: queryBool(query, 'allowWatchBookmarks'), timeoutSeconds: queryInt(query, 'timeoutSeconds'), table };
+    return serveWatch(req, res, request, registry, options.cache, options.watch);
+  }
+  if (method === 'GET') {
+    const list = await registry.list(info, namespace, listOptions(query));
+    if (table) return sendJson(res, 200, toTable(info.kind, list.items, list.metadata.resourceVersion, table, new Date(), { continue: list.metadata.continue }));
+    return sendJson(res, 200, list);
+  }
+  if (method === 'POST') {
+    if (info.namespaced && namespace === undefined) throw methodNotAllowed();
+    const body = decodeBody(await readBody(req), req.headers['content-type']);
+    const warnings = checkFields(info.kind, info.version, body, parseFieldValidation(query.get('fieldValidation')));
+    return sendJson(res, 201, await registry.create(info, namespace, body as KObject, dryRun), warnings);
+  }
+  if (method === 'DELETE') {
+    const deleteOptions = await readDeleteOptions(req, query);
+    return sendJson(res, 200, await registry.deleteCollection(info, namespace, listOptions(query), deleteOptions));
+  }
+  throw methodNotAllowed();
+}
+
+async function serveObject(call: Call, name: string): Promise<void> {
+  const { req, res, route, query, options, method, dryRun, table } = call;
+  const { registry } = options;
+  const { info, namespace, subresource } = route;
+  if (method === 'GET' && queryBool(query, 'watch')) throw badRequest('watch of a single object: use fieldSelector=metadata.name=<name> on the collection');
+  switch (method) {
+    case 'GET': {
+      const object = await registry.get(info, namespace, name);
+      if (table) return sendJson(res, 200, toTable(info.kind, [object], object.metadata.resourceVersion ?? '', table));
+      return sendJson(res, 200, object);
+    }
+    case 'PUT': {
+      const body = decodeBody(await readBody(req), req.headers['content-type']);
+      const warnings = checkFields(info.kind, info.version, body, parseFieldValidation(query.get('fieldValidation')));
+      return sendJson(res, 200, await registry.update(info, namespace, name, body as KObject, subresource, dryRun), warnings);
+    }
+    case 'PATCH': {
+      const warnings: string[] = [];
+      return sendJson(res, 200, await servePatch(req, route, registry, dryRun, query, warnings), warnings);
+    }
+    case 'DELETE': {
+      // kube-apiserver: 202 while the object stays (graceful deletion, finalizers), else 200; pods
+      // and services answer with the object, other kinds with a Success Status.
+      const { object, deleted } = await registry.deleteWithOutcome(info, namespace, name, await readDeleteOptions(req, query));
+      if (!deleted) return sendJson(res, 202, object);
+      if (info.kind === 'Pod' || info.kind === 'Service') return sendJson(res, 200, object);
+      return sendJson(res, 200, successStatus({ name, group: info.group, kind: info.name, uid: object.metadata.uid }));
+    }
+    default:
+      throw methodNotAllowed();
+  }
+}
+
+function listOptions(query: URLSearchParams) {
+  return {
+    labelSelector: query.get('labelSelector') ?? undefined,
+    fieldSelector: query.get('fieldSelector') ?? undefined,
+    limit: queryInt(query, 'limit'),
+    continue: query.get('continue') ?? undefined,
+  };
+}
+
+async function readDeleteOptions(req: IncomingMessage, query: URLSearchParams): Promise<DeleteOptions> {
+  const raw = await readBody(req);
+  const options: DeleteOptions = {};
+  if (raw.length > 0 && raw.toString('utf8').trim() !== '') {
+    const body = decodeBody(raw, req.headers['content-type']);
+    if (!isRecord(body)) throw badRequest('DeleteOptions must be an object');
+    if (body.gracePeriodSeconds !== undefined && body.gracePeriodSeconds !== null) {
+      if (typeof body.gracePeriodSeconds !== 'number' || !Number.isInteger(body.gracePeriodSeconds)) throw badRequest('gracePeriodSeconds must be an integer');
+      options.gracePeriodSeconds = body.gracePeriodSeconds;
+    }
+    if (isRecord(body.preconditions)) options.preconditions = body.preconditions as DeleteOptions['preconditions'];
+    if (typeof body.propagationPolicy === 'string') options.propagationPolicy = body.propagationPolicy;
+    if (Array.isArray(body.dryRun)) options.dryRun = body.dryRun.filter((d): d is string => typeof d === 'string');
+  }
+  const grace = query.get('gracePeriodSeconds');
+  if (grace !== null && grace !== '') {
+    const value = Number(grace);
+    if (!Number.isInteger(value)) throw badRequest(`invalid gracePeriodSeconds "${grace}"`);
+    options.gracePeriodSeconds = value;
+  }
+  if (query.getAll('dryRun').includes('All')) options.dryRun = ['All'];
+  return options;
+}
+
+async function servePatch(req: IncomingMessage, route: Route, registry: Registry, dryRun: boolean, query: URLSearchParams, warnings: string[]): Promise<KObject> {
+  const { info, namespace, name, subresource } = route;
+  const type = patchTypeOf(req.headers['content-type'] ?? '');
+  if (!type) throw unsupportedMediaType(req.headers['content-type'] ?? '');
+  const raw = await readBody(req);
+  const patch = decodeBody(raw, type === 'apply' ? 'application/yaml' : 'application/json') as Json;
+  if (type !== 'json') warnings.push(...checkFields(info.kind, info.version, patch, parseFieldValidation(query.get('fieldValidation'))));
+  const doPatch = (current: KObject): KObject => {
+    try {
+      return applyPatch(type === 'apply' ? 'merge' : type, current as unknown as Json, patch) as unknown as KObject;
+    } catch (error) {
+      if (error instanceof PatchError) {
+        if (type === 'json') throw new ApiError(422, 'Invalid', `the server rejected our request due to an error in our request: ${error.message}`);
+        throw badRequest(error.message);
+      }
+      throw error;
+    }
+  };
+  // Server-side apply is approximated as "create if absent, else merge" (no field ownership).
+  if (type === 'apply') {
+    try {
+      await registry.get(info, namespace, name as string);
+    } catch (error) {
+      if (error instanceof ApiError && error.code === 404) {
+        if (!isRecord(patch)) throw badRequest('an apply patch must be an object');
+        const meta = isRecord(patch.metadata) ? patch.metadata : {};
+        if (meta.name !== undefined && meta.name !== name) throw badRequest(`the name of the object (${String(meta.name)}) does not match the name on the URL (${String(name)})`);
+        return registry.create(info, namespace, { ...patch, metadata: { ...meta, name } } as unknown as KObject, dryRun);
+      }
+      throw error;
+    }
+  }
+  const explicitRv = isRecord(patch) && isRecord(patch.metadata) && typeof patch.metadata.resourceVersion === 'string';
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await registry.mutate(info, namespace, name as string, doPatch, subresource, dryRun);
+    } catch (error) {
+      // A patch without a resourceVersion applies to whatever is current: retry on a race.
+      if (!explicitRv && error instanceof ApiError && error.reason === 'Conflict' && error.message.includes('has been modified') && attempt < 5) continue;
+      if (error instanceof ApiError && error.code === 404 && error.reason === 'NotFound') throw notFound(info, name as string);
+      throw error;
+    }
+  }
+}

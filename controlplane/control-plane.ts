@@ -1,0 +1,149 @@
+/**
+ * Assembles a control plane in one process: storage, watch cache, registry, the HTTP(S) API
+ * server and the controllers. `startControlPlane` is what both `knode controlplane` and the
+ * test helper use.
+ */
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from '../lib/log.js';
+import { createRequestHandler } from './api-server.js';
+import { Registry } from './registry.js';
+import { resources, type ResourceInfo } from './resources.js';
+import { ApiError } from './status.js';
+import type { KObject, Storage } from './storage/types.js';
+import { WatchCache } from './watch-cache.js';
+import { parseCidr4, firstServiceIp } from './ipalloc.js';
+import { registerAllocators } from './allocators.js';
+import { podLogProxy } from './pod-log.js';
+import { isLoopback } from './security.js';
+import { startControllers, type ControllerOptions } from './controllers/index.js';
+
+export interface ControlPlaneOptions {
+  storage: Storage;
+  log: Logger;
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  clusterCidr: string;
+  serviceCidr: string;
+  tls?: { cert: string; key: string };
+  token?: string;
+  /** Watch-cache window in events (default 10000). */
+  watchHistory?: number;
+  bookmarkIntervalMs?: number;
+  controllers?: Partial<ControllerOptions> & { enabled?: boolean };
+}
+
+export interface RunningControlPlane {
+  url: string;
+  port: number;
+  registry: Registry;
+  storage: Storage;
+  stop(): Promise<void>;
+}
+
+const byName = (name: string) => resources.find((r) => r.name === name) as ResourceInfo;
+
+/** The namespaces and the `kubernetes` Service that exist in every cluster. */
+async function bootstrap(registry: Registry, serviceIp: string, host: string, port: number): Promise<void> {
+  const ensure = async (info: ResourceInfo, namespace: string | undefined, object: KObject) => {
+    try {
+      await registry.get(info, namespace, object.metadata.name as string);
+      return; // kept from an earlier run
+    } catch (error) {
+      if (!(error instanceof ApiError && error.code === 404)) throw error;
+    }
+    try {
+      await registry.create(info, namespace, object);
+    } catch (error) {
+      if (!(error instanceof ApiError && error.reason === 'AlreadyExists')) throw error;
+    }
+  };
+  for (const name of ['default', 'kube-system', 'kube-public', 'kube-node-lease']) await ensure(byName('namespaces'), undefined, { metadata: { name } });
+  await ensure(byName('services'), 'default', {
+    metadata: { name: 'kubernetes', labels: { component: 'apiserver', provider: 'kubernetes' } },
+    spec: { clusterIP: serviceIp, ports: [{ name: 'https', port: 443, protocol: 'TCP', targetPort: port }] },
+  });
+  for (const name of ['default']) {
+    for (const ns of ['default', 'kube-system', 'kube-public', 'kube-node-lease']) await ensure(byName('serviceaccounts'), ns, { metadata: { name } });
+  }
+  const address = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+  const subsets = [{ addresses: [{ ip: address }], ports: [{ name: 'https', port, protocol: 'TCP' }] }];
+  await ensure(byName('endpoints'), 'default', { metadata: { name: 'kubernetes', labels: { 'endpointslice.kubernetes.io/skip-mirror': 'true' } }, subsets });
+  // The API server's own address may change between runs (the apiserver's endpoint reconciler
+  // keeps both the Endpoints and the EndpointSlice of the `kubernetes` Service).
+  await registry.mutate(byName('endpoints'), 'default', 'kubernetes', (endpoints) => ({ ...endpoints, subsets }));
+  const slice = {
+    addressType: 'IPv4',
+    endpoints: [{ addresses: [address], conditions: { ready: true } }],
+    ports: [{ name: 'https', port, protocol: 'TCP' }],
+  };
+  await ensure(byName('endpointslices'), 'default', { metadata: { name: 'kubernetes', labels: { 'kubernetes.io/service-name': 'kubernetes' } }, ...slice });
+  await registry.mutate(byName('endpointslices'), 'default', 'kubernetes', (current) => ({ ...current, ...slice }));
+}
+
+export async function startControlPlane(options: ControlPlaneOptions): Promise<RunningControlPlane> {
+  const { storage, log } = options;
+  if (!isLoopback(options.host) && (!options.tls || !options.token))
+    throw new Error(`refusing to serve plain HTTP without authentication on ${options.host}: only loopback addresses may; give TLS and a bearer token`);
+  const serviceCidr = parseCidr4(options.serviceCidr);
+  const clusterCidr = parseCidr4(options.clusterCidr);
+  await storage.start();
+  const cache = new WatchCache(storage, options.watchHistory ?? 10_000);
+  cache.start();
+  const registry = new Registry(storage);
+  registerAllocators(registry, serviceCidr);
+  let ready = false;
+  const handler = createRequestHandler({
+    registry,
+    cache,
+    log,
+    token: options.token,
+    serverAddress: `${options.host}:${options.port}`,
+    watch: { bookmarkIntervalMs: options.bookmarkIntervalMs ?? 30_000, maxBufferedBytes: 32 * 1024 * 1024 },
+    isReady: () => ready,
+    podLogs: podLogProxy(registry),
+  });
+  const server: Server = options.tls ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, handler) : createHttpServer(handler);
+  server.requestTimeout = 0;
+  server.headersTimeout = 60_000;
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const hostForUrl = options.host.includes(':') ? `[${options.host}]` : options.host;
+  const url = `${options.tls ? 'https' : 'http'}://${hostForUrl}:${port}`;
+  try {
+    await bootstrap(registry, firstServiceIp(serviceCidr), options.host, port);
+  } catch (error) {
+    server.close();
+    throw new Error('control plane bootstrap failed', { cause: error });
+  }
+  const controllers =
+    options.controllers?.enabled === false ? { stop: async () => undefined } : startControllers(registry, cache, log, { clusterCidr, ...options.controllers });
+  ready = true;
+  log.info({ url }, 'control plane serving');
+  let stopped = false;
+  return {
+    url,
+    port,
+    registry,
+    storage,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      ready = false;
+      await controllers.stop();
+      cache.stop();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await storage.stop();
+    },
+  };
+}

@@ -1,0 +1,130 @@
+/**
+ * Pod defaulting and validation (k8s.io/kubernetes/pkg/apis/core/v1/defaults.go and
+ * validation.go, the subset that clients observe): restartPolicy Always, dnsPolicy ClusterFirst,
+ * terminationGracePeriodSeconds 30, imagePullPolicy Always for `:latest`/untagged images else
+ * IfNotPresent, and the pod spec is immutable after creation except images,
+ * activeDeadlineSeconds and added tolerations.
+ */
+import type { StatusCause } from './status.js';
+import { canonicalJson } from './util.js';
+import type { KObject } from './storage/types.js';
+import { checkMetadata, checkName, checkPort, checkProtocol, duplicate, forbidden, invalidValue, required, unsupported } from './validation.js';
+
+type Obj = Record<string, unknown>;
+
+function asObj(value: unknown): Obj | undefined {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Obj) : undefined;
+}
+
+/** Image tag rule for the imagePullPolicy default (https://kubernetes.io/docs/concepts/containers/images/#imagepullpolicy-defaulting). */
+export function defaultPullPolicy(image: string): 'Always' | 'IfNotPresent' {
+  if (image.includes('@')) return 'IfNotPresent';
+  const lastSegment = image.slice(image.lastIndexOf('/') + 1);
+  const colon = lastSegment.lastIndexOf(':');
+  if (colon < 0) return 'Always';
+  return lastSegment.slice(colon + 1) === 'latest' ? 'Always' : 'IfNotPresent';
+}
+
+function defaultContainer(container: Obj): void {
+  if (typeof container.image === 'string' && container.imagePullPolicy === undefined) container.imagePullPolicy = defaultPullPolicy(container.image);
+  container.terminationMessagePath ??= '/dev/termination-log';
+  container.terminationMessagePolicy ??= 'File';
+  container.resources ??= {};
+  const resources = asObj(container.resources);
+  // Limits without requests: requests default to the limits.
+  if (resources && asObj(resources.limits) && !resources.requests) resources.requests = { ...(resources.limits as Obj) };
+  if (Array.isArray(container.ports)) for (const port of container.ports) if (asObj(port)) (port as Obj).protocol ??= 'TCP';
+}
+
+export function defaultPod(pod: KObject): void {
+  const spec = (asObj(pod.spec) ?? {}) as Obj;
+  pod.spec = spec;
+  spec.restartPolicy ??= 'Always';
+  spec.dnsPolicy ??= 'ClusterFirst';
+  spec.terminationGracePeriodSeconds ??= 30;
+  spec.schedulerName ??= 'default-scheduler';
+  spec.securityContext ??= {};
+  spec.enableServiceLinks ??= true;
+  spec.serviceAccountName ??= (spec.serviceAccount as string | undefined) ?? 'default';
+  spec.serviceAccount ??= spec.serviceAccountName;
+  spec.priority ??= 0;
+  spec.preemptionPolicy ??= 'PreemptLowerPriority';
+  for (const list of ['containers', 'initContainers']) {
+    if (Array.isArray(spec[list])) for (const container of spec[list] as unknown[]) if (asObj(container)) defaultContainer(container as Obj);
+  }
+}
+
+function checkContainers(field: string, list: unknown, requireOne: boolean, names: Set<string>): StatusCause[] {
+  if (list === undefined && !requireOne) return [];
+  if (!Array.isArray(list) || (requireOne && list.length === 0)) return [required(field)];
+  const causes: StatusCause[] = [];
+  list.forEach((raw, index) => {
+    const path = `${field}[${index}]`;
+    const container = asObj(raw);
+    if (!container) {
+      causes.push(invalidValue(path, raw, 'must be an object'));
+      return;
+    }
+    if (typeof container.name !== 'string' || container.name === '') causes.push(required(`${path}.name`));
+    else {
+      causes.push(...checkName(`${path}.name`, container.name, 'label'));
+      if (names.has(container.name)) causes.push(duplicate(`${path}.name`, container.name));
+      names.add(container.name);
+    }
+    if (typeof container.image !== 'string' || container.image.trim() === '') causes.push(required(`${path}.image`));
+    if (container.imagePullPolicy !== undefined && !['Always', 'IfNotPresent', 'Never'].includes(container.imagePullPolicy as string))
+      causes.push(unsupported(`${path}.imagePullPolicy`, container.imagePullPolicy, ['Always', 'IfNotPresent', 'Never']));
+    if (container.ports !== undefined) {
+      if (!Array.isArray(container.ports)) causes.push(invalidValue(`${path}.ports`, container.ports, 'must be a list'));
+      else
+        container.ports.forEach((port, portIndex) => {
+          const p = asObj(port) ?? {};
+          causes.push(...checkPort(`${path}.ports[${portIndex}].containerPort`, p.containerPort));
+          if (p.hostPort !== undefined && p.hostPort !== 0) causes.push(...checkPort(`${path}.ports[${portIndex}].hostPort`, p.hostPort));
+          causes.push(...checkProtocol(`${path}.ports[${portIndex}].protocol`, p.protocol));
+        });
+    }
+  });
+  return causes;
+}
+
+export function validatePod(pod: KObject): StatusCause[] {
+  const causes = checkMetadata(pod, 'subdomain');
+  const spec = asObj(pod.spec);
+  if (!spec) return [...causes, required('spec')];
+  const names = new Set<string>();
+  causes.push(...checkContainers('spec.containers', spec.containers, true, names));
+  causes.push(...checkContainers('spec.initContainers', spec.initContainers, false, names));
+  if (!['Always', 'OnFailure', 'Never'].includes(spec.restartPolicy as string))
+    causes.push(unsupported('spec.restartPolicy', spec.restartPolicy, ['Always', 'Never', 'OnFailure']));
+  if (!['ClusterFirst', 'ClusterFirstWithHostNet', 'Default', 'None'].includes(spec.dnsPolicy as string))
+    causes.push(unsupported('spec.dnsPolicy', spec.dnsPolicy, ['ClusterFirst', 'ClusterFirstWithHostNet', 'Default', 'None']));
+  const grace = spec.terminationGracePeriodSeconds;
+  if (typeof grace !== 'number' || !Number.isInteger(grace) || grace < 0)
+    causes.push(invalidValue('spec.terminationGracePeriodSeconds', grace, 'must be greater than or equal to 0'));
+  if (spec.nodeName !== undefined && (typeof spec.nodeName !== 'string' || (spec.nodeName !== '' && checkName('spec.nodeName', spec.nodeName, 'subdomain').length > 0)))
+    causes.push(invalidValue('spec.nodeName', spec.nodeName, 'must be a valid node name'));
+  return causes;
+}
+
+/** Which spec fields an update may change (validation.ValidatePodUpdate). */
+export function validatePodUpdate(pod: KObject, old: KObject): StatusCause[] {
+  const causes = validatePod(pod);
+  const strip = (spec: unknown): Obj => {
+    const copy = JSON.parse(JSON.stringify(spec ?? {})) as Obj;
+    for (const list of ['containers', 'initContainers']) {
+      if (Array.isArray(copy[list])) for (const c of copy[list] as Obj[]) if (asObj(c)) delete c.image;
+    }
+    delete copy.activeDeadlineSeconds;
+    delete copy.tolerations;
+    return copy;
+  };
+  if (canonicalJson(strip(pod.spec)) !== canonicalJson(strip(old.spec)))
+    causes.push(
+      forbidden(
+        'spec',
+        'pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)',
+      ),
+    );
+  return causes;
+}

@@ -1,0 +1,97 @@
+/**
+ * Per-kind strategy: defaulting and validation hooks the registry calls on create and update
+ * (the Strategy objects of k8s.io/apiserver/pkg/registry/rest). Pods and Services have their
+ * own modules; the simpler kinds are here.
+ */
+import type { StatusCause } from './status.js';
+import type { KObject } from './storage/types.js';
+import { defaultPod, validatePod, validatePodUpdate } from './kinds-pod.js';
+import { defaultService, validateService } from './kinds-service.js';
+import { checkMetadata, invalidValue, required, type NameRule } from './validation.js';
+import { isRecord } from './util.js';
+
+export interface KindStrategy {
+  defaults?(object: KObject): void;
+  validate(object: KObject, old: KObject | undefined): StatusCause[];
+}
+
+function simple(rule: NameRule, extra?: (object: KObject) => StatusCause[]): KindStrategy {
+  return { validate: (object) => [...checkMetadata(object, rule), ...(extra ? extra(object) : [])] };
+}
+
+function checkStringMap(field: string, value: unknown, base64: boolean): StatusCause[] {
+  if (value === undefined || value === null) return [];
+  if (!isRecord(value)) return [invalidValue(field, value, 'must be a map')];
+  const causes: StatusCause[] = [];
+  for (const [key, v] of Object.entries(value)) {
+    if (!/^[-._a-zA-Z0-9]+$/.test(key) || key.length > 253)
+      causes.push(invalidValue(`${field}[${key}]`, key, "a valid config key must consist of alphanumeric characters, '-', '_' or '.'"));
+    if (typeof v !== 'string') causes.push(invalidValue(`${field}[${key}]`, v, 'must be a string'));
+    else if (base64 && !/^[A-Za-z0-9+/]*={0,2}$/.test(v)) causes.push(invalidValue(`${field}[${key}]`, '<secret contents redacted>', 'illegal base64 data'));
+  }
+  return causes;
+}
+
+const namespaceStrategy: KindStrategy = {
+  defaults(ns) {
+    ns.metadata.labels = { ...ns.metadata.labels, 'kubernetes.io/metadata.name': ns.metadata.name ?? '' };
+    ns.spec = { finalizers: ['kubernetes'], ...(isRecord(ns.spec) ? ns.spec : {}) };
+    ns.status = { phase: 'Active', ...(isRecord(ns.status) ? ns.status : {}) };
+  },
+  validate: (ns) => checkMetadata(ns, 'label'),
+};
+
+const eventStrategy = simple('subdomain', (event) => {
+  const causes: StatusCause[] = [];
+  if (!isRecord(event.involvedObject)) causes.push(required('involvedObject'));
+  if (event.type !== undefined && !['Normal', 'Warning'].includes(event.type as string))
+    causes.push({ reason: 'FieldValueNotSupported', message: `Unsupported value: "${String(event.type)}": supported values: "Normal", "Warning"`, field: 'type' });
+  return causes;
+});
+
+const endpointSliceStrategy = simple('subdomain', (slice) => {
+  const causes: StatusCause[] = [];
+  if (!['IPv4', 'IPv6', 'FQDN'].includes(slice.addressType as string))
+    causes.push({ reason: 'FieldValueNotSupported', message: `Unsupported value: ${JSON.stringify(slice.addressType ?? '')}: supported values: "FQDN", "IPv4", "IPv6"`, field: 'addressType' });
+  if (slice.endpoints !== undefined && !Array.isArray(slice.endpoints)) causes.push(invalidValue('endpoints', slice.endpoints, 'must be a list'));
+  return causes;
+});
+
+const leaseStrategy = simple('subdomain', (lease) => {
+  const spec = isRecord(lease.spec) ? lease.spec : {};
+  const duration = spec.leaseDurationSeconds;
+  if (duration !== undefined && (typeof duration !== 'number' || duration <= 0)) return [invalidValue('spec.leaseDurationSeconds', duration, 'must be greater than 0')];
+  return [];
+});
+
+export const strategies: Record<string, KindStrategy> = {
+  Namespace: namespaceStrategy,
+  Node: {
+    defaults(node) {
+      node.spec ??= {};
+      node.status ??= {};
+    },
+    validate: (node) => checkMetadata(node, 'subdomain'),
+  },
+  Pod: { defaults: defaultPod, validate: (pod, old) => (old ? validatePodUpdate(pod, old) : validatePod(pod)) },
+  Service: { defaults: defaultService, validate: validateService },
+  Endpoints: simple('subdomain'),
+  Event: eventStrategy,
+  ConfigMap: simple('subdomain', (cm) => [...checkStringMap('data', cm.data, false), ...checkStringMap('binaryData', cm.binaryData, true)]),
+  Secret: {
+    defaults(secret) {
+      secret.type ??= 'Opaque';
+      // stringData is write-only: merged into data, base64-encoded (core/v1 Secret docs).
+      if (isRecord(secret.stringData)) {
+        const data = isRecord(secret.data) ? { ...secret.data } : {};
+        for (const [key, value] of Object.entries(secret.stringData)) data[key] = Buffer.from(String(value)).toString('base64');
+        secret.data = data;
+        delete secret.stringData;
+      }
+    },
+    validate: (secret) => [...checkMetadata(secret, 'subdomain'), ...checkStringMap('data', secret.data, true)],
+  },
+  ServiceAccount: simple('subdomain'),
+  Lease: leaseStrategy,
+  EndpointSlice: endpointSliceStrategy,
+};

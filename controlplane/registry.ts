@@ -1,0 +1,383 @@
+/**
+ * Generic REST storage for every resource (the role of k8s.io/apiserver/pkg/registry/generic):
+ * metadata bookkeeping (uid, creationTimestamp, generation, resourceVersion), the kind's
+ * defaulting/validation strategy, status subresources, optimistic concurrency, graceful pod
+ * deletion and finalizers. Writes to one resource kind are serialized so that the
+ * read-check-write of allocations and preconditions cannot interleave.
+ */
+import { ApiError, alreadyExists, badRequest, conflict, invalid, notFound } from './status.js';
+import { StorageError, revisionOf, type KObject, type Storage } from './storage/types.js';
+import { storageKey, storagePrefix, type ResourceInfo, groupVersion, resources } from './resources.js';
+import { strategies } from './kinds.js';
+import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector, SelectorError, type FieldRequirement, type LabelRequirement } from './selectors.js';
+import { canonicalJson, deepClone, isRecord, newUid, randomSuffix, rfc3339 } from './util.js';
+import type { StatusCause } from './status.js';
+
+export interface ListOptions {
+  labelSelector?: string;
+  fieldSelector?: string;
+  limit?: number;
+  continue?: string;
+}
+
+export interface DeleteOptions {
+  gracePeriodSeconds?: number;
+  preconditions?: { uid?: string; resourceVersion?: string };
+  propagationPolicy?: string;
+  dryRun?: string[];
+}
+
+export interface ObjectList {
+  apiVersion: string;
+  kind: string;
+  metadata: { resourceVersion: string; continue?: string; remainingItemCount?: number };
+  items: KObject[];
+}
+
+/** Hook run inside the per-kind write lock: allocation and admission that need other objects. */
+export type AdmitHook = (object: KObject, old: KObject | undefined, registry: Registry) => Promise<StatusCause[]>;
+
+export interface Selector {
+  labels: LabelRequirement[];
+  fields: FieldRequirement[];
+}
+
+export function parseSelectors(labelSelector?: string, fieldSelector?: string): Selector {
+  try {
+    return { labels: parseLabelSelector(labelSelector), fields: parseFieldSelector(fieldSelector) };
+  } catch (error) {
+    if (error instanceof SelectorError) throw badRequest(`unable to parse requirement: ${error.message}`);
+    throw error;
+  }
+}
+
+export function selectorMatches(selector: Selector, object: KObject): boolean {
+  return matchesLabels(selector.labels, object.metadata.labels) && matchesFields(selector.fields, object);
+}
+
+export class Registry {
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly admitHooks = new Map<string, AdmitHook[]>();
+
+  constructor(
+    readonly storage: Storage,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  /** Adds an admission/allocation hook for a kind (run on create and update). */
+  addAdmitHook(kind: string, hook: AdmitHook): void {
+    this.admitHooks.set(kind, [...(this.admitHooks.get(kind) ?? []), hook]);
+  }
+
+  async get(info: ResourceInfo, namespace: string | undefined, name: string): Promise<KObject> {
+    const object = await this.storage.get(storageKey(info, namespace, name));
+    if (!object) throw notFound(info, name);
+    return object;
+  }
+
+  async list(info: ResourceInfo, namespace: string | undefined, options: ListOptions = {}): Promise<ObjectList> {
+    const selector = parseSelectors(options.labelSelector, options.fieldSelector);
+    const prefix = storagePrefix(info, namespace);
+    const { items, revision } = await this.storage.list(prefix);
+    let start = 0;
+    if (options.continue) {
+      const after = decodeContinue(options.continue);
+      start = items.findIndex((item) => keyOf(info, item) > after);
+      if (start < 0) start = items.length;
+    }
+    const matching: KObject[] = [];
+    let next: string | undefined;
+    let remaining = 0;
+    for (let i = start; i < items.length; i++) {
+      const item = items[i] as KObject;
+      if (!selectorMatches(selector, item)) continue;
+      if (options.limit && options.limit > 0 && matching.length >= options.limit) {
+        remaining++;
+        continue;
+      }
+      matching.push(item);
+    }
+    if (remaining > 0) next = encodeContinue(keyOf(info, matching[matching.length - 1] as KObject), revision);
+    const metadata: ObjectList['metadata'] = { resourceVersion: String(revision) };
+    if (next) {
+      metadata.continue = next;
+      if (selector.labels.length === 0 && selector.fields.length === 0) metadata.remainingItemCount = remaining;
+    }
+    return { apiVersion: groupVersion(info), kind: `${info.kind}List`, metadata, items: matching.map((item) => withTypeMeta(info, item)) };
+  }
+
+  async create(info: ResourceInfo, namespace: string | undefined, body: KObject, dryRun = false): Promise<KObject> {
+    const object = this.checkBody(info, namespace, body, undefined);
+    const meta = object.metadata;
+    if (!meta.name && meta.generateName) meta.name = `${meta.generateName}${randomSuffix()}`;
+    return this.serialized(info, async () => {
+      if (info.namespaced) await this.requireActiveNamespace(info, namespace as string, meta.name ?? '');
+      meta.uid = newUid();
+      meta.creationTimestamp = rfc3339(this.now());
+      delete meta.resourceVersion;
+      delete meta.deletionTimestamp;
+      delete meta.deletionGracePeriodSeconds;
+      if (info.generation) meta.generation = 1;
+      else delete meta.generation;
+      // Status is not client-settable on create (PrepareForCreate of the pod, service and
+      // namespace strategies); a Node keeps the status its kubelet registers it with.
+      if (info.kind === 'Pod') object.status = { phase: 'Pending', qosClass: qosClass(object) };
+      if (info.kind === 'Service') object.status = { loadBalancer: {} };
+      if (info.kind === 'Namespace') object.status = { phase: 'Active' };
+      strategies[info.kind]?.defaults?.(object);
+      await this.validate(info, object, undefined);
+      if (dryRun) return withTypeMeta(info, object);
+      try {
+        return withTypeMeta(info, await this.storage.create(storageKey(info, namespace, meta.name as string), object));
+      } catch (error) {
+        throw this.mapStorageError(info, meta.name as string, error);
+      }
+    });
+  }
+
+  /** PUT on the object or its status subresource. */
+  async update(info: ResourceInfo, namespace: string | undefined, name: string, body: KObject, subresource?: string, dryRun = false): Promise<KObject> {
+    const object = this.checkBody(info, namespace, body, name);
+    return this.serialized(info, async () => {
+      const key = storageKey(info, namespace, name);
+      const old = await this.storage.get(key);
+      if (!old) throw notFound(info, name);
+      const requested = object.metadata.resourceVersion;
+      if (requested !== undefined && requested !== '' && requested !== old.metadata.resourceVersion) throw conflict(info, name);
+      // A uid in the body is a precondition (the kubelet sends one in its pod status patches).
+      const uid = object.metadata.uid;
+      if (typeof uid === 'string' && uid !== '' && uid !== old.metadata.uid)
+        throw conflict(info, name, `Precondition failed: UID in precondition: ${uid}, UID in object meta: ${old.metadata.uid ?? ''}`);
+      const next = this.prepareUpdate(info, object, old, subresource);
+      strategies[info.kind]?.defaults?.(next);
+      await this.validate(info, next, subresource === 'binding' ? undefined : old);
+      if (canonicalJson(next) === canonicalJson(old)) return withTypeMeta(info, old);
+      if (dryRun) return withTypeMeta(info, next);
+      return withTypeMeta(info, await this.writeOrFinalize(info, key, next, old));
+    });
+  }
+
+  /** Read-modify-write with a function (PATCH and internal controllers). */
+  async mutate(
+    info: ResourceInfo,
+    namespace: string | undefined,
+    name: string,
+    change: (current: KObject) => KObject,
+    subresource?: string,
+    dryRun = false,
+  ): Promise<KObject> {
+    const current = await this.get(info, namespace, name);
+    const changed = change(deepClone(current));
+    if (!isRecord(changed) || !isRecord(changed.metadata)) throw badRequest('the patch produced an object without metadata');
+    const patchedRv = changed.metadata.resourceVersion;
+    // A patch may carry its own resourceVersion precondition; otherwise it applies to what we read.
+    changed.metadata.resourceVersion = patchedRv ?? current.metadata.resourceVersion;
+    return this.update(info, namespace, name, changed, subresource, dryRun);
+  }
+
+  async delete(info: ResourceInfo, namespace: string | undefined, name: string, options: DeleteOptions = {}): Promise<KObject> {
+    return (await this.deleteWithOutcome(info, namespace, name, options)).object;
+  }
+
+  /** `deleted` is false while the object stays (graceful deletion, finalizers, dry run). */
+  async deleteWithOutcome(info: ResourceInfo, namespace: string | undefined, name: string, options: DeleteOptions = {}): Promise<{ object: KObject; deleted: boolean }> {
+    return this.serialized(info, async () => {
+      const key = storageKey(info, namespace, name);
+      const current = await this.storage.get(key);
+      if (!current) throw notFound(info, name);
+      const pre = options.preconditions ?? {};
+      if (pre.uid && pre.uid !== current.metadata.uid)
+        throw conflict(info, name, `Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${current.metadata.uid ?? ''}`);
+      if (pre.resourceVersion && pre.resourceVersion !== current.metadata.resourceVersion)
+        throw conflict(info, name, `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${current.metadata.resourceVersion ?? ''}`);
+      const grace = this.gracePeriod(info, current, options);
+      const finalizers = current.metadata.finalizers ?? [];
+      if (grace === 0 && finalizers.length === 0) {
+        if (options.dryRun?.includes('All')) return { object: withTypeMeta(info, current), deleted: true };
+        return { object: withTypeMeta(info, await this.storage.delete(key, revisionOf(current))), deleted: true };
+      }
+      const next = deepClone(current);
+      const already = next.metadata.deletionTimestamp !== undefined;
+      const currentGrace = next.metadata.deletionGracePeriodSeconds;
+      if (!already || (currentGrace !== undefined && grace < currentGrace)) {
+        next.metadata.deletionTimestamp = rfc3339(new Date(this.now().getTime() + grace * 1000));
+        next.metadata.deletionGracePeriodSeconds = grace;
+        if (info.generation) next.metadata.generation = (next.metadata.generation ?? 0) + 1;
+      }
+      if (options.dryRun?.includes('All') || canonicalJson(next) === canonicalJson(current)) return { object: withTypeMeta(info, current), deleted: false };
+      return { object: withTypeMeta(info, await this.storage.update(key, next, revisionOf(current))), deleted: false };
+    });
+  }
+
+  /** Graceful deletion (pkg/registry/core/pod/strategy.go CheckGracefulDelete). */
+  private gracePeriod(info: ResourceInfo, pod: KObject, options: DeleteOptions): number {
+    if (info.kind !== 'Pod') return 0;
+    const spec = isRecord(pod.spec) ? pod.spec : {};
+    const status = isRecord(pod.status) ? pod.status : {};
+    if (!spec.nodeName) return 0;
+    if (status.phase === 'Succeeded' || status.phase === 'Failed') return 0;
+    const requested = options.gracePeriodSeconds ?? (spec.terminationGracePeriodSeconds as number | undefined) ?? 30;
+    // A negative request means "use the minimum", kube-apiserver turns it into 1.
+    return requested < 0 ? 1 : requested;
+  }
+
+  async deleteCollection(info: ResourceInfo, namespace: string | undefined, listOptions: ListOptions, options: DeleteOptions): Promise<ObjectList> {
+    const list = await this.list(info, namespace, { labelSelector: listOptions.labelSelector, fieldSelector: listOptions.fieldSelector });
+    const deleted: KObject[] = [];
+    for (const item of list.items) {
+      try {
+        deleted.push(await this.delete(info, item.metadata.namespace, item.metadata.name as string, options));
+      } catch (error) {
+        if (!(error instanceof ApiError && error.code === 404)) throw error;
+      }
+    }
+    return { ...list, items: deleted };
+  }
+
+  /** Applies the status-subresource and generation rules of an update. */
+  private prepareUpdate(info: ResourceInfo, object: KObject, old: KObject, subresource?: string): KObject {
+    let next: KObject;
+    if (subresource === 'status') {
+      // Status writes change status (and metadata labels/annotations), never spec.
+      next = deepClone(old);
+      next.status = object.status;
+      next.metadata.labels = object.metadata.labels;
+      next.metadata.annotations = object.metadata.annotations;
+    } else {
+      next = object;
+      if (info.statusSubresource) next.status = old.status;
+    }
+    const meta = next.metadata;
+    // Immutable metadata is carried over from the stored object.
+    meta.uid = old.metadata.uid;
+    meta.creationTimestamp = old.metadata.creationTimestamp;
+    meta.deletionTimestamp = old.metadata.deletionTimestamp;
+    meta.deletionGracePeriodSeconds = old.metadata.deletionGracePeriodSeconds;
+    meta.namespace = old.metadata.namespace;
+    meta.resourceVersion = old.metadata.resourceVersion;
+    if (meta.deletionTimestamp === undefined) delete meta.deletionTimestamp;
+    if (meta.deletionGracePeriodSeconds === undefined) delete meta.deletionGracePeriodSeconds;
+    if (info.generation) {
+      meta.generation = old.metadata.generation ?? 1;
+      if (subresource !== 'status' && canonicalJson(object.spec) !== canonicalJson(old.spec)) meta.generation += 1;
+    }
+    if (info.kind === 'Pod' && subresource !== 'status' && isRecord(next.spec) && isRecord(old.spec) && !next.spec.nodeName && old.spec.nodeName)
+      next.spec.nodeName = old.spec.nodeName;
+    return next;
+  }
+
+  /** An object in deletion whose finalizers are gone is removed instead of written. */
+  private async writeOrFinalize(info: ResourceInfo, key: string, next: KObject, old: KObject): Promise<KObject> {
+    try {
+      const finalizers = next.metadata.finalizers ?? [];
+      const graceDone = info.kind !== 'Pod' || next.metadata.deletionGracePeriodSeconds === 0;
+      if (next.metadata.deletionTimestamp && finalizers.length === 0 && graceDone) {
+        await this.storage.update(key, next, revisionOf(old));
+        return await this.storage.delete(key);
+      }
+      return await this.storage.update(key, next, revisionOf(old));
+    } catch (error) {
+      throw this.mapStorageError(info, next.metadata.name as string, error);
+    }
+  }
+
+  private checkBody(info: ResourceInfo, namespace: string | undefined, body: unknown, name: string | undefined): KObject {
+    if (!isRecord(body)) throw badRequest('the request body must be a JSON or YAML object');
+    const object = deepClone(body) as KObject;
+    if (object.kind !== undefined && object.kind !== info.kind)
+      throw badRequest(`the API version in the data (${String(object.apiVersion)}) does not match the expected API version (${groupVersion(info)}) or kind ${String(object.kind)} is not ${info.kind}`);
+    if (object.apiVersion !== undefined && object.apiVersion !== groupVersion(info))
+      throw badRequest(`the API version in the data (${String(object.apiVersion)}) does not match the expected API version (${groupVersion(info)})`);
+    if (object.metadata === undefined) object.metadata = {};
+    if (!isRecord(object.metadata)) throw badRequest('metadata must be an object');
+    const meta = object.metadata;
+    if (info.namespaced) {
+      if (meta.namespace !== undefined && meta.namespace !== '' && meta.namespace !== namespace)
+        throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
+      meta.namespace = namespace;
+    } else delete meta.namespace;
+    if (name !== undefined && meta.name !== undefined && meta.name !== name) throw badRequest('the name of the object (' + String(meta.name) + ') does not match the name on the URL (' + name + ')');
+    if (name !== undefined) meta.name = name;
+    if (!meta.name && !meta.generateName) throw invalid(info.kind, info.group, '', [{ reason: 'FieldValueRequired', message: 'name or generateName is required', field: 'metadata.name' }]);
+    object.apiVersion = groupVersion(info);
+    object.kind = info.kind;
+    return object;
+  }
+
+  private async validate(info: ResourceInfo, object: KObject, old: KObject | undefined): Promise<void> {
+    const causes = strategies[info.kind]?.validate(object, old) ?? [];
+    if (causes.length === 0) for (const hook of this.admitHooks.get(info.kind) ?? []) causes.push(...(await hook(object, old, this)));
+    if (causes.length > 0) throw invalid(info.kind, info.group, object.metadata.name ?? '', causes);
+  }
+
+  private async requireActiveNamespace(info: ResourceInfo, namespace: string, name: string): Promise<void> {
+    const ns = await this.storage.get(storageKey(nsInfo, undefined, namespace));
+    if (!ns) throw notFound(nsInfo, namespace);
+    if (ns.metadata.deletionTimestamp)
+      throw new ApiError(403, 'Forbidden', `${info.group ? `${info.name}.${info.group}` : info.name} "${name}" is forbidden: unable to create new content in namespace ${namespace} because it is being terminated`);
+  }
+
+  private mapStorageError(info: ResourceInfo, name: string, error: unknown): unknown {
+    if (!(error instanceof StorageError)) return error;
+    if (error.kind === 'AlreadyExists') return alreadyExists(info, name);
+    if (error.kind === 'NotFound') return notFound(info, name);
+    return conflict(info, name);
+  }
+
+  private async serialized<T>(info: ResourceInfo, work: () => Promise<T>): Promise<T> {
+    const previous = this.locks.get(info.name) ?? Promise.resolve();
+    const run = previous.then(work, work);
+    const tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.locks.set(info.name, tail);
+    return run;
+  }
+}
+
+const nsInfo = resources.find((r) => r.name === 'namespaces') as ResourceInfo;
+
+function keyOf(info: ResourceInfo, object: KObject): string {
+  return storageKey(info, object.metadata.namespace, object.metadata.name as string);
+}
+
+export function withTypeMeta(info: ResourceInfo, object: KObject): KObject {
+  if (object.apiVersion === groupVersion(info) && object.kind === info.kind) return object;
+  return { ...object, apiVersion: groupVersion(info), kind: info.kind };
+}
+
+function encodeContinue(key: string, revision: number): string {
+  return Buffer.from(JSON.stringify({ v: 'meta.k8s.io/v1', rv: revision, start: key })).toString('base64url');
+}
+
+function decodeContinue(token: string): string {
+  try {
+    const parsed = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as { start?: unknown };
+    if (typeof parsed.start !== 'string') throw new Error('no start key');
+    return parsed.start;
+  } catch (error) {
+    throw new ApiError(400, 'BadRequest', `continue key is not valid: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
+/** QoS class (https://kubernetes.io/docs/concepts/workloads/pods/pod-qos/). */
+function qosClass(pod: KObject): string {
+  const spec = isRecord(pod.spec) ? pod.spec : {};
+  const containers = (Array.isArray(spec.containers) ? spec.containers : []).filter(isRecord);
+  let any = false;
+  let guaranteed = containers.length > 0;
+  for (const container of containers) {
+    const resources = isRecord(container.resources) ? container.resources : {};
+    const requests = isRecord(resources.requests) ? resources.requests : {};
+    const limits = isRecord(resources.limits) ? resources.limits : {};
+    if (Object.keys(requests).length > 0 || Object.keys(limits).length > 0) any = true;
+    for (const resource of ['cpu', 'memory']) {
+      const limit = limits[resource];
+      const request = requests[resource] ?? limit;
+      if (limit === undefined || request !== limit) guaranteed = false;
+    }
+  }
+  if (guaranteed && any) return 'Guaranteed';
+  return any ? 'Burstable' : 'BestEffort';
+}

@@ -1,0 +1,68 @@
+/**
+ * Serving security for `knode controlplane`: plain HTTP without authentication is allowed only
+ * on a loopback address (DESIGN.md, command-line contract); any other listen address is served
+ * over TLS with a self-signed certificate (made with openssl, kept in DATA_DIR/pki) and requires
+ * a random bearer token (DATA_DIR/token). Both go into DATA_DIR/admin.kubeconfig.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { join } from 'node:path';
+import { run } from '../lib/exec.js';
+import { ConfigError } from '../lib/errors.js';
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+export function parseListen(text: string): ListenAddress {
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(text.trim());
+  if (!match) throw new ConfigError(`--listen "${text}": expected host:port (e.g. 127.0.0.1:6443)`);
+  const host = (match[1] ?? match[2]) as string;
+  const port = Number(match[3]);
+  if (port > 65535) throw new ConfigError(`--listen "${text}": port must be 0-65535`);
+  if (host !== 'localhost' && isIP(host) === 0) throw new ConfigError(`--listen "${text}": host must be an IP address or localhost`);
+  return { host: host === 'localhost' ? '127.0.0.1' : host, port };
+}
+
+export function isLoopback(host: string): boolean {
+  if (host === '::1') return true;
+  return isIP(host) === 4 && host.startsWith('127.');
+}
+
+export type ServingMode = { tls: false } | { tls: true };
+
+/** Loopback: plain HTTP. Anything else (including 0.0.0.0): TLS and a bearer token. */
+export function servingMode(host: string): ServingMode {
+  return isLoopback(host) ? { tls: false } : { tls: true };
+}
+
+export interface ServingCredentials {
+  cert: string;
+  key: string;
+  token: string;
+}
+
+/** Reuses DATA_DIR/pki and DATA_DIR/token when present so that clients keep working after a restart. */
+export async function ensureCredentials(dataDir: string, host: string): Promise<ServingCredentials> {
+  const pki = join(dataDir, 'pki');
+  mkdirSync(pki, { recursive: true, mode: 0o700 });
+  const certFile = join(pki, 'apiserver.crt');
+  const keyFile = join(pki, 'apiserver.key');
+  if (!existsSync(certFile) || !existsSync(keyFile)) {
+    const names = ['DNS:localhost', 'DNS:kubernetes', 'DNS:kubernetes.default', 'DNS:kubernetes.default.svc', 'IP:127.0.0.1'];
+    if (isIP(host) && host !== '0.0.0.0' && host !== '::') names.push(`IP:${host}`);
+    try {
+      await run(
+        ['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '3650', '-subj', '/CN=knode-controlplane', '-addext', `subjectAltName=${names.join(',')}`, '-keyout', keyFile, '-out', certFile],
+        { timeoutMs: 30_000 },
+      );
+    } catch (error) {
+      throw new Error(`cannot create the serving certificate in ${pki} (is openssl installed?)`, { cause: error });
+    }
+  }
+  const tokenFile = join(dataDir, 'token');
+  if (!existsSync(tokenFile)) writeFileSync(tokenFile, randomBytes(32).toString('hex'), { mode: 0o600 });
+  return { cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8'), token: readFileSync(tokenFile, 'utf8').trim() };
+}

@@ -1,0 +1,144 @@
+/**
+ * Label and field selectors as the API accepts them in `labelSelector` / `fieldSelector`
+ * (https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors,
+ * .../field-selectors/). Pure: parse once, then match objects.
+ */
+import type { KObject } from './storage/types.js';
+
+export type LabelOperator = 'in' | 'notin' | 'exists' | '!' | '=' | '!=';
+
+export interface LabelRequirement {
+  key: string;
+  operator: LabelOperator;
+  values: string[];
+}
+
+export class SelectorError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SelectorError';
+  }
+}
+
+/** Splits on commas that are not inside parentheses. */
+function splitTopLevel(text: string): string[] {
+  const parts: string[] = [];
+  let depth = 0;
+  let current = '';
+  for (const char of text) {
+    if (char === '(') depth++;
+    if (char === ')') depth--;
+    if (depth < 0) throw new SelectorError(`unbalanced parentheses in "${text}"`);
+    if (char === ',' && depth === 0) {
+      parts.push(current);
+      current = '';
+    } else current += char;
+  }
+  if (depth !== 0) throw new SelectorError(`unbalanced parentheses in "${text}"`);
+  parts.push(current);
+  return parts.map((part) => part.trim());
+}
+
+const keyPattern = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+const valuePattern = /^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$/;
+
+function checkKey(key: string): string {
+  if (!keyPattern.test(key) || key.length > 316) throw new SelectorError(`invalid label key "${key}"`);
+  return key;
+}
+
+function checkValue(value: string): string {
+  if (!valuePattern.test(value) || value.length > 63) throw new SelectorError(`invalid label value: "${value}"`);
+  return value;
+}
+
+function parseRequirement(text: string): LabelRequirement {
+  const setMatch = /^(\S+)\s+(in|notin)\s*\((.*)\)$/.exec(text);
+  if (setMatch) {
+    const values = (setMatch[3] as string).split(',').map((v) => checkValue(v.trim()));
+    return { key: checkKey(setMatch[1] as string), operator: setMatch[2] as 'in' | 'notin', values };
+  }
+  if (text.startsWith('!')) return { key: checkKey(text.slice(1).trim()), operator: '!', values: [] };
+  const opMatch = /^([^=!\s]+)\s*(==|=|!=)\s*(.*)$/.exec(text);
+  if (opMatch) {
+    const operator = opMatch[2] === '!=' ? '!=' : '=';
+    return { key: checkKey(opMatch[1] as string), operator, values: [checkValue((opMatch[3] as string).trim())] };
+  }
+  return { key: checkKey(text), operator: 'exists', values: [] };
+}
+
+export function parseLabelSelector(text: string | undefined): LabelRequirement[] {
+  if (text === undefined || text.trim() === '') return [];
+  return splitTopLevel(text).map((part) => {
+    if (part === '') throw new SelectorError(`empty requirement in label selector "${text}"`);
+    return parseRequirement(part);
+  });
+}
+
+export function matchesLabels(requirements: LabelRequirement[], labels: Record<string, string> | undefined): boolean {
+  const set = labels ?? {};
+  return requirements.every(({ key, operator, values }) => {
+    const has = Object.prototype.hasOwnProperty.call(set, key);
+    const value = set[key];
+    switch (operator) {
+      case 'exists':
+        return has;
+      case '!':
+        return !has;
+      case '=':
+      case 'in':
+        return has && values.includes(value as string);
+      case '!=':
+      case 'notin':
+        return !has || !values.includes(value as string);
+    }
+    return false;
+  });
+}
+
+export interface FieldRequirement {
+  field: string;
+  equal: boolean;
+  value: string;
+}
+
+/** Fields every kind supports, plus the ones the pod/node/event registries add. */
+const fieldGetters: Record<string, (object: KObject) => string | undefined> = {
+  'metadata.name': (o) => o.metadata.name,
+  'metadata.namespace': (o) => o.metadata.namespace,
+  'spec.nodeName': (o) => (o.spec as { nodeName?: string } | undefined)?.nodeName ?? '',
+  'spec.schedulerName': (o) => (o.spec as { schedulerName?: string } | undefined)?.schedulerName ?? '',
+  'spec.unschedulable': (o) => String(Boolean((o.spec as { unschedulable?: boolean } | undefined)?.unschedulable)),
+  'status.phase': (o) => (o.status as { phase?: string } | undefined)?.phase ?? '',
+  'status.podIP': (o) => (o.status as { podIP?: string } | undefined)?.podIP ?? '',
+  'involvedObject.name': (o) => (o.involvedObject as { name?: string } | undefined)?.name ?? '',
+  'involvedObject.kind': (o) => (o.involvedObject as { kind?: string } | undefined)?.kind ?? '',
+  'involvedObject.namespace': (o) => (o.involvedObject as { namespace?: string } | undefined)?.namespace ?? '',
+  'involvedObject.uid': (o) => (o.involvedObject as { uid?: string } | undefined)?.uid ?? '',
+  type: (o) => (typeof o.type === 'string' ? o.type : ''),
+};
+
+export function parseFieldSelector(text: string | undefined): FieldRequirement[] {
+  if (text === undefined || text.trim() === '') return [];
+  return text.split(',').map((part) => {
+    const match = /^\s*([^=!\s]+)\s*(==|=|!=)\s*(.*?)\s*$/.exec(part);
+    if (!match) throw new SelectorError(`invalid selector: '${text}'; can't understand '${part}'`);
+    const field = match[1] as string;
+    if (!fieldGetters[field]) throw new SelectorError(`field label not supported: ${field}`);
+    return { field, equal: match[2] !== '!=', value: match[3] as string };
+  });
+}
+
+export function matchesFields(requirements: FieldRequirement[], object: KObject): boolean {
+  return requirements.every(({ field, equal, value }) => {
+    const actual = (fieldGetters[field] as (o: KObject) => string | undefined)(object) ?? '';
+    return (actual === value) === equal;
+  });
+}
+
+/** A selector of a Service or a workload (`matchLabels` form): every pair must match. */
+export function matchesMap(selector: Record<string, string> | undefined, labels: Record<string, string> | undefined): boolean {
+  if (!selector) return false;
+  const set = labels ?? {};
+  return Object.entries(selector).every(([key, value]) => set[key] === value);
+}

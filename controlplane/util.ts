@@ -1,0 +1,42 @@
+/** Small helpers shared by the control-plane modules. */
+import { randomBytes, randomUUID } from 'node:crypto';
+
+export function deepClone<T>(value: T): T {
+  return structuredClone(value);
+}
+
+/** JSON with sorted keys, to compare objects regardless of key order. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) => {
+    if (v && typeof v === 'object' && !Array.isArray(v)) {
+      return Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+    }
+    return v;
+  });
+}
+
+/** RFC 3339 with second precision, as metav1.Time serializes. */
+export function rfc3339(date: Date): string {
+  return `${date.toISOString().slice(0, 19)}Z`;
+}
+
+/** Like metav1.MicroTime (Lease renewTime, Event eventTime). */
+export function rfc3339Micro(date: Date): string {
+  return `${date.toISOString().slice(0, 23)}000Z`;
+}
+
+export function newUid(): string {
+  return randomUUID();
+}
+
+const suffixAlphabet = 'bcdfghjklmnpqrstvwxz2456789';
+
+/** generateName suffix: five characters from the apiserver's alphabet (names.SimpleNameGenerator). */
+export function randomSuffix(length = 5): string {
+  const bytes = randomBytes(length);
+  return Array.from(bytes, (b) => suffixAlphabet[b % suffixAlphabet.length]).join('');
+}
+
+export function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

@@ -1,0 +1,28 @@
+/**
+ * API clients from a kubeconfig file, for the components that talk to the Kubernetes API
+ * (agent, proxy, overlay). client-node is loaded on demand (see lib/config/kubeconfig.ts).
+ *
+ *   const clients = await createKubeClients('/path/kubeconfig');
+ *   await clients.core.patchNodeStatus({ name, body }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+ *   const informer = makeInformer(clients.kubeConfig, '/api/v1/pods', () => clients.core.listPodForAllNamespaces());
+ */
+import type { CoordinationV1Api, CoreV1Api, DiscoveryV1Api, KubeConfig } from '@kubernetes/client-node';
+import { loadKubeconfig } from './config/kubeconfig.js';
+
+export interface KubeClients {
+  kubeConfig: KubeConfig;
+  core: CoreV1Api;
+  discovery: DiscoveryV1Api;
+  coordination: CoordinationV1Api;
+}
+
+export async function createKubeClients(kubeconfigFile: string): Promise<KubeClients> {
+  const kubeConfig = await loadKubeconfig(kubeconfigFile);
+  const k8s = await import('@kubernetes/client-node');
+  return {
+    kubeConfig,
+    core: kubeConfig.makeApiClient(k8s.CoreV1Api),
+    discovery: kubeConfig.makeApiClient(k8s.DiscoveryV1Api),
+    coordination: kubeConfig.makeApiClient(k8s.CoordinationV1Api),
+  };
+}

@@ -1,0 +1,282 @@
+/**
+ * Change tracking, the pure part shared by every dataplane: Services and EndpointSlices
+ * (client-node types) become a list of service ports, each with the endpoints that cluster
+ * and external traffic may use. Mirrors kube-proxy's ServiceChangeTracker/EndpointsChangeTracker
+ * and CategorizeEndpoints (pkg/proxy/topology.go):
+ *  - an endpoint is usable when ready; when a service has no ready endpoint, serving+terminating
+ *    ones are used instead (KEP-1669, ProxyTerminatingEndpoints);
+ *  - internalTrafficPolicy: Local → cluster traffic goes to this node's endpoints only (KEP-2086);
+ *  - externalTrafficPolicy: Local → external traffic goes to this node's endpoints only, and the
+ *    service gets a healthCheckNodePort;
+ *  - EndpointSlice ports are matched to service ports by name (the EndpointSlice controller has
+ *    already resolved named targetPorts to numbers, as in kube-proxy).
+ * Invalid input never throws: the offending service port is skipped with a reason.
+ */
+import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
+import { isValidIP } from '../lib/net.js';
+import ipaddr from 'ipaddr.js';
+
+export type Protocol = 'TCP' | 'UDP' | 'SCTP';
+
+export interface Endpoint {
+  ip: string;
+  port: number;
+  ready: boolean;
+  serving: boolean;
+  terminating: boolean;
+  nodeName?: string;
+  isLocal: boolean;
+}
+
+export interface ServicePort {
+  /** kube-proxy's ServicePortName.String(): "ns/name:port" or "ns/name" for an unnamed port. */
+  name: string;
+  namespace: string;
+  serviceName: string;
+  portName: string;
+  protocol: Protocol;
+  clusterIP: string;
+  port: number;
+  nodePort: number;
+  externalIPs: string[];
+  loadBalancerIPs: string[];
+  /** Seconds, when sessionAffinity is ClientIP. */
+  affinityTimeout?: number;
+  externalPolicyLocal: boolean;
+  internalPolicyLocal: boolean;
+  healthCheckNodePort: number;
+  /** Every endpoint of the slices for this port (deduplicated by ip:port). */
+  endpoints: readonly Endpoint[];
+}
+
+export interface SkippedObject {
+  object: string;
+  reason: string;
+}
+
+export interface ProxyModel {
+  /** Sorted by name, so that output built from the model is deterministic. */
+  ports: ServicePort[];
+  skipped: SkippedObject[];
+}
+
+const protocols: readonly string[] = ['TCP', 'UDP', 'SCTP'];
+
+export const serviceNameLabel = 'kubernetes.io/service-name';
+
+export function servicePortName(namespace: string, name: string, portName: string): string {
+  return `${namespace}/${name}${portName ? `:${portName}` : ''}`;
+}
+
+const isIPv4 = (text: string) => isValidIP(text) && ipaddr.parse(text).kind() === 'ipv4';
+const validPort = (port: unknown): port is number => typeof port === 'number' && Number.isInteger(port) && port >= 1 && port <= 65535;
+
+interface ServiceParse {
+  ports: ServicePort[];
+  skipped: SkippedObject[];
+}
+
+/** The IPv4 service ports of one Service (this proxier programs IPv4, as kube-proxy's v4 proxier). */
+export function servicePorts(service: V1Service): ServiceParse {
+  const namespace = service.metadata?.namespace ?? 'default';
+  const name = service.metadata?.name ?? '';
+  const object = `Service ${namespace}/${name}`;
+  const spec = service.spec;
+  const skip = (reason: string): ServiceParse => ({ ports: [], skipped: [{ object, reason }] });
+  if (!name || !spec) return skip('has no name or spec');
+  if (spec.type === 'ExternalName') return { ports: [], skipped: [] };
+  const clusterIP = spec.clusterIP ?? '';
+  if (clusterIP === '' || clusterIP === 'None') return { ports: [], skipped: [] }; // headless: nothing to proxy
+  if (!isValidIP(clusterIP)) return skip(`invalid clusterIP "${clusterIP}"`);
+  if (!isIPv4(clusterIP)) return skip(`clusterIP ${clusterIP} is not IPv4 (this proxier programs IPv4)`);
+  const externalIPs = (spec.externalIPs ?? []).filter(isIPv4);
+  const loadBalancerIPs = (service.status?.loadBalancer?.ingress ?? []).map((ingress) => ingress.ip ?? '').filter(isIPv4);
+  const externalPolicyLocal = spec.externalTrafficPolicy === 'Local' && (spec.type === 'NodePort' || spec.type === 'LoadBalancer' || externalIPs.length > 0);
+  const timeout = spec.sessionAffinityConfig?.clientIP?.timeoutSeconds;
+  const affinityTimeout = spec.sessionAffinity === 'ClientIP' ? (validTimeout(timeout) ? timeout : 10800) : undefined;
+  const result: ServiceParse = { ports: [], skipped: [] };
+  const seen = new Set<string>();
+  for (const port of spec.ports ?? []) {
+    const portName = port.name ?? '';
+    const protocol = port.protocol ?? 'TCP';
+    const label = `${object} port "${portName || port.port}"`;
+    if (!protocols.includes(protocol)) {
+      result.skipped.push({ object: label, reason: `unsupported protocol "${protocol}"` });
+      continue;
+    }
+    if (!validPort(port.port)) {
+      result.skipped.push({ object: label, reason: `invalid port ${String(port.port)}` });
+      continue;
+    }
+    const nodePort = port.nodePort ?? 0;
+    if (nodePort !== 0 && !validPort(nodePort)) {
+      result.skipped.push({ object: label, reason: `invalid nodePort ${String(nodePort)}` });
+      continue;
+    }
+    if (seen.has(portName)) {
+      result.skipped.push({ object: label, reason: `duplicate port name "${portName}"` });
+      continue;
+    }
+    seen.add(portName);
+    result.ports.push({
+      name: servicePortName(namespace, name, portName),
+      namespace,
+      serviceName: name,
+      portName,
+      protocol: protocol as Protocol,
+      clusterIP,
+      port: port.port,
+      nodePort,
+      externalIPs,
+      loadBalancerIPs,
+      affinityTimeout,
+      externalPolicyLocal,
+      internalPolicyLocal: spec.internalTrafficPolicy === 'Local',
+      healthCheckNodePort: externalPolicyLocal && validPort(spec.healthCheckNodePort) ? spec.healthCheckNodePort : 0,
+      endpoints: [],
+    });
+  }
+  return result;
+}
+
+function validTimeout(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value > 0 && value <= 86400;
+}
+
+/** Endpoints of the slices of one service, keyed by port name then protocol. */
+function sliceEndpoints(slices: V1EndpointSlice[], nodeName: string, skipped: SkippedObject[]): Map<string, Endpoint[]> {
+  const byPort = new Map<string, Map<string, Endpoint>>();
+  for (const slice of slices) {
+    const object = `EndpointSlice ${slice.metadata?.namespace}/${slice.metadata?.name}`;
+    if (slice.addressType !== 'IPv4') continue;
+    for (const port of slice.ports ?? []) {
+      if (!validPort(port.port)) {
+        skipped.push({ object, reason: `invalid port ${String(port.port)}` });
+        continue;
+      }
+      const key = `${port.name ?? ''}/${port.protocol ?? 'TCP'}`;
+      const endpoints = byPort.get(key) ?? new Map<string, Endpoint>();
+      byPort.set(key, endpoints);
+      for (const endpoint of slice.endpoints ?? []) {
+        const ip = endpoint.addresses?.[0] ?? '';
+        if (!isIPv4(ip)) {
+          skipped.push({ object, reason: `invalid endpoint address "${ip}"` });
+          continue;
+        }
+        // API semantics: a nil ready means ready; nil serving means "same as ready".
+        const ready = endpoint.conditions?.ready ?? true;
+        const serving = endpoint.conditions?.serving ?? ready;
+        const terminating = endpoint.conditions?.terminating ?? false;
+        const id = `${ip}:${port.port}`;
+        const previous = endpoints.get(id);
+        if (previous && previous.ready) continue; // the same endpoint in two slices: keep the ready one
+        endpoints.set(id, { ip, port: port.port, ready, serving, terminating, nodeName: endpoint.nodeName, isLocal: endpoint.nodeName === nodeName && nodeName !== '' });
+      }
+    }
+  }
+  return new Map([...byPort].map(([key, endpoints]) => [key, sortEndpoints([...endpoints.values()])]));
+}
+
+/** Sorted by address (numerically), then port: a stable order for the rules. */
+function sortEndpoints(endpoints: Endpoint[]): Endpoint[] {
+  const keyed = endpoints.map((endpoint) => ({ endpoint, key: endpoint.ip.split('.').reduce((sum, part) => sum * 256 + Number(part), 0) * 65536 + endpoint.port }));
+  return keyed.sort((a, b) => a.key - b.key).map((entry) => entry.endpoint);
+}
+
+interface CachedService {
+  slices: readonly V1EndpointSlice[];
+  nodeName: string;
+  ports: ServicePort[];
+  skipped: SkippedObject[];
+}
+
+/**
+ * Per-Service results, keyed by the Service object: informers replace an object when it
+ * changes, so an unchanged Service with the same slice objects gives the same (frozen) ports
+ * again. At 10k services this turns a sync after one change from rebuilding everything into
+ * rebuilding one service. Ports are never mutated after they are made.
+ */
+const serviceCache = new WeakMap<V1Service, CachedService>();
+
+function sameSlices(a: readonly V1EndpointSlice[], b: readonly V1EndpointSlice[]): boolean {
+  return a.length === b.length && a.every((slice, index) => slice === b[index]);
+}
+
+function modelForService(service: V1Service, slices: V1EndpointSlice[], nodeName: string): CachedService {
+  const cached = serviceCache.get(service);
+  if (cached && cached.nodeName === nodeName && sameSlices(cached.slices, slices)) return cached;
+  const parsed = servicePorts(service);
+  const skipped = [...parsed.skipped];
+  const endpoints = sliceEndpoints(slices, nodeName, skipped);
+  const ports = parsed.ports.map((port) => Object.freeze({ ...port, endpoints: endpoints.get(`${port.portName}/${port.protocol}`) ?? [] }));
+  const result = { slices, nodeName, ports, skipped };
+  serviceCache.set(service, result);
+  return result;
+}
+
+/** Services + EndpointSlices → the model. `nodeName` decides which endpoints are local. */
+export function buildProxyModel(services: readonly V1Service[], slices: readonly V1EndpointSlice[], nodeName: string): ProxyModel {
+  const skipped: SkippedObject[] = [];
+  const slicesByService = new Map<string, V1EndpointSlice[]>();
+  for (const slice of slices) {
+    const service = slice.metadata?.labels?.[serviceNameLabel];
+    if (!service) continue;
+    const key = `${slice.metadata?.namespace ?? 'default'}/${service}`;
+    const list = slicesByService.get(key);
+    if (list) list.push(slice);
+    else slicesByService.set(key, [slice]);
+  }
+  const ports: ServicePort[] = [];
+  const seenServices = new Set<string>();
+  for (const service of services) {
+    const key = `${service.metadata?.namespace ?? 'default'}/${service.metadata?.name ?? ''}`;
+    seenServices.add(key);
+    const result = modelForService(service, slicesByService.get(key) ?? [], nodeName);
+    skipped.push(...result.skipped);
+    ports.push(...result.ports);
+  }
+  for (const key of slicesByService.keys()) {
+    if (!seenServices.has(key)) skipped.push({ object: `EndpointSlices of ${key}`, reason: 'no such Service (ignored until it appears)' });
+  }
+  ports.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.protocol < b.protocol ? -1 : a.protocol > b.protocol ? 1 : 0));
+  return { ports, skipped };
+}
+
+/** Ready endpoints, else serving+terminating ones (KEP-1669). */
+function usable(endpoints: readonly Endpoint[]): Endpoint[] {
+  const ready = endpoints.filter((endpoint) => endpoint.ready);
+  if (ready.length > 0) return ready;
+  return endpoints.filter((endpoint) => endpoint.serving && endpoint.terminating);
+}
+
+export interface CategorizedEndpoints {
+  /** Where traffic to the cluster IP goes (all usable, or local ones with internalTrafficPolicy Local). */
+  cluster: Endpoint[];
+  /** Local usable endpoints (for externalTrafficPolicy Local). */
+  local: Endpoint[];
+}
+
+const categorized = new WeakMap<ServicePort, CategorizedEndpoints>();
+const fingerprints = new WeakMap<ServicePort, string>();
+
+/** kube-proxy's CategorizeEndpoints, without topology hints. */
+export function categorizeEndpoints(port: ServicePort): CategorizedEndpoints {
+  let result = categorized.get(port);
+  if (!result) {
+    const all = usable(port.endpoints);
+    const local = usable(port.endpoints.filter((endpoint) => endpoint.isLocal));
+    result = { cluster: port.internalPolicyLocal ? local : all, local };
+    if (Object.isFrozen(port)) categorized.set(port, result);
+  }
+  return result;
+}
+
+/** A stable fingerprint of everything the rules of one service port depend on. */
+export function servicePortFingerprint(port: ServicePort): string {
+  let fingerprint = fingerprints.get(port);
+  if (fingerprint === undefined) {
+    fingerprint = JSON.stringify(port);
+    if (Object.isFrozen(port)) fingerprints.set(port, fingerprint);
+  }
+  return fingerprint;
+}

@@ -1,0 +1,87 @@
+/**
+ * A real knode control plane for tests, in this process.
+ *
+ *   const cp = await startTestControlPlane();
+ *   // cp.url            http://127.0.0.1:<port>  (plain HTTP, no auth, loopback only)
+ *   // cp.kubeconfigPath a kubeconfig for kubectl --kubeconfig / loadKubeconfig() / KubeConfig.loadFromFile()
+ *   // cp.registry       direct access to the stored objects (optional; prefer the API)
+ *   await cp.stop();     // closes watches and the server, removes the temp dir
+ *
+ * Options: `storage: 'memory' | 'file' | 'etcd'` (default memory; 'file' keeps state in `dataDir`,
+ * or in a fresh temp dir; 'etcd' needs `etcdEndpoints` and uses `etcdPrefix` or a fresh prefix), `controllers: false` to run without the scheduler/endpointslice/IPAM/node
+ * lifecycle controllers, `nodeMonitorGracePeriodMs` (default 40 000) to speed up node lifecycle,
+ * `watchHistory` (events in the watch window; small values make 410 Gone easy to provoke),
+ * `bookmarkIntervalMs`, `clusterCidr` (10.244.0.0/16), `serviceCidr` (10.96.0.0/12).
+ * Namespaces default, kube-system, kube-public and kube-node-lease exist from the start.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createLogger } from '../../lib/log.js';
+import { startControlPlane } from '../../controlplane/control-plane.js';
+import type { Registry } from '../../controlplane/registry.js';
+import { MemoryStorage } from '../../controlplane/storage/memory.js';
+import { EtcdStorage } from '../../controlplane/storage/etcd.js';
+import type { Storage } from '../../controlplane/storage/types.js';
+import { randomBytes } from 'node:crypto';
+import { writeKubeconfig } from '../../controlplane/kubeconfig.js';
+
+export interface TestControlPlaneOptions {
+  storage?: 'memory' | 'file' | 'etcd';
+  etcdEndpoints?: string[];
+  etcdPrefix?: string;
+  dataDir?: string;
+  controllers?: boolean;
+  nodeMonitorGracePeriodMs?: number;
+  resyncMs?: number;
+  eventTtlMs?: number;
+  watchHistory?: number;
+  bookmarkIntervalMs?: number;
+  clusterCidr?: string;
+  serviceCidr?: string;
+}
+
+export interface TestControlPlane {
+  url: string;
+  port: number;
+  kubeconfigPath: string;
+  registry: Registry;
+  stop(): Promise<void>;
+}
+
+export async function startTestControlPlane(options: TestControlPlaneOptions = {}): Promise<TestControlPlane> {
+  const tempDir = mkdtempSync(join(tmpdir(), 'knode-cp-'));
+  const dataDir = options.dataDir ?? join(tempDir, 'data');
+  const storage: Storage =
+    options.storage === 'etcd'
+      ? new EtcdStorage({ endpoints: options.etcdEndpoints ?? [], prefix: options.etcdPrefix ?? `/knode-test-${randomBytes(6).toString('hex')}` })
+      : new MemoryStorage(options.storage === 'file' ? { dir: dataDir } : {});
+  const running = await startControlPlane({
+    storage,
+    log: createLogger('controlplane', process.env.KNODE_TEST_LOG_LEVEL ?? 'silent'),
+    host: '127.0.0.1',
+    port: 0,
+    clusterCidr: options.clusterCidr ?? '10.244.0.0/16',
+    serviceCidr: options.serviceCidr ?? '10.96.0.0/12',
+    watchHistory: options.watchHistory,
+    bookmarkIntervalMs: options.bookmarkIntervalMs,
+    controllers: {
+      enabled: options.controllers ?? true,
+      ...(options.nodeMonitorGracePeriodMs !== undefined ? { nodeMonitorGracePeriodMs: options.nodeMonitorGracePeriodMs } : {}),
+      ...(options.resyncMs !== undefined ? { resyncMs: options.resyncMs } : {}),
+      ...(options.eventTtlMs !== undefined ? { eventTtlMs: options.eventTtlMs } : {}),
+    },
+  });
+  const kubeconfigPath = join(tempDir, 'kubeconfig');
+  writeKubeconfig(kubeconfigPath, { server: running.url });
+  return {
+    url: running.url,
+    port: running.port,
+    kubeconfigPath,
+    registry: running.registry,
+    async stop() {
+      await running.stop();
+      rmSync(tempDir, { recursive: true, force: true });
+    },
+  };
+}

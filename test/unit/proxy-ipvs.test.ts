@@ -1,0 +1,58 @@
+import { describe, expect, it } from 'vitest';
+import { buildProxyModel } from '../../proxy/model.js';
+import { desiredIpvs, diffIpvs, type IpvsTable } from '../../proxy/ipvs/diff.js';
+import { decodeDest, decodeService, encodeDest, encodeService, nlattr, parseAttrs } from '../../proxy/ipvs/netlink-ipvs.js';
+import { service, slice } from './proxy-fixtures.js';
+
+const model = (ips: { ip: string; ready?: boolean; serving?: boolean; terminating?: boolean; node?: string }[], spec = {}) =>
+  buildProxyModel([service('web', '10.96.0.10', [{ name: 'http', port: 80, nodePort: 30080 }], { type: 'NodePort', ...spec })], [slice('web', [{ name: 'http', port: 8080 }], ips)], 'node-a');
+
+describe('IPVS desired table', () => {
+  it('a virtual server per service IP and node IP, real servers for endpoints, terminating ones at weight 0', () => {
+    const table = desiredIpvs(model([{ ip: '10.244.0.1' }, { ip: '10.244.0.2', ready: false, serving: true, terminating: true }], { sessionAffinity: 'ClientIP' }), { scheduler: 'wrr', nodeIPs: ['192.168.1.5'] });
+    expect([...table.keys()].sort()).toEqual(['TCP:10.96.0.10:80', 'TCP:192.168.1.5:30080']);
+    const entry = table.get('TCP:10.96.0.10:80')!;
+    expect(entry.vs).toMatchObject({ scheduler: 'wrr', persistence: 10800 });
+    expect(entry.dests).toEqual([{ address: '10.244.0.1', port: 8080, weight: 1 }, { address: '10.244.0.2', port: 8080, weight: 0 }]);
+  });
+
+  it('externalTrafficPolicy Local: the NodePort virtual server only has local endpoints', () => {
+    const table = desiredIpvs(model([{ ip: '10.244.0.1', node: 'node-a' }, { ip: '10.244.1.1', node: 'node-b' }], { externalTrafficPolicy: 'Local' }), { scheduler: 'rr', nodeIPs: ['192.168.1.5'] });
+    expect(table.get('TCP:192.168.1.5:30080')!.dests.map((dest) => dest.address)).toEqual(['10.244.0.1']);
+    expect(table.get('TCP:10.96.0.10:80')!.dests).toHaveLength(2);
+  });
+});
+
+describe('IPVS diff', () => {
+  const vs = { address: '10.96.0.10', port: 80, protocol: 'TCP' as const, scheduler: 'rr', persistence: 0 };
+  const table = (entries: { scheduler?: string; dests: { address: string; weight: number; activeConnections?: number; inactiveConnections?: number }[] }[]): IpvsTable =>
+    new Map(entries.map((entry) => [`TCP:10.96.0.10:80`, { vs: { ...vs, scheduler: entry.scheduler ?? 'rr' }, dests: entry.dests.map((dest) => ({ port: 8080, ...dest })) }]));
+
+  it.each([
+    ['nothing to do', table([{ dests: [{ address: 'a', weight: 1 }] }]), table([{ dests: [{ address: 'a', weight: 1 }] }]), []],
+    ['new service', table([{ dests: [{ address: 'a', weight: 1 }] }]), new Map(), ['add-service', 'add-dest a']],
+    ['scheduler change', table([{ scheduler: 'sh', dests: [] }]), table([{ dests: [] }]), ['update-service']],
+    ['weight change', table([{ dests: [{ address: 'a', weight: 0 }] }]), table([{ dests: [{ address: 'a', weight: 1 }] }]), ['update-dest a']],
+    ['idle endpoint gone: deleted', table([{ dests: [] }]), table([{ dests: [{ address: 'a', weight: 1 }] }]), ['delete-dest a']],
+    ['busy endpoint gone: weight 0 first', table([{ dests: [] }]), table([{ dests: [{ address: 'a', weight: 1, activeConnections: 2 }] }]), ['update-dest a']],
+    ['busy endpoint at weight 0: wait', table([{ dests: [] }]), table([{ dests: [{ address: 'a', weight: 0, inactiveConnections: 1 }] }]), []],
+    ['service gone', new Map(), table([{ dests: [{ address: 'a', weight: 1 }] }]), ['delete-service']],
+  ])('%s', (_name, desired, actual, expected) => {
+    expect(diffIpvs(desired as IpvsTable, actual as IpvsTable).map((op) => ('rs' in op ? `${op.op} ${op.rs.address}` : op.op))).toEqual(expected);
+  });
+});
+
+describe('IPVS netlink attributes', () => {
+  it('encodes and decodes a service and a destination (round trip)', () => {
+    const vs = { address: '10.96.0.10', port: 443, protocol: 'UDP' as const, scheduler: 'sh', persistence: 60 };
+    expect(decodeService(encodeService(vs))).toEqual(vs);
+    const rs = decodeDest(encodeDest({ address: '10.244.3.4', port: 8443, weight: 3 }));
+    expect(rs).toMatchObject({ address: '10.244.3.4', port: 8443, weight: 3 });
+  });
+  it('pads attributes to 4 bytes', () => {
+    const attr = nlattr(6, Buffer.from('rr\0'));
+    expect(attr.length).toBe(8);
+    expect(attr.readUInt16LE(0)).toBe(7);
+    expect(parseAttrs(Buffer.concat([attr, nlattr(1, Buffer.from([2, 0]))])).get(1)).toEqual(Buffer.from([2, 0]));
+  });
+});
