@@ -9,7 +9,7 @@
  */
 import { release } from 'node:os';
 import { run, type ExecResult } from '../lib/exec.js';
-import { onPathCommand } from './overlay-util.js';
+import { commandOnPath } from '../lib/exec.js';
 import { vtepAddress, type Peer } from './overlay-policy.js';
 
 async function cmd(command: string[], allowMissing = false): Promise<ExecResult> {
@@ -91,7 +91,7 @@ export async function ensureVxlan(spec: VxlanSpec): Promise<string> {
   // checksum when it's 0") NATed VXLAN packets with tx checksum offload got corrupt checksums
   // and were retransmitted after ~1 s; flannel turns offload off there. On fixed kernels it stays
   // on: turning it off costs ~10x throughput (bench/cni-vxlan-throughput.ts).
-  if (kernelNeedsTxOffWorkaround(release()) && onPathCommand('ethtool')) await cmd(['ethtool', '-K', spec.name, 'tx', 'off']).catch(() => undefined);
+  if (kernelNeedsTxOffWorkaround(release()) && commandOnPath('ethtool')) await cmd(['ethtool', '-K', spec.name, 'tx', 'off']).catch(() => undefined);
   const link = (JSON.parse((await cmd(['ip', '-j', 'link', 'show', 'dev', spec.name])).stdout) as AddrJson[])[0];
   return link?.address ?? '';
 }

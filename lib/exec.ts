@@ -1,5 +1,7 @@
 /** Running external commands (ip, iptables-restore, conntrack, …) with errors that carry context. */
 import { spawn } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { delimiter, join } from 'node:path';
 
 export interface ExecResult {
   stdout: string;
@@ -59,5 +61,17 @@ export function run(command: readonly string[], options: ExecOptions = {}): Prom
     });
     child.stdin.on('error', () => {});
     child.stdin.end(options.input ?? '');
+  });
+}
+
+/** True when an executable of that name is on the PATH. */
+export function commandOnPath(command: string, path = process.env.PATH ?? ''): boolean {
+  return path.split(delimiter).some((dir) => {
+    try {
+      accessSync(join(dir, command), constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
   });
 }

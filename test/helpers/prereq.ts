@@ -3,22 +3,12 @@
  * with CI=true nothing may be skipped, so a missing prerequisite fails the file with a message
  * that says what is missing (../shared/TESTING.md).
  */
-import { accessSync, constants } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { commandOnPath } from '../../lib/exec.js';
 import { dockerAnswers } from './docker.js';
 
 export type Need = 'root' | 'docker' | `command:${string}`;
 
-export function onPath(command: string): boolean {
-  return (process.env.PATH ?? '').split(delimiter).some((dir) => {
-    try {
-      accessSync(join(dir, command), constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  });
-}
+export const onPath = (command: string): boolean => commandOnPath(command);
 
 async function missing(need: Need): Promise<string | undefined> {
   if (need === 'root') return process.getuid?.() === 0 ? undefined : 'needs root';

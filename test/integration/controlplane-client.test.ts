@@ -8,16 +8,10 @@ import { makeInformer, PatchStrategy, setHeaderOptions, type V1Pod, type V1Node 
 import { prerequisites } from '../helpers/prereq.js';
 import { startTestControlPlane, type TestControlPlane } from '../helpers/controlplane.js';
 import { createKubeClients, type KubeClients } from '../../lib/kube-client.js';
+import { waitFor } from '../helpers/wait.js';
 
 const env = await prerequisites();
 
-async function waitFor(check: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 function apiErrorCode(error: unknown): number | undefined {
   return (error as { code?: number }).code;
@@ -131,18 +125,18 @@ describe.skipIf(env.skip)('control plane with client-node', () => {
     await k.core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: 'before' }, data: { v: '1' } } });
     await informer.start();
     try {
-      await waitFor(() => seen.get('before') === '1', 'initial list');
+      await waitFor('initial list', () => seen.get('before') === '1');
       await k.core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: 'after' }, data: { v: '1' } } });
       await k.core.patchNamespacedConfigMap({ namespace: 'default', name: 'before', body: { data: { v: '2' } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
       await k.core.deleteNamespacedConfigMap({ namespace: 'default', name: 'after' });
-      await waitFor(() => seen.get('before') === '2' && !seen.has('after'), 'watch events');
+      await waitFor('watch events', () => seen.get('before') === '2' && !seen.has('after'));
       // Stopped informer resumes from a resourceVersion the window (50 events) no longer covers:
       // the server answers 410 in an ERROR event, the informer relists and notices the deletion.
       await informer.stop();
       await k.core.deleteNamespacedConfigMap({ namespace: 'default', name: 'before' });
       for (let i = 0; i < 60; i++) await k.core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: `bulk-${i}` } } });
       await informer.start();
-      await waitFor(() => seen.has('bulk-59') && !seen.has('before'), 'relist after 410');
+      await waitFor('relist after 410', () => seen.has('bulk-59') && !seen.has('before'));
     } finally {
       await informer.stop();
     }

@@ -17,19 +17,11 @@ import { busyboxSpec, ensureLocalImage } from '../../cri/local-images.js';
 import { isCriError, type PodSandboxConfig } from '../../cri/runtime.js';
 import { TestNetwork, type Netns } from '../helpers/netns.js';
 import { prerequisites } from '../helpers/prereq.js';
+import { waitFor } from '../helpers/wait.js';
 
 const env = await prerequisites('root', 'docker', 'command:ip', 'command:nsenter', 'command:dockerd');
 const runId = randomBytes(4).toString('hex');
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-}
 
 describe.skipIf(env.skip)('cri docker runtime: Docker daemon restart', () => {
   let dir: string;
@@ -47,7 +39,7 @@ describe.skipIf(env.skip)('cri docker runtime: Docker daemon restart', () => {
       '--storage-driver=vfs', '--containerd-namespace', `knt-${runId}`, '--containerd-plugins-namespace', `knt-${runId}-p`,
     ];
     daemon = spawn('nsenter', args, { stdio: 'ignore' });
-    await until('the test dockerd', async () => ((await docker.ping()) ? true : undefined));
+    await waitFor('the test dockerd', async () => ((await docker.ping()) ? true : undefined));
   }
 
   async function stopDaemon(): Promise<void> {
@@ -105,7 +97,7 @@ describe.skipIf(env.skip)('cri docker runtime: Docker daemon restart', () => {
 
     await startDaemon();
     // the same runtime object (and a fresh one) see the stopped sandbox and container
-    const sandboxes = await until('the sandbox list after restart', async () => runtime.listPodSandbox());
+    const sandboxes = await waitFor('the sandbox list after restart', async () => runtime.listPodSandbox());
     expect(sandboxes.map((s) => [s.id, s.state, s.metadata.name])).toEqual([[sandboxId, 'SANDBOX_NOTREADY', 'survivor']]);
     const fresh = new DockerRuntime(options);
     const status = await fresh.containerStatus(containerId);

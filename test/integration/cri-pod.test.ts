@@ -17,6 +17,7 @@ import { isCriError, type ContainerConfig, type PodSandboxConfig } from '../../c
 import { removeLabelledContainers, testDocker } from '../helpers/docker.js';
 import { TestNetwork, type Netns } from '../helpers/netns.js';
 import { onPath, prerequisites } from '../helpers/prereq.js';
+import { waitFor } from '../helpers/wait.js';
 
 const env = await prerequisites('root', 'docker', 'command:ip', 'command:nsenter', 'command:curl', 'command:ping');
 const cniBin = '/usr/lib/cni';
@@ -96,15 +97,6 @@ describe.skipIf(env.skip || !haveCni)('cri docker runtime: pods with CNI in a no
     };
   }
 
-  async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const value = await probe().catch(() => undefined);
-      if (value !== undefined) return value;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-  }
 
   it('runs a pod with an init container and two app containers sharing a netns, reachable from the node, and cleans up', async () => {
     const hostPort = 20000 + Math.floor(Math.random() * 20000);

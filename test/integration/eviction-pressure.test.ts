@@ -28,6 +28,7 @@ import { NodeSignals } from '../../eviction/signals.js';
 import { detectCgroupLayout, memoryCgroupOfPid, readWorkingSet } from '../../eviction/cgroup-memory.js';
 import { makePod } from '../../eviction/fakes.js';
 import type { EvictedPodStatus, NodeConditionSink, PodKiller, PodUsage, PressureCondition } from '../../eviction/types.js';
+import { waitFor } from '../helpers/wait.js';
 
 const env = await prerequisites('root', 'docker', 'command:mount', 'command:umount');
 const runId = randomBytes(4).toString('hex');
@@ -95,13 +96,6 @@ async function dirBytes(dir: string): Promise<number> {
   return total;
 }
 
-async function waitFor(what: string, check: () => boolean, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 const configWith = (body: object) => parseKubeletConfig({ apiVersion: kubeletApiVersion, kind: 'KubeletConfiguration', ...body }, '(test)').config;
 

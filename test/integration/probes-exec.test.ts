@@ -16,6 +16,7 @@ import { HandlerProber, probeExec } from '../../probes/prober.js';
 import { ExecTimeoutError, RecordingProbeListener, type ContainerExecutor, type ExecResult, type PodStatusProvider } from '../../probes/types.js';
 import { removeLabelledContainers, testDocker } from '../helpers/docker.js';
 import { prerequisites } from '../helpers/prereq.js';
+import { waitFor } from '../helpers/wait.js';
 
 const env = await prerequisites('root', 'docker', 'command:busybox');
 const runLabel = `io.knode.test=probes-exec-${randomBytes(4).toString('hex')}`;
@@ -70,15 +71,6 @@ async function startBusybox(docker: Docker, image: string, name: string): Promis
   return container.id;
 }
 
-async function until<T>(what: string, check: () => T | undefined, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 describe.skipIf(env.skip)('exec probes against a real busybox container', () => {
   let docker: Docker;
@@ -122,11 +114,11 @@ describe.skipIf(env.skip)('exec probes against a real busybox container', () => 
     try {
       manager.addPod(pod);
       manager.start();
-      await until('a successful probe', () => (listener.events.length === 0 && manager.getResult(current, 'liveness') === 'success' ? true : undefined), 10_000);
+      await waitFor('a successful probe', () => (listener.events.length === 0 && manager.getResult(current, 'liveness') === 'success' ? true : undefined), 10_000);
       await new Promise((resolve) => setTimeout(resolve, 2500));
       expect(listener.kills).toHaveLength(0);
       await executor.execSync(current, ['rm', '/tmp/healthy'], 5000);
-      const kill = await until('a kill request', () => listener.kills[0]);
+      const kill = await waitFor('a kill request', () => listener.kills[0]);
       expect(kill).toMatchObject({ containerId: current, reason: 'LivenessProbe', gracePeriodSeconds: 4, message: 'Container app failed liveness probe, will be restarted' });
       expect(kill.probeOutput).toContain('No such file or directory');
       expect(listener.events.filter((event) => event.reason === 'Unhealthy')[0]!.message).toMatch(/^Liveness probe failed: cat: can't open '\/tmp\/healthy': No such file or directory/);
@@ -135,7 +127,7 @@ describe.skipIf(env.skip)('exec probes against a real busybox container', () => 
       await docker.getContainer(current).stop({ t: kill.gracePeriodSeconds });
       const old = current;
       current = await startBusybox(docker, image, `knode-probes-exec-${randomBytes(4).toString('hex')}`);
-      await until('the new container probed healthy', () => (manager.getResult(current, 'liveness') === 'success' && manager.getResult(old, 'liveness') === undefined ? true : undefined));
+      await waitFor('the new container probed healthy', () => (manager.getResult(current, 'liveness') === 'success' && manager.getResult(old, 'liveness') === undefined ? true : undefined));
       const probesBefore = listener.events.length;
       await new Promise((resolve) => setTimeout(resolve, 2500));
       expect(listener.kills).toHaveLength(1);

@@ -20,6 +20,7 @@ import { podReadiness } from '../../probes/readiness.js';
 import { FakeExecutor, RecordingProbeListener, type PodStatusProvider } from '../../probes/types.js';
 import { removeLabelledContainers, testDocker } from '../helpers/docker.js';
 import { prerequisites } from '../helpers/prereq.js';
+import { waitFor } from '../helpers/wait.js';
 
 const env = await prerequisites('root', 'docker', 'command:busybox');
 const runLabel = `io.knode.test=probes-httpd-${randomBytes(4).toString('hex')}`;
@@ -33,15 +34,6 @@ async function freeLoopbackPort(): Promise<number> {
   return port;
 }
 
-async function until<T>(what: string, check: () => T | undefined, timeoutMs = 40_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 describe.skipIf(env.skip)('http probes against a real busybox httpd container', () => {
   let docker: Docker;
@@ -106,16 +98,16 @@ describe.skipIf(env.skip)('http probes against a real busybox httpd container', 
     try {
       manager.addPod(pod);
       manager.start();
-      await until('Ready', () => (ready() ? true : undefined));
+      await waitFor('Ready', () => (ready() ? true : undefined));
       expect(manager.getResult(containerId, 'startup')).toBe('success');
 
       await execIn(containerId, ['rm', '/www/ready']);
-      await until('not Ready', () => (ready() ? undefined : true));
+      await waitFor('not Ready', () => (ready() ? undefined : true));
       expect(listener.events.some((event) => event.message === 'Readiness probe failed: HTTP probe failed with statuscode: 404')).toBe(true);
       expect(listener.kills).toHaveLength(0);
 
       await execIn(containerId, ['rm', '/www/healthz']);
-      const kill = await until('a liveness kill', () => listener.kills[0]);
+      const kill = await waitFor('a liveness kill', () => listener.kills[0]);
       expect(kill).toMatchObject({ containerId, reason: 'LivenessProbe', gracePeriodSeconds: 3, message: 'Container web failed liveness probe, will be restarted' });
       expect(listener.events.some((event) => event.reason === 'Unhealthy' && event.message === 'Liveness probe failed: HTTP probe failed with statuscode: 404')).toBe(true);
 
@@ -125,9 +117,9 @@ describe.skipIf(env.skip)('http probes against a real busybox httpd container', 
       restartCount += 1;
       const old = containerId;
       containerId = await startHttpd();
-      await until('Ready again after the restart', () => (ready() ? true : undefined));
+      await waitFor('Ready again after the restart', () => (ready() ? true : undefined));
       // The liveness worker adopts the new container at its next tick and drops the old result.
-      await until('liveness reset', () => (manager.getResult(old, 'liveness') === undefined ? true : undefined));
+      await waitFor('liveness reset', () => (manager.getResult(old, 'liveness') === undefined ? true : undefined));
       expect(manager.getResult(containerId, 'liveness')).toBe('success');
       expect(status().containerStatuses![0]).toMatchObject({ restartCount: 1, lastState: { terminated: { message: 'Container web failed liveness probe, will be restarted' } } });
       expect(listener.kills).toHaveLength(1);
