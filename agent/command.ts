@@ -1,11 +1,66 @@
+/**
+ * `knode agent`: the kubelet. Flags are the kubelet's names (bin/cli.ts); a few settings that a
+ * node living inside a network namespace needs, and that the kubelet has no flag for, come from
+ * the environment:
+ *   KNODE_CNI_HOST_NETNS   run CNI plugins inside this netns (path), e.g. a test node's netns
+ *   KNODE_CNI_CACHE_DIR    CNI result cache (default /var/lib/cni)
+ *   KNODE_POD_LOGS_DIR     pod log directories (default /var/log/pods)
+ *   KNODE_NODE_IP          the node's InternalIP (default: first non-loopback IPv4)
+ *   KNODE_RUNTIME_SCOPE    "key=value": a label on everything this agent creates in Docker and
+ *                          required on everything it lists (several agents on one engine)
+ */
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
 import type { Runner } from '../bin/cli.js';
 import { requireKubeconfig, optionalString } from '../lib/command-options.js';
 import { loadKubeletConfig } from '../lib/config/kubelet.js';
-import { NotImplementedError } from '../lib/errors.js';
+import { ConfigError } from '../lib/errors.js';
+import { createDockerRuntime } from '../cri/docker/factory.js';
+import { Agent } from './agent.js';
 
-/** `knode agent` (issue: the agent). Validates its flags and config, then says it is not there yet. */
+function scopeLabels(text: string | undefined): Record<string, string> | undefined {
+  if (!text) return undefined;
+  const index = text.indexOf('=');
+  if (index <= 0) throw new ConfigError(`KNODE_RUNTIME_SCOPE must be "key=value", got "${text}"`);
+  return { [text.slice(0, index)]: text.slice(index + 1) };
+}
+
 export const run: Runner = async (options, log) => {
-  requireKubeconfig(options);
-  for (const warning of loadKubeletConfig(optionalString(options, 'config')).warnings) log.warn(warning);
-  throw new NotImplementedError();
+  const kubeconfigPath = requireKubeconfig(options);
+  const loaded = loadKubeletConfig(optionalString(options, 'config'));
+  for (const warning of loaded.warnings) log.warn(warning);
+  const config = loaded.config;
+  const nodeName = (optionalString(options, 'hostnameOverride') ?? hostname()).toLowerCase();
+  const rootDir = optionalString(options, 'rootDir') ?? '/var/lib/knode/kubelet';
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromFile(kubeconfigPath);
+  const env = process.env;
+  const runtime = createDockerRuntime({
+    containerRuntimeEndpoint: optionalString(options, 'containerRuntimeEndpoint') ?? config.containerRuntimeEndpoint,
+    podInfraContainerImage: optionalString(options, 'podInfraContainerImage'),
+    cniConfDir: optionalString(options, 'cniConfDir'),
+    cniBinDirs: optionalString(options, 'cniBinDir'),
+    cniCacheDir: env.KNODE_CNI_CACHE_DIR,
+    cniHostNetns: env.KNODE_CNI_HOST_NETNS,
+    sandboxRoot: join(rootDir, 'sandboxes'),
+    scopeLabels: scopeLabels(env.KNODE_RUNTIME_SCOPE),
+    logMaxSize: config.containerLogMaxSize,
+    logMaxFiles: config.containerLogMaxFiles,
+    logger: log.child({ part: 'cri' }),
+  });
+  const agent = new Agent({
+    nodeName,
+    config,
+    kubeConfig,
+    runtime,
+    rootDir,
+    podLogsDir: env.KNODE_POD_LOGS_DIR ?? '/var/log/pods',
+    ...(env.KNODE_NODE_IP ? { nodeIP: env.KNODE_NODE_IP } : {}),
+    // Pods wired in another netns cannot be reached from here: no network probes/hooks.
+    podNetworkReachable: !env.KNODE_CNI_HOST_NETNS,
+    log,
+  });
+  await agent.start();
+  return { stop: () => agent.stop() };
 };

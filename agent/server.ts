@@ -1,0 +1,223 @@
+/**
+ * The kubelet HTTP API (pkg/kubelet/server/server.go): /healthz, /pods, /stats/summary,
+ * /metrics, /containerLogs/<ns>/<pod>/<container> and /run/<ns>/<pod>/<container>, every request
+ * authenticated and authorized (auth.ts). HTTPS when tlsCertFile/tlsPrivateKeyFile are set
+ * (client certificates checked against authentication.x509.clientCAFile), plain HTTP otherwise.
+ * The read-only port serves /healthz, /pods and /stats without authentication, only when set.
+ */
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
+import type { ContainerRuntime } from '../cri/runtime.js';
+import type { KubeletConfiguration } from '../lib/config/kubelet.js';
+import type { Logger } from '../lib/log.js';
+import { describeError } from '../lib/errors.js';
+import { RequestAuth, apiReviewers } from './auth.js';
+import { streamLogs } from './logs.js';
+import { StatsProvider } from './stats.js';
+import type { AgentMetrics } from './metrics.js';
+import type { PodWorkers } from './pod-workers.js';
+
+export interface ServedAgent {
+  readonly workers: PodWorkers;
+  readonly metrics: AgentMetrics;
+}
+
+export interface KubeletServerOptions {
+  agent: ServedAgent;
+  runtime: ContainerRuntime;
+  config: KubeletConfiguration;
+  kubeConfig: KubeConfig;
+  log: Logger;
+  nodeName?: string;
+  rootDir?: string;
+  /** Overrides the auth built from the config (tests). */
+  auth?: RequestAuth;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function send(res: ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void {
+  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+function numberParam(url: URL, name: string): number | undefined {
+  const value = url.searchParams.get(name);
+  if (value === null || value === '') return undefined;
+  if (!/^\d+$/.test(value)) throw new HttpError(400, `invalid ${name} "${value}"`);
+  return Number(value);
+}
+
+function boolParam(url: URL, name: string): boolean {
+  const value = url.searchParams.get(name);
+  return value === 'true' || value === '1' || value === '';
+}
+
+export class KubeletServer {
+  private server?: Server;
+  private readOnly?: Server;
+  private readonly auth: RequestAuth;
+  private readonly stats: StatsProvider;
+  private readonly open = new Set<ServerResponse>();
+
+  constructor(private readonly options: KubeletServerOptions) {
+    const { config } = options;
+    const reviewers = config.authentication.webhook.enabled || config.authorization.mode === 'Webhook' ? apiReviewers(options.kubeConfig) : undefined;
+    this.auth =
+      options.auth ??
+      new RequestAuth(
+        {
+          anonymous: config.authentication.anonymous.enabled,
+          ...(config.authentication.webhook.enabled && reviewers ? { tokens: reviewers.tokens } : {}),
+          tokenCacheTtlMs: config.authentication.webhook.cacheTTL,
+          mode: config.authorization.mode,
+          ...(reviewers ? { access: reviewers.access } : {}),
+          allowedTtlMs: config.authorization.webhook.cacheAuthorizedTTL,
+          deniedTtlMs: config.authorization.webhook.cacheUnauthorizedTTL,
+          clientCerts: Boolean(config.tlsCertFile && config.authentication.x509.clientCAFile),
+        },
+        options.nodeName ?? '',
+      );
+    this.stats = new StatsProvider(options.runtime, options.nodeName ?? '', options.rootDir ?? '/');
+  }
+
+  get port(): number | undefined {
+    return (this.server?.address() as AddressInfo | null)?.port;
+  }
+
+  get readOnlyPort(): number | undefined {
+    return (this.readOnly?.address() as AddressInfo | null)?.port;
+  }
+
+  async start(): Promise<void> {
+    const { config } = this.options;
+    const handler = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res, true);
+    this.server = config.tlsCertFile
+      ? createHttpsServer(
+          {
+            cert: readFileSync(config.tlsCertFile),
+            key: readFileSync(config.tlsPrivateKeyFile),
+            ...(config.authentication.x509.clientCAFile ? { ca: readFileSync(config.authentication.x509.clientCAFile), requestCert: true, rejectUnauthorized: false } : {}),
+          },
+          handler,
+        )
+      : createHttpServer(handler);
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once('error', reject);
+      this.server!.listen(config.port, config.address, () => resolve());
+    });
+    if (config.readOnlyPort > 0) {
+      this.readOnly = createHttpServer((req, res) => void this.handle(req, res, false));
+      await new Promise<void>((resolve, reject) => {
+        this.readOnly!.once('error', reject);
+        this.readOnly!.listen(config.readOnlyPort, config.address, () => resolve());
+      });
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const res of this.open) res.destroy();
+    for (const server of [this.server, this.readOnly]) {
+      if (!server) continue;
+      server.closeAllConnections?.();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse, secure: boolean): Promise<void> {
+    this.open.add(res);
+    res.on('close', () => this.open.delete(res));
+    try {
+      const url = new URL(req.url ?? '/', 'http://kubelet');
+      if (secure) {
+        const result = await this.auth.check(req, url.pathname);
+        if (!result.ok) throw new HttpError(result.status, result.message);
+      } else if (!['/healthz', '/pods'].includes(url.pathname) && !url.pathname.startsWith('/stats')) {
+        throw new HttpError(404, 'not served on the read-only port');
+      }
+      await this.route(req, res, url);
+    } catch (error) {
+      const status = error instanceof HttpError ? error.status : 500;
+      if (status === 500) this.options.log.warn({ url: req.url, err: describeError(error) }, 'kubelet API request failed');
+      if (!res.headersSent) send(res, status, `${error instanceof HttpError ? error.message : describeError(error)}\n`);
+      else res.end();
+    }
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const path = url.pathname;
+    const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+    if (path === '/healthz') return send(res, 200, 'ok');
+    if (path === '/pods') return send(res, 200, JSON.stringify(this.podList()), 'application/json');
+    if (path === '/stats/summary' || path === '/stats/summary/') {
+      return send(res, 200, JSON.stringify(await this.stats.summary(this.options.agent.workers.statuses())), 'application/json');
+    }
+    if (path === '/metrics') return send(res, 200, await this.options.agent.metrics.registry.metrics(), this.options.agent.metrics.registry.contentType);
+    if (parts[0] === 'containerLogs' && parts.length === 4) return this.containerLogs(req, res, url, parts[1]!, parts[2]!, parts[3]!);
+    if (parts[0] === 'run' && (parts.length === 4 || parts.length === 5)) return this.runCommand(req, res, url, parts[1]!, parts[2]!, parts[parts.length - 1]!);
+    throw new HttpError(404, `not found: ${path}`);
+  }
+
+  private podList(): { kind: string; apiVersion: string; metadata: object; items: V1Pod[] } {
+    const items = this.options.agent.workers.statuses().map(({ pod, status }) => ({ ...pod, apiVersion: 'v1', kind: 'Pod', ...(status ? { status } : {}) }));
+    return { kind: 'PodList', apiVersion: 'v1', metadata: {}, items };
+  }
+
+  private findContainer(namespace: string, name: string, container: string, previous: boolean): string {
+    const entry = this.options.agent.workers.statuses().find(({ pod }) => pod.metadata?.namespace === namespace && pod.metadata?.name === name);
+    if (!entry) throw new HttpError(404, `pod "${namespace}/${name}" not found on this node`);
+    const status = [...(entry.status?.containerStatuses ?? []), ...(entry.status?.initContainerStatuses ?? [])].find((c) => c.name === container);
+    if (!status) throw new HttpError(404, `container "${container}" not found in pod "${namespace}/${name}"`);
+    const id = previous ? status.lastState?.terminated?.containerID : status.containerID;
+    if (!id) throw new HttpError(400, previous ? `previous terminated container "${container}" in pod "${name}" not found` : `container "${container}" in pod "${name}" is waiting to start`);
+    return id.replace(/^[a-z]+:\/\//, '');
+  }
+
+  private async containerLogs(req: IncomingMessage, res: ServerResponse, url: URL, namespace: string, name: string, container: string): Promise<void> {
+    const id = this.findContainer(namespace, name, container, boolParam(url, 'previous'));
+    const status = await this.options.runtime.containerStatus(id);
+    if (!status.logPath) throw new HttpError(404, `container "${container}" has no log file`);
+    const abort = new AbortController();
+    req.on('close', () => abort.abort());
+    res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'transfer-encoding': 'chunked' });
+    const tailLines = numberParam(url, 'tailLines');
+    const sinceSeconds = numberParam(url, 'sinceSeconds');
+    const limitBytes = numberParam(url, 'limitBytes');
+    await streamLogs(status.logPath, res, {
+      follow: boolParam(url, 'follow'),
+      timestamps: boolParam(url, 'timestamps'),
+      ...(tailLines !== undefined ? { tailLines } : {}),
+      ...(sinceSeconds !== undefined ? { sinceSeconds } : {}),
+      ...(limitBytes !== undefined ? { limitBytes } : {}),
+      signal: abort.signal,
+      stillRunning: async () => (await this.options.runtime.containerStatus(id).catch(() => undefined))?.state === 'CONTAINER_RUNNING',
+    });
+    res.end();
+  }
+
+  /** /run: runs a command in the container and returns its combined output. */
+  private async runCommand(req: IncomingMessage, res: ServerResponse, url: URL, namespace: string, name: string, container: string): Promise<void> {
+    if (req.method !== 'POST' && req.method !== 'GET') throw new HttpError(405, 'method not allowed');
+    let cmd = url.searchParams.get('cmd') ?? '';
+    if (!cmd && req.method === 'POST') {
+      const chunks: Buffer[] = [];
+      for await (const chunk of req) chunks.push(chunk as Buffer);
+      cmd = new URLSearchParams(Buffer.concat(chunks).toString('utf8')).get('cmd') ?? '';
+    }
+    const argv = cmd.split(/\s+/).filter(Boolean);
+    if (argv.length === 0) throw new HttpError(400, 'missing cmd');
+    const id = this.findContainer(namespace, name, container, false);
+    const result = await this.options.runtime.execSync(id, argv, 60);
+    send(res, 200, result.stdout + result.stderr);
+  }
+}

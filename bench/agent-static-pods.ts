@@ -1,0 +1,172 @@
+/**
+ * Static pod start latency through `knode agent` (the built CLI, as a separate process), from
+ * the manifest file written to the pod Running in the agent's status (kubelet API /pods, polled
+ * every 10 ms), side by side with the same containers started directly through dockerode (pause
+ * + app joining it), interleaved pod by pod. Pods through the agent stay running, so the later
+ * ones start on a busier node. Also the agent's RSS and CPU (from /proc) over 10 s at 0 and 50
+ * running pods. CNI (bridge + host-local) runs inside a bench netns; the control plane is
+ * in-process on loopback.
+ *
+ * Run: `node dist/bench/agent-static-pods.js [pods=30] [loaded=50]` (root, Docker, /usr/lib/cni).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Docker from 'dockerode';
+import { run } from '../lib/exec.js';
+import { createLogger } from '../lib/log.js';
+import { busyboxSpec, ensureLocalImage, pauseSpec } from '../cri/local-images.js';
+import { startControlPlane } from '../controlplane/control-plane.js';
+import { MemoryStorage } from '../controlplane/storage/memory.js';
+import { writeKubeconfig } from '../controlplane/kubeconfig.js';
+
+const timedPods = Number(process.argv[2] ?? 30);
+const loadedPods = Number(process.argv[3] ?? 50);
+const runId = randomBytes(3).toString('hex');
+const scope = `io.knode.bench=agent-static-${runId}`;
+const knode = fileURLToPath(new URL('../../bin/knode', import.meta.url));
+const clockTicks = 100;
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
+}
+
+async function processUsage(pid: number): Promise<{ rssKiB: number; cpuTicks: number }> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  const stat = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
+  return { rssKiB, cpuTicks: Number(stat[11]) + Number(stat[12]) };
+}
+
+/** RSS (max) and CPU (% of one core) of the process over a window. */
+async function measure(pid: number, windowMs = 10_000): Promise<{ rssMiB: number; cpuPercent: number }> {
+  const start = await processUsage(pid);
+  let rss = start.rssKiB;
+  const started = Date.now();
+  while (Date.now() - started < windowMs) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    rss = Math.max(rss, (await processUsage(pid)).rssKiB);
+  }
+  const end = await processUsage(pid);
+  const seconds = (Date.now() - started) / 1000;
+  return { rssMiB: rss / 1024, cpuPercent: ((end.cpuTicks - start.cpuTicks) / clockTicks / seconds) * 100 };
+}
+
+async function directPod(docker: Docker, pause: string, busybox: string, index: number): Promise<string[]> {
+  const labels = { 'io.knode.bench': `agent-static-${runId}` };
+  const sandbox = await docker.createContainer({ name: `knb-as-${runId}-${index}`, Image: pause, Labels: labels, HostConfig: { NetworkMode: 'none', IpcMode: 'shareable' } });
+  await sandbox.start();
+  const app = await docker.createContainer({
+    name: `knb-as-${runId}-${index}-app`,
+    Image: busybox,
+    Cmd: ['sleep', '3600'],
+    Labels: labels,
+    HostConfig: { NetworkMode: `container:${sandbox.id}`, IpcMode: `container:${sandbox.id}` },
+  });
+  await app.start();
+  return [app.id, sandbox.id];
+}
+
+async function runningPods(port: number): Promise<Set<string>> {
+  try {
+    const list = (await (await fetch(`http://127.0.0.1:${port}/pods`)).json()) as { items: { metadata: { name: string }; status?: { phase?: string } }[] };
+    return new Set(list.items.filter((p) => p.status?.phase === 'Running').map((p) => p.metadata.name));
+  } catch {
+    return new Set();
+  }
+}
+
+async function until(what: string, check: () => Promise<boolean>, timeoutMs = 120_000, pollMs = 10): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+  }
+}
+
+const manifest = (name: string, image: string) => `apiVersion: v1\nkind: Pod\nmetadata: {name: ${name}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: app, image: "${image}", command: ["sleep", "3600"]}\n`;
+
+async function main(): Promise<void> {
+  const docker = new Docker({ socketPath: process.env.DOCKER_SOCK ?? '/var/run/docker.sock' });
+  const pause = await ensureLocalImage(docker, pauseSpec);
+  const busybox = await ensureLocalImage(docker, busyboxSpec);
+  const netns = `knt-bench-as-${runId}`;
+  const dir = await mkdtemp(join(tmpdir(), 'knode-bench-agent-'));
+  const nodeName = `knb-${runId}`;
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  let agent: ChildProcess | undefined;
+  const cp = await startControlPlane({ storage: new MemoryStorage({}), log: createLogger('cp', 'silent'), host: '127.0.0.1', port: 0, clusterCidr: '10.244.0.0/16', serviceCidr: '10.96.0.0/12', controllers: { enabled: false } });
+  await run(['ip', 'netns', 'add', netns]);
+  try {
+    await run(['ip', '-n', netns, 'link', 'set', 'lo', 'up']);
+    await mkdir(join(dir, 'net.d'));
+    await mkdir(join(dir, 'manifests'));
+    await writeFile(
+      join(dir, 'net.d', '10-bench.conflist'),
+      JSON.stringify({ cniVersion: '1.0.0', name: 'bench', plugins: [{ type: 'bridge', bridge: `kab${runId}`, isGateway: true, ipMasq: false, ipam: { type: 'host-local', dataDir: join(dir, 'ipam'), ranges: [[{ subnet: '10.252.0.0/24' }]] } }] }),
+    );
+    await writeFile(
+      join(dir, 'kubelet.yaml'),
+      `apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: ${join(dir, 'manifests')}\naddress: 127.0.0.1\nport: ${port}\nauthentication: {anonymous: {enabled: true}, webhook: {enabled: false}}\nauthorization: {mode: AlwaysAllow}\n`,
+    );
+    writeKubeconfig(join(dir, 'kubeconfig'), { server: cp.url });
+    agent = spawn(knode, ['agent', '--kubeconfig', join(dir, 'kubeconfig'), '--config', join(dir, 'kubelet.yaml'), '--hostname-override', nodeName, '--root-dir', join(dir, 'root'), '--cni-conf-dir', join(dir, 'net.d'), '--cni-bin-dir', '/usr/lib/cni'], {
+      env: { ...process.env, KNODE_LOG_LEVEL: 'error', KNODE_CNI_HOST_NETNS: `/var/run/netns/${netns}`, KNODE_CNI_CACHE_DIR: join(dir, 'cni-cache'), KNODE_POD_LOGS_DIR: join(dir, 'pod-logs'), KNODE_RUNTIME_SCOPE: scope },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    await until('agent API', async () => (await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false)), 30_000, 100);
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const idle = await measure(agent.pid!);
+
+    const direct: number[] = [];
+    const viaAgent: number[] = [];
+    for (let i = 0; i < timedPods; i++) {
+      let started = performance.now();
+      const ids = await directPod(docker, pause, busybox, i);
+      direct.push(performance.now() - started);
+      for (const id of ids) await docker.getContainer(id).remove({ force: true });
+      started = performance.now();
+      await writeFile(join(dir, 'manifests', `p${i}.yaml`), manifest(`p${i}`, busybox));
+      await until(`p${i} Running`, async () => (await runningPods(port)).has(`p${i}-${nodeName}`));
+      viaAgent.push(performance.now() - started);
+    }
+    for (let i = timedPods; i < loadedPods; i++) await writeFile(join(dir, 'manifests', `p${i}.yaml`), manifest(`p${i}`, busybox));
+    await until(`${loadedPods} pods Running`, async () => (await runningPods(port)).size >= loadedPods, 300_000, 500);
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const loaded = await measure(agent.pid!);
+
+    console.log(`\nStatic pod start latency, ${timedPods} pods, interleaved, same Docker Engine\n`);
+    console.log('| path | p50 ms | p99 ms | mean ms |');
+    console.log('|---|---|---|---|');
+    for (const [name, values] of [['dockerode direct (pause + app)', direct], ['knode agent: file written → Running in /pods', viaAgent]] as const) {
+      const mean = values.reduce((a, b) => a + b, 0) / values.length;
+      console.log(`| ${name} | ${percentile(values, 50).toFixed(1)} | ${percentile(values, 99).toFixed(1)} | ${mean.toFixed(1)} |`);
+    }
+    console.log(`\n| agent process | RSS MiB (max over 10 s) | CPU % of one core |`);
+    console.log('|---|---|---|');
+    console.log(`| 0 pods | ${idle.rssMiB.toFixed(1)} | ${idle.cpuPercent.toFixed(1)} |`);
+    console.log(`| ${loadedPods} pods | ${loaded.rssMiB.toFixed(1)} | ${loaded.cpuPercent.toFixed(1)} |`);
+  } finally {
+    if (agent && agent.exitCode === null) {
+      agent.kill('SIGTERM');
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      if (agent.exitCode === null) agent.kill('SIGKILL');
+    }
+    for (const filter of [scope, `io.knode.bench=agent-static-${runId}`]) {
+      const left = await docker.listContainers({ all: true, filters: { label: [filter] } });
+      for (const info of left) await docker.getContainer(info.Id).remove({ force: true }).catch(() => undefined);
+    }
+    await run(['ip', 'netns', 'del', netns], { allowFailure: true });
+    await cp.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exitCode = 1;
+});
