@@ -61,7 +61,7 @@ function defineCommands(program: Command, onRun: (name: string, options: Command
     .option('--config <file>', 'KubeletConfiguration file (kubelet.config.k8s.io/v1beta1)')
     .option('--hostname-override <name>', 'node name instead of the hostname')
     .option('--root-dir <dir>', 'directory for pod volumes and agent state', '/var/lib/knode/kubelet')
-    .option('--container-runtime-endpoint <url>', 'Docker Engine socket', 'unix:///var/run/docker.sock')
+    .option('--container-runtime-endpoint <url>', 'Docker Engine socket; overrides containerRuntimeEndpoint of --config (default: unix:///var/run/docker.sock)')
     .option('--pod-infra-container-image <image>', 'pause image for pod sandboxes', 'knode.local/pause:3.10')
     .option('--cni-conf-dir <dir>', 'CNI network configurations', '/etc/cni/net.d')
     .option('--cni-bin-dir <dir>', 'CNI plugin binaries', '/opt/cni/bin');
