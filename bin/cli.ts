@@ -39,6 +39,7 @@ const runners: Record<string, () => Promise<{ run: Runner }>> = {
   overlay: () => import('../cni/overlay-command.js'),
   'install-cni': () => import('../cni/install-command.js'),
   up: () => import('./up.js'),
+  down: () => import('./down.js'),
 };
 
 function defineCommands(program: Command, onRun: (name: string, options: CommandOptions) => void): void {
@@ -81,7 +82,18 @@ function defineCommands(program: Command, onRun: (name: string, options: Command
     .option('--hostname-override <name>', 'node name instead of the hostname')
     .option('--ip-masq', "masquerade pod traffic leaving the cluster network (flanneld's --ip-masq)");
 
-  add('up', 'run a whole single-node cluster in the foreground').option('--data-dir <dir>', 'cluster state', '/var/lib/knode');
+  add('up', 'run a whole single-node cluster in the foreground').option('--data-dir <dir>', 'cluster state', '/var/lib/knode')
+    .option('--iface <name>', 'overlay interface (default: the default-route interface, else the first UP one with IPv4)')
+    .option('--container-runtime-endpoint <url>', 'Docker Engine socket', 'unix:///var/run/docker.sock')
+    .option('--cluster-cidr <cidr>', 'pod network', '10.244.0.0/16')
+    .option('--service-cidr <cidr>', 'ClusterIP range', '10.96.0.0/12')
+    .option('--listen <host:port>', 'control plane address', '127.0.0.1:6443')
+    .option('--hostname-override <name>', 'node name instead of the hostname');
+
+  add('down', 'stop a running `knode up`; --purge also removes everything it created')
+    .option('--data-dir <dir>', 'cluster state', '/var/lib/knode')
+    .option('--container-runtime-endpoint <url>', 'Docker Engine socket', 'unix:///var/run/docker.sock')
+    .option('--purge', 'remove containers, rules, devices and the data dir');
 
   add('install-cni', 'install the knode CNI plugin into a CNI bin dir')
     .option('--bin-dir <dir>', 'CNI bin dir', '/opt/cni/bin')
