@@ -22,6 +22,7 @@ import { NetlinkIpvs } from './ipvs/netlink-ipvs.js';
 import { CommandIpvsHost } from './ipvs/host.js';
 import { IpvsProxier } from './ipvs/proxier.js';
 import { ipvsKernelSupport, ipvsStartError } from './ipvs-check.js';
+import { cleanupOtherMode } from './leftovers.js';
 
 export interface ProxyDaemonOptions {
   config: KubeProxyConfiguration;
@@ -56,10 +57,15 @@ export class ProxyDaemon {
       this.health.updated();
       this.serviceHealth.sync(model).catch((error: unknown) => log.warn({ err: error }, 'health check node ports'));
     };
+    // IPVS is checked first: a node without it must not lose its iptables rules to a failed start.
+    const ipvs = this.options.mode === 'ipvs' ? await this.openIpvs() : undefined;
+    await cleanupOtherMode(this.options.mode, new CommandIptables(backend), log).catch((error: unknown) => {
+      log.warn({ err: error }, 'leftovers of the other proxy mode could not all be removed');
+    });
     const proxier: { sync(): Promise<unknown> } =
-      this.options.mode === 'ipvs'
+      ipvs
         ? new IpvsProxier({
-            ipvs: await this.openIpvs(),
+            ipvs,
             host: new CommandIpvsHost(),
             iptables: new CommandIptables(backend),
             conntrack: new ConntrackTool(),

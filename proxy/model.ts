@@ -40,6 +40,8 @@ export interface ServicePort {
   nodePort: number;
   externalIPs: string[];
   loadBalancerIPs: string[];
+  /** spec.loadBalancerSourceRanges (IPv4 CIDRs; empty: no restriction) of a LoadBalancer service. */
+  loadBalancerSourceRanges: string[];
   /** Seconds, when sessionAffinity is ClientIP. */
   affinityTimeout?: number;
   externalPolicyLocal: boolean;
@@ -77,6 +79,25 @@ interface ServiceParse {
 }
 
 /** The IPv4 service ports of one Service (this proxier programs IPv4, as kube-proxy's v4 proxier). */
+/**
+ * loadBalancerSourceRanges as kube-proxy reads them: entries trimmed, those that do not parse
+ * as a CIDR skipped (the API server validates them; kube-proxy's iptables proxier keeps only
+ * valid ones of its IP family), IPv4 only here, normalised to the network address.
+ */
+function sourceRanges(ranges: readonly string[]): string[] {
+  const result = new Set<string>();
+  for (const raw of ranges) {
+    try {
+      const [network, bits] = ipaddr.parseCIDR(raw.trim());
+      if (network.kind() !== 'ipv4') continue;
+      result.add(`${ipaddr.IPv4.networkAddressFromCIDR(`${network.toString()}/${bits}`).toString()}/${bits}`);
+    } catch {
+      // not a CIDR: ignored
+    }
+  }
+  return [...result].sort();
+}
+
 export function servicePorts(service: V1Service): ServiceParse {
   const namespace = service.metadata?.namespace ?? 'default';
   const name = service.metadata?.name ?? '';
@@ -91,6 +112,7 @@ export function servicePorts(service: V1Service): ServiceParse {
   if (!isIPv4(clusterIP)) return skip(`clusterIP ${clusterIP} is not IPv4 (this proxier programs IPv4)`);
   const externalIPs = (spec.externalIPs ?? []).filter(isIPv4);
   const loadBalancerIPs = (service.status?.loadBalancer?.ingress ?? []).map((ingress) => ingress.ip ?? '').filter(isIPv4);
+  const loadBalancerSourceRanges = spec.type === 'LoadBalancer' ? sourceRanges(spec.loadBalancerSourceRanges ?? []) : [];
   const externalPolicyLocal = spec.externalTrafficPolicy === 'Local' && (spec.type === 'NodePort' || spec.type === 'LoadBalancer' || externalIPs.length > 0);
   const timeout = spec.sessionAffinityConfig?.clientIP?.timeoutSeconds;
   const affinityTimeout = spec.sessionAffinity === 'ClientIP' ? (validTimeout(timeout) ? timeout : 10800) : undefined;
@@ -129,6 +151,7 @@ export function servicePorts(service: V1Service): ServiceParse {
       nodePort,
       externalIPs,
       loadBalancerIPs,
+      loadBalancerSourceRanges,
       affinityTimeout,
       externalPolicyLocal,
       internalPolicyLocal: spec.internalTrafficPolicy === 'Local',

@@ -9,7 +9,7 @@
  *        POSTROUTING → KUBE-POSTROUTING (MASQUERADE what KUBE-MARK-MASQ marked)
  *   filter KUBE-SERVICES / KUBE-EXTERNAL-SERVICES: REJECT (or DROP for Local policy) for service
  *        ports without endpoints; KUBE-FORWARD; KUBE-NODEPORTS (health check node ports);
- *        KUBE-PROXY-FIREWALL (kept for layout parity; loadBalancerSourceRanges are not handled).
+ *        KUBE-PROXY-FIREWALL (loadBalancerSourceRanges, see firewallRules).
  *
  * Partial sync (KEP-3453): the top-level chains are always rewritten in full, but the chains of a
  * service port are written only if it changed (or on a full sync). A chain that is listed with
@@ -17,7 +17,7 @@
  * left as it is. Stale per-service chains are declared and deleted (`-X`).
  */
 import { categorizeEndpoints, type Endpoint, type ProxyModel, type ServicePort } from '../model.js';
-import { endpointChainName, externalChainName, isServiceChain, localChainName, serviceChainName } from './chain-names.js';
+import { endpointChainName, externalChainName, firewallChainName, isServiceChain, localChainName, serviceChainName } from './chain-names.js';
 
 export interface RuleOptions {
   /** Pod network(s); traffic to a cluster IP from outside is masqueraded (kube-proxy's --cluster-cidr). */
@@ -94,7 +94,11 @@ interface PortChains {
   svc: string;
   ext?: string;
   svl?: string;
+  fw?: string;
 }
+
+/** kube-proxy's usesFWChain: LoadBalancer ingress IPs and loadBalancerSourceRanges. */
+const usesFirewall = (port: ServicePort) => port.loadBalancerIPs.length > 0 && port.loadBalancerSourceRanges.length > 0;
 
 function hasExternal(port: ServicePort): boolean {
   return port.nodePort > 0 || port.externalIPs.length > 0 || port.loadBalancerIPs.length > 0;
@@ -105,6 +109,7 @@ function chainsOf(port: ServicePort): PortChains {
     svc: serviceChainName(port.name, port.protocol),
     ext: hasExternal(port) ? externalChainName(port.name, port.protocol) : undefined,
     svl: hasExternal(port) && port.externalPolicyLocal ? localChainName(port.name, port.protocol) : undefined,
+    fw: usesFirewall(port) ? firewallChainName(port.name, port.protocol) : undefined,
   };
 }
 
@@ -132,8 +137,11 @@ function topLevelRules(port: ServicePort, nat: Lines, filter: Lines): void {
     ...port.loadBalancerIPs.map((ip): [string, string] => [ip, 'loadbalancer IP']),
   ];
   for (const [ip, kind] of destinations) {
+    const lb = kind === 'loadbalancer IP';
     if (noExternal) filter.add('KUBE-EXTERNAL-SERVICES', ...comment(`${port.name} has no endpoints`), ...match, '-d', `${ip}/32`, ...dport, '-j', externalTarget);
-    else nat.add('KUBE-SERVICES', ...comment(`${port.name} ${kind}`), ...match, '-d', `${ip}/32`, ...dport, '-j', chains.ext);
+    else nat.add('KUBE-SERVICES', ...comment(`${port.name} ${kind}`), ...match, '-d', `${ip}/32`, ...dport, '-j', lb && chains.fw ? chains.fw : chains.ext);
+    // A packet to the LB IP that KUBE-FW-* did not DNAT still has the LB IP as destination here.
+    if (lb && chains.fw) filter.add('KUBE-PROXY-FIREWALL', ...comment(`${port.name} traffic not accepted by ${chains.fw}`), ...match, '-d', `${ip}/32`, ...dport, '-j', 'DROP');
   }
   if (port.nodePort > 0) {
     const nodePort = ['--dport', String(port.nodePort)];
@@ -161,6 +169,20 @@ function balanceRules(port: ServicePort, chain: string, endpoints: Endpoint[], n
   });
 }
 
+/**
+ * loadBalancerSourceRanges, as kube-proxy's iptables proxier (pkg/proxy/iptables/proxier.go,
+ * usesFWChain; https://kubernetes.io/docs/tasks/access-application-cluster/configure-cloud-provider-firewall/): nat KUBE-SERVICES sends LB-IP traffic to KUBE-FW-*, which passes sources inside the
+ * ranges on to KUBE-EXT-* (and so to a DNAT); everything else falls off its end un-DNATed, and
+ * filter KUBE-PROXY-FIREWALL (reached for NEW connections from INPUT/FORWARD/OUTPUT) drops what
+ * still has the LB IP as destination. (kube-proxy's "allowFromNode" extra rules for a range
+ * that holds the node IP are not written: the node IP is not known to this builder.)
+ */
+function firewallRules(port: ServicePort, fw: string, ext: string, nat: Lines, declare: (chain: string) => void): void {
+  declare(fw);
+  for (const cidr of port.loadBalancerSourceRanges) nat.add(fw, ...comment(`${port.name} loadbalancer IP`), '-s', cidr, '-j', ext);
+  nat.add(fw, ...comment(`other traffic to ${port.name} will be dropped by KUBE-PROXY-FIREWALL`));
+}
+
 /** The per-service chains of one port: KUBE-SVC, KUBE-EXT, KUBE-SVL and its KUBE-SEPs. */
 function serviceChainRules(port: ServicePort, options: RuleOptions, nat: Lines, declare: (chain: string) => void): void {
   const chains = chainsOf(port);
@@ -186,6 +208,7 @@ function serviceChainRules(port: ServicePort, options: RuleOptions, nat: Lines, 
       nat.add(chains.ext, '-j', chains.svc);
     }
   }
+  if (chains.fw && chains.ext) firewallRules(port, chains.fw, chains.ext, nat, declare);
   const used = new Set([...cluster, ...(chains.svl ? local : [])]);
   for (const endpoint of port.endpoints.filter((candidate) => used.has(candidate))) {
     const sep = sepChain(port, endpoint);
@@ -226,7 +249,7 @@ function computeChainNames(port: ServicePort): string[] {
   const chains = chainsOf(port);
   const { cluster, local } = categorizeEndpoints(port);
   const used = new Set([...cluster, ...(chains.svl ? local : [])]);
-  const names = [chains.svc, ...(chains.ext ? [chains.ext] : []), ...(chains.svl ? [chains.svl] : [])];
+  const names = [chains.svc, ...(chains.ext ? [chains.ext] : []), ...(chains.svl ? [chains.svl] : []), ...(chains.fw && chains.ext ? [chains.fw] : [])];
   for (const endpoint of port.endpoints) if (used.has(endpoint)) names.push(sepChain(port, endpoint));
   return names;
 }

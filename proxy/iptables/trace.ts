@@ -152,6 +152,7 @@ class Walker {
       list.set(this.packet.src, this.ctx.now);
     }
     switch (target) {
+      case '': return undefined; // a rule without a target only counts
       case 'ACCEPT': case 'DROP': case 'REJECT': case 'RETURN': return target;
       case 'DNAT': this.dnat = this.option(rule, '--to-destination'); return undefined;
       case 'MASQUERADE': this.masquerade = true; return 'ACCEPT';

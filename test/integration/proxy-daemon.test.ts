@@ -16,8 +16,9 @@ import { bridgeLoopbackInto, type LoopbackBridge } from '../helpers/loopback-bri
 import { createTopology, eventually, nodeIP, type Topology } from './proxy-topology.js';
 import { service, slice } from '../unit/proxy-fixtures.js';
 import { serviceChainName } from '../../proxy/iptables/chain-names.js';
+import { ipvsRestorePayload, ipvsSetNames } from '../../proxy/ipvs/rules.js';
 
-const env = await prerequisites('root', 'command:ip', 'command:iptables-nft-restore', 'command:conntrack', 'command:busybox', 'command:curl');
+const env = await prerequisites('root', 'command:ip', 'command:iptables-nft-restore', 'command:conntrack', 'command:busybox', 'command:curl', 'command:ipset');
 const repo = join(import.meta.dirname, '..', '..');
 const ns = 'default';
 
@@ -72,6 +73,15 @@ describe.skipIf(env.skip)('knode proxy daemon (iptables mode) in a node netns', 
     await createService(service('sticky', '10.96.0.11', [{ name: 'http', port: 80 }], { sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 600 } } }));
     await putSlice(slice('sticky', [{ name: 'http', port: 80 }], topo.pods.map((pod) => ({ ip: pod.ip }))));
 
+    // Leftovers of an earlier IPVS-mode run in the node netns (the mode switch test below): its
+    // sets, its fixed iptables rules (which reference the sets) and kube-ipvs0 — a veth named so,
+    // since this kernel has no dummy module; it is found and deleted by name like the dummy.
+    await topo.node.exec(['ip', 'link', 'add', 'kube-ipvs0', 'type', 'veth', 'peer', 'name', 'knt-ipvs0peer']);
+    await topo.node.exec(['ip', 'addr', 'add', '10.96.0.99/32', 'dev', 'kube-ipvs0']);
+    await topo.node.exec(['ipset', 'restore'], { input: ipvsSetNames.map((name) => `create ${name} ${name.includes('NODE-PORT') ? 'bitmap:port range 0-65535' : name === 'KUBE-LOOP-BACK' ? 'hash:ip,port,ip' : 'hash:ip,port'}\n`).join('') + 'add KUBE-CLUSTER-IP 10.96.0.99,tcp:80\n' });
+    await topo.node.exec(['iptables-nft-restore', '--noflush'], { input: ipvsRestorePayload({ clusterCIDRs: ['10.244.0.0/16'], masqueradeAll: false, masqueradeBit: 14 }) });
+    await topo.node.exec(['iptables-nft', '-t', 'nat', '-I', 'PREROUTING', '-m', 'comment', '--comment', 'kubernetes service portals', '-j', 'KUBE-SERVICES']);
+
     proxy = spawn('ip', ['netns', 'exec', topo.node.name, process.execPath, join(repo, 'bin', 'knode'), 'proxy', '--kubeconfig', kubeconfig, '--config', config, '--hostname-override', 'node-a', '--log-level', 'debug'], { stdio: ['ignore', 'pipe', 'pipe'] });
     proxy.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
     proxy.stderr!.on('data', (chunk: Buffer) => (output = (output + chunk.toString()).slice(-200_000)));
@@ -86,6 +96,35 @@ describe.skipIf(env.skip)('knode proxy daemon (iptables mode) in a node netns', 
     await cp?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
+
+  it('mode switch: the IPVS-mode leftovers (kube-ipvs0, ipsets, KUBE-NODE-PORT) were removed at start', async () => {
+    expect((await topo.node.exec(['ip', 'link', 'show', 'kube-ipvs0'], { allowFailure: true })).code).not.toBe(0);
+    expect((await topo.node.exec(['ip', 'link', 'show', 'knt-ipvs0peer'], { allowFailure: true })).code).not.toBe(0);
+    expect((await topo.node.exec(['ipset', 'list', '-n'])).stdout.trim()).toBe('');
+    const nat = await iptablesSave();
+    expect(nat).not.toMatch(/KUBE-NODE-PORT\b|match-set/);
+    expect(nat).toMatch(/^:KUBE-SVC-/m);
+    expect(output).toContain('removing the IPVS-mode leftovers');
+  });
+
+  it('loadBalancerSourceRanges: the LB IP answers sources in the ranges only; the cluster IP is not restricted', async () => {
+    await topo.client.addRoute('203.0.113.40/32', { gateway: nodeIP });
+    const lb = (ranges: string[]) => service('lb', '10.96.0.40', [{ name: 'http', port: 80 }], { type: 'LoadBalancer', loadBalancerSourceRanges: ranges });
+    const created = await createService(lb(['192.168.77.0/24']));
+    await core.replaceNamespacedServiceStatus({ namespace: ns, name: 'lb', body: { ...created, status: { loadBalancer: { ingress: [{ ip: '203.0.113.40' }] } } } });
+    await putSlice(slice('lb', [{ name: 'http', port: 80 }], topo.pods.slice(0, 2).map((pod) => ({ ip: pod.ip }))));
+    await eventually(async () => (await topo.fetch(topo.client, '203.0.113.40', 80)).startsWith('pod'), 15_000, 'the LB IP to answer the client (in range)');
+    expect([...(await bodies('203.0.113.40', 80, 12)).keys()].sort()).toEqual(['pod1', 'pod2']);
+    // the client (192.168.77.2) is now outside the only range
+    const current = await core.readNamespacedService({ namespace: ns, name: 'lb' });
+    await core.replaceNamespacedService({ namespace: ns, name: 'lb', body: { ...current, spec: { ...current.spec!, loadBalancerSourceRanges: ['198.51.100.0/24'] } } });
+    await eventually(async () => (await topo.fetch(topo.client, '203.0.113.40', 80)).startsWith('error'), 15_000, 'the LB IP to refuse the client (out of range)');
+    const filter = (await topo.node.exec(['iptables-save', '-t', 'filter'])).stdout;
+    expect(filter).toMatch(/-A KUBE-PROXY-FIREWALL .*-d 203\.0\.113\.40\/32 .*--dport 80 -j DROP/);
+    expect((await topo.node.exec(['iptables-save', '-t', 'nat'])).stdout).toMatch(/-A KUBE-FW-\S+ .*-s 198\.51\.100\.0\/24 .*-j KUBE-EXT-/);
+    for (let i = 0; i < 3; i++) expect(await topo.fetch(topo.client, '203.0.113.40', 80)).toMatch(/^error/);
+    expect(await topo.fetch(topo.client, '10.96.0.40', 80)).toMatch(/^pod[12]$/);
+  }, 60_000);
 
   it('ClusterIP and NodePort reach every endpoint', async () => {
     const cluster = await bodies('10.96.0.10', 80, 45);

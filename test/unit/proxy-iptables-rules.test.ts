@@ -167,6 +167,64 @@ describe('iptables rules, traced', () => {
   });
 });
 
+describe('loadBalancerSourceRanges (KUBE-FW-* and KUBE-PROXY-FIREWALL), traced', () => {
+  const lbIP = '203.0.113.40';
+  const lb = (ranges: string[], type = 'LoadBalancer') => {
+    const svc = service('lb', '10.96.0.40', [{ name: 'http', port: 80, nodePort: 30040 }], { type, loadBalancerSourceRanges: ranges });
+    svc.status = { loadBalancer: { ingress: [{ ip: lbIP }] } };
+    return svc;
+  };
+  const lbEndpoints = () => slice('lb', [{ name: 'http', port: 8080 }], [{ ip: '10.244.1.40' }, { ip: '10.244.2.40' }]);
+  const toLB = (src: string) => ({ src, dst: lbIP, protocol: 'tcp' as const, dport: 80 });
+
+  it('sources inside a range reach an endpoint (masqueraded); others are dropped by KUBE-PROXY-FIREWALL', () => {
+    const rules = ruleset([lb([' 198.51.100.0/24', '192.0.2.7/32', 'not-a-cidr'])], [lbEndpoints()]);
+    for (const src of ['198.51.100.1', '198.51.100.254', '192.0.2.7']) {
+      const allowed = tracePacket(rules, toLB(src), 'remote', context());
+      expect(allowed.dnat, src).toMatch(/^10\.244\.[12]\.40:8080$/);
+      expect([undefined, 'ACCEPT'], src).toContain(allowed.filter);
+      expect(allowed.masquerade).toBe(true);
+    }
+    for (const src of ['198.51.101.1', '192.0.2.8', '10.244.1.5']) {
+      const denied = tracePacket(rules, toLB(src), 'remote', context());
+      expect(denied.dnat, src).toBeUndefined();
+      expect(denied.filter, src).toBe('DROP');
+      expect(denied.visited).toContain('filter/KUBE-PROXY-FIREWALL');
+    }
+  });
+
+  it('the ranges do not restrict the cluster IP or the NodePort', () => {
+    const rules = ruleset([lb(['198.51.100.0/24'])], [lbEndpoints()]);
+    expect(tracePacket(rules, { src: '10.244.5.5', dst: '10.96.0.40', protocol: 'tcp', dport: 80 }, 'remote', context()).dnat).toMatch(/:8080$/);
+    const nodePort = tracePacket(rules, { src: '192.0.2.99', dst: nodeIP, protocol: 'tcp', dport: 30040 }, 'remote', context());
+    expect(nodePort.dnat).toMatch(/:8080$/);
+    expect([undefined, 'ACCEPT']).toContain(nodePort.filter);
+  });
+
+  it('without ranges, or for a service that is not a LoadBalancer, every source reaches the LB IP', () => {
+    for (const svc of [lb([]), lb(['198.51.100.0/24'], 'NodePort')]) {
+      const rules = ruleset([svc], [lbEndpoints()]);
+      const result = tracePacket(rules, toLB('192.0.2.8'), 'remote', context());
+      expect(result.dnat).toMatch(/:8080$/);
+      expect(result.visited.some((chain) => chain.startsWith('nat/KUBE-FW-'))).toBe(false);
+    }
+  });
+
+  it('with ranges but no endpoints every source is refused (KUBE-PROXY-FIREWALL comes first, as in kube-proxy)', () => {
+    const rules = ruleset([lb(['198.51.100.0/24'])], []);
+    for (const src of ['198.51.100.1', '192.0.2.8']) {
+      const result = tracePacket(rules, toLB(src), 'remote', context());
+      expect(result.dnat).toBeUndefined();
+      expect(result.filter).toBe('DROP');
+    }
+  });
+
+  it('the model normalises the ranges and keeps only IPv4 CIDRs', () => {
+    const port = buildProxyModel([lb(['198.51.100.77/24', 'bogus', '2001:db8::/64', '192.0.2.7/32'])], [], 'node-a').ports[0]!;
+    expect(port.loadBalancerSourceRanges).toEqual(['192.0.2.7/32', '198.51.100.0/24']);
+  });
+});
+
 describe('partial sync payloads (KEP-3453)', () => {
   const services = [web(), service('other', '10.96.0.11', [{ port: 443 }])];
   const slices = [webEndpoints(), slice('other', [{ port: 8443 }], [{ ip: '10.244.5.5' }])];
@@ -224,8 +282,9 @@ describe('portChainNames', () => {
       service('local', '10.96.0.20', [{ name: 'http', port: 80, nodePort: 30081 }], { type: 'NodePort', externalTrafficPolicy: 'Local' }),
       service('ext', '10.96.0.21', [{ port: 80 }], { externalIPs: ['203.0.113.9'], internalTrafficPolicy: 'Local' }),
       service('none', '10.96.0.22', [{ port: 80 }]),
+      { ...service('fw', '10.96.0.23', [{ port: 80, nodePort: 30082 }], { type: 'LoadBalancer', loadBalancerSourceRanges: ['198.51.100.0/24'] }), status: { loadBalancer: { ingress: [{ ip: '203.0.113.23' }] } } },
     ];
-    const slices = [webEndpoints(), slice('local', [{ name: 'http', port: 8080 }], [{ ip: '10.244.1.1', node: 'node-a' }, { ip: '10.244.2.1', node: 'node-b' }]), slice('ext', [{ port: 80 }], [{ ip: '10.244.1.3', node: 'node-a' }, { ip: '10.244.2.3', node: 'node-b' }])];
+    const slices = [webEndpoints(), slice('local', [{ name: 'http', port: 8080 }], [{ ip: '10.244.1.1', node: 'node-a' }, { ip: '10.244.2.1', node: 'node-b' }]), slice('ext', [{ port: 80 }], [{ ip: '10.244.1.3', node: 'node-a' }, { ip: '10.244.2.3', node: 'node-b' }]), slice('fw', [{ port: 80 }], [{ ip: '10.244.1.4' }])];
     const model = buildProxyModel(services, slices, 'node-a');
     for (const port of model.ports) {
       const alone = buildRestorePayload({ model: { ports: [port], skipped: [] }, options, changed: 'all', existingChains: new Set() });
