@@ -13,6 +13,7 @@ import type { ContainerRuntime } from '../cri/runtime.js';
 import type { KubeletConfiguration } from '../lib/config/kubelet.js';
 import type { Logger } from '../lib/log.js';
 import { describeError } from '../lib/errors.js';
+import { PodEventRecorder } from './pod-events.js';
 import { parseQuantity } from '../lib/quantity.js';
 import { ApiPodSource, apiSourceName } from './source-api.js';
 import { Backoff, systemClock, type Clock } from './backoff.js';
@@ -33,6 +34,7 @@ import { AgentMetrics } from './metrics.js';
 import { ProbeManager, HandlerProber, executorFromRuntime, probeUserAgent, type Prober, type ProbeListener } from '../probes/index.js';
 import { kubeletVersion } from './node-manager.js';
 import { KubeletServer } from './server.js';
+import { AgentEviction } from './eviction-node.js';
 
 /**
  * The kubelet gives itself oomScoreAdj (default -999). Where lowering a score is not allowed,
@@ -70,6 +72,8 @@ export interface AgentOptions {
   podNetworkReachable?: boolean;
   /** Housekeeping period (orphaned pod directories), ms; default 30 000. */
   housekeepingMs?: number;
+  /** Eviction manager timing (agent/eviction-node.ts); false: no eviction manager nor image GC. */
+  eviction?: { housekeepingMs?: number; memoryPollMs?: number; imageGCSchedule?: string; manageTaints?: boolean; pinnedImages?: (repoTags: readonly string[]) => boolean } | false;
 }
 
 /** Probes know containers by their status containerID ("docker://<id>"); the runtime by the bare id. */
@@ -104,6 +108,7 @@ export class Agent {
   private readonly clock: Clock;
   private nodeFacts: { hostIP?: string; memoryCapacityBytes: number } = { memoryCapacityBytes: 0 };
   private readonly rtConfig: RuntimeConfigOptions;
+  readonly eviction?: AgentEviction;
 
   constructor(private readonly options: AgentOptions) {
     this.clock = options.clock ?? systemClock;
@@ -114,7 +119,9 @@ export class Agent {
     this.mirrors = new MirrorPodManager(new ClientMirrorPodApi(this.core), log.child({ part: 'mirror' }), (pod) => this.statusManager.resendFor(pod.metadata!.namespace ?? 'default', pod.metadata!.name!));
     this.podConfig = new PodConfig(
       {
-        onPodsChanged: (desired) => {
+        onPodsChanged: (all) => {
+          // Admission (eviction manager): rejected pods never reach a worker.
+          const desired = this.eviction ? this.eviction.admit(all, (uid) => this.workers.get(uid) !== undefined) : all;
           this.workers.sync(desired);
           this.syncProbes(desired);
           this.metrics.desiredPods.set(desired.size);
@@ -144,13 +151,17 @@ export class Agent {
         started: (uid, name, id) => this.probes.started(uid, name, id),
       },
     });
+    const podEvents = new PodEventRecorder(this.core, () => this.node?.identity?.name, log.child({ part: 'events' }), () => this.clock.now());
     const listener: ProbeListener = {
       resultChanged: (update) => this.workers.podEvent(update.podUid),
       killContainer: (request) => {
         log.info({ pod: `${request.namespace}/${request.podName}`, container: request.containerName, reason: request.reason }, request.message);
         this.workers.get(request.podUid)?.killForProbe(request.containerId, request.gracePeriodSeconds);
       },
-      event: (event) => log.info({ pod: `${event.namespace}/${event.podName}`, container: event.containerName, reason: event.reason }, event.message),
+      event: (event) => {
+        log.info({ pod: `${event.namespace}/${event.podName}`, container: event.containerName, reason: event.reason }, event.message);
+        podEvents.record(event);
+      },
     };
     this.probes = new ProbeManager({
       prober: guardedProber(new HandlerProber(executorFromRuntime(runtimeIdsOnly(runtime)), probeUserAgent(kubeletVersion)), options.podNetworkReachable !== false),
@@ -178,6 +189,25 @@ export class Agent {
       log.child({ part: 'pleg' }),
       options.plegPeriodMs ?? 1000,
     );
+    if (options.eviction !== false) {
+      this.eviction = new AgentEviction({
+        ...(options.eviction ?? {}),
+        config: options.config,
+        runtime,
+        core: this.core,
+        nodeName: options.nodeName,
+        rootDir: options.rootDir,
+        podLogsDir: this.rtConfig.podLogsDir,
+        pods: {
+          desired: () => this.podConfig.desiredPods().values(),
+          terminated: (uid) => this.workers.get(uid)?.isTerminated,
+          kill: (uid, grace, amend) => this.workers.get(uid)?.kill(grace, amend),
+        },
+        sourcesReady: () => this.sourcesReady(),
+        setStatus: (pod, status) => this.statusManager.set(pod, status),
+        log: log.child({ part: 'eviction' }),
+      });
+    }
   }
 
   private syncProbes(desired: ReadonlyMap<string, V1Pod>): void {
@@ -347,6 +377,7 @@ export class Agent {
       leaseDurationSeconds: config.nodeLeaseDurationSeconds,
       log: log.child({ part: 'node' }),
       clock: this.clock,
+      ...(this.eviction ? { pressure: () => this.eviction!.pressure() } : {}),
     });
     // Static pods first: they need nothing but the runtime.
     const listener = { onPods: (source: string, pods: V1Pod[]) => this.onSourcePods(source, pods), onManifestError: (_source: string, error: ManifestError) => this.onManifestError(error) };
@@ -366,6 +397,8 @@ export class Agent {
     this.statusManager.start();
     this.probes.start();
     this.pleg.start();
+    // Not awaited: the runtime's image filesystem query (docker df) can be slow; pods need not wait.
+    void this.eviction?.start().catch((error: unknown) => log.error({ err: describeError(error) }, 'eviction manager and image GC not started'));
     // The API side: registration and the pod watch must not hold up the static pods.
     void this.node.start().then(() => this.reconcileMirrors());
     this.expectedSources.add(apiSourceName);
@@ -378,6 +411,7 @@ export class Agent {
   }
 
   async stop(): Promise<void> {
+    await this.eviction?.stop();
     clearInterval(this.mirrorTimer);
     for (const source of this.sources) await source.stop();
     await this.pleg.stop();

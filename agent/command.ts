@@ -49,6 +49,10 @@ export const run: Runner = async (options, log) => {
     logMaxFiles: config.containerLogMaxFiles,
     logger: log.child({ part: 'cri' }),
   });
+  if (env.KNODE_CNI_HOST_NETNS) {
+    // The kubelet probes from the node's network namespace; here pods are wired in another one.
+    log.warn({ netns: env.KNODE_CNI_HOST_NETNS }, 'KNODE_CNI_HOST_NETNS is set: pods are not reachable from the agent\'s network namespace, so httpGet/tcpSocket/grpc probes fail and httpGet hooks are skipped; run the agent inside the node netns (without this variable) for network probes');
+  }
   const agent = new Agent({
     nodeName,
     config,

@@ -88,6 +88,7 @@ export class NodeManager {
   private lastSentAt = 0;
   private statusTimer?: NodeJS.Timeout;
   private leaseTimer?: NodeJS.Timeout;
+  private leaseRenewal?: Promise<void>;
   private readonly clock: Clock;
   ready = false;
 
@@ -172,8 +173,18 @@ export class NodeManager {
     this.lastSentAt = now;
   }
 
-  /** Creates or renews kube-node-lease/<node>. */
-  async renewLease(): Promise<void> {
+  /**
+   * Creates or renews kube-node-lease/<node>. The timer and a sync round may both ask at once;
+   * one renewal at a time, else the second read-then-replace conflicts (409) with the first.
+   */
+  renewLease(): Promise<void> {
+    this.leaseRenewal ??= this.renewLeaseOnce().finally(() => {
+      this.leaseRenewal = undefined;
+    });
+    return this.leaseRenewal;
+  }
+
+  private async renewLeaseOnce(): Promise<void> {
     const identity = this.identity;
     if (!identity) return;
     const { coordination, leaseDurationSeconds } = this.options;

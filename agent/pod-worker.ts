@@ -78,6 +78,8 @@ export class PodWorker {
   private idle: Promise<void> = Promise.resolve();
   private readonly pendingKills = new Map<string, number>();
   private finish?: () => void;
+  /** An in-place kill (eviction): grace period, status amendment, waiters. */
+  private killRequest?: { graceSeconds: number; amend: (status: V1PodStatus) => V1PodStatus; waiters: (() => void)[] };
   readonly done: Promise<void>;
 
   constructor(
@@ -110,6 +112,19 @@ export class PodWorker {
   killForProbe(containerId: string, graceSeconds: number): void {
     this.pendingKills.set(containerId.replace(/^[a-z]+:\/\//, ''), graceSeconds);
     this.requestSync();
+  }
+
+  /**
+   * Kills the pod in place (kubelet killPodNow, used by node-pressure eviction): it terminates
+   * with `graceSeconds` and stays terminal (not removed); `amend` adjusts every status reported
+   * from then on (phase Failed, reason Evicted). Resolves once its containers are stopped.
+   */
+  kill(graceSeconds: number, amend: (status: V1PodStatus) => V1PodStatus): Promise<void> {
+    return new Promise((resolve) => {
+      const waiters = [...(this.killRequest?.waiters ?? []), resolve];
+      this.killRequest = { graceSeconds: Math.min(graceSeconds, this.killRequest?.graceSeconds ?? graceSeconds), amend, waiters };
+      this.requestSync();
+    });
   }
 
   /** The pod left the desired set: terminate and clean up. */
@@ -161,7 +176,7 @@ export class PodWorker {
 
   private async syncOnce(): Promise<void> {
     this.deps.log.debug({ pod: this.name, uid: this.uid }, 'syncing pod');
-    if (this.removed || this.pod.metadata?.deletionTimestamp) {
+    if (this.removed || this.pod.metadata?.deletionTimestamp || this.killRequest) {
       await this.terminate();
       return;
     }
@@ -213,7 +228,7 @@ export class PodWorker {
   private report(state: PodRuntimeState, terminal: boolean): V1PodStatus {
     const node = this.deps.node();
     const probes = this.deps.probes;
-    const status = generatePodStatus({
+    let status = generatePodStatus({
       pod: this.pod,
       sandbox: newestSandbox(state),
       containers: state.containers,
@@ -224,6 +239,7 @@ export class PodWorker {
       terminal,
       now: this.deps.clock.now(),
     });
+    if (this.killRequest) status = this.killRequest.amend(status);
     this.lastStatus = status;
     if (!this.startReported && status.phase === 'Running' && status.containerStatuses?.every((c) => c.state?.running)) {
       this.startReported = true;
@@ -246,7 +262,8 @@ export class PodWorker {
   private graceSeconds(container?: V1Container): number {
     void container;
     const fromDelete = this.pod.metadata?.deletionGracePeriodSeconds;
-    return Math.max(0, fromDelete ?? this.pod.spec?.terminationGracePeriodSeconds ?? 30);
+    const grace = Math.max(0, fromDelete ?? this.pod.spec?.terminationGracePeriodSeconds ?? 30);
+    return this.killRequest ? Math.min(grace, this.killRequest.graceSeconds) : grace;
   }
 
   private async syncPod(state: PodRuntimeState): Promise<void> {
@@ -473,6 +490,7 @@ export class PodWorker {
       clearTimeout(this.timer);
     }
     this.deps.onTerminated(this.pod, this.removed);
+    for (const resolve of this.killRequest?.waiters.splice(0) ?? []) resolve();
     if (this.removed) this.finish?.();
   }
 }

@@ -11,10 +11,14 @@ import { CoreV1Api, PatchStrategy, setHeaderOptions, type V1Pod, type V1PodStatu
 import type { Logger } from '../lib/log.js';
 import { describeError } from '../lib/errors.js';
 import { systemClock, type Clock } from './backoff.js';
-import { isStaticPod, stableJson } from './static-pod.js';
+import { configHash, configMirrorAnnotation, isStaticPod, stableJson } from './static-pod.js';
 
 export interface PodStatusApi {
-  patchStatus(namespace: string, name: string, status: V1PodStatus): Promise<void>;
+  /**
+   * Patches pods/<name>/status. With `mirrorOf` (a static pod's config hash) the pod must be the
+   * mirror of exactly that static pod version, else nothing is written and the result is false.
+   */
+  patchStatus(namespace: string, name: string, status: V1PodStatus, mirrorOf?: string): Promise<boolean>;
   /** Deletes with grace 0 and a UID precondition; "not found" is success. */
   deletePod(namespace: string, name: string, uid: string): Promise<void>;
 }
@@ -28,8 +32,19 @@ export function apiErrorCode(error: unknown): number | undefined {
 export class ClientPodStatusApi implements PodStatusApi {
   constructor(private readonly core: CoreV1Api) {}
 
-  async patchStatus(namespace: string, name: string, status: V1PodStatus): Promise<void> {
-    await this.core.patchNamespacedPodStatus({ name, namespace, body: { status } }, setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch));
+  async patchStatus(namespace: string, name: string, status: V1PodStatus, mirrorOf?: string): Promise<boolean> {
+    const body: { status: V1PodStatus; metadata?: { uid: string } } = { status };
+    if (mirrorOf !== undefined) {
+      // The old and the new version of an edited static pod report on mirrors of the same name:
+      // write only to the mirror of this version, pinned by a UID precondition so that a mirror
+      // recreated in between is not written either (the kubelet's status manager skips a
+      // status whose mirror translates to another static pod: "Pod was deleted and then recreated").
+      const mirror = await this.core.readNamespacedPod({ name, namespace });
+      if (mirror.metadata?.annotations?.[configMirrorAnnotation] !== mirrorOf || mirror.metadata?.deletionTimestamp) return false;
+      body.metadata = { uid: mirror.metadata.uid! };
+    }
+    await this.core.patchNamespacedPodStatus({ name, namespace, body }, setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch));
+    return true;
   }
 
   async deletePod(namespace: string, name: string, uid: string): Promise<void> {
@@ -153,7 +168,10 @@ export class StatusManager {
       try {
         if (entry.sentKey !== entry.key) {
           const key = entry.key;
-          await this.api.patchStatus(namespace, name, entry.status);
+          const applied = await this.api.patchStatus(namespace, name, entry.status, isStaticPod(entry.pod) ? configHash(entry.pod) : undefined);
+          // Not applied: the mirror stands for another version of this static pod. Its own
+          // mirror, once created, triggers resendFor().
+          if (!applied) this.log.debug({ pod: `${namespace}/${name}` }, 'mirror pod is of another static pod version; status not sent');
           entry.sentKey = key;
         }
         if (entry.deleteAfterSend) {

@@ -137,9 +137,13 @@ describe('status manager', () => {
     patches: [string, string][] = [];
     deletes: string[] = [];
     down = false;
-    async patchStatus(namespace: string, name: string, status: V1PodStatus): Promise<void> {
+    /** The config hash of the mirror pod the fake API holds (static pods report on it). */
+    mirrorHash: string | undefined;
+    async patchStatus(namespace: string, name: string, status: V1PodStatus, mirrorOf?: string): Promise<boolean> {
       if (this.down) throw Object.assign(new Error('connect ECONNREFUSED'), { code: undefined });
+      if (mirrorOf !== undefined && mirrorOf !== this.mirrorHash) return false;
       this.patches.push([`${namespace}/${name}`, status.phase ?? '']);
+      return true;
     }
     async deletePod(namespace: string, name: string, uid: string): Promise<void> {
       this.deletes.push(`${namespace}/${name}/${uid}`);
@@ -183,5 +187,17 @@ describe('status manager', () => {
     manager.terminated(staticPod, true);
     await manager.flush();
     expect(api.deletes).toEqual(['default/p-b/b']);
+  });
+
+  it('writes an edited static pod\'s status only to the mirror of its own version', async () => {
+    const api = new FakeApi();
+    const manager = new StatusManager(api, log, new FakeClock(0), 3_600_000);
+    const version = (hash: string) =>
+      pod(hash, { name: 'web-n1', annotations: { [configSourceAnnotation]: 'file', 'kubernetes.io/config.hash': hash } });
+    api.mirrorHash = 'new';
+    manager.set(version('new'), { phase: 'Running' });
+    manager.set(version('old'), { phase: 'Failed' }); // the old version's last status, arriving late
+    await manager.flush();
+    expect(api.patches).toEqual([['default/web-n1', 'Running']]);
   });
 });
