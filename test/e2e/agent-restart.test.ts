@@ -21,6 +21,7 @@ import { removeLabelledContainers, testDocker } from '../helpers/docker.js';
 import { TestNetwork, type Netns } from '../helpers/netns.js';
 import { onPath, prerequisites } from '../helpers/prereq.js';
 import { startTestControlPlane, type TestControlPlane } from '../helpers/controlplane.js';
+import { waitFor as pollUntil } from '../helpers/wait.js';
 
 const env = await prerequisites('root', 'docker', 'command:ip', 'command:nsenter', 'command:kubectl');
 const cniBin = '/usr/lib/cni';
@@ -33,20 +34,9 @@ const scopeLabel = `io.knode.test=agent-restart-${runId}`;
 const subnet = `10.${200 + (parseInt(runId.slice(0, 2), 16) % 50)}.${parseInt(runId.slice(2, 4), 16)}.0/24`;
 const nodeName = `knt-restart-${runId}`;
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last).slice(0, 300)}` : ''}`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-}
+/** Polls with this file's default deadline (test/helpers/wait.ts). */
+const waitFor = <T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 90_000): Promise<T> =>
+  pollUntil(what, probe, timeoutMs, 250);
 
 describe.skipIf(env.skip || !haveCni || !built)('knode agent process: SIGKILL and restart adopts 10 pods', () => {
   let docker: Docker;

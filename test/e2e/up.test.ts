@@ -21,6 +21,7 @@ import { removePodCgroup } from '../../agent/cgroups.js';
 import { removeLabelledContainers, testDocker } from '../helpers/docker.js';
 import { TestNetwork, type Netns } from '../helpers/netns.js';
 import { prerequisites } from '../helpers/prereq.js';
+import { waitFor as pollUntil } from '../helpers/wait.js';
 
 const env = await prerequisites('root', 'docker', 'command:ip', 'command:nsenter', 'command:kubectl', 'command:curl', 'command:iptables');
 const knode = fileURLToPath(new URL('../../bin/knode', import.meta.url));
@@ -31,20 +32,9 @@ const scopeLabel = `io.knode.test=up-${runId}`;
 const nodeName = `knt-up-${runId}`;
 const underlayNet = `192.168.${100 + (parseInt(runId.slice(0, 2), 16) % 100)}`;
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last).slice(0, 400)}` : ''}`);
-    await new Promise((resolve) => setTimeout(resolve, 500));
-  }
-}
+/** Polls with this file's default deadline (test/helpers/wait.ts). */
+const waitFor = <T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 90_000): Promise<T> =>
+  pollUntil(what, probe, timeoutMs, 250);
 
 interface Up {
   child: ChildProcess;

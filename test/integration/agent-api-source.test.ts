@@ -8,18 +8,13 @@ import { ApiPodSource } from '../../agent/source-api.js';
 import { createLogger } from '../../lib/log.js';
 import { prerequisites } from '../helpers/prereq.js';
 import { startTestControlPlane, type TestControlPlane } from '../helpers/controlplane.js';
+import { waitFor as pollUntil } from '../helpers/wait.js';
 
 const env = await prerequisites();
 
-async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+/** Polls with this file's default deadline (test/helpers/wait.ts). */
+const until = <T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 20_000): Promise<T> =>
+  pollUntil(what, probe, timeoutMs, 50);
 
 describe.skipIf(env.skip)('agent API pod source', () => {
   let cp: TestControlPlane;

@@ -25,6 +25,7 @@ import { removeLabelledContainers, testDocker } from '../helpers/docker.js';
 import { TestNetwork, type Netns } from '../helpers/netns.js';
 import { onPath, prerequisites } from '../helpers/prereq.js';
 import { startTestControlPlane, type TestControlPlane } from '../helpers/controlplane.js';
+import { waitFor as pollUntil } from '../helpers/wait.js';
 
 const env = await prerequisites('root', 'docker', 'command:ip', 'command:nsenter', 'command:kubectl');
 const cniBin = '/usr/lib/cni';
@@ -35,20 +36,9 @@ const scope = { 'io.knode.test': `agent-node-${runId}` };
 const subnet = `10.${200 + (parseInt(runId.slice(0, 2), 16) % 50)}.${parseInt(runId.slice(2, 4), 16)}.0/24`;
 const nodeName = `knt-agent-${runId}`;
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 45_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
+/** Polls with this file's default deadline (test/helpers/wait.ts). */
+const waitFor = <T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 45_000): Promise<T> =>
+  pollUntil(what, probe, timeoutMs, 200);
 
 describe.skipIf(env.skip || !haveCni)('agent: a node with static and API pods on real Docker', () => {
   let docker: Docker;
