@@ -9,15 +9,6 @@ export class ConfigError extends Error {
   }
 }
 
-/** Thrown by subcommands whose issue has not landed: the CLI exits non-zero, never silently. */
-export class NotImplementedError extends Error {
-  readonly exitCode = 1;
-  constructor() {
-    super('not implemented yet');
-    this.name = 'NotImplementedError';
-  }
-}
-
 /** Message of an unknown thrown value, with its causes ("a: b: c"). */
 export function describeError(error: unknown): string {
   const parts: string[] = [];
