@@ -13,11 +13,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type Docker from 'dockerode';
 import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
-import { removePodCgroup } from '../../agent/cgroups.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../../lib/exec.js';
 import { busyboxSpec, ensureLocalImage } from '../../cri/local-images.js';
-import { removeLabelledContainers, testDocker } from '../helpers/docker.js';
+import { removeAgentPods, testDocker } from '../helpers/docker.js';
 import { TestNetwork, type Netns } from '../helpers/netns.js';
 import { onPath, prerequisites } from '../helpers/prereq.js';
 import { startTestControlPlane, type TestControlPlane } from '../helpers/controlplane.js';
@@ -111,10 +110,7 @@ describe.skipIf(env.skip || !haveCni || !built)('knode agent process: SIGKILL an
   afterAll(async () => {
     if (agent && agent.exitCode === null) agent.kill('SIGKILL');
     if (docker) {
-      // Pods left running on purpose (the agent leaves them): their containers and pod cgroups.
-      const uids = new Set((await docker.listContainers({ all: true, filters: { label: [scopeLabel] } })).map((c) => c.Labels['io.kubernetes.pod.uid']).filter((uid): uid is string => Boolean(uid)));
-      await removeLabelledContainers(docker, scopeLabel);
-      for (const uid of uids) for (const tier of ['', 'burstable/', 'besteffort/']) await removePodCgroup(`/kubepods/${tier}pod${uid}`).catch(() => undefined);
+      await removeAgentPods(docker, scopeLabel);
     }
     await cp?.stop();
     await net?.cleanup();

@@ -29,10 +29,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type Docker from 'dockerode';
 import { stringify } from 'yaml';
-import { removePodCgroup } from '../../agent/cgroups.js';
 import { writeKubeconfig } from '../../controlplane/kubeconfig.js';
 import type { TestControlPlane } from '../helpers/controlplane.js';
-import { removeLabelledContainers } from '../helpers/docker.js';
+import { removeAgentPods } from '../helpers/docker.js';
 import { bridgeLoopbackInto, type LoopbackBridge } from '../helpers/loopback-bridge.js';
 import { TestNetwork, testNetnsPrefix, type Netns } from '../helpers/netns.js';
 
@@ -148,10 +147,7 @@ export async function startAgentNode(options: AgentNodeOptions): Promise<AgentNo
       }
     }
     try {
-      const all = await docker.listContainers({ all: true, filters: { label: [scopeLabel] } });
-      const uids = new Set(all.map((c) => c.Labels['io.kubernetes.pod.uid']).filter((uid): uid is string => Boolean(uid)));
-      await removeLabelledContainers(docker, scopeLabel);
-      for (const uid of uids) for (const tier of ['', 'burstable/', 'besteffort/']) await removePodCgroup(`/kubepods/${tier}pod${uid}`).catch(() => undefined);
+      await removeAgentPods(docker, scopeLabel);
     } catch {
       // best effort: the engine may be gone
     }

@@ -17,8 +17,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { removePodCgroup } from '../../agent/cgroups.js';
-import { removeLabelledContainers, testDocker } from '../helpers/docker.js';
+import { removeAgentPods, testDocker } from '../helpers/docker.js';
 import { TestNetwork, type Netns } from '../helpers/netns.js';
 import { prerequisites } from '../helpers/prereq.js';
 import { waitFor as pollUntil } from '../helpers/wait.js';
@@ -108,9 +107,7 @@ describe.skipIf(env.skip || !built)('knode up: a single-node cluster in a node n
       /* no pid file: nothing left */
     }
     if (docker) {
-      const uids = new Set((await docker.listContainers({ all: true, filters: { label: [scopeLabel] } })).map((c) => c.Labels['io.kubernetes.pod.uid']).filter((uid): uid is string => Boolean(uid)));
-      await removeLabelledContainers(docker, scopeLabel);
-      for (const uid of uids) for (const tier of ['', 'burstable/', 'besteffort/']) await removePodCgroup(`/kubepods/${tier}pod${uid}`).catch(() => undefined);
+      await removeAgentPods(docker, scopeLabel);
     }
     await net.cleanup();
     if (dataDir) await rm(dataDir, { recursive: true, force: true });

@@ -2,6 +2,7 @@
 import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
 import { run } from '../../lib/exec.js';
+import { removePodCgroup } from '../../agent/cgroups.js';
 
 export const dockerSocket = process.env.DOCKER_SOCK ?? '/var/run/docker.sock';
 
@@ -39,4 +40,17 @@ export async function removeLabelledContainers(docker: Docker, label: string): P
         }),
     ),
   );
+}
+
+/**
+ * Removes the pods an agent left running (agents leave their pods on purpose, as the kubelet
+ * does): every container carrying the label, then the pods' cgroups in each QoS tier.
+ */
+export async function removeAgentPods(docker: Docker, label: string): Promise<void> {
+  const containers = await docker.listContainers({ all: true, filters: { label: [label] } });
+  const uids = new Set(containers.map((c) => c.Labels['io.kubernetes.pod.uid']).filter((uid): uid is string => Boolean(uid)));
+  await removeLabelledContainers(docker, label);
+  for (const uid of uids) {
+    for (const tier of ['', 'burstable/', 'besteffort/']) await removePodCgroup(`/kubepods/${tier}pod${uid}`).catch(() => undefined);
+  }
 }

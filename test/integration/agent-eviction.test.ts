@@ -18,14 +18,13 @@ import type Docker from 'dockerode';
 import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../../agent/agent.js';
-import { removePodCgroup } from '../../agent/cgroups.js';
 import { DockerRuntime } from '../../cri/docker/runtime.js';
 import { busyboxSpec, ensureLocalImage } from '../../cri/local-images.js';
 import { NodeSignals } from '../../eviction/signals.js';
 import { kubeletApiVersion, parseKubeletConfig } from '../../lib/config/kubelet.js';
 import { createLogger } from '../../lib/log.js';
 import { startTestControlPlane, type TestControlPlane } from '../helpers/controlplane.js';
-import { removeLabelledContainers, testDocker } from '../helpers/docker.js';
+import { removeAgentPods, testDocker } from '../helpers/docker.js';
 import { acquireMemoryPressureLock } from '../helpers/memory-pressure-lock.js';
 import { prerequisites } from '../helpers/prereq.js';
 import { waitFor } from '../helpers/wait.js';
@@ -109,11 +108,7 @@ describe.skipIf(env.skip)('agent: node-pressure eviction on real Docker', () => 
   afterAll(async () => {
     await agent?.stop();
     if (docker) {
-      const uids = new Set(
-        (await docker.listContainers({ all: true, filters: { label: [`${scopeKey}=${scope[scopeKey]}`] } })).map((c) => c.Labels['io.kubernetes.pod.uid']).filter((uid): uid is string => Boolean(uid)),
-      );
-      await removeLabelledContainers(docker, `${scopeKey}=${scope[scopeKey]}`);
-      for (const uid of uids) for (const tier of ['', 'burstable/', 'besteffort/']) await removePodCgroup(`/kubepods/${tier}pod${uid}`).catch(() => undefined);
+      await removeAgentPods(docker, `${scopeKey}=${scope[scopeKey]}`);
     }
     await releaseLock?.();
     await cp?.stop();

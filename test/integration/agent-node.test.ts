@@ -11,7 +11,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
 import { CoordinationV1Api, CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
-import { removePodCgroup } from '../../agent/cgroups.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../lib/log.js';
 import { run } from '../../lib/exec.js';
@@ -21,7 +20,7 @@ import { DockerRuntime } from '../../cri/docker/runtime.js';
 import { busyboxSpec, ensureLocalImage } from '../../cri/local-images.js';
 import { Agent } from '../../agent/agent.js';
 import { configMirrorAnnotation } from '../../agent/static-pod.js';
-import { removeLabelledContainers, testDocker } from '../helpers/docker.js';
+import { removeAgentPods, testDocker } from '../helpers/docker.js';
 import { TestNetwork, type Netns } from '../helpers/netns.js';
 import { onPath, prerequisites } from '../helpers/prereq.js';
 import { startTestControlPlane, type TestControlPlane } from '../helpers/controlplane.js';
@@ -128,10 +127,7 @@ describe.skipIf(env.skip || !haveCni)('agent: a node with static and API pods on
   afterAll(async () => {
     await agent?.stop();
     if (docker) {
-      // Pods left running on purpose (the agent leaves them): their containers and pod cgroups.
-      const uids = new Set((await docker.listContainers({ all: true, filters: { label: [`io.knode.test=${scope['io.knode.test']}`] } })).map((c) => c.Labels['io.kubernetes.pod.uid']).filter((uid): uid is string => Boolean(uid)));
-      await removeLabelledContainers(docker, `io.knode.test=${scope['io.knode.test']}`);
-      for (const uid of uids) for (const tier of ['', 'burstable/', 'besteffort/']) await removePodCgroup(`/kubepods/${tier}pod${uid}`).catch(() => undefined);
+      await removeAgentPods(docker, `io.knode.test=${scope['io.knode.test']}`);
     }
     if (!cpStopped) await cp?.stop();
     await net?.cleanup();

@@ -3,15 +3,15 @@
  * underlay subnet get a plain route via their address instead of VXLAN entries, and pods still
  * reach each other. Two node netns on an underlay bridge in its own test netns.
  */
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prerequisites } from '../helpers/prereq.js';
 import { TestNetwork, type Netns } from '../helpers/netns.js';
-import { bridgeLoopbackInto, type LoopbackBridge } from '../helpers/loopback-bridge.js';
+import type { LoopbackBridge } from '../helpers/loopback-bridge.js';
+import { buildOverlayNodes } from './overlay-nodes.js';
 import { startTestControlPlane, type TestControlPlane } from '../helpers/controlplane.js';
 import { buildPluginKit, type PluginKit } from '../../cni/testing/harness.js';
-import { addPod, createNodeObject, nodeApi, startOverlay, stopProcess, waitFor, writeNetConf, writeNodeKubeconfig, type ClusterNode } from '../../cni/testing/cluster.js';
+import { addPod, startOverlay, stopProcess, waitFor, writeNetConf, type ClusterNode } from '../../cni/testing/cluster.js';
 
 const env = await prerequisites('root', 'command:ip', 'command:bridge', 'command:nsenter', 'command:perl', 'command:ping');
 
@@ -26,23 +26,7 @@ describe.skipIf(env.skip)('knode overlay with DirectRouting', () => {
     kit = await buildPluginKit('knt-ovd-', true);
     cp = await startTestControlPlane({ controllers: false });
     const netConf = writeNetConf(join(kit.dir, 'conf'), { Network: '10.244.0.0/16', Backend: { Type: 'vxlan', VNI: 7, Port: 4789, DirectRouting: true } });
-    const underlay = await net.namespace('u');
-    await underlay.ip('link', 'add', 'br0', 'type', 'bridge');
-    await underlay.ip('link', 'set', 'br0', 'up');
-    const api = nodeApi(cp.kubeconfigPath);
-    for (let i = 1; i <= 2; i++) {
-      const ns = await net.node(`n${i}`);
-      const [, peer] = await net.link(ns, underlay, { aName: 'ul0', aAddress: `192.168.78.${i}/24` });
-      await underlay.ip('link', 'set', peer, 'master', 'br0');
-      await ns.exec(['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
-      const dir = join(kit.dir, `n${i}`);
-      mkdirSync(dir);
-      const bridge = await bridgeLoopbackInto(ns.name, cp.port);
-      bridges.push(bridge);
-      const name = `knt-${net.id}-dr${i}`;
-      await createNodeObject(api, name, `10.244.${20 + i}.0/24`);
-      nodes.push({ index: i, name, ns, underlayIp: `192.168.78.${i}`, podCIDR: `10.244.${20 + i}.0/24`, dir, subnetFile: join(dir, 'subnet.env'), socket: join(dir, 'knode-cni.sock'), kubeconfig: writeNodeKubeconfig(dir, bridge.port) });
-    }
+    nodes.push(...(await buildOverlayNodes(net, cp, kit, { count: 2, underlayPrefix: '192.168.78', nameSuffix: 'dr', podCIDR: (i) => `10.244.${20 + i}.0/24` }, bridges)));
     await Promise.all(nodes.map((node) => startOverlay(kit, node, netConf, 'ul0')));
   }, 180_000);
 

@@ -6,15 +6,16 @@
  * Nothing runs in the root netns except the control plane on 127.0.0.1.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prerequisites } from '../helpers/prereq.js';
 import { TestNetwork, type Netns } from '../helpers/netns.js';
-import { bridgeLoopbackInto, type LoopbackBridge } from '../helpers/loopback-bridge.js';
+import type { LoopbackBridge } from '../helpers/loopback-bridge.js';
+import { buildOverlayNodes } from './overlay-nodes.js';
 import { startTestControlPlane, type TestControlPlane } from '../helpers/controlplane.js';
 import { buildPluginKit, type PluginKit } from '../../cni/testing/harness.js';
-import { addPod, createNodeObject, nodeApi, startOverlay, stopProcess, waitFor, writeNetConf, writeNodeKubeconfig, type ClusterNode } from '../../cni/testing/cluster.js';
+import { addPod, nodeApi, startOverlay, stopProcess, waitFor, writeNetConf, type ClusterNode } from '../../cni/testing/cluster.js';
 
 const env = await prerequisites('root', 'command:ip', 'command:bridge', 'command:nsenter', 'command:perl', 'command:busybox', 'command:ping');
 
@@ -32,24 +33,7 @@ describe.skipIf(env.skip)('knode overlay across three node netns', () => {
     kit = await buildPluginKit('knt-ovl-', true);
     cp = await startTestControlPlane({ controllers: false });
     netConf = writeNetConf(join(kit.dir, 'conf'));
-    const underlay = await net.namespace('u');
-    await underlay.ip('link', 'add', 'br0', 'type', 'bridge');
-    await underlay.ip('link', 'set', 'br0', 'up');
-    const api = nodeApi(cp.kubeconfigPath);
-    for (let i = 1; i <= 3; i++) {
-      const ns = await net.node(`n${i}`);
-      const [, peer] = await net.link(ns, underlay, { aName: 'ul0', aAddress: `192.168.77.${i}/24` });
-      await underlay.ip('link', 'set', peer, 'master', 'br0');
-      await ns.exec(['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
-      const dir = join(kit.dir, `n${i}`);
-      mkdirSync(dir);
-      const bridge = await bridgeLoopbackInto(ns.name, cp.port);
-      bridges.push(bridge);
-      const name = `knt-${net.id}-node${i}`;
-      await createNodeObject(api, name, `10.244.${i}.0/24`);
-      const node: ClusterNode = { index: i, name, ns, underlayIp: `192.168.77.${i}`, podCIDR: `10.244.${i}.0/24`, dir, subnetFile: join(dir, 'subnet.env'), socket: join(dir, 'knode-cni.sock'), kubeconfig: writeNodeKubeconfig(dir, bridge.port) };
-      nodes.push(node);
-    }
+    nodes.push(...(await buildOverlayNodes(net, cp, kit, { count: 3, underlayPrefix: '192.168.77', nameSuffix: 'node', podCIDR: (i) => `10.244.${i}.0/24` }, bridges)));
     await Promise.all(nodes.map((node) => startOverlay(kit, node, netConf, 'ul0', ['--ip-masq'])));
     for (const node of nodes) {
       await waitFor(`${node.name} to program its peers`, async () => (await node.ns.ip('-4', 'route', 'show', 'dev', 'flannel.1')).stdout.split('\n').filter((l) => l.includes('onlink')).length === 2);
