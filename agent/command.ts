@@ -11,10 +11,10 @@
  */
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
 import type { Runner } from '../bin/cli.js';
 import { requireKubeconfig, optionalString } from '../lib/command-options.js';
 import { loadKubeletConfig } from '../lib/config/kubelet.js';
+import { loadKubeconfig } from '../lib/config/kubeconfig.js';
 import { ConfigError } from '../lib/errors.js';
 import { createDockerRuntime } from '../cri/docker/factory.js';
 import { Agent } from './agent.js';
@@ -33,8 +33,7 @@ export const run: Runner = async (options, log) => {
   const config = loaded.config;
   const nodeName = (optionalString(options, 'hostnameOverride') ?? hostname()).toLowerCase();
   const rootDir = optionalString(options, 'rootDir') ?? '/var/lib/knode/kubelet';
-  const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromFile(kubeconfigPath);
+  const kubeConfig = await loadKubeconfig(kubeconfigPath);
   const env = process.env;
   const runtime = createDockerRuntime({
     containerRuntimeEndpoint: optionalString(options, 'containerRuntimeEndpoint') ?? config.containerRuntimeEndpoint,

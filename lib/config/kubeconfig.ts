@@ -79,37 +79,15 @@ export function readKubeconfig(file: string): KubeconfigData {
  * demand, because importing it costs ~0.4 s that short-lived commands should not pay.
  */
 export async function loadKubeconfig(file: string): Promise<KubeConfig> {
-  const resolved = readKubeconfig(file);
+  const data = readKubeconfig(file);
   const { KubeConfig } = await import('@kubernetes/client-node');
   const kubeConfig = new KubeConfig();
   try {
-    kubeConfig.loadFromOptions({
-      clusters: resolved.clusters.map((entry) => ({
-        name: entry.name,
-        server: entry.cluster.server,
-        caFile: entry.cluster['certificate-authority'],
-        caData: entry.cluster['certificate-authority-data'],
-        skipTLSVerify: entry.cluster['insecure-skip-tls-verify'] ?? false,
-        tlsServerName: entry.cluster['tls-server-name'],
-      })),
-      users: resolved.users.map((entry) => ({
-        name: entry.name,
-        token: entry.user.token,
-        certFile: entry.user['client-certificate'],
-        certData: entry.user['client-certificate-data'],
-        keyFile: entry.user['client-key'],
-        keyData: entry.user['client-key-data'],
-        username: entry.user.username,
-        password: entry.user.password,
-      })),
-      contexts: resolved.contexts.map((entry) => ({
-        name: entry.name,
-        cluster: entry.context.cluster,
-        user: entry.context.user,
-        namespace: entry.context.namespace,
-      })),
-      currentContext: resolved['current-context'],
-    });
+    // client-node reads the file itself, so every user credential it knows (token, tokenFile,
+    // client certificates, exec and auth-provider plugins) works, with paths made absolute
+    // against the file's folder; the validation above only gives a clear error first.
+    kubeConfig.loadFromFile(file);
+    if (!kubeConfig.getCurrentContext()) kubeConfig.setCurrentContext(data['current-context']);
   } catch (error) {
     throw new ConfigError(`config file "${file}": ${(error as Error).message}`, { cause: error });
   }

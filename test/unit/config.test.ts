@@ -184,6 +184,12 @@ current-context: local
     expect(kubeConfig.getCurrentUser()?.token).toBe('abc');
   });
 
+  it('keeps credential kinds the schema does not spell out (exec plugins)', async () => {
+    const exec = '    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: get-token\n';
+    const kubeConfig = await loadKubeconfig(file(good.replace('    token: abc\n', exec)));
+    expect(kubeConfig.getCurrentUser()?.exec).toMatchObject({ command: 'get-token' });
+  });
+
   it('resolves relative certificate paths against the file', () => {
     const path = file(good.replace('    token: abc', '    client-certificate: certs/admin.crt\n    client-key: certs/admin.key'));
     expect(readKubeconfig(path).users[0]!.user['client-certificate']).toBe(join(dir, 'certs/admin.crt'));
