@@ -23,6 +23,7 @@ import { MirrorPodManager, ClientMirrorPodApi } from './mirror-pods.js';
 import { NodeManager, gatherNodeFacts } from './node-manager.js';
 import { PodConfig } from './pod-config.js';
 import { PodWorkers } from './pod-workers.js';
+import { CgroupfsPodCgroups } from './pod-cgroups.js';
 import { Pleg } from './pleg.js';
 import { parseResolvConf, type RuntimeConfigOptions } from './runtime-config.js';
 import { fileSourceName, StaticPodDirSource } from './source-file.js';
@@ -146,6 +147,7 @@ export class Agent {
       resyncMs: options.config.syncFrequency,
       onPodStarted: (_pod, latencyMs) => this.metrics.podStartLatency.observe(latencyMs / 1000),
       podNetworkReachable: options.podNetworkReachable !== false,
+      ...(this.rtConfig.cgroupsPerQOS ? { podCgroups: this.podCgroups(log) } : {}),
       probes: {
         ready: (uid, name, id) => this.probes.ready(uid, name, id),
         started: (uid, name, id) => this.probes.started(uid, name, id),
@@ -243,6 +245,19 @@ export class Agent {
       cpuCFSQuotaPeriodMs: config.cpuCFSQuotaPeriod,
       podPidsLimit: config.podPidsLimit,
     };
+  }
+
+  /** Pod-level cgroups with the pod's limits (cgroupsPerQOS, cgroupfs driver): pod-cgroups.ts. */
+  private podCgroups(log: Logger): CgroupfsPodCgroups {
+    const { config } = this.options;
+    return new CgroupfsPodCgroups({
+      cgroupRoot: config.cgroupRoot,
+      cpuCFSQuota: config.cpuCFSQuota,
+      cpuCFSQuotaPeriodMs: config.cpuCFSQuotaPeriod,
+      podPidsLimit: config.podPidsLimit,
+      activePods: () => this.podConfig.desiredPods().values(),
+      log: log.child({ part: 'cgroups' }),
+    });
   }
 
   private lastHousekeeping = 0;

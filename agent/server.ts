@@ -1,6 +1,7 @@
 /**
  * The kubelet HTTP API (pkg/kubelet/server/server.go): /healthz, /pods, /stats/summary,
- * /metrics, /containerLogs/<ns>/<pod>/<container> and /run/<ns>/<pod>/<container>, every request
+ * /metrics, /containerLogs/<ns>/<pod>/<container>, /run/<ns>/<pod>/<container> and the WebSocket
+ * streams /exec and /attach (exec-stream.ts), every request (and every upgrade request)
  * authenticated and authorized (auth.ts). HTTPS when tlsCertFile/tlsPrivateKeyFile are set
  * (client certificates checked against authentication.x509.clientCAFile), plain HTTP otherwise.
  * The read-only port serves /healthz, /pods and /stats without authentication, only when set.
@@ -9,12 +10,14 @@ import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
 import type { ContainerRuntime } from '../cri/runtime.js';
 import type { KubeletConfiguration } from '../lib/config/kubelet.js';
 import type { Logger } from '../lib/log.js';
 import { describeError } from '../lib/errors.js';
 import { RequestAuth, apiReviewers } from './auth.js';
+import { ExecStreams, parseStreamPath, rejectUpgrade } from './exec-stream.js';
 import { streamLogs } from './logs.js';
 import { StatsProvider } from './stats.js';
 import type { AgentMetrics } from './metrics.js';
@@ -69,6 +72,7 @@ export class KubeletServer {
   private readonly auth: RequestAuth;
   private readonly stats: StatsProvider;
   private readonly open = new Set<ServerResponse>();
+  private readonly streams: ExecStreams;
 
   constructor(private readonly options: KubeletServerOptions) {
     const { config } = options;
@@ -88,6 +92,18 @@ export class KubeletServer {
         },
         options.nodeName ?? '',
       );
+    this.streams = new ExecStreams({
+      runtime: options.runtime,
+      log: options.log,
+      resolveContainer: (namespace, pod, container) => {
+        try {
+          return this.findContainer(namespace, pod, container, false);
+        } catch (error) {
+          if (error instanceof HttpError) return { status: error.status, message: error.message };
+          throw error;
+        }
+      },
+    });
     this.stats = new StatsProvider(options.runtime, options.nodeName ?? '', options.rootDir ?? '/');
   }
 
@@ -112,6 +128,7 @@ export class KubeletServer {
           handler,
         )
       : createHttpServer(handler);
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.upgrade(req, socket, head));
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);
       this.server!.listen(config.port, config.address, () => resolve());
@@ -127,6 +144,7 @@ export class KubeletServer {
 
   async stop(): Promise<void> {
     for (const res of this.open) res.destroy();
+    this.streams.stop();
     for (const server of [this.server, this.readOnly]) {
       if (!server) continue;
       server.closeAllConnections?.();
@@ -154,6 +172,22 @@ export class KubeletServer {
     }
   }
 
+  /** exec/attach: authenticated and authorized like every other request, before the 101. */
+  private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', () => socket.destroy());
+    try {
+      const url = new URL(req.url ?? '/', 'http://kubelet');
+      const result = await this.auth.check(req, url.pathname);
+      if (!result.ok) return rejectUpgrade(socket, result.status, result.message);
+      const target = parseStreamPath(url.pathname.split('/').filter(Boolean).map(decodeURIComponent));
+      if (!target) return rejectUpgrade(socket, 404, `not found: ${url.pathname}`);
+      this.streams.handle(req, socket, head, target, url.searchParams);
+    } catch (error) {
+      this.options.log.warn({ url: req.url, err: describeError(error) }, 'kubelet API upgrade request failed');
+      rejectUpgrade(socket, 500, describeError(error));
+    }
+  }
+
   private async route(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const path = url.pathname;
     const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
@@ -164,6 +198,7 @@ export class KubeletServer {
     }
     if (path === '/metrics') return send(res, 200, await this.options.agent.metrics.registry.metrics(), this.options.agent.metrics.registry.contentType);
     if (parts[0] === 'containerLogs' && parts.length === 4) return this.containerLogs(req, res, url, parts[1]!, parts[2]!, parts[3]!);
+    if (parseStreamPath(parts)) throw new HttpError(400, 'Upgrade request required');
     if (parts[0] === 'run' && (parts.length === 4 || parts.length === 5)) return this.runCommand(req, res, url, parts[1]!, parts[2]!, parts[parts.length - 1]!);
     throw new HttpError(404, `not found: ${path}`);
   }

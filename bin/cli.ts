@@ -55,7 +55,10 @@ function defineCommands(program: Command, onRun: (name: string, options: Command
     .addOption(new Option('--store <kind>', 'storage backend').choices(['memory', 'file', 'etcd']).default('file'))
     .option('--etcd-endpoints <urls>', 'comma-separated etcd client URLs (with --store etcd)')
     .option('--cluster-cidr <cidr>', 'pod network; each node gets a /24 of it', '10.244.0.0/16')
-    .option('--service-cidr <cidr>', 'ClusterIP range', '10.96.0.0/12');
+    .option('--service-cidr <cidr>', 'ClusterIP range', '10.96.0.0/12')
+    .option('--kubelet-client-certificate <file>', 'client certificate (PEM) for the kubelet API (logs, exec, attach)')
+    .option('--kubelet-client-key <file>', 'key (PEM) of --kubelet-client-certificate')
+    .option('--kubelet-certificate-authority <file>', 'CA (PEM) that signs the kubelets\' serving certificates; verified only when given');
 
   add('agent', 'run the node agent (kubelet): pods from the API and the static pod directory')
     .option('--kubeconfig <file>', 'kubeconfig to reach the API server')

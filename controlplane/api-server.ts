@@ -5,6 +5,7 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Logger } from '../lib/log.js';
 import { apiGroup, apiGroupList, apiResourceList, apiVersions, serverVersion } from './discovery.js';
 import { decodeBody, queryBool, queryInt, readBody, sendJson, sendStatus, successStatus } from './http-util.js';
@@ -20,6 +21,7 @@ import { serveWatch, type WatchSettings } from './watch-http.js';
 import { bindPod } from './binding.js';
 import { serveOpenApi } from './openapi.js';
 import { checkFields, parseFieldValidation } from './field-validation.js';
+import { streamSubresources, writeStatusToSocket, type PodStreamProxy, type StreamSubresource } from './pod-exec.js';
 
 export interface Route {
   info: ResourceInfo;
@@ -70,6 +72,8 @@ export interface ApiServerOptions {
   serverAddress: string;
   /** Pod log streaming through the node's kubelet; absent means 404-style errors. */
   podLogs?: (pod: KObject, query: URLSearchParams, res: ServerResponse) => Promise<void>;
+  /** pods/exec and pods/attach upgrades proxied to the node's kubelet. */
+  podStreams?: PodStreamProxy;
   isReady: () => boolean;
 }
 
@@ -86,6 +90,33 @@ export function createRequestHandler(options: ApiServerOptions): (req: IncomingM
       }
     });
   };
+}
+
+const isStream = (subresource: string | undefined): subresource is StreamSubresource => (streamSubresources as readonly string[]).includes(subresource ?? '');
+
+/** The server's 'upgrade' event: pods/exec and pods/attach; anything else is refused with a Status. */
+export function createUpgradeHandler(options: ApiServerOptions): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
+  return (req, socket, head) => {
+    socket.on('error', () => socket.destroy());
+    serveUpgrade(req, socket, head, options).catch((error: unknown) => {
+      const apiError = toApiError(error);
+      if (apiError.code >= 500) options.log.warn({ err: error, method: req.method, url: req.url }, 'stream request failed');
+      writeStatusToSocket(socket, apiError);
+    });
+  };
+}
+
+async function serveUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, options: ApiServerOptions): Promise<void> {
+  if (!authorized(req, options.token)) throw new ApiError(401, 'Unauthorized', 'Unauthorized');
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  const route = parseResourcePath(url.pathname.replace(/\/+$/, ''));
+  if (route === undefined || route === 'discovery' || route.info.kind !== 'Pod' || route.name === undefined || route.namespace === undefined || !isStream(route.subresource)) {
+    throw new ApiError(400, 'BadRequest', `upgrade requests are served for pods/exec and pods/attach only, not ${url.pathname}`);
+  }
+  if (req.method !== 'GET' && req.method !== 'POST') throw methodNotAllowed();
+  const pod = await options.registry.get(route.info, route.namespace, route.name);
+  if (!options.podStreams) throw new ApiError(400, 'BadRequest', `pod ${route.name} does not have a host assigned`);
+  await options.podStreams(pod, route.subresource, url.searchParams, req, socket, head);
 }
 
 function authorized(req: IncomingMessage, token: string | undefined): boolean {
@@ -165,6 +196,7 @@ async function serveResource(req: IncomingMessage, res: ServerResponse, route: R
     if (!options.podLogs) throw new ApiError(400, 'BadRequest', `pod ${name} does not have a host assigned`);
     return options.podLogs(pod, query, res);
   }
+  if (isStream(subresource)) throw badRequest('Upgrade request required');
   return serveObject(call, name);
 }
 

@@ -10,6 +10,7 @@ import { optionalString } from '../lib/command-options.js';
 import { ConfigError } from '../lib/errors.js';
 import { startControlPlane } from './control-plane.js';
 import { parseCidr4 } from './ipalloc.js';
+import { loadKubeletClientConfig } from './kubelet-client.js';
 import { writeKubeconfig } from './kubeconfig.js';
 import { ensureCredentials, parseListen, servingMode } from './security.js';
 import { MemoryStorage } from './storage/memory.js';
@@ -40,6 +41,11 @@ export const run: Runner = async (options, log) => {
   const dataDir = optionalString(options, 'dataDir') ?? '/var/lib/knode/controlplane';
   const clusterCidr = checkCidr('--cluster-cidr', optionalString(options, 'clusterCidr') ?? '10.244.0.0/16');
   const serviceCidr = checkCidr('--service-cidr', optionalString(options, 'serviceCidr') ?? '10.96.0.0/12');
+  const kubeletClient = loadKubeletClientConfig({
+    certificate: optionalString(options, 'kubeletClientCertificate'),
+    key: optionalString(options, 'kubeletClientKey'),
+    certificateAuthority: optionalString(options, 'kubeletCertificateAuthority'),
+  });
   const storage = openStorage(optionalString(options, 'store') ?? 'file', dataDir, optionalString(options, 'etcdEndpoints'));
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const mode = servingMode(listen.host);
@@ -53,6 +59,7 @@ export const run: Runner = async (options, log) => {
     serviceCidr,
     tls: credentials ? { cert: credentials.cert, key: credentials.key } : undefined,
     token: credentials?.token,
+    kubeletClient,
   });
   const kubeconfig = join(dataDir, 'admin.kubeconfig');
   // A wildcard listen is reached through loopback by local clients.

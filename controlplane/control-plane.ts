@@ -3,11 +3,14 @@
  * server and the controllers. `startControlPlane` is what both `knode controlplane` and the
  * test helper use.
  */
-import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../lib/log.js';
-import { createRequestHandler } from './api-server.js';
+import { createRequestHandler, createUpgradeHandler } from './api-server.js';
+import type { KubeletClientConfig } from './kubelet-client.js';
+import { podStreamProxy } from './pod-exec.js';
 import { Registry } from './registry.js';
 import { resources, type ResourceInfo } from './resources.js';
 import { ApiError } from './status.js';
@@ -33,6 +36,8 @@ export interface ControlPlaneOptions {
   watchHistory?: number;
   bookmarkIntervalMs?: number;
   controllers?: Partial<ControllerOptions> & { enabled?: boolean };
+  /** Credentials for the kubelet API (pods/log, exec, attach): --kubelet-client-certificate etc. */
+  kubeletClient?: KubeletClientConfig;
 }
 
 export interface RunningControlPlane {
@@ -95,7 +100,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
   const registry = new Registry(storage);
   registerAllocators(registry, serviceCidr);
   let ready = false;
-  const handler = createRequestHandler({
+  const apiOptions = {
     registry,
     cache,
     log,
@@ -103,9 +108,19 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
     serverAddress: `${options.host}:${options.port}`,
     watch: { bookmarkIntervalMs: options.bookmarkIntervalMs ?? 30_000, maxBufferedBytes: 32 * 1024 * 1024 },
     isReady: () => ready,
-    podLogs: podLogProxy(registry),
-  });
+    podLogs: podLogProxy(registry, options.kubeletClient),
+    podStreams: podStreamProxy(registry, options.kubeletClient),
+  };
+  const handler = createRequestHandler(apiOptions);
   const server: Server = options.tls ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, handler) : createHttpServer(handler);
+  // Upgraded connections (exec/attach) leave the HTTP server's bookkeeping: ended at stop().
+  const upgraded = new Set<Duplex>();
+  const upgradeHandler = createUpgradeHandler(apiOptions);
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    upgraded.add(socket);
+    socket.once('close', () => upgraded.delete(socket));
+    upgradeHandler(req, socket, head);
+  });
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
   server.keepAliveTimeout = 65_000;
@@ -142,6 +157,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
       await controllers.stop();
       cache.stop();
       server.closeAllConnections();
+      for (const socket of upgraded) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await storage.stop();
     },

@@ -1,13 +1,12 @@
 /**
  * pods/log: proxied to the kubelet API of the Pod's node, as kube-apiserver does
  * (GET https://<node InternalIP>:<kubeletEndpoint.Port>/containerLogs/<ns>/<pod>/<container>,
- * https://kubernetes.io/docs/reference/command-line-tools-reference/kubelet/). The kubelet's
- * serving certificate is self-signed, so it is not verified (kube-apiserver without
- * --kubelet-certificate-authority behaves the same). The query (follow, tailLines, sinceSeconds,
- * timestamps, previous, limitBytes) is passed through.
+ * https://kubernetes.io/docs/reference/command-line-tools-reference/kubelet/), with the
+ * control plane's kubelet client credentials (kubelet-client.ts). The query (follow, tailLines,
+ * sinceSeconds, timestamps, previous, limitBytes) is passed through.
  */
 import type { ServerResponse } from 'node:http';
-import { request } from 'node:https';
+import { callKubelet, kubeletError, type KubeletClientConfig, type KubeletTarget } from './kubelet-client.js';
 import type { Registry } from './registry.js';
 import { resources, type ResourceInfo } from './resources.js';
 import { ApiError, badRequest } from './status.js';
@@ -32,6 +31,14 @@ export function chooseContainer(pod: KObject, requested: string | null): string 
   throw badRequest(`a container name must be specified for pod ${String(pod.metadata.name)}, choose one of: [${names.join(' ')}]`);
 }
 
+/** The kubelet of the pod's node: 400 when the pod is not bound, 404 when the node is gone. */
+export async function kubeletOfPod(registry: Registry, pod: KObject): Promise<KubeletTarget> {
+  const spec = isRecord(pod.spec) ? pod.spec : {};
+  if (typeof spec.nodeName !== 'string' || spec.nodeName === '') throw badRequest(`pod ${String(pod.metadata.name)} does not have a host assigned`);
+  const node = await registry.get(nodes, undefined, spec.nodeName);
+  return { ...kubeletAddress(node), nodeName: spec.nodeName };
+}
+
 /** Where the node's kubelet listens, from its status (InternalIP, daemonEndpoints). */
 export function kubeletAddress(node: KObject): { host: string; port: number } {
   const status = isRecord(node.status) ? node.status : {};
@@ -43,44 +50,35 @@ export function kubeletAddress(node: KObject): { host: string; port: number } {
   return { host: address.address, port };
 }
 
-export function podLogProxy(registry: Registry): (pod: KObject, query: URLSearchParams, res: ServerResponse) => Promise<void> {
+export function podLogProxy(registry: Registry, client: KubeletClientConfig = {}): (pod: KObject, query: URLSearchParams, res: ServerResponse) => Promise<void> {
   return async (pod, query, res) => {
-    const spec = isRecord(pod.spec) ? pod.spec : {};
-    if (typeof spec.nodeName !== 'string' || spec.nodeName === '') throw badRequest(`pod ${String(pod.metadata.name)} does not have a host assigned`);
+    const target = await kubeletOfPod(registry, pod);
     const container = chooseContainer(pod, query.get('container'));
-    const node = await registry.get(nodes, undefined, spec.nodeName);
-    const { host, port } = kubeletAddress(node);
     const params = new URLSearchParams();
     for (const name of passThrough) {
       const value = query.get(name);
       if (value !== null) params.set(name, value);
     }
     const path = `/containerLogs/${encodeURIComponent(String(pod.metadata.namespace))}/${encodeURIComponent(String(pod.metadata.name))}/${encodeURIComponent(container)}?${params.toString()}`;
-    await new Promise<void>((resolve, reject) => {
-      const upstream = request({ host, port, path, method: 'GET', rejectUnauthorized: false, timeout: 30_000 }, (reply) => {
-        if ((reply.statusCode ?? 500) >= 400) {
-          const chunks: Buffer[] = [];
-          reply.on('data', (c: Buffer) => chunks.push(c));
-          reply.on('end', () => reject(new ApiError(reply.statusCode ?? 500, reply.statusCode === 404 ? 'NotFound' : 'InternalError', Buffer.concat(chunks).toString('utf8').trim() || `kubelet answered ${reply.statusCode}`)));
-          return;
-        }
-        res.writeHead(200, { 'Content-Type': 'text/plain', 'Transfer-Encoding': 'chunked' });
-        reply.pipe(res);
-        reply.on('end', resolve);
-        reply.on('error', resolve);
-        res.on('close', () => {
-          upstream.destroy();
-          resolve();
-        });
+    const answer = await callKubelet(client, target, { method: 'GET', path });
+    if (answer.kind !== 'response') {
+      answer.socket.destroy();
+      throw new ApiError(502, 'InternalError', `the kubelet of node ${target.nodeName} switched protocols on a log request`);
+    }
+    const { response, request } = answer;
+    if ((response.statusCode ?? 500) >= 400) throw await kubeletError(response, target);
+    res.writeHead(200, { 'Content-Type': 'text/plain', 'Transfer-Encoding': 'chunked' });
+    await new Promise<void>((resolve) => {
+      response.pipe(res);
+      response.once('end', resolve);
+      response.once('error', () => {
+        res.end();
+        resolve();
       });
-      upstream.on('timeout', () => upstream.destroy(new Error('kubelet did not answer in 30 s')));
-      upstream.on('error', (error) => {
-        if (res.headersSent) {
-          res.end();
-          resolve();
-        } else reject(new ApiError(502, 'ServiceUnavailable', `error trying to reach the kubelet of node ${String(spec.nodeName)}: ${error.message}`, undefined, { cause: error }));
+      res.once('close', () => {
+        request.destroy();
+        resolve();
       });
-      upstream.end();
     });
   };
 }

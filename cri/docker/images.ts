@@ -127,10 +127,26 @@ export class ImageManager {
 
   async fsInfo(): Promise<FilesystemUsage[]> {
     try {
-      const [info, df] = await Promise.all([this.context.docker.info() as Promise<{ DockerRootDir?: string }>, this.context.docker.df() as Promise<{ LayersSize?: number }>]);
+      const [info, df] = await Promise.all([this.context.docker.info() as Promise<{ DockerRootDir?: string }>, this.diskUsage()]);
       return [{ timestamp: nowNs(), fsId: { mountpoint: info.DockerRootDir ?? '/var/lib/docker' }, usedBytes: df.LayersSize ?? 0 }];
     } catch (error) {
       throw criError('failed to get image filesystem usage', error);
+    }
+  }
+
+  /**
+   * GET /system/df. Docker Engine 20.10 refuses a second concurrent call with 500 "a disk usage
+   * operation is already running" (engines with moby#42715 share the running one instead); several
+   * agents on one engine (or an operator's `docker system df`) collide, so a bounded retry waits.
+   */
+  private async diskUsage(): Promise<{ LayersSize?: number }> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return (await this.context.docker.df()) as { LayersSize?: number };
+      } catch (error) {
+        if (attempt >= 5 || !/disk usage operation is already running/i.test(dockerMessage(error))) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 250 * attempt));
+      }
     }
   }
 

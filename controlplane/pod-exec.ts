@@ -1,0 +1,80 @@
+/**
+ * pods/exec and pods/attach: the upgrade request (WebSocket, GET or POST as kube-apiserver
+ * accepts both) is proxied to the kubelet of the pod's node
+ * (https://<InternalIP>:<kubeletEndpoint.Port>/exec|attach/<ns>/<pod>/<container>?command=...),
+ * and once the kubelet answers 101 the two connections are piped byte for byte, as
+ * kube-apiserver's UpgradeAwareHandler does (k8s.io/apimachinery/pkg/util/proxy). The client's
+ * own credentials are not forwarded: the control plane authenticates with its kubelet client
+ * certificate (kubelet-client.ts). Everything that fails before the 101 is a Status.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { callKubelet, kubeletError, switchingProtocolsHead, upgradeHeaders, type KubeletClientConfig } from './kubelet-client.js';
+import { chooseContainer, kubeletOfPod } from './pod-log.js';
+import type { Registry } from './registry.js';
+import { ApiError, type StatusBody } from './status.js';
+import type { KObject } from './storage/types.js';
+import { isRecord } from './util.js';
+
+export const streamSubresources = ['exec', 'attach'] as const;
+export type StreamSubresource = (typeof streamSubresources)[number];
+
+export type PodStreamProxy = (pod: KObject, subresource: StreamSubresource, query: URLSearchParams, req: IncomingMessage, socket: Duplex, head: Buffer) => Promise<void>;
+
+/** An HTTP response with a Status body, written on a socket that was not upgraded. */
+export function writeStatusToSocket(socket: Duplex, error: ApiError): void {
+  const body = JSON.stringify(error.toStatus() satisfies StatusBody);
+  const text = `HTTP/1.1 ${error.code} ${error.reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-cache, private\r\nConnection: close\r\n\r\n${body}`;
+  if (socket.writable) socket.end(text);
+  else socket.destroy();
+}
+
+function isRunning(pod: KObject): boolean {
+  const phase = isRecord(pod.status) ? pod.status.phase : undefined;
+  return phase !== 'Succeeded' && phase !== 'Failed';
+}
+
+/** The kubelet path: the query without `container`, which is part of the path. */
+export function kubeletStreamPath(pod: KObject, subresource: StreamSubresource, container: string, query: URLSearchParams): string {
+  const params = new URLSearchParams();
+  for (const [name, value] of query) if (name !== 'container') params.append(name, value);
+  const ns = encodeURIComponent(String(pod.metadata.namespace));
+  const name = encodeURIComponent(String(pod.metadata.name));
+  return `/${subresource}/${ns}/${name}/${encodeURIComponent(container)}?${params.toString()}`;
+}
+
+function pipeBoth(a: Duplex, b: Duplex): void {
+  const close = () => {
+    a.destroy();
+    b.destroy();
+  };
+  a.on('error', close);
+  b.on('error', close);
+  a.on('close', close);
+  b.on('close', close);
+  a.pipe(b);
+  b.pipe(a);
+}
+
+export function podStreamProxy(registry: Registry, client: KubeletClientConfig = {}): PodStreamProxy {
+  return async (pod, subresource, query, req, socket, head) => {
+    // kube-apiserver refuses a stream into a pod that has ended (pkg/registry/core/pod/strategy.go).
+    if (!isRunning(pod)) throw new ApiError(400, 'BadRequest', `cannot ${subresource} into a container in a completed pod; current phase is ${String((pod.status as { phase?: unknown }).phase)}`);
+    const target = await kubeletOfPod(registry, pod);
+    const container = chooseContainer(pod, query.get('container'));
+    const answer = await callKubelet(client, target, { method: req.method ?? 'GET', path: kubeletStreamPath(pod, subresource, container, query), headers: upgradeHeaders(req.headers) });
+    if (answer.kind === 'response') {
+      const error = await kubeletError(answer.response, target);
+      answer.request.destroy();
+      throw error;
+    }
+    if (!socket.writable) {
+      answer.socket.destroy();
+      return;
+    }
+    socket.write(switchingProtocolsHead(answer.response));
+    if (answer.head.length > 0) socket.write(answer.head);
+    if (head.length > 0) answer.socket.write(head);
+    pipeBoth(socket, answer.socket);
+  };
+}
