@@ -7,7 +7,7 @@
  */
 import { readFile, statfs } from 'node:fs/promises';
 import { hostname as osHostname, networkInterfaces } from 'node:os';
-import { CoordinationV1Api, CoreV1Api, PatchStrategy, setHeaderOptions, type V1Lease, type V1Node, type V1NodeStatus } from '@kubernetes/client-node';
+import { CoordinationV1Api, CoreV1Api, PatchStrategy, setHeaderOptions, V1MicroTime, type V1Lease, type V1Node, type V1NodeStatus } from '@kubernetes/client-node';
 import si from 'systeminformation';
 import type { RuntimeService } from '../cri/runtime.js';
 import type { Logger } from '../lib/log.js';
@@ -189,7 +189,9 @@ export class NodeManager {
     if (!identity) return;
     const { coordination, leaseDurationSeconds } = this.options;
     const namespace = 'kube-node-lease';
-    const renewTime = new Date(this.clock.now());
+    // A MicroTime: RFC 3339 with exactly six fractional digits, which kube-apiserver and kubectl
+    // require (metav1.MicroTime, RFC3339Micro); a plain Date would serialize three.
+    const renewTime = new V1MicroTime(this.clock.now());
     try {
       let lease: V1Lease | undefined;
       try {

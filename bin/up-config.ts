@@ -20,6 +20,8 @@ export interface UpLayout {
   logs: string;
   kubeletConfig: string;
   kubeletRoot: string;
+  /** CA, kubelet serving and API-server client certificates (lib/kubelet-pki.ts). */
+  kubeletPki: string;
   proxyConfig: string;
   netConf: string;
   runDir: string;
@@ -44,6 +46,7 @@ export function upLayout(dataDirArg: string): UpLayout {
     logs: at('logs'),
     kubeletConfig: at('config', 'kubelet.yaml'),
     kubeletRoot: at('kubelet'),
+    kubeletPki: at('pki', 'kubelet'),
     proxyConfig: at('config', 'kube-proxy.yaml'),
     netConf: at('config', 'net-conf.json'),
     runDir: at('run'),
@@ -83,7 +86,14 @@ export function tenthAddress(cidr: string): string {
   return [dns >>> 24, (dns >>> 16) & 255, (dns >>> 8) & 255, dns & 255].join('.');
 }
 
-/** KubeletConfiguration (kubelet.config.k8s.io/v1beta1). The kubelet API only on loopback, unauthenticated: a one-machine cluster. */
+/**
+ * KubeletConfiguration (kubelet.config.k8s.io/v1beta1). The kubelet API listens on every address
+ * (the kubelet's default) so that the control plane reaches it at the node's InternalIP for
+ * `kubectl logs/exec`, over TLS with client certificates only, as kubeadm sets a kubelet up:
+ * anonymous off, the control plane's client certificate signed by the CA in `clientCAFile`.
+ * Authorization is AlwaysAllow because only that CA's holders authenticate at all (the stub has
+ * no SubjectAccessReview API for the Webhook mode).
+ */
 export function kubeletConfigText(layout: UpLayout, settings: UpSettings): string {
   return stringify({
     apiVersion: 'kubelet.config.k8s.io/v1beta1',
@@ -92,9 +102,11 @@ export function kubeletConfigText(layout: UpLayout, settings: UpSettings): strin
     fileCheckFrequency: '5s',
     clusterDNS: [settings.clusterDns],
     clusterDomain: 'cluster.local',
-    address: '127.0.0.1',
+    address: '0.0.0.0',
     port: 10250,
-    authentication: { anonymous: { enabled: true }, webhook: { enabled: false } },
+    tlsCertFile: join(layout.kubeletPki, 'kubelet.crt'),
+    tlsPrivateKeyFile: join(layout.kubeletPki, 'kubelet.key'),
+    authentication: { anonymous: { enabled: false }, webhook: { enabled: false }, x509: { clientCAFile: join(layout.kubeletPki, 'ca.crt') } },
     authorization: { mode: 'AlwaysAllow' },
   });
 }

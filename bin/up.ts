@@ -21,6 +21,7 @@ import { run as exec } from '../lib/exec.js';
 import type { Logger } from '../lib/log.js';
 import { busyboxSpec, ensureLocalImage, pauseSpec } from '../cri/local-images.js';
 import { installCni } from '../cni/install-command.js';
+import { ensureKubeletPki } from '../lib/kubelet-pki.js';
 import { chooseInterface, examplePodText, runtimeScopeFor, tenthAddress, upLayout, writeFileAtomicSync, writeUpConfigs, type UpLayout, type UpSettings } from './up-config.js';
 import { Child, ComponentError, waitReady } from './up-supervisor.js';
 import { readPidFile } from './down.js';
@@ -119,7 +120,7 @@ async function startAll(layout: UpLayout, settings: UpSettings, env: NodeJS.Proc
     savePids();
     return child;
   };
-  const cp = spawnChild('controlplane', ['controlplane', '--data-dir', layout.controlplaneDir, '--listen', settings.listen, '--store', 'file', '--cluster-cidr', settings.clusterCidr, '--service-cidr', settings.serviceCidr]);
+  const cp = spawnChild('controlplane', ['controlplane', '--data-dir', layout.controlplaneDir, '--listen', settings.listen, '--store', 'file', '--cluster-cidr', settings.clusterCidr, '--service-cidr', settings.serviceCidr, '--kubelet-client-certificate', join(layout.kubeletPki, 'client.crt'), '--kubelet-client-key', join(layout.kubeletPki, 'client.key')]);
   let core: CoreV1Api | undefined;
   await waitReady(cp, 'ready', async () => {
     if (!existsSync(layout.kubeconfig)) return false;
@@ -188,6 +189,7 @@ export const run: Runner = async (options, log) => {
   const { iface, address } = await pickInterface(optionalString(options, 'iface'));
   enableForwarding(log);
   writeUpConfigs(layout, settings);
+  await ensureKubeletPki(layout.kubeletPki, { servingNames: ['IP:127.0.0.1', `IP:${address}`, `DNS:${settings.nodeName}`] });
   const examplePod = await prepareNode(layout, docker);
   const scope = process.env.KNODE_RUNTIME_SCOPE ?? runtimeScopeFor(layout.dataDir);
   const agentEnv = { KNODE_CNI_CACHE_DIR: layout.cniCacheDir, KNODE_POD_LOGS_DIR: layout.podLogs, KNODE_RUNTIME_SCOPE: scope, KNODE_NODE_IP: address };

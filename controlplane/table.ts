@@ -88,7 +88,17 @@ const nodeColumns: Column[] = [
   },
   age,
   { name: 'Version', type: 'string', description: 'Kubelet Version', priority: 0, cell: (n) => obj(obj(n.status).nodeInfo).kubeletVersion ?? '' },
+  // The wide columns of kube-apiserver's node table (pkg/printers/internalversion printNode).
+  { name: 'Internal-IP', type: 'string', description: 'List of internal IPs in the node', priority: 1, cell: (n) => nodeAddress(n, 'InternalIP') },
+  { name: 'External-IP', type: 'string', description: 'List of external IPs in the node', priority: 1, cell: (n) => nodeAddress(n, 'ExternalIP') },
+  { name: 'OS-Image', type: 'string', description: 'OS image reported by the node', priority: 1, cell: (n) => obj(obj(n.status).nodeInfo).osImage ?? '<unknown>' },
+  { name: 'Kernel-Version', type: 'string', description: 'Kernel version reported by the node', priority: 1, cell: (n) => obj(obj(n.status).nodeInfo).kernelVersion ?? '<unknown>' },
+  { name: 'Container-Runtime', type: 'string', description: 'Container runtime reported by the node', priority: 1, cell: (n) => obj(obj(n.status).nodeInfo).containerRuntimeVersion ?? '<unknown>' },
 ];
+
+function nodeAddress(node: KObject, type: string): string {
+  return list(obj(node.status).addresses).filter((a) => a.type === type).map((a) => String(a.address)).join(',') || '<none>';
+}
 
 const serviceColumns: Column[] = [
   name,

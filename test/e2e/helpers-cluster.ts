@@ -34,6 +34,7 @@ import { installCni } from '../../cni/install-command.js';
 import { writeKubeconfig } from '../../controlplane/kubeconfig.js';
 import { busyboxSpec, ensureLocalImage, pauseSpec } from '../../cri/local-images.js';
 import { run } from '../../lib/exec.js';
+import { ensureKubeletPki } from '../../lib/kubelet-pki.js';
 import { startTestControlPlane, type TestControlPlane } from '../helpers/controlplane.js';
 import { removeAgentPods } from '../helpers/docker.js';
 import { bridgeLoopbackInto, type LoopbackBridge } from '../helpers/loopback-bridge.js';
@@ -155,11 +156,13 @@ interface NodeContext {
 
 /**
  * Writes the node's files as `knode up` does (bin/up-config.ts: kubelet, kube-proxy and flannel
- * configs, the knode conflist, the plugin launcher with the overlay's socket) plus a kubeconfig
+ * configs, the kubelet certificates, the knode conflist, the plugin launcher with the overlay's
+ * socket) plus a kubeconfig
  * for the loopback bridge at the path those configs name.
  */
-function writeNodeFiles(layout: UpLayout, settings: UpSettings, bridgePort: number): void {
+async function writeNodeFiles(layout: UpLayout, settings: UpSettings, bridgePort: number): Promise<void> {
   writeUpConfigs(layout, settings);
+  await ensureKubeletPki(layout.kubeletPki, { servingNames: ['IP:127.0.0.1'], days: 2 });
   writeFileSync(layout.kubeletConfig, kubeletConfigFor(layout, settings));
   mkdirSync(layout.manifests, { recursive: true });
   installCni({ binDir: layout.cniBinDir, socket: layout.cniSocket, entry: pluginEntry });
@@ -223,7 +226,7 @@ async function makeNode(ctx: NodeContext, role: string, index: number): Promise<
   const layout = upLayout(dir);
   const bridge = await bridgeLoopbackInto(netns.name, ctx.cp.port);
   ctx.bridges.push(bridge);
-  writeNodeFiles(layout, { nodeName: name, clusterCidr, serviceCidr, clusterDns: tenthAddress(serviceCidr), listen: '127.0.0.1:6443' }, bridge.port);
+  await writeNodeFiles(layout, { nodeName: name, clusterCidr, serviceCidr, clusterDns: tenthAddress(serviceCidr), listen: '127.0.0.1:6443' }, bridge.port);
   const scopeLabel = `io.knode.test=two-node-${ctx.net.id}-${role}`;
   const { KNODE_CNI_HOST_NETNS: _unused, ...inherited } = process.env;
   const env: NodeJS.ProcessEnv = {

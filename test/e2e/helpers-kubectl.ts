@@ -1,8 +1,6 @@
 /**
  * Pieces for driving a node through kubectl with kube-apiserver-like kubelet security:
- * - `makeKubeletPki(dir)`: a CA (openssl), the kubelet's serving certificate for 127.0.0.1
- *   signed by it, and a client certificate for the control plane
- *   (CN kube-apiserver-kubelet-client, O system:masters, as kubeadm names it);
+ * - `makeKubeletPki(dir)`: lib/kubelet-pki.ts for a kubelet on 127.0.0.1;
  * - `startControlPlaneProcess(...)`: the built `knode controlplane` CLI on a free 127.0.0.1
  *   port with extra flags, its admin kubeconfig once it is ready;
  * - `KnodeProcess`: a child process with its output kept and a stop() that never throws.
@@ -10,46 +8,18 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { run } from '../../lib/exec.js';
+import { ensureKubeletPki, type KubeletPki } from '../../lib/kubelet-pki.js';
 import { waitFor } from '../helpers/wait.js';
+
+export type { KubeletPki };
 
 export const knodeBin = fileURLToPath(new URL('../../bin/knode', import.meta.url));
 
-export interface KubeletPki {
-  caFile: string;
-  servingCertFile: string;
-  servingKeyFile: string;
-  clientCertFile: string;
-  clientKeyFile: string;
-  ca: string;
-  clientCert: string;
-  clientKey: string;
-}
-
-async function signed(dir: string, name: string, subject: string, extensions: string): Promise<void> {
-  const key = join(dir, `${name}.key`);
-  const csr = join(dir, `${name}.csr`);
-  const ext = join(dir, `${name}.ext`);
-  await writeFile(ext, extensions);
-  await run(['openssl', 'req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', csr, '-subj', subject]);
-  await run(['openssl', 'x509', '-req', '-in', csr, '-CA', join(dir, 'ca.crt'), '-CAkey', join(dir, 'ca.key'), '-CAcreateserial', '-out', join(dir, `${name}.crt`), '-days', '2', '-extfile', ext]);
-}
-
-export async function makeKubeletPki(dir: string): Promise<KubeletPki> {
-  await run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', join(dir, 'ca.key'), '-out', join(dir, 'ca.crt'), '-days', '2', '-subj', '/CN=knode-test-kubelet-ca']);
-  await signed(dir, 'kubelet', '/CN=knode-test-kubelet', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-  await signed(dir, 'client', '/O=system:masters/CN=kube-apiserver-kubelet-client', 'extendedKeyUsage=clientAuth\n');
-  const pki = {
-    caFile: join(dir, 'ca.crt'),
-    servingCertFile: join(dir, 'kubelet.crt'),
-    servingKeyFile: join(dir, 'kubelet.key'),
-    clientCertFile: join(dir, 'client.crt'),
-    clientKeyFile: join(dir, 'client.key'),
-  };
-  return { ...pki, ca: await readFile(pki.caFile, 'utf8'), clientCert: await readFile(pki.clientCertFile, 'utf8'), clientKey: await readFile(pki.clientKeyFile, 'utf8') };
+/** The kubelet PKI for 127.0.0.1 in `dir` (a fresh temp dir per test). */
+export function makeKubeletPki(dir: string): Promise<KubeletPki> {
+  return ensureKubeletPki(dir, { servingNames: ['IP:127.0.0.1'], days: 2 });
 }
 
 const maxOutput = 300_000;

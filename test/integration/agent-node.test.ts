@@ -147,6 +147,9 @@ describe.skipIf(env.skip || !haveCni)('agent: a node with static and API pods on
     expect(registered.status!.nodeInfo!.containerRuntimeVersion).toMatch(/^docker:\/\//);
     const lease = await waitFor('lease', () => kc.makeApiClient(CoordinationV1Api).readNamespacedLease({ name: nodeName, namespace: 'kube-node-lease' }));
     expect(lease.spec!.holderIdentity).toBe(nodeName);
+    // On the wire renewTime is a MicroTime (six fractional digits), which kubectl and kube-apiserver parse.
+    const raw = (await (await fetch(`${cp.url}/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/${nodeName}`)).json()) as { spec: { renewTime: string } };
+    expect(raw.spec.renewTime).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
   });
 
   it('runs a static pod with a mirror pod; edits restart it; a deleted mirror comes back; removal stops it', async () => {
