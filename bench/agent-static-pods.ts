@@ -4,10 +4,14 @@
  * every 10 ms), side by side with the same containers started directly through dockerode (pause
  * + app joining it), interleaved pod by pod. Pods through the agent stay running, so the later
  * ones start on a busier node. Also the agent's RSS and CPU (from /proc) over 10 s at 0 and 50
- * running pods. CNI (bridge + host-local) runs inside a bench netns; the control plane is
- * in-process on loopback.
+ * running pods (and at each level of `loaded`). CNI (bridge + host-local) runs inside a bench
+ * netns; the control plane is in-process on loopback.
  *
- * Run: `node dist/bench/agent-static-pods.js [pods=30] [loaded=50]` (root, Docker, /usr/lib/cni).
+ * Baseline for RSS/CPU, measured in the same windows: a "driver floor" process — the same node
+ * binary with dockerode only, listing the pods' containers every second (kubelet's PLEG relist
+ * period, pkg/kubelet/pleg/generic.go) — the least any Docker-driven node agent must do.
+ *
+ * Run: `node dist/bench/agent-static-pods.js [pods=30] [loaded=50,100]` (root, Docker, /usr/lib/cni).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -22,18 +26,14 @@ import { busyboxSpec, ensureLocalImage, pauseSpec } from '../cri/local-images.js
 import { startControlPlane } from '../controlplane/control-plane.js';
 import { MemoryStorage } from '../controlplane/storage/memory.js';
 import { writeKubeconfig } from '../controlplane/kubeconfig.js';
+import { onTerminate, percentile, reportFigure } from './lib/report.js';
 
 const timedPods = Number(process.argv[2] ?? 30);
-const loadedPods = Number(process.argv[3] ?? 50);
+const loadedLevels = (process.argv[3] ?? '50,100').split(',').map(Number);
 const runId = randomBytes(3).toString('hex');
 const scope = `io.knode.bench=agent-static-${runId}`;
 const knode = fileURLToPath(new URL('../../bin/knode', import.meta.url));
 const clockTicks = 100;
-
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
-}
 
 async function processUsage(pid: number): Promise<{ rssKiB: number; cpuTicks: number }> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
@@ -88,9 +88,34 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs = 12
   }
 }
 
+/** The RSS/CPU baseline: dockerode only, relisting the pods' containers every second. */
+function driverFloor(label: string): void {
+  const docker = new Docker({ socketPath: process.env.DOCKER_SOCK ?? '/var/run/docker.sock' });
+  setInterval(() => void docker.listContainers({ all: true, filters: { label: [label] } }).catch(() => undefined), 1000);
+  process.on('SIGTERM', () => process.exit(0));
+}
+
+async function stopChild(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+}
+
+async function removeLabelled(docker: Docker, filter: string): Promise<void> {
+  const left = await docker.listContainers({ all: true, filters: { label: [filter] } });
+  for (let i = 0; i < left.length; i += 8) {
+    await Promise.all(left.slice(i, i + 8).map((info) => docker.getContainer(info.Id).remove({ force: true }).catch(() => undefined)));
+  }
+}
+
 const manifest = (name: string, image: string) => `apiVersion: v1\nkind: Pod\nmetadata: {name: ${name}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: app, image: "${image}", command: ["sleep", "3600"]}\n`;
 
 async function main(): Promise<void> {
+  if (process.argv[2] === '--driver-floor') return driverFloor(process.argv[3]!);
+  if (!Number.isInteger(timedPods) || timedPods < 1 || loadedLevels.some((level) => !Number.isInteger(level) || level < timedPods)) {
+    throw new Error('usage: agent-static-pods [pods] [loaded levels, comma-separated, each ≥ pods]');
+  }
   const docker = new Docker({ socketPath: process.env.DOCKER_SOCK ?? '/var/run/docker.sock' });
   const pause = await ensureLocalImage(docker, pauseSpec);
   const busybox = await ensureLocalImage(docker, busyboxSpec);
@@ -99,7 +124,17 @@ async function main(): Promise<void> {
   const nodeName = `knb-${runId}`;
   const port = 20000 + Math.floor(Math.random() * 20000);
   let agent: ChildProcess | undefined;
+  let floor: ChildProcess | undefined;
   const cp = await startControlPlane({ storage: new MemoryStorage({}), log: createLogger('cp', 'silent'), host: '127.0.0.1', port: 0, clusterCidr: '10.244.0.0/16', serviceCidr: '10.96.0.0/12', controllers: { enabled: false } });
+  const cleanup = async () => {
+    await stopChild(agent);
+    await stopChild(floor);
+    await removeLabelled(docker, scope);
+    await run(['ip', 'netns', 'del', netns], { allowFailure: true });
+    await cp.stop();
+    await rm(dir, { recursive: true, force: true });
+  };
+  onTerminate(cleanup);
   await run(['ip', 'netns', 'add', netns]);
   try {
     await run(['ip', '-n', netns, 'link', 'set', 'lo', 'up']);
@@ -119,8 +154,14 @@ async function main(): Promise<void> {
       stdio: ['ignore', 'ignore', 'inherit'],
     });
     await until('agent API', async () => (await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false)), 30_000, 100);
+    floor = spawn(process.execPath, [fileURLToPath(import.meta.url), '--driver-floor', scope], { stdio: ['ignore', 'ignore', 'inherit'] });
     await new Promise((resolve) => setTimeout(resolve, 2000));
-    const idle = await measure(agent.pid!);
+    const usage: Array<{ pods: number; agent: Awaited<ReturnType<typeof measure>>; floor: Awaited<ReturnType<typeof measure>> }> = [];
+    const measureBoth = async (pods: number) => {
+      const [a, f] = await Promise.all([measure(agent!.pid!), measure(floor!.pid!)]);
+      usage.push({ pods, agent: a, floor: f });
+    };
+    await measureBoth(0);
 
     const direct: number[] = [];
     const viaAgent: number[] = [];
@@ -134,10 +175,13 @@ async function main(): Promise<void> {
       await until(`p${i} Running`, async () => (await runningPods(port)).has(`p${i}-${nodeName}`));
       viaAgent.push(performance.now() - started);
     }
-    for (let i = timedPods; i < loadedPods; i++) await writeFile(join(dir, 'manifests', `p${i}.yaml`), manifest(`p${i}`, busybox));
-    await until(`${loadedPods} pods Running`, async () => (await runningPods(port)).size >= loadedPods, 300_000, 500);
-    await new Promise((resolve) => setTimeout(resolve, 2000));
-    const loaded = await measure(agent.pid!);
+    let written = timedPods;
+    for (const level of loadedLevels) {
+      for (; written < level; written++) await writeFile(join(dir, 'manifests', `p${written}.yaml`), manifest(`p${written}`, busybox));
+      await until(`${level} pods Running`, async () => (await runningPods(port)).size >= level, 300_000 + level * 3000, 500);
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      await measureBoth(level);
+    }
 
     console.log(`\nStatic pod start latency, ${timedPods} pods, interleaved, same Docker Engine\n`);
     console.log('| path | p50 ms | p99 ms | mean ms |');
@@ -146,23 +190,22 @@ async function main(): Promise<void> {
       const mean = values.reduce((a, b) => a + b, 0) / values.length;
       console.log(`| ${name} | ${percentile(values, 50).toFixed(1)} | ${percentile(values, 99).toFixed(1)} | ${mean.toFixed(1)} |`);
     }
-    console.log(`\n| agent process | RSS MiB (max over 10 s) | CPU % of one core |`);
-    console.log('|---|---|---|');
-    console.log(`| 0 pods | ${idle.rssMiB.toFixed(1)} | ${idle.cpuPercent.toFixed(1)} |`);
-    console.log(`| ${loadedPods} pods | ${loaded.rssMiB.toFixed(1)} | ${loaded.cpuPercent.toFixed(1)} |`);
+    console.log(`\n| running pods | agent RSS MiB (max over 10 s) | agent CPU % of one core | floor RSS MiB | floor CPU % |`);
+    console.log('|---|---|---|---|---|');
+    for (const row of usage) console.log(`| ${row.pods} | ${row.agent.rssMiB.toFixed(1)} | ${row.agent.cpuPercent.toFixed(1)} | ${row.floor.rssMiB.toFixed(1)} | ${row.floor.cpuPercent.toFixed(1)} |`);
+
+    const baselineName = 'dockerode direct: pause container, then app joining its network/IPC (no CNI), interleaved';
+    const description = `${timedPods} pods one at a time: manifest file written → Running in the agent's /pods (polled every 10 ms)`;
+    for (const p of [50, 99]) {
+      reportFigure({ name: `static pod start p${p}`, value: percentile(viaAgent, p), unit: 'ms', baseline: percentile(direct, p), baselineName, better: 'lower', description });
+    }
+    const floorName = 'node + dockerode only, listing the pods\' containers every 1 s (PLEG relist floor), same window';
+    for (const row of usage) {
+      reportFigure({ name: `agent RSS, ${row.pods} pods`, value: row.agent.rssMiB, unit: 'MiB', baseline: row.floor.rssMiB, baselineName: floorName, better: 'lower', description: 'max VmRSS over 10 s' });
+      reportFigure({ name: `agent CPU, ${row.pods} pods`, value: row.agent.cpuPercent, unit: '% of a core', baseline: row.floor.cpuPercent, baselineName: floorName, better: 'lower', description: 'utime+stime over 10 s' });
+    }
   } finally {
-    if (agent && agent.exitCode === null) {
-      agent.kill('SIGTERM');
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-      if (agent.exitCode === null) agent.kill('SIGKILL');
-    }
-    for (const filter of [scope, `io.knode.bench=agent-static-${runId}`]) {
-      const left = await docker.listContainers({ all: true, filters: { label: [filter] } });
-      for (const info of left) await docker.getContainer(info.Id).remove({ force: true }).catch(() => undefined);
-    }
-    await run(['ip', 'netns', 'del', netns], { allowFailure: true });
-    await cp.stop();
-    await rm(dir, { recursive: true, force: true });
+    await cleanup();
   }
 }
 

@@ -11,10 +11,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../lib/exec.js';
 import { buildPluginKit, invoke, startPluginDaemon, writeSubnetEnv } from '../cni/testing/harness.js';
+import { onTerminate, reportFigure } from './lib/report.js';
 
 const pods = Number(process.argv[2] ?? 100);
 const id = Math.random().toString(16).slice(2, 8);
 const names: string[] = [];
+const removeNetns = async () => {
+  for (const name of names.reverse()) await run(['ip', 'netns', 'del', name], { allowFailure: true });
+  names.length = 0;
+};
+onTerminate(removeNetns);
 
 async function netns(role: string): Promise<string> {
   const name = `knt-${id}-${role}`;
@@ -51,6 +57,11 @@ async function main(): Promise<void> {
   const kit = await buildPluginKit('knt-cni-bench-');
   const work = mkdtempSync(join(tmpdir(), 'knt-cni-bench-'));
   let daemon: { stop(): Promise<void> } | undefined;
+  onTerminate(async () => {
+    await daemon?.stop();
+    rmSync(work, { recursive: true, force: true });
+    kit.cleanup();
+  });
   try {
     const subnetFile = join(work, 'subnet.env');
     writeSubnetEnv(subnetFile, { network: '10.244.0.0/16', subnet: '10.244.1.1/24', ipMasq: true });
@@ -84,9 +95,19 @@ async function main(): Promise<void> {
         ].join('\t'),
       );
     }
+    const baselineName = 'reference bridge + host-local plugins (containernetworking-plugins), same netns set-up, interleaved';
+    for (const variant of [variants[0]!, variants[2]!]) {
+      const short = variant === variants[0] ? 'daemon fast path' : 'in-process, no daemon';
+      for (const [command, values, refValues] of [['ADD', variant.add, ref.add], ['DEL', variant.del, ref.del]] as const) {
+        const percentiles = variant === variants[0] ? [50, 99] : [50];
+        for (const p of percentiles) {
+          reportFigure({ name: `CNI ${command} p${p} (${short})`, value: pct(values, p), unit: 'ms', baseline: pct(refValues, p), baselineName, better: 'lower', description: `${pods} pods, each call via ip netns exec NODE plugin` });
+        }
+      }
+    }
   } finally {
     await daemon?.stop();
-    for (const name of names.reverse()) await run(['ip', 'netns', 'del', name], { allowFailure: true });
+    await removeNetns();
     rmSync(work, { recursive: true, force: true });
     kit.cleanup();
   }

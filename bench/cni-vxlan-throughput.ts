@@ -13,6 +13,7 @@ import { TestNetwork, type Netns } from '../test/helpers/netns.js';
 import { bridgeLoopbackInto, type LoopbackBridge } from '../test/helpers/loopback-bridge.js';
 import { startTestControlPlane } from '../test/helpers/controlplane.js';
 import { buildPluginKit } from '../cni/testing/harness.js';
+import { onTerminate, reportFigure } from './lib/report.js';
 import { addPod, createNodeObject, nodeApi, startOverlay, stopProcess, waitFor, writeNetConf, writeNodeKubeconfig, type ClusterNode } from '../cni/testing/cluster.js';
 
 const seconds = Number(process.argv[2] ?? 5);
@@ -87,6 +88,11 @@ async function knodeVxlan(net: TestNetwork, bridges: LoopbackBridge[], daemons: 
 
 const net = new TestNetwork();
 const bridges: LoopbackBridge[] = [];
+const cleanup = async () => {
+  for (const bridge of bridges.splice(0)) await bridge.stop();
+  await net.cleanup();
+};
+onTerminate(cleanup);
 try {
   const hand = await handVxlan(net);
   const knode = await knodeVxlan(net, bridges, []);
@@ -94,7 +100,15 @@ try {
   console.log(`hand-configured VXLAN pair (node to node): ${hand.toFixed(2)} Gbit/s`);
   console.log(`knode overlay pod to pod (veth+cni0+flannel.1): ${knode.toFixed(2)} Gbit/s`);
   console.log(`ratio knode / hand: ${(knode / hand).toFixed(2)}`);
+  reportFigure({
+    name: 'overlay TCP throughput, pod to pod',
+    value: knode,
+    unit: 'Gbit/s',
+    baseline: hand,
+    baselineName: 'hand-built VXLAN pair node to node (ip link add vxlan, same MTU 1450, no veth/bridge hop)',
+    better: 'higher',
+    description: `iperf3 TCP ${seconds} s, two node netns over a veth/bridge underlay`,
+  });
 } finally {
-  for (const bridge of bridges) await bridge.stop();
-  await net.cleanup();
+  await cleanup();
 }

@@ -18,6 +18,7 @@ import { startControlPlane } from '../controlplane/control-plane.js';
 import { MemoryStorage } from '../controlplane/storage/memory.js';
 import { resources, type ResourceInfo } from '../controlplane/resources.js';
 import type { KObject } from '../controlplane/storage/types.js';
+import { reportFigure } from './lib/report.js';
 
 const podCount = Number(process.argv[2] ?? 5000);
 const watcherCount = Number(process.argv[3] ?? 100);
@@ -184,4 +185,12 @@ console.log(row('watch event delivery p99 (ms)', k.result.p99, b.p99));
 console.log(row('watch event delivery max (ms)', k.result.max, b.max));
 console.log(`list of ${podCount} pods p50: ${k.listP50.toFixed(1)} ms (${(k.listBytes / 2 ** 20).toFixed(1)} MiB JSON)`);
 console.log(`heap growth for ${podCount} pods + ${watcherCount} watches: ${k.heapMiB.toFixed(1)} MiB; RSS ${k.rssMiB.toFixed(0)} MiB`);
+const baselineName = 'bare node:http server writing the same event line to the same number of chunked responses, same clients';
+const size = `${podCount} pods, ${watcherCount} watchers`;
+const description = `${eventCount} pod updates, latency from before the write to each watcher's parsed event (all in one process)`;
+for (const [p, knodeValue, baseValue] of [[50, k.result.p50, b.p50], [99, k.result.p99, b.p99]] as const) {
+  reportFigure({ name: `watch event delivery p${p}, ${size}`, value: knodeValue, unit: 'ms', baseline: baseValue, baselineName, better: 'lower', description });
+}
+reportFigure({ name: `list of ${podCount} pods p50`, value: k.listP50, unit: 'ms', baseline: null, baselineName: 'none measured (no bare list server in this bench)', better: 'lower', description: `${(k.listBytes / 2 ** 20).toFixed(1)} MiB JSON` });
+reportFigure({ name: `heap growth, ${size}`, value: k.heapMiB, unit: 'MiB', baseline: null, baselineName: 'none: in-memory storage has no reference to compare with', better: 'lower' });
 agent.destroy();

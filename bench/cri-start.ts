@@ -21,15 +21,11 @@ import { CniNetwork, type PodNetwork } from '../cri/cni/network.js';
 import type { Attachment, CniResult } from '../cri/cni/types.js';
 import { DockerRuntime } from '../cri/docker/runtime.js';
 import { busyboxSpec, ensureLocalImage, pauseSpec } from '../cri/local-images.js';
+import { onTerminate, percentile, reportFigure } from './lib/report.js';
 
 const pods = Number(process.argv[2] ?? 30);
 const runId = randomBytes(3).toString('hex');
 const label = `io.knode.bench=cri-start-${runId}`;
-
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
-}
 
 /** Wraps a PodNetwork to time ADD. */
 class TimedNetwork implements PodNetwork {
@@ -85,6 +81,13 @@ async function main(): Promise<void> {
   const busybox = await ensureLocalImage(docker, busyboxSpec);
   const netns = `knt-bench-${runId}`;
   const dir = await mkdtemp(join(tmpdir(), 'knode-bench-cri-'));
+  const cleanup = async () => {
+    const left = await docker.listContainers({ all: true, filters: { label: [label] } });
+    for (const info of left) await docker.getContainer(info.Id).remove({ force: true }).catch(() => undefined);
+    await run(['ip', 'netns', 'del', netns], { allowFailure: true });
+    await rm(dir, { recursive: true, force: true });
+  };
+  onTerminate(cleanup);
   await run(['ip', 'netns', 'add', netns]);
   try {
     await run(['ip', '-n', netns, 'link', 'set', 'lo', 'up']);
@@ -129,11 +132,14 @@ async function main(): Promise<void> {
       console.log(`| ${name} | ${percentile(values, 50).toFixed(1)} | ${percentile(values, 99).toFixed(1)} | ${mean.toFixed(1)} |`);
     }
     console.log(`\nratio cri/direct: p50 ${(percentile(cri, 50) / percentile(direct, 50)).toFixed(2)}x, p99 ${(percentile(cri, 99) / percentile(direct, 99)).toFixed(2)}x`);
+    const baselineName = 'dockerode direct: pause container, then app joining its network/IPC (no CNI), interleaved';
+    const description = `${pods} pods one at a time; runPodSandbox (pause + CNI bridge/host-local) + createContainer + startContainer`;
+    for (const p of [50, 99]) {
+      reportFigure({ name: `CRI pod start p${p}`, value: percentile(cri, p), unit: 'ms', baseline: percentile(direct, p), baselineName, better: 'lower', description });
+    }
+    reportFigure({ name: 'CNI ADD share of CRI pod start p50', value: percentile(network.addMs, 50), unit: 'ms', baseline: null, baselineName: 'none: part of the figure above (bridge + host-local reference plugins)', better: 'lower' });
   } finally {
-    const left = await docker.listContainers({ all: true, filters: { label: [label] } });
-    for (const info of left) await docker.getContainer(info.Id).remove({ force: true }).catch(() => undefined);
-    await run(['ip', 'netns', 'del', netns], { allowFailure: true });
-    await rm(dir, { recursive: true, force: true });
+    await cleanup();
   }
 }
 

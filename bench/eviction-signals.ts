@@ -12,6 +12,7 @@ import { detectCgroupLayout } from '../eviction/cgroup-memory.js';
 import { chooseEviction } from '../eviction/policy.js';
 import { makePod } from '../eviction/fakes.js';
 import type { PodUsage, Threshold } from '../eviction/types.js';
+import { reportFigure } from './lib/report.js';
 
 function parseIterations(argv: string[]): number {
   if (argv.length === 0) return 2000;
@@ -58,15 +59,18 @@ async function main(): Promise<void> {
       chooseEviction({ pods, usage, threshold, observations, maxPodGracePeriodSeconds: 0, dedicatedImageFs: false, now: 0 }),
     );
   };
-  const rows: [string, number, number | undefined][] = [
-    [`memory.available (cgroup v${layout.version}) — fast poll`, memory, floorMemory],
-    ['all signals — housekeeping observe()', all, floorAll],
-    ['eviction decision, 110 pods', await decide(110), undefined],
-    ['eviction decision, 1000 pods', await decide(1000), undefined],
+  const rows: [string, number, number | undefined, string][] = [
+    [`memory.available (cgroup v${layout.version}) — fast poll`, memory, floorMemory, 'reading the same cgroup files and /proc/meminfo directly'],
+    ['all signals — housekeeping observe()', all, floorAll, 'reading the same kernel files and statfs() directly'],
+    ['eviction decision, 110 pods', await decide(110), undefined, 'none: a pure ranking has no reference implementation here'],
+    ['eviction decision, 1000 pods', await decide(1000), undefined, 'none: a pure ranking has no reference implementation here'],
   ];
   console.log('operation'.padEnd(48), 'knode µs'.padStart(10), 'floor µs'.padStart(10), 'ratio'.padStart(7));
   for (const [name, value, floor] of rows) {
     console.log(name.padEnd(48), value.toFixed(1).padStart(10), (floor?.toFixed(1) ?? '-').padStart(10), (floor ? (value / floor).toFixed(2) : '-').padStart(7));
+  }
+  for (const [name, value, floor, baselineName] of rows) {
+    reportFigure({ name, value, unit: 'µs', baseline: floor ?? null, baselineName, better: 'lower', description: floor === undefined ? `mean of ${Math.max(20, Math.floor(iterations / 20))} decisions` : `mean of ${iterations} iterations` });
   }
 }
 

@@ -23,6 +23,7 @@ import { createLogger } from '../lib/log.js';
 import { ProbeManager } from '../probes/manager.js';
 import { HandlerProber } from '../probes/prober.js';
 import { FakeExecutor, FakePodStatusProvider, RecordingProbeListener } from '../probes/types.js';
+import { reportFigure } from './lib/report.js';
 
 interface Options {
   pods: number;
@@ -230,6 +231,12 @@ async function main(): Promise<void> {
     const steadyCpuRatio = knode.steadyCpuMs / knode.steady.length / (base.steadyCpuMs / base.steady.length);
     const driftRatio = percentile(knode.drifts, 99) / Math.max(1, percentile(base.drifts, 99));
     const steadyRatio = percentile(knode.steady, 99) / Math.max(1, percentile(base.steady, 99));
+    const baselineName = 'bare self-correcting timers making the same HTTP/TCP/exec requests, alternating rounds in the same process';
+    const description = `${options.pods} pods × 3 probes, period ${options.periodSeconds} s, ${options.durationSeconds} s per side`;
+    reportFigure({ name: 'probe CPU per probe', value: knode.cpuMs / knode.probes, unit: 'ms', baseline: base.cpuMs / base.probes, baselineName, better: 'lower', description });
+    if (knode.steady.length > 0 && base.steady.length > 0) reportFigure({ name: 'probe CPU per probe, steady state', value: knode.steadyCpuMs / knode.steady.length, unit: 'ms', baseline: base.steadyCpuMs / base.steady.length, baselineName, better: 'lower', description: `${description}; first period of each round left out` });
+    reportFigure({ name: 'probe scheduling drift p99', value: percentile(knode.drifts, 99), unit: 'ms', baseline: percentile(base.drifts, 99), baselineName, better: 'lower', description });
+    if (knode.steady.length > 0 && base.steady.length > 0) reportFigure({ name: 'probe scheduling drift p99, steady state', value: percentile(knode.steady, 99), unit: 'ms', baseline: percentile(base.steady, 99), baselineName, better: 'lower', description: `${description}; first period of each round left out` });
     console.log(`ratio knode/baseline: cpu per probe ×${cpuRatio.toFixed(2)} (steady ×${steadyCpuRatio.toFixed(2)}), drift p99 ×${driftRatio.toFixed(2)}, steady drift p99 ×${steadyRatio.toFixed(2)} (baseline p99 floored at 1 ms)`);
   } finally {
     child.disconnect();

@@ -1,15 +1,21 @@
 /**
  * IPVS sync benchmark (issue 9) in Debian's cloud kernel under qemu (the build machine's kernel
- * has no IPVS): 1k and 10k services × 10 endpoints — the initial sync (every virtual and real
- * server created through netlink), a no-change resync (read back + diff), and a sync after one
- * EndpointSlice changes. TCG emulation makes every figure slower than on real hardware; the
- * ratios between them are what carries over.
+ * has no IPVS): 1k and 10k services × 10 endpoints — the initial sync (every
+ * virtual and real server created through netlink), a no-change resync (read back + diff), and a
+ * sync after one EndpointSlice changes. Baselines, in the same guest and run: `ipvsadm -R`
+ * loading the same table (the reference tool, one netlink request per entry) for the initial
+ * sync, and `ipvsadm -Sn` reading it back for the resyncs. TCG emulation makes every figure
+ * slower than on real hardware; the ratios are what carries over.
  *
  *   npm run build && node dist/bench/proxy-ipvs-qemu.js [sizes, default 1000,10000]
  */
 import { buildGuest, runGuest } from '../test/integration/proxy-qemu.js';
+import { onTerminate, reportFigure } from './lib/report.js';
+
+const GUEST_MARK = 'KNODE-GUEST-FIGURE ';
 
 const guestScript = (sizes: number[]) => `
+import { execFileSync } from 'node:child_process';
 import { NetlinkIpvs } from './dist/proxy/ipvs/netlink-ipvs.js';
 import { desiredIpvs } from './dist/proxy/ipvs/diff.js';
 import { syncIpvs } from './dist/proxy/ipvs/syncer.js';
@@ -23,6 +29,8 @@ const objects = (count, generation) => {
   return buildProxyModel(services, slices, 'n');
 };
 const owned = (address) => address.startsWith('10.96.');
+const flag = (vs) => ({ TCP: '-t', UDP: '-u', SCTP: '--sctp-service' })[vs.protocol];
+const ipvsadm = (args, input) => execFileSync('ipvsadm', args, { input, maxBuffer: 512 * 1024 * 1024, stdio: ['pipe', 'pipe', 'inherit'] });
 const ipvs = await NetlinkIpvs.open();
 for (const count of ${JSON.stringify(sizes)}) {
   const table = desiredIpvs(objects(count, 0), { scheduler: 'rr', nodeIPs: [] });
@@ -35,23 +43,72 @@ for (const count of ${JSON.stringify(sizes)}) {
   t = performance.now();
   const changed = await syncIpvs(ipvs, desiredIpvs(objects(count, 1), { scheduler: 'rr', nodeIPs: [] }), owned);
   const one = performance.now() - t;
-  console.log('KNODE-BENCH ' + count + ' services x 10 endpoints (qemu TCG): initial sync ' + first.ops.length + ' ops in ' + initial.toFixed(0) + ' ms; no-change resync ' + again.ops.length + ' ops in ' + resync.toFixed(0) + ' ms; one changed EndpointSlice ' + changed.ops.length + ' ops in ' + one.toFixed(0) + ' ms; failures ' + (first.failures.length + changed.failures.length));
   await syncIpvs(ipvs, new Map(), owned);
+  const lines = [];
+  for (const { vs, dests } of table.values()) {
+    lines.push('-A ' + flag(vs) + ' ' + vs.address + ':' + vs.port + ' -s ' + vs.scheduler + (vs.persistence > 0 ? ' -p ' + vs.persistence : ''));
+    for (const rs of dests) lines.push('-a ' + flag(vs) + ' ' + vs.address + ':' + vs.port + ' -r ' + rs.address + ':' + rs.port + ' -m -w ' + rs.weight);
+  }
+  t = performance.now();
+  ipvsadm(['-R'], lines.join('\\n') + '\\n');
+  const restore = performance.now() - t;
+  t = performance.now();
+  const saved = ipvsadm(['-Sn']).toString().split('\\n').filter(Boolean).length;
+  const save = performance.now() - t;
+  ipvsadm(['-C']);
+  if (saved !== lines.length) throw new Error('ipvsadm -Sn read back ' + saved + ' entries, expected ' + lines.length);
+  console.log('${GUEST_MARK}' + JSON.stringify({ count, initial, initialOps: first.ops.length, resync, resyncOps: again.ops.length, one, oneOps: changed.ops.length, failures: first.failures.length + changed.failures.length, restore, save, entries: lines.length }));
 }
 ipvs.close();
 `;
 
+interface GuestFigures {
+  count: number;
+  initial: number;
+  initialOps: number;
+  resync: number;
+  resyncOps: number;
+  one: number;
+  oneOps: number;
+  failures: number;
+  restore: number;
+  save: number;
+  entries: number;
+}
+
+const sizeLabel = (count: number) => (count % 1000 === 0 ? `${count / 1000}k` : String(count));
+
+function report(g: GuestFigures): void {
+  console.log(
+    `${g.count} services x 10 endpoints (qemu TCG): initial sync ${g.initialOps} ops in ${g.initial.toFixed(0)} ms (ipvsadm -R of the same ${g.entries} entries ${g.restore.toFixed(0)} ms); ` +
+      `no-change resync ${g.resyncOps} ops in ${g.resync.toFixed(0)} ms; one changed EndpointSlice ${g.oneOps} ops in ${g.one.toFixed(0)} ms (ipvsadm -Sn read-back ${g.save.toFixed(0)} ms); failures ${g.failures}`,
+  );
+  if (g.failures > 0) throw new Error(`${g.failures} IPVS operations failed at ${g.count} services`);
+  const size = `${sizeLabel(g.count)} services`;
+  const description = `${g.count} services × 10 endpoints, Debian cloud kernel under qemu TCG (1 vCPU)`;
+  reportFigure({ name: `IPVS initial sync, ${size} (qemu)`, value: g.initial, unit: 'ms', baseline: g.restore, baselineName: 'ipvsadm -R loading the same virtual/real servers, same guest', better: 'lower', description: `${description}; ${g.initialOps} netlink ops` });
+  reportFigure({ name: `IPVS no-change resync, ${size} (qemu)`, value: g.resync, unit: 'ms', baseline: g.save, baselineName: 'ipvsadm -Sn reading the same table back, same guest', better: 'lower', description });
+  reportFigure({ name: `IPVS sync, 1 slice changed, ${size} (qemu)`, value: g.one, unit: 'ms', baseline: g.save, baselineName: 'ipvsadm -Sn reading the same table back (the read-back floor of any diffing sync)', better: 'lower', description: `${description}; ${g.oneOps} ops applied` });
+}
+
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('needs root (mknod for the guest console)');
   const sizes = (process.argv[2] ?? '1000,10000').split(',').map(Number);
-  const guest = buildGuest(guestScript(sizes), '');
-  try {
-    const output = await runGuest(guest, 3_600_000);
-    const lines = output.split('\n').filter((line) => line.includes('KNODE-BENCH') || line.includes('Error'));
-    if (!output.includes('KNODE-GUEST-EXIT 0')) throw new Error(`guest failed:\n${output.slice(-3000)}`);
-    for (const line of lines) console.log(line.replace(/^.*KNODE-BENCH /, '').trim());
-  } finally {
-    guest.cleanup();
+  if (sizes.some((size) => !Number.isInteger(size) || size <= 0 || size > 65536)) throw new Error('usage: proxy-ipvs-qemu [sizes, comma-separated, ≤ 65536]');
+  // One guest per size, so that the figures of the smaller sizes survive a time limit on a bigger one.
+  for (const size of sizes) {
+    const guest = buildGuest(guestScript([size]), '');
+    // qemu is a child in this process group: the runner kills the group after a time limit.
+    onTerminate(() => guest.cleanup());
+    try {
+      const output = await runGuest(guest, 3_600_000);
+      if (!output.includes('KNODE-GUEST-EXIT 0')) throw new Error(`guest failed:\n${output.slice(-3000)}`);
+      const line = output.split('\n').find((text) => text.includes(GUEST_MARK));
+      if (!line) throw new Error(`guest reported no figures:\n${output.slice(-3000)}`);
+      report(JSON.parse(line.slice(line.indexOf(GUEST_MARK) + GUEST_MARK.length).trim()) as GuestFigures);
+    } finally {
+      guest.cleanup();
+    }
   }
 }
 

@@ -11,7 +11,9 @@ answers() { curl -sf --unix-socket "$sock" http://localhost/_ping >/dev/null 2>&
 if answers; then exit 0; fi
 command -v dockerd >/dev/null || { echo "dockerd not installed (apt-get install docker.io)" >&2; exit 1; }
 echo "starting dockerd (log: $log)"
-nohup dockerd -H "unix://$sock" --bridge=none --iptables=false --ip6tables=false --ip-masq=false \
+# In its own session: a signal to the caller's process group (a test runner or a shell job
+# being stopped) must not take the engine down with it.
+setsid nohup dockerd -H "unix://$sock" --bridge=none --iptables=false --ip6tables=false --ip-masq=false \
   >>"$log" 2>&1 </dev/null &
 for _ in $(seq 1 150); do
   answers && exit 0

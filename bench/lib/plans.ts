@@ -1,0 +1,82 @@
+/**
+ * What `npm run bench` passes to each benchmark and how long it may take. The default sizes keep
+ * the whole run under ~30 minutes on a 2-core machine; `--full` (or KNODE_BENCH_FULL=1) runs the
+ * bigger sizes, KNODE_BENCH_ARGS_<NAME> (NAME upper-cased, '-' → '_') replaces a benchmark's
+ * arguments, and --timeout / KNODE_BENCH_TIMEOUT (seconds) replaces every per-bench limit.
+ */
+
+export interface Plan {
+  args: string[];
+  /** Arguments for --full; the default ones when absent. */
+  fullArgs?: string[];
+  timeoutSeconds: number;
+  fullTimeoutSeconds?: number;
+}
+
+export const DEFAULT_TIMEOUT_SECONDS = 900;
+
+export const plans: Readonly<Record<string, Plan>> = {
+  // 30 pods timed one by one, then RSS/CPU at 0, 50 and 100 running pods (kubelet's maxPods is 110).
+  'agent-static-pods': { args: ['30', '50,100'], fullArgs: ['50', '50,100'], timeoutSeconds: 1200, fullTimeoutSeconds: 2400 },
+  'cni-add-del': { args: ['100'], fullArgs: ['300'], timeoutSeconds: 900 },
+  'cni-vxlan-throughput': { args: ['5'], fullArgs: ['30'], timeoutSeconds: 600 },
+  'controlplane-watch': { args: ['5000', '100', '200'], fullArgs: ['20000', '200', '500'], timeoutSeconds: 900, fullTimeoutSeconds: 2400 },
+  'cri-start': { args: ['30'], fullArgs: ['100'], timeoutSeconds: 900, fullTimeoutSeconds: 2400 },
+  'eviction-signals': { args: ['--iterations', '2000'], fullArgs: ['--iterations', '20000'], timeoutSeconds: 300 },
+  'probes-load': { args: ['--pods', '1000', '--period', '10', '--duration', '60'], fullArgs: ['--pods', '1000', '--period', '10', '--duration', '300'], timeoutSeconds: 600, fullTimeoutSeconds: 1200 },
+  // iptables-nft-restore --noflush grows superlinearly: nft at 10k did not finish in 300 s here.
+  'proxy-iptables': { args: ['legacy:1000,10000', 'nft:1000'], fullArgs: ['legacy:1000,10000', 'nft:1000,10000'], timeoutSeconds: 900, fullTimeoutSeconds: 7200 },
+  // qemu TCG, one guest per size: 10k services take ~4-5 min for knode alone, plus the ipvsadm baseline.
+  'proxy-ipvs-qemu': { args: ['1000,10000'], fullArgs: ['1000,10000,20000'], timeoutSeconds: 1500, fullTimeoutSeconds: 5400 },
+};
+
+export interface PlanOptions {
+  full: boolean;
+  env: Readonly<Record<string, string | undefined>>;
+  /** --timeout on the command line, seconds. */
+  timeoutSeconds?: number;
+}
+
+export const argsVariable = (bench: string) => `KNODE_BENCH_ARGS_${bench.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
+
+/** The arguments and time limit for one benchmark. */
+export function resolvePlan(bench: string, options: PlanOptions): { args: string[]; timeoutSeconds: number } {
+  const plan = plans[bench];
+  const override = options.env[argsVariable(bench)];
+  const args = override !== undefined ? override.split(/\s+/).filter(Boolean) : ((options.full ? plan?.fullArgs : undefined) ?? plan?.args ?? []);
+  const fromEnv = options.env.KNODE_BENCH_TIMEOUT;
+  let timeoutSeconds = (options.full ? plan?.fullTimeoutSeconds : undefined) ?? plan?.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS;
+  if (options.timeoutSeconds !== undefined) timeoutSeconds = options.timeoutSeconds;
+  else if (fromEnv !== undefined && fromEnv !== '') timeoutSeconds = parseTimeout(fromEnv, 'KNODE_BENCH_TIMEOUT');
+  return { args, timeoutSeconds };
+}
+
+export function parseTimeout(text: string, what: string): number {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${what} must be a positive number of seconds, got ${JSON.stringify(text)}`);
+  return value;
+}
+
+export interface RunnerArgs {
+  names: string[];
+  full: boolean;
+  timeoutSeconds?: number;
+  list: boolean;
+}
+
+/** `npm run bench -- [--full] [--timeout S] [--list] [NAME…]` */
+export function parseRunnerArgs(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): RunnerArgs {
+  const out: RunnerArgs = { names: [], full: env.KNODE_BENCH_FULL === '1' || env.KNODE_BENCH_FULL === 'true', list: false };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--full') out.full = true;
+    else if (arg === '--list') out.list = true;
+    else if (arg === '--timeout' || arg.startsWith('--timeout=')) {
+      const text = arg.includes('=') ? arg.slice(arg.indexOf('=') + 1) : argv[++i];
+      if (text === undefined) throw new Error('--timeout needs a number of seconds');
+      out.timeoutSeconds = parseTimeout(text, '--timeout');
+    } else if (arg.startsWith('-')) throw new Error(`unknown option ${arg} (usage: npm run bench -- [--full] [--timeout SECONDS] [--list] [NAME…])`);
+    else out.names.push(arg.replace(/\.(ts|js)$/, '').replace(/^.*\//, ''));
+  }
+  return out;
+}
