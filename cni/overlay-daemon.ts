@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { CoreV1Api, KubeConfig, makeInformer, PatchStrategy, setHeaderOptions, type Informer, type V1Node } from '@kubernetes/client-node';
+import { describeError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import type { NetConf } from '../lib/config/netconf.js';
 import { CniSocketServer } from './plugin-server.js';
@@ -98,7 +99,9 @@ export class OverlayDaemon {
         this.options.log.info({ node: this.nodeName }, 'waiting for spec.podCIDR');
       } catch (error) {
         if (Date.now() > deadline) throw new Error(`cannot read node "${this.nodeName}"`, { cause: error });
-        this.options.log.warn({ err: error, node: this.nodeName }, 'cannot read node yet');
+        // 404 is the normal case until the agent registers the Node: say so, without the error dump.
+        if ((error as { code?: unknown }).code === 404) this.options.log.info({ node: this.nodeName }, 'waiting for the node to be registered');
+        else this.options.log.warn({ err: describeError(error), node: this.nodeName }, 'cannot read node yet');
       }
       if (Date.now() > deadline) throw new Error(`node "${this.nodeName}" got no spec.podCIDR within the timeout`);
       await new Promise((resolve) => setTimeout(resolve, 1000));

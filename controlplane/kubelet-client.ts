@@ -6,7 +6,7 @@
  *   kubelet authenticates it against its authentication.x509.clientCAFile);
  * - the kubelet's serving certificate verified only with --kubelet-certificate-authority
  *   (without it kube-apiserver does not verify it either).
- * knode's own kubelet serves plain HTTP when it has no tlsCertFile (`knode up`, kubelet on
+ * knode's own kubelet serves plain HTTP when it has no tlsCertFile (a test kubelet on
  * loopback): for a loopback kubelet address only, and only without client credentials, a
  * server that answers the TLS handshake in plain text is asked again over HTTP.
  */
