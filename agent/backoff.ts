@@ -107,3 +107,12 @@ export class Backoff {
 export function backoffKey(podUid: string, containerName: string, specHash: string): string {
   return `${podUid}_${containerName}_${specHash}`;
 }
+
+/**
+ * The delay until a pod's next periodic resync: syncFrequency stretched by up to half again at
+ * random (kubelet pod_workers.go: wait.Jitter(resyncInterval, workerResyncIntervalJitterFactor
+ * = 0.5)), so that pods started together do not all resync in the same second.
+ */
+export function resyncDelayMs(resyncMs: number, random: () => number = Math.random): number {
+  return resyncMs * (1 + 0.5 * random());
+}

@@ -42,17 +42,26 @@ export async function createSandbox(ctx: PodSyncContext, config: PodSandboxConfi
 /**
  * Dead container GC for a live pod: per container name the newest attempt stays, plus one dead
  * one before it (lastState, logs --previous); older dead containers and old stopped sandboxes go.
+ * True when it removed anything.
  */
-export async function collectGarbage(runtime: ContainerRuntime, state: PodRuntimeState): Promise<void> {
+export async function collectGarbage(runtime: ContainerRuntime, state: PodRuntimeState): Promise<boolean> {
+  let removed = false;
   const byName = new Map<string, ContainerStatus[]>();
   for (const c of state.containers) byName.set(c.metadata.name, [...(byName.get(c.metadata.name) ?? []), c]);
   for (const list of byName.values()) {
     list.sort((a, b) => b.metadata.attempt - a.metadata.attempt || b.createdAt - a.createdAt);
-    for (const dead of list.slice(2)) if (dead.state === 'CONTAINER_EXITED') await runtime.removeContainer(dead.id);
+    for (const dead of list.slice(2)) {
+      if (dead.state !== 'CONTAINER_EXITED') continue;
+      await runtime.removeContainer(dead.id);
+      removed = true;
+    }
   }
   const newest = newestSandbox(state);
   for (const sandbox of state.sandboxes) {
     if (sandbox === newest || sandbox.state === 'SANDBOX_READY') continue;
-    if (!state.containers.some((c) => c.podSandboxId === sandbox.id)) await runtime.removePodSandbox(sandbox.id);
+    if (state.containers.some((c) => c.podSandboxId === sandbox.id)) continue;
+    await runtime.removePodSandbox(sandbox.id);
+    removed = true;
   }
+  return removed;
 }

@@ -12,6 +12,7 @@
  */
 import type { V1Pod, V1PodStatus } from '@kubernetes/client-node';
 import { describeError } from '../lib/errors.js';
+import { resyncDelayMs } from './backoff.js';
 import type { EnvContext } from './env.js';
 import { computePodActions } from './pod-actions.js';
 import { startContainer } from './pod-container-start.js';
@@ -171,9 +172,10 @@ export class PodWorker {
       this.pendingKills.clear();
       state = await readPodState(this.deps.runtime, this.uid);
     }
-    await this.syncPod(state);
-    await collectGarbage(this.deps.runtime, await readPodState(this.deps.runtime, this.uid));
-    const after = await readPodState(this.deps.runtime, this.uid);
+    // Read the runtime again only after something changed it: a steady-state resync of a
+    // running pod then costs one read instead of three.
+    if (await this.syncPod(state)) state = await readPodState(this.deps.runtime, this.uid);
+    const after = (await collectGarbage(this.deps.runtime, state)) ? await readPodState(this.deps.runtime, this.uid) : state;
     const status = this.report(after, false);
     if (status.phase === 'Succeeded' || status.phase === 'Failed') {
       // A pod that reached a terminal phase is stopped (kubelet: terminal pods are torn down).
@@ -181,7 +183,7 @@ export class PodWorker {
       this.terminated = true;
       this.report(await readPodState(this.deps.runtime, this.uid), true);
     }
-    this.schedule(this.deps.resyncMs);
+    this.schedule(resyncDelayMs(this.deps.resyncMs));
   }
 
   private report(state: PodRuntimeState, terminal: boolean): V1PodStatus {
@@ -224,8 +226,10 @@ export class PodWorker {
     return this.killRequest ? Math.min(grace, this.killRequest.graceSeconds) : grace;
   }
 
-  private async syncPod(state: PodRuntimeState): Promise<void> {
+  /** Carries out the pod's actions; true when it changed anything in the runtime. */
+  private async syncPod(state: PodRuntimeState): Promise<boolean> {
     const actions = computePodActions(this.pod, state.sandboxes, state.containers);
+    const acts = actions.killPod || actions.containersToKill.length > 0 || actions.createSandbox || actions.containersToStart.length > 0;
     if (actions.killPod) await stopAll(this.ctx, state, this.graceSeconds());
     for (const kill of actions.containersToKill) {
       const status = state.containers.find((c) => c.id === kill.id);
@@ -233,7 +237,7 @@ export class PodWorker {
       if (status) await killContainer(this.ctx, status, this.graceSeconds(), state);
       await this.deps.runtime.removeContainer(kill.id);
     }
-    if (!actions.createSandbox && !actions.sandboxId) return;
+    if (!actions.createSandbox && !actions.sandboxId) return acts;
     const objects = await this.deps.objects(this.pod);
     const node = this.deps.node();
     const baseContext: EnvContext = { nodeName: this.deps.runtimeConfig.nodeName, ...(node.hostIP ? { hostIP: node.hostIP } : {}), ...(node.allocatable ? { allocatable: node.allocatable } : {}) };
@@ -245,13 +249,16 @@ export class PodWorker {
       for (const c of actions.containersToStart) this.setWaiting(c.container.name, { reason: 'ContainerCreating', message });
       this.deps.log.warn({ pod: this.name, err: message }, 'volume setup failed');
       this.schedule(2000);
-      return;
+      return acts;
     }
+    // Volumes are refreshed on every sync (configMap/secret updates reach running pods, as
+    // the kubelet's atomic writer); with nothing to start, that is all.
+    if (!actions.createSandbox && actions.containersToStart.length === 0) return acts;
     let sandboxId = actions.sandboxId;
     const sandboxConfig = buildSandboxConfig(this.pod, actions.sandboxAttempt, this.deps.runtimeConfig);
     if (actions.createSandbox) {
       sandboxId = await createSandbox(this.ctx, sandboxConfig, actions.containersToStart);
-      if (!sandboxId) return;
+      if (!sandboxId) return acts;
     }
     const sandbox = await this.deps.runtime.podSandboxStatus(sandboxId!);
     const podIP = sandbox.network.ip || (this.pod.spec?.hostNetwork ? node.hostIP ?? '' : '');
@@ -261,6 +268,7 @@ export class PodWorker {
       // A started sidecar unblocks the next init container (or the app containers): go on.
       if (start.isInit && start.container.restartPolicy === 'Always' && !this.waiting.has(start.container.name)) this.dirty = true;
     }
+    return acts;
   }
 
   private async terminate(): Promise<void> {

@@ -171,9 +171,11 @@ export class CniNetwork implements PodNetwork {
 
   async result(containerId: string, ifName: string): Promise<CniResult | undefined> {
     const list = await this.config().catch(() => undefined);
+    // The current network's entry first: scanning the results dir costs O(pods) per call.
+    const current = list ? await this.cache.read(list.name, containerId, ifName) : undefined;
+    if (current) return current.result;
     const cached = await this.cachedNetworks({ containerId, ifName, netns: '', args: [], capabilityArgs: {} });
-    const names = new Set([...(list ? [list.name] : []), ...cached]);
-    for (const name of names) {
+    for (const name of cached) {
       const entry = await this.cache.read(name, containerId, ifName);
       if (entry) return entry.result;
     }

@@ -178,7 +178,9 @@ export class ContainerManager {
   }
 
   async list(filter: ContainerFilter = {}): Promise<Container[]> {
-    const extra: Record<string, string> = filter.podSandboxId ? { [dockerLabels.sandboxId]: filter.podSandboxId } : {};
+    // The label selector goes to Docker too (as cri-dockerd does), so that a pod's sync does not
+    // list every container on the node; matchesLabels below still applies it to CRI labels.
+    const extra: Record<string, string> = { ...filter.labelSelector, ...(filter.podSandboxId ? { [dockerLabels.sandboxId]: filter.podSandboxId } : {}) };
     const filters: Record<string, string[]> = { label: labelFilters(this.context, containerType, extra) };
     if (filter.id) filters.id = [filter.id];
     let infos: Docker.ContainerInfo[];

@@ -72,6 +72,6 @@ export function dockerLogSize(size: string): string {
 
 /** Docker list filters for one kind ("podsandbox" | "container") within the scope. */
 export function labelFilters(context: RuntimeContext, type: string, extra: Labels = {}): string[] {
-  const all: Labels = { ...context.scopeLabels, ...extra, [dockerLabels.type]: type };
+  const all: Labels = { ...extra, ...context.scopeLabels, [dockerLabels.type]: type };
   return Object.entries(all).map(([key, value]) => `${key}=${value}`);
 }

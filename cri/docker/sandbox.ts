@@ -266,7 +266,9 @@ export class SandboxManager {
   }
 
   async list(filter: PodSandboxFilter = {}): Promise<PodSandbox[]> {
-    const filters: Record<string, string[]> = { label: labelFilters(this.context, sandboxType) };
+    // The label selector goes to Docker too (as cri-dockerd does): a pod's sync lists only its
+    // own sandboxes instead of every sandbox on the node.
+    const filters: Record<string, string[]> = { label: labelFilters(this.context, sandboxType, filter.labelSelector) };
     if (filter.id) filters.id = [filter.id];
     let infos: Docker.ContainerInfo[];
     try {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { defaultImagePullPolicy, imageTagAndDigest, normalizeImageRef, pullDecision } from '../../agent/image-policy.js';
-import { Backoff, FakeClock, backoffKey } from '../../agent/backoff.js';
+import { Backoff, FakeClock, backoffKey, resyncDelayMs } from '../../agent/backoff.js';
 import { containerHash, fnv1a32, sandboxHash } from '../../agent/container-hash.js';
 import { isCriticalPod, oomScoreAdj, podCgroupParent, podQosClass } from '../../agent/qos.js';
 import { latestByName, previousByName, shouldStartContainer } from '../../agent/restart.js';
@@ -82,6 +82,16 @@ describe('back-off', () => {
     clock.advance(10 * 60_000 + 1);
     backoff.gc();
     expect(backoff.size).toBe(0);
+  });
+
+  it('periodic resync: syncFrequency plus up to half again of jitter', () => {
+    expect(resyncDelayMs(60_000, () => 0)).toBe(60_000);
+    expect(resyncDelayMs(60_000, () => 0.5)).toBe(75_000);
+    expect(resyncDelayMs(60_000, () => 0.999)).toBeCloseTo(89_970);
+    const delays = Array.from({ length: 200 }, () => resyncDelayMs(60_000));
+    expect(Math.min(...delays)).toBeGreaterThanOrEqual(60_000);
+    expect(Math.max(...delays)).toBeLessThan(90_000);
+    expect(new Set(delays.map((d) => Math.floor(d / 1000))).size).toBeGreaterThan(10);
   });
 
   it('keeps keys apart', () => {
