@@ -8,7 +8,7 @@
  */
 import type { V1Pod } from '@kubernetes/client-node';
 import { systemClock, type Clock } from './backoff.js';
-import { configSeenAnnotation, configSourceAnnotation, isMirrorPod } from './static-pod.js';
+import { configSeenAnnotation, configSourceAnnotation, isMirrorPod, stableJson } from './static-pod.js';
 
 export interface PodConfigListener {
   onPodsChanged(desired: ReadonlyMap<string, V1Pod>, mirrors: ReadonlyMap<string, V1Pod>): void;
@@ -16,6 +16,23 @@ export interface PodConfigListener {
 }
 
 const sourceOrder = ['file', 'http', 'api'];
+
+/**
+ * Whether a new version of a pod matters to its worker (kubelet config.go
+ * podsDifferSemantically): spec, labels, annotations and the deletion fields; not status or
+ * resourceVersion, so that a status patch (ours, echoed by the watch) resyncs nothing. The
+ * conditions of the pod's readiness gates count too: Ready follows them (the kubelet's
+ * RECONCILE of pod readiness, KEP-580).
+ */
+export function podsDifferSemantically(a: V1Pod, b: V1Pod): boolean {
+  const view = (pod: V1Pod) => {
+    const { labels, annotations, deletionTimestamp, deletionGracePeriodSeconds } = pod.metadata ?? {};
+    const gateTypes = new Set((pod.spec?.readinessGates ?? []).map((gate) => gate.conditionType));
+    const gates = (pod.status?.conditions ?? []).filter((c) => gateTypes.has(c.type)).map((c) => [c.type, c.status]);
+    return stableJson({ spec: pod.spec, labels, annotations, deletionTimestamp, deletionGracePeriodSeconds, gates });
+  };
+  return a !== b && view(a) !== view(b);
+}
 
 export function fullName(pod: V1Pod): string {
   return `${pod.metadata?.namespace ?? 'default'}/${pod.metadata?.name ?? ''}`;

@@ -15,6 +15,7 @@ import { describeError } from '../lib/errors.js';
 import { resyncDelayMs } from './backoff.js';
 import type { EnvContext } from './env.js';
 import { computePodActions } from './pod-actions.js';
+import { podsDifferSemantically } from './pod-config.js';
 import { startContainer } from './pod-container-start.js';
 import { collectGarbage, createSandbox } from './pod-sandbox-step.js';
 import { generatePodStatus, type WaitingReason } from './pod-status.js';
@@ -82,9 +83,11 @@ export class PodWorker {
     return this.terminated;
   }
 
+  /** A new version from the sources: kept, and synced only when it differs semantically. */
   update(pod: V1Pod): void {
+    const differs = podsDifferSemantically(this.pod, pod);
     this.pod = pod;
-    this.requestSync();
+    if (differs) this.requestSync();
   }
 
   /** A liveness/startup probe failed: kill the container (it restarts per restartPolicy). */

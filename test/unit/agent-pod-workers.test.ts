@@ -22,7 +22,7 @@ interface Harness {
   workers: PodWorkers;
   statuses: Map<string, V1PodStatus>;
   /** How many statuses the workers reported (one per completed sync). */
-  reports: { count: number };
+  reports: { count: number; byUid: Map<string, number> };
   terminated: string[];
   deps: PodWorkerDeps;
 }
@@ -31,7 +31,7 @@ function harness(configMaps: Record<string, V1ConfigMap> = {}, secrets: Record<s
   const clock = shared?.clock ?? new FakeClock(Date.UTC(2026, 0, 1));
   const runtime = shared?.runtime ?? new FakeRuntime({ now: () => clock.now() * 1e6, images: [image] });
   const statuses = new Map<string, V1PodStatus>();
-  const reports = { count: 0 };
+  const reports = { count: 0, byUid: new Map<string, number>() };
   const terminated: string[] = [];
   const runtimeConfig: RuntimeConfigOptions = {
     nodeName: 'node-1', podLogsDir: join(root, 'logs'), clusterDomain: 'cluster.local', clusterDNS: ['10.96.0.10'],
@@ -45,6 +45,7 @@ function harness(configMaps: Record<string, V1ConfigMap> = {}, secrets: Record<s
     node: () => ({ hostIP: '10.0.0.1', memoryCapacityBytes: 8 * 2 ** 30, allocatable: { cpu: '2', memory: '8Gi' } }),
     onStatus: (pod, status) => {
       reports.count++;
+      reports.byUid.set(pod.metadata!.uid!, (reports.byUid.get(pod.metadata!.uid!) ?? 0) + 1);
       statuses.set(pod.metadata!.uid!, status);
     },
     onTerminated: (pod) => terminated.push(pod.metadata!.uid!),
@@ -193,6 +194,28 @@ describe('pod workers over the fake runtime', () => {
     await until(() => running(h, uid, 'a') !== undefined && running(h, uid, 'b') !== undefined, 'containers in the new sandbox');
     expect(running(h, uid, 'b')!.id).not.toBe(bId);
     expect([...h.runtime.sandboxes.values()].filter((s) => s.state === 'SANDBOX_READY')).toHaveLength(1);
+    await h.workers.stop();
+  });
+
+  it('another pod or a status-only update does not resync a running pod; a label change does', async () => {
+    const h = harness();
+    const pod = makePod({ containers: [c('a')] });
+    const uid = pod.metadata!.uid!;
+    const syncsOf = () => h.reports.byUid.get(uid) ?? 0;
+    h.workers.sync(desired(pod));
+    await until(() => phase(h, pod) === 'Running', 'Running');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const before = syncsOf();
+    // What the API watch echoes after our own status patch, plus a new pod of another source.
+    const echoed: V1Pod = { ...structuredClone(pod), metadata: { ...pod.metadata, resourceVersion: '42' }, status: { phase: 'Running' } };
+    const other = makePod({ containers: [c('a')] });
+    h.workers.sync(desired(echoed, other));
+    await until(() => phase(h, other) === 'Running', 'the other pod Running');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(syncsOf()).toBe(before);
+    expect(h.workers.get(uid)!.currentPod.metadata!.resourceVersion).toBe('42');
+    h.workers.sync(desired({ ...echoed, metadata: { ...echoed.metadata, labels: { tier: 'web' } } }, other));
+    await until(() => syncsOf() > before, 'a resync after the label change');
     await h.workers.stop();
   });
 

@@ -8,7 +8,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { createLogger } from '../../lib/log.js';
 import { StaticPodDirSource } from '../../agent/source-file.js';
 import { StaticPodUrlSource, parseUrlManifest } from '../../agent/source-url.js';
-import { PodConfig } from '../../agent/pod-config.js';
+import { PodConfig, podsDifferSemantically } from '../../agent/pod-config.js';
 import { FakeClock } from '../../agent/backoff.js';
 import type { ManifestError } from '../../agent/manifest.js';
 import { configSeenAnnotation, configSourceAnnotation, configMirrorAnnotation } from '../../agent/static-pod.js';
@@ -216,5 +216,31 @@ describe('pod config merger', () => {
     config.set('api', []);
     config.set('api', [pod('a', 'u-a')]);
     expect(config.desiredPods().get('u-a')!.metadata!.annotations![configSeenAnnotation]).toBe('2026-01-01T00:00:05.000Z');
+  });
+});
+
+describe('podsDifferSemantically (kubelet config.go)', () => {
+  const base: V1Pod = {
+    metadata: { name: 'p', namespace: 'default', uid: 'u', resourceVersion: '1', labels: { a: '1' } },
+    spec: { containers: [{ name: 'c', image: 'i' }], readinessGates: [{ conditionType: 'example.com/lb' }] },
+    status: { phase: 'Pending' },
+  };
+  const variant = (change: (pod: V1Pod) => void): V1Pod => {
+    const pod = structuredClone(base);
+    change(pod);
+    return pod;
+  };
+  it.each([
+    ['resourceVersion only', (p: V1Pod) => (p.metadata!.resourceVersion = '2'), false],
+    ['status phase only', (p: V1Pod) => (p.status = { phase: 'Running', podIP: '10.0.0.1' }), false],
+    ['the same pod reordered', (p: V1Pod) => (p.metadata = { labels: { a: '1' }, uid: 'u', namespace: 'default', name: 'p', resourceVersion: '1' }), false],
+    ['a label', (p: V1Pod) => (p.metadata!.labels = { a: '2' }), true],
+    ['an annotation', (p: V1Pod) => (p.metadata!.annotations = { note: 'x' }), true],
+    ['the spec', (p: V1Pod) => (p.spec!.containers[0]!.image = 'j'), true],
+    ['deletion', (p: V1Pod) => Object.assign(p.metadata!, { deletionTimestamp: new Date(0), deletionGracePeriodSeconds: 5 }), true],
+    ['a readiness gate condition', (p: V1Pod) => (p.status!.conditions = [{ type: 'example.com/lb', status: 'True' }]), true],
+    ['another condition', (p: V1Pod) => (p.status!.conditions = [{ type: 'Ready', status: 'True' }]), false],
+  ])('%s', (_name, change, differs) => {
+    expect(podsDifferSemantically(base, variant(change))).toBe(differs);
   });
 });
