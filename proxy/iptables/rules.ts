@@ -35,6 +35,12 @@ export interface BuildInput {
   changed: ReadonlySet<string> | 'all';
   /** Per-service chains that exist in the kernel now (from iptables-save or the previous sync). */
   existingChains: ReadonlySet<string>;
+  /**
+   * Jump rules missing from the built-in chains (found in the full sync's iptables-save),
+   * inserted by the same restore: one `iptables -C`/`-I` pair per rule would each load the whole
+   * table, seconds at 10k services.
+   */
+  insertJumps?: readonly JumpRule[];
 }
 
 export interface BuildOutput {
@@ -290,15 +296,20 @@ export function buildRestorePayload(input: BuildInput): BuildOutput {
   if (nodePortCIDRs.length === 0) nat.add('KUBE-SERVICES', ...nodePortComment, '-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'KUBE-NODEPORTS');
   for (const cidr of nodePortCIDRs) nat.add('KUBE-SERVICES', ...nodePortComment, '-d', cidr, '-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'KUBE-NODEPORTS');
   const stale = [...input.existingChains].filter((chain) => isServiceChain(chain) && !chains.has(chain)).sort();
+  // Built-in chains are not declared (that would reset their policy); `-I` in list order, as
+  // one `iptables -I` per rule would do.
+  const jumps = (table: JumpRule['table']) => (input.insertJumps ?? []).filter((rule) => rule.table === table).map((rule) => `-I ${rule.chain} ${rule.args.map(quote).join(' ')}`);
   const payload = [
     '*filter',
     ...filterChains.map((chain) => `:${chain} - [0:0]`),
     ...filter.lines,
+    ...jumps('filter'),
     'COMMIT',
     '*nat',
     ...[...natChains, ...declared, ...stale].map((chain) => `:${chain} - [0:0]`),
     ...nat.lines,
     ...stale.map((chain) => `-X ${chain}`),
+    ...jumps('nat'),
     'COMMIT',
     '',
   ].join('\n');
