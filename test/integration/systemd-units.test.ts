@@ -4,6 +4,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { run } from '../../lib/exec.js';
+import { loadKubeletConfig } from '../../lib/config/kubelet.js';
+import { loadKubeProxyConfig } from '../../lib/config/kubeproxy.js';
+import { loadNetConf } from '../../lib/config/netconf.js';
 import { prerequisites } from '../helpers/prereq.js';
 
 const env = await prerequisites('command:systemd-analyze');
@@ -58,6 +61,28 @@ describe.skipIf(env.skip)('systemd units', () => {
       const result = await run(['systemd-analyze', 'verify', `--root=${root}`, join(root, 'etc/systemd/system', `${name}.service`)], { allowFailure: true });
       expect({ name, code: result.code, output: (result.stdout + result.stderr).trim() }).toEqual({ name, code: 0, output: '' });
     }
+  });
+
+  it('the config files the units name are staged and load with knode\'s own loaders', async () => {
+    const root = stagingRoot();
+    roots.push(root);
+    const kubeconfig = join(root, 'input.kubeconfig');
+    writeFileSync(kubeconfig, 'apiVersion: v1\nkind: Config\nclusters: []\n');
+    await run(['bash', join(repo, 'systemd/install.sh'), '--root', root, '--kubeconfig', kubeconfig, '--link']);
+    const loaders: Record<string, (file: string) => unknown> = { '--config': (file) => (file.endsWith('kube-proxy-config.yaml') ? loadKubeProxyConfig(file) : loadKubeletConfig(file)), '--net-conf': loadNetConf };
+    const loaded: string[] = [];
+    for (const name of ['knode-agent', 'knode-proxy', 'knode-overlay']) {
+      const execStart = /^ExecStart=(.*)$/m.exec(readFileSync(join(root, 'etc/systemd/system', `${name}.service`), 'utf8'))![1]!;
+      for (const [, flag, path] of execStart.matchAll(/(--[a-z-]+)=(\/etc\/knode\/\S+)/g)) {
+        expect(existsSync(join(root, path!)), `${name} ${flag}=${path}`).toBe(true);
+        const load = loaders[flag!];
+        if (load) {
+          expect(() => load(join(root, path!)), `${name} ${flag}=${path}`).not.toThrow();
+          loaded.push(path!);
+        }
+      }
+    }
+    expect(loaded.sort()).toEqual(['/etc/knode/kube-proxy-config.yaml', '/etc/knode/kubelet-config.yaml', '/etc/knode/net-conf.json']);
   });
 
   it('keeps an operator-edited config file on re-install', async () => {
