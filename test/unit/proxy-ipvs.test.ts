@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { buildProxyModel } from '../../proxy/model.js';
 import { desiredIpvs, diffIpvs, type IpvsTable } from '../../proxy/ipvs/diff.js';
 import { decodeDest, decodeService, encodeDest, encodeService, nlattr, parseAttrs } from '../../proxy/ipvs/netlink-ipvs.js';
+import { ipsetSyncScript, parseIpsetSave } from '../../proxy/ipvs/ipset.js';
 import { service, slice } from './proxy-fixtures.js';
 
 const model = (ips: { ip: string; ready?: boolean; serving?: boolean; terminating?: boolean; node?: string }[], spec = {}) =>
@@ -54,5 +55,42 @@ describe('IPVS netlink attributes', () => {
     expect(attr.length).toBe(8);
     expect(attr.readUInt16LE(0)).toBe(7);
     expect(parseAttrs(Buffer.concat([attr, nlattr(1, Buffer.from([2, 0]))])).get(1)).toEqual(Buffer.from([2, 0]));
+  });
+});
+
+describe('ipset sync by difference (kube-proxy syncIPSetEntries)', () => {
+  const spec = (name: string, type: string, entries: string[]) => ({ name, type, entries });
+  const saved = [
+    'create KUBE-CLUSTER-IP hash:ip,port family inet hashsize 1024 maxelem 65536',
+    'add KUBE-CLUSTER-IP 10.96.0.1,tcp:443',
+    'add KUBE-CLUSTER-IP 10.96.0.9,udp:53',
+    'create KUBE-NODE-PORT-TCP bitmap:port range 0-65535',
+    'create OTHER hash:ip family inet',
+    'add OTHER 192.0.2.1',
+  ].join('\n');
+
+  it('reads sets and entries back from ipset save', () => {
+    const sets = parseIpsetSave(saved);
+    expect([...sets.keys()]).toEqual(['KUBE-CLUSTER-IP', 'KUBE-NODE-PORT-TCP', 'OTHER']);
+    expect([...sets.get('KUBE-CLUSTER-IP')!]).toEqual(['10.96.0.1,tcp:443', '10.96.0.9,udp:53']);
+    expect(sets.get('KUBE-NODE-PORT-TCP')!.size).toBe(0);
+  });
+
+  it('creates missing sets, deletes before it adds, leaves other sets and equal entries alone', () => {
+    const script = ipsetSyncScript(parseIpsetSave(saved), [
+      spec('KUBE-CLUSTER-IP', 'hash:ip,port', ['10.96.0.1,tcp:443', '10.96.0.2,tcp:80']),
+      spec('KUBE-NODE-PORT-TCP', 'bitmap:port', ['30080']),
+      spec('KUBE-LOOP-BACK', 'hash:ip,port,ip', []),
+    ]);
+    expect(script.trim().split('\n')).toEqual([
+      'del KUBE-CLUSTER-IP 10.96.0.9,udp:53 -exist',
+      'add KUBE-CLUSTER-IP 10.96.0.2,tcp:80 -exist',
+      'add KUBE-NODE-PORT-TCP 30080 -exist',
+      'create KUBE-LOOP-BACK hash:ip,port,ip -exist',
+    ]);
+  });
+
+  it('is empty when the kernel already holds the desired sets', () => {
+    expect(ipsetSyncScript(parseIpsetSave(saved), [spec('KUBE-CLUSTER-IP', 'hash:ip,port', ['10.96.0.9,udp:53', '10.96.0.1,tcp:443']), spec('KUBE-NODE-PORT-TCP', 'bitmap:port', [])])).toBe('');
   });
 });
