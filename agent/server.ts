@@ -12,12 +12,13 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
-import type { ContainerRuntime } from '../cri/runtime.js';
+import { kubeLabels, type ContainerRuntime } from '../cri/runtime.js';
 import type { KubeletConfiguration } from '../lib/config/kubelet.js';
 import type { Logger } from '../lib/log.js';
 import { describeError } from '../lib/errors.js';
 import { RequestAuth, apiReviewers } from './auth.js';
 import { ExecStreams, parseStreamPath, rejectUpgrade } from './exec-stream.js';
+import { parsePortForwardPath, PortForwardStreams, type PortForwardTarget } from './port-forward.js';
 import { streamLogs } from './logs.js';
 import { StatsProvider } from './stats.js';
 import type { AgentMetrics } from './metrics.js';
@@ -73,6 +74,7 @@ export class KubeletServer {
   private readonly stats: StatsProvider;
   private readonly open = new Set<ServerResponse>();
   private readonly streams: ExecStreams;
+  private readonly portForwards: PortForwardStreams;
 
   constructor(private readonly options: KubeletServerOptions) {
     const { config } = options;
@@ -104,6 +106,7 @@ export class KubeletServer {
         }
       },
     });
+    this.portForwards = new PortForwardStreams({ runtime: options.runtime, log: options.log, resolveSandbox: (target) => this.findSandbox(target) });
     this.stats = new StatsProvider(options.runtime, options.nodeName ?? '', options.rootDir ?? '/');
   }
 
@@ -145,6 +148,7 @@ export class KubeletServer {
   async stop(): Promise<void> {
     for (const res of this.open) res.destroy();
     this.streams.stop();
+    this.portForwards.stop();
     for (const server of [this.server, this.readOnly]) {
       if (!server) continue;
       server.closeAllConnections?.();
@@ -172,14 +176,17 @@ export class KubeletServer {
     }
   }
 
-  /** exec/attach: authenticated and authorized like every other request, before the 101. */
+  /** exec/attach/portForward: authenticated and authorized like every other request, before the 101. */
   private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     socket.on('error', () => socket.destroy());
     try {
       const url = new URL(req.url ?? '/', 'http://kubelet');
       const result = await this.auth.check(req, url.pathname);
       if (!result.ok) return rejectUpgrade(socket, result.status, result.message);
-      const target = parseStreamPath(url.pathname.split('/').filter(Boolean).map(decodeURIComponent));
+      const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+      const forward = parsePortForwardPath(parts);
+      if (forward) return await this.portForwards.handle(req, socket, head, forward, url.searchParams);
+      const target = parseStreamPath(parts);
       if (!target) return rejectUpgrade(socket, 404, `not found: ${url.pathname}`);
       this.streams.handle(req, socket, head, target, url.searchParams);
     } catch (error) {
@@ -198,7 +205,7 @@ export class KubeletServer {
     }
     if (path === '/metrics') return send(res, 200, await this.options.agent.metrics.registry.metrics(), this.options.agent.metrics.registry.contentType);
     if (parts[0] === 'containerLogs' && parts.length === 4) return this.containerLogs(req, res, url, parts[1]!, parts[2]!, parts[3]!);
-    if (parseStreamPath(parts)) throw new HttpError(400, 'Upgrade request required');
+    if (parseStreamPath(parts) || parsePortForwardPath(parts)) throw new HttpError(400, 'Upgrade request required');
     if (parts[0] === 'run' && (parts.length === 4 || parts.length === 5)) return this.runCommand(req, res, url, parts[1]!, parts[2]!, parts[parts.length - 1]!);
     throw new HttpError(404, `not found: ${path}`);
   }
@@ -216,6 +223,16 @@ export class KubeletServer {
     const id = previous ? status.lastState?.terminated?.containerID : status.containerID;
     if (!id) throw new HttpError(400, previous ? `previous terminated container "${container}" in pod "${name}" not found` : `container "${container}" in pod "${name}" is waiting to start`);
     return id.replace(/^[a-z]+:\/\//, '');
+  }
+
+  /** The pod's ready sandbox, for port-forward (a uid in the path must match, as in the kubelet). */
+  private async findSandbox(target: PortForwardTarget): Promise<{ sandboxId: string; uid: string } | { status: number; message: string }> {
+    const entry = this.options.agent.workers.statuses().find(({ pod }) => pod.metadata?.namespace === target.namespace && pod.metadata?.name === target.pod);
+    const uid = entry?.pod.metadata?.uid;
+    if (!entry || !uid || (target.uid !== undefined && target.uid !== uid)) return { status: 404, message: `pod "${target.namespace}/${target.pod}" not found on this node` };
+    const [sandbox] = await this.options.runtime.listPodSandbox({ state: 'SANDBOX_READY', labelSelector: { [kubeLabels.podUid]: uid } });
+    if (!sandbox) return { status: 400, message: `pod "${target.namespace}/${target.pod}" has no running sandbox` };
+    return { sandboxId: sandbox.id, uid };
   }
 
   private async containerLogs(req: IncomingMessage, res: ServerResponse, url: URL, namespace: string, name: string, container: string): Promise<void> {

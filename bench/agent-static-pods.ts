@@ -15,24 +15,21 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
-import { run } from '../lib/exec.js';
 import { createLogger } from '../lib/log.js';
 import { busyboxSpec, ensureLocalImage, pauseSpec } from '../cri/local-images.js';
 import { startControlPlane } from '../controlplane/control-plane.js';
 import { MemoryStorage } from '../controlplane/storage/memory.js';
-import { writeKubeconfig } from '../controlplane/kubeconfig.js';
+import { startBenchNode, type BenchNode } from './lib/agent-node.js';
 import { onTerminate, percentile, reportFigure } from './lib/report.js';
 
 const timedPods = Number(process.argv[2] ?? 30);
 const loadedLevels = (process.argv[3] ?? '50,100').split(',').map(Number);
 const runId = randomBytes(3).toString('hex');
 const scope = `io.knode.bench=agent-static-${runId}`;
-const knode = fileURLToPath(new URL('../../bin/knode', import.meta.url));
 const clockTicks = 100;
 
 async function processUsage(pid: number): Promise<{ rssKiB: number; cpuTicks: number }> {
@@ -102,13 +99,6 @@ async function stopChild(child: ChildProcess | undefined): Promise<void> {
   if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
 }
 
-async function removeLabelled(docker: Docker, filter: string): Promise<void> {
-  const left = await docker.listContainers({ all: true, filters: { label: [filter] } });
-  for (let i = 0; i < left.length; i += 8) {
-    await Promise.all(left.slice(i, i + 8).map((info) => docker.getContainer(info.Id).remove({ force: true }).catch(() => undefined)));
-  }
-}
-
 const manifest = (name: string, image: string) => `apiVersion: v1\nkind: Pod\nmetadata: {name: ${name}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: app, image: "${image}", command: ["sleep", "3600"]}\n`;
 
 async function main(): Promise<void> {
@@ -119,46 +109,25 @@ async function main(): Promise<void> {
   const docker = new Docker({ socketPath: process.env.DOCKER_SOCK ?? '/var/run/docker.sock' });
   const pause = await ensureLocalImage(docker, pauseSpec);
   const busybox = await ensureLocalImage(docker, busyboxSpec);
-  const netns = `knt-bench-as-${runId}`;
-  const dir = await mkdtemp(join(tmpdir(), 'knode-bench-agent-'));
   const nodeName = `knb-${runId}`;
-  const port = 20000 + Math.floor(Math.random() * 20000);
-  let agent: ChildProcess | undefined;
   let floor: ChildProcess | undefined;
+  let node: BenchNode | undefined;
   const cp = await startControlPlane({ storage: new MemoryStorage({}), log: createLogger('cp', 'silent'), host: '127.0.0.1', port: 0, clusterCidr: '10.244.0.0/16', serviceCidr: '10.96.0.0/12', controllers: { enabled: false } });
   const cleanup = async () => {
-    await stopChild(agent);
     await stopChild(floor);
-    await removeLabelled(docker, scope);
-    await run(['ip', 'netns', 'del', netns], { allowFailure: true });
+    await node?.stop();
     await cp.stop();
-    await rm(dir, { recursive: true, force: true });
   };
   onTerminate(cleanup);
-  await run(['ip', 'netns', 'add', netns]);
   try {
-    await run(['ip', '-n', netns, 'link', 'set', 'lo', 'up']);
-    await mkdir(join(dir, 'net.d'));
-    await mkdir(join(dir, 'manifests'));
-    await writeFile(
-      join(dir, 'net.d', '10-bench.conflist'),
-      JSON.stringify({ cniVersion: '1.0.0', name: 'bench', plugins: [{ type: 'bridge', bridge: `kab${runId}`, isGateway: true, ipMasq: false, ipam: { type: 'host-local', dataDir: join(dir, 'ipam'), ranges: [[{ subnet: '10.252.0.0/24' }]] } }] }),
-    );
-    await writeFile(
-      join(dir, 'kubelet.yaml'),
-      `apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: ${join(dir, 'manifests')}\naddress: 127.0.0.1\nport: ${port}\nauthentication: {anonymous: {enabled: true}, webhook: {enabled: false}}\nauthorization: {mode: AlwaysAllow}\n`,
-    );
-    writeKubeconfig(join(dir, 'kubeconfig'), { server: cp.url });
-    agent = spawn(knode, ['agent', '--kubeconfig', join(dir, 'kubeconfig'), '--config', join(dir, 'kubelet.yaml'), '--hostname-override', nodeName, '--root-dir', join(dir, 'root'), '--cni-conf-dir', join(dir, 'net.d'), '--cni-bin-dir', '/usr/lib/cni'], {
-      env: { ...process.env, KNODE_LOG_LEVEL: 'error', KNODE_CNI_HOST_NETNS: `/var/run/netns/${netns}`, KNODE_CNI_CACHE_DIR: join(dir, 'cni-cache'), KNODE_POD_LOGS_DIR: join(dir, 'pod-logs'), KNODE_RUNTIME_SCOPE: scope },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
+    node = await startBenchNode({ id: `as${runId}`, nodeName, scope, subnet: '10.252.0.0/24', server: cp.url, docker });
+    const { agent, kubeletPort: port, manifests } = node;
     await until('agent API', async () => (await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false)), 30_000, 100);
     floor = spawn(process.execPath, [fileURLToPath(import.meta.url), '--driver-floor', scope], { stdio: ['ignore', 'ignore', 'inherit'] });
     await new Promise((resolve) => setTimeout(resolve, 2000));
     const usage: Array<{ pods: number; agent: Awaited<ReturnType<typeof measure>>; floor: Awaited<ReturnType<typeof measure>> }> = [];
     const measureBoth = async (pods: number) => {
-      const [a, f] = await Promise.all([measure(agent!.pid!), measure(floor!.pid!)]);
+      const [a, f] = await Promise.all([measure(agent.pid!), measure(floor!.pid!)]);
       usage.push({ pods, agent: a, floor: f });
     };
     await measureBoth(0);
@@ -171,13 +140,13 @@ async function main(): Promise<void> {
       direct.push(performance.now() - started);
       for (const id of ids) await docker.getContainer(id).remove({ force: true });
       started = performance.now();
-      await writeFile(join(dir, 'manifests', `p${i}.yaml`), manifest(`p${i}`, busybox));
+      await writeFile(join(manifests, `p${i}.yaml`), manifest(`p${i}`, busybox));
       await until(`p${i} Running`, async () => (await runningPods(port)).has(`p${i}-${nodeName}`));
       viaAgent.push(performance.now() - started);
     }
     let written = timedPods;
     for (const level of loadedLevels) {
-      for (; written < level; written++) await writeFile(join(dir, 'manifests', `p${written}.yaml`), manifest(`p${written}`, busybox));
+      for (; written < level; written++) await writeFile(join(manifests, `p${written}.yaml`), manifest(`p${written}`, busybox));
       await until(`${level} pods Running`, async () => (await runningPods(port)).size >= level, 300_000 + level * 3000, 500);
       await new Promise((resolve) => setTimeout(resolve, 2000));
       await measureBoth(level);

@@ -72,7 +72,7 @@ export interface ApiServerOptions {
   serverAddress: string;
   /** Pod log streaming through the node's kubelet; absent means 404-style errors. */
   podLogs?: (pod: KObject, query: URLSearchParams, res: ServerResponse) => Promise<void>;
-  /** pods/exec and pods/attach upgrades proxied to the node's kubelet. */
+  /** pods/exec, pods/attach and pods/portforward upgrades proxied to the node's kubelet. */
   podStreams?: PodStreamProxy;
   isReady: () => boolean;
 }
@@ -94,7 +94,7 @@ export function createRequestHandler(options: ApiServerOptions): (req: IncomingM
 
 const isStream = (subresource: string | undefined): subresource is StreamSubresource => (streamSubresources as readonly string[]).includes(subresource ?? '');
 
-/** The server's 'upgrade' event: pods/exec and pods/attach; anything else is refused with a Status. */
+/** The server's 'upgrade' event: pods/exec, pods/attach and pods/portforward; anything else is refused with a Status. */
 export function createUpgradeHandler(options: ApiServerOptions): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
   return (req, socket, head) => {
     socket.on('error', () => socket.destroy());
@@ -111,7 +111,7 @@ async function serveUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, 
   const url = new URL(req.url ?? '/', 'http://localhost');
   const route = parseResourcePath(url.pathname.replace(/\/+$/, ''));
   if (route === undefined || route === 'discovery' || route.info.kind !== 'Pod' || route.name === undefined || route.namespace === undefined || !isStream(route.subresource)) {
-    throw new ApiError(400, 'BadRequest', `upgrade requests are served for pods/exec and pods/attach only, not ${url.pathname}`);
+    throw new ApiError(400, 'BadRequest', `upgrade requests are served for pods/exec, pods/attach and pods/portforward only, not ${url.pathname}`);
   }
   if (req.method !== 'GET' && req.method !== 'POST') throw methodNotAllowed();
   const pod = await options.registry.get(route.info, route.namespace, route.name);

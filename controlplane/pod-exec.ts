@@ -1,11 +1,13 @@
 /**
- * pods/exec and pods/attach: the upgrade request (WebSocket, GET or POST as kube-apiserver
- * accepts both) is proxied to the kubelet of the pod's node
- * (https://<InternalIP>:<kubeletEndpoint.Port>/exec|attach/<ns>/<pod>/<container>?command=...),
- * and once the kubelet answers 101 the two connections are piped byte for byte, as
- * kube-apiserver's UpgradeAwareHandler does (k8s.io/apimachinery/pkg/util/proxy). The client's
- * own credentials are not forwarded: the control plane authenticates with its kubelet client
- * certificate (kubelet-client.ts). Everything that fails before the 101 is a Status.
+ * pods/exec, pods/attach and pods/portforward: the upgrade request (WebSocket, GET or POST as
+ * kube-apiserver accepts both; SPDY for port-forward too) is proxied to the kubelet of the pod's
+ * node (https://<InternalIP>:<kubeletEndpoint.Port>/exec|attach/<ns>/<pod>/<container>?command=...,
+ * /portForward/<ns>/<pod>?ports=...), and once the kubelet answers 101 the two connections are
+ * piped byte for byte, as kube-apiserver's UpgradeAwareHandler does
+ * (k8s.io/apimachinery/pkg/util/proxy). knode's kubelet serves the port-forward WebSocket tunnel
+ * (SPDY/3.1+portforward.k8s.io) itself, so the control plane needs no SPDY translation. The
+ * client's own credentials are not forwarded: the control plane authenticates with its kubelet
+ * client certificate (kubelet-client.ts). Everything that fails before the 101 is a Status.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -16,7 +18,7 @@ import { ApiError, type StatusBody } from './status.js';
 import type { KObject } from './storage/types.js';
 import { isRecord } from './util.js';
 
-export const streamSubresources = ['exec', 'attach'] as const;
+export const streamSubresources = ['exec', 'attach', 'portforward'] as const;
 export type StreamSubresource = (typeof streamSubresources)[number];
 
 export type PodStreamProxy = (pod: KObject, subresource: StreamSubresource, query: URLSearchParams, req: IncomingMessage, socket: Duplex, head: Buffer) => Promise<void>;
@@ -34,13 +36,14 @@ function isRunning(pod: KObject): boolean {
   return phase !== 'Succeeded' && phase !== 'Failed';
 }
 
-/** The kubelet path: the query without `container`, which is part of the path. */
-export function kubeletStreamPath(pod: KObject, subresource: StreamSubresource, container: string, query: URLSearchParams): string {
+/** The kubelet path: the query without `container`, which is part of the path (exec/attach only). */
+export function kubeletStreamPath(pod: KObject, subresource: StreamSubresource, container: string | undefined, query: URLSearchParams): string {
   const params = new URLSearchParams();
   for (const [name, value] of query) if (name !== 'container') params.append(name, value);
   const ns = encodeURIComponent(String(pod.metadata.namespace));
   const name = encodeURIComponent(String(pod.metadata.name));
-  return `/${subresource}/${ns}/${name}/${encodeURIComponent(container)}?${params.toString()}`;
+  if (subresource === 'portforward') return `/portForward/${ns}/${name}?${params.toString()}`;
+  return `/${subresource}/${ns}/${name}/${encodeURIComponent(container ?? '')}?${params.toString()}`;
 }
 
 function pipeBoth(a: Duplex, b: Duplex): void {
@@ -58,10 +61,10 @@ function pipeBoth(a: Duplex, b: Duplex): void {
 
 export function podStreamProxy(registry: Registry, client: KubeletClientConfig = {}): PodStreamProxy {
   return async (pod, subresource, query, req, socket, head) => {
-    // kube-apiserver refuses a stream into a pod that has ended (pkg/registry/core/pod/strategy.go).
+    // A stream into a pod that has ended is refused (kube-apiserver pkg/registry/core/pod/strategy.go; kubectl port-forward checks the same).
     if (!isRunning(pod)) throw new ApiError(400, 'BadRequest', `cannot ${subresource} into a container in a completed pod; current phase is ${String((pod.status as { phase?: unknown }).phase)}`);
     const target = await kubeletOfPod(registry, pod);
-    const container = chooseContainer(pod, query.get('container'));
+    const container = subresource === 'portforward' ? undefined : chooseContainer(pod, query.get('container'));
     const answer = await callKubelet(client, target, { method: req.method ?? 'GET', path: kubeletStreamPath(pod, subresource, container, query), headers: upgradeHeaders(req.headers) });
     if (answer.kind === 'response') {
       const error = await kubeletError(answer.response, target);

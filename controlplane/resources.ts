@@ -39,7 +39,7 @@ function core(name: string, kind: string, namespaced: boolean, shortNames: strin
 export const resources: ResourceInfo[] = [
   core('namespaces', 'Namespace', false, ['ns'], true),
   core('nodes', 'Node', false, ['no'], true),
-  core('pods', 'Pod', true, ['po'], true, ['binding', 'log', 'exec', 'attach']),
+  core('pods', 'Pod', true, ['po'], true, ['binding', 'log', 'exec', 'attach', 'portforward']),
   core('services', 'Service', true, ['svc'], true),
   core('endpoints', 'Endpoints', true, ['ep'], false),
   core('events', 'Event', true, ['ev'], false),

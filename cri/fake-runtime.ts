@@ -6,7 +6,7 @@
  * a pull fails, an exec answers, stats change, any call fails once.
  */
 import { randomBytes } from 'node:crypto';
-import { PassThrough } from 'node:stream';
+import { PassThrough, type Duplex } from 'node:stream';
 import {
   CriError,
   matchesLabels,
@@ -54,6 +54,8 @@ export interface FakeContainer {
 }
 
 export type ExecHandler = (containerId: string, cmd: string[], timeoutSeconds: number) => ExecSyncResponse | Promise<ExecSyncResponse>;
+/** Serves one forwarded connection: what a server on localhost:<port> in the pod would do. */
+export type PortForwardHandler = (podSandboxId: string, port: number, stream: Duplex) => Promise<void>;
 
 export interface FakeCall {
   method: string;
@@ -85,6 +87,9 @@ export class FakeRuntime implements ContainerRuntime {
   private readonly pullFailures = new Map<string, CriError>();
   private readonly failures = new Map<string, Error[]>();
   private execHandler: ExecHandler = () => ({ stdout: '', stderr: '', exitCode: 0 });
+  private portForwardHandler: PortForwardHandler = async (_id, port) => {
+    throw new CriError(`connect to localhost:${port}: Connection refused`);
+  };
   private readonly stats = new Map<string, { cpuNs: number; memory: number; rootfs: number }>();
   networkReady = true;
 
@@ -364,6 +369,18 @@ export class FakeRuntime implements ContainerRuntime {
         stderr.end();
       },
     };
+  }
+
+  /** What portForward does with a connection (default: refused, nothing listens). */
+  setPortForwardHandler(handler: PortForwardHandler): void {
+    this.portForwardHandler = handler;
+  }
+
+  async portForward(podSandboxId: string, port: number, stream: Duplex): Promise<void> {
+    this.record('portForward', [podSandboxId, port]);
+    const sandbox = this.sandboxes.get(podSandboxId);
+    if (!sandbox) throw new CriError(`sandbox ${podSandboxId} not found`, { code: 'NotFound', podSandboxId });
+    await this.portForwardHandler(podSandboxId, port, stream);
   }
 
   async attach(request: AttachRequest): Promise<StreamSession> {

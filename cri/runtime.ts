@@ -17,7 +17,7 @@
  * labels/annotations such as the container hash and restart count) and hands the runtime a
  * PodSandboxConfig / ContainerConfig, exactly like the kubelet does for a CRI runtime.
  */
-import type { Readable, Writable } from 'node:stream';
+import type { Duplex, Readable, Writable } from 'node:stream';
 
 // ---------------------------------------------------------------------------------------------
 // Common
@@ -499,6 +499,13 @@ export interface RuntimeService {
   execSync(containerId: string, cmd: string[], timeoutSeconds: number): Promise<ExecSyncResponse>;
   exec(request: ExecRequest): Promise<StreamSession>;
   attach(request: AttachRequest): Promise<StreamSession>;
+  /**
+   * CRI PortForward: connects `stream` to localhost:`port` inside the sandbox's network
+   * namespace, both ways; resolves when the connection is over and rejects with the reason
+   * when it cannot be made or fails. The caller ends the stream afterwards (after reporting
+   * the error, as the kubelet writes it on the error stream before closing the data stream).
+   */
+  portForward(podSandboxId: string, port: number, stream: Duplex): Promise<void>;
 
   /** Throws CriError NotFound for an unknown id. */
   containerStats(containerId: string): Promise<ContainerStats>;

@@ -30,6 +30,7 @@ declare -A pkg_of=(
   [docker-registry]=docker-registry
   [htpasswd]=apache2-utils
   [nsenter]=util-linux
+  [socat]=socat
   [ipvsadm]=ipvsadm
   [qemu-system-x86_64]=qemu-system-x86
   [cpio]=cpio

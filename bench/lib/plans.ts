@@ -23,6 +23,8 @@ export const plans: Readonly<Record<string, Plan>> = {
   'controlplane-watch': { args: ['5000', '100', '200'], fullArgs: ['20000', '200', '500'], timeoutSeconds: 900, fullTimeoutSeconds: 2400 },
   'cri-start': { args: ['30'], fullArgs: ['100'], timeoutSeconds: 900, fullTimeoutSeconds: 2400 },
   'eviction-signals': { args: ['--iterations', '2000'], fullArgs: ['--iterations', '20000'], timeoutSeconds: 300 },
+  // One static pod; a 64 MiB download per path and round, then 30 small GETs per path.
+  'port-forward': { args: ['64', '3', '30'], fullArgs: ['256', '5', '100'], timeoutSeconds: 600 },
   'probes-load': { args: ['--pods', '1000', '--period', '10', '--duration', '60'], fullArgs: ['--pods', '1000', '--period', '10', '--duration', '300'], timeoutSeconds: 600, fullTimeoutSeconds: 1200 },
   // iptables-nft-restore --noflush grows superlinearly: nft at 10k did not finish in 300 s here.
   'proxy-iptables': { args: ['legacy:1000,10000', 'nft:1000'], fullArgs: ['legacy:1000,10000', 'nft:1000,10000'], timeoutSeconds: 900, fullTimeoutSeconds: 7200 },

@@ -5,6 +5,7 @@
  * result cache, so a restarted agent (or a restarted dockerd: each dockerode request opens a
  * new connection to the socket) sees the same picture.
  */
+import type { Duplex } from 'node:stream';
 import { pauseImage } from '../local-images.js';
 import {
   CriError,
@@ -37,6 +38,7 @@ import { ContainerManager } from './containers.js';
 import { makeContext, type DockerRuntimeOptions, type RuntimeContext } from './context.js';
 import { criError } from './errors.js';
 import { attachStream, execStream, execSync } from './exec.js';
+import { portForward } from './port-forward.js';
 import { ImageManager } from './images.js';
 import { SandboxManager } from './sandbox.js';
 import { StatsCollector } from './stats.js';
@@ -152,6 +154,10 @@ export class DockerRuntime implements ContainerRuntime {
 
   attach(request: AttachRequest): Promise<StreamSession> {
     return attachStream(this.context, request);
+  }
+
+  portForward(podSandboxId: string, port: number, stream: Duplex): Promise<void> {
+    return portForward(this.context, podSandboxId, port, stream);
   }
 
   private async rootMount(): Promise<string> {

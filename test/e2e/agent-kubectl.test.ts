@@ -3,6 +3,7 @@
  * (init container + 2 containers, configMap volume, env/envFrom from the secret, a preStop hook,
  * a container that ignores SIGTERM) on a real `knode agent`, then `kubectl logs`, `kubectl exec`
  * (output, stdin, exit code) through the real `knode controlplane` and the agent's kubelet API,
+ * `kubectl port-forward` (WebSocket tunnel and SPDY; @kubernetes/client-node's channel protocol),
  * and `kubectl delete` (preStop ran, grace period honoured, SIGKILL at its end: measured).
  *
  * The kubelet API is secured as on a kubeadm node: HTTPS with a serving certificate signed by a
@@ -16,8 +17,9 @@
  * netns without a default route. Nothing but loopback is dialled from the root netns.
  */
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { PassThrough, Writable } from 'node:stream';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -26,6 +28,7 @@ import { fileURLToPath } from 'node:url';
 import type Docker from 'dockerode';
 import { stringify } from 'yaml';
 import WebSocket from 'ws';
+import { KubeConfig, PortForward } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { busyboxSpec, ensureLocalImage } from '../../cri/local-images.js';
 import { run } from '../../lib/exec.js';
@@ -33,7 +36,7 @@ import { removeAgentPods, testDocker } from '../helpers/docker.js';
 import { TestNetwork, type Netns } from '../helpers/netns.js';
 import { onPath, prerequisites } from '../helpers/prereq.js';
 import { waitFor } from '../helpers/wait.js';
-import { KnodeProcess, makeKubeletPki, startControlPlaneProcess, type KubeletPki } from './helpers-kubectl.js';
+import { httpGet, KnodeProcess, makeKubeletPki, startControlPlaneProcess, startPortForward, tcpUpload, type KubeletPki } from './helpers-kubectl.js';
 
 const env = await prerequisites('root', 'docker', 'command:ip', 'command:kubectl', 'command:openssl');
 const cniBin = '/usr/lib/cni';
@@ -269,6 +272,87 @@ describe.skipIf(env.skip || !haveCni || !built)('kubectl apply / logs / exec / d
     const noPod = await kubectl(['exec', 'no-such-pod', '--', 'true']);
     expect(noPod.code).not.toBe(0);
     expect(noPod.stderr).toContain('pods "no-such-pod" not found');
+  });
+
+  it('port-forward reaches a server on the pod\'s own loopback: kubectl over the WebSocket tunnel and SPDY, client-node over channels', async () => {
+    // httpd listens on 127.0.0.1 inside the pod: only a forward made in the pod's netns reaches it.
+    const pf = 'pf';
+    // And nc on 9090 hashes what one connection uploads until the client half-closes it.
+    const upload = `while true; do nc -l -p 9090 -e sh -c 'sha256sum | cut -d" " -f1 > /tmp/up.sha.new && mv /tmp/up.sha.new /tmp/up.sha'; done`;
+    const script = `set -e; mkdir -p /www; echo pf-${id} > /www/index.html; head -c 3000000 /dev/urandom > /www/big; sha256sum /www/big | cut -d' ' -f1 > /www/big.sha; (${upload}) & exec httpd -f -p 127.0.0.1:8080 -h /www`;
+    const manifest = { apiVersion: 'v1', kind: 'Pod', metadata: { name: pf }, spec: { nodeName, terminationGracePeriodSeconds: 1, containers: [{ name: 'web', image: busybox, command: ['sh', '-c', script] }] } };
+    await writeFile(join(dir, 'pf.yaml'), stringify(manifest));
+    expect((await kubectl(['apply', '-f', join(dir, 'pf.yaml')])).code).toBe(0);
+    await waitFor('port-forward pod serving', async () => {
+      const result = await kubectl(['exec', pf, '--', 'cat', '/www/big.sha']);
+      return result.code === 0 && result.stdout.trim().length === 64 ? result : undefined;
+    }, 120_000, 500).catch((error: unknown) => {
+      throw new Error(`${String(error)}${logsOnFailure()}`);
+    });
+    const bigSha = (await kubectl(['exec', pf, '--', 'cat', '/www/big.sha'])).stdout.trim();
+
+    for (const transport of ['websocket', 'spdy'] as const) {
+      const forward = await startPortForward(kubeconfig, pf, ['8080', '8081', '9090'], transport === 'spdy' ? { KUBECTL_PORT_FORWARD_WEBSOCKETS: 'false' } : {});
+      try {
+        const [local8080, local8081, local9090] = forward.ports;
+        expect((await httpGet(local8080!, '/index.html')).body.toString()).toBe(`pf-${id}\n`);
+        // Several connections at once, each its own stream pair; a few MB arrive intact.
+        const [big, again, index] = await Promise.all([httpGet(local8080!, '/big'), httpGet(local8080!, '/big'), httpGet(local8080!, '/index.html')]);
+        expect(createHash('sha256').update(big.body).digest('hex')).toBe(bigSha);
+        expect(createHash('sha256').update(again.body).digest('hex')).toBe(bigSha);
+        expect(index.body.toString()).toBe(`pf-${id}\n`);
+        // Upload: the half-close of the local connection reaches the pod's server as EOF.
+        const sent = randomBytes(2_000_000);
+        await tcpUpload(local9090!, sent);
+        const uploaded = await waitFor('upload hashed in the pod', async () => {
+          const result = await kubectl(['exec', pf, '--', 'sh', '-c', 'cat /tmp/up.sha && rm /tmp/up.sha']);
+          return result.code === 0 ? result.stdout.trim() : undefined;
+        }, 20_000, 250);
+        expect(uploaded).toBe(createHash('sha256').update(sent).digest('hex'));
+        // Nothing listens on 8081: the kubelet says why on the error stream; kubectl prints it.
+        await httpGet(local8081!, '/').then(() => undefined, () => undefined);
+        await waitFor('the forwarding error reported', async () => (forward.stderr().includes('error forwarding port 8081') ? true : undefined), 10_000, 100);
+        expect(forward.stderr()).toMatch(/error forwarding port 8081 to pod [0-9a-f]+, uid [0-9a-f-]+: .*Connection refused/);
+        // kubectl 1.30+ tries the WebSocket tunnel first; without it, the plain SPDY upgrade.
+        expect(agent!.logs()).toMatch(new RegExp(`"pod":"default/${pf}","transport":"${transport}".*port-forward connection opened`));
+        console.log(`[agent-kubectl] port-forward over ${transport}: 2 x ${big.body.length} bytes down and ${sent.length} up intact; refused port: ${JSON.stringify(forward.stderr().trim().split('\n').find((l) => l.includes('8081')))}`);
+      } catch (error) {
+        throw new Error(`port-forward over ${transport}: ${String(error)}\n--- kubectl ---\n${forward.stderr()}${logsOnFailure()}`);
+      } finally {
+        forward.stop();
+      }
+    }
+    // Client libraries speak the WebSocket channel protocol (v4.channel.k8s.io) instead:
+    // @kubernetes/client-node's PortForward, one connection for the life of the WebSocket.
+    const kc = new KubeConfig();
+    kc.loadFromFile(kubeconfig);
+    const output: Buffer[] = [];
+    const errors: Buffer[] = [];
+    const collect = (into: Buffer[]) => new Writable({ write: (chunk: Buffer, _encoding, done) => (into.push(chunk), done()) });
+    const input = new PassThrough();
+    const ws = (await new PortForward(kc).portForward('default', pf, [8080], collect(output), collect(errors), input)) as WebSocket;
+    input.write('GET /index.html HTTP/1.0\r\n\r\n');
+    // httpd closes the connection after an HTTP/1.0 answer: the forward ends, the kubelet closes the WebSocket.
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`client-node port-forward: no close in 20 s; got ${JSON.stringify(Buffer.concat(output).toString())}`)), 20_000);
+      ws.once('close', () => (clearTimeout(timer), resolve()));
+    });
+    expect(Buffer.concat(output).toString()).toMatch(new RegExp(`^HTTP/1\\.[01] 200 OK\r\n[\\s\\S]*\r\n\r\npf-${id}\n$`));
+    expect(Buffer.concat(errors).toString()).toBe('');
+    expect(agent!.logs()).toMatch(new RegExp(`"pod":"default/${pf}","transport":"websocket-channels".*port-forward connection opened`));
+
+    // The agent survived all of it and the forward still works afterwards.
+    const after = await startPortForward(kubeconfig, pf, ['8080'], {});
+    try {
+      const answer = await httpGet(after.ports[0]!, '/index.html').catch((error: unknown) => {
+        throw new Error(`${String(error)}\n--- kubectl ---\n${after.stderr()}${logsOnFailure()}`);
+      });
+      expect(answer.body.toString()).toBe(`pf-${id}\n`);
+    } finally {
+      after.stop();
+    }
+    expect(agent!.running).toBe(true);
+    await kubectl(['delete', 'pod', pf, '--wait=false']);
   });
 
   it('kubectl delete runs preStop, waits the grace period, then SIGKILLs (measured)', async () => {

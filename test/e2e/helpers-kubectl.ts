@@ -8,6 +8,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureKubeletPki, type KubeletPki } from '../../lib/kubelet-pki.js';
@@ -77,4 +79,71 @@ export async function startControlPlaneProcess(dataDir: string, extraArgs: strin
     throw error;
   }
   return { process: proc, kubeconfigPath };
+}
+
+export interface PortForward {
+  /** The local 127.0.0.1 port kubectl listens on for each remote port, in order. */
+  ports: number[];
+  stderr(): string;
+  stop(): void;
+}
+
+/**
+ * `kubectl port-forward pod/<pod> :<remote>...` on 127.0.0.1 with free local ports; resolves
+ * once kubectl has printed "Forwarding from 127.0.0.1:<local> -> <remote>" for every port.
+ */
+export async function startPortForward(kubeconfig: string, pod: string, remotePorts: string[], env: NodeJS.ProcessEnv): Promise<PortForward> {
+  const child = spawn('kubectl', ['--kubeconfig', kubeconfig, '-n', 'default', 'port-forward', '--address', '127.0.0.1', `pod/${pod}`, ...remotePorts.map((p) => `:${p}`)], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-maxOutput)));
+  const stop = () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  };
+  try {
+    const ports = await waitFor(
+      'kubectl port-forward listening',
+      () => {
+        if (child.exitCode !== null) throw new Error(`kubectl port-forward exited ${child.exitCode}: ${stderr}`);
+        const found = remotePorts.map((remote) => new RegExp(`Forwarding from 127\\.0\\.0\\.1:(\\d+) -> ${remote}\\b`).exec(stdout)?.[1]);
+        return found.every(Boolean) ? found.map(Number) : undefined;
+      },
+      30_000,
+      50,
+    );
+    return { ports, stderr: () => stderr, stop };
+  } catch (error) {
+    stop();
+    throw new Error(`${String(error)}\nstdout: ${stdout}\nstderr: ${stderr}`);
+  }
+}
+
+/** GET http://127.0.0.1:<port><path>, the whole body (loopback only). */
+export function httpGet(port: number, path: string): Promise<{ status: number; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path, agent: false, timeout: 30_000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET 127.0.0.1:${port}${path}: no answer in 30 s`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Sends `data` to 127.0.0.1:<port>, half-closes, and resolves when the peer closes too. */
+export function tcpUpload(port: number, data: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port }, () => socket.end(data));
+    socket.setTimeout(30_000, () => socket.destroy(new Error(`upload to 127.0.0.1:${port}: no close in 30 s`)));
+    socket.resume();
+    socket.on('error', reject);
+    socket.on('close', (hadError) => (hadError ? undefined : resolve()));
+  });
 }

@@ -1,0 +1,83 @@
+/**
+ * A bench node: `knode agent` (the built CLI, a child process) with a static pod directory, its
+ * kubelet API on 127.0.0.1 (anonymous, AlwaysAllow) and pods wired by the reference bridge +
+ * host-local plugins into a `knt-bench-*` netns of their own (KNODE_CNI_HOST_NETNS), against a
+ * control plane on loopback. `stop()` removes the agent, its containers, the netns and the files.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type Docker from 'dockerode';
+import { writeKubeconfig } from '../../controlplane/kubeconfig.js';
+import { run } from '../../lib/exec.js';
+
+const knode = fileURLToPath(new URL('../../../bin/knode', import.meta.url));
+
+export interface BenchNodeOptions {
+  /** Short and unique per run: names the netns, the bridge and the temp dir. */
+  id: string;
+  nodeName: string;
+  /** KNODE_RUNTIME_SCOPE: the label on everything the agent creates. */
+  scope: string;
+  /** The pods' subnet, e.g. 10.252.0.0/24. */
+  subnet: string;
+  /** The control plane's URL (loopback). */
+  server: string;
+  docker: Docker;
+  /** Extra environment for the agent. */
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface BenchNode {
+  dir: string;
+  manifests: string;
+  kubeconfig: string;
+  kubeletPort: number;
+  agent: ChildProcess;
+  stop(): Promise<void>;
+}
+
+export async function startBenchNode(options: BenchNodeOptions): Promise<BenchNode> {
+  const netns = `knt-bench-${options.id}`;
+  const dir = await mkdtemp(join(tmpdir(), `knode-bench-${options.id}-`));
+  const manifests = join(dir, 'manifests');
+  const kubeconfig = join(dir, 'kubeconfig');
+  const kubeletPort = 20000 + Math.floor(Math.random() * 20000);
+  let agent: ChildProcess | undefined;
+  const stop = async () => {
+    if (agent && agent.exitCode === null && agent.signalCode === null) {
+      agent.kill('SIGTERM');
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      if (agent.exitCode === null && agent.signalCode === null) agent.kill('SIGKILL');
+    }
+    const left = await options.docker.listContainers({ all: true, filters: { label: [options.scope] } });
+    for (let i = 0; i < left.length; i += 8) {
+      await Promise.all(left.slice(i, i + 8).map((info) => options.docker.getContainer(info.Id).remove({ force: true }).catch(() => undefined)));
+    }
+    await run(['ip', 'netns', 'del', netns], { allowFailure: true });
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    await run(['ip', 'netns', 'add', netns]);
+    await run(['ip', '-n', netns, 'link', 'set', 'lo', 'up']);
+    await mkdir(join(dir, 'net.d'));
+    await mkdir(manifests);
+    const bridge = { type: 'bridge', bridge: `kb${options.id}`.slice(0, 15), isGateway: true, ipMasq: false, ipam: { type: 'host-local', dataDir: join(dir, 'ipam'), ranges: [[{ subnet: options.subnet }]] } };
+    await writeFile(join(dir, 'net.d', '10-bench.conflist'), JSON.stringify({ cniVersion: '1.0.0', name: 'bench', plugins: [bridge] }));
+    await writeFile(
+      join(dir, 'kubelet.yaml'),
+      `apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: ${manifests}\naddress: 127.0.0.1\nport: ${kubeletPort}\nauthentication: {anonymous: {enabled: true}, webhook: {enabled: false}}\nauthorization: {mode: AlwaysAllow}\n`,
+    );
+    writeKubeconfig(kubeconfig, { server: options.server });
+    agent = spawn(knode, ['agent', '--kubeconfig', kubeconfig, '--config', join(dir, 'kubelet.yaml'), '--hostname-override', options.nodeName, '--root-dir', join(dir, 'root'), '--cni-conf-dir', join(dir, 'net.d'), '--cni-bin-dir', '/usr/lib/cni'], {
+      env: { ...process.env, KNODE_LOG_LEVEL: 'error', KNODE_CNI_HOST_NETNS: `/var/run/netns/${netns}`, KNODE_CNI_CACHE_DIR: join(dir, 'cni-cache'), KNODE_POD_LOGS_DIR: join(dir, 'pod-logs'), KNODE_RUNTIME_SCOPE: options.scope, ...options.env },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { dir, manifests, kubeconfig, kubeletPort, agent, stop };
+}

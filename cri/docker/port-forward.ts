@@ -1,0 +1,63 @@
+/**
+ * CRI PortForward for Docker sandboxes: Docker has no port-forward API, so the connection is
+ * made from inside the sandbox's network namespace by `socat`, entered with `nsenter`, exactly
+ * as dockershim and cri-dockerd do (`nsenter -t <pause pid> -n socat - TCP4:localhost:<port>`,
+ * cri-dockerd core/docker_streaming_others.go). localhost is the pod's own loopback, so a
+ * server that listens on 127.0.0.1 inside the pod is reached too, as with any kubelet.
+ */
+import { spawn } from 'node:child_process';
+import type { Duplex } from 'node:stream';
+import { CriError } from '../runtime.js';
+import type { RuntimeContext } from './context.js';
+import { criError, isNotFound } from './errors.js';
+import { dockerLabels, sandboxType } from './naming.js';
+
+/** Keeps this much of socat's diagnostics for the error message. */
+const maxStderrBytes = 4096;
+
+async function sandboxPid(context: RuntimeContext, podSandboxId: string): Promise<number> {
+  let info;
+  try {
+    info = await context.docker.getContainer(podSandboxId).inspect();
+  } catch (error) {
+    if (isNotFound(error)) throw new CriError(`sandbox ${podSandboxId} not found`, { code: 'NotFound', podSandboxId });
+    throw criError(`failed to inspect sandbox ${podSandboxId}`, error, { podSandboxId });
+  }
+  if (info.Config.Labels?.[dockerLabels.type] !== sandboxType) throw new CriError(`sandbox ${podSandboxId} not found`, { code: 'NotFound', podSandboxId });
+  if (!info.State.Running || !info.State.Pid) throw new CriError(`sandbox ${podSandboxId.slice(0, 12)} is not running`, { code: 'FailedPrecondition', podSandboxId });
+  return info.State.Pid;
+}
+
+export async function portForward(context: RuntimeContext, podSandboxId: string, port: number, stream: Duplex): Promise<void> {
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new CriError(`invalid port ${port}`, { code: 'InvalidArgument', podSandboxId });
+  const pid = await sandboxPid(context, podSandboxId);
+  const child = spawn('nsenter', [`--net=/proc/${pid}/ns/net`, 'socat', '-', `TCP4:localhost:${port}`], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => {
+    if (stderr.length < maxStderrBytes) stderr += chunk.toString('utf8');
+  });
+  // The client's half-close reaches socat as EOF on its stdin. The stream itself is not ended
+  // here: the caller ends it after reporting how the forward went, as the kubelet does.
+  stream.pipe(child.stdin);
+  child.stdout.pipe(stream, { end: false });
+  child.stdin.on('error', () => undefined); // socat exits before its input is drained
+  let abandoned = false;
+  const stop = () => {
+    abandoned = true;
+    child.kill('SIGKILL');
+  };
+  stream.once('close', stop);
+  const exit = await new Promise<{ code: number | null; error?: Error }>((resolve) => {
+    child.once('error', (error) => resolve({ code: null, error }));
+    child.once('close', (code) => resolve({ code }));
+  });
+  stream.off('close', stop);
+  stream.unpipe(child.stdin);
+  if (exit.error) {
+    const missing = (exit.error as NodeJS.ErrnoException).code === 'ENOENT';
+    throw new CriError(missing ? 'unable to do port forwarding: nsenter not found' : `unable to do port forwarding: ${exit.error.message}`, { podSandboxId });
+  }
+  if (exit.code === 127) throw new CriError('unable to do port forwarding: socat not found', { podSandboxId });
+  // A client that went away first (the SIGKILL above) is not an error.
+  if (exit.code !== 0 && !abandoned) throw new CriError(stderr.trim().replace(/^.*?socat\[\d+\] E /gm, '') || `socat exited with ${exit.code}`, { podSandboxId });
+}
