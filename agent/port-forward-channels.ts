@@ -15,6 +15,12 @@ import { frame } from './remotecommand.js';
 
 export const channelProtocol = 'v4.channel.k8s.io';
 
+/** A TCP port number written in decimal (1–65535), or undefined. */
+export function portNumber(text: string): number | undefined {
+  const port = Number(text);
+  return /^\d+$/.test(text) && port >= 1 && port <= 65535 ? port : undefined;
+}
+
 /** The `ports` query as the kubelet reads it (NewV4Options), or the error text for a 400. */
 export function parsePortsQuery(query: URLSearchParams): number[] | string {
   const values = query.getAll('ports');
@@ -23,8 +29,8 @@ export function parsePortsQuery(query: URLSearchParams): number[] | string {
   for (const value of values) {
     if (value === '') return 'query parameter "ports" cannot be empty';
     for (const text of value.split(',')) {
-      const port = Number(text);
-      if (!/^\d+$/.test(text) || port < 1 || port > 65535) return `unable to parse "${text}" as a port`;
+      const port = portNumber(text);
+      if (port === undefined) return `unable to parse "${text}" as a port`;
       ports.push(port);
     }
   }

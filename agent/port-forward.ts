@@ -21,7 +21,7 @@ import type { ContainerRuntime } from '../cri/runtime.js';
 import { describeError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { rejectUpgrade } from './exec-stream.js';
-import { channelProtocol, parsePortsQuery, serveChannels } from './port-forward-channels.js';
+import { channelProtocol, parsePortsQuery, portNumber, serveChannels } from './port-forward-channels.js';
 import { SpdySession, type SpdyStream } from './spdy.js';
 
 export const portForwardProtocol = 'portforward.k8s.io';
@@ -59,8 +59,7 @@ export function parsePortForwardPath(parts: readonly string[]): PortForwardTarge
 /** A stream's port header: a TCP port number, or the kubelet's error text. */
 export function parsePort(value: string | undefined): number | string {
   if (value === undefined || value === '') return 'port header is missing';
-  if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 65535) return `invalid port "${value}"`;
-  return Number(value);
+  return portNumber(value) ?? `invalid port "${value}"`;
 }
 
 /** The kubelet's words for a failed forward (what kubectl prints after "an error occurred forwarding"). */

@@ -23,7 +23,7 @@ import { createLogger } from '../lib/log.js';
 import { busyboxSpec, ensureLocalImage, pauseSpec } from '../cri/local-images.js';
 import { startControlPlane } from '../controlplane/control-plane.js';
 import { MemoryStorage } from '../controlplane/storage/memory.js';
-import { startBenchNode, type BenchNode } from './lib/agent-node.js';
+import { startBenchNode, stopChild, until, type BenchNode } from './lib/agent-node.js';
 import { onTerminate, percentile, reportFigure } from './lib/report.js';
 
 const timedPods = Number(process.argv[2] ?? 30);
@@ -77,26 +77,11 @@ async function runningPods(port: number): Promise<Set<string>> {
   }
 }
 
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 120_000, pollMs = 10): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, pollMs));
-  }
-}
-
 /** The RSS/CPU baseline: dockerode only, relisting the pods' containers every second. */
 function driverFloor(label: string): void {
   const docker = new Docker({ socketPath: process.env.DOCKER_SOCK ?? '/var/run/docker.sock' });
   setInterval(() => void docker.listContainers({ all: true, filters: { label: [label] } }).catch(() => undefined), 1000);
   process.on('SIGTERM', () => process.exit(0));
-}
-
-async function stopChild(child: ChildProcess | undefined): Promise<void> {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  child.kill('SIGTERM');
-  await new Promise((resolve) => setTimeout(resolve, 1000));
-  if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
 }
 
 const manifest = (name: string, image: string) => `apiVersion: v1\nkind: Pod\nmetadata: {name: ${name}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: app, image: "${image}", command: ["sleep", "3600"]}\n`;

@@ -22,7 +22,7 @@ import { createLogger } from '../lib/log.js';
 import { busyboxSpec, ensureLocalImage } from '../cri/local-images.js';
 import { startControlPlane } from '../controlplane/control-plane.js';
 import { MemoryStorage } from '../controlplane/storage/memory.js';
-import { startBenchNode, type BenchNode } from './lib/agent-node.js';
+import { startBenchNode, until, type BenchNode } from './lib/agent-node.js';
 import { onTerminate, percentile, reportFigure } from './lib/report.js';
 
 const mebibytes = Number(process.argv[2] ?? 64);
@@ -31,14 +31,6 @@ const connections = Number(process.argv[4] ?? 30);
 const runId = randomBytes(3).toString('hex');
 const scope = `io.knode.bench=port-forward-${runId}`;
 const podPort = 8080;
-
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 120_000, pollMs = 100): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, pollMs));
-  }
-}
 
 /** What one HTTP/1.0 GET over `open()` brings back: bytes, seconds, time to the first byte. */
 interface Transfer {

@@ -39,6 +39,23 @@ export interface BenchNode {
   stop(): Promise<void>;
 }
 
+/** Polls `check` until it holds; throws after `timeoutMs`. */
+export async function until(what: string, check: () => Promise<boolean>, timeoutMs = 120_000, pollMs = 10): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+  }
+}
+
+/** SIGTERM, then SIGKILL after a second. */
+export async function stopChild(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+}
+
 export async function startBenchNode(options: BenchNodeOptions): Promise<BenchNode> {
   const netns = `knt-bench-${options.id}`;
   const dir = await mkdtemp(join(tmpdir(), `knode-bench-${options.id}-`));
@@ -47,11 +64,7 @@ export async function startBenchNode(options: BenchNodeOptions): Promise<BenchNo
   const kubeletPort = 20000 + Math.floor(Math.random() * 20000);
   let agent: ChildProcess | undefined;
   const stop = async () => {
-    if (agent && agent.exitCode === null && agent.signalCode === null) {
-      agent.kill('SIGTERM');
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-      if (agent.exitCode === null && agent.signalCode === null) agent.kill('SIGKILL');
-    }
+    await stopChild(agent);
     const left = await options.docker.listContainers({ all: true, filters: { label: [options.scope] } });
     for (let i = 0; i < left.length; i += 8) {
       await Promise.all(left.slice(i, i + 8).map((info) => options.docker.getContainer(info.Id).remove({ force: true }).catch(() => undefined)));

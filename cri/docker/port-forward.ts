@@ -8,30 +8,14 @@
 import { spawn } from 'node:child_process';
 import type { Duplex } from 'node:stream';
 import { CriError } from '../runtime.js';
-import type { RuntimeContext } from './context.js';
-import { criError, isNotFound } from './errors.js';
-import { dockerLabels, sandboxType } from './naming.js';
 
 /** Keeps this much of socat's diagnostics for the error message. */
 const maxStderrBytes = 4096;
 
-async function sandboxPid(context: RuntimeContext, podSandboxId: string): Promise<number> {
-  let info;
-  try {
-    info = await context.docker.getContainer(podSandboxId).inspect();
-  } catch (error) {
-    if (isNotFound(error)) throw new CriError(`sandbox ${podSandboxId} not found`, { code: 'NotFound', podSandboxId });
-    throw criError(`failed to inspect sandbox ${podSandboxId}`, error, { podSandboxId });
-  }
-  if (info.Config.Labels?.[dockerLabels.type] !== sandboxType) throw new CriError(`sandbox ${podSandboxId} not found`, { code: 'NotFound', podSandboxId });
-  if (!info.State.Running || !info.State.Pid) throw new CriError(`sandbox ${podSandboxId.slice(0, 12)} is not running`, { code: 'FailedPrecondition', podSandboxId });
-  return info.State.Pid;
-}
-
-export async function portForward(context: RuntimeContext, podSandboxId: string, port: number, stream: Duplex): Promise<void> {
+/** Forwards `stream` to localhost:`port` in the network namespace at `netnsPath` (a running sandbox's). */
+export async function portForward(netnsPath: string, podSandboxId: string, port: number, stream: Duplex): Promise<void> {
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new CriError(`invalid port ${port}`, { code: 'InvalidArgument', podSandboxId });
-  const pid = await sandboxPid(context, podSandboxId);
-  const child = spawn('nsenter', [`--net=/proc/${pid}/ns/net`, 'socat', '-', `TCP4:localhost:${port}`], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn('nsenter', [`--net=${netnsPath}`, 'socat', '-', `TCP4:localhost:${port}`], { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => {
     if (stderr.length < maxStderrBytes) stderr += chunk.toString('utf8');

@@ -156,8 +156,8 @@ export class DockerRuntime implements ContainerRuntime {
     return attachStream(this.context, request);
   }
 
-  portForward(podSandboxId: string, port: number, stream: Duplex): Promise<void> {
-    return portForward(this.context, podSandboxId, port, stream);
+  async portForward(podSandboxId: string, port: number, stream: Duplex): Promise<void> {
+    return portForward(await this.sandboxes.netnsPath(podSandboxId), podSandboxId, port, stream);
   }
 
   private async rootMount(): Promise<string> {

@@ -237,6 +237,14 @@ export class SandboxManager {
     await this.context.docker.getContainer(id).remove({ force: true, v: true });
   };
 
+  /** /proc/<pause pid>/ns/net of a running sandbox (what port-forward enters). */
+  async netnsPath(id: string): Promise<string> {
+    const info = await this.inspect(id);
+    if (!info) throw new CriError(`pod sandbox "${id}" not found`, { code: 'NotFound', podSandboxId: id });
+    if (!info.State.Running || !info.State.Pid) throw new CriError(`pod sandbox ${id.slice(0, 12)} is not running`, { code: 'FailedPrecondition', podSandboxId: id });
+    return `/proc/${info.State.Pid}/ns/net`;
+  }
+
   async status(id: string): Promise<PodSandboxStatus> {
     const info = await this.inspect(id);
     if (!info) throw new CriError(`pod sandbox "${id}" not found`, { code: 'NotFound', podSandboxId: id });
