@@ -13,7 +13,7 @@ command -v dockerd >/dev/null || { echo "dockerd not installed (apt-get install 
 echo "starting dockerd (log: $log)"
 # In its own session: a signal to the caller's process group (a test runner or a shell job
 # being stopped) must not take the engine down with it.
-setsid nohup dockerd -H "unix://$sock" --bridge=none --iptables=false --ip6tables=false --ip-masq=false \
+setsid nohup dockerd -H "unix://$sock" --bridge=none --iptables=false --ip6tables=false --ip-masq=false --ip-forward=false \
   >>"$log" 2>&1 </dev/null &
 for _ in $(seq 1 150); do
   answers && exit 0

@@ -35,7 +35,7 @@ describe.skipIf(env.skip)('cri docker runtime: Docker daemon restart', () => {
     const args = [
       `--net=${node.path}`, 'dockerd',
       '--data-root', join(dir, 'data'), '--exec-root', join(dir, 'x'), '--pidfile', join(dir, 'docker.pid'),
-      '-H', `unix://${join(dir, 'd.sock')}`, '--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-masq=false',
+      '-H', `unix://${join(dir, 'd.sock')}`, '--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-masq=false', '--ip-forward=false',
       '--storage-driver=vfs', '--containerd-namespace', `knt-${runId}`, '--containerd-plugins-namespace', `knt-${runId}-p`,
     ];
     daemon = spawn('nsenter', args, { stdio: 'ignore' });
