@@ -26,6 +26,18 @@ export default defineConfig({
       },
       {
         test: {
+          // Standing chaos/fuzz suite (bad-input corpora, kill -9 loops, runtime restarts),
+          // bounded in count and time so CI runs it every time.
+          name: 'chaos',
+          include: ['test/chaos/**/*.test.ts'],
+          environment: 'node',
+          testTimeout: 180_000,
+          hookTimeout: 180_000,
+          pool: 'forks',
+        },
+      },
+      {
+        test: {
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],
           environment: 'node',
