@@ -9,7 +9,8 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from '../lib/log.js';
 import { apiGroup, apiGroupList, apiResourceList, apiVersions, serverVersion } from './discovery.js';
 import { decodeBody, queryBool, queryInt, readBody, sendJson, sendStatus, successStatus } from './http-util.js';
-import { applyPatch, PatchError, patchTypeOf, type Json } from './patch.js';
+import { applyPatch, PatchError, patchTypeOf } from './patch.js';
+import { strategyFor } from './kinds.js';
 import { parseSelectors, type DeleteOptions, type Registry } from './registry.js';
 import { findResource, resources, type ResourceInfo } from './resources.js';
 import { ApiError, badRequest, methodNotAllowed, notFound, toApiError, unsupportedMediaType } from './status.js';
@@ -30,13 +31,37 @@ export interface Route {
   subresource?: string;
 }
 
-/** Parses /api/v1/... and /apis/<group>/<version>/... resource paths. */
+/**
+ * A request target split without normalising it: `new URL()` resolves `%2e%2e` and `..`, so
+ * `DELETE .../namespaces/foo/configmaps/%2e%2e` would address namespace foo (issue 25 item 7).
+ * Absolute-form targets (`http://host/path`) lose their origin first.
+ */
+export function splitRequestTarget(target: string): { path: string; query: URLSearchParams } {
+  const local = target.startsWith('/') ? target : target.replace(/^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^/?#]*/, '') || '/';
+  const hash = local.indexOf('#');
+  const withoutHash = hash < 0 ? local : local.slice(0, hash);
+  const mark = withoutHash.indexOf('?');
+  const rawPath = mark < 0 ? withoutHash : withoutHash.slice(0, mark);
+  const query = new URLSearchParams(mark < 0 ? '' : withoutHash.slice(mark + 1));
+  return { path: rawPath.replace(/\/+$/, '') || '/', query };
+}
+
+/** path.IsValidPathSegmentName of apimachinery: what a namespace or object name in a URL may not be. */
+function checkPathSegmentName(segment: string): void {
+  const problems: string[] = [];
+  if (segment === '.' || segment === '..') problems.push(`may not be '${segment}'`);
+  if (segment.includes('/')) problems.push("may not contain '/'");
+  if (segment.includes('%')) problems.push("may not contain '%'");
+  if (problems.length > 0) throw badRequest(`invalid resource name ${JSON.stringify(segment)}: [${problems.join(', ')}]`);
+}
+
+/** Parses /api/v1/... and /apis/<group>/<version>/... resource paths (raw, still percent-encoded). */
 export function parseResourcePath(path: string): Route | 'discovery' | undefined {
   let parts: string[];
   try {
     parts = path.split('/').filter((p) => p !== '').map(decodeURIComponent);
   } catch {
-    throw badRequest(`malformed URL path "${path}"`);
+    throw badRequest(`malformed URL path "${path.slice(0, 200)}"`);
   }
   let group: string;
   let rest: string[];
@@ -54,11 +79,14 @@ export function parseResourcePath(path: string): Route | 'discovery' | undefined
     const info = findResource(group, version, rest[2] as string);
     if (info?.namespaced) {
       if (rest.length > 5) return undefined;
-      return { info, namespace: rest[1], name: rest[3], subresource: rest[4] };
+      const [, namespace, , name, subresource] = rest;
+      for (const segment of [namespace, name]) if (segment !== undefined) checkPathSegmentName(segment);
+      return { info, namespace, name, subresource };
     }
   }
   const info = findResource(group, version, rest[0] as string);
   if (!info || rest.length > 3) return undefined;
+  if (rest[1] !== undefined) checkPathSegmentName(rest[1]);
   return { info, name: rest[1], subresource: rest[2] };
 }
 
@@ -108,27 +136,28 @@ export function createUpgradeHandler(options: ApiServerOptions): (req: IncomingM
 
 async function serveUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, options: ApiServerOptions): Promise<void> {
   if (!authorized(req, options.token)) throw new ApiError(401, 'Unauthorized', 'Unauthorized');
-  const url = new URL(req.url ?? '/', 'http://localhost');
-  const route = parseResourcePath(url.pathname.replace(/\/+$/, ''));
+  const { path, query } = splitRequestTarget(req.url ?? '/');
+  const route = parseResourcePath(path);
   if (route === undefined || route === 'discovery' || route.info.kind !== 'Pod' || route.name === undefined || route.namespace === undefined || !isStream(route.subresource)) {
-    throw new ApiError(400, 'BadRequest', `upgrade requests are served for pods/exec, pods/attach and pods/portforward only, not ${url.pathname}`);
+    throw new ApiError(400, 'BadRequest', `upgrade requests are served for pods/exec, pods/attach and pods/portforward only, not ${path.slice(0, 200)}`);
   }
   if (req.method !== 'GET' && req.method !== 'POST') throw methodNotAllowed();
   const pod = await options.registry.get(route.info, route.namespace, route.name);
   if (!options.podStreams) throw new ApiError(400, 'BadRequest', `pod ${route.name} does not have a host assigned`);
-  await options.podStreams(pod, route.subresource, url.searchParams, req, socket, head);
+  await options.podStreams(pod, route.subresource, query, req, socket, head);
 }
 
+/** The auth scheme is case-insensitive (RFC 7235 section 2.1), as kube-apiserver's bearer authenticator reads it. */
 function authorized(req: IncomingMessage, token: string | undefined): boolean {
   if (!token) return true;
-  const given = Buffer.from(req.headers.authorization ?? '');
-  const expected = Buffer.from(`Bearer ${token}`);
+  const match = /^bearer[ \t]+(\S+)[ \t]*$/i.exec(req.headers.authorization ?? '');
+  const given = Buffer.from(match?.[1] ?? '');
+  const expected = Buffer.from(token);
   return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
 async function handle(req: IncomingMessage, res: ServerResponse, options: ApiServerOptions): Promise<void> {
-  const url = new URL(req.url ?? '/', 'http://localhost');
-  const path = url.pathname.replace(/\/+$/, '') || '/';
+  const { path, query } = splitRequestTarget(req.url ?? '/');
   const method = req.method ?? 'GET';
   if (['/healthz', '/livez', '/readyz'].includes(path)) {
     const ok = path !== '/readyz' || options.isReady();
@@ -140,7 +169,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: ApiSer
   if (method === 'GET' && serveDiscovery(path, res, options)) return;
   const route = parseResourcePath(path);
   if (route === undefined || route === 'discovery') throw new ApiError(404, 'NotFound', 'the server could not find the requested resource', { causes: [] });
-  await serveResource(req, res, route, url.searchParams, options);
+  await serveResource(req, res, route, query, options);
 }
 
 function serveDiscovery(path: string, res: ServerResponse, options: ApiServerOptions): boolean {
@@ -228,7 +257,7 @@ async function serveCollection({ req, res, route, query, options, method, dryRun
     if (info.namespaced && namespace === undefined) throw methodNotAllowed();
     const body = decodeBody(await readBody(req), req.headers['content-type']);
     const warnings = checkFields(info.kind, info.version, body, parseFieldValidation(query.get('fieldValidation')));
-    return sendJson(res, 201, await registry.create(info, namespace, body as KObject, dryRun), warnings);
+    return sendJson(res, 201, await registry.create(info, namespace, body, dryRun), warnings);
   }
   if (method === 'DELETE') {
     const deleteOptions = await readDeleteOptions(req, query);
@@ -251,18 +280,18 @@ async function serveObject(call: Call, name: string): Promise<void> {
     case 'PUT': {
       const body = decodeBody(await readBody(req), req.headers['content-type']);
       const warnings = checkFields(info.kind, info.version, body, parseFieldValidation(query.get('fieldValidation')));
-      return sendJson(res, 200, await registry.update(info, namespace, name, body as KObject, subresource, dryRun), warnings);
+      return sendJson(res, 200, await registry.update(info, namespace, name, body, subresource, dryRun), warnings);
     }
     case 'PATCH': {
       const warnings: string[] = [];
-      return sendJson(res, 200, await servePatch(req, route, registry, dryRun, query, warnings), warnings);
+      return sendJson(res, 200, await servePatch(req, { ...route, name }, registry, dryRun, query, warnings), warnings);
     }
     case 'DELETE': {
       // kube-apiserver: 202 while the object stays (graceful deletion, finalizers), else 200; pods
       // and services answer with the object, other kinds with a Success Status.
       const { object, deleted } = await registry.deleteWithOutcome(info, namespace, name, await readDeleteOptions(req, query));
       if (!deleted) return sendJson(res, 202, object);
-      if (info.kind === 'Pod' || info.kind === 'Service') return sendJson(res, 200, object);
+      if (strategyFor(info.kind).returnsDeletedObject) return sendJson(res, 200, object);
       return sendJson(res, 200, successStatus({ name, group: info.group, kind: info.name, uid: object.metadata.uid }));
     }
     default:
@@ -303,16 +332,16 @@ async function readDeleteOptions(req: IncomingMessage, query: URLSearchParams): 
   return options;
 }
 
-async function servePatch(req: IncomingMessage, route: Route, registry: Registry, dryRun: boolean, query: URLSearchParams, warnings: string[]): Promise<KObject> {
+async function servePatch(req: IncomingMessage, route: Route & { name: string }, registry: Registry, dryRun: boolean, query: URLSearchParams, warnings: string[]): Promise<KObject> {
   const { info, namespace, name, subresource } = route;
   const type = patchTypeOf(req.headers['content-type'] ?? '');
   if (!type) throw unsupportedMediaType(req.headers['content-type'] ?? '');
   const raw = await readBody(req);
-  const patch = decodeBody(raw, type === 'apply' ? 'application/yaml' : 'application/json') as Json;
+  const patch = decodeBody(raw, type === 'apply' ? 'application/yaml' : 'application/json');
   if (type !== 'json') warnings.push(...checkFields(info.kind, info.version, patch, parseFieldValidation(query.get('fieldValidation'))));
-  const doPatch = (current: KObject): KObject => {
+  const doPatch = (current: KObject): unknown => {
     try {
-      return applyPatch(type === 'apply' ? 'merge' : type, current as unknown as Json, patch) as unknown as KObject;
+      return applyPatch(type === 'apply' ? 'merge' : type, current, patch);
     } catch (error) {
       if (error instanceof PatchError) {
         if (type === 'json') throw new ApiError(422, 'Invalid', `the server rejected our request due to an error in our request: ${error.message}`);
@@ -324,13 +353,13 @@ async function servePatch(req: IncomingMessage, route: Route, registry: Registry
   // Server-side apply is approximated as "create if absent, else merge" (no field ownership).
   if (type === 'apply') {
     try {
-      await registry.get(info, namespace, name as string);
+      await registry.get(info, namespace, name);
     } catch (error) {
       if (error instanceof ApiError && error.code === 404) {
         if (!isRecord(patch)) throw badRequest('an apply patch must be an object');
         const meta = isRecord(patch.metadata) ? patch.metadata : {};
         if (meta.name !== undefined && meta.name !== name) throw badRequest(`the name of the object (${String(meta.name)}) does not match the name on the URL (${String(name)})`);
-        return registry.create(info, namespace, { ...patch, metadata: { ...meta, name } } as unknown as KObject, dryRun);
+        return registry.create(info, namespace, { ...patch, metadata: { ...meta, name } }, dryRun);
       }
       throw error;
     }
@@ -338,11 +367,11 @@ async function servePatch(req: IncomingMessage, route: Route, registry: Registry
   const explicitRv = isRecord(patch) && isRecord(patch.metadata) && typeof patch.metadata.resourceVersion === 'string';
   for (let attempt = 0; ; attempt++) {
     try {
-      return await registry.mutate(info, namespace, name as string, doPatch, subresource, dryRun);
+      return await registry.mutate(info, namespace, name, doPatch, subresource, dryRun);
     } catch (error) {
       // A patch without a resourceVersion applies to whatever is current: retry on a race.
       if (!explicitRv && error instanceof ApiError && error.reason === 'Conflict' && error.message.includes('has been modified') && attempt < 5) continue;
-      if (error instanceof ApiError && error.code === 404 && error.reason === 'NotFound') throw notFound(info, name as string);
+      if (error instanceof ApiError && error.code === 404 && error.reason === 'NotFound') throw notFound(info, name);
       throw error;
     }
   }

@@ -15,7 +15,8 @@ import { Registry } from './registry.js';
 import { resources, type ResourceInfo } from './resources.js';
 import { ApiError } from './status.js';
 import type { KObject, Storage } from './storage/types.js';
-import { WatchCache } from './watch-cache.js';
+import { WatchCache, defaultWatchCacheBytes } from './watch-cache.js';
+import { WatchBudget } from './watch-http.js';
 import { parseCidr4, firstServiceIp } from './ipalloc.js';
 import { registerAllocators } from './allocators.js';
 import { podLogProxy } from './pod-log.js';
@@ -32,8 +33,12 @@ export interface ControlPlaneOptions {
   serviceCidr: string;
   tls?: { cert: string; key: string };
   token?: string;
-  /** Watch-cache window in events (default 10000). */
+  /** Watch-cache window in events (default 10000) and in bytes (default 64 MiB). */
   watchHistory?: number;
+  watchHistoryBytes?: number;
+  /** Unread output per watcher (default 8 MiB) and of all watchers together (default 128 MiB). */
+  watchBufferBytes?: number;
+  watchTotalBufferBytes?: number;
   bookmarkIntervalMs?: number;
   controllers?: Partial<ControllerOptions> & { enabled?: boolean };
   /** Credentials for the kubelet API (pods/log, exec, attach): --kubelet-client-certificate etc. */
@@ -95,7 +100,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
   const serviceCidr = parseCidr4(options.serviceCidr);
   const clusterCidr = parseCidr4(options.clusterCidr);
   await storage.start();
-  const cache = new WatchCache(storage, options.watchHistory ?? 10_000);
+  const cache = new WatchCache(storage, options.watchHistory ?? 10_000, options.watchHistoryBytes ?? defaultWatchCacheBytes);
   cache.start();
   const registry = new Registry(storage);
   registerAllocators(registry, serviceCidr);
@@ -106,7 +111,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
     log,
     token: options.token,
     serverAddress: `${options.host}:${options.port}`,
-    watch: { bookmarkIntervalMs: options.bookmarkIntervalMs ?? 30_000, maxBufferedBytes: 32 * 1024 * 1024 },
+    watch: {
+      bookmarkIntervalMs: options.bookmarkIntervalMs ?? 30_000,
+      maxBufferedBytes: options.watchBufferBytes ?? 8 * 1024 * 1024,
+      budget: new WatchBudget(options.watchTotalBufferBytes ?? 128 * 1024 * 1024),
+    },
     isReady: () => ready,
     podLogs: podLogProxy(registry, options.kubeletClient),
     podStreams: podStreamProxy(registry, options.kubeletClient),

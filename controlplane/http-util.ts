@@ -37,16 +37,26 @@ export function readBody(req: IncomingMessage, limit = maxBodyBytes): Promise<Bu
   });
 }
 
-/** Nesting limit of decoded bodies (sigs.k8s.io/json, which kube-apiserver uses, stops at 10000). */
-export const maxNestingDepth = 10_000;
+/**
+ * Nesting limit of decoded bodies and stored objects. sigs.k8s.io/json stops at 10000 levels,
+ * but here the recursive structuredClone, JSON.stringify (with a replacer) and the patch and
+ * table code must survive every stored object with stack to spare: they overflow from about
+ * 2,200 levels (issue 25 item 4), so the limit is well below that. Real objects nest < 30 deep.
+ */
+export const maxNestingDepth = 1_000;
 
-/** Iterative, so that a hostile body cannot exhaust the stack here or later. */
-export function checkDepth(value: unknown, max = maxNestingDepth): void {
+/**
+ * Iterative, so that a hostile body cannot exhaust the stack here or later. Also refuses a
+ * `__proto__` key anywhere: no Kubernetes type has one, and code that copies fields by
+ * assignment would turn it into a prototype change.
+ */
+export function checkDepth(value: unknown, max = maxNestingDepth, what = 'the request body'): void {
   const stack: [unknown, number][] = [[value, 1]];
   while (stack.length > 0) {
     const [node, depth] = stack.pop() as [unknown, number];
     if (typeof node !== 'object' || node === null) continue;
-    if (depth > max) throw badRequest(`the request body is nested too deeply (more than ${max} levels)`);
+    if (depth > max) throw badRequest(`${what} is nested too deeply (more than ${max} levels)`);
+    if (!Array.isArray(node) && Object.prototype.hasOwnProperty.call(node, '__proto__')) throw badRequest(`${what} has a field named "__proto__", which is not allowed`);
     for (const child of Array.isArray(node) ? node : Object.values(node)) if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
   }
 }
@@ -110,7 +120,18 @@ export function queryInt(params: URLSearchParams, name: string): number | undefi
   return value;
 }
 
+const trueWords = new Set(['1', 't', 'T', 'TRUE', 'true', 'True']);
+const falseWords = new Set(['0', 'f', 'F', 'FALSE', 'false', 'False']);
+
+/**
+ * A boolean query parameter (watch, allowWatchBookmarks, ...) read as Go's strconv.ParseBool
+ * reads it, so `watch=True` from the Python client is a watch (issue 25 item 11). Absent or
+ * empty is false; anything else is a 400.
+ */
 export function queryBool(params: URLSearchParams, name: string): boolean {
   const raw = params.get(name);
-  return raw === '1' || raw === 'true';
+  if (raw === null || raw === '') return false;
+  if (trueWords.has(raw)) return true;
+  if (falseWords.has(raw)) return false;
+  throw badRequest(`invalid value for ${name}: "${raw}": strconv.ParseBool: parsing ${JSON.stringify(raw)}: invalid syntax`);
 }

@@ -8,6 +8,7 @@
 import type { StatusCause } from './status.js';
 import { canonicalJson } from './util.js';
 import type { KObject } from './storage/types.js';
+import type { KindStrategy } from './strategy.js';
 import { checkMetadata, checkName, checkPort, checkProtocol, duplicate, forbidden, invalidValue, required, unsupported } from './validation.js';
 
 type Obj = Record<string, unknown>;
@@ -128,3 +129,52 @@ export function validatePodUpdate(pod: KObject, old: KObject): StatusCause[] {
     );
   return causes;
 }
+
+/** QoS class (https://kubernetes.io/docs/concepts/workloads/pods/pod-qos/). */
+export function qosClass(pod: KObject): string {
+  const spec = asObj(pod.spec) ?? {};
+  const containers = (Array.isArray(spec.containers) ? spec.containers : []).map(asObj).filter((c): c is Obj => c !== undefined);
+  let any = false;
+  let guaranteed = containers.length > 0;
+  for (const container of containers) {
+    const resources = asObj(container.resources) ?? {};
+    const requests = asObj(resources.requests) ?? {};
+    const limits = asObj(resources.limits) ?? {};
+    if (Object.keys(requests).length > 0 || Object.keys(limits).length > 0) any = true;
+    for (const resource of ['cpu', 'memory']) {
+      const limit = limits[resource];
+      const request = requests[resource] ?? limit;
+      if (limit === undefined || request !== limit) guaranteed = false;
+    }
+  }
+  if (guaranteed && any) return 'Guaranteed';
+  return any ? 'Burstable' : 'BestEffort';
+}
+
+/** pkg/registry/core/pod/strategy.go. */
+export const podStrategy: KindStrategy = {
+  defaults: defaultPod,
+  // Status is not client-settable on create.
+  prepareForCreate(pod) {
+    pod.status = { phase: 'Pending', qosClass: qosClass(pod) };
+  },
+  // A bound pod stays bound: an update without spec.nodeName keeps the node.
+  prepareForUpdate(pod, old) {
+    const spec = asObj(pod.spec);
+    const oldSpec = asObj(old.spec);
+    if (spec && oldSpec && !spec.nodeName && oldSpec.nodeName) spec.nodeName = oldSpec.nodeName;
+  },
+  validate: (pod, old) => (old ? validatePodUpdate(pod, old) : validatePod(pod)),
+  // CheckGracefulDelete: unbound or finished pods go at once; a negative request means the
+  // minimum, which kube-apiserver turns into 1.
+  gracePeriod(pod, requested) {
+    const spec = asObj(pod.spec) ?? {};
+    const phase = asObj(pod.status)?.phase;
+    if (!spec.nodeName) return 0;
+    if (phase === 'Succeeded' || phase === 'Failed') return 0;
+    const fromSpec = typeof spec.terminationGracePeriodSeconds === 'number' ? spec.terminationGracePeriodSeconds : undefined;
+    const grace = requested ?? fromSpec ?? 30;
+    return grace < 0 ? 1 : grace;
+  },
+  returnsDeletedObject: true,
+};

@@ -6,6 +6,7 @@
  */
 import type { StatusCause } from './status.js';
 import type { KObject } from './storage/types.js';
+import type { KindStrategy } from './strategy.js';
 import { allocateNodePort, allocateServiceIp, inCidr, type Cidr } from './ipalloc.js';
 import { checkMetadata, checkName, checkPort, checkProtocol, duplicate, invalidValue, required, unsupported } from './validation.js';
 import { isRecord } from './util.js';
@@ -65,6 +66,16 @@ export function validateService(service: KObject): StatusCause[] {
   });
   return causes;
 }
+
+export const serviceStrategy: KindStrategy = {
+  defaults: defaultService,
+  /** Status is not client-settable on create (service strategy PrepareForCreate). */
+  prepareForCreate(service) {
+    service.status = { loadBalancer: {} };
+  },
+  validate: (service) => validateService(service),
+  returnsDeletedObject: true,
+};
 
 export interface ServiceAllocationState {
   serviceCidr: Cidr;

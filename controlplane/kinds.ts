@@ -1,18 +1,25 @@
 /**
- * Per-kind strategy: defaulting and validation hooks the registry calls on create and update
- * (the Strategy objects of k8s.io/apiserver/pkg/registry/rest). Pods and Services have their
- * own modules; the simpler kinds are here.
+ * Per-kind strategy: the hooks the generic registry calls on create, update and delete (the
+ * RESTCreateStrategy / RESTUpdateStrategy / RESTDeleteStrategy objects of
+ * k8s.io/apiserver/pkg/registry/rest). Everything a kind does differently lives here, so the
+ * registry never asks which kind it stores. Pods and Services have their own modules; the
+ * simpler kinds are here.
  */
 import type { StatusCause } from './status.js';
 import type { KObject } from './storage/types.js';
-import { defaultPod, validatePod, validatePodUpdate } from './kinds-pod.js';
-import { defaultService, validateService } from './kinds-service.js';
+import { podStrategy } from './kinds-pod.js';
+import { serviceStrategy } from './kinds-service.js';
 import { checkMetadata, invalidValue, required, type NameRule } from './validation.js';
 import { isRecord } from './util.js';
+import type { KindStrategy } from './strategy.js';
 
-export interface KindStrategy {
-  defaults?(object: KObject): void;
-  validate(object: KObject, old: KObject | undefined): StatusCause[];
+export type { KindStrategy } from './strategy.js';
+
+/** Kinds without their own rules: no validation beyond what the registry does. */
+const plain: KindStrategy = { validate: () => [] };
+
+export function strategyFor(kind: string): KindStrategy {
+  return strategies[kind] ?? plain;
 }
 
 function simple(rule: NameRule, extra?: (object: KObject) => StatusCause[]): KindStrategy {
@@ -32,7 +39,14 @@ function checkStringMap(field: string, value: unknown, base64: boolean): StatusC
   return causes;
 }
 
+/** NamespaceLifecycle: "this namespace may not be deleted" (plugin/pkg/admission/namespace/lifecycle). */
+const immortalNamespaces: ReadonlySet<string> = new Set(['default', 'kube-system', 'kube-public', 'kube-node-lease']);
+
 const namespaceStrategy: KindStrategy = {
+  prepareForCreate(ns) {
+    ns.status = { phase: 'Active' };
+  },
+  forbidDelete: (ns) => (immortalNamespaces.has(ns.metadata.name ?? '') ? 'this namespace may not be deleted' : undefined),
   defaults(ns) {
     ns.metadata.labels = { ...ns.metadata.labels, 'kubernetes.io/metadata.name': ns.metadata.name ?? '' };
     ns.spec = { finalizers: ['kubernetes'], ...(isRecord(ns.spec) ? ns.spec : {}) };
@@ -73,8 +87,8 @@ export const strategies: Record<string, KindStrategy> = {
     },
     validate: (node) => checkMetadata(node, 'subdomain'),
   },
-  Pod: { defaults: defaultPod, validate: (pod, old) => (old ? validatePodUpdate(pod, old) : validatePod(pod)) },
-  Service: { defaults: defaultService, validate: validateService },
+  Pod: podStrategy,
+  Service: serviceStrategy,
   Endpoints: simple('subdomain'),
   Event: eventStrategy,
   ConfigMap: simple('subdomain', (cm) => [...checkStringMap('data', cm.data, false), ...checkStringMap('binaryData', cm.binaryData, true)]),

@@ -6,12 +6,14 @@
  * `$deleteFromPrimitiveList` directives that kubectl emits. Pure functions on JSON values.
  */
 
+import jsonpatch from 'fast-json-patch';
+
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type JsonObject = { [key: string]: Json };
 
 export class PatchError extends Error {
-  constructor(message: string) {
-    super(message);
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
     this.name = 'PatchError';
   }
 }
@@ -24,117 +26,65 @@ function clone<T>(value: T): T {
   return value === undefined ? value : (JSON.parse(JSON.stringify(value)) as T);
 }
 
+/**
+ * Keys that reach an object's prototype chain when used as a property name. A patch may not
+ * name them: `__proto__` would replace (or, through a shared prototype, pollute) what every
+ * object inherits, and `constructor`/`prototype` walk to Object's functions (issue 25 item 1).
+ */
+export const forbiddenKeys: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+
+/** Own property only: `target.constructor` of a plain object is Object, not a field. */
+function own(target: JsonObject, key: string): Json | undefined {
+  return Object.prototype.hasOwnProperty.call(target, key) ? target[key] : undefined;
+}
+
+/** Defines (never assigns through a setter such as `__proto__`). */
+function setOwn(target: JsonObject, key: string, value: Json): void {
+  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
+function checkKey(key: string): void {
+  if (forbiddenKeys.has(key)) throw new PatchError(`the patch names the forbidden field "${key}"`);
+}
+
 /** RFC 7386. */
 export function applyMergePatch(target: Json, patch: Json): Json {
   if (!isObject(patch)) return clone(patch);
   const result: JsonObject = isObject(target) ? { ...target } : {};
   for (const [key, value] of Object.entries(patch)) {
+    checkKey(key);
     if (value === null) delete result[key];
-    else result[key] = applyMergePatch(result[key] ?? null, value);
+    else setOwn(result, key, applyMergePatch(own(result, key) ?? null, value));
   }
   return result;
 }
 
-interface JsonPatchOp {
-  op: string;
-  path: string;
-  value?: Json;
-  from?: string;
-}
-
-function parsePointer(pointer: string): string[] {
+function pointerTokens(pointer: string): string[] {
   if (pointer === '') return [];
-  if (!pointer.startsWith('/')) throw new PatchError(`invalid JSON pointer "${pointer}"`);
   return pointer
     .slice(1)
     .split('/')
     .map((token) => token.replace(/~1/g, '/').replace(/~0/g, '~'));
 }
 
-function resolveParent(root: Json, tokens: string[], path: string): { parent: JsonObject | Json[]; last: string } {
-  let node: Json = root;
-  for (const token of tokens.slice(0, -1)) {
-    if (Array.isArray(node)) node = node[Number(token)] as Json;
-    else if (isObject(node)) node = node[token] as Json;
-    else node = undefined as unknown as Json;
-    if (node === undefined || node === null || typeof node !== 'object') throw new PatchError(`path "${path}" does not exist`);
-  }
-  return { parent: node as JsonObject | Json[], last: tokens[tokens.length - 1] as string };
-}
-
-function arrayIndex(array: Json[], token: string, path: string, forInsert: boolean): number {
-  if (token === '-' && forInsert) return array.length;
-  if (!/^(0|[1-9][0-9]*)$/.test(token)) throw new PatchError(`invalid array index "${token}" in "${path}"`);
-  const index = Number(token);
-  if (index > array.length || (!forInsert && index === array.length)) throw new PatchError(`array index ${index} out of range in "${path}"`);
-  return index;
-}
-
-function getAt(root: Json, path: string): Json {
-  const tokens = parsePointer(path);
-  if (tokens.length === 0) return root;
-  const { parent, last } = resolveParent(root, tokens, path);
-  const value = Array.isArray(parent) ? parent[arrayIndex(parent, last, path, false)] : parent[last];
-  if (value === undefined) throw new PatchError(`path "${path}" does not exist`);
-  return value;
-}
-
-function removeAt(root: Json, path: string): Json {
-  const tokens = parsePointer(path);
-  if (tokens.length === 0) throw new PatchError('cannot remove the whole document');
-  const { parent, last } = resolveParent(root, tokens, path);
-  if (Array.isArray(parent)) return parent.splice(arrayIndex(parent, last, path, false), 1)[0] as Json;
-  if (!(last in parent)) throw new PatchError(`path "${path}" does not exist`);
-  const value = parent[last] as Json;
-  delete parent[last];
-  return value;
-}
-
-function addAt(root: Json, path: string, value: Json, replace: boolean): Json {
-  const tokens = parsePointer(path);
-  if (tokens.length === 0) return value;
-  const { parent, last } = resolveParent(root, tokens, path);
-  if (Array.isArray(parent)) {
-    const index = arrayIndex(parent, last, path, !replace);
-    parent.splice(index, replace ? 1 : 0, value);
-  } else {
-    if (replace && !(last in parent)) throw new PatchError(`path "${path}" does not exist`);
-    parent[last] = value;
-  }
-  return root;
-}
-
-/** RFC 6902: add, remove, replace, move, copy, test. */
+/** RFC 6902 (add, remove, replace, move, copy, test) with fast-json-patch; `test` compares deeply. */
 export function applyJsonPatch(target: Json, operations: unknown): Json {
   if (!Array.isArray(operations)) throw new PatchError('a JSON patch must be an array of operations');
-  let doc = clone(target);
   for (const raw of operations) {
     if (!isObject(raw) || typeof raw.op !== 'string' || typeof raw.path !== 'string') throw new PatchError('each JSON patch operation needs "op" and "path"');
-    const op = raw as unknown as JsonPatchOp;
-    switch (op.op) {
-      case 'add':
-      case 'replace':
-        if (!('value' in raw)) throw new PatchError(`operation "${op.op}" needs a value`);
-        doc = addAt(doc, op.path, clone(op.value as Json), op.op === 'replace');
-        break;
-      case 'remove':
-        removeAt(doc, op.path);
-        break;
-      case 'move':
-      case 'copy': {
-        if (typeof op.from !== 'string') throw new PatchError(`operation "${op.op}" needs "from"`);
-        const value = op.op === 'move' ? removeAt(doc, op.from) : clone(getAt(doc, op.from));
-        doc = addAt(doc, op.path, value, false);
-        break;
-      }
-      case 'test':
-        if (JSON.stringify(getAt(doc, op.path)) !== JSON.stringify(op.value)) throw new PatchError(`test operation failed at "${op.path}"`);
-        break;
-      default:
-        throw new PatchError(`unknown JSON patch operation "${op.op}"`);
+    for (const pointer of [raw.path, raw.from]) {
+      if (typeof pointer !== 'string') continue;
+      if (pointer !== '' && !pointer.startsWith('/')) throw new PatchError(`invalid JSON pointer "${pointer}"`);
+      for (const token of pointerTokens(pointer)) checkKey(token);
     }
   }
-  return doc;
+  try {
+    const ops = operations as jsonpatch.Operation[];
+    return jsonpatch.applyPatch(clone(target), clone(ops), true, true, true).newDocument;
+  } catch (error) {
+    const message = error instanceof Error ? error.message.split('\n')[0] : String(error);
+    throw new PatchError(`JSON patch failed: ${message}`, { cause: error });
+  }
 }
 
 /** patchMergeKey of list fields in the core types (by field name; k8s.io/api/core/v1/types.go). */
@@ -199,20 +149,24 @@ export function applyStrategicMergePatch(target: Json, patch: Json): Json {
   if (patch.$patch === 'delete') return null;
   const result: JsonObject = isObject(target) ? { ...target } : {};
   for (const [key, value] of Object.entries(patch)) {
+    checkKey(key);
     if (key === '$patch' || key === '$retainKeys' || key.startsWith('$setElementOrder/')) continue;
     if (key.startsWith('$deleteFromPrimitiveList/')) {
       const field = key.slice('$deleteFromPrimitiveList/'.length);
-      const current = result[field];
-      if (Array.isArray(current) && Array.isArray(value)) result[field] = current.filter((item) => !value.includes(item));
+      checkKey(field);
+      const current = own(result, field);
+      if (Array.isArray(current) && Array.isArray(value)) setOwn(result, field, current.filter((item) => !value.includes(item)));
       continue;
     }
     if (value === null) delete result[key];
-    else if (Array.isArray(value)) result[key] = mergeList(key, Array.isArray(result[key]) ? (result[key] as Json[]) : [], value);
-    else if (isObject(value)) {
-      const merged = applyStrategicMergePatch(result[key] ?? null, value);
+    else if (Array.isArray(value)) {
+      const current = own(result, key);
+      setOwn(result, key, mergeList(key, Array.isArray(current) ? current : [], value));
+    } else if (isObject(value)) {
+      const merged = applyStrategicMergePatch(own(result, key) ?? null, value);
       if (merged === null) delete result[key];
-      else result[key] = merged;
-    } else result[key] = value;
+      else setOwn(result, key, merged);
+    } else setOwn(result, key, value);
   }
   return result;
 }
@@ -228,8 +182,10 @@ export function patchTypeOf(contentType: string): PatchType | undefined {
   return undefined;
 }
 
-export function applyPatch(type: Exclude<PatchType, 'apply'>, target: Json, patch: Json): Json {
-  if (type === 'json') return applyJsonPatch(target, patch);
+/** Applies a decoded patch to a decoded JSON document (both came from JSON.parse or YAML). */
+export function applyPatch(type: Exclude<PatchType, 'apply'>, target: unknown, patch: unknown): Json {
+  const document = isObject(target) ? target : null;
+  if (type === 'json') return applyJsonPatch(document, patch);
   if (!isObject(patch)) throw new PatchError('a merge patch must be a JSON object');
-  return type === 'merge' ? applyMergePatch(target, patch) : applyStrategicMergePatch(target, patch);
+  return type === 'merge' ? applyMergePatch(document, patch) : applyStrategicMergePatch(document, patch);
 }

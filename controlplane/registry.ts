@@ -1,14 +1,17 @@
 /**
  * Generic REST storage for every resource (the role of k8s.io/apiserver/pkg/registry/generic):
- * metadata bookkeeping (uid, creationTimestamp, generation, resourceVersion), the kind's
- * defaulting/validation strategy, status subresources, optimistic concurrency, graceful pod
- * deletion and finalizers. Writes to one resource kind are serialized so that the
- * read-check-write of allocations and preconditions cannot interleave.
+ * metadata bookkeeping (uid, creationTimestamp, generation, resourceVersion), status
+ * subresources, optimistic concurrency, graceful deletion and finalizers. What differs by kind
+ * comes from the kind's strategy (kinds.ts), never from a test of the kind here. Writes to one
+ * resource kind are serialized so that the read-check-write of allocations and preconditions
+ * cannot interleave. Every object is bounded before it is stored: its JSON size (etcd's 1.5 MiB
+ * request limit) and its nesting depth (issue 25 items 2 and 4).
  */
-import { ApiError, alreadyExists, badRequest, conflict, invalid, notFound } from './status.js';
+import { ApiError, alreadyExists, badRequest, conflict, forbidden, invalid, notFound, tooLarge } from './status.js';
 import { StorageError, revisionOf, type KObject, type Storage } from './storage/types.js';
 import { storageKey, storagePrefix, type ResourceInfo, groupVersion, resources } from './resources.js';
-import { strategies } from './kinds.js';
+import { strategyFor } from './kinds.js';
+import { checkDepth } from './http-util.js';
 import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector, SelectorError, type FieldRequirement, type LabelRequirement } from './selectors.js';
 import { canonicalJson, deepClone, isRecord, newUid, randomSuffix, rfc3339 } from './util.js';
 import type { StatusCause } from './status.js';
@@ -55,14 +58,33 @@ export function selectorMatches(selector: Selector, object: KObject): boolean {
   return matchesLabels(selector.labels, object.metadata.labels) && matchesFields(selector.fields, object);
 }
 
+/** etcd's default --max-request-bytes (1.5 MiB), which bounds one object in kube-apiserver. */
+export const maxObjectBytes = 1.5 * 1024 * 1024;
+
+/** The name of a stored or checked object (checkBody guarantees one before any write). */
+function nameOf(object: KObject): string {
+  return object.metadata.name ?? '';
+}
+
+export interface RegistryOptions {
+  now?: () => Date;
+  /** Largest JSON size of one stored object (default 1.5 MiB). */
+  maxObjectBytes?: number;
+}
+
 export class Registry {
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly admitHooks = new Map<string, AdmitHook[]>();
+  private readonly now: () => Date;
+  private readonly maxObjectBytes: number;
 
   constructor(
     readonly storage: Storage,
-    private readonly now: () => Date = () => new Date(),
-  ) {}
+    options: RegistryOptions = {},
+  ) {
+    this.now = options.now ?? (() => new Date());
+    this.maxObjectBytes = options.maxObjectBytes ?? maxObjectBytes;
+  }
 
   /** Adds an admission/allocation hook for a kind (run on create and update). */
   addAdmitHook(kind: string, hook: AdmitHook): void {
@@ -88,8 +110,7 @@ export class Registry {
     const matching: KObject[] = [];
     let next: string | undefined;
     let remaining = 0;
-    for (let i = start; i < items.length; i++) {
-      const item = items[i] as KObject;
+    for (const item of items.slice(start)) {
       if (!selectorMatches(selector, item)) continue;
       if (options.limit && options.limit > 0 && matching.length >= options.limit) {
         remaining++;
@@ -97,7 +118,8 @@ export class Registry {
       }
       matching.push(item);
     }
-    if (remaining > 0) next = encodeContinue(keyOf(info, matching[matching.length - 1] as KObject), revision);
+    const lastItem = matching.at(-1);
+    if (remaining > 0 && lastItem) next = encodeContinue(keyOf(info, lastItem), revision);
     const metadata: ObjectList['metadata'] = { resourceVersion: String(revision) };
     if (next) {
       metadata.continue = next;
@@ -106,12 +128,13 @@ export class Registry {
     return { apiVersion: groupVersion(info), kind: `${info.kind}List`, metadata, items: matching.map((item) => withTypeMeta(info, item)) };
   }
 
-  async create(info: ResourceInfo, namespace: string | undefined, body: KObject, dryRun = false): Promise<KObject> {
+  async create(info: ResourceInfo, namespace: string | undefined, body: unknown, dryRun = false): Promise<KObject> {
     const object = this.checkBody(info, namespace, body, undefined);
     const meta = object.metadata;
     if (!meta.name && meta.generateName) meta.name = `${meta.generateName}${randomSuffix()}`;
+    const strategy = strategyFor(info.kind);
     return this.serialized(info, async () => {
-      if (info.namespaced) await this.requireActiveNamespace(info, namespace as string, meta.name ?? '');
+      if (info.namespaced) await this.requireActiveNamespace(info, namespace ?? '', nameOf(object));
       meta.uid = newUid();
       meta.creationTimestamp = rfc3339(this.now());
       delete meta.resourceVersion;
@@ -119,24 +142,21 @@ export class Registry {
       delete meta.deletionGracePeriodSeconds;
       if (info.generation) meta.generation = 1;
       else delete meta.generation;
-      // Status is not client-settable on create (PrepareForCreate of the pod, service and
-      // namespace strategies); a Node keeps the status its kubelet registers it with.
-      if (info.kind === 'Pod') object.status = { phase: 'Pending', qosClass: qosClass(object) };
-      if (info.kind === 'Service') object.status = { loadBalancer: {} };
-      if (info.kind === 'Namespace') object.status = { phase: 'Active' };
-      strategies[info.kind]?.defaults?.(object);
+      strategy.prepareForCreate?.(object);
+      strategy.defaults?.(object);
       await this.validate(info, object, undefined);
+      this.checkStorable(object);
       if (dryRun) return withTypeMeta(info, object);
       try {
-        return withTypeMeta(info, await this.storage.create(storageKey(info, namespace, meta.name as string), object));
+        return withTypeMeta(info, await this.storage.create(storageKey(info, namespace, nameOf(object)), object));
       } catch (error) {
-        throw this.mapStorageError(info, meta.name as string, error);
+        throw this.mapStorageError(info, nameOf(object), error);
       }
     });
   }
 
   /** PUT on the object or its status subresource. */
-  async update(info: ResourceInfo, namespace: string | undefined, name: string, body: KObject, subresource?: string, dryRun = false): Promise<KObject> {
+  async update(info: ResourceInfo, namespace: string | undefined, name: string, body: unknown, subresource?: string, dryRun = false): Promise<KObject> {
     const object = this.checkBody(info, namespace, body, name);
     return this.serialized(info, async () => {
       const key = storageKey(info, namespace, name);
@@ -149,8 +169,9 @@ export class Registry {
       if (typeof uid === 'string' && uid !== '' && uid !== old.metadata.uid)
         throw conflict(info, name, `Precondition failed: UID in precondition: ${uid}, UID in object meta: ${old.metadata.uid ?? ''}`);
       const next = this.prepareUpdate(info, object, old, subresource);
-      strategies[info.kind]?.defaults?.(next);
+      strategyFor(info.kind).defaults?.(next);
       await this.validate(info, next, subresource === 'binding' ? undefined : old);
+      this.checkStorable(next);
       if (canonicalJson(next) === canonicalJson(old)) return withTypeMeta(info, old);
       if (dryRun) return withTypeMeta(info, next);
       return withTypeMeta(info, await this.writeOrFinalize(info, key, next, old));
@@ -162,17 +183,16 @@ export class Registry {
     info: ResourceInfo,
     namespace: string | undefined,
     name: string,
-    change: (current: KObject) => KObject,
+    change: (current: KObject) => unknown,
     subresource?: string,
     dryRun = false,
   ): Promise<KObject> {
     const current = await this.get(info, namespace, name);
     const changed = change(deepClone(current));
     if (!isRecord(changed) || !isRecord(changed.metadata)) throw badRequest('the patch produced an object without metadata');
-    const patchedRv = changed.metadata.resourceVersion;
     // A patch may carry its own resourceVersion precondition; otherwise it applies to what we read.
-    changed.metadata.resourceVersion = patchedRv ?? current.metadata.resourceVersion;
-    return this.update(info, namespace, name, changed, subresource, dryRun);
+    const metadata = { ...changed.metadata, resourceVersion: changed.metadata.resourceVersion ?? current.metadata.resourceVersion };
+    return this.update(info, namespace, name, { ...changed, metadata }, subresource, dryRun);
   }
 
   async delete(info: ResourceInfo, namespace: string | undefined, name: string, options: DeleteOptions = {}): Promise<KObject> {
@@ -185,12 +205,15 @@ export class Registry {
       const key = storageKey(info, namespace, name);
       const current = await this.storage.get(key);
       if (!current) throw notFound(info, name);
+      const strategy = strategyFor(info.kind);
+      const refusal = strategy.forbidDelete?.(current);
+      if (refusal !== undefined) throw forbidden(info, name, refusal);
       const pre = options.preconditions ?? {};
       if (pre.uid && pre.uid !== current.metadata.uid)
         throw conflict(info, name, `Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${current.metadata.uid ?? ''}`);
       if (pre.resourceVersion && pre.resourceVersion !== current.metadata.resourceVersion)
         throw conflict(info, name, `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${current.metadata.resourceVersion ?? ''}`);
-      const grace = this.gracePeriod(info, current, options);
+      const grace = strategy.gracePeriod?.(current, options.gracePeriodSeconds) ?? 0;
       const finalizers = current.metadata.finalizers ?? [];
       if (grace === 0 && finalizers.length === 0) {
         if (options.dryRun?.includes('All')) return { object: withTypeMeta(info, current), deleted: true };
@@ -209,24 +232,12 @@ export class Registry {
     });
   }
 
-  /** Graceful deletion (pkg/registry/core/pod/strategy.go CheckGracefulDelete). */
-  private gracePeriod(info: ResourceInfo, pod: KObject, options: DeleteOptions): number {
-    if (info.kind !== 'Pod') return 0;
-    const spec = isRecord(pod.spec) ? pod.spec : {};
-    const status = isRecord(pod.status) ? pod.status : {};
-    if (!spec.nodeName) return 0;
-    if (status.phase === 'Succeeded' || status.phase === 'Failed') return 0;
-    const requested = options.gracePeriodSeconds ?? (spec.terminationGracePeriodSeconds as number | undefined) ?? 30;
-    // A negative request means "use the minimum", kube-apiserver turns it into 1.
-    return requested < 0 ? 1 : requested;
-  }
-
   async deleteCollection(info: ResourceInfo, namespace: string | undefined, listOptions: ListOptions, options: DeleteOptions): Promise<ObjectList> {
     const list = await this.list(info, namespace, { labelSelector: listOptions.labelSelector, fieldSelector: listOptions.fieldSelector });
     const deleted: KObject[] = [];
     for (const item of list.items) {
       try {
-        deleted.push(await this.delete(info, item.metadata.namespace, item.metadata.name as string, options));
+        deleted.push(await this.delete(info, item.metadata.namespace, nameOf(item), options));
       } catch (error) {
         if (!(error instanceof ApiError && error.code === 404)) throw error;
       }
@@ -261,8 +272,7 @@ export class Registry {
       meta.generation = old.metadata.generation ?? 1;
       if (subresource !== 'status' && canonicalJson(object.spec) !== canonicalJson(old.spec)) meta.generation += 1;
     }
-    if (info.kind === 'Pod' && subresource !== 'status' && isRecord(next.spec) && isRecord(old.spec) && !next.spec.nodeName && old.spec.nodeName)
-      next.spec.nodeName = old.spec.nodeName;
+    if (subresource !== 'status') strategyFor(info.kind).prepareForUpdate?.(next, old);
     return next;
   }
 
@@ -270,26 +280,28 @@ export class Registry {
   private async writeOrFinalize(info: ResourceInfo, key: string, next: KObject, old: KObject): Promise<KObject> {
     try {
       const finalizers = next.metadata.finalizers ?? [];
-      const graceDone = info.kind !== 'Pod' || next.metadata.deletionGracePeriodSeconds === 0;
+      const graceful = strategyFor(info.kind).gracePeriod !== undefined;
+      const graceDone = !graceful || next.metadata.deletionGracePeriodSeconds === 0;
       if (next.metadata.deletionTimestamp && finalizers.length === 0 && graceDone) {
         await this.storage.update(key, next, revisionOf(old));
         return await this.storage.delete(key);
       }
       return await this.storage.update(key, next, revisionOf(old));
     } catch (error) {
-      throw this.mapStorageError(info, next.metadata.name as string, error);
+      throw this.mapStorageError(info, nameOf(next), error);
     }
   }
 
   private checkBody(info: ResourceInfo, namespace: string | undefined, body: unknown, name: string | undefined): KObject {
     if (!isRecord(body)) throw badRequest('the request body must be a JSON or YAML object');
-    const object = deepClone(body) as KObject;
+    const cloned = deepClone(body);
+    if (cloned.metadata === undefined) cloned.metadata = {};
+    if (!isRecord(cloned.metadata)) throw badRequest('metadata must be an object');
+    const object: KObject = { ...cloned, metadata: cloned.metadata };
     if (object.kind !== undefined && object.kind !== info.kind)
       throw badRequest(`the API version in the data (${String(object.apiVersion)}) does not match the expected API version (${groupVersion(info)}) or kind ${String(object.kind)} is not ${info.kind}`);
     if (object.apiVersion !== undefined && object.apiVersion !== groupVersion(info))
       throw badRequest(`the API version in the data (${String(object.apiVersion)}) does not match the expected API version (${groupVersion(info)})`);
-    if (object.metadata === undefined) object.metadata = {};
-    if (!isRecord(object.metadata)) throw badRequest('metadata must be an object');
     const meta = object.metadata;
     if (info.namespaced) {
       if (meta.namespace !== undefined && meta.namespace !== '' && meta.namespace !== namespace)
@@ -305,9 +317,16 @@ export class Registry {
   }
 
   private async validate(info: ResourceInfo, object: KObject, old: KObject | undefined): Promise<void> {
-    const causes = strategies[info.kind]?.validate(object, old) ?? [];
+    const causes = strategyFor(info.kind).validate(object, old);
     if (causes.length === 0) for (const hook of this.admitHooks.get(info.kind) ?? []) causes.push(...(await hook(object, old, this)));
     if (causes.length > 0) throw invalid(info.kind, info.group, object.metadata.name ?? '', causes);
+  }
+
+  /** Depth and size bounds, checked on what would be stored (a patch can deepen or grow an object). */
+  private checkStorable(object: KObject): void {
+    checkDepth(object, undefined, 'the object');
+    const bytes = Buffer.byteLength(JSON.stringify(object));
+    if (bytes > this.maxObjectBytes) throw tooLarge(this.maxObjectBytes);
   }
 
   private async requireActiveNamespace(info: ResourceInfo, namespace: string, name: string): Promise<void> {
@@ -336,10 +355,14 @@ export class Registry {
   }
 }
 
-const nsInfo = resources.find((r) => r.name === 'namespaces') as ResourceInfo;
+const nsInfo: ResourceInfo = (() => {
+  const found = resources.find((r) => r.name === 'namespaces');
+  if (!found) throw new Error('the resource table has no namespaces');
+  return found;
+})();
 
 function keyOf(info: ResourceInfo, object: KObject): string {
-  return storageKey(info, object.metadata.namespace, object.metadata.name as string);
+  return storageKey(info, object.metadata.namespace, nameOf(object));
 }
 
 export function withTypeMeta(info: ResourceInfo, object: KObject): KObject {
@@ -359,25 +382,4 @@ function decodeContinue(token: string): string {
   } catch (error) {
     throw new ApiError(400, 'BadRequest', `continue key is not valid: ${error instanceof Error ? error.message : String(error)}`);
   }
-}
-
-/** QoS class (https://kubernetes.io/docs/concepts/workloads/pods/pod-qos/). */
-function qosClass(pod: KObject): string {
-  const spec = isRecord(pod.spec) ? pod.spec : {};
-  const containers = (Array.isArray(spec.containers) ? spec.containers : []).filter(isRecord);
-  let any = false;
-  let guaranteed = containers.length > 0;
-  for (const container of containers) {
-    const resources = isRecord(container.resources) ? container.resources : {};
-    const requests = isRecord(resources.requests) ? resources.requests : {};
-    const limits = isRecord(resources.limits) ? resources.limits : {};
-    if (Object.keys(requests).length > 0 || Object.keys(limits).length > 0) any = true;
-    for (const resource of ['cpu', 'memory']) {
-      const limit = limits[resource];
-      const request = requests[resource] ?? limit;
-      if (limit === undefined || request !== limit) guaranteed = false;
-    }
-  }
-  if (guaranteed && any) return 'Guaranteed';
-  return any ? 'Burstable' : 'BestEffort';
 }

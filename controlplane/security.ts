@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { hostname, networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../lib/exec.js';
 import { ConfigError } from '../lib/errors.js';
@@ -38,6 +39,24 @@ export function servingMode(host: string): ServingMode {
   return isLoopback(host) ? { tls: false } : { tls: true };
 }
 
+/**
+ * Subject alternative names of the serving certificate. A wildcard listen address is reached
+ * through any of the node's addresses, so all its non-loopback IPv4 addresses and its hostname
+ * are included (as kubeadm puts the advertise address and node name into the apiserver cert).
+ */
+export function servingNames(host: string, interfaces = networkInterfaces(), nodeName = hostname()): string[] {
+  const names = ['DNS:localhost', 'DNS:kubernetes', 'DNS:kubernetes.default', 'DNS:kubernetes.default.svc', 'IP:127.0.0.1'];
+  const add = (name: string) => {
+    if (!names.includes(name)) names.push(name);
+  };
+  if (host === '0.0.0.0' || host === '::') {
+    for (const list of Object.values(interfaces))
+      for (const address of list ?? []) if (address.family === 'IPv4' && !address.internal && !address.address.startsWith('127.')) add(`IP:${address.address}`);
+    if (/^[a-zA-Z0-9]([-a-zA-Z0-9.]*[a-zA-Z0-9])?$/.test(nodeName) && nodeName.length <= 253) add(`DNS:${nodeName}`);
+  } else if (isIP(host)) add(`IP:${host}`);
+  return names;
+}
+
 export interface ServingCredentials {
   cert: string;
   key: string;
@@ -51,8 +70,7 @@ export async function ensureCredentials(dataDir: string, host: string): Promise<
   const certFile = join(pki, 'apiserver.crt');
   const keyFile = join(pki, 'apiserver.key');
   if (!existsSync(certFile) || !existsSync(keyFile)) {
-    const names = ['DNS:localhost', 'DNS:kubernetes', 'DNS:kubernetes.default', 'DNS:kubernetes.default.svc', 'IP:127.0.0.1'];
-    if (isIP(host) && host !== '0.0.0.0' && host !== '::') names.push(`IP:${host}`);
+    const names = servingNames(host);
     try {
       await run(
         ['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '3650', '-subj', '/CN=knode-controlplane', '-addext', `subjectAltName=${names.join(',')}`, '-keyout', keyFile, '-out', certFile],

@@ -5,7 +5,7 @@
  */
 import type { KObject } from './storage/types.js';
 
-export type LabelOperator = 'in' | 'notin' | 'exists' | '!' | '=' | '!=';
+export type LabelOperator = 'in' | 'notin' | 'exists' | '!' | '=' | '!=' | 'gt' | 'lt';
 
 export interface LabelRequirement {
   key: string;
@@ -55,10 +55,20 @@ function checkValue(value: string): string {
 function parseRequirement(text: string): LabelRequirement {
   const setMatch = /^(\S+)\s+(in|notin)\s*\((.*)\)$/.exec(text);
   if (setMatch) {
-    const values = (setMatch[3] as string).split(',').map((v) => checkValue(v.trim()));
+    const inner = (setMatch[3] as string).trim();
+    // labels.NewRequirement: "for 'in', 'notin' operators, values set can't be empty".
+    if (inner === '') throw new SelectorError(`for 'in', 'notin' operators, values set can't be empty`);
+    const values = inner.split(',').map((v) => checkValue(v.trim()));
     return { key: checkKey(setMatch[1] as string), operator: setMatch[2] as 'in' | 'notin', values };
   }
   if (text.startsWith('!')) return { key: checkKey(text.slice(1).trim()), operator: '!', values: [] };
+  // apimachinery's selection.GreaterThan / LessThan: `key>N`, `key<N` with one integer value.
+  const numeric = /^([^<>=!\s]+)\s*([<>])\s*(.*)$/.exec(text);
+  if (numeric) {
+    const value = (numeric[3] as string).trim();
+    if (!/^-?[0-9]+$/.test(value)) throw new SelectorError(`for 'Gt', 'Lt' operators, the value must be an integer: "${value}"`);
+    return { key: checkKey(numeric[1] as string), operator: numeric[2] === '>' ? 'gt' : 'lt', values: [value] };
+  }
   const opMatch = /^([^=!\s]+)\s*(==|=|!=)\s*(.*)$/.exec(text);
   if (opMatch) {
     const operator = opMatch[2] === '!=' ? '!=' : '=';
@@ -91,6 +101,14 @@ export function matchesLabels(requirements: LabelRequirement[], labels: Record<s
       case '!=':
       case 'notin':
         return !has || !values.includes(value as string);
+      case 'gt':
+      case 'lt': {
+        // A label whose value is not an integer does not match (labels.Requirement.Matches).
+        if (!has || !/^-?[0-9]+$/.test(value as string)) return false;
+        const actual = Number(value);
+        const bound = Number(values[0]);
+        return operator === 'gt' ? actual > bound : actual < bound;
+      }
     }
     return false;
   });

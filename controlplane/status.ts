@@ -114,8 +114,21 @@ export function unsupportedMediaType(type: string): ApiError {
   });
 }
 
-export function tooLarge(): ApiError {
-  return new ApiError(413, 'RequestEntityTooLarge', 'Request entity too large: limit is 3145728');
+export function tooLarge(limit = 3 * 1024 * 1024): ApiError {
+  return new ApiError(413, 'RequestEntityTooLarge', `Request entity too large: limit is ${limit}`);
+}
+
+/** errors.NewForbidden: `<resource> "<name>" is forbidden: <why>`. */
+export function forbidden(ref: ResourceRef, name: string, why: string): ApiError {
+  return new ApiError(403, 'Forbidden', `${qualified(ref)} "${name}" is forbidden: ${why}`, { name, group: ref.group, kind: ref.name });
+}
+
+/** storage.NewTooLargeResourceVersionError: a 504 Timeout Status that tells the client to retry. */
+export function tooLargeResourceVersion(requested: number, current: number): ApiError {
+  return new ApiError(504, 'Timeout', `Timeout: Too large resource version: ${requested}, current: ${current}`, {
+    causes: [{ reason: 'ResourceVersionTooLarge', message: 'Too large resource version' }],
+    retryAfterSeconds: 1,
+  });
 }
 
 export function internalError(error: unknown): ApiError {

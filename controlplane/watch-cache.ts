@@ -4,7 +4,9 @@
  * resourceVersion the window still covers gets every later event; an older one gets a
  * `410 Gone` "too old resource version" (clients then relist). Each watcher filters by prefix
  * and selectors; an object that stops matching a selector is sent as DELETED, one that starts
- * matching as ADDED (the cacher does the same).
+ * matching as ADDED (the cacher does the same). The window is bounded both in events and in
+ * bytes (the JSON size of each event's object), so large objects cannot make it grow without
+ * bound (issue 25 item 2; the cacher sizes its window too).
  */
 import type { KObject, Storage, StoredEvent } from './storage/types.js';
 
@@ -33,16 +35,23 @@ export class TooOldError extends Error {
   }
 }
 
+/** Default byte budget of the watch window (all kinds together). */
+export const defaultWatchCacheBytes = 64 * 1024 * 1024;
+
 export class WatchCache {
   private readonly history: StoredEvent[] = [];
+  private readonly sizes: number[] = [];
+  private bytes = 0;
   private floor = 0;
   private readonly watchers = new Set<Registered>();
+  private readonly waiters = new Set<{ revision: number; wake: () => void }>();
   private last = 0;
   private unsubscribe: (() => void) | undefined;
 
   constructor(
     private readonly storage: Storage,
     private readonly capacity = 10_000,
+    private readonly maxBytes = defaultWatchCacheBytes,
   ) {}
 
   start(): void {
@@ -54,6 +63,30 @@ export class WatchCache {
   stop(): void {
     this.unsubscribe?.();
     this.watchers.clear();
+    for (const waiter of this.waiters) waiter.wake();
+    this.waiters.clear();
+  }
+
+  /**
+   * Resolves true once the cache has seen `revision`, false after `timeoutMs` (the cacher's
+   * waitUntilFreshAndBlock, which gives up after 3 s with "Too large resource version").
+   */
+  async waitFor(revision: number, timeoutMs: number): Promise<boolean> {
+    if (this.last >= revision) return true;
+    await new Promise<void>((resolve) => {
+      const waiter = {
+        revision,
+        wake: () => {
+          clearTimeout(timer);
+          this.waiters.delete(waiter);
+          resolve();
+        },
+      };
+      const timer = setTimeout(waiter.wake, timeoutMs);
+      timer.unref();
+      this.waiters.add(waiter);
+    });
+    return this.last >= revision;
   }
 
   /** The oldest resourceVersion a watch can resume from. */
@@ -70,6 +103,11 @@ export class WatchCache {
     return this.watchers.size;
   }
 
+  /** Events and bytes the window holds now. */
+  windowSize(): { events: number; bytes: number } {
+    return { events: this.history.length, bytes: this.bytes };
+  }
+
   /**
    * Registers a watcher that gets every matching event after `fromRevision`. Replays history
    * synchronously before returning, so no event falls between replay and live delivery.
@@ -83,13 +121,18 @@ export class WatchCache {
   }
 
   private onEvent(event: StoredEvent): void {
+    const size = JSON.stringify(event.object).length;
     this.history.push(event);
+    this.sizes.push(size);
+    this.bytes += size;
     if (event.revision > this.last) this.last = event.revision;
-    if (this.history.length > this.capacity) {
+    while (this.history.length > 0 && (this.history.length > this.capacity || this.bytes > this.maxBytes)) {
       const dropped = this.history.shift() as StoredEvent;
+      this.bytes -= this.sizes.shift() ?? 0;
       this.floor = dropped.revision;
     }
     for (const { watcher, from } of this.watchers) if (event.revision > from) this.deliver(watcher, event);
+    for (const waiter of this.waiters) if (waiter.revision <= this.last) waiter.wake();
   }
 
   private deliver(watcher: Watcher, event: StoredEvent): void {
