@@ -58,7 +58,8 @@ function defineCommands(program: Command, onRun: (name: string, options: Command
     .option('--service-cidr <cidr>', 'ClusterIP range', '10.96.0.0/12')
     .option('--kubelet-client-certificate <file>', 'client certificate (PEM) for the kubelet API (logs, exec, attach)')
     .option('--kubelet-client-key <file>', 'key (PEM) of --kubelet-client-certificate')
-    .option('--kubelet-certificate-authority <file>', 'CA (PEM) that signs the kubelets\' serving certificates; verified only when given');
+    .option('--kubelet-certificate-authority <file>', 'CA (PEM) that signs the kubelets\' serving certificates; verified only when given')
+    .option('--repair', 'file store: start from a damaged log by keeping every record before the first damaged one');
 
   add('agent', 'run the node agent (kubelet): pods from the API and the static pod directory')
     .option('--kubeconfig <file>', 'kubeconfig to reach the API server')

@@ -7,6 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Runner } from '../bin/cli.js';
 import { optionalString } from '../lib/command-options.js';
+import type { Logger } from '../lib/log.js';
 import { ConfigError } from '../lib/errors.js';
 import { startControlPlane } from './control-plane.js';
 import { parseCidr4 } from './ipalloc.js';
@@ -26,9 +27,10 @@ function checkCidr(flag: string, value: string): string {
   return value;
 }
 
-function openStorage(kind: string, dataDir: string, endpoints: string | undefined): Storage {
+function openStorage(kind: string, dataDir: string, endpoints: string | undefined, repair: boolean, log: Logger): Storage {
+  if (repair && kind !== 'file') throw new ConfigError(`--repair applies to --store file, not "${kind}"`);
   if (kind === 'memory') return new MemoryStorage();
-  if (kind === 'file') return new MemoryStorage({ dir: join(dataDir, 'store') });
+  if (kind === 'file') return new MemoryStorage({ dir: join(dataDir, 'store'), repair, log });
   if (kind === 'etcd') {
     if (!endpoints) throw new ConfigError('--store etcd needs --etcd-endpoints');
     return new EtcdStorage({ endpoints: endpoints.split(',').map((e) => e.trim()).filter((e) => e !== '') });
@@ -46,7 +48,7 @@ export const run: Runner = async (options, log) => {
     key: optionalString(options, 'kubeletClientKey'),
     certificateAuthority: optionalString(options, 'kubeletCertificateAuthority'),
   });
-  const storage = openStorage(optionalString(options, 'store') ?? 'file', dataDir, optionalString(options, 'etcdEndpoints'));
+  const storage = openStorage(optionalString(options, 'store') ?? 'file', dataDir, optionalString(options, 'etcdEndpoints'), options.repair === true, log);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const mode = servingMode(listen.host);
   const credentials = mode.tls ? await ensureCredentials(dataDir, listen.host) : undefined;

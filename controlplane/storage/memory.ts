@@ -1,58 +1,50 @@
 /**
- * In-memory storage, optionally durable: with a directory, every acknowledged write is appended
- * to a write-ahead log and fsync'ed before the call resolves; on start the last snapshot plus
- * the log are replayed, so objects and their resourceVersions survive a restart. The log is
- * folded into a new snapshot (written to a temp file, fsync'ed, renamed) every
- * `compactEvery` records.
+ * In-memory storage, optionally durable: with a directory, every acknowledged write is in the
+ * file store's log (fsync'ed) before the call resolves, and a restart replays snapshot and log,
+ * so objects and their resourceVersions survive (file-store.ts has the format and compaction).
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, truncateSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import type { Logger } from '../../lib/log.js';
+import { FileStore } from './file-store.js';
 import { StorageError, revisionOf, withRevision, type KObject, type Storage, type StoredEvent } from './types.js';
-
-interface WalRecord {
-  op: 'put' | 'del';
-  key: string;
-  rev: number;
-  obj?: KObject;
-}
-
-interface Snapshot {
-  revision: number;
-  objects: Record<string, KObject>;
-}
 
 export interface MemoryStorageOptions {
   /** Persist to this directory (file store); memory only when absent. */
   dir?: string;
-  compactEvery?: number;
+  /** Compact once the live log segment holds this many bytes (default 64 MiB). */
+  compactBytes?: number;
+  /** Start from a damaged log by keeping every record before the first damaged one. */
+  repair?: boolean;
+  /** Read chunk size when loading (default 1 MiB). */
+  readChunkBytes?: number;
+  log?: Logger;
 }
 
 export class MemoryStorage implements Storage {
   private readonly objects = new Map<string, KObject>();
   private readonly listeners = new Set<(event: StoredEvent) => void>();
   private rev = 0;
-  private walFd: number | undefined;
-  private walRecords = 0;
-  private readonly compactEvery: number;
+  private readonly file: FileStore | undefined;
 
-  constructor(private readonly options: MemoryStorageOptions = {}) {
-    this.compactEvery = options.compactEvery ?? 10_000;
+  constructor(options: MemoryStorageOptions = {}) {
+    const { dir } = options;
+    this.file = dir ? new FileStore({ dir, compactBytes: options.compactBytes, repair: options.repair, readChunkBytes: options.readChunkBytes, log: options.log }) : undefined;
   }
 
   async start(): Promise<void> {
-    const dir = this.options.dir;
-    if (!dir) return;
-    mkdirSync(dir, { recursive: true });
-    this.load(dir);
-    this.walFd = openSync(join(dir, 'wal.jsonl'), 'a');
+    if (!this.file) return;
+    const state = { revision: this.rev, objects: this.objects };
+    this.file.open(state);
+    this.rev = state.revision;
   }
 
   async stop(): Promise<void> {
-    if (this.walFd !== undefined) {
-      closeSync(this.walFd);
-      this.walFd = undefined;
-    }
+    await this.file?.close();
     this.listeners.clear();
+  }
+
+  /** Waits for a background compaction to finish (tests). */
+  async settle(): Promise<void> {
+    await this.file?.settle();
   }
 
   revision(): number {
@@ -116,65 +108,12 @@ export class MemoryStorage implements Storage {
   }
 
   /** Durable before acknowledged: the record is on disk (fsync) before the write returns. */
-  private append(record: WalRecord): void {
-    if (this.walFd === undefined) return;
-    writeSync(this.walFd, `${JSON.stringify(record)}\n`);
-    fsyncSync(this.walFd);
-    this.walRecords++;
+  private append(record: { op: 'put' | 'del'; key: string; rev: number; obj?: KObject }): void {
+    this.file?.append(record);
   }
 
+  /** After the write is acknowledged state-wise; a compaction failure never fails a write. */
   private maybeCompact(): void {
-    if (this.walFd !== undefined && this.walRecords >= this.compactEvery) this.compact();
-  }
-
-  private compact(): void {
-    const dir = this.options.dir as string;
-    const snapshot: Snapshot = { revision: this.rev, objects: Object.fromEntries(this.objects) };
-    const tmp = join(dir, 'snapshot.json.tmp');
-    const fd = openSync(tmp, 'w');
-    writeSync(fd, JSON.stringify(snapshot));
-    fsyncSync(fd);
-    closeSync(fd);
-    renameSync(tmp, join(dir, 'snapshot.json'));
-    closeSync(this.walFd as number);
-    this.walFd = openSync(join(dir, 'wal.jsonl'), 'w');
-    fsyncSync(this.walFd);
-    this.walRecords = 0;
-  }
-
-  private load(dir: string): void {
-    const snapshotFile = join(dir, 'snapshot.json');
-    if (existsSync(snapshotFile)) {
-      let snapshot: Snapshot;
-      try {
-        snapshot = JSON.parse(readFileSync(snapshotFile, 'utf8')) as Snapshot;
-      } catch (error) {
-        throw new Error(`cannot read the storage snapshot ${snapshotFile}`, { cause: error });
-      }
-      this.rev = snapshot.revision;
-      for (const [key, object] of Object.entries(snapshot.objects)) this.objects.set(key, object);
-    }
-    const walFile = join(dir, 'wal.jsonl');
-    if (!existsSync(walFile)) return;
-    const text = readFileSync(walFile);
-    let offset = 0;
-    while (offset < text.length) {
-      const end = text.indexOf(0x0a, offset);
-      let record: WalRecord;
-      try {
-        if (end < 0) throw new Error('no newline');
-        record = JSON.parse(text.subarray(offset, end).toString('utf8')) as WalRecord;
-      } catch {
-        // A torn last record was never acknowledged: cut it off so later appends start clean.
-        truncateSync(walFile, offset);
-        break;
-      }
-      offset = end + 1;
-      if (record.rev <= this.rev) continue;
-      if (record.op === 'put' && record.obj) this.objects.set(record.key, record.obj);
-      else this.objects.delete(record.key);
-      this.rev = record.rev;
-      this.walRecords++;
-    }
+    this.file?.maybeCompact({ revision: this.rev, objects: this.objects });
   }
 }

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryStorage } from '../../controlplane/storage/memory.js';
+import { listSegments } from '../../controlplane/storage/file-log.js';
 import { StorageError, type Storage, type StoredEvent } from '../../controlplane/storage/types.js';
 import { storageBackends } from './controlplane-storage-backends.js';
 
@@ -97,7 +98,7 @@ describe('file storage write-ahead log', () => {
       await first.start();
       await first.create('/registry/core/configmaps/ns/a', { metadata: { name: 'a' } });
       await first.stop();
-      appendFileSync(join(dir, 'wal.jsonl'), '{"op":"put","key":"/registry/core/configmaps/ns/torn","rev":2,"obj":{"meta');
+      appendFileSync(join(dir, listSegments(dir).at(-1) ?? 'missing'), '{"op":"put","key":"/registry/core/configmaps/ns/torn","rev":2,"obj":{"meta');
       const second = new MemoryStorage({ dir });
       await second.start();
       expect(second.revision()).toBe(1);
@@ -118,13 +119,13 @@ describe('file storage compaction', () => {
   it('folds the log into a snapshot without losing writes', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'knode-cp-wal-'));
     try {
-      const first = new MemoryStorage({ dir, compactEvery: 7 });
+      const first = new MemoryStorage({ dir, compactBytes: 600 });
       await first.start();
       for (let i = 0; i < 30; i++) await first.create(`/registry/core/configmaps/ns/k${i}`, { metadata: { name: `k${i}` } });
       for (let i = 0; i < 30; i += 3) await first.delete(`/registry/core/configmaps/ns/k${i}`);
       const revision = first.revision();
       await first.stop();
-      const second = new MemoryStorage({ dir, compactEvery: 7 });
+      const second = new MemoryStorage({ dir, compactBytes: 600 });
       await second.start();
       expect(second.revision()).toBe(revision);
       expect((await second.list('/registry/')).items).toHaveLength(20);
