@@ -36,6 +36,11 @@ export interface TestControlPlaneOptions {
   resyncMs?: number;
   eventTtlMs?: number;
   watchHistory?: number;
+  watchHistoryBytes?: number;
+  watchBufferBytes?: number;
+  watchTotalBufferBytes?: number;
+  /** Require `Authorization: Bearer <token>` (loopback allows it without TLS). */
+  token?: string;
   bookmarkIntervalMs?: number;
   clusterCidr?: string;
   serviceCidr?: string;
@@ -64,6 +69,10 @@ export async function startTestControlPlane(options: TestControlPlaneOptions = {
     clusterCidr: options.clusterCidr ?? '10.244.0.0/16',
     serviceCidr: options.serviceCidr ?? '10.96.0.0/12',
     watchHistory: options.watchHistory,
+    watchHistoryBytes: options.watchHistoryBytes,
+    watchBufferBytes: options.watchBufferBytes,
+    watchTotalBufferBytes: options.watchTotalBufferBytes,
+    token: options.token,
     bookmarkIntervalMs: options.bookmarkIntervalMs,
     controllers: {
       enabled: options.controllers ?? true,
