@@ -40,6 +40,8 @@ missing=()
 for cmd in "${!pkg_of[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg_of[$cmd]}")
 done
+# The official Python client is a test peer of the control plane (a client no one here wrote).
+/usr/bin/python3 -c 'import kubernetes' >/dev/null 2>&1 || missing+=(python3-kubernetes)
 # The reference CNI plugins are test peers (bridge, host-local, portmap, loopback).
 [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
 # busybox must be the static build: it is copied into container images.
