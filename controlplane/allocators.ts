@@ -1,10 +1,10 @@
 /** Wires the ClusterIP/NodePort allocation into the registry as a Service admission hook. */
 import type { Registry } from './registry.js';
-import { resources, type ResourceInfo } from './resources.js';
+import { resources, type ResourceInfo, resourceNamed } from './resources.js';
 import { allocateForService, serviceAllocations } from './kinds-service.js';
 import type { Cidr } from './ipalloc.js';
 
-const servicesInfo = resources.find((r) => r.name === 'services') as ResourceInfo;
+const servicesInfo = resourceNamed('services');
 
 export function registerAllocators(registry: Registry, serviceCidr: Cidr): void {
   registry.addAdmitHook('Service', async (service, old, reg) => {

@@ -16,7 +16,7 @@ import { findResource, resources, type ResourceInfo } from './resources.js';
 import { ApiError, badRequest, methodNotAllowed, notFound, toApiError, unsupportedMediaType } from './status.js';
 import type { KObject } from './storage/types.js';
 import { toTable, wantsTable, type IncludeObject } from './table.js';
-import { isRecord } from './util.js';
+import { isRecord, stringOf } from './util.js';
 import type { WatchCache } from './watch-cache.js';
 import { serveWatch, type WatchSettings } from './watch-http.js';
 import { bindPod } from './binding.js';
@@ -69,14 +69,14 @@ export function parseResourcePath(path: string): Route | 'discovery' | undefined
     group = '';
     rest = parts.slice(2);
   } else if (parts[0] === 'apis' && parts.length >= 3) {
-    group = parts[1] as string;
+    group = parts[1] ?? '';
     rest = parts.slice(3);
     if (!resources.some((r) => r.group === group && r.version === parts[2])) return undefined;
   } else return undefined;
   if (rest.length === 0) return 'discovery';
-  const version = group === '' ? 'v1' : (parts[2] as string);
+  const version = group === '' ? 'v1' : (parts[2] ?? '');
   if (rest[0] === 'namespaces' && rest.length >= 3) {
-    const info = findResource(group, version, rest[2] as string);
+    const info = findResource(group, version, rest[2] ?? '');
     if (info?.namespaced) {
       if (rest.length > 5) return undefined;
       const [, namespace, , name, subresource] = rest;
@@ -84,7 +84,7 @@ export function parseResourcePath(path: string): Route | 'discovery' | undefined
       return { info, namespace, name, subresource };
     }
   }
-  const info = findResource(group, version, rest[0] as string);
+  const info = findResource(group, version, rest[0] ?? '');
   if (!info || rest.length > 3) return undefined;
   if (rest[1] !== undefined) checkPathSegmentName(rest[1]);
   return { info, name: rest[1], subresource: rest[2] };
@@ -183,9 +183,10 @@ function serveDiscovery(path: string, res: ServerResponse, options: ApiServerOpt
   else if (path === '/apis') body = apiGroupList();
   else {
     const parts = path.split('/').filter((p) => p !== '');
-    if (parts[0] === 'api' && parts.length === 2) body = apiResourceList('', parts[1] as string);
-    else if (parts[0] === 'apis' && parts.length === 2) body = apiGroup(parts[1] as string);
-    else if (parts[0] === 'apis' && parts.length === 3) body = apiResourceList(parts[1] as string, parts[2] as string);
+    const [root, first = '', second = ''] = parts;
+    if (root === 'api' && parts.length === 2) body = apiResourceList('', first);
+    else if (root === 'apis' && parts.length === 2) body = apiGroup(first);
+    else if (root === 'apis' && parts.length === 3) body = apiResourceList(first, second);
     else return false;
     if (!body) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
   }
@@ -318,7 +319,10 @@ async function readDeleteOptions(req: IncomingMessage, query: URLSearchParams): 
       if (typeof body.gracePeriodSeconds !== 'number' || !Number.isInteger(body.gracePeriodSeconds)) throw badRequest('gracePeriodSeconds must be an integer');
       options.gracePeriodSeconds = body.gracePeriodSeconds;
     }
-    if (isRecord(body.preconditions)) options.preconditions = body.preconditions as DeleteOptions['preconditions'];
+    if (isRecord(body.preconditions)) {
+      const { uid, resourceVersion } = body.preconditions;
+      options.preconditions = { uid: stringOf(uid), resourceVersion: stringOf(resourceVersion) };
+    }
     if (typeof body.propagationPolicy === 'string') options.propagationPolicy = body.propagationPolicy;
     if (Array.isArray(body.dryRun)) options.dryRun = body.dryRun.filter((d): d is string => typeof d === 'string');
   }

@@ -12,7 +12,7 @@ import { createRequestHandler, createUpgradeHandler } from './api-server.js';
 import type { KubeletClientConfig } from './kubelet-client.js';
 import { podStreamProxy } from './pod-exec.js';
 import { Registry } from './registry.js';
-import { resources, type ResourceInfo } from './resources.js';
+import { resources, type ResourceInfo, resourceNamed } from './resources.js';
 import { ApiError } from './status.js';
 import type { KObject, Storage } from './storage/types.js';
 import { WatchCache, defaultWatchCacheBytes } from './watch-cache.js';
@@ -53,7 +53,7 @@ export interface RunningControlPlane {
   stop(): Promise<void>;
 }
 
-const byName = (name: string) => resources.find((r) => r.name === name) as ResourceInfo;
+const byName = resourceNamed;
 
 /** The namespaces and the `kubernetes` Service that exist in every cluster. */
 async function bootstrap(registry: Registry, serviceIp: string, host: string, port: number): Promise<void> {

@@ -52,8 +52,8 @@ export const maxNestingDepth = 1_000;
  */
 export function checkDepth(value: unknown, max = maxNestingDepth, what = 'the request body'): void {
   const stack: [unknown, number][] = [[value, 1]];
-  while (stack.length > 0) {
-    const [node, depth] = stack.pop() as [unknown, number];
+  for (let top = stack.pop(); top !== undefined; top = stack.pop()) {
+    const [node, depth] = top;
     if (typeof node !== 'object' || node === null) continue;
     if (depth > max) throw badRequest(`${what} is nested too deeply (more than ${max} levels)`);
     if (!Array.isArray(node) && Object.prototype.hasOwnProperty.call(node, '__proto__')) throw badRequest(`${what} has a field named "__proto__", which is not allowed`);

@@ -6,7 +6,7 @@
  * activeDeadlineSeconds and added tolerations.
  */
 import type { StatusCause } from './status.js';
-import { canonicalJson } from './util.js';
+import { canonicalJson, isOneOf, isRecord, recordOf, recordsOf, stringOf } from './util.js';
 import type { KObject } from './storage/types.js';
 import type { KindStrategy } from './strategy.js';
 import { checkMetadata, checkName, checkPort, checkProtocol, duplicate, forbidden, invalidValue, required, unsupported } from './validation.js';
@@ -14,7 +14,7 @@ import { checkMetadata, checkName, checkPort, checkProtocol, duplicate, forbidde
 type Obj = Record<string, unknown>;
 
 function asObj(value: unknown): Obj | undefined {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Obj) : undefined;
+  return isRecord(value) ? value : undefined;
 }
 
 /** Image tag rule for the imagePullPolicy default (https://kubernetes.io/docs/concepts/containers/images/#imagepullpolicy-defaulting). */
@@ -33,12 +33,13 @@ function defaultContainer(container: Obj): void {
   container.resources ??= {};
   const resources = asObj(container.resources);
   // Limits without requests: requests default to the limits.
-  if (resources && asObj(resources.limits) && !resources.requests) resources.requests = { ...(resources.limits as Obj) };
-  if (Array.isArray(container.ports)) for (const port of container.ports) if (asObj(port)) (port as Obj).protocol ??= 'TCP';
+  const limits = asObj(resources?.limits);
+  if (resources && limits && !resources.requests) resources.requests = { ...limits };
+  for (const port of recordsOf(container.ports)) port.protocol ??= 'TCP';
 }
 
 export function defaultPod(pod: KObject): void {
-  const spec = (asObj(pod.spec) ?? {}) as Obj;
+  const spec = recordOf(pod.spec);
   pod.spec = spec;
   spec.restartPolicy ??= 'Always';
   spec.dnsPolicy ??= 'ClusterFirst';
@@ -46,12 +47,12 @@ export function defaultPod(pod: KObject): void {
   spec.schedulerName ??= 'default-scheduler';
   spec.securityContext ??= {};
   spec.enableServiceLinks ??= true;
-  spec.serviceAccountName ??= (spec.serviceAccount as string | undefined) ?? 'default';
+  spec.serviceAccountName ??= stringOf(spec.serviceAccount) ?? 'default';
   spec.serviceAccount ??= spec.serviceAccountName;
   spec.priority ??= 0;
   spec.preemptionPolicy ??= 'PreemptLowerPriority';
   for (const list of ['containers', 'initContainers']) {
-    if (Array.isArray(spec[list])) for (const container of spec[list] as unknown[]) if (asObj(container)) defaultContainer(container as Obj);
+    for (const container of recordsOf(spec[list])) defaultContainer(container);
   }
 }
 
@@ -73,7 +74,7 @@ function checkContainers(field: string, list: unknown, requireOne: boolean, name
       names.add(container.name);
     }
     if (typeof container.image !== 'string' || container.image.trim() === '') causes.push(required(`${path}.image`));
-    if (container.imagePullPolicy !== undefined && !['Always', 'IfNotPresent', 'Never'].includes(container.imagePullPolicy as string))
+    if (container.imagePullPolicy !== undefined && !isOneOf(container.imagePullPolicy, ['Always', 'IfNotPresent', 'Never']))
       causes.push(unsupported(`${path}.imagePullPolicy`, container.imagePullPolicy, ['Always', 'IfNotPresent', 'Never']));
     if (container.ports !== undefined) {
       if (!Array.isArray(container.ports)) causes.push(invalidValue(`${path}.ports`, container.ports, 'must be a list'));
@@ -96,9 +97,9 @@ export function validatePod(pod: KObject): StatusCause[] {
   const names = new Set<string>();
   causes.push(...checkContainers('spec.containers', spec.containers, true, names));
   causes.push(...checkContainers('spec.initContainers', spec.initContainers, false, names));
-  if (!['Always', 'OnFailure', 'Never'].includes(spec.restartPolicy as string))
+  if (!isOneOf(spec.restartPolicy, ['Always', 'OnFailure', 'Never']))
     causes.push(unsupported('spec.restartPolicy', spec.restartPolicy, ['Always', 'Never', 'OnFailure']));
-  if (!['ClusterFirst', 'ClusterFirstWithHostNet', 'Default', 'None'].includes(spec.dnsPolicy as string))
+  if (!isOneOf(spec.dnsPolicy, ['ClusterFirst', 'ClusterFirstWithHostNet', 'Default', 'None']))
     causes.push(unsupported('spec.dnsPolicy', spec.dnsPolicy, ['ClusterFirst', 'ClusterFirstWithHostNet', 'Default', 'None']));
   const grace = spec.terminationGracePeriodSeconds;
   if (typeof grace !== 'number' || !Number.isInteger(grace) || grace < 0)
@@ -112,10 +113,8 @@ export function validatePod(pod: KObject): StatusCause[] {
 export function validatePodUpdate(pod: KObject, old: KObject): StatusCause[] {
   const causes = validatePod(pod);
   const strip = (spec: unknown): Obj => {
-    const copy = JSON.parse(JSON.stringify(spec ?? {})) as Obj;
-    for (const list of ['containers', 'initContainers']) {
-      if (Array.isArray(copy[list])) for (const c of copy[list] as Obj[]) if (asObj(c)) delete c.image;
-    }
+    const copy = structuredClone(recordOf(spec));
+    for (const list of ['containers', 'initContainers']) for (const c of recordsOf(copy[list])) delete c.image;
     delete copy.activeDeadlineSeconds;
     delete copy.tolerations;
     return copy;

@@ -9,18 +9,17 @@ import type { KObject } from './storage/types.js';
 import type { KindStrategy } from './strategy.js';
 import { allocateNodePort, allocateServiceIp, inCidr, type Cidr } from './ipalloc.js';
 import { checkMetadata, checkName, checkPort, checkProtocol, duplicate, invalidValue, required, unsupported } from './validation.js';
-import { isRecord } from './util.js';
+import { isOneOf, recordOf, recordsOf } from './util.js';
 
 type Obj = Record<string, unknown>;
 const types = ['ClusterIP', 'ExternalName', 'LoadBalancer', 'NodePort'];
 
 function ports(service: KObject): Obj[] {
-  const spec = isRecord(service.spec) ? service.spec : {};
-  return Array.isArray(spec.ports) ? (spec.ports.filter(isRecord) as Obj[]) : [];
+  return recordsOf(recordOf(service.spec).ports);
 }
 
 export function defaultService(service: KObject): void {
-  const spec = (isRecord(service.spec) ? service.spec : {}) as Obj;
+  const spec = recordOf(service.spec);
   service.spec = spec;
   spec.type ??= 'ClusterIP';
   spec.sessionAffinity ??= 'None';
@@ -39,9 +38,9 @@ export function defaultService(service: KObject): void {
 
 export function validateService(service: KObject): StatusCause[] {
   const causes = checkMetadata(service, 'dns1035');
-  const spec = (isRecord(service.spec) ? service.spec : {}) as Obj;
-  if (!types.includes(spec.type as string)) causes.push(unsupported('spec.type', spec.type, types));
-  if (!['None', 'ClientIP'].includes(spec.sessionAffinity as string)) causes.push(unsupported('spec.sessionAffinity', spec.sessionAffinity, ['ClientIP', 'None']));
+  const spec = recordOf(service.spec);
+  if (!isOneOf(spec.type, types)) causes.push(unsupported('spec.type', spec.type, types));
+  if (!isOneOf(spec.sessionAffinity, ['None', 'ClientIP'])) causes.push(unsupported('spec.sessionAffinity', spec.sessionAffinity, ['ClientIP', 'None']));
   const list = ports(service);
   const headless = spec.clusterIP === 'None';
   if (list.length === 0 && spec.type !== 'ExternalName' && !headless) causes.push(required('spec.ports'));
@@ -85,8 +84,9 @@ export interface ServiceAllocationState {
 
 /** Fills clusterIP(s) and nodePorts, or reports which requested ones are taken. */
 export function allocateForService(service: KObject, old: KObject | undefined, state: ServiceAllocationState): StatusCause[] {
-  const spec = service.spec as Obj;
-  const oldSpec = (old && isRecord(old.spec) ? old.spec : {}) as Obj;
+  const spec = recordOf(service.spec);
+  service.spec = spec;
+  const oldSpec = recordOf(old?.spec);
   const causes: StatusCause[] = [];
   if (old && (spec.clusterIP === undefined || spec.clusterIP === '')) {
     spec.clusterIP = oldSpec.clusterIP;
@@ -121,9 +121,9 @@ export function allocateForService(service: KObject, old: KObject | undefined, s
 
 function allocateNodePorts(spec: Obj, oldSpec: Obj, state: ServiceAllocationState): StatusCause[] {
   const causes: StatusCause[] = [];
-  const oldPorts = (Array.isArray(oldSpec.ports) ? oldSpec.ports.filter(isRecord) : []) as Obj[];
+  const oldPorts = recordsOf(oldSpec.ports);
   const oldNodePorts = new Set(oldPorts.map((p) => p.nodePort).filter((p): p is number => typeof p === 'number'));
-  const list = (Array.isArray(spec.ports) ? spec.ports.filter(isRecord) : []) as Obj[];
+  const list = recordsOf(spec.ports);
   const taken = new Set(state.usedNodePorts);
   list.forEach((port, index) => {
     if (typeof port.nodePort === 'number' && port.nodePort !== 0) {
@@ -132,8 +132,8 @@ function allocateNodePorts(spec: Obj, oldSpec: Obj, state: ServiceAllocationStat
       taken.add(port.nodePort);
       return;
     }
-    const same = oldPorts.find((p) => p.port === port.port && p.protocol === port.protocol && typeof p.nodePort === 'number');
-    const chosen = same ? (same.nodePort as number) : allocateNodePort(taken, Math.floor(Math.random() * 2768));
+    const same = oldPorts.map((p) => (p.port === port.port && p.protocol === port.protocol && typeof p.nodePort === 'number' ? p.nodePort : undefined)).find((p) => p !== undefined);
+    const chosen = same ?? allocateNodePort(taken, Math.floor(Math.random() * 2768));
     if (chosen === undefined) causes.push(invalidValue(`spec.ports[${index}].nodePort`, 0, 'failed to allocate a node port: range is full'));
     else {
       port.nodePort = chosen;
@@ -152,7 +152,7 @@ export function serviceAllocations(services: KObject[], skipKey?: string): { ips
   const nodePorts = new Set<number>();
   for (const service of services) {
     if (skipKey && `${service.metadata.namespace}/${service.metadata.name}` === skipKey) continue;
-    const spec = (isRecord(service.spec) ? service.spec : {}) as Obj;
+    const spec = recordOf(service.spec);
     if (typeof spec.clusterIP === 'string' && spec.clusterIP !== 'None') ips.add(spec.clusterIP);
     for (const port of ports(service)) if (typeof port.nodePort === 'number') nodePorts.add(port.nodePort);
   }

@@ -8,12 +8,12 @@
 import type { ServerResponse } from 'node:http';
 import { callKubelet, kubeletError, type KubeletClientConfig, type KubeletTarget } from './kubelet-client.js';
 import type { Registry } from './registry.js';
-import { resources, type ResourceInfo } from './resources.js';
+import { resources, type ResourceInfo, resourceNamed } from './resources.js';
 import { ApiError, badRequest } from './status.js';
 import type { KObject } from './storage/types.js';
 import { isRecord } from './util.js';
 
-const nodes = resources.find((r) => r.name === 'nodes') as ResourceInfo;
+const nodes = resourceNamed('nodes');
 const passThrough = ['follow', 'tailLines', 'sinceSeconds', 'sinceTime', 'timestamps', 'previous', 'limitBytes'];
 
 type Obj = Record<string, unknown>;

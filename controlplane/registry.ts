@@ -9,7 +9,7 @@
  */
 import { ApiError, alreadyExists, badRequest, conflict, forbidden, invalid, notFound, tooLarge } from './status.js';
 import { StorageError, revisionOf, type KObject, type Storage } from './storage/types.js';
-import { storageKey, storagePrefix, type ResourceInfo, groupVersion, resources } from './resources.js';
+import { storageKey, storagePrefix, type ResourceInfo, groupVersion, resources, resourceNamed } from './resources.js';
 import { strategyFor } from './kinds.js';
 import { checkDepth } from './http-util.js';
 import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector, SelectorError, type FieldRequirement, type LabelRequirement } from './selectors.js';
@@ -355,11 +355,7 @@ export class Registry {
   }
 }
 
-const nsInfo: ResourceInfo = (() => {
-  const found = resources.find((r) => r.name === 'namespaces');
-  if (!found) throw new Error('the resource table has no namespaces');
-  return found;
-})();
+const nsInfo = resourceNamed('namespaces');
 
 function keyOf(info: ResourceInfo, object: KObject): string {
   return storageKey(info, object.metadata.namespace, nameOf(object));

@@ -82,6 +82,13 @@ export function groupVersion(info: ResourceInfo): string {
   return info.group ? `${info.group}/${info.version}` : info.version;
 }
 
+/** A resource of the table by its plural name; a missing one is a programming error. */
+export function resourceNamed(name: string): ResourceInfo {
+  const found = resources.find((r) => r.name === name);
+  if (!found) throw new Error(`the resource table has no "${name}"`);
+  return found;
+}
+
 export function findResource(group: string, version: string, name: string): ResourceInfo | undefined {
   return resources.find((info) => info.group === group && info.version === version && info.name === name);
 }

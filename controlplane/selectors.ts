@@ -4,6 +4,7 @@
  * .../field-selectors/). Pure: parse once, then match objects.
  */
 import type { KObject } from './storage/types.js';
+import { recordOf, stringOf } from './util.js';
 
 export type LabelOperator = 'in' | 'notin' | 'exists' | '!' | '=' | '!=' | 'gt' | 'lt';
 
@@ -55,24 +56,24 @@ function checkValue(value: string): string {
 function parseRequirement(text: string): LabelRequirement {
   const setMatch = /^(\S+)\s+(in|notin)\s*\((.*)\)$/.exec(text);
   if (setMatch) {
-    const inner = (setMatch[3] as string).trim();
+    const inner = (setMatch[3] ?? '').trim();
     // labels.NewRequirement: "for 'in', 'notin' operators, values set can't be empty".
     if (inner === '') throw new SelectorError(`for 'in', 'notin' operators, values set can't be empty`);
     const values = inner.split(',').map((v) => checkValue(v.trim()));
-    return { key: checkKey(setMatch[1] as string), operator: setMatch[2] as 'in' | 'notin', values };
+    return { key: checkKey(setMatch[1] ?? ''), operator: setMatch[2] === 'notin' ? 'notin' : 'in', values };
   }
   if (text.startsWith('!')) return { key: checkKey(text.slice(1).trim()), operator: '!', values: [] };
   // apimachinery's selection.GreaterThan / LessThan: `key>N`, `key<N` with one integer value.
   const numeric = /^([^<>=!\s]+)\s*([<>])\s*(.*)$/.exec(text);
   if (numeric) {
-    const value = (numeric[3] as string).trim();
+    const value = (numeric[3] ?? '').trim();
     if (!/^-?[0-9]+$/.test(value)) throw new SelectorError(`for 'Gt', 'Lt' operators, the value must be an integer: "${value}"`);
-    return { key: checkKey(numeric[1] as string), operator: numeric[2] === '>' ? 'gt' : 'lt', values: [value] };
+    return { key: checkKey(numeric[1] ?? ''), operator: numeric[2] === '>' ? 'gt' : 'lt', values: [value] };
   }
   const opMatch = /^([^=!\s]+)\s*(==|=|!=)\s*(.*)$/.exec(text);
   if (opMatch) {
     const operator = opMatch[2] === '!=' ? '!=' : '=';
-    return { key: checkKey(opMatch[1] as string), operator, values: [checkValue((opMatch[3] as string).trim())] };
+    return { key: checkKey(opMatch[1] ?? ''), operator, values: [checkValue((opMatch[3] ?? '').trim())] };
   }
   return { key: checkKey(text), operator: 'exists', values: [] };
 }
@@ -89,7 +90,8 @@ export function matchesLabels(requirements: LabelRequirement[], labels: Record<s
   const set = labels ?? {};
   return requirements.every(({ key, operator, values }) => {
     const has = Object.prototype.hasOwnProperty.call(set, key);
-    const value = set[key];
+    // Own labels only: `constructor` is not a label of every object.
+    const value = has ? set[key] : undefined;
     switch (operator) {
       case 'exists':
         return has;
@@ -97,14 +99,14 @@ export function matchesLabels(requirements: LabelRequirement[], labels: Record<s
         return !has;
       case '=':
       case 'in':
-        return has && values.includes(value as string);
+        return value !== undefined && values.includes(value);
       case '!=':
       case 'notin':
-        return !has || !values.includes(value as string);
+        return value === undefined || !values.includes(value);
       case 'gt':
       case 'lt': {
         // A label whose value is not an integer does not match (labels.Requirement.Matches).
-        if (!has || !/^-?[0-9]+$/.test(value as string)) return false;
+        if (value === undefined || !/^-?[0-9]+$/.test(value)) return false;
         const actual = Number(value);
         const bound = Number(values[0]);
         return operator === 'gt' ? actual > bound : actual < bound;
@@ -124,15 +126,15 @@ export interface FieldRequirement {
 const fieldGetters: Record<string, (object: KObject) => string | undefined> = {
   'metadata.name': (o) => o.metadata.name,
   'metadata.namespace': (o) => o.metadata.namespace,
-  'spec.nodeName': (o) => (o.spec as { nodeName?: string } | undefined)?.nodeName ?? '',
-  'spec.schedulerName': (o) => (o.spec as { schedulerName?: string } | undefined)?.schedulerName ?? '',
-  'spec.unschedulable': (o) => String(Boolean((o.spec as { unschedulable?: boolean } | undefined)?.unschedulable)),
-  'status.phase': (o) => (o.status as { phase?: string } | undefined)?.phase ?? '',
-  'status.podIP': (o) => (o.status as { podIP?: string } | undefined)?.podIP ?? '',
-  'involvedObject.name': (o) => (o.involvedObject as { name?: string } | undefined)?.name ?? '',
-  'involvedObject.kind': (o) => (o.involvedObject as { kind?: string } | undefined)?.kind ?? '',
-  'involvedObject.namespace': (o) => (o.involvedObject as { namespace?: string } | undefined)?.namespace ?? '',
-  'involvedObject.uid': (o) => (o.involvedObject as { uid?: string } | undefined)?.uid ?? '',
+  'spec.nodeName': (o) => stringOf(recordOf(o.spec).nodeName) ?? '',
+  'spec.schedulerName': (o) => stringOf(recordOf(o.spec).schedulerName) ?? '',
+  'spec.unschedulable': (o) => String(recordOf(o.spec).unschedulable === true),
+  'status.phase': (o) => stringOf(recordOf(o.status).phase) ?? '',
+  'status.podIP': (o) => stringOf(recordOf(o.status).podIP) ?? '',
+  'involvedObject.name': (o) => stringOf(recordOf(o.involvedObject).name) ?? '',
+  'involvedObject.kind': (o) => stringOf(recordOf(o.involvedObject).kind) ?? '',
+  'involvedObject.namespace': (o) => stringOf(recordOf(o.involvedObject).namespace) ?? '',
+  'involvedObject.uid': (o) => stringOf(recordOf(o.involvedObject).uid) ?? '',
   type: (o) => (typeof o.type === 'string' ? o.type : ''),
 };
 
@@ -141,15 +143,15 @@ export function parseFieldSelector(text: string | undefined): FieldRequirement[]
   return text.split(',').map((part) => {
     const match = /^\s*([^=!\s]+)\s*(==|=|!=)\s*(.*?)\s*$/.exec(part);
     if (!match) throw new SelectorError(`invalid selector: '${text}'; can't understand '${part}'`);
-    const field = match[1] as string;
+    const field = match[1] ?? '';
     if (!fieldGetters[field]) throw new SelectorError(`field label not supported: ${field}`);
-    return { field, equal: match[2] !== '!=', value: match[3] as string };
+    return { field, equal: match[2] !== '!=', value: match[3] ?? '' };
   });
 }
 
 export function matchesFields(requirements: FieldRequirement[], object: KObject): boolean {
   return requirements.every(({ field, equal, value }) => {
-    const actual = (fieldGetters[field] as (o: KObject) => string | undefined)(object) ?? '';
+    const actual = fieldGetters[field]?.(object) ?? '';
     return (actual === value) === equal;
   });
 }

@@ -126,8 +126,9 @@ export class WatchCache {
     this.sizes.push(size);
     this.bytes += size;
     if (event.revision > this.last) this.last = event.revision;
-    while (this.history.length > 0 && (this.history.length > this.capacity || this.bytes > this.maxBytes)) {
-      const dropped = this.history.shift() as StoredEvent;
+    while (this.history.length > this.capacity || this.bytes > this.maxBytes) {
+      const dropped = this.history.shift();
+      if (!dropped) break;
       this.bytes -= this.sizes.shift() ?? 0;
       this.floor = dropped.revision;
     }

@@ -121,20 +121,18 @@ export async function serveWatch(req: IncomingMessage, res: ServerResponse, requ
   res.on('drain', () => settings.budget.update(member, res.writableLength));
   void req;
 
-  const encode = (type: WatchEventType | 'BOOKMARK' | 'ERROR', object: unknown) => {
-    let payload = object;
-    if (request.table && (type === 'ADDED' || type === 'MODIFIED' || type === 'DELETED')) {
-      const typed = object as KObject;
-      payload = toTable(info.kind, [typed], typed.metadata.resourceVersion ?? '', request.table);
-    }
+  const encode = (type: WatchEventType, object: KObject) => {
+    const payload = request.table ? toTable(info.kind, [object], object.metadata.resourceVersion ?? '', request.table) : object;
     return `${JSON.stringify({ type, object: payload })}\n`;
   };
-  const send = (type: WatchEventType | 'BOOKMARK' | 'ERROR', object: unknown) => {
+  const write = (line: string) => {
     if (closed) return;
-    res.write(encode(type, object));
+    res.write(line);
     if (res.writableLength > settings.maxBufferedBytes) drop();
     else settings.budget.update(member, res.writableLength);
   };
+  const send = (type: WatchEventType, object: KObject) => write(encode(type, object));
+  const sendControl = (type: 'BOOKMARK' | 'ERROR', object: unknown) => write(`${JSON.stringify({ type, object })}\n`);
 
   let from: number;
   const rv = request.resourceVersion;
@@ -155,12 +153,12 @@ export async function serveWatch(req: IncomingMessage, res: ServerResponse, requ
   } else {
     from = Number(rv);
     if (!Number.isInteger(from) || from < 0) {
-      send('ERROR', gone(`too old resource version: ${rv}`).toStatus());
+      sendControl('ERROR', gone(`too old resource version: ${rv}`).toStatus());
       close();
       return;
     }
     if (from > cache.lastRevision() && !(await cache.waitFor(from, settings.futureRevisionWaitMs ?? 3000))) {
-      send('ERROR', tooLargeResourceVersion(from, cache.lastRevision()).toStatus());
+      sendControl('ERROR', tooLargeResourceVersion(from, cache.lastRevision()).toStatus());
       close();
       return;
     }
@@ -170,13 +168,13 @@ export async function serveWatch(req: IncomingMessage, res: ServerResponse, requ
     cleanups.push(cache.add({ filter, send: (type, object) => send(type, withTypeMeta(info, object)) }, from));
   } catch (error) {
     if (!(error instanceof TooOldError)) throw error;
-    send('ERROR', gone(`too old resource version: ${from} (${error.oldest})`).toStatus());
+    sendControl('ERROR', gone(`too old resource version: ${from} (${error.oldest})`).toStatus());
     close();
     return;
   }
   if (request.allowBookmarks) {
     const timer = setInterval(() => {
-      send('BOOKMARK', { kind: info.kind, apiVersion: groupVersion(info), metadata: { resourceVersion: String(Math.max(cache.lastRevision(), from)) } });
+      sendControl('BOOKMARK', { kind: info.kind, apiVersion: groupVersion(info), metadata: { resourceVersion: String(Math.max(cache.lastRevision(), from)) } });
     }, settings.bookmarkIntervalMs);
     timer.unref();
     cleanups.push(() => clearInterval(timer));

@@ -7,7 +7,7 @@
  */
 import type { Logger } from '../../lib/log.js';
 import type { Registry } from '../registry.js';
-import { resources, type ResourceInfo } from '../resources.js';
+import { resources, type ResourceInfo, resourceNamed } from '../resources.js';
 import { ApiError } from '../status.js';
 import type { KObject } from '../storage/types.js';
 import { canonicalJson, isRecord } from '../util.js';
@@ -16,7 +16,7 @@ import { desiredEndpoints, desiredSlices, managedBy } from './endpoints-policy.j
 import { KeyQueue } from './queue.js';
 import type { Controller } from './index.js';
 
-const info = (name: string) => resources.find((r) => r.name === name) as ResourceInfo;
+const info = resourceNamed;
 const services = info('services');
 const pods = info('pods');
 const slices = info('endpointslices');

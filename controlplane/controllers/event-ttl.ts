@@ -5,11 +5,11 @@
  */
 import type { Logger } from '../../lib/log.js';
 import type { Registry } from '../registry.js';
-import { resources, type ResourceInfo } from '../resources.js';
+import { resources, type ResourceInfo, resourceNamed } from '../resources.js';
 import type { KObject } from '../storage/types.js';
 import type { Controller } from './index.js';
 
-const events = resources.find((r) => r.name === 'events') as ResourceInfo;
+const events = resourceNamed('events');
 
 export function lastOccurrence(event: KObject): number {
   const times = [event.lastTimestamp, event.eventTime, event.metadata.creationTimestamp]

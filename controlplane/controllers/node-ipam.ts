@@ -7,14 +7,14 @@
 import type { Logger } from '../../lib/log.js';
 import { allocatePodCidr, type Cidr } from '../ipalloc.js';
 import type { Registry } from '../registry.js';
-import { resources, type ResourceInfo } from '../resources.js';
+import { resources, type ResourceInfo, resourceNamed } from '../resources.js';
 import { ApiError } from '../status.js';
 import { isRecord } from '../util.js';
 import type { WatchCache } from '../watch-cache.js';
 import { KeyQueue } from './queue.js';
 import type { Controller } from './index.js';
 
-const nodes = resources.find((r) => r.name === 'nodes') as ResourceInfo;
+const nodes = resourceNamed('nodes');
 
 async function reconcile(registry: Registry, clusterCidr: Cidr, name: string, log: Logger): Promise<void> {
   const all = (await registry.list(nodes, undefined)).items;

@@ -11,13 +11,13 @@
 import type { Logger } from '../../lib/log.js';
 import { setCondition } from '../binding.js';
 import type { Registry } from '../registry.js';
-import { resources, type ResourceInfo } from '../resources.js';
+import { resources, type ResourceInfo, resourceNamed } from '../resources.js';
 import { ApiError } from '../status.js';
 import type { KObject } from '../storage/types.js';
-import { isRecord, rfc3339 } from '../util.js';
+import { isRecord, recordOf, rfc3339, stringOf } from '../util.js';
 import type { Controller } from './index.js';
 
-const info = (name: string) => resources.find((r) => r.name === name) as ResourceInfo;
+const info = resourceNamed;
 const nodes = info('nodes');
 const leases = info('leases');
 const pods = info('pods');
@@ -38,7 +38,7 @@ export function lastHeartbeat(node: KObject, lease: KObject | undefined, firstSe
 }
 
 export function readyStatus(node: KObject): string | undefined {
-  return list(isRecord(node.status) ? node.status.conditions : undefined).find((c) => c.type === 'Ready')?.status as string | undefined;
+  return stringOf(list(recordOf(node.status).conditions).find((c) => c.type === 'Ready')?.status);
 }
 
 function hasUnreachableTaint(node: KObject): boolean {
@@ -51,7 +51,7 @@ async function markUnknown(registry: Registry, name: string, now: Date): Promise
     undefined,
     name,
     (node) => {
-      const status = (isRecord(node.status) ? node.status : {}) as Obj;
+      const status = recordOf(node.status);
       const types = new Set(['Ready', 'MemoryPressure', 'DiskPressure', 'PIDPressure', ...list(status.conditions).map((c) => String(c.type))]);
       for (const type of types) {
         if (type === 'NetworkUnavailable') continue;
@@ -63,7 +63,7 @@ async function markUnknown(registry: Registry, name: string, now: Date): Promise
     'status',
   );
   await registry.mutate(nodes, undefined, name, (node) => {
-    const spec = (isRecord(node.spec) ? node.spec : {}) as Obj;
+    const spec = recordOf(node.spec);
     const taints = list(spec.taints).filter((t) => t.key !== unreachableTaint);
     taints.push({ key: unreachableTaint, effect: 'NoSchedule' }, { key: unreachableTaint, effect: 'NoExecute', timeAdded: rfc3339(now) });
     node.spec = { ...spec, taints };
@@ -75,9 +75,9 @@ async function markUnknown(registry: Registry, name: string, now: Date): Promise
       await registry.mutate(
         pods,
         pod.metadata.namespace,
-        pod.metadata.name as string,
+        pod.metadata.name ?? '',
         (current) => {
-          const status = (isRecord(current.status) ? current.status : {}) as Obj;
+          const status = recordOf(current.status);
           setCondition(status, { type: 'Ready', status: 'False', reason: 'NodeLost', message: `Node ${name} which was running pod ${String(current.metadata.name)} is unresponsive`, lastProbeTime: null, lastTransitionTime: rfc3339(now) });
           current.status = status;
           return current;
@@ -92,10 +92,9 @@ async function markUnknown(registry: Registry, name: string, now: Date): Promise
 
 async function removeTaints(registry: Registry, name: string): Promise<void> {
   await registry.mutate(nodes, undefined, name, (node) => {
-    const spec = (isRecord(node.spec) ? node.spec : {}) as Obj;
-    const taints = list(spec.taints).filter((t) => t.key !== unreachableTaint);
-    node.spec = { ...spec, taints };
-    if (taints.length === 0) delete (node.spec as Obj).taints;
+    const { taints: current, ...spec } = recordOf(node.spec);
+    const taints = list(current).filter((t) => t.key !== unreachableTaint);
+    node.spec = taints.length === 0 ? spec : { ...spec, taints };
     return node;
   });
 }
@@ -108,10 +107,10 @@ export function startNodeLifecycle(registry: Registry, log: Logger, graceMs: num
     const nodeList = (await registry.list(nodes, undefined)).items;
     const leaseList = (await registry.list(leases, 'kube-node-lease')).items;
     for (const node of nodeList) {
-      const name = node.metadata.name as string;
+      const name = node.metadata.name ?? '';
       if (!firstSeen.has(name)) firstSeen.set(name, now.getTime());
       const lease = leaseList.find((l) => l.metadata.name === name);
-      const stale = now.getTime() - lastHeartbeat(node, lease, firstSeen.get(name) as number) > graceMs;
+      const stale = now.getTime() - lastHeartbeat(node, lease, firstSeen.get(name) ?? now.getTime()) > graceMs;
       try {
         if (stale && readyStatus(node) !== 'Unknown') {
           log.info({ node: name }, 'node stopped renewing its lease: Ready=Unknown, tainted unreachable');

@@ -7,7 +7,7 @@
 import type { Logger } from '../../lib/log.js';
 import { bindPod, setCondition } from '../binding.js';
 import type { Registry } from '../registry.js';
-import { resources, type ResourceInfo } from '../resources.js';
+import { resources, type ResourceInfo, resourceNamed } from '../resources.js';
 import { ApiError } from '../status.js';
 import type { KObject } from '../storage/types.js';
 import { isRecord, rfc3339 } from '../util.js';
@@ -16,8 +16,8 @@ import { KeyQueue } from './queue.js';
 import { nodeUsage, schedule } from './scheduler-policy.js';
 import type { Controller } from './index.js';
 
-const pods = resources.find((r) => r.name === 'pods') as ResourceInfo;
-const nodes = resources.find((r) => r.name === 'nodes') as ResourceInfo;
+const pods = resourceNamed('pods');
+const nodes = resourceNamed('nodes');
 
 function wantsScheduling(pod: KObject): boolean {
   const spec = isRecord(pod.spec) ? pod.spec : {};
