@@ -113,17 +113,13 @@ function patches(): Case[] {
 function selectors(): Case[] {
   const get = (name: string, query: string, code: number): Case => ({ name: `selector: ${name}`, method: 'GET', path: `${cms}?${query}`, code });
   const labels = ['a in ()', 'a notin ( )', 'a in (b', 'a=(', '!!a', 'a b', '=x', 'a!=b!=c', `${'k'.repeat(400)}=v`, 'a=' + 'v'.repeat(100), 'a>x', 'a<', ',', 'a,,b', '/x'];
+  const badQueries = ['watch=yes', 'watch=1&allowWatchBookmarks=maybe', 'limit=-1', 'limit=x', 'watch=1&timeoutSeconds=x', 'limit=1&continue=%%%'];
   const fields = ['nope=1', 'metadata.name', '=x', 'metadata.uid=1', 'spec.nodeName~x'];
   return [
     ...labels.map((s) => get(`labelSelector ${JSON.stringify(s.slice(0, 30))}`, `labelSelector=${encodeURIComponent(s)}`, 400)),
     ...fields.map((s) => get(`fieldSelector ${JSON.stringify(s)}`, `fieldSelector=${encodeURIComponent(s)}`, 400)),
     ...labels.slice(0, 4).map((s) => get(`watch with labelSelector ${JSON.stringify(s)}`, `watch=true&labelSelector=${encodeURIComponent(s)}`, 400)),
-    get('watch=yes', 'watch=yes', 400),
-    get('allowWatchBookmarks=maybe', 'watch=1&allowWatchBookmarks=maybe', 400),
-    get('limit=-1', 'limit=-1', 400),
-    get('limit=x', 'limit=x', 400),
-    get('timeoutSeconds=x', 'watch=1&timeoutSeconds=x', 400),
-    get('bad continue token', 'limit=1&continue=%%%', 400),
+    ...badQueries.map((query) => get(query, query, 400)),
   ];
 }
 
