@@ -15,7 +15,7 @@ import { resources, type ResourceInfo } from '../resources.js';
 import { ApiError } from '../status.js';
 import type { KObject } from '../storage/types.js';
 import { isRecord, rfc3339 } from '../util.js';
-import type { Controller } from './index.js';
+import type { Controller } from './controller.js';
 
 const info = (name: string) => resources.find((r) => r.name === name) as ResourceInfo;
 const nodes = info('nodes');
