@@ -26,11 +26,11 @@ import { ImageGCManager, imageGCPolicyFromKubelet } from '../eviction/image-gc.j
 import { EvictionManager, evictionConfigFromKubelet } from '../eviction/manager.js';
 import { NodeSignals } from '../eviction/signals.js';
 import { conditionToTaintKey, taintsFor } from '../eviction/thresholds.js';
-import { podQOS } from '../eviction/ranking.js';
+import { podQosClass } from '../lib/k8s/qos.js';
 import type { NodeConditionSink, PressureCondition } from '../eviction/types.js';
 import { AgentActivePods, AgentContainerReclaimer, AgentPodKiller, AgentPodStats, CriImageStore, recordPodEvent, type AgentPods } from './eviction-adapters.js';
 import type { PressureInput } from './node-status.js';
-import { podCgroupParent } from './qos.js';
+import { podCgroupParent } from '../lib/k8s/cgroups.js';
 import { isStaticPod } from './static-pod.js';
 
 export interface AgentEvictionOptions {
@@ -99,7 +99,7 @@ export class AgentEviction implements NodeConditionSink {
         runtime,
         rootDir,
         podLogsDir: this.options.podLogsDir,
-        ...(cgroupfs ? { podCgroup: (pod: V1Pod) => podCgroupParent(podQOS(pod), pod.metadata?.uid ?? '', 'cgroupfs', config.cgroupRoot) } : {}),
+        ...(cgroupfs ? { podCgroup: (pod: V1Pod) => podCgroupParent(podQosClass(pod), pod.metadata?.uid ?? '', 'cgroupfs', config.cgroupRoot) } : {}),
       }),
       activePods: new AgentActivePods(pods),
       killer: new AgentPodKiller({ pods, core: this.options.core, nodeName: this.options.nodeName, log }),
@@ -192,7 +192,7 @@ export class AgentEviction implements NodeConditionSink {
   private reject(pod: V1Pod, reason: 'Evicted', message: string): void {
     const name = `${pod.metadata?.namespace}/${pod.metadata?.name}`;
     this.options.log.warn({ pod: name, reason, message }, 'pod rejected by admission');
-    this.options.setStatus(pod, { phase: 'Failed', reason, message: `Pod was rejected: ${message}`, qosClass: podQOS(pod) });
+    this.options.setStatus(pod, { phase: 'Failed', reason, message: `Pod was rejected: ${message}`, qosClass: podQosClass(pod) });
     void recordPodEvent(this.options.core, pod, this.options.nodeName, { type: 'Warning', reason, message, annotations: {} }, new Date()).catch((error: unknown) =>
       this.options.log.debug({ pod: name, err: describeError(error) }, 'cannot record the rejection event'),
     );

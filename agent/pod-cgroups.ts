@@ -13,7 +13,8 @@ import type { Logger } from '../lib/log.js';
 import { describeError } from '../lib/errors.js';
 import { cgroupVersion, countPodCgroups, ensureCgroup, removePodCgroup } from './cgroups.js';
 import { cgroupWrites, podResourceConfig, qosTierCpuShares, sharesToWeight, type CgroupWrite, type PodResourceOptions } from './pod-resources.js';
-import { podCgroupParent, podQosClass, type QosClass } from './qos.js';
+import { podCgroupParent } from '../lib/k8s/cgroups.js';
+import { podQosClass, type QosClass } from '../lib/k8s/qos.js';
 
 export interface PodCgroups {
   /** Creates the pod's cgroup with its limits (idempotent). Throws when it cannot. */

@@ -7,7 +7,6 @@
 import type { V1Container } from '@kubernetes/client-node';
 import type { ContainerConfig, PodSandboxConfig } from '../cri/runtime.js';
 import { describeError } from '../lib/errors.js';
-import { parseQuantity } from '../lib/quantity.js';
 import { backoffKey } from './backoff.js';
 import { containerHash } from './container-hash.js';
 import { ContainerConfigError, buildEnvironment, expandCommand, type EnvContext, type EnvObjects } from './env.js';
@@ -15,9 +14,9 @@ import { pullDecision } from './image-policy.js';
 import { HookError, runHook } from './lifecycle.js';
 import type { ContainerToStart } from './pod-actions.js';
 import type { PodSyncContext } from './pod-worker-deps.js';
-import { isCriticalPod, oomScoreAdj } from './qos.js';
+import { oomScoreAdj } from '../lib/k8s/qos.js';
+import { containerResources } from '../lib/k8s/resources.js';
 import { buildContainerConfig } from './runtime-config.js';
-import { isStaticPod } from './static-pod.js';
 import { VolumeError, containerMounts } from './volumes.js';
 
 /** What every container start of one sync shares. */
@@ -82,8 +81,8 @@ function containerConfig(ctx: PodSyncContext, start: ContainerToStart, inputs: S
   try {
     const { env } = buildEnvironment(pod, container, inputs.objects, inputs.context);
     const node = deps.node();
-    const memoryRequest = parseQuantity(String((container.resources?.requests as Record<string, string> | undefined)?.memory ?? (container.resources?.limits as Record<string, string> | undefined)?.memory ?? '0'));
-    const oom = oomScoreAdj(pod, memoryRequest, node.memoryCapacityBytes, isCriticalPod(pod, isStaticPod(pod)));
+    const memoryRequest = containerResources(container).requests.memory ?? 0;
+    const oom = oomScoreAdj(pod, memoryRequest, node.memoryCapacityBytes);
     return buildContainerConfig(pod, container, start.attempt, { env, command: expandCommand(container.command, env), args: expandCommand(container.args, env), mounts: containerMounts(container, inputs.volumes), oomScoreAdj: oom }, deps.runtimeConfig);
   } catch (error) {
     if (error instanceof ContainerConfigError || error instanceof VolumeError) {

@@ -6,7 +6,7 @@
  * - pod requests/limits = max(sum over app containers and restartable (sidecar) init containers,
  *   each regular init container plus the sidecars started before it), plus spec.overhead
  *   (overhead adds to limits only where a limit exists);
- * - requests default to limits (API defaulting), as in qos.ts;
+ * - requests default to limits (API defaulting);
  * - cpu shares from the CPU request (BestEffort → 2); CFS quota only when every container
  *   declares a CPU limit (always for Guaranteed), memory limit only when every container
  *   declares one; pids.max = podPidsLimit when > 0;
@@ -14,9 +14,9 @@
  *   gets 2 shares, burstable the shares of the summed CPU requests of its pods.
  * Pure: no I/O. The cgroup files written from this live in pod-cgroups.ts.
  */
-import type { V1Container, V1Pod } from '@kubernetes/client-node';
-import { parseMilliCPU, parseQuantity } from '../lib/quantity.js';
-import { podQosClass } from './qos.js';
+import type { V1Pod } from '@kubernetes/client-node';
+import { podQosClass } from '../lib/k8s/qos.js';
+import { podResources } from '../lib/k8s/resources.js';
 
 export const minShares = 2;
 export const maxShares = 262_144;
@@ -73,80 +73,19 @@ export function sharesToWeight(shares: number): number {
   return 1 + Math.floor(((shares - 2) * 9999) / 262_142);
 }
 
-function amount(list: Record<string, unknown> | undefined, name: 'cpu' | 'memory', where: string): number {
-  const value = list?.[name];
-  if (value === undefined || value === null) return 0;
-  try {
-    return name === 'cpu' ? parseMilliCPU(String(value)) : Math.floor(parseQuantity(String(value)));
-  } catch (error) {
-    throw new Error(`${where}: invalid ${name} quantity "${String(value)}"`, { cause: error });
-  }
-}
-
-function containerAmounts(container: V1Container): { requests: ResourceAmounts; limits: ResourceAmounts } {
-  const where = `container "${container.name}"`;
-  const limitsList = container.resources?.limits as Record<string, unknown> | undefined;
-  const requestsList = { ...limitsList, ...(container.resources?.requests as Record<string, unknown> | undefined) };
-  return {
-    requests: { cpuMilli: amount(requestsList, 'cpu', where), memoryBytes: amount(requestsList, 'memory', where) },
-    limits: { cpuMilli: amount(limitsList, 'cpu', where), memoryBytes: amount(limitsList, 'memory', where) },
-  };
-}
-
-const zero = (): ResourceAmounts => ({ cpuMilli: 0, memoryBytes: 0 });
-const add = (a: ResourceAmounts, b: ResourceAmounts): ResourceAmounts => ({ cpuMilli: a.cpuMilli + b.cpuMilli, memoryBytes: a.memoryBytes + b.memoryBytes });
-const max = (a: ResourceAmounts, b: ResourceAmounts): ResourceAmounts => ({ cpuMilli: Math.max(a.cpuMilli, b.cpuMilli), memoryBytes: Math.max(a.memoryBytes, b.memoryBytes) });
-
 /**
- * Pod requests and limits (resource.PodRequests / PodLimits) and whether every container
- * declared its limits (the ContainerFn check of ResourceConfigForPod; for an init container
- * the check sees its own limits plus those of the sidecars before it, as the kubelet's does).
+ * Pod requests and limits in the units the cgroup settings need (lib/k8s/resources.ts
+ * podResources: resource.PodRequests / PodLimits, with whether every container declared its
+ * limits — the ContainerFn check of ResourceConfigForPod).
  */
 export function aggregatePodResources(pod: V1Pod): PodAggregate {
-  let requests = zero();
-  let limits = zero();
-  let cpuLimitsDeclared = true;
-  let memoryLimitsDeclared = true;
-  const checkDeclared = (l: ResourceAmounts): void => {
-    if (l.cpuMilli <= 0) cpuLimitsDeclared = false;
-    if (l.memoryBytes <= 0) memoryLimitsDeclared = false;
+  const { requests, limits, limitsDeclared } = podResources(pod);
+  return {
+    requests: { cpuMilli: requests.cpu ?? 0, memoryBytes: requests.memory ?? 0 },
+    limits: { cpuMilli: limits.cpu ?? 0, memoryBytes: limits.memory ?? 0 },
+    cpuLimitsDeclared: limitsDeclared.cpu,
+    memoryLimitsDeclared: limitsDeclared.memory,
   };
-  for (const container of pod.spec?.containers ?? []) {
-    const c = containerAmounts(container);
-    checkDeclared(c.limits);
-    requests = add(requests, c.requests);
-    limits = add(limits, c.limits);
-  }
-  let sidecarRequests = zero();
-  let sidecarLimits = zero();
-  let initRequests = zero();
-  let initLimits = zero();
-  for (const container of pod.spec?.initContainers ?? []) {
-    const c = containerAmounts(container);
-    let stepRequests: ResourceAmounts;
-    let stepLimits: ResourceAmounts;
-    if (container.restartPolicy === 'Always') {
-      requests = add(requests, c.requests);
-      limits = add(limits, c.limits);
-      sidecarRequests = stepRequests = add(sidecarRequests, c.requests);
-      sidecarLimits = stepLimits = add(sidecarLimits, c.limits);
-    } else {
-      stepRequests = add(c.requests, sidecarRequests);
-      stepLimits = add(c.limits, sidecarLimits);
-    }
-    checkDeclared(stepLimits);
-    initRequests = max(initRequests, stepRequests);
-    initLimits = max(initLimits, stepLimits);
-  }
-  requests = max(requests, initRequests);
-  limits = max(limits, initLimits);
-  const overhead = pod.spec?.overhead as Record<string, unknown> | undefined;
-  if (overhead) {
-    const o = { cpuMilli: amount(overhead, 'cpu', 'pod overhead'), memoryBytes: amount(overhead, 'memory', 'pod overhead') };
-    requests = add(requests, o);
-    limits = { cpuMilli: limits.cpuMilli > 0 ? limits.cpuMilli + o.cpuMilli : 0, memoryBytes: limits.memoryBytes > 0 ? limits.memoryBytes + o.memoryBytes : 0 };
-  }
-  return { requests, limits, cpuLimitsDeclared, memoryLimitsDeclared };
 }
 
 /** ResourceConfigForPod. Throws (with the container named) on an invalid quantity. */

@@ -15,7 +15,7 @@
  */
 import type { V1Container, V1ContainerState, V1ContainerStatus, V1Pod, V1PodCondition, V1PodStatus } from '@kubernetes/client-node';
 import type { ContainerStatus, PodSandboxStatus } from '../cri/runtime.js';
-import { podQosClass } from './qos.js';
+import { podQosClass } from '../lib/k8s/qos.js';
 import { isSidecar, latestByName, podRestartPolicy, previousByName, shouldStartContainer } from './restart.js';
 
 export interface WaitingReason {

@@ -13,7 +13,8 @@ import { kubeAnnotations, kubeLabels, type ContainerConfig, type DNSConfig, type
 import { parseMilliCPU, parseQuantity } from '../lib/quantity.js';
 import { containerHash, sandboxHash } from './container-hash.js';
 import { sandboxHashAnnotation } from './pod-actions.js';
-import { podCgroupParent, podQosClass } from './qos.js';
+import { podCgroupParent } from '../lib/k8s/cgroups.js';
+import { podQosClass } from '../lib/k8s/qos.js';
 
 export interface RuntimeConfigOptions {
   nodeName: string;

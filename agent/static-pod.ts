@@ -13,12 +13,12 @@
 import { createHash } from 'node:crypto';
 import type { V1OwnerReference, V1Pod } from '@kubernetes/client-node';
 
-export const configSourceAnnotation = 'kubernetes.io/config.source';
-export const configHashAnnotation = 'kubernetes.io/config.hash';
-export const configSeenAnnotation = 'kubernetes.io/config.seen';
-export const configMirrorAnnotation = 'kubernetes.io/config.mirror';
+import { configHash, configHashAnnotation, configMirrorAnnotation, configSourceAnnotation } from '../lib/k8s/pod-source.js';
 
-export type PodSourceKind = 'file' | 'http' | 'api';
+export {
+  configHash, configHashAnnotation, configMirrorAnnotation, configSeenAnnotation, configSourceAnnotation, isMirrorPod, isStaticPod, podSource,
+  type PodSourceKind,
+} from '../lib/k8s/pod-source.js';
 
 /** JSON with object keys sorted at every level: the same pod always encodes the same way. */
 export function stableJson(value: unknown): string {
@@ -65,23 +65,6 @@ export function toStaticPod(parsed: V1Pod, nodeName: string, kind: 'file' | 'htt
   metadata.annotations = { ...metadata.annotations, [configHashAnnotation]: uid, [configSourceAnnotation]: kind };
   delete pod.status;
   return pod;
-}
-
-export function podSource(pod: V1Pod): PodSourceKind {
-  const source = pod.metadata?.annotations?.[configSourceAnnotation];
-  return source === 'file' || source === 'http' ? source : 'api';
-}
-
-export function isStaticPod(pod: V1Pod): boolean {
-  return podSource(pod) !== 'api';
-}
-
-export function isMirrorPod(pod: V1Pod): boolean {
-  return pod.metadata?.annotations?.[configMirrorAnnotation] !== undefined;
-}
-
-export function configHash(pod: V1Pod): string | undefined {
-  return pod.metadata?.annotations?.[configHashAnnotation];
 }
 
 /** The mirror pod to create on the API server for a static pod. */

@@ -8,7 +8,10 @@
  */
 import type { V1Pod, V1Toleration } from '@kubernetes/client-node';
 import { formatBytes, parseQuantity } from '../lib/quantity.js';
-import { isCriticalPod, memoryUsage, diskUsage, fsStatsToMeasure, podQOS, rankPods } from './ranking.js';
+import { memoryUsage, diskUsage, fsStatsToMeasure, rankPods } from './ranking.js';
+import { isCriticalPod } from '../lib/k8s/priority.js';
+import { podQosClass } from '../lib/k8s/qos.js';
+import { toleratesAny } from '../lib/k8s/tolerations.js';
 import {
   byEvictionPriority,
   conditionToTaintKey,
@@ -157,10 +160,7 @@ export function chooseEviction(input: ChooseInput): EvictionDecision | undefined
 export type AdmitResult = { admit: true } | { admit: false; reason: 'Evicted'; message: string };
 
 function toleratesMemoryPressure(tolerations: readonly V1Toleration[] | undefined): boolean {
-  const key = conditionToTaintKey.MemoryPressure;
-  return (tolerations ?? []).some(
-    (t) => (t.effect === undefined || t.effect === '' || t.effect === 'NoSchedule') && (t.operator === 'Exists' ? t.key === undefined || t.key === '' || t.key === key : t.key === key),
-  );
+  return toleratesAny(tolerations, { key: conditionToTaintKey.MemoryPressure, effect: 'NoSchedule' });
 }
 
 /**
@@ -173,7 +173,7 @@ export function admitPod(pod: V1Pod, conditions: ReadonlySet<PressureCondition>)
   const order: PressureCondition[] = ['MemoryPressure', 'DiskPressure', 'PIDPressure'];
   const list = order.filter((condition) => conditions.has(condition));
   if (list.length === 1 && list[0] === 'MemoryPressure') {
-    if (podQOS(pod) !== 'BestEffort' || toleratesMemoryPressure(pod.spec?.tolerations)) return { admit: true };
+    if (podQosClass(pod) !== 'BestEffort' || toleratesMemoryPressure(pod.spec?.tolerations)) return { admit: true };
   }
   return { admit: false, reason: 'Evicted', message: `The node had condition: [${list.join(' ')}]. ` };
 }

@@ -8,58 +8,10 @@
  * Critical pods (static, mirror, priority >= 2000000000) are ranked like the others but are never
  * evicted: the kubelet's evictPod refuses them (kubelettypes.IsCriticalPod).
  */
-import type { V1Container, V1Pod } from '@kubernetes/client-node';
-import { parseQuantity } from '../lib/quantity.js';
+import type { V1Pod } from '@kubernetes/client-node';
+import { podPriority } from '../lib/k8s/priority.js';
+import { podRequest } from '../lib/k8s/resources.js';
 import type { PodUsage, PodUsageMap, Signal, StarvedResource } from './types.js';
-
-/** scheduling.SystemCriticalPriority. */
-export const systemCriticalPriority = 2_000_000_000;
-
-export type QOSClass = 'Guaranteed' | 'Burstable' | 'BestEffort';
-
-const quantity = (text: string | undefined): number => (text === undefined ? 0 : parseQuantity(text));
-
-/** The pod's QoS class computed from its spec, as pkg/apis/core/v1/helper/qos GetPodQOS. */
-export function podQOS(pod: V1Pod): QOSClass {
-  const containers = [...(pod.spec?.containers ?? []), ...(pod.spec?.initContainers ?? [])];
-  let anySet = false;
-  let guaranteed = containers.length > 0;
-  for (const container of containers) {
-    const requests = container.resources?.requests ?? {};
-    const limits = container.resources?.limits ?? {};
-    for (const resource of ['cpu', 'memory']) {
-      const limit = quantity(limits[resource]);
-      // Defaulting copies a limit into a missing request.
-      const request = requests[resource] === undefined ? limit : quantity(requests[resource]);
-      if (request > 0 || limit > 0) anySet = true;
-      if (limit === 0 || request !== limit) guaranteed = false;
-    }
-  }
-  if (!anySet) return 'BestEffort';
-  return guaranteed ? 'Guaranteed' : 'Burstable';
-}
-
-export function podPriority(pod: V1Pod): number {
-  return pod.spec?.priority ?? 0;
-}
-
-/** kubelettypes.IsCriticalPod: static, mirror, or priority at/above system-critical. */
-export function isCriticalPod(pod: V1Pod): boolean {
-  const annotations = pod.metadata?.annotations ?? {};
-  const source = annotations['kubernetes.io/config.source'];
-  const isStatic = source !== undefined && source !== 'api';
-  const isMirror = annotations['kubernetes.io/config.mirror'] !== undefined;
-  return isStatic || isMirror || podPriority(pod) >= systemCriticalPriority;
-}
-
-/** Pod request for a resource: max(sum of containers, largest init container) (resource helpers). */
-export function podRequest(pod: V1Pod, resource: 'memory' | 'ephemeral-storage' | 'inodes' | 'pids'): number {
-  if (resource === 'inodes' || resource === 'pids') return 0;
-  const request = (container: V1Container) => quantity(container.resources?.requests?.[resource]);
-  const sum = (pod.spec?.containers ?? []).reduce((total, container) => total + request(container), 0);
-  const init = Math.max(0, ...(pod.spec?.initContainers ?? []).map(request));
-  return Math.max(sum, init);
-}
 
 /** Which disk stats count for a signal (kubelet fsStatsType: root, logs, localVolumeSource). */
 export type FsStat = 'root' | 'logs' | 'localVolume';

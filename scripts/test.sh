@@ -21,10 +21,14 @@ bash scripts/start-dockerd.sh
 
 mkdir -p .tmp
 set +e
+# Lint first (eslint.config.js): a finding fails the run, the tests still run.
+npx --no-install eslint .
+lint=$?
 npx --no-install vitest run --reporter=default --reporter=json --outputFile.json=.tmp/vitest-results.json "$@"
 status=$?
 set -e
 node scripts/test-summary.mjs .tmp/vitest-results.json || status=1
+[ "$lint" -eq 0 ] || { echo "FAIL: lint (npx eslint .) reported problems" >&2; status=1; }
 root_after=$(root_netns_state)
 if [ "$root_before" != "$root_after" ]; then
   echo "FAIL: the test run changed the root network namespace (forwarding sysctls, routes or links):" >&2

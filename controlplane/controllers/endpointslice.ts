@@ -14,7 +14,7 @@ import { canonicalJson, isRecord } from '../util.js';
 import type { WatchCache } from '../watch-cache.js';
 import { desiredEndpoints, desiredSlices, managedBy } from './endpoints-policy.js';
 import { KeyQueue } from './queue.js';
-import type { Controller } from './index.js';
+import type { Controller } from './controller.js';
 
 const info = resourceNamed;
 const services = info('services');

@@ -7,7 +7,7 @@ import type { Logger } from '../../lib/log.js';
 import type { Registry } from '../registry.js';
 import { resources, type ResourceInfo, resourceNamed } from '../resources.js';
 import type { KObject } from '../storage/types.js';
-import type { Controller } from './index.js';
+import type { Controller } from './controller.js';
 
 const events = resourceNamed('events');
 

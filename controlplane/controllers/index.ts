@@ -9,6 +9,7 @@ import { startScheduler } from './scheduler.js';
 import { startNodeIpam } from './node-ipam.js';
 import { startNodeLifecycle } from './node-lifecycle.js';
 import { startEventTtl } from './event-ttl.js';
+import type { Controller } from './controller.js';
 
 export interface ControllerOptions {
   clusterCidr: Cidr;
@@ -20,9 +21,7 @@ export interface ControllerOptions {
   eventTtlMs: number;
 }
 
-export interface Controller {
-  stop(): Promise<void>;
-}
+export type { Controller } from './controller.js';
 
 export function startControllers(registry: Registry, cache: WatchCache, log: Logger, options: Partial<ControllerOptions> & { clusterCidr: Cidr }): Controller {
   const settings: ControllerOptions = { nodeMonitorGracePeriodMs: 40_000, resyncMs: 5_000, eventTtlMs: 3_600_000, ...options };

@@ -7,7 +7,7 @@ import type { Logger } from '../../lib/log.js';
 import type { Registry } from '../registry.js';
 import { storedResources } from '../resources.js';
 import type { WatchCache } from '../watch-cache.js';
-import type { Controller } from './index.js';
+import type { Controller } from './controller.js';
 
 export function startNamespaceController(registry: Registry, cache: WatchCache, log: Logger): Controller {
   const pending = new Set<Promise<void>>();

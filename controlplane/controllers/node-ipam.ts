@@ -12,7 +12,7 @@ import { ApiError } from '../status.js';
 import { isRecord } from '../util.js';
 import type { WatchCache } from '../watch-cache.js';
 import { KeyQueue } from './queue.js';
-import type { Controller } from './index.js';
+import type { Controller } from './controller.js';
 
 const nodes = resourceNamed('nodes');
 

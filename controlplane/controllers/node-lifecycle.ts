@@ -15,7 +15,7 @@ import { resources, type ResourceInfo, resourceNamed } from '../resources.js';
 import { ApiError } from '../status.js';
 import type { KObject } from '../storage/types.js';
 import { isRecord, recordOf, rfc3339, stringOf } from '../util.js';
-import type { Controller } from './index.js';
+import type { Controller } from './controller.js';
 
 const info = resourceNamed;
 const nodes = info('nodes');

@@ -14,7 +14,7 @@ import { isRecord, rfc3339 } from '../util.js';
 import type { WatchCache } from '../watch-cache.js';
 import { KeyQueue } from './queue.js';
 import { nodeUsage, schedule } from './scheduler-policy.js';
-import type { Controller } from './index.js';
+import type { Controller } from './controller.js';
 
 const pods = resourceNamed('pods');
 const nodes = resourceNamed('nodes');

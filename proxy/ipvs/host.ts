@@ -7,16 +7,11 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { run } from '../../lib/exec.js';
-import { ipsetSyncScript, parseIpsetSave } from './ipset.js';
+import { ipsetSyncScript, parseIpsetSave, type IpSetSpec } from './ipset.js';
+
+export type { IpSetSpec } from './ipset.js';
 
 export const dummyInterface = 'kube-ipvs0';
-
-export interface IpSetSpec {
-  name: string;
-  type: string;
-  /** Entries in `ipset add` syntax. */
-  entries: string[];
-}
 
 export interface IpvsHost {
   /** Makes kube-ipvs0 carry exactly these addresses (/32). */

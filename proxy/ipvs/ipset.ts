@@ -5,7 +5,13 @@
  * sync would leave the fixed iptables rules that match it (masquerade, accept) without entries
  * for a moment, and costs a line per entry even when nothing changed.
  */
-import type { IpSetSpec } from './host.js';
+export interface IpSetSpec {
+  name: string;
+  type: string;
+  /** Entries in `ipset add` syntax. */
+  entries: string[];
+}
+
 
 /** Set name → its entries, from `ipset save` output. */
 export function parseIpsetSave(text: string): Map<string, Set<string>> {

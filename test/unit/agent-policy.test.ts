@@ -3,7 +3,6 @@ import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { defaultImagePullPolicy, imageTagAndDigest, normalizeImageRef, pullDecision } from '../../agent/image-policy.js';
 import { Backoff, FakeClock, backoffKey, resyncDelayMs } from '../../agent/backoff.js';
 import { containerHash, fnv1a32, sandboxHash } from '../../agent/container-hash.js';
-import { isCriticalPod, oomScoreAdj, podCgroupParent, podQosClass } from '../../agent/qos.js';
 import { latestByName, previousByName, shouldStartContainer } from '../../agent/restart.js';
 import type { ContainerStatus } from '../../cri/runtime.js';
 
@@ -126,39 +125,6 @@ describe('container and sandbox hashes', () => {
   });
 });
 
-describe('QoS', () => {
-  const pod = (...resources: V1Container['resources'][]): V1Pod => ({ spec: { containers: resources.map((r, i) => ({ name: `c${i}`, image: 'i', resources: r })) } });
-  it.each([
-    ['no resources', pod(undefined, {}), 'BestEffort'],
-    ['limits only (requests default to limits)', pod({ limits: { cpu: '1', memory: '1Gi' } }), 'Guaranteed'],
-    ['equal requests and limits', pod({ limits: { cpu: '500m', memory: '128Mi' }, requests: { cpu: '500m', memory: '128Mi' } }), 'Guaranteed'],
-    ['requests below limits', pod({ limits: { cpu: '1', memory: '1Gi' }, requests: { cpu: '500m', memory: '1Gi' } }), 'Burstable'],
-    ['only cpu limit', pod({ limits: { cpu: '1' } }), 'Burstable'],
-    ['one guaranteed one besteffort', pod({ limits: { cpu: '1', memory: '1Gi' } }, undefined), 'Burstable'],
-    ['only requests', pod({ requests: { memory: '64Mi' } }), 'Burstable'],
-    ['other resources do not count', pod({ limits: { 'ephemeral-storage': '1Gi' } }), 'BestEffort'],
-  ])('%s → %s', (_name, p, qos) => expect(podQosClass(p)).toBe(qos));
-
-  it('OOM score adjustment as the kubelet', () => {
-    const gi = 2 ** 30;
-    expect(oomScoreAdj(pod(), 0, 8 * gi, false)).toBe(1000);
-    expect(oomScoreAdj(pod({ limits: { cpu: '1', memory: '1Gi' } }), gi, 8 * gi, false)).toBe(-997);
-    expect(oomScoreAdj(pod({ requests: { memory: '1Gi' } }), gi, 8 * gi, false)).toBe(875);
-    expect(oomScoreAdj(pod({ requests: { memory: '8Gi' } }), 8 * gi, 8 * gi, false)).toBe(3);
-    expect(oomScoreAdj(pod({ requests: { cpu: '1' } }), 0, 8 * gi, false)).toBe(999);
-    expect(oomScoreAdj(pod(), 0, 8 * gi, true)).toBe(-997);
-    expect(isCriticalPod({ spec: { containers: [], priority: 2_000_001_000 } }, false)).toBe(true);
-    expect(isCriticalPod({ spec: { containers: [] } }, false)).toBe(false);
-  });
-
-  it('cgroup parents per QoS and driver', () => {
-    expect(podCgroupParent('Guaranteed', 'ab-cd', 'cgroupfs')).toBe('/kubepods/podab-cd');
-    expect(podCgroupParent('Burstable', 'ab-cd', 'cgroupfs')).toBe('/kubepods/burstable/podab-cd');
-    expect(podCgroupParent('BestEffort', 'ab-cd', 'cgroupfs', '/knode')).toBe('/knode/kubepods/besteffort/podab-cd');
-    expect(podCgroupParent('Burstable', 'ab-cd', 'systemd')).toBe('kubepods-burstable-podab_cd.slice');
-    expect(podCgroupParent('Guaranteed', 'ab-cd', 'systemd')).toBe('kubepods-podab_cd.slice');
-  });
-});
 
 function status(name: string, attempt: number, state: ContainerStatus['state'], exitCode = 0, createdAt = attempt): ContainerStatus {
   return {

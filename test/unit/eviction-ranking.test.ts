@@ -2,7 +2,9 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { makePod } from '../../eviction/fakes.js';
 import { admitPod, chooseEviction, evictionGracePeriod, evictionMessage, formatAmount } from '../../eviction/policy.js';
-import { isCriticalPod, podQOS, rankPods } from '../../eviction/ranking.js';
+import { rankPods } from '../../eviction/ranking.js';
+import { isCriticalPod } from '../../lib/k8s/priority.js';
+import { podQosClass } from '../../lib/k8s/qos.js';
 import type { Observations, PodUsage, Signal, StarvedResource, Threshold } from '../../eviction/types.js';
 
 const Mi = 2 ** 20;
@@ -26,7 +28,7 @@ describe('QoS class and critical pods', () => {
     ['limits only (defaulted requests)', 'Guaranteed', makePod({ name: 'a', containers: [{ name: 'c', limits: { cpu: '1', memory: '1Gi' } }] })],
     ['one container without limits', 'Burstable', makePod({ name: 'a', containers: [{ name: 'x', limits: { cpu: '1', memory: '1Gi' } }, { name: 'y' }] })],
   ])('%s → %s', (_name, qos, pod) => {
-    expect(podQOS(pod)).toBe(qos);
+    expect(podQosClass(pod)).toBe(qos);
   });
 
   it.each([
