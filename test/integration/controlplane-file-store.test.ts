@@ -3,6 +3,8 @@
  * refuses to start on a damaged one (naming file and offset) unless repaired, and a failing
  * compaction never fails a write that was committed.
  */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -108,4 +110,34 @@ describe('issue 25 item 3: the file store', () => {
     await reopened.stop();
     expect(readdirSync(dir).filter((n) => n.startsWith('wal-')).length).toBeGreaterThan(1);
   });
+
+  it('knode controlplane refuses a damaged log with the file and offset, and --repair starts it', async () => {
+    const knode = fileURLToPath(new URL('../../bin/knode', import.meta.url));
+    if (!existsSync(fileURLToPath(new URL('../../dist/bin/knode.js', import.meta.url)))) throw new Error('dist/ is missing: run "npm run build" first');
+    const dataDir = tempDir();
+    const store = join(dataDir, 'store');
+    await fill(store, { compactBytes: 100_000_000 }, 30, 100);
+    const segment = join(store, listSegments(store).at(-1) ?? '');
+    const offsets: number[] = [];
+    scanFile(segment, (_record, offset) => offsets.push(offset));
+    const damagedAt = offsets[10] as number;
+    const bytes = readFileSync(segment);
+    bytes[damagedAt + 3] = 0x7a;
+    writeFileSync(segment, bytes);
+    const args = ['controlplane', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--store', 'file'];
+    const refused = spawnSync(knode, args, { encoding: 'utf8', timeout: 30_000, env: { ...process.env, KNODE_LOG_LEVEL: 'silent' } });
+    expect(refused.status).not.toBe(0);
+    expect(refused.stderr).toContain(`corrupt record in ${segment} at byte offset ${damagedAt}`);
+    expect(refused.stderr).toContain('--repair');
+    // With --repair it starts; SIGTERM after it is ready (spawnSync's timeout sends it).
+    const repaired = spawnSync(knode, [...args, '--repair'], { encoding: 'utf8', timeout: 8_000, killSignal: 'SIGTERM', env: { ...process.env, KNODE_LOG_LEVEL: 'info' } });
+    expect(repaired.stderr).toContain('control plane ready');
+    expect(repaired.stderr).toContain('repair: cutting the log at a damaged record');
+    // Every record before the damaged one kept; what follows is the server's own bootstrap.
+    const after = readFileSync(segment);
+    expect(after.subarray(0, damagedAt).equals(bytes.subarray(0, damagedAt))).toBe(true);
+    const kept: number[] = [];
+    scanFile(segment, (record) => kept.push(record.rev));
+    expect(kept.slice(0, 10)).toEqual(Array.from({ length: 10 }, (_, i) => i + 1));
+  }, 60_000);
 });
