@@ -166,7 +166,7 @@ export const podStrategy: KindStrategy = {
   validate: (pod, old) => (old ? validatePodUpdate(pod, old) : validatePod(pod)),
   // CheckGracefulDelete: unbound or finished pods go at once; a negative request means the
   // minimum, which kube-apiserver turns into 1.
-  gracePeriod(pod, requested) {
+  checkGracefulDelete(pod, requested) {
     const spec = asObj(pod.spec) ?? {};
     const phase = asObj(pod.status)?.phase;
     if (!spec.nodeName) return 0;

@@ -213,7 +213,7 @@ export class Registry {
         throw conflict(info, name, `Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${current.metadata.uid ?? ''}`);
       if (pre.resourceVersion && pre.resourceVersion !== current.metadata.resourceVersion)
         throw conflict(info, name, `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${current.metadata.resourceVersion ?? ''}`);
-      const grace = strategy.gracePeriod?.(current, options.gracePeriodSeconds) ?? 0;
+      const grace = strategy.checkGracefulDelete?.(current, options.gracePeriodSeconds) ?? 0;
       const finalizers = current.metadata.finalizers ?? [];
       if (grace === 0 && finalizers.length === 0) {
         if (options.dryRun?.includes('All')) return { object: withTypeMeta(info, current), deleted: true };
@@ -280,7 +280,7 @@ export class Registry {
   private async writeOrFinalize(info: ResourceInfo, key: string, next: KObject, old: KObject): Promise<KObject> {
     try {
       const finalizers = next.metadata.finalizers ?? [];
-      const graceful = strategyFor(info.kind).gracePeriod !== undefined;
+      const graceful = strategyFor(info.kind).checkGracefulDelete !== undefined;
       const graceDone = !graceful || next.metadata.deletionGracePeriodSeconds === 0;
       if (next.metadata.deletionTimestamp && finalizers.length === 0 && graceDone) {
         await this.storage.update(key, next, revisionOf(old));

@@ -19,7 +19,7 @@ export interface KindStrategy {
    * CheckGracefulDelete: the grace period in seconds a delete gets (0 removes at once). A kind
    * with this hook is deleted gracefully: in deletion, it is removed only once its grace is 0.
    */
-  gracePeriod?(object: KObject, requested: number | undefined): number;
+  checkGracefulDelete?(object: KObject, requested: number | undefined): number;
   /** Why a delete is refused (the NamespaceLifecycle admission's immortal namespaces). */
   forbidDelete?(object: KObject): string | undefined;
   /** A DELETE answers with the object (pods, services) instead of a Success Status. */
