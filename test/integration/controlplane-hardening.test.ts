@@ -2,6 +2,8 @@
  * Issue 25 regression tests against a real control plane (in this process, plain HTTP on
  * loopback): each describe is named after the numbered item it covers.
  */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { request } from 'node:http';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -18,12 +20,13 @@ const call = (method: string, path: string, body?: unknown, contentType?: string
 const cmPath = (ns: string, name = '') => `/api/v1/namespaces/${ns}/configmaps${name ? `/${name}` : ''}`;
 
 beforeAll(async () => {
-  cp = await startTestControlPlane({ controllers: false, token: 'tok-hardening' });
+  cp = await startTestControlPlane({ controllers: false });
 });
 afterAll(async () => {
   await cp?.stop();
 });
 
+// Ignored by a server without a token; the bearer test starts one with a token.
 const auth = { Authorization: 'Bearer tok-hardening' };
 const api = (method: string, path: string, body?: unknown, contentType?: string) => call(method, path, body, contentType, auth);
 
@@ -118,8 +121,13 @@ describe('issue 25 item 4: deep nesting is refused before it is stored', () => {
       expect(res.status).toBe(400);
       expect(isStatus(res.json, 400)).toBe(true);
     }
+    const pod = `{"metadata":{"name":"deep-pod","annotations":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"busybox"}],"x":${deep(3_000)}}}`;
+    expect((await api('POST', '/api/v1/namespaces/h4/pods', pod)).status).toBe(400);
     expect((await api('GET', '/api/v1/configmaps')).status).toBe(200);
     expect((await api('GET', '/api/v1/pods')).status).toBe(200);
+    // Asynchronously: the control plane answers from this process.
+    const kubectl = await promisify(execFile)('kubectl', ['--kubeconfig', cp.kubeconfigPath, 'get', 'pods', '-A'], { encoding: 'utf8', timeout: 30_000 });
+    expect(kubectl.stderr).not.toContain('Error');
   });
 
   it('a patch cannot deepen a stored object past the limit', async () => {
@@ -210,9 +218,15 @@ describe('issue 25 item 12: future resourceVersion, huge timeoutSeconds, selecto
   });
 
   it('the bearer scheme is case-insensitive, the token is not', async () => {
-    for (const scheme of ['bearer', 'BEARER', 'Bearer'])
-      expect((await call('GET', '/api/v1/namespaces', undefined, undefined, { Authorization: `${scheme} tok-hardening` })).status).toBe(200);
-    expect((await call('GET', '/api/v1/namespaces', undefined, undefined, { Authorization: 'bearer TOK-HARDENING' })).status).toBe(401);
-    expect((await call('GET', '/api/v1/namespaces')).status).toBe(401);
+    const secured = await startTestControlPlane({ controllers: false, token: 'tok-hardening' });
+    try {
+      const get = (headers: Record<string, string>) => rawRequest(secured.url, { method: 'GET', path: '/api/v1/namespaces', headers });
+      for (const scheme of ['bearer', 'BEARER', 'Bearer']) expect((await get({ Authorization: `${scheme} tok-hardening` })).status).toBe(200);
+      expect((await get({ Authorization: 'bearer TOK-HARDENING' })).status).toBe(401);
+      expect((await get({ Authorization: 'Basic tok-hardening' })).status).toBe(401);
+      expect((await get({})).status).toBe(401);
+    } finally {
+      await secured.stop();
+    }
   });
 });

@@ -134,3 +134,39 @@ describe('issue 25 item 12: selectors, serving names', () => {
     expect(servingNames('10.0.0.9', {}, 'node-a')).toContain('IP:10.0.0.9');
   });
 });
+
+describe('issue 25 item 2: watch window in bytes and a shared watch buffer budget', () => {
+  it('the watch cache drops the oldest events past its byte budget and reports them too old', async () => {
+    const { MemoryStorage } = await import('../../controlplane/storage/memory.js');
+    const { TooOldError, WatchCache } = await import('../../controlplane/watch-cache.js');
+    const storage = new MemoryStorage();
+    await storage.start();
+    const cache = new WatchCache(storage, 10_000, 1_000_000);
+    cache.start();
+    for (let i = 0; i < 20; i++) await storage.update('/k', { metadata: { name: 'k' }, data: { v: 'x'.repeat(100_000) } }).catch(() => storage.create('/k', { metadata: { name: 'k' } }));
+    const { events, bytes } = cache.windowSize();
+    expect(bytes).toBeLessThanOrEqual(1_000_000);
+    expect(events).toBeLessThan(20);
+    expect(() => cache.add({ filter: { prefix: '/', matches: () => true }, send: () => undefined }, 1)).toThrow(TooOldError);
+    cache.stop();
+    await storage.stop();
+  });
+
+  it('over the total, the watchers holding most are closed first', async () => {
+    const { WatchBudget } = await import('../../controlplane/watch-http.js');
+    const budget = new WatchBudget(100);
+    const closed: string[] = [];
+    const member = (name: string) => ({ held: 0, close: () => closed.push(name) });
+    const [a, b, c] = [member('a'), member('b'), member('c')];
+    for (const m of [a, b, c]) budget.join(m);
+    budget.update(a, 30);
+    budget.update(b, 60);
+    expect(closed).toEqual([]);
+    budget.update(c, 20);
+    expect(closed).toEqual(['b']);
+    expect(budget.total()).toBe(50);
+    budget.update(a, 0);
+    budget.leave(c);
+    expect(budget.total()).toBe(0);
+  });
+});
