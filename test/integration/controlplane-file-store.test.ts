@@ -40,6 +40,18 @@ async function fill(dir: string, options: { compactBytes?: number }, writes: num
   return revision;
 }
 
+/** Changes one byte of record `index` of the live segment (at `at` bytes into the record). */
+function damage(dir: string, index: number, at: number): { segment: string; damagedAt: number; bytes: Buffer } {
+  const segment = join(dir, listSegments(dir).at(-1) ?? '');
+  const offsets: number[] = [];
+  scanFile(segment, (_record, offset) => offsets.push(offset));
+  const damagedAt = offsets[index] ?? 0;
+  const bytes = readFileSync(segment);
+  bytes[damagedAt + at] = bytes[damagedAt + at] === 0x61 ? 0x62 : 0x61;
+  writeFileSync(segment, bytes);
+  return { segment, damagedAt, bytes };
+}
+
 describe('issue 25 item 3: the file store', () => {
   it('compacts by bytes, not by record count: few large writes compact, many tiny ones below the size do not', async () => {
     const large = tempDir();
@@ -67,13 +79,7 @@ describe('issue 25 item 3: the file store', () => {
   it('refuses to start on a damaged record, naming the file and the offset; --repair keeps every record before it', async () => {
     const dir = tempDir();
     await fill(dir, { compactBytes: 100_000_000 }, 50, 100);
-    const segment = join(dir, listSegments(dir).at(-1) ?? '');
-    const offsets: number[] = [];
-    scanFile(segment, (_record, offset) => offsets.push(offset));
-    const damagedAt = offsets[20] as number;
-    const bytes = readFileSync(segment);
-    bytes[damagedAt + 40] = bytes[damagedAt + 40] === 0x61 ? 0x62 : 0x61;
-    writeFileSync(segment, bytes);
+    const { segment, damagedAt } = damage(dir, 20, 40);
     const refused = new MemoryStorage({ dir });
     await expect(refused.start()).rejects.toThrow(`corrupt record in ${segment} at byte offset ${damagedAt}`);
     const repaired = new MemoryStorage({ dir, repair: true });
@@ -117,13 +123,7 @@ describe('issue 25 item 3: the file store', () => {
     const dataDir = tempDir();
     const store = join(dataDir, 'store');
     await fill(store, { compactBytes: 100_000_000 }, 30, 100);
-    const segment = join(store, listSegments(store).at(-1) ?? '');
-    const offsets: number[] = [];
-    scanFile(segment, (_record, offset) => offsets.push(offset));
-    const damagedAt = offsets[10] as number;
-    const bytes = readFileSync(segment);
-    bytes[damagedAt + 3] = 0x7a;
-    writeFileSync(segment, bytes);
+    const { segment, damagedAt, bytes } = damage(store, 10, 3);
     const args = ['controlplane', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--store', 'file'];
     const refused = spawnSync(knode, args, { encoding: 'utf8', timeout: 30_000, env: { ...process.env, KNODE_LOG_LEVEL: 'silent' } });
     expect(refused.status).not.toBe(0);
