@@ -5,8 +5,9 @@
  * IfNotPresent, and the pod spec is immutable after creation except images,
  * activeDeadlineSeconds and added tolerations.
  */
+import { podQosClass } from '../lib/k8s/qos.js';
 import type { StatusCause } from './status.js';
-import { canonicalJson, isOneOf, isRecord, recordOf, recordsOf, stringOf } from './util.js';
+import { canonicalJson, isOneOf, isRecord, podView, recordOf, recordsOf, stringOf } from './util.js';
 import type { KObject } from './storage/types.js';
 import type { KindStrategy } from './strategy.js';
 import { checkMetadata, checkName, checkPort, checkProtocol, duplicate, forbidden, invalidValue, required, unsupported } from './validation.js';
@@ -130,32 +131,12 @@ export function validatePodUpdate(pod: KObject, old: KObject): StatusCause[] {
 }
 
 /** QoS class (https://kubernetes.io/docs/concepts/workloads/pods/pod-qos/). */
-export function qosClass(pod: KObject): string {
-  const spec = asObj(pod.spec) ?? {};
-  const containers = (Array.isArray(spec.containers) ? spec.containers : []).map(asObj).filter((c): c is Obj => c !== undefined);
-  let any = false;
-  let guaranteed = containers.length > 0;
-  for (const container of containers) {
-    const resources = asObj(container.resources) ?? {};
-    const requests = asObj(resources.requests) ?? {};
-    const limits = asObj(resources.limits) ?? {};
-    if (Object.keys(requests).length > 0 || Object.keys(limits).length > 0) any = true;
-    for (const resource of ['cpu', 'memory']) {
-      const limit = limits[resource];
-      const request = requests[resource] ?? limit;
-      if (limit === undefined || request !== limit) guaranteed = false;
-    }
-  }
-  if (guaranteed && any) return 'Guaranteed';
-  return any ? 'Burstable' : 'BestEffort';
-}
-
 /** pkg/registry/core/pod/strategy.go. */
 export const podStrategy: KindStrategy = {
   defaults: defaultPod,
   // Status is not client-settable on create.
   prepareForCreate(pod) {
-    pod.status = { phase: 'Pending', qosClass: qosClass(pod) };
+    pod.status = { phase: 'Pending', qosClass: podQosClass(podView(pod)) };
   },
   // A bound pod stays bound: an update without spec.nodeName keeps the node.
   prepareForUpdate(pod, old) {

@@ -1,5 +1,7 @@
 /** Small helpers shared by the control-plane modules. */
 import { randomBytes, randomUUID } from 'node:crypto';
+import type { V1Pod } from '@kubernetes/client-node';
+import type { KObject } from './storage/types.js';
 
 export function deepClone<T>(value: T): T {
   return structuredClone(value);
@@ -60,4 +62,12 @@ export function stringOf(value: unknown): string | undefined {
 /** Whether `value` is one of the allowed strings (an enum field). */
 export function isOneOf<T extends string>(value: unknown, allowed: readonly T[]): value is T {
   return typeof value === 'string' && (allowed as readonly string[]).includes(value);
+}
+
+/**
+ * A stored Pod read through the client-node types, for the shared Kubernetes rules in lib/k8s.
+ * Stored objects are plain decoded JSON, the same shape V1Pod describes with every field optional.
+ */
+export function podView(object: KObject): V1Pod {
+  return object as V1Pod;
 }

@@ -8,7 +8,12 @@
  */
 import { parseMilliCPU, parseQuantity } from '../../lib/quantity.js';
 import type { KObject } from '../storage/types.js';
-import { isRecord } from '../util.js';
+import { isRecord, podView } from '../util.js';
+import { podResources } from '../../lib/k8s/resources.js';
+import { untoleratedTaints } from '../../lib/k8s/tolerations.js';
+import type { V1Node } from '@kubernetes/client-node';
+
+const nodeView = (node: KObject): V1Node => node as V1Node;
 
 type Obj = Record<string, unknown>;
 const obj = (v: unknown): Obj => (isRecord(v) ? v : {});
@@ -30,23 +35,15 @@ function quantity(map: Obj, name: string, cpu: boolean): number {
   }
 }
 
-/** Effective requests: the sum over app containers, or the largest init container if bigger. */
+/** Effective requests (lib/k8s podResources: resource.PodRequests); an invalid quantity counts as zero. */
 export function podRequests(pod: KObject): Resources {
-  const sum = (containers: Obj[]) =>
-    containers.reduce<Resources>(
-      (acc, c) => {
-        const requests = obj(obj(c.resources).requests);
-        return { milliCpu: acc.milliCpu + quantity(requests, 'cpu', true), memory: acc.memory + quantity(requests, 'memory', false), pods: 1 };
-      },
-      { milliCpu: 0, memory: 0, pods: 1 },
-    );
-  const app = sum(list(obj(pod.spec).containers));
-  for (const init of list(obj(pod.spec).initContainers)) {
-    const r = sum([init]);
-    app.milliCpu = Math.max(app.milliCpu, r.milliCpu);
-    app.memory = Math.max(app.memory, r.memory);
+  let requests: Record<string, number> = {};
+  try {
+    requests = podResources(podView(pod)).requests;
+  } catch {
+    // validation refuses bad quantities on create; a stored one must not stop scheduling
   }
-  return app;
+  return { milliCpu: requests.cpu ?? 0, memory: requests.memory ?? 0, pods: 1 };
 }
 
 export function allocatable(node: KObject): Resources {
@@ -63,27 +60,14 @@ export function nodeReady(node: KObject): boolean {
   return list(obj(node.status).conditions).some((c) => c.type === 'Ready' && c.status === 'True');
 }
 
-/** Toleration matching (https://kubernetes.io/docs/concepts/scheduling-eviction/taint-and-toleration/). */
-export function tolerates(tolerations: Obj[], taint: Obj): boolean {
-  return tolerations.some((t) => {
-    if (t.effect && t.effect !== taint.effect) return false;
-    if (t.operator === 'Exists') return !t.key || t.key === taint.key;
-    return t.key === taint.key && (t.value ?? '') === (taint.value ?? '');
-  });
-}
-
 type Reason = string;
 
 function filter(pod: KObject, node: KObject, used: Resources): Reason | undefined {
   const spec = obj(node.spec);
   if (!nodeReady(node)) return "node(s) had untolerated taint {node.kubernetes.io/not-ready: }";
   if (spec.unschedulable === true) return 'node(s) were unschedulable';
-  const tolerations = list(obj(pod.spec).tolerations);
-  for (const taint of list(spec.taints)) {
-    if ((taint.effect === 'NoSchedule' || taint.effect === 'NoExecute') && !tolerates(tolerations, taint)) {
-      return `node(s) had untolerated taint {${String(taint.key)}: ${String(taint.value ?? '')}}`;
-    }
-  }
+  const [taint] = untoleratedTaints(nodeView(node).spec?.taints, podView(pod).spec?.tolerations);
+  if (taint) return `node(s) had untolerated taint {${taint.key}: ${taint.value ?? ''}}`;
   const selector = obj(obj(pod.spec).nodeSelector);
   const labels = node.metadata.labels ?? {};
   if (Object.entries(selector).some(([k, v]) => labels[k] !== v)) return "node(s) didn't match Pod's node affinity/selector";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { nodeUsage, podRequests, schedule, tolerates } from '../../controlplane/controllers/scheduler-policy.js';
+import { nodeUsage, podRequests, schedule } from '../../controlplane/controllers/scheduler-policy.js';
 import type { KObject } from '../../controlplane/storage/types.js';
 
 const node = (name: string, opts: { cpu?: string; memory?: string; pods?: string; ready?: boolean; unschedulable?: boolean; taints?: object[]; labels?: Record<string, string> } = {}): KObject => ({
@@ -53,12 +53,4 @@ describe('scheduler policy', () => {
     expect(podRequests(p)).toEqual({ milliCpu: 2000, memory: 1024 * 1024, pods: 1 });
   });
 
-  it.each<[object, object, boolean]>([
-    [{ key: 'k', operator: 'Equal', value: 'v' }, { key: 'k', value: 'v', effect: 'NoSchedule' }, true],
-    [{ key: 'k', operator: 'Equal', value: 'w' }, { key: 'k', value: 'v', effect: 'NoSchedule' }, false],
-    [{ key: 'k', operator: 'Exists', effect: 'NoExecute' }, { key: 'k', value: 'v', effect: 'NoSchedule' }, false],
-    [{ operator: 'Exists' }, { key: 'any', effect: 'NoSchedule' }, true],
-  ])('toleration %j vs taint %j -> %s', (toleration, taint, expected) => {
-    expect(tolerates([toleration as Record<string, unknown>], taint as Record<string, unknown>)).toBe(expected);
-  });
 });
