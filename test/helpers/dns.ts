@@ -85,3 +85,41 @@ export function digHeader(output: string): { status: string; flags: string[] } {
 
 /** The short answers of `dig +short` (one per line). */
 export const lines = (text: string) => text.trim().split('\n').filter(Boolean);
+
+export const glibcImage = 'knode.local/glibc-getent:1';
+
+/**
+ * An image whose resolver is glibc's: busybox for the shell, plus the host's dynamically linked
+ * `getent` and the libraries `ldd` lists (glibc ≥ 2.34 has the files and dns NSS modules built
+ * in), and an nsswitch.conf "hosts: files dns". Built with `docker import`, rebuilt each call
+ * only when missing.
+ */
+export async function ensureGlibcImage(): Promise<string> {
+  const present = await run(['docker', 'image', 'inspect', glibcImage], { allowFailure: true, timeoutMs: 30_000 });
+  if (present.code === 0) return glibcImage;
+  const { mkdtemp, mkdir, copyFile, symlink, writeFile, rm, chmod } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join, dirname } = await import('node:path');
+  const dir = await mkdtemp(join(tmpdir(), 'knode-glibc-image-'));
+  try {
+    const root = join(dir, 'rootfs');
+    for (const sub of ['bin', 'usr/bin', 'etc', 'tmp', 'proc', 'sys', 'dev']) await mkdir(join(root, sub), { recursive: true });
+    await chmod(join(root, 'tmp'), 0o1777);
+    await copyFile('/bin/busybox', join(root, 'bin/busybox'));
+    for (const applet of ['sh', 'sleep', 'nslookup', 'cat', 'date', 'nc', 'echo', 'tail']) await symlink('busybox', join(root, 'bin', applet));
+    await copyFile('/usr/bin/getent', join(root, 'usr/bin/getent'));
+    const ldd = (await run(['ldd', '/usr/bin/getent'])).stdout;
+    for (const lib of ldd.matchAll(/(\/\S+\.so[.\d]*)/g)) {
+      await mkdir(join(root, dirname(lib[1]!)), { recursive: true });
+      await copyFile(lib[1]!, join(root, lib[1]!));
+    }
+    await writeFile(join(root, 'etc/nsswitch.conf'), 'hosts: files dns\n');
+    await writeFile(join(root, 'etc/hosts'), '127.0.0.1 localhost\n');
+    await writeFile(join(root, 'etc/passwd'), 'root:x:0:0:root:/:/bin/sh\n');
+    await run(['tar', '-C', root, '--numeric-owner', '--owner=0', '--group=0', '-cf', join(dir, 'rootfs.tar'), '.']);
+    await run(['docker', 'import', '--change', 'CMD ["/bin/sh"]', '--change', 'ENV PATH=/bin:/usr/bin', join(dir, 'rootfs.tar'), glibcImage], { timeoutMs: 120_000 });
+    return glibcImage;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
