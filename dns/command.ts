@@ -51,7 +51,7 @@ export const run: Runner = async (options, log) => {
   const nodeName = (optionalString(options, 'hostnameOverride') || hostname()).trim().toLowerCase();
   const kubeConfig = await loadKubeconfig(kubeconfigFile);
   bindAddress ??= await nodeAddress(kubeConfig, nodeName, log);
-  const upstreams = loadResolvConf(optionalString(options, 'resolvConf') ?? '/etc/resolv.conf', [bindAddress, ...(clusterDns ? [clusterDns] : [])]);
+  const upstreams = loadResolvConf(optionalString(options, 'resolvConf') ?? '/etc/resolv.conf', [`${bindAddress}:${port}`, ...(clusterDns ? [clusterDns] : [])]);
   const daemon = new DnsDaemon({
     kubeConfig,
     log,

@@ -16,7 +16,10 @@ export interface Upstream {
 const maxNameservers = 3;
 const maxFileBytes = 64 * 1024;
 
-/** Parses resolv.conf text; `host:port` is accepted as an extension for tests. Pure. */
+/**
+ * Parses resolv.conf text; `host:port` is accepted as an extension for tests. `exclude` lists
+ * ourselves: a bare address excludes it on any port, `host:port` only on that port. Pure.
+ */
 export function parseResolvConf(text: string, exclude: readonly string[] = []): Upstream[] {
   const upstreams: Upstream[] = [];
   for (const raw of text.split('\n')) {
@@ -31,7 +34,7 @@ export function parseResolvConf(text: string, exclude: readonly string[] = []): 
       port = Number(withPort[2]);
     }
     host = host.replace(/%.*$/, '');
-    if (!isIP(host) || port < 1 || port > 65535 || exclude.includes(host)) continue;
+    if (!isIP(host) || port < 1 || port > 65535 || exclude.includes(host) || exclude.includes(`${host}:${port}`)) continue;
     if (upstreams.length < maxNameservers) upstreams.push({ host, port });
   }
   return upstreams;

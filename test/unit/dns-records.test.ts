@@ -163,5 +163,6 @@ describe('forwarding cache policy and resolv.conf', () => {
   it('resolv.conf: nameservers in order, at most 3, loops to ourselves dropped', () => {
     const text = '# c\nsearch x\nnameserver 10.96.0.10\nnameserver 192.0.2.1\nnameserver fe80::1%eth0\nnameserver 127.0.0.1:5353\nnameserver bogus\nnameserver 192.0.2.9\n';
     expect(parseResolvConf(text, ['10.96.0.10'])).toEqual([{ host: '192.0.2.1', port: 53 }, { host: 'fe80::1', port: 53 }, { host: '127.0.0.1', port: 5353 }]);
+    expect(parseResolvConf('nameserver 127.0.0.1:5353\nnameserver 127.0.0.1\n', ['127.0.0.1:53'])).toEqual([{ host: '127.0.0.1', port: 5353 }]);
   });
 });
