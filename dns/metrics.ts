@@ -11,6 +11,14 @@ import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client
 import { close, listen } from '../proxy/health.js';
 
 const commonTypes = new Set(['A', 'AAAA', 'CNAME', 'MX', 'NS', 'PTR', 'SOA', 'SRV', 'TXT', 'ANY', 'HTTPS', 'SVCB', 'NAPTR', 'CAA', 'DS', 'DNSKEY']);
+export interface RequestLabels {
+  server: string;
+  zone: string;
+  proto: string;
+  family: string;
+  type: string;
+}
+
 export const typeLabel = (type: string) => (commonTypes.has(type) ? type : 'other');
 
 export class DnsMetrics {
@@ -30,8 +38,32 @@ export class DnsMetrics {
   readonly forwardMaxConcurrentRejects = new Counter({ name: 'coredns_forward_max_concurrent_rejects_total', help: 'Count of queries rejected because the number of concurrent queries were at maximum.', registers: [this.registry] });
   readonly malformed = new Counter({ name: 'knode_dns_malformed_requests_total', help: 'Messages that could not be decoded (answered FORMERR when the header was readable, dropped otherwise).', registers: [this.registry] });
 
+  /** Label children by key: prom-client hashes a label object on every call otherwise. */
+  private readonly children = new Map<string, { inc(): void; observe?(value: number): void }>();
+
   constructor(defaults = false) {
     if (defaults) collectDefaultMetrics({ register: this.registry });
+  }
+
+  private child<T extends { inc(): void; observe?(value: number): void }>(key: string, make: () => T): T {
+    let child = this.children.get(key) as T | undefined;
+    if (!child) this.children.set(key, (child = make()));
+    return child;
+  }
+
+  /** coredns_dns_requests_total for one query. */
+  request(labels: RequestLabels): void {
+    this.child(`q|${labels.server}|${labels.zone}|${labels.proto}|${labels.family}|${labels.type}`, () => this.requests.labels(labels)).inc();
+  }
+
+  /** coredns_dns_responses_total and coredns_dns_request_duration_seconds for one reply. */
+  response(labels: RequestLabels, rcode: string, seconds: number): void {
+    this.child(`r|${labels.server}|${labels.zone}|${rcode}`, () => this.responses.labels({ server: labels.server, zone: labels.zone, rcode, plugin: '' })).inc();
+    const histogram = this.child(`d|${labels.server}|${labels.zone}|${labels.type}`, () => {
+      const h = this.duration.labels({ server: labels.server, zone: labels.zone, type: labels.type });
+      return { inc: () => undefined, observe: (value: number) => h.observe(value) };
+    });
+    histogram.observe!(seconds);
   }
 }
 

@@ -97,8 +97,19 @@ export class DnsServer {
 
   private onUdp(message: Buffer, address: string, port: number, family: string): void {
     if (this.pending >= (this.options.maxPending ?? 4096)) return;
+    let result: Buffer | undefined | Promise<Buffer | undefined>;
+    try {
+      result = this.answer(message, 'udp', family);
+    } catch (error) {
+      this.options.log.warn({ err: error }, 'DNS query failed');
+      return;
+    }
+    if (!(result instanceof Promise)) {
+      if (result) this.udp?.send(result, port, address);
+      return;
+    }
     this.pending++;
-    this.answer(message, 'udp', family).then(
+    result.then(
       (reply) => {
         this.pending--;
         if (reply) this.udp?.send(reply, port, address);
@@ -128,7 +139,7 @@ export class DnsServer {
         inConnection++;
         this.pending++;
         if (inConnection >= 16 || this.pending >= (this.options.maxPending ?? 4096)) socket.pause();
-        const reply = this.answer(Buffer.from(message), 'tcp', socket.remoteFamily ?? 'IPv4');
+        const reply = Promise.resolve().then(() => this.answer(Buffer.from(message), 'tcp', socket.remoteFamily ?? 'IPv4'));
         // Replies leave in the order of the queries.
         chain = chain.then(async () => {
           const bytes = await reply.catch(() => undefined);
@@ -141,8 +152,11 @@ export class DnsServer {
     });
   }
 
-  /** One message in, one reply out (undefined: send nothing). Never throws for bad input. */
-  async answer(message: Buffer, proto: 'udp' | 'tcp', family: string): Promise<Buffer | undefined> {
+  /**
+   * One message in, one reply out (undefined: send nothing), synchronously when the cluster zone
+   * answers and as a promise when an upstream must. Never throws for bad input.
+   */
+  answer(message: Buffer, proto: 'udp' | 'tcp', family: string): Buffer | undefined | Promise<Buffer | undefined> {
     const started = process.hrtime.bigint();
     let request: Packet;
     try {
@@ -156,17 +170,20 @@ export class DnsServer {
     const question = request.questions?.[0];
     const zone = question && inZone(normalize(question.name), this.options.index.zone) ? this.options.index.zone : '.';
     const type = typeLabel(question?.type ?? 'other');
-    this.options.metrics.requests.inc({ server: this.serverLabel, zone, proto, family: family === 'IPv6' ? '2' : '1', type });
+    const labels = { server: this.serverLabel, zone, proto, family: family === 'IPv6' ? '2' : '1', type };
+    this.options.metrics.request(labels);
     const opt = request.additionals?.find((record) => record.type === 'OPT') as OptRecord | undefined;
-    const reply = await this.reply(request, opt);
-    const limit = proto === 'tcp' ? 65535 : opt ? Math.min(4096, Math.max(512, opt.udpPayloadSize ?? 512)) : 512;
-    const bytes = encodeReply(request, reply, opt, limit);
-    this.options.metrics.responses.inc({ server: this.serverLabel, zone, rcode: reply.extendedRcode ? 'BADVERS' : reply.rcode, plugin: '' });
-    this.options.metrics.duration.observe({ server: this.serverLabel, zone, type }, Number(process.hrtime.bigint() - started) / 1e9);
-    return bytes;
+    const finish = (reply: Reply) => {
+      const limit = proto === 'tcp' ? 65535 : opt ? Math.min(4096, Math.max(512, opt.udpPayloadSize ?? 512)) : 512;
+      const bytes = encodeReply(request, reply, opt, limit);
+      this.options.metrics.response(labels, reply.extendedRcode ? 'BADVERS' : reply.rcode, Number(process.hrtime.bigint() - started) / 1e9);
+      return bytes;
+    };
+    const reply = this.reply(request, opt);
+    return reply instanceof Promise ? reply.then(finish) : finish(reply);
   }
 
-  private async reply(request: Packet, opt: OptRecord | undefined): Promise<Reply> {
+  private reply(request: Packet, opt: OptRecord | undefined): Reply | Promise<Reply> {
     const plain = (rcode: Rcode): Reply => ({ rcode, answers: [], authorities: [], authoritative: false });
     if (opt && (opt.ednsVersion ?? 0) > 0) return { ...plain('NOERROR'), extendedRcode: 1 };
     if ((((request.flags ?? 0) & OPCODE_MASK) >> 11) !== 0) return plain('NOTIMP');
@@ -174,9 +191,9 @@ export class DnsServer {
     const question = request.questions[0]!;
     if (question.type === 'AXFR' || question.type === 'IXFR') return plain('REFUSED');
     const local = resolveQuestion(this.options.index, question, this.options.synced());
-    if (local.kind === 'forward') return { ...(await this.forwarded(question)), authoritative: false };
+    if (local.kind === 'forward') return this.forwarded(question).then((answer) => ({ ...answer, authoritative: false }));
     if (!local.chase) return { ...local, authoritative: true };
-    return { ...(await this.chased(local, question)), authoritative: true };
+    return this.chased(local, question).then((answer) => ({ ...answer, authoritative: true }));
   }
 
   /** An ExternalName's CNAME plus the answer for its target from outside the zone. */
