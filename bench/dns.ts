@@ -15,7 +15,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +22,7 @@ import { startControlPlane } from '../controlplane/control-plane.js';
 import { writeKubeconfig } from '../controlplane/kubeconfig.js';
 import { MemoryStorage } from '../controlplane/storage/memory.js';
 import { run } from '../lib/exec.js';
+import { freeLoopbackPort as freePort } from '../lib/net.js';
 import { createLogger } from '../lib/log.js';
 import { until } from './lib/agent-node.js';
 import { onTerminate, percentile, reportFigure } from './lib/report.js';
@@ -33,18 +33,6 @@ const seconds = Number(process.argv[4] ?? 5);
 const rate = Number(process.argv[5] ?? 2000);
 const knodeBin = fileURLToPath(new URL('../../bin/knode', import.meta.url));
 const forwardedNames = 200;
-
-/** A free loopback port (TCP; the DNS servers bind UDP and TCP on it). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
 
 const serviceIp = (i: number) => {
   const value = (10 << 24) | (96 << 16);

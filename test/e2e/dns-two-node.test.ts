@@ -18,7 +18,7 @@ import { ensureGlibcImage } from '../helpers/dns.js';
 import { testDocker } from '../helpers/docker.js';
 import { prerequisites } from '../helpers/prereq.js';
 import { waitFor as pollUntil } from '../helpers/wait.js';
-import { clusterUnavailable, execInPod, startCluster, type TestCluster } from './helpers-cluster.js';
+import { clusterUnavailable, execInPod, startCluster, webPod, type TestCluster } from './helpers-cluster.js';
 
 const env = await prerequisites('root', 'docker', 'command:ip', 'command:nsenter', 'command:kubectl', 'command:curl', 'command:iptables', 'command:dnsmasq', 'command:dig', 'command:ldd');
 const unavailable = clusterUnavailable();
@@ -26,26 +26,6 @@ if (unavailable && process.env.CI === 'true') throw new Error(`missing test prer
 if (unavailable) console.warn(`skipping: ${unavailable}`);
 
 const waitFor = <T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 90_000): Promise<T> => pollUntil(what, probe, timeoutMs, 250);
-
-const webPod = (name: string, node: string): V1Pod => ({
-  apiVersion: 'v1',
-  kind: 'Pod',
-  metadata: { name, labels: { app: 'web' } },
-  spec: {
-    nodeName: node,
-    terminationGracePeriodSeconds: 1,
-    containers: [
-      {
-        name: 'httpd',
-        image: busyboxImage,
-        command: ['sh', '-c', 'mkdir -p /tmp/w && echo "$POD_NAME" > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w'],
-        env: [{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }],
-        ports: [{ name: 'http', containerPort: 8080 }],
-        readinessProbe: { httpGet: { path: '/', port: 8080 }, periodSeconds: 1 },
-      },
-    ],
-  },
-});
 
 const client = (name: string, node: string, image: string): V1Pod => ({
   apiVersion: 'v1',

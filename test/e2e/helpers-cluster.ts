@@ -28,11 +28,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type Docker from 'dockerode';
 import { parse, stringify } from 'yaml';
-import { CoreV1Api, KubeConfig, type V1Node } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, type V1Node, type V1Pod } from '@kubernetes/client-node';
 import { kubeletConfigText, tenthAddress, upLayout, writeUpConfigs, type UpLayout, type UpSettings } from '../../bin/up-config.js';
 import { installCni } from '../../cni/install-command.js';
 import { writeKubeconfig } from '../../controlplane/kubeconfig.js';
-import { busyboxSpec, ensureLocalImage, pauseSpec } from '../../cri/local-images.js';
+import { busyboxImage, busyboxSpec, ensureLocalImage, pauseSpec } from '../../cri/local-images.js';
 import { run } from '../../lib/exec.js';
 import { ensureKubeletPki } from '../../lib/kubelet-pki.js';
 import { startTestControlPlane, type TestControlPlane } from '../helpers/controlplane.js';
@@ -391,6 +391,27 @@ export async function startCluster(options: ClusterOptions): Promise<TestCluster
     throw new Error(`could not start the test cluster: ${error instanceof Error ? error.message : String(error)}\n${detail}`, { cause: error });
   }
 }
+
+/** A busybox httpd pod serving its own name on 8080 (port "http"), ready by probe, on `node` (by nodeSelector). */
+export const webPod = (name: string, node: string): V1Pod => ({
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: { name, labels: { app: 'web' } },
+  spec: {
+    nodeSelector: { 'kubernetes.io/hostname': node },
+    terminationGracePeriodSeconds: 1,
+    containers: [
+      {
+        name: 'httpd',
+        image: busyboxImage,
+        command: ['sh', '-c', 'mkdir -p /tmp/w && echo "$POD_NAME" > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w'],
+        env: [{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }],
+        ports: [{ name: 'http', containerPort: 8080 }],
+        readinessProbe: { httpGet: { path: '/', port: 8080 }, periodSeconds: 1 },
+      },
+    ],
+  },
+});
 
 /** Runs a shell script inside a pod's (first app) container through the Docker CLI; bounded by timeoutMs. */
 export async function execInPod(node: ClusterNode, podName: string, script: string, timeoutMs = 60_000): Promise<string> {
