@@ -8,7 +8,13 @@
  */
 import { CoreV1Api, DiscoveryV1Api, KubeConfig, type V1EndpointSlice, type V1Service } from '@kubernetes/client-node';
 import type { Answer } from 'dns-packet';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { run } from '../../lib/exec.js';
 import { DnsDaemon } from '../../dns/daemon.js';
 import { createLogger } from '../../lib/log.js';
 import { startTestControlPlane, type TestControlPlane } from '../helpers/controlplane.js';
@@ -145,6 +151,29 @@ describe.skipIf(env.skip)('knode dns server (loopback, real control plane, dig)'
     for (const name of ['coredns_dns_requests_total', 'coredns_dns_responses_total', 'coredns_dns_request_duration_seconds_bucket', 'coredns_cache_hits_total', 'coredns_cache_misses_total']) expect(text).toContain(name);
     expect(text).toMatch(/coredns_dns_responses_total\{[^}]*rcode="NXDOMAIN"[^}]*\} \d+/);
     expect(text).toMatch(/coredns_cache_hits_total\{[^}]*type="denial"[^}]*\} [1-9]/);
+  });
+
+  it('the `knode dns` command serves, logs as JSON and stops cleanly on SIGTERM; bad flags exit 2', async () => {
+    const knode = fileURLToPath(new URL('../../bin/knode', import.meta.url));
+    const dir = mkdtempSync(join(tmpdir(), 'knode-dns-cli-'));
+    const resolv = join(dir, 'resolv.conf');
+    writeFileSync(resolv, `nameserver 127.0.0.1:${upstream.port}\n`);
+    const child = spawn(process.execPath, [knode, 'dns', '--kubeconfig', cp.kubeconfigPath, '--bind-address', '127.0.0.1', '--port', '0', '--health-bind-address', '127.0.0.1:0', '--resolv-conf', resolv, '--no-publish', '--hostname-override', 'cli'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    child.stderr!.on('data', (chunk: Buffer) => (log += chunk.toString()));
+    try {
+      const cliPort = await waitFor('the serving log line', () => Number(/"port":(\d+)[^\n]*"msg":"serving DNS"/.exec(log)?.[1] ?? 0) || undefined, 30_000);
+      await waitFor('synced', () => log.includes('synced with the API server'), 30_000);
+      expect(lines(await dig('127.0.0.1', cliPort, ['+short', 'web.default.svc.cluster.local']))).toEqual(['10.96.0.20']);
+      expect(lines(await dig('127.0.0.1', cliPort, ['+short', 'www.outside.test']))).toEqual(['192.0.2.10']);
+    } finally {
+      child.kill('SIGTERM');
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(await new Promise((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', (code) => resolve(code))))).toBe(0);
+    const bad = await run([process.execPath, knode, 'dns', '--kubeconfig', cp.kubeconfigPath, '--cluster-domain', 'not a domain'], { allowFailure: true });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--cluster-domain "not a domain": not a DNS domain name');
   });
 
   it('keeps answering from its last data while the API server is down', async () => {
