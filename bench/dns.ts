@@ -14,6 +14,7 @@
  * dnsmasq, dig). Loopback only.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { startControlPlane } from '../controlplane/control-plane.js';
 import { writeKubeconfig } from '../controlplane/kubeconfig.js';
 import { MemoryStorage } from '../controlplane/storage/memory.js';
+import { resources, storageKey } from '../controlplane/resources.js';
 import { run } from '../lib/exec.js';
 import { freeLoopbackPort as freePort } from '../lib/net.js';
 import { createLogger } from '../lib/log.js';
@@ -65,17 +67,24 @@ async function latency(port: number, file: string): Promise<{ p50: number; p99: 
   return { p50: percentile(samples, 50), p99: percentile(samples, 99), count: samples.length };
 }
 
-async function createServices(url: string): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < services) {
-      const i = next++;
-      const body = { apiVersion: 'v1', kind: 'Service', metadata: { name: `svc-${i}`, namespace: 'default' }, spec: { clusterIP: serviceIp(i), ports: [{ name: 'http', port: 80 }] } };
-      const response = await fetch(`${url}/api/v1/namespaces/default/services`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-      if (!response.ok) throw new Error(`creating svc-${i}: HTTP ${response.status} ${await response.text()}`);
-    }
-  };
-  await Promise.all(Array.from({ length: 16 }, worker));
+/**
+ * Creates the Services. The first ones through the API (as any client would); the bulk is
+ * written straight into the control plane's storage with the fields the API would set, because
+ * the stub's create validates ClusterIP uniqueness against every Service (O(n) each, minutes for
+ * 10k). `knode dns` sees all of them the same way: listed and watched through the API.
+ */
+async function createServices(url: string, storage: MemoryStorage): Promise<void> {
+  const service = (i: number) => ({ apiVersion: 'v1', kind: 'Service', metadata: { name: `svc-${i}`, namespace: 'default' }, spec: { clusterIP: serviceIp(i), clusterIPs: [serviceIp(i)], type: 'ClusterIP', ipFamilies: ['IPv4'], ipFamilyPolicy: 'SingleStack', internalTrafficPolicy: 'Cluster', sessionAffinity: 'None', ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 80 }] }, status: { loadBalancer: {} } });
+  const viaApi = Math.min(services, 100);
+  for (let i = 0; i < viaApi; i++) {
+    const response = await fetch(`${url}/api/v1/namespaces/default/services`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(service(i)) });
+    if (!response.ok) throw new Error(`creating svc-${i}: HTTP ${response.status} ${await response.text()}`);
+  }
+  const info = resources.find((r) => r.name === 'services')!;
+  for (let i = viaApi; i < services; i++) {
+    const object = service(i);
+    await storage.create(storageKey(info, 'default', object.metadata.name), { ...object, metadata: { ...object.metadata, uid: randomUUID(), creationTimestamp: new Date().toISOString().replace(/\.\d+Z$/, 'Z') } });
+  }
 }
 
 const summary = (values: number[]) => {
@@ -87,7 +96,8 @@ async function main(): Promise<void> {
   if (![services, rounds, seconds, rate].every((n) => Number.isInteger(n) && n > 0)) throw new Error('usage: dns [services] [rounds] [seconds] [rate]');
   const dir = mkdtempSync(join(tmpdir(), 'knode-bench-dns-'));
   const children: ChildProcess[] = [];
-  const cp = await startControlPlane({ storage: new MemoryStorage({}), log: createLogger('cp', 'silent'), host: '127.0.0.1', port: 0, clusterCidr: '10.244.0.0/16', serviceCidr: '10.96.0.0/12', controllers: { enabled: false } });
+  const storage = new MemoryStorage({});
+  const cp = await startControlPlane({ storage, log: createLogger('cp', 'silent'), host: '127.0.0.1', port: 0, clusterCidr: '10.244.0.0/16', serviceCidr: '10.96.0.0/12', controllers: { enabled: false } });
   const cleanup = async () => {
     for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
     await cp.stop();
@@ -96,7 +106,7 @@ async function main(): Promise<void> {
   onTerminate(cleanup);
   try {
     const created = Date.now();
-    await createServices(cp.url);
+    await createServices(cp.url, storage);
     console.log(`created ${services} Services in ${((Date.now() - created) / 1000).toFixed(1)} s`);
     const [upstreamPort, referencePort, knodePort, healthPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
     children.push(dnsmasq(upstreamPort, ['--address=/outside.test/192.0.2.10', '--local-ttl=3600']));
