@@ -37,6 +37,7 @@ const runners: Record<string, () => Promise<{ run: Runner }>> = {
   agent: () => import('../agent/command.js'),
   proxy: () => import('../proxy/command.js'),
   overlay: () => import('../cni/overlay-command.js'),
+  dns: () => import('../dns/command.js'),
   'install-cni': () => import('../cni/install-command.js'),
   up: () => import('./up.js'),
   down: () => import('./down.js'),
@@ -85,6 +86,18 @@ function defineCommands(program: Command, onRun: (name: string, options: Command
     .option('--subnet-file <file>', 'where the lease is written for the CNI plugin', '/run/flannel/subnet.env')
     .option('--hostname-override <name>', 'node name instead of the hostname')
     .option('--ip-masq', "masquerade pod traffic leaving the cluster network (flanneld's --ip-masq)");
+
+  add('dns', 'serve cluster DNS on this node (Service and pod names, forwarding the rest)')
+    .option('--kubeconfig <file>', 'kubeconfig to reach the API server')
+    .option('--kubelet-config <file>', 'KubeletConfiguration to take clusterDomain and clusterDNS from')
+    .option('--cluster-domain <domain>', 'cluster domain (default: clusterDomain of --kubelet-config, else cluster.local)')
+    .option('--cluster-dns <ip>', 'the kube-dns ClusterIP pods use (default: clusterDNS of --kubelet-config)')
+    .option('--resolv-conf <file>', 'upstream resolvers for names outside the cluster domain', '/etc/resolv.conf')
+    .option('--bind-address <ip>', 'address to serve on (default: the node\'s InternalIP)')
+    .option('--port <port>', 'DNS port (UDP and TCP)', '53')
+    .option('--health-bind-address <host:port>', '/health, /ready and /metrics', '127.0.0.1:9153')
+    .option('--hostname-override <name>', 'node name instead of the hostname')
+    .option('--no-publish', 'do not create the kube-dns Service nor publish this node as its endpoint');
 
   add('up', 'run a whole single-node cluster in the foreground').option('--data-dir <dir>', 'cluster state', '/var/lib/knode')
     .option('--iface <name>', 'overlay interface (default: the default-route interface, else the first UP one with IPv4)')

@@ -1,10 +1,10 @@
 /**
  * `knode up`: a whole single-node cluster in the foreground, made of the very same components an
- * operator runs one by one (controlplane, overlay, agent, proxy), each a supervised child process
+ * operator runs one by one (controlplane, overlay, agent, proxy, dns), each a supervised child process
  * of this `knode` executable with its own config under DATA_DIR (bin/up-config.ts) and its log in
  * DATA_DIR/logs/<component>.log. Start order: control plane (/readyz) → overlay + agent (the
  * overlay's lease is the Node's spec.podCIDR, so it needs the agent's Node registration, as
- * flannel's DaemonSet needs the kubelet) → proxy (/healthz). SIGTERM/SIGINT stops them in reverse
+ * flannel's DaemonSet needs the kubelet) → proxy (/healthz) → dns (/ready). SIGTERM/SIGINT stops them in reverse
  * order. The agent leaves its pods running on stop (as the kubelet does), so `knode up` again
  * resumes the same cluster: the control plane's file storage is in DATA_DIR and the agent adopts
  * its containers. `knode down --purge` removes everything (bin/down.ts).
@@ -112,7 +112,7 @@ interface Started {
   core: CoreV1Api;
 }
 
-async function startAll(layout: UpLayout, settings: UpSettings, env: NodeJS.ProcessEnv, extra: { iface: string; endpoint: string; examplePod?: string }, aborted: () => boolean, children: Child[], savePids: () => void): Promise<Started> {
+async function startAll(layout: UpLayout, settings: UpSettings, env: NodeJS.ProcessEnv, extra: { iface: string; address: string; endpoint: string; examplePod?: string }, aborted: () => boolean, children: Child[], savePids: () => void): Promise<Started> {
   const spawnChild = (component: string, args: string[], childEnv: NodeJS.ProcessEnv = {}) => {
     const child = new Child(component, args, layout.logs, childEnv);
     child.start();
@@ -148,6 +148,10 @@ async function startAll(layout: UpLayout, settings: UpSettings, env: NodeJS.Proc
   const proxy = spawnChild('proxy', ['proxy', '--config', layout.proxyConfig]);
   await waitReady(proxy, 'healthy', () => httpOk('http://127.0.0.1:10256/healthz'), 60_000, aborted);
   say('✓ proxy ready (iptables, /healthz on 127.0.0.1:10256)');
+  // Cluster DNS on the node's address; it publishes itself as this node's kube-dns endpoint (dns/publish.ts).
+  const dns = spawnChild('dns', ['dns', ...common, '--kubelet-config', layout.kubeletConfig, '--bind-address', extra.address]);
+  await waitReady(dns, 'ready', () => httpOk('http://127.0.0.1:9153/ready'), 60_000, aborted);
+  say(`✓ dns ready (${settings.clusterDns} → ${extra.address}:53, zone cluster.local)`);
   return { children, core: core! };
 }
 
@@ -203,7 +207,7 @@ export const run: Runner = async (options, log) => {
   let started: Started;
   try {
     say(`knode up: data dir ${layout.dataDir}, node ${settings.nodeName}, overlay interface ${iface} (${address})`);
-    started = await startAll(layout, settings, agentEnv, { iface, endpoint, examplePod }, () => interrupted, children, savePids);
+    started = await startAll(layout, settings, agentEnv, { iface, address, endpoint, examplePod }, () => interrupted, children, savePids);
   } catch (error) {
     await stopAll(children, layout);
     if (interrupted) {

@@ -27,8 +27,11 @@ function wire<T extends KubernetesObject>(informer: Informer<T>, upsert: (object
   });
 }
 
+/** What the informers feed: the proxy's ChangeTracker, or the cluster DNS's record index (dns/). */
+export type SourceSink = Pick<ChangeTracker, 'upsertService' | 'deleteService' | 'upsertSlice' | 'deleteSlice'>;
+
 /** Informers for all Services and EndpointSlices, feeding the tracker. */
-export function apiSources(kubeConfig: KubeConfig, tracker: ChangeTracker, log: Logger): ApiSources {
+export function apiSources(kubeConfig: KubeConfig, tracker: SourceSink, log: Logger): ApiSources {
   const core = kubeConfig.makeApiClient(CoreV1Api);
   const discovery = kubeConfig.makeApiClient(DiscoveryV1Api);
   // "listed" resolves after the first successful list; the informer adds the items in the

@@ -35,6 +35,9 @@ declare -A pkg_of=(
   [qemu-system-x86_64]=qemu-system-x86
   [cpio]=cpio
   [dpkg-deb]=dpkg
+  [dig]=dnsutils
+  [dnsperf]=dnsperf
+  [dnsmasq]=dnsmasq-base
 )
 missing=()
 for cmd in "${!pkg_of[@]}"; do

@@ -44,7 +44,7 @@ ln -sfn ../../../opt/knode/bin/knode "$root/usr/local/bin/knode"
 # Config files: written once, never overwritten (an operator's edits survive a re-install).
 write_once() { [ -e "$1" ] || cat > "$1"; }
 if [ -n "$kubeconfig" ]; then
-  for name in kubelet proxy overlay; do [ -e "$etc/$name.kubeconfig" ] || install -m 0600 "$kubeconfig" "$etc/$name.kubeconfig"; done
+  for name in kubelet proxy overlay dns; do [ -e "$etc/$name.kubeconfig" ] || install -m 0600 "$kubeconfig" "$etc/$name.kubeconfig"; done
 fi
 write_once "$etc/kubelet-config.yaml" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
@@ -52,6 +52,7 @@ kind: KubeletConfiguration
 staticPodPath: /etc/kubernetes/manifests
 containerRuntimeEndpoint: unix:///var/run/docker.sock
 clusterDomain: cluster.local
+clusterDNS: [10.96.0.10]
 YAML
 write_once "$etc/kube-proxy-config.yaml" <<YAML
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
@@ -63,12 +64,12 @@ write_once "$etc/net-conf.json" <<JSON
 {"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "VNI": 1, "Port": 8472}}
 JSON
 if [ -n "$node_name" ]; then
-  for unit in agent proxy overlay; do
+  for unit in agent proxy overlay dns; do
     write_once "$root/etc/default/knode-$unit" <<< "KNODE_$(echo "$unit" | tr a-z A-Z)_ARGS=--hostname-override=$node_name"
   done
 fi
 
-services=(knode-overlay knode-agent knode-proxy)
+services=(knode-overlay knode-agent knode-proxy knode-dns)
 [ "$with_controlplane" = 1 ] && services=(knode-controlplane "${services[@]}")
 for service in "${services[@]}"; do install -m 0644 "$src/systemd/$service.service" "$units/$service.service"; done
 

@@ -22,6 +22,8 @@ export const plans: Readonly<Record<string, Plan>> = {
   'cni-vxlan-throughput': { args: ['5'], fullArgs: ['30'], timeoutSeconds: 600 },
   'controlplane-watch': { args: ['5000', '100', '200'], fullArgs: ['20000', '200', '500'], timeoutSeconds: 900, fullTimeoutSeconds: 2400 },
   'cri-start': { args: ['30'], fullArgs: ['100'], timeoutSeconds: 900, fullTimeoutSeconds: 2400 },
+  // 10k Services; 3 interleaved rounds of 5 s QPS runs and 3 s latency runs at 2000 qps per server.
+  dns: { args: ['10000', '3', '5', '2000'], fullArgs: ['10000', '5', '10', '2000'], timeoutSeconds: 900 },
   'eviction-signals': { args: ['--iterations', '2000'], fullArgs: ['--iterations', '20000'], timeoutSeconds: 300 },
   // One static pod; a 64 MiB download per path and round, then 30 small GETs per path.
   'port-forward': { args: ['64', '3', '30'], fullArgs: ['256', '5', '100'], timeoutSeconds: 600 },

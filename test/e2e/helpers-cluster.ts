@@ -28,11 +28,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type Docker from 'dockerode';
 import { parse, stringify } from 'yaml';
-import { CoreV1Api, KubeConfig, type V1Node } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, type V1Node, type V1Pod } from '@kubernetes/client-node';
 import { kubeletConfigText, tenthAddress, upLayout, writeUpConfigs, type UpLayout, type UpSettings } from '../../bin/up-config.js';
 import { installCni } from '../../cni/install-command.js';
 import { writeKubeconfig } from '../../controlplane/kubeconfig.js';
-import { busyboxSpec, ensureLocalImage, pauseSpec } from '../../cri/local-images.js';
+import { busyboxImage, busyboxSpec, ensureLocalImage, pauseSpec } from '../../cri/local-images.js';
 import { run } from '../../lib/exec.js';
 import { ensureKubeletPki } from '../../lib/kubelet-pki.js';
 import { startTestControlPlane, type TestControlPlane } from '../helpers/controlplane.js';
@@ -47,7 +47,7 @@ export const clusterCidr = '10.244.0.0/16';
 export const serviceCidr = '10.96.0.0/12';
 const maxLog = 200_000;
 
-export type Component = 'overlay' | 'agent' | 'proxy';
+export type Component = 'overlay' | 'agent' | 'proxy' | 'dns';
 
 /** Why a cluster cannot be made here (undefined when it can). */
 export function clusterUnavailable(): string | undefined {
@@ -99,6 +99,12 @@ export interface ClusterOptions {
   roles?: string[];
   /** KNODE_LOG_LEVEL of the components, default "info". */
   logLevel?: string;
+  /**
+   * Also run `knode dns` on every node (after the proxy, as `knode up` does), its upstream a
+   * dnsmasq in the underlay-client netns started with these extra arguments (e.g.
+   * `--address=/outside.test/192.0.2.10`); never a real resolver.
+   */
+  dns?: { dnsmasqArgs: string[] };
 }
 
 interface Proc {
@@ -152,6 +158,8 @@ interface NodeContext {
   bridges: LoopbackBridge[];
   /** True once the cluster is stopping: no component may start after that. */
   stopping: () => boolean;
+  /** The upstream resolver's address for `knode dns` (a dnsmasq on the underlay), when DNS runs. */
+  dnsUpstream?: string;
 }
 
 /**
@@ -171,12 +179,13 @@ async function writeNodeFiles(layout: UpLayout, settings: UpSettings, bridgePort
 }
 
 /** The command lines `knode up` gives its children (bin/up.ts startAll), for one node. */
-function componentArgs(layout: UpLayout, name: string): Record<Component, string[]> {
+function componentArgs(layout: UpLayout, name: string, nodeIp: string): Record<Component, string[]> {
   const common = ['--kubeconfig', layout.kubeconfig, '--hostname-override', name];
   return {
     overlay: ['overlay', ...common, '--net-conf', layout.netConf, '--iface', 'ul0', '--subnet-file', layout.subnetFile, '--ip-masq'],
     agent: ['agent', ...common, '--config', layout.kubeletConfig, '--root-dir', layout.kubeletRoot, '--cni-conf-dir', layout.cniConfDir, '--cni-bin-dir', `${layout.cniBinDir},/usr/lib/cni`],
     proxy: ['proxy', ...common, '--config', layout.proxyConfig],
+    dns: ['dns', ...common, '--kubelet-config', layout.kubeletConfig, '--bind-address', nodeIp, '--resolv-conf', join(layout.dataDir, 'resolv.conf')],
   };
 }
 
@@ -227,6 +236,7 @@ async function makeNode(ctx: NodeContext, role: string, index: number): Promise<
   const bridge = await bridgeLoopbackInto(netns.name, ctx.cp.port);
   ctx.bridges.push(bridge);
   await writeNodeFiles(layout, { nodeName: name, clusterCidr, serviceCidr, clusterDns: tenthAddress(serviceCidr), listen: '127.0.0.1:6443' }, bridge.port);
+  if (ctx.dnsUpstream) writeFileSync(join(layout.dataDir, 'resolv.conf'), `nameserver ${ctx.dnsUpstream}\n`);
   const scopeLabel = `io.knode.test=two-node-${ctx.net.id}-${role}`;
   const { KNODE_CNI_HOST_NETNS: _unused, ...inherited } = process.env;
   const env: NodeJS.ProcessEnv = {
@@ -238,7 +248,7 @@ async function makeNode(ctx: NodeContext, role: string, index: number): Promise<
     KNODE_NODE_IP: underlayIp,
   };
   const procs = new Map<Component, Proc>();
-  const { start, stop } = componentControl(netns, name, componentArgs(layout, name), env, procs, ctx.stopping);
+  const { start, stop } = componentControl(netns, name, componentArgs(layout, name, underlayIp), env, procs, ctx.stopping);
   const containers = async (podName: string, opts: { all?: boolean } = {}) =>
     (await ctx.docker.listContainers({ all: opts.all ?? false, filters: { label: [scopeLabel, `io.kubernetes.pod.name=${podName}`] } })).filter((c) => c.Labels['io.kubernetes.container.name'] !== 'POD');
   const node: ClusterNode = { role, name, netns, underlayIp, layout, scopeLabel, start, stop, logs: (c) => procs.get(c)?.output ?? '', containers };
@@ -265,7 +275,7 @@ async function whileAlive(parts: NodeParts, components: Component[], what: strin
 }
 
 /** Starts a node as `knode up` does: overlay + agent, then (lease written, node Ready) the proxy. */
-async function startNode(parts: NodeParts, core: CoreV1Api): Promise<void> {
+async function startNode(parts: NodeParts, core: CoreV1Api, withDns: boolean): Promise<void> {
   const { node } = parts;
   node.start('overlay');
   node.start('agent');
@@ -277,6 +287,25 @@ async function startNode(parts: NodeParts, core: CoreV1Api): Promise<void> {
     const result = await node.netns.exec(['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '-m', '3', 'http://127.0.0.1:10256/healthz'], { allowFailure: true, timeoutMs: 10_000 });
     return result.stdout.trim() === '200';
   }, 60_000);
+  if (!withDns) return;
+  node.start('dns');
+  await whileAlive(parts, [...both, 'proxy', 'dns'], `the dns on ${node.name} ready`, async () => {
+    const result = await node.netns.exec(['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '-m', '3', 'http://127.0.0.1:9153/ready'], { allowFailure: true, timeoutMs: 10_000 });
+    return result.stdout.trim() === '200';
+  }, 60_000);
+}
+
+/** dnsmasq in a test netns (no /etc/hosts, no resolv.conf: it answers only what `args` give it). */
+async function startDnsmasq(netns: Netns, address: string, args: string[]): Promise<ChildProcess> {
+  const child = spawn('nsenter', [`--net=${netns.path}`, '--', 'dnsmasq', '-k', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--no-poll', '--pid-file=', '--user=root', `--listen-address=${address}`, '--bind-interfaces', '--port=53', '--local-ttl=30', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let errors = '';
+  child.stderr!.on('data', (chunk: Buffer) => (errors = (errors + chunk.toString()).slice(-2000)));
+  await waitFor('dnsmasq on the underlay', async () => {
+    if (child.exitCode !== null) throw new Error(`dnsmasq exited: ${errors}`);
+    const result = await netns.exec(['dig', `@${address}`, '+time=1', '+tries=1', '+short', 'version.bind', 'TXT', 'CH'], { allowFailure: true, timeoutMs: 5000 });
+    return result.code === 0 && result.stdout.trim() !== '';
+  }, 15_000);
+  return child;
 }
 
 /** Makes the underlay, the control plane and the nodes (started in parallel); on failure removes everything. */
@@ -290,6 +319,7 @@ export async function startCluster(options: ClusterOptions): Promise<TestCluster
   const parts: NodeParts[] = [];
   const created: Netns[] = [];
   let cp: TestControlPlane | undefined;
+  let dnsmasq: ChildProcess | undefined;
   let stopped = false;
 
   const diagnostics = () =>
@@ -302,7 +332,11 @@ export async function startCluster(options: ClusterOptions): Promise<TestCluster
     stopped = true;
     const dirty: string[] = [];
     for (const netns of created) if (!(await netns.hasNoDefaultRoute().catch(() => true))) dirty.push(netns.name);
-    await Promise.all(parts.flatMap((p) => (['proxy', 'agent', 'overlay'] as const).map((c) => p.node.stop(c).catch(() => undefined))));
+    await Promise.all(parts.flatMap((p) => (['dns', 'proxy', 'agent', 'overlay'] as const).map((c) => p.node.stop(c).catch(() => undefined))));
+    if (dnsmasq && dnsmasq.exitCode === null) {
+      dnsmasq.kill('SIGTERM');
+      await waitExit(dnsmasq, 5000);
+    }
     for (const p of parts) await removeAgentPods(docker, p.node.scopeLabel).catch(() => undefined);
     await Promise.all(bridges.map((b) => b.stop().catch(() => undefined)));
     await net.cleanup().catch(() => undefined);
@@ -329,14 +363,15 @@ export async function startCluster(options: ClusterOptions): Promise<TestCluster
     created.push(underlayClient);
     const [, clientPeer] = await net.link(underlayClient, underlay, { aName: 'ul0', aAddress: `${prefix}.100/24` });
     await underlay.ip('link', 'set', clientPeer, 'master', 'br0');
-    const ctx: NodeContext = { net, underlay, cp, docker, prefix, logLevel: options.logLevel ?? 'info', dirs, bridges, stopping: () => stopped };
+    if (options.dns) dnsmasq = await startDnsmasq(underlayClient, `${prefix}.100`, options.dns.dnsmasqArgs);
+    const ctx: NodeContext = { net, underlay, cp, docker, prefix, logLevel: options.logLevel ?? 'info', dirs, bridges, stopping: () => stopped, dnsUpstream: options.dns ? `${prefix}.100` : undefined };
     for (const [index, role] of roles.entries()) {
       const made = await makeNode(ctx, role, index);
       parts.push(made);
       created.push(made.node.netns);
     }
     for (const netns of created) if (!(await netns.hasNoDefaultRoute())) throw new Error(`netns ${netns.name} has a default route`);
-    await Promise.all(parts.map((p) => startNode(p, core)));
+    await Promise.all(parts.map((p) => startNode(p, core, options.dns !== undefined)));
     const kubeconfig = cp.kubeconfigPath;
     return {
       controlPlane: cp,
@@ -356,6 +391,27 @@ export async function startCluster(options: ClusterOptions): Promise<TestCluster
     throw new Error(`could not start the test cluster: ${error instanceof Error ? error.message : String(error)}\n${detail}`, { cause: error });
   }
 }
+
+/** A busybox httpd pod serving its own name on 8080 (port "http"), ready by probe, on `node` (by nodeSelector). */
+export const webPod = (name: string, node: string): V1Pod => ({
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: { name, labels: { app: 'web' } },
+  spec: {
+    nodeSelector: { 'kubernetes.io/hostname': node },
+    terminationGracePeriodSeconds: 1,
+    containers: [
+      {
+        name: 'httpd',
+        image: busyboxImage,
+        command: ['sh', '-c', 'mkdir -p /tmp/w && echo "$POD_NAME" > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w'],
+        env: [{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }],
+        ports: [{ name: 'http', containerPort: 8080 }],
+        readinessProbe: { httpGet: { path: '/', port: 8080 }, periodSeconds: 1 },
+      },
+    ],
+  },
+});
 
 /** Runs a shell script inside a pod's (first app) container through the Docker CLI; bounded by timeoutMs. */
 export async function execInPod(node: ClusterNode, podName: string, script: string, timeoutMs = 60_000): Promise<string> {

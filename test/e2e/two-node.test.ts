@@ -25,7 +25,7 @@ import { busyboxImage } from '../../cri/local-images.js';
 import { testDocker } from '../helpers/docker.js';
 import { prerequisites } from '../helpers/prereq.js';
 import { waitFor as pollUntil } from '../helpers/wait.js';
-import { clusterUnavailable, execInPod, startCluster, type ClusterNode, type TestCluster } from './helpers-cluster.js';
+import { clusterUnavailable, execInPod, startCluster, webPod, type ClusterNode, type TestCluster } from './helpers-cluster.js';
 
 const env = await prerequisites('root', 'docker', 'command:ip', 'command:nsenter', 'command:kubectl', 'command:curl', 'command:iptables', 'command:perl');
 const unavailable = clusterUnavailable();
@@ -43,26 +43,6 @@ async function rootNetworkState(): Promise<string> {
   const rules = (await out(['iptables-save'])).split('\n').filter((line) => !line.startsWith('#')).map((line) => line.replace(/\[\d+:\d+\]/, '')).join('\n');
   return [links.join(' '), addresses, routes, rules].join('\n----\n');
 }
-
-const webPod = (name: string, node: string): V1Pod => ({
-  apiVersion: 'v1',
-  kind: 'Pod',
-  metadata: { name, labels: { app: 'web' } },
-  spec: {
-    nodeSelector: { 'kubernetes.io/hostname': node },
-    terminationGracePeriodSeconds: 1,
-    containers: [
-      {
-        name: 'httpd',
-        image: busyboxImage,
-        command: ['sh', '-c', 'mkdir -p /tmp/w && echo "$POD_NAME" > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w'],
-        env: [{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }],
-        ports: [{ name: 'http', containerPort: 8080 }],
-        readinessProbe: { httpGet: { path: '/', port: 8080 }, periodSeconds: 1 },
-      },
-    ],
-  },
-});
 
 const sleeper = (name: string, node: string, extra: Record<string, unknown> = {}, command = 'exec sleep 3600'): V1Pod => ({
   apiVersion: 'v1',

@@ -131,7 +131,7 @@ describe.skipIf(env.skip || !built)('knode up: a single-node cluster in a node n
     up = startUp();
     await waitUp(up);
     const lines = up.output().split('\n').filter((line) => line.startsWith('✓ '));
-    expect(lines.map((line) => line.split(' ')[1])).toEqual(['control', 'overlay', 'agent', 'proxy']);
+    expect(lines.map((line) => line.split(' ')[1])).toEqual(['control', 'overlay', 'agent', 'proxy', 'dns']);
     expect(up.output()).toContain(`export KUBECONFIG=${kubeconfig()}; kubectl get pods -A`);
     expect(up.output()).toMatch(new RegExp(`node ${nodeName}: Ready, InternalIP ${underlayNet.replace(/\./g, '\\.')}\\.1, podCIDR 10\\.244\\.\\d+\\.0/24`));
     const nodes = await kubectl('get', 'nodes', '--no-headers');

@@ -11,7 +11,7 @@ import { prerequisites } from '../helpers/prereq.js';
 
 const env = await prerequisites('command:systemd-analyze');
 const repo = fileURLToPath(new URL('../..', import.meta.url));
-const unitNames = ['knode-controlplane', 'knode-agent', 'knode-proxy', 'knode-overlay'];
+const unitNames = ['knode-controlplane', 'knode-agent', 'knode-proxy', 'knode-overlay', 'knode-dns'];
 
 /**
  * A staging root for `systemd-analyze verify --root`: systemd's own units (for the targets the
@@ -52,7 +52,7 @@ describe.skipIf(env.skip)('systemd units', () => {
     const install = await run(['bash', join(repo, 'systemd/install.sh'), '--root', root, '--kubeconfig', kubeconfig, '--node-name', 'node-a', '--with-controlplane', '--link']);
     expect(install.stdout).toContain('staged into');
     expect(readdirSync(join(root, 'etc/systemd/system')).sort()).toEqual(unitNames.map((n) => `${n}.service`).sort());
-    for (const file of ['kubelet.kubeconfig', 'proxy.kubeconfig', 'overlay.kubeconfig', 'kubelet-config.yaml', 'kube-proxy-config.yaml', 'net-conf.json']) {
+    for (const file of ['kubelet.kubeconfig', 'proxy.kubeconfig', 'overlay.kubeconfig', 'dns.kubeconfig', 'kubelet-config.yaml', 'kube-proxy-config.yaml', 'net-conf.json']) {
       expect(existsSync(join(root, 'etc/knode', file)), file).toBe(true);
     }
     expect(readFileSync(join(root, 'etc/default/knode-agent'), 'utf8')).toContain('--hostname-override=node-a');
@@ -69,9 +69,9 @@ describe.skipIf(env.skip)('systemd units', () => {
     const kubeconfig = join(root, 'input.kubeconfig');
     writeFileSync(kubeconfig, 'apiVersion: v1\nkind: Config\nclusters: []\n');
     await run(['bash', join(repo, 'systemd/install.sh'), '--root', root, '--kubeconfig', kubeconfig, '--link']);
-    const loaders: Record<string, (file: string) => unknown> = { '--config': (file) => (file.endsWith('kube-proxy-config.yaml') ? loadKubeProxyConfig(file) : loadKubeletConfig(file)), '--net-conf': loadNetConf };
+    const loaders: Record<string, (file: string) => unknown> = { '--config': (file) => (file.endsWith('kube-proxy-config.yaml') ? loadKubeProxyConfig(file) : loadKubeletConfig(file)), '--kubelet-config': loadKubeletConfig, '--net-conf': loadNetConf };
     const loaded: string[] = [];
-    for (const name of ['knode-agent', 'knode-proxy', 'knode-overlay']) {
+    for (const name of ['knode-agent', 'knode-proxy', 'knode-overlay', 'knode-dns']) {
       const execStart = /^ExecStart=(.*)$/m.exec(readFileSync(join(root, 'etc/systemd/system', `${name}.service`), 'utf8'))![1]!;
       for (const [, flag, path] of execStart.matchAll(/(--[a-z-]+)=(\/etc\/knode\/\S+)/g)) {
         expect(existsSync(join(root, path!)), `${name} ${flag}=${path}`).toBe(true);
@@ -82,7 +82,7 @@ describe.skipIf(env.skip)('systemd units', () => {
         }
       }
     }
-    expect(loaded.sort()).toEqual(['/etc/knode/kube-proxy-config.yaml', '/etc/knode/kubelet-config.yaml', '/etc/knode/net-conf.json']);
+    expect(loaded.sort()).toEqual(['/etc/knode/kube-proxy-config.yaml', '/etc/knode/kubelet-config.yaml', '/etc/knode/kubelet-config.yaml', '/etc/knode/net-conf.json']);
   });
 
   it('keeps an operator-edited config file on re-install', async () => {
