@@ -11,7 +11,7 @@
  */
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import type { Runner } from '../bin/cli.js';
+import type { Runner } from '../lib/command-options.js';
 import { requireKubeconfig, optionalString } from '../lib/command-options.js';
 import { loadKubeletConfig } from '../lib/config/kubelet.js';
 import { loadKubeconfig } from '../lib/config/kubeconfig.js';

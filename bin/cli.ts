@@ -8,16 +8,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { ConfigError, describeError } from '../lib/errors.js';
 import { createLogger, resolveLogLevel, type Logger } from '../lib/log.js';
 
-/** What a long-running subcommand returns: the CLI calls stop() on SIGTERM/SIGINT. */
-export interface Stoppable {
-  stop(): Promise<void>;
-  /** Resolves when the component ends on its own (fatal error or done). */
-  done?: Promise<void>;
-}
-
-import type { CommandOptions } from '../lib/command-options.js';
-export type { CommandOptions };
-export type Runner = (options: CommandOptions, log: Logger) => Promise<Stoppable | void>;
+import type { CommandOptions, Runner, Stoppable } from '../lib/command-options.js';
 
 export function packageVersion(): string {
   const url = new URL('../../package.json', import.meta.url);

@@ -8,7 +8,7 @@
  */
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import Docker from 'dockerode';
-import type { Runner } from './cli.js';
+import type { Runner } from '../lib/command-options.js';
 import { optionalString } from '../lib/command-options.js';
 import { run as exec } from '../lib/exec.js';
 import type { Logger } from '../lib/log.js';

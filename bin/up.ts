@@ -14,7 +14,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { CoreV1Api, KubeConfig, type V1Node } from '@kubernetes/client-node';
-import type { Runner, Stoppable } from './cli.js';
+import type { Runner, Stoppable } from '../lib/command-options.js';
 import { optionalString } from '../lib/command-options.js';
 import { ConfigError } from '../lib/errors.js';
 import { run as exec } from '../lib/exec.js';

@@ -1,4 +1,4 @@
-import type { Runner } from '../bin/cli.js';
+import type { Runner } from '../lib/command-options.js';
 import { optionalString, requireKubeconfig } from '../lib/command-options.js';
 import { loadKubeconfig } from '../lib/config/kubeconfig.js';
 import { loadNetConf } from '../lib/config/netconf.js';

@@ -3,7 +3,7 @@
  * Flags win over the config file, as in kube-proxy.
  */
 import { hostname } from 'node:os';
-import type { Runner } from '../bin/cli.js';
+import type { Runner } from '../lib/command-options.js';
 import { optionalString, requireKubeconfig } from '../lib/command-options.js';
 import { loadKubeProxyConfig } from '../lib/config/kubeproxy.js';
 import { loadKubeconfig } from '../lib/config/kubeconfig.js';
