@@ -27,7 +27,7 @@ const runners: Record<string, () => Promise<{ run: Runner }>> = {
   controlplane: () => import('../controlplane/command.js'),
   agent: () => import('../agent/command.js'),
   proxy: () => import('../proxy/command.js'),
-  overlay: () => import('../cni/overlay-command.js'),
+  overlay: () => import('../overlay/command.js'),
   'install-cni': () => import('../cni/install-command.js'),
   up: () => import('./up.js'),
   down: () => import('./down.js'),

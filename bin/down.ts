@@ -13,7 +13,7 @@ import { optionalString } from '../lib/command-options.js';
 import { run as exec } from '../lib/exec.js';
 import type { Logger } from '../lib/log.js';
 import { removePodCgroup } from '../agent/cgroups.js';
-import { masqChainName } from '../cni/overlay-masq.js';
+import { masqChainName } from '../overlay/masq.js';
 import { runtimeScopeFor, upLayout } from './up-config.js';
 import { selfCommand } from './up-supervisor.js';
 

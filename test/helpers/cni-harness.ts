@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BuildOptions } from 'esbuild';
 import { run, type ExecResult } from '../../lib/exec.js';
-import { writeLauncher } from '../launcher.js';
+import { writeLauncher } from '../../cni/launcher.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -38,7 +38,7 @@ export async function buildPluginKit(prefix = 'knt-cni-', withOverlay = false): 
   if (withOverlay) {
     // createRequire: some bundled CommonJS dependencies of the Kubernetes client require() Node built-ins.
     const banner = { js: "import { createRequire as __knodeCreateRequire } from 'node:module'; const require = __knodeCreateRequire(import.meta.url);" };
-    await build({ ...common, banner, entryPoints: [join(sourceRoot, 'cni', 'testing', 'overlay-main.ts')], outfile: join(dir, 'overlay.mjs') });
+    await build({ ...common, banner, entryPoints: [join(sourceRoot, 'test', 'helpers', 'overlay-main.ts')], outfile: join(dir, 'overlay.mjs') });
   }
   const socket = join(dir, 'cni.sock');
   writeLauncher(join(binDir, 'knode'), { node: process.execPath, entry: join(dir, 'plugin-main.mjs'), socket });

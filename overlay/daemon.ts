@@ -13,11 +13,11 @@ import { CoreV1Api, KubeConfig, makeInformer, PatchStrategy, setHeaderOptions, t
 import { describeError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import type { NetConf } from '../lib/config/netconf.js';
-import { CniSocketServer } from './plugin-server.js';
-import { ensureOverlayMasq } from './overlay-masq.js';
-import { writeFileAtomic } from './overlay-util.js';
-import { desiredPeers, leaseFromNode, ownAnnotations, planPeers, sameL2, subnetEnvText, vtepAddress, vxlanMtu, type NodeView, type Peer } from './overlay-policy.js';
-import { addDirectPeer, addVxlanPeer, ensureVxlan, findUnderlay, readVxlanEntries, removeDirectPeer, removeVxlanPeer, type Underlay } from './overlay-vxlan.js';
+import { CniSocketServer } from '../cni/plugin-server.js';
+import { ensureOverlayMasq } from './masq.js';
+import { writeFileAtomic } from './util.js';
+import { desiredPeers, leaseFromNode, ownAnnotations, planPeers, sameL2, subnetEnvText, vtepAddress, vxlanMtu, type NodeView, type Peer } from './policy.js';
+import { addDirectPeer, addVxlanPeer, ensureVxlan, findUnderlay, readVxlanEntries, removeDirectPeer, removeVxlanPeer, type Underlay } from './vxlan.js';
 
 export interface OverlayOptions {
   kubeconfig: KubeConfig;

@@ -10,7 +10,7 @@
 import { release } from 'node:os';
 import { run, type ExecResult } from '../lib/exec.js';
 import { commandOnPath } from '../lib/exec.js';
-import { vtepAddress, type Peer } from './overlay-policy.js';
+import { vtepAddress, type Peer } from './policy.js';
 
 async function cmd(command: string[], allowMissing = false): Promise<ExecResult> {
   const result = await run(command, { allowFailure: true, timeoutMs: 20_000 });
