@@ -13,7 +13,7 @@
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import ipaddr from 'ipaddr.js';
-import { CniError, ErrorCode } from './spec.js';
+import { CniError, ErrorCode } from '../lib/cni/types.js';
 
 export interface IpRange {
   /** Canonical subnet, e.g. 10.244.1.0/24. */

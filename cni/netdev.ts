@@ -13,7 +13,7 @@ import { createRtNetlink, type RtNetlinkSocket } from 'netlink';
 import { run, CommandError, type ExecResult } from '../lib/exec.js';
 import type { NetnsIpPool } from './ip-pool.js';
 import type { IpBatchSession } from './ip-session.js';
-import { CniError, ErrorCode } from './spec.js';
+import { CniError, ErrorCode } from '../lib/cni/types.js';
 
 const NSFS_MAGIC = 0x6e736673;
 

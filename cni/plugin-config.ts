@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
-import { CniError, ErrorCode, isSupportedVersion, type CniVersion } from './spec.js';
+import { CniError, ErrorCode, isSupportedVersion, supportedVersions, type CniVersion } from '../lib/cni/types.js';
 import { cidrContains, isValidCIDR, isValidIP } from '../lib/net.js';
 
 export const defaultSubnetFile = '/run/flannel/subnet.env';
@@ -57,7 +57,7 @@ export function parsePluginConf(stdin: string): PluginConf {
   const raw = data as Record<string, unknown>;
   const version = raw.cniVersion;
   if (typeof version !== 'string' || !isSupportedVersion(version)) {
-    throw new CniError(ErrorCode.incompatibleVersion, `unsupported cniVersion ${JSON.stringify(version)}`, 'supported: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0');
+    throw new CniError(ErrorCode.incompatibleVersion, `unsupported cniVersion ${JSON.stringify(version)}`, `supported: ${supportedVersions.join(', ')}`);
   }
   const parsed = confSchema.safeParse(raw);
   if (!parsed.success) {

@@ -12,7 +12,8 @@ import { FileIpamStore, attachmentKey } from './ipam-store.js';
 import { masqChain, setupMasq, teardownMasq } from './masq.js';
 import { assertNetns, bridgePorts, configurePod, createVeth, deleteLink, hostVethName, inspectPod, podMac, randomMac, showLink } from './netdev.js';
 import { loadSubnetLease, parseCniEnv, parsePluginConf, type CniEnv, type PluginConf, type SubnetLease } from './plugin-config.js';
-import { CniError, ErrorCode, errorJson, formatResult, parsePrevResult, verbAllowed, versionInfo, type Result } from './spec.js';
+import { CniError, ErrorCode, errorJson, type Result } from '../lib/cni/types.js';
+import { formatResult, parsePrevResult, verbAllowed, versionInfo } from '../lib/cni/version.js';
 
 export interface CniRequest {
   env: NodeJS.ProcessEnv;
