@@ -3,7 +3,8 @@
  * plugin does not load the whole CLI): reads the config from stdin, runs the verb, writes the
  * result or the CNI error JSON to stdout and exits 0 or 1 (SPEC.md, "Plugin output").
  */
-import { handleCniRequest } from './plugin.js';
+import { IpRunner } from '../lib/ip/runner.js';
+import { handleCniRequest, pluginContext } from './plugin.js';
 
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) return '';
@@ -13,6 +14,8 @@ async function readStdin(): Promise<string> {
 }
 
 const stdin = await readStdin();
-const response = await handleCniRequest({ env: process.env, stdin });
+const ip = new IpRunner();
+const response = await handleCniRequest({ env: process.env, stdin }, pluginContext(ip));
+ip.close();
 process.stdout.write(response.stdout);
 process.exitCode = response.exitCode;

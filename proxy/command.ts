@@ -10,17 +10,12 @@ import { loadKubeconfig } from '../lib/config/kubeconfig.js';
 import { ProxyDaemon } from './daemon.js';
 import { cleanupIpvs } from './ipvs/cleanup.js';
 import { cleanupIptables } from './iptables/proxier.js';
-import { CommandIptables, type Backend } from './iptables/iptables.js';
-import { run as runCommand } from '../lib/exec.js';
+import { CommandIptables, workingBackends, type Backend } from '../lib/netfilter/iptables.js';
 
-async function cleanupAll(): Promise<string[]> {
-  const cleaned: string[] = [];
-  for (const backend of ['nft', 'legacy'] as Backend[]) {
-    const works = await runCommand([`iptables-${backend}-save`, '-t', 'nat'], { allowFailure: true }).then((r) => r.code === 0, () => false);
-    if (!works) continue;
-    await cleanupIptables(new CommandIptables(backend));
-    cleaned.push(backend);
-  }
+/** `knode proxy --cleanup` (kube-proxy --cleanup): the proxy's chains in every backend, then IPVS. */
+export async function cleanupProxy(): Promise<Backend[]> {
+  const cleaned = await workingBackends();
+  for (const backend of cleaned) await cleanupIptables(new CommandIptables(backend));
   await cleanupIpvs();
   return cleaned;
 }
@@ -29,7 +24,7 @@ export const run: Runner = async (options, log) => {
   const { config, warnings } = loadKubeProxyConfig(optionalString(options, 'config'));
   for (const warning of warnings) log.warn(warning);
   if (options.cleanup) {
-    const cleaned = await cleanupAll();
+    const cleaned = await cleanupProxy();
     log.info({ backends: cleaned }, 'removed every iptables chain and rule of the proxy');
     return;
   }
