@@ -59,7 +59,8 @@ function defineCommands(program: Command, onRun: (name: string, options: Command
     .option('--container-runtime-endpoint <url>', 'Docker Engine socket; overrides containerRuntimeEndpoint of --config (default: unix:///var/run/docker.sock)')
     .option('--pod-infra-container-image <image>', 'pause image for pod sandboxes', 'knode.local/pause:3.10')
     .option('--cni-conf-dir <dir>', 'CNI network configurations', '/etc/cni/net.d')
-    .option('--cni-bin-dir <dir>', 'CNI plugin binaries', '/opt/cni/bin');
+    .option('--cni-bin-dir <dir>', 'CNI plugin binaries', '/opt/cni/bin')
+    .option('--cleanup', "remove the agent's containers and pod cgroups and exit");
 
   add('proxy', 'run the service proxy (kube-proxy): Services become iptables rules or IPVS')
     .option('--kubeconfig <file>', 'kubeconfig to reach the API server')
@@ -74,7 +75,8 @@ function defineCommands(program: Command, onRun: (name: string, options: Command
     .option('--iface <name>', 'interface for inter-node traffic (default: the default-route interface)')
     .option('--subnet-file <file>', 'where the lease is written for the CNI plugin', '/run/flannel/subnet.env')
     .option('--hostname-override <name>', 'node name instead of the hostname')
-    .option('--ip-masq', "masquerade pod traffic leaving the cluster network (flanneld's --ip-masq)");
+    .option('--ip-masq', "masquerade pod traffic leaving the cluster network (flanneld's --ip-masq)")
+    .option('--cleanup', 'remove the VXLAN device, masquerade rules, CNI bridge and subnet file and exit');
 
   add('up', 'run a whole single-node cluster in the foreground').option('--data-dir <dir>', 'cluster state', '/var/lib/knode')
     .option('--iface <name>', 'overlay interface (default: the default-route interface, else the first UP one with IPv4)')

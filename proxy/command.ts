@@ -8,17 +8,7 @@ import { optionalString, requireKubeconfig } from '../lib/command-options.js';
 import { loadKubeProxyConfig } from '../lib/config/kubeproxy.js';
 import { loadKubeconfig } from '../lib/config/kubeconfig.js';
 import { ProxyDaemon } from './daemon.js';
-import { cleanupIpvs } from './ipvs/cleanup.js';
-import { cleanupIptables } from './iptables/proxier.js';
-import { CommandIptables, workingBackends, type Backend } from '../lib/netfilter/iptables.js';
-
-/** `knode proxy --cleanup` (kube-proxy --cleanup): the proxy's chains in every backend, then IPVS. */
-export async function cleanupProxy(): Promise<Backend[]> {
-  const cleaned = await workingBackends();
-  for (const backend of cleaned) await cleanupIptables(new CommandIptables(backend));
-  await cleanupIpvs();
-  return cleaned;
-}
+import { cleanupProxy } from './cleanup.js';
 
 export const run: Runner = async (options, log) => {
   const { config, warnings } = loadKubeProxyConfig(optionalString(options, 'config'));
