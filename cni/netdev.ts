@@ -58,7 +58,8 @@ export function assertNetns(path: string): void {
   try {
     stat = statSync(path);
   } catch (error) {
-    throw new CniError(ErrorCode.containerUnknown, `network namespace ${path} does not exist`, undefined, { cause: error });
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new CniError(ErrorCode.containerUnknown, `network namespace ${path} does not exist`, undefined, { cause: error });
+    throw new CniError(ErrorCode.invalidEnv, `cannot inspect CNI_NETNS ${path}: ${(error as Error).message}`, undefined, { cause: error });
   }
   if (statfsSync(path).type !== NSFS_MAGIC) throw new CniError(ErrorCode.invalidEnv, `CNI_NETNS ${path} is not a network namespace`);
   const host = hostNetnsInodes().find((ns) => ns.ino === stat.ino && ns.dev === stat.dev);

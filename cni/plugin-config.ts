@@ -33,7 +33,13 @@ const confSchema = z
     dataDir: z.string().min(1).default(defaultDataDir),
     ipMasq: z.boolean().optional(),
     mtu: z.number().int().min(68).max(65535).optional(),
-    bridge: z.string().min(1).max(15).regex(/^[^\s/]+$/, 'must be an interface name').default('cni0'),
+    bridge: z
+      .string()
+      .min(1)
+      .max(15)
+      .regex(/^[^\s/:]+$/, 'must be an interface name')
+      .refine((name) => name !== 'lo' && name !== '.' && name !== '..', 'must name a bridge, not the loopback device')
+      .default('cni0'),
     hairpinMode: z.boolean().default(true),
     ipam: ipamSchema.optional(),
     prevResult: z.unknown().optional(),
@@ -100,6 +106,8 @@ export function parseCniEnv(env: NodeJS.ProcessEnv): CniEnv {
   if (!verbs.includes(command)) {
     throw new CniError(ErrorCode.invalidEnv, command ? `unknown CNI_COMMAND "${command}"` : 'CNI_COMMAND is not set');
   }
+  // VERSION needs nothing else (SPEC.md "VERSION"): libcni fills the rest with placeholders.
+  if (command === 'VERSION') return { command, containerId: '', netns: '', ifname: '', args: '', path: [] };
   const result: CniEnv = {
     command,
     containerId: env.CNI_CONTAINERID ?? '',

@@ -114,4 +114,23 @@ export class PluginRunner {
     const { binDirs, hostNetns, timeoutMs } = this.options;
     return invokePlugin(command, type, netconf, { binDirs, hostNetns, timeoutMs, env: pluginEnvironment(command, binDirs, env) });
   }
+
+  /**
+   * The versions a plugin supports, asked as libcni's GetVersionInfo asks (pkg/invoke: CNI_NETNS,
+   * CNI_IFNAME and CNI_PATH set to "dummy", stdin {"cniVersion": <ours>}); a plugin must answer regardless.
+   */
+  async versions(type: string): Promise<string[]> {
+    const { binDirs, hostNetns, timeoutMs } = this.options;
+    const env = { ...process.env, CNI_CONTAINERID: '', CNI_NETNS: 'dummy', CNI_IFNAME: 'dummy', CNI_ARGS: '', CNI_PATH: 'dummy' };
+    const stdout = await invokePlugin('VERSION', type, { cniVersion: '1.1.0' }, { binDirs, hostNetns, timeoutMs, env });
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(stdout);
+    } catch (error) {
+      throw new CniPluginError(`CNI plugin "${type}" printed invalid JSON on VERSION`, type, 'VERSION', undefined, stdout.slice(0, 200), { cause: error });
+    }
+    const list = (parsed as { supportedVersions?: unknown }).supportedVersions;
+    if (!Array.isArray(list) || !list.every((v) => typeof v === 'string')) throw new CniPluginError(`CNI plugin "${type}" printed no supportedVersions on VERSION`, type, 'VERSION');
+    return list as string[];
+  }
 }
