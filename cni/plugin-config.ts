@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 import { CniError, ErrorCode, isSupportedVersion, supportedVersions, type CniVersion } from '../lib/cni/types.js';
+import { assertNetconfBounds } from '../lib/cni/limits.js';
 import { cidrContains, isValidCIDR, isValidIP } from '../lib/net.js';
 
 export const defaultSubnetFile = '/run/flannel/subnet.env';
@@ -49,8 +50,9 @@ const confSchema = z
 
 export type PluginConf = z.output<typeof confSchema> & { cniVersion: CniVersion; raw: Record<string, unknown> };
 
-/** Parses stdin. Invalid JSON → 6, unsupported cniVersion → 1, bad fields → 4. */
+/** Parses stdin. Too large or deep → 4, invalid JSON → 6, unsupported cniVersion → 1, bad fields → 4. */
 export function parsePluginConf(stdin: string): PluginConf {
+  assertNetconfBounds(stdin);
   let data: unknown;
   try {
     data = JSON.parse(stdin);

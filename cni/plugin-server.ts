@@ -13,11 +13,16 @@
 import { statSync, rmSync, mkdirSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
+import { maxNetconfBytes } from '../lib/cni/limits.js';
+import { CniError, ErrorCode, errorJson } from '../lib/cni/types.js';
 import { NetnsIpPool } from '../lib/ip/pool.js';
 import { IpRunner } from '../lib/ip/runner.js';
 import { IpBatchSession } from '../lib/ip/session.js';
 import type { Logger } from '../lib/log.js';
 import { handleCniRequest, pluginContext, type CniContext } from './plugin.js';
+
+/** A request: the network configuration plus its CNI_* lines (the kernel caps each at 128 KiB). */
+export const maxWireRequestBytes = maxNetconfBytes + 256 * 1024;
 
 /** Next to flannel's default subnet file; the daemon listens at knode-cni.sock beside --subnet-file. */
 export const defaultCniSocket = '/run/flannel/knode-cni.sock';
@@ -93,9 +98,20 @@ export class CniSocketServer {
 
   private serve(socket: Socket): void {
     const chunks: Buffer[] = [];
-    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    let size = 0;
+    // Bounded: past the limit the rest is read and dropped (the launcher writes everything
+    // before it reads), then the caller gets code 4 instead of the daemon buffering it all.
+    socket.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= maxWireRequestBytes) chunks.push(chunk);
+    });
     socket.on('error', () => socket.destroy());
     socket.on('end', () => {
+      if (size > maxWireRequestBytes) {
+        const error = new CniError(ErrorCode.invalidConfig, `CNI request is ${size} bytes, above the limit of ${maxWireRequestBytes}`);
+        socket.end(`1\n${JSON.stringify(errorJson(error, '1.1.0'))}`);
+        return;
+      }
       const request = parseWireRequest(Buffer.concat(chunks));
       const context = this.context;
       if (!request || request.netnsInode !== this.ownNetns || !context) {

@@ -110,3 +110,16 @@ describe('issue 25 item 9: an IPAM lock held by a live unrelated pid does not bl
     expect(await store.allocate('c1', 'eth0', { subnet: '10.244.1.0/24', gateway: '10.244.1.1' })).toBe('10.244.1.2');
   });
 });
+
+describe('CNI input bounds (issue 25: every input bounded)', () => {
+  it('measures nesting outside strings only', async () => {
+    const { jsonNestingDepth, assertNetconfBounds, maxNetconfBytes } = await import('../../lib/cni/limits.js');
+    expect(jsonNestingDepth('{}')).toBe(1);
+    expect(jsonNestingDepth('{"a":[{"b":[]}]}')).toBe(4);
+    expect(jsonNestingDepth('{"a":"[[[[[\\"[[["}')).toBe(1);
+    expect(jsonNestingDepth('[[[')).toBe(3);
+    expect(() => assertNetconfBounds(`{"x":${'['.repeat(64)}${']'.repeat(64)}}`)).toThrow(/nested 65 levels/);
+    expect(() => assertNetconfBounds(`{"x":"${'y'.repeat(maxNetconfBytes)}"}`)).toThrow(/above the limit/);
+    expect(() => assertNetconfBounds(`{"x":${'['.repeat(63)}${']'.repeat(63)}}`)).not.toThrow();
+  });
+});
