@@ -10,8 +10,8 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildPluginKit, invoke, startPluginDaemon, writeSubnetEnv, type Invocation, type PluginKit } from '../helpers/cni-harness.js';
-import { TestNetwork, type Netns } from '../helpers/netns.js';
+import { invoke, pluginNode, startPluginDaemon, type Invocation, type PluginNode } from '../helpers/cni-harness.js';
+import type { Netns } from '../helpers/netns.js';
 import { prerequisites } from '../helpers/prereq.js';
 
 const env = await prerequisites('root', 'command:ip', 'command:nsenter', 'command:perl');
@@ -138,23 +138,18 @@ function envCorpus(valid: Env, pod: Netns): [string, Env][] {
 }
 
 describe.skipIf(env.skip)('chaos: bad CNI input (netns)', () => {
-  const net = new TestNetwork();
-  let kit: PluginKit;
-  let node: Netns;
+  let fx: PluginNode;
   let pod: Netns;
-  let dataDir: string;
-  let plugin: string;
-  let base: Record<string, unknown>;
   let daemon: { stop(): Promise<void> } | undefined;
 
   const reserved = () => {
     try {
-      return readdirSync(join(dataDir, 'chaos')).filter((name) => /^\d+\.\d+\.\d+\.\d+$/.test(name));
+      return readdirSync(join(fx.dataDir, 'chaos')).filter((name) => /^\d+\.\d+\.\d+\.\d+$/.test(name));
     } catch {
       return [];
     }
   };
-  const run = (stdin: string, vars: Env, socket: string) => invoke({ nodeNs: node.name, plugin, conf: undefined, stdin, env: { KNODE_CNI_SOCKET: socket, ...vars } });
+  const run = (stdin: string, vars: Env, socket: string) => invoke({ nodeNs: fx.node.name, plugin: fx.plugin, conf: undefined, stdin, env: { KNODE_CNI_SOCKET: socket, ...vars } });
   const expectCniError = (what: string, result: Invocation, fastPath: boolean) => {
     expect(result.code, `${what}: exit ${result.code}, ${result.stdout.slice(0, 300)} ${result.stderr.slice(0, 300)}`).not.toBe(0);
     expect(result.code, `${what}: killed by a signal`).toBeLessThan(128);
@@ -162,79 +157,67 @@ describe.skipIf(env.skip)('chaos: bad CNI input (netns)', () => {
     expect(result.stderr, what).not.toMatch(/\n\s+at .*\(.*:\d+:\d+\)|Maximum call stack|heap out of memory/);
     if (fastPath) expect(result.stderr, `${what}: the daemon did not answer`).not.toContain('running in-process');
   };
+  /** Runs each case, checks it is a clean CNI error, and returns the codes by case name. */
+  const runCorpus = async (cases: Case[], socket: string): Promise<Map<string, unknown>> => {
+    const codes = new Map<string, unknown>();
+    for (const entry of cases) {
+      const result = await run(entry.stdin, entry.env, socket);
+      // Without CNI_COMMAND the launcher does not use the socket: that case runs in-process.
+      expectCniError(entry.name, result, socket !== '/nonexistent.sock' && entry.env.CNI_COMMAND !== undefined);
+      codes.set(entry.name, result.json.code);
+    }
+    return codes;
+  };
+  const expectCodes = (codes: Map<string, unknown>, wanted: Record<string, number>, kind: string) => {
+    const got = Object.fromEntries(Object.keys(wanted).map((name) => [name, codes.get(`${kind} "${name}"`)]));
+    expect(got).toEqual(wanted);
+  };
   const expectNothingLeft = async (what: string) => {
     expect(reserved(), what).toEqual([]);
-    expect((await node.ip('-o', 'link', 'show')).stdout, what).not.toMatch(/ knv[0-9a-f]+@/);
+    expect((await fx.node.ip('-o', 'link', 'show')).stdout, what).not.toMatch(/ knv[0-9a-f]+@/);
     expect((await pod.ip('-o', 'link', 'show')).stdout.split('\n').filter(Boolean), what).toHaveLength(1); // lo only
   };
 
   beforeAll(async () => {
-    kit = await buildPluginKit('knt-cnichaos-');
-    plugin = join(kit.binDir, 'knode');
-    node = await net.node('cx');
-    pod = await net.namespace('cxp');
-    const subnetFile = join(kit.dir, 'subnet.env');
-    dataDir = join(kit.dir, 'data');
-    writeSubnetEnv(subnetFile, { network: '10.244.0.0/16', subnet: '10.244.9.1/24' });
-    base = { cniVersion: '1.0.0', name: 'chaos', type: 'knode', subnetFile, dataDir };
-    daemon = await startPluginDaemon(kit, node.name);
+    fx = await pluginNode({ prefix: 'knt-cnichaos-', role: 'cx', name: 'chaos', subnet: '10.244.9.1/24' });
+    pod = await fx.net.namespace('cxp');
+    daemon = await startPluginDaemon(fx.kit, fx.node.name);
   });
   afterAll(async () => {
     await daemon?.stop();
-    await net.cleanup();
-    kit?.cleanup();
+    await fx?.cleanup();
   });
 
-  const validEnv = (): Env => ({ CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'chaos-1', CNI_NETNS: pod.path, CNI_IFNAME: 'eth0', CNI_PATH: kit.binDir });
+  const validEnv = (): Env => ({ CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'chaos-1', CNI_NETNS: pod.path, CNI_IFNAME: 'eth0', CNI_PATH: fx.kit.binDir });
+  const netconfCases = (): Case[] => netconfCorpus(fx.conf).map(([name, stdin]) => ({ name: `netconf "${name}"`, stdin, env: validEnv() }));
+  const envCases = (): Case[] => envCorpus(validEnv(), pod).map(([name, vars]) => ({ name: `env "${name}"`, stdin: JSON.stringify(fx.conf), env: vars }));
 
   it('every bad netconf gets CNI error JSON and a non-zero exit through the fast path, and leaves nothing', async () => {
-    const corpus = netconfCorpus(base);
-    expect(corpus.length).toBeGreaterThan(50);
-    const codes = new Map<string, unknown>();
-    for (const [name, stdin] of corpus) {
-      const result = await run(stdin, validEnv(), kit.socket);
-      expectCniError(`netconf "${name}"`, result, true);
-      codes.set(name, result.json.code);
-    }
+    const cases = netconfCases();
+    expect(cases.length).toBeGreaterThan(50);
+    const codes = await runCorpus(cases, fx.kit.socket);
     // The spec's codes, not one catch-all: decode (6), version (1), config (4), try again (11).
-    expect(codes.get('open brace')).toBe(6);
-    expect(codes.get('cniVersion unknown')).toBe(1);
-    expect(codes.get('bridge lo')).toBe(4);
-    expect(codes.get('2 MiB string field')).toBe(4);
-    expect(codes.get('100k levels')).toBe(4);
-    expect(codes.get('subnetFile missing file')).toBe(11);
+    expectCodes(codes, { 'open brace': 6, 'cniVersion unknown': 1, 'bridge lo': 4, '2 MiB string field': 4, '100k levels': 4, 'subnetFile missing file': 11 }, 'netconf');
     await expectNothingLeft('after the netconf corpus');
   });
 
   it('every bad CNI environment gets CNI error JSON and a non-zero exit through the fast path, and leaves nothing', async () => {
-    const corpus = envCorpus(validEnv(), pod);
-    const codes = new Map<string, unknown>();
-    for (const [name, vars] of corpus) {
-      const result = await run(JSON.stringify(base), vars, kit.socket);
-      // Without CNI_COMMAND the launcher does not use the socket: that case runs in-process.
-      expectCniError(`env "${name}"`, result, vars.CNI_COMMAND !== undefined);
-      codes.set(name, result.json.code);
-    }
-    expect(codes.get('unknown command')).toBe(7);
-    expect(codes.get('missing netns')).toBe(3);
-    expect(codes.get('netns of the plugin itself')).toBe(7);
-    expect(codes.get('GC on 1.0.0')).toBe(1);
+    const codes = await runCorpus(envCases(), fx.kit.socket);
+    expectCodes(codes, { 'unknown command': 7, 'missing netns': 3, 'netns of the plugin itself': 7, 'GC on 1.0.0': 1 }, 'env');
     await expectNothingLeft('after the env corpus');
   });
 
   it('a sample through the standalone executable (no daemon) answers the same way', async () => {
-    const netconfs = netconfCorpus(base).filter((_entry, index) => index % 6 === 0);
-    const envs = envCorpus(validEnv(), pod).filter((_entry, index) => index % 4 === 0);
-    for (const [name, stdin] of netconfs) expectCniError(`standalone netconf "${name}"`, await run(stdin, validEnv(), '/nonexistent.sock'), false);
-    for (const [name, vars] of envs) expectCniError(`standalone env "${name}"`, await run(JSON.stringify(base), vars, '/nonexistent.sock'), false);
+    const sample = [...netconfCases().filter((_entry, index) => index % 6 === 0), ...envCases().filter((_entry, index) => index % 4 === 0)];
+    await runCorpus(sample, '/nonexistent.sock');
     await expectNothingLeft('after the standalone sample');
   });
 
   it('the plugin still works afterwards: a valid ADD and DEL through the daemon', async () => {
-    const add = await run(JSON.stringify(base), validEnv(), kit.socket);
+    const add = await run(JSON.stringify(fx.conf), validEnv(), fx.kit.socket);
     expect(add.code, add.stdout).toBe(0);
     expect(reserved()).toHaveLength(1);
-    const del = await run(JSON.stringify(base), { ...validEnv(), CNI_COMMAND: 'DEL' }, kit.socket);
+    const del = await run(JSON.stringify(fx.conf), { ...validEnv(), CNI_COMMAND: 'DEL' }, fx.kit.socket);
     expect(del.code, del.stdout).toBe(0);
     await expectNothingLeft('after ADD and DEL');
   });
