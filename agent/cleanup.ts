@@ -1,7 +1,7 @@
 /**
  * `knode agent --cleanup`: removes what the agent made on this node — its pod sandboxes and
  * containers in Docker (those carrying the CRI type label, within KNODE_RUNTIME_SCOPE when set)
- * and their pod cgroups in every QoS tier (named as the agent names them, agent/qos.ts). The
+ * and their pod cgroups in every QoS tier (named as the agent names them, lib/k8s/cgroups.ts). The
  * kubelet has no such flag; this is knode's per-component teardown that `knode down --purge`
  * calls. Containers are removed with force: their network namespace goes with the pause container.
  */
@@ -12,7 +12,8 @@ import { kubeLabels, type Labels } from '../cri/runtime.js';
 import { ConfigError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { removePodCgroup } from './cgroups.js';
-import { podCgroupParent, type QosClass } from './qos.js';
+import { podCgroupParent } from '../lib/k8s/cgroups.js';
+import type { QosClass } from '../lib/k8s/qos.js';
 
 export interface AgentCleanupOptions {
   /** unix:///var/run/docker.sock by default. */

@@ -19,7 +19,7 @@ import { nodeIptables } from '../lib/netfilter/iptables.js';
 import type { NetConf } from '../lib/config/netconf.js';
 import { CniSocketServer } from '../cni/plugin-server.js';
 import { ensureOverlayMasq } from './masq.js';
-import { writeFileAtomic } from './util.js';
+import { writeFileAtomic } from '../lib/fs.js';
 import { desiredPeers, leaseFromNode, ownAnnotations, planPeers, sameL2, subnetEnvText, vtepAddress, vxlanMtu, type NodeView, type Peer } from './policy.js';
 import { addDirectPeer, addVxlanPeer, ensureVxlan, findUnderlay, readVxlanEntries, removeDirectPeer, removeVxlanPeer, type Underlay } from './vxlan.js';
 
@@ -82,7 +82,7 @@ export class OverlayDaemon {
     await this.publish(vtepMac);
     if (this.options.ipMasq) await ensureOverlayMasq(await nodeIptables(), netConf.Network, subnet);
     warnIfNoForwarding(log);
-    writeFileAtomic(this.options.subnetFile, subnetEnvText(netConf.Network, subnet, mtu, this.options.ipMasq ?? false));
+    writeFileAtomic(this.options.subnetFile, subnetEnvText(netConf.Network, subnet, mtu, this.options.ipMasq ?? false), { mkdir: true });
     log.info({ node: this.nodeName, subnet, vtepMac, device: this.device, underlay: this.underlay }, 'lease acquired');
     await this.removeStale();
     this.pool.fill();
