@@ -10,7 +10,6 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { CoreV1Api, KubeConfig, makeInformer, PatchStrategy, setHeaderOptions, type Informer, type V1Node } from '@kubernetes/client-node';
-import { describeError } from '../lib/errors.js';
 import { NetnsIpPool } from '../lib/ip/pool.js';
 import { IpRunner } from '../lib/ip/runner.js';
 import { IpBatchSession } from '../lib/ip/session.js';
@@ -111,7 +110,7 @@ export class OverlayDaemon {
         if (Date.now() > deadline) throw new Error(`cannot read node "${this.nodeName}"`, { cause: error });
         // 404 is the normal case until the agent registers the Node: say so, without the error dump.
         if ((error as { code?: unknown }).code === 404) this.options.log.info({ node: this.nodeName }, 'waiting for the node to be registered');
-        else this.options.log.warn({ err: describeError(error), node: this.nodeName }, 'cannot read node yet');
+        else this.options.log.warn({ err: error, node: this.nodeName }, 'cannot read node yet');
       }
       if (Date.now() > deadline) throw new Error(`node "${this.nodeName}" got no spec.podCIDR within the timeout`);
       await new Promise((resolve) => setTimeout(resolve, 1000));
