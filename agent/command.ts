@@ -11,22 +11,26 @@
  */
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import type { Runner } from '../bin/cli.js';
+import type { Runner } from '../lib/command-options.js';
 import { requireKubeconfig, optionalString } from '../lib/command-options.js';
 import { loadKubeletConfig } from '../lib/config/kubelet.js';
 import { loadKubeconfig } from '../lib/config/kubeconfig.js';
-import { ConfigError } from '../lib/errors.js';
 import { createDockerRuntime } from '../cri/docker/factory.js';
 import { Agent } from './agent.js';
-
-function scopeLabels(text: string | undefined): Record<string, string> | undefined {
-  if (!text) return undefined;
-  const index = text.indexOf('=');
-  if (index <= 0) throw new ConfigError(`KNODE_RUNTIME_SCOPE must be "key=value", got "${text}"`);
-  return { [text.slice(0, index)]: text.slice(index + 1) };
-}
+import { cleanupAgent, scopeLabels } from './cleanup.js';
 
 export const run: Runner = async (options, log) => {
+  if (options.cleanup === true) {
+    const loaded = loadKubeletConfig(optionalString(options, 'config'));
+    const report = await cleanupAgent({
+      containerRuntimeEndpoint: optionalString(options, 'containerRuntimeEndpoint') ?? loaded.config.containerRuntimeEndpoint,
+      scopeLabels: scopeLabels(process.env.KNODE_RUNTIME_SCOPE),
+      cgroupRoot: loaded.config.cgroupRoot,
+      log,
+    });
+    log.info(report, 'removed the agent\'s containers and pod cgroups');
+    return;
+  }
   const kubeconfigPath = requireKubeconfig(options);
   const loaded = loadKubeletConfig(optionalString(options, 'config'));
   for (const warning of loaded.warnings) log.warn(warning);

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../lib/exec.js';
-import { buildPluginKit, invoke, startPluginDaemon, writeSubnetEnv } from '../cni/testing/harness.js';
+import { buildPluginKit, invoke, startPluginDaemon, writeSubnetEnv } from '../test/helpers/cni-harness.js';
 import { onTerminate, reportFigure } from './lib/report.js';
 
 const pods = Number(process.argv[2] ?? 100);

@@ -12,9 +12,9 @@ import { join } from 'node:path';
 import { TestNetwork, type Netns } from '../test/helpers/netns.js';
 import { bridgeLoopbackInto, type LoopbackBridge } from '../test/helpers/loopback-bridge.js';
 import { startTestControlPlane } from '../test/helpers/controlplane.js';
-import { buildPluginKit } from '../cni/testing/harness.js';
+import { buildPluginKit } from '../test/helpers/cni-harness.js';
 import { onTerminate, reportFigure } from './lib/report.js';
-import { addPod, createNodeObject, nodeApi, startOverlay, stopProcess, waitFor, writeNetConf, writeNodeKubeconfig, type ClusterNode } from '../cni/testing/cluster.js';
+import { addPod, createNodeObject, nodeApi, startOverlay, stopProcess, waitFor, writeNetConf, writeNodeKubeconfig, type ClusterNode } from '../test/helpers/overlay-cluster.js';
 
 const seconds = Number(process.argv[2] ?? 5);
 

@@ -18,7 +18,7 @@ import Docker from 'dockerode';
 import { run } from '../lib/exec.js';
 import { createLogger } from '../lib/log.js';
 import { CniNetwork, type PodNetwork } from '../cri/cni/network.js';
-import type { Attachment, CniResult } from '../cri/cni/types.js';
+import type { Attachment, CniResult } from '../lib/cni/types.js';
 import { DockerRuntime } from '../cri/docker/runtime.js';
 import { busyboxSpec, ensureLocalImage, pauseSpec } from '../cri/local-images.js';
 import { onTerminate, percentile, reportFigure } from './lib/report.js';

@@ -19,7 +19,7 @@ import { run } from '../lib/exec.js';
 import { createLogger } from '../lib/log.js';
 import { buildProxyModel } from '../proxy/model.js';
 import { buildRestorePayload } from '../proxy/iptables/rules.js';
-import { CommandIptables, detectBackend } from '../proxy/iptables/iptables.js';
+import { CommandIptables, detectBackend } from '../lib/netfilter/iptables.js';
 import { IptablesProxier } from '../proxy/iptables/proxier.js';
 import { ChangeTracker } from '../proxy/tracker.js';
 import { FakeConntrack } from '../proxy/conntrack.js';

@@ -8,16 +8,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { ConfigError, describeError } from '../lib/errors.js';
 import { createLogger, resolveLogLevel, type Logger } from '../lib/log.js';
 
-/** What a long-running subcommand returns: the CLI calls stop() on SIGTERM/SIGINT. */
-export interface Stoppable {
-  stop(): Promise<void>;
-  /** Resolves when the component ends on its own (fatal error or done). */
-  done?: Promise<void>;
-}
-
-import type { CommandOptions } from '../lib/command-options.js';
-export type { CommandOptions };
-export type Runner = (options: CommandOptions, log: Logger) => Promise<Stoppable | void>;
+import type { CommandOptions, Runner, Stoppable } from '../lib/command-options.js';
 
 export function packageVersion(): string {
   const url = new URL('../../package.json', import.meta.url);
@@ -36,7 +27,7 @@ const runners: Record<string, () => Promise<{ run: Runner }>> = {
   controlplane: () => import('../controlplane/command.js'),
   agent: () => import('../agent/command.js'),
   proxy: () => import('../proxy/command.js'),
-  overlay: () => import('../cni/overlay-command.js'),
+  overlay: () => import('../overlay/command.js'),
   dns: () => import('../dns/command.js'),
   'install-cni': () => import('../cni/install-command.js'),
   up: () => import('./up.js'),
@@ -70,7 +61,8 @@ function defineCommands(program: Command, onRun: (name: string, options: Command
     .option('--container-runtime-endpoint <url>', 'Docker Engine socket; overrides containerRuntimeEndpoint of --config (default: unix:///var/run/docker.sock)')
     .option('--pod-infra-container-image <image>', 'pause image for pod sandboxes', 'knode.local/pause:3.10')
     .option('--cni-conf-dir <dir>', 'CNI network configurations', '/etc/cni/net.d')
-    .option('--cni-bin-dir <dir>', 'CNI plugin binaries', '/opt/cni/bin');
+    .option('--cni-bin-dir <dir>', 'CNI plugin binaries', '/opt/cni/bin')
+    .option('--cleanup', "remove the agent's containers and pod cgroups and exit");
 
   add('proxy', 'run the service proxy (kube-proxy): Services become iptables rules or IPVS')
     .option('--kubeconfig <file>', 'kubeconfig to reach the API server')
@@ -85,7 +77,8 @@ function defineCommands(program: Command, onRun: (name: string, options: Command
     .option('--iface <name>', 'interface for inter-node traffic (default: the default-route interface)')
     .option('--subnet-file <file>', 'where the lease is written for the CNI plugin', '/run/flannel/subnet.env')
     .option('--hostname-override <name>', 'node name instead of the hostname')
-    .option('--ip-masq', "masquerade pod traffic leaving the cluster network (flanneld's --ip-masq)");
+    .option('--ip-masq', "masquerade pod traffic leaving the cluster network (flanneld's --ip-masq)")
+    .option('--cleanup', 'remove the VXLAN device, masquerade rules, CNI bridge and subnet file and exit');
 
   add('dns', 'serve cluster DNS on this node (Service and pod names, forwarding the rest)')
     .option('--kubeconfig <file>', 'kubeconfig to reach the API server')

@@ -2,20 +2,19 @@
  * `knode down [--data-dir DIR] [--purge]`: stops a running `knode up` (its pid file in DATA_DIR;
  * `up` then stops its children in reverse order). If `up` itself is gone but children are left
  * (it was SIGKILLed), they are stopped here, last started first. With --purge, everything `up`
- * created is removed: the agent's containers (by its runtime scope label) and their pod cgroups,
- * the proxy's rules (`knode proxy --cleanup`), the overlay's masquerade chain, the VXLAN device
- * and the cni0 bridge, and the data dir (CNI/IPAM state included).
+ * created is removed by each component's own teardown, the same functions as
+ * `knode agent --cleanup` (containers and pod cgroups), `knode proxy --cleanup` (rules) and
+ * `knode overlay --cleanup` (masquerade, VXLAN device, CNI bridge), then the data dir (CNI/IPAM
+ * state included). Nothing here knows a component's devices, chains or cgroup paths.
  */
 import { existsSync, readFileSync, rmSync } from 'node:fs';
-import Docker from 'dockerode';
-import type { Runner } from './cli.js';
-import { optionalString } from '../lib/command-options.js';
-import { run as exec } from '../lib/exec.js';
+import { cleanupAgent, scopeLabels } from '../agent/cleanup.js';
+import { optionalString, type Runner } from '../lib/command-options.js';
+import { loadNetConf } from '../lib/config/netconf.js';
 import type { Logger } from '../lib/log.js';
-import { removePodCgroup } from '../agent/cgroups.js';
-import { masqChainName } from '../cni/overlay-masq.js';
-import { runtimeScopeFor, upLayout } from './up-config.js';
-import { selfCommand } from './up-supervisor.js';
+import { cleanupOverlay } from '../overlay/cleanup.js';
+import { cleanupProxy } from '../proxy/cleanup.js';
+import { runtimeScopeFor, upLayout, type UpLayout } from './up-config.js';
 
 interface PidFile {
   pid: number;
@@ -71,21 +70,15 @@ async function stopProcess(pid: number, what: string, log: Logger): Promise<void
   }
 }
 
-async function purge(dataDir: string, endpoint: string, log: Logger): Promise<void> {
-  const scope = process.env.KNODE_RUNTIME_SCOPE ?? runtimeScopeFor(dataDir);
-  const docker = new Docker({ socketPath: endpoint.replace(/^unix:\/\//, ''), timeout: 30_000 });
-  const containers = await docker.listContainers({ all: true, filters: { label: [scope] } });
-  const uids = new Set(containers.map((c) => c.Labels['io.kubernetes.pod.uid']).filter((uid): uid is string => Boolean(uid)));
-  for (const container of containers) await docker.getContainer(container.Id).remove({ force: true }).catch(() => undefined);
-  for (const uid of uids) for (const tier of ['', 'burstable/', 'besteffort/']) await removePodCgroup(`/kubepods/${tier}pod${uid}`).catch(() => undefined);
-  const [command, ...prefix] = selfCommand();
-  await exec([command!, ...prefix, 'proxy', '--cleanup', '--log-level', 'warn'], { allowFailure: true, timeoutMs: 60_000 });
-  for (const rule of [['-D', 'POSTROUTING', '-m', 'comment', '--comment', 'knode overlay masquerade', '-j', masqChainName], ['-F', masqChainName], ['-X', masqChainName]]) {
-    await exec(['iptables', '-w', '-t', 'nat', ...rule], { allowFailure: true });
-  }
-  for (const device of ['flannel.1', 'cni0']) await exec(['ip', 'link', 'del', device], { allowFailure: true });
-  rmSync(dataDir, { recursive: true, force: true });
-  process.stdout.write(`purged: ${containers.length} container(s) labelled ${scope}, proxy and overlay rules, flannel.1 and cni0, ${dataDir}\n`);
+async function purge(layout: UpLayout, endpoint: string, log: Logger): Promise<void> {
+  const scope = process.env.KNODE_RUNTIME_SCOPE ?? runtimeScopeFor(layout.dataDir);
+  const agent = await cleanupAgent({ containerRuntimeEndpoint: endpoint, scopeLabels: scopeLabels(scope), log });
+  await cleanupProxy();
+  const vni = existsSync(layout.netConf) ? loadNetConf(layout.netConf).Backend.VNI : undefined;
+  const overlay = await cleanupOverlay({ vni, subnetFile: layout.subnetFile, cniSocket: layout.cniSocket });
+  rmSync(layout.dataDir, { recursive: true, force: true });
+  log.debug({ overlay }, 'overlay cleanup');
+  process.stdout.write(`purged: ${agent.containers} container(s) labelled ${scope}, proxy and overlay rules, ${overlay.filter((what) => !what.includes(' ')).join(' and ') || 'no devices'}, ${layout.dataDir}\n`);
 }
 
 export const run: Runner = async (options, log) => {
@@ -104,5 +97,5 @@ export const run: Runner = async (options, log) => {
   }
   rmSync(layout.pidFile, { force: true });
   if (!upRunning) process.stdout.write(`knode up is not running in ${layout.dataDir}\n`);
-  if (options.purge === true) await purge(layout.dataDir, optionalString(options, 'containerRuntimeEndpoint') ?? 'unix:///var/run/docker.sock', log);
+  if (options.purge === true) await purge(layout, optionalString(options, 'containerRuntimeEndpoint') ?? 'unix:///var/run/docker.sock', log);
 };

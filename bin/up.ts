@@ -14,10 +14,9 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { CoreV1Api, KubeConfig, type V1Node } from '@kubernetes/client-node';
-import type { Runner, Stoppable } from './cli.js';
-import { optionalString } from '../lib/command-options.js';
+import { optionalString, type Runner, type Stoppable } from '../lib/command-options.js';
 import { ConfigError } from '../lib/errors.js';
-import { run as exec } from '../lib/exec.js';
+import { IpRunner } from '../lib/ip/runner.js';
 import type { Logger } from '../lib/log.js';
 import { busyboxSpec, ensureLocalImage, pauseSpec } from '../cri/local-images.js';
 import { installCni } from '../cni/install-command.js';
@@ -44,8 +43,11 @@ async function checkDocker(endpoint: string): Promise<Docker> {
 }
 
 async function pickInterface(wanted: string | undefined): Promise<{ iface: string; address: string }> {
-  const routes = wanted ? '' : (await exec(['ip', '-4', '-o', 'route', 'show', 'default'], { allowFailure: true })).stdout;
-  const addresses = (await exec(['ip', '-4', '-o', 'addr', 'show', 'up'])).stdout;
+  const ip = new IpRunner();
+  const routes = wanted ? '' : (await ip.ip(['-4', '-o', 'route', 'show', 'default'])).stdout;
+  const shown = await ip.ip(['-4', '-o', 'addr', 'show', 'up']);
+  if (shown.code !== 0) throw new ComponentError('overlay', `cannot list interfaces: ${shown.stderr.trim()}`);
+  const addresses = shown.stdout;
   const filtered = wanted ? addresses.split('\n').filter((line) => line.split(/\s+/)[1] === wanted).join('\n') : addresses;
   const chosen = chooseInterface(routes, filtered);
   if (!chosen) {

@@ -6,7 +6,7 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Runner } from '../bin/cli.js';
+import type { Runner } from '../lib/command-options.js';
 import { optionalString } from '../lib/command-options.js';
 import { writeLauncher } from './launcher.js';
 import { defaultCniSocket } from './plugin-server.js';

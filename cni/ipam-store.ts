@@ -6,14 +6,18 @@
  * by container ID + ifname.
  *
  * Locking: host-local uses flock(2), which Node cannot call. Here the lock is a file created with
- * O_EXCL that holds the owner's pid; a lock whose owner is dead (kill -9 mid-ADD) is broken by
- * the next caller. Inside one process (the daemon serving many requests) a promise chain
- * serialises callers first, so they never poll each other.
+ * O_EXCL that holds the owner's pid and its start time (field 22 of /proc/PID/stat). The next
+ * caller breaks a lock whose owner is dead (kill -9 mid-ADD) or whose pid now belongs to another
+ * process (same pid, other start time: pid reuse, issue 25 item 9); a lock without a start time
+ * (another writer) is broken once it is older than any real hold (a few file operations). A lock
+ * held by a live owner is waited for, bounded, then answered with code 11 naming the owner.
+ * Inside one process (the daemon serving many requests) a promise chain serialises callers
+ * first, so they never poll each other.
  */
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import ipaddr from 'ipaddr.js';
-import { CniError, ErrorCode } from './spec.js';
+import { CniError, ErrorCode } from '../lib/cni/types.js';
 
 export interface IpRange {
   /** Canonical subnet, e.g. 10.244.1.0/24. */
@@ -88,6 +92,41 @@ function pidAlive(pid: number): boolean {
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** A process's start time in clock ticks since boot (/proc/PID/stat field 22); undefined when gone. */
+export function processStartTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/** What a lock file says: "PID STARTTIME" (ours) or just "PID" (older or foreign writers). */
+export function parseLockOwner(text: string): { pid: number; startTime?: string } | undefined {
+  const match = /^\s*(\d{1,10})(?:\s+(\d{1,20}))?\s*$/.exec(text);
+  if (!match) return undefined;
+  const pid = Number(match[1]);
+  return pid > 0 ? { pid, startTime: match[2] } : undefined;
+}
+
+/** Real holds last a few file operations; a lock without a start time older than this is stale. */
+const unverifiableLockMs = 5_000;
+
+/** Why a lock is stale, or undefined when its owner may still hold it. Pure but for the /proc reads. */
+export function staleLockReason(text: string, ageMs: number): string | undefined {
+  const owner = parseLockOwner(text);
+  // An empty or garbled file is an owner killed between open and write, or not ours.
+  if (!owner) return ageMs > 1000 ? 'unreadable owner' : undefined;
+  if (!pidAlive(owner.pid)) return `owner pid ${owner.pid} is gone`;
+  if (owner.startTime !== undefined) {
+    const now = processStartTime(owner.pid);
+    return now !== undefined && now !== owner.startTime ? `pid ${owner.pid} now belongs to another process` : undefined;
+  }
+  return ageMs > unverifiableLockMs ? `pid ${owner.pid} cannot be verified and the lock is ${Math.round(ageMs)} ms old` : undefined;
 }
 
 function lockAgeMs(file: string): number {
@@ -205,33 +244,34 @@ export class FileIpamStore implements IpamStore {
     mkdirSync(this.dir, { recursive: true });
     const file = join(this.dir, 'lock');
     const deadline = Date.now() + this.lockTimeoutMs;
+    const self = `${process.pid} ${processStartTime(process.pid) ?? ''}`.trim();
     for (;;) {
       try {
         const fd = openSync(file, 'wx');
-        writeSync(fd, String(process.pid));
+        writeSync(fd, self);
         closeSync(fd);
         return;
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       }
-      let owner = NaN;
+      let text: string;
       try {
-        owner = Number(readFileSync(file, 'utf8'));
+        text = readFileSync(file, 'utf8').slice(0, 64);
       } catch {
         continue; // released meanwhile
       }
-      // A dead pid is a killed owner; an empty file older than a second is an owner killed
-      // between open and write.
-      const stale = Number.isInteger(owner) && owner > 0 ? !pidAlive(owner) : lockAgeMs(file) > 1000;
-      if (stale) {
+      if (staleLockReason(text, lockAgeMs(file)) !== undefined) {
         try {
-          unlinkSync(file);
+          // Only the lock we judged: a new owner's file (other content) is not removed.
+          if (readFileSync(file, 'utf8').slice(0, 64) === text) unlinkSync(file);
         } catch {
           /* someone else broke it first */
         }
         continue;
       }
-      if (Date.now() > deadline) throw new CniError(ErrorCode.tryAgainLater, `IPAM store ${this.dir} is locked by pid ${owner}`);
+      if (Date.now() > deadline) {
+        throw new CniError(ErrorCode.tryAgainLater, `IPAM store ${this.dir} is locked by pid ${parseLockOwner(text)?.pid ?? '?'} (waited ${this.lockTimeoutMs} ms); if no knode plugin runs, remove ${file}`);
+      }
       await sleep(1 + Math.random() * 4);
     }
   }

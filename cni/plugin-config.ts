@@ -8,7 +8,8 @@
 import { readFileSync } from 'node:fs';
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
-import { CniError, ErrorCode, isSupportedVersion, type CniVersion } from './spec.js';
+import { CniError, ErrorCode, isSupportedVersion, supportedVersions, type CniVersion } from '../lib/cni/types.js';
+import { assertNetconfBounds } from '../lib/cni/limits.js';
 import { cidrContains, isValidCIDR, isValidIP } from '../lib/net.js';
 
 export const defaultSubnetFile = '/run/flannel/subnet.env';
@@ -33,7 +34,13 @@ const confSchema = z
     dataDir: z.string().min(1).default(defaultDataDir),
     ipMasq: z.boolean().optional(),
     mtu: z.number().int().min(68).max(65535).optional(),
-    bridge: z.string().min(1).max(15).regex(/^[^\s/]+$/, 'must be an interface name').default('cni0'),
+    bridge: z
+      .string()
+      .min(1)
+      .max(15)
+      .regex(/^[^\s/:]+$/, 'must be an interface name')
+      .refine((name) => name !== 'lo' && name !== '.' && name !== '..', 'must name a bridge, not the loopback device')
+      .default('cni0'),
     hairpinMode: z.boolean().default(true),
     ipam: ipamSchema.optional(),
     prevResult: z.unknown().optional(),
@@ -43,8 +50,9 @@ const confSchema = z
 
 export type PluginConf = z.output<typeof confSchema> & { cniVersion: CniVersion; raw: Record<string, unknown> };
 
-/** Parses stdin. Invalid JSON → 6, unsupported cniVersion → 1, bad fields → 4. */
+/** Parses stdin. Too large or deep → 4, invalid JSON → 6, unsupported cniVersion → 1, bad fields → 4. */
 export function parsePluginConf(stdin: string): PluginConf {
+  assertNetconfBounds(stdin);
   let data: unknown;
   try {
     data = JSON.parse(stdin);
@@ -57,7 +65,7 @@ export function parsePluginConf(stdin: string): PluginConf {
   const raw = data as Record<string, unknown>;
   const version = raw.cniVersion;
   if (typeof version !== 'string' || !isSupportedVersion(version)) {
-    throw new CniError(ErrorCode.incompatibleVersion, `unsupported cniVersion ${JSON.stringify(version)}`, 'supported: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0');
+    throw new CniError(ErrorCode.incompatibleVersion, `unsupported cniVersion ${JSON.stringify(version)}`, `supported: ${supportedVersions.join(', ')}`);
   }
   const parsed = confSchema.safeParse(raw);
   if (!parsed.success) {
@@ -100,6 +108,8 @@ export function parseCniEnv(env: NodeJS.ProcessEnv): CniEnv {
   if (!verbs.includes(command)) {
     throw new CniError(ErrorCode.invalidEnv, command ? `unknown CNI_COMMAND "${command}"` : 'CNI_COMMAND is not set');
   }
+  // VERSION needs nothing else (SPEC.md "VERSION"): libcni fills the rest with placeholders.
+  if (command === 'VERSION') return { command, containerId: '', netns: '', ifname: '', args: '', path: [] };
   const result: CniEnv = {
     command,
     containerId: env.CNI_CONTAINERID ?? '',

@@ -13,11 +13,16 @@
 import { statSync, rmSync, mkdirSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
+import { maxNetconfBytes } from '../lib/cni/limits.js';
+import { CniError, ErrorCode, errorJson } from '../lib/cni/types.js';
+import { NetnsIpPool } from '../lib/ip/pool.js';
+import { IpRunner } from '../lib/ip/runner.js';
+import { IpBatchSession } from '../lib/ip/session.js';
 import type { Logger } from '../lib/log.js';
-import { IpBatchSession } from './ip-session.js';
-import { NetnsIpPool } from './ip-pool.js';
-import { useIpHelpers } from './netdev.js';
-import { handleCniRequest } from './plugin.js';
+import { handleCniRequest, pluginContext, type CniContext } from './plugin.js';
+
+/** A request: the network configuration plus its CNI_* lines (the kernel caps each at 128 KiB). */
+export const maxWireRequestBytes = maxNetconfBytes + 256 * 1024;
 
 /** Next to flannel's default subnet file; the daemon listens at knode-cni.sock beside --subnet-file. */
 export const defaultCniSocket = '/run/flannel/knode-cni.sock';
@@ -46,13 +51,15 @@ export function parseWireRequest(data: Buffer): ParsedRequest | undefined {
 
 export class CniSocketServer {
   private server?: Server;
-  private session?: IpBatchSession;
-  private pool?: NetnsIpPool;
+  private ip?: IpRunner;
+  private context?: CniContext;
   private readonly ownNetns: number;
 
+  /** `ip`: the host daemon's runner (it owns and closes it); without one the server makes and closes its own. */
   constructor(
     readonly socketPath: string,
     private readonly log?: Logger,
+    private readonly sharedIp?: IpRunner,
   ) {
     this.ownNetns = statSync('/proc/self/ns/net').ino;
   }
@@ -66,10 +73,16 @@ export class CniSocketServer {
       server.listen(this.socketPath, () => resolve());
     });
     this.server = server;
-    this.session = new IpBatchSession();
-    this.pool = new NetnsIpPool();
-    this.pool.fill();
-    useIpHelpers({ session: this.session, pool: this.pool });
+    // One runner for the daemon's lifetime: its host `ip -batch` session, warm pod-netns
+    // shells and netlink socket; the iptables backend is detected once, on first masquerade.
+    if (this.sharedIp) {
+      this.context = pluginContext(this.sharedIp);
+    } else {
+      const pool = new NetnsIpPool();
+      pool.fill();
+      this.ip = new IpRunner({ session: new IpBatchSession(), pool });
+      this.context = pluginContext(this.ip);
+    }
     this.log?.info({ socket: this.socketPath }, 'CNI fast path listening');
   }
 
@@ -77,24 +90,36 @@ export class CniSocketServer {
     const server = this.server;
     this.server = undefined;
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
-    useIpHelpers({});
-    this.session?.close();
-    this.pool?.close();
+    this.ip?.close();
+    this.ip = undefined;
+    this.context = undefined;
     rmSync(this.socketPath, { force: true });
   }
 
   private serve(socket: Socket): void {
     const chunks: Buffer[] = [];
-    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    let size = 0;
+    // Bounded: past the limit the rest is read and dropped (the launcher writes everything
+    // before it reads), then the caller gets code 4 instead of the daemon buffering it all.
+    socket.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= maxWireRequestBytes) chunks.push(chunk);
+    });
     socket.on('error', () => socket.destroy());
     socket.on('end', () => {
+      if (size > maxWireRequestBytes) {
+        const error = new CniError(ErrorCode.invalidConfig, `CNI request is ${size} bytes, above the limit of ${maxWireRequestBytes}`);
+        socket.end(`1\n${JSON.stringify(errorJson(error, '1.1.0'))}`);
+        return;
+      }
       const request = parseWireRequest(Buffer.concat(chunks));
-      if (!request || request.netnsInode !== this.ownNetns) {
+      const context = this.context;
+      if (!request || request.netnsInode !== this.ownNetns || !context) {
         socket.end('FALLBACK\n');
         return;
       }
       const env = { ...request.env, PATH: process.env.PATH };
-      handleCniRequest({ env, stdin: request.stdin }).then(
+      handleCniRequest({ env, stdin: request.stdin }, context).then(
         (response) => socket.end(`${response.exitCode}\n${response.stdout}`),
         (error: unknown) => {
           this.log?.error({ err: error }, 'CNI request failed');

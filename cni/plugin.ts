@@ -9,10 +9,32 @@
  */
 import { execDelegate } from './ipam-delegate.js';
 import { FileIpamStore, attachmentKey } from './ipam-store.js';
+import { IpRunner } from '../lib/ip/runner.js';
+import { nodeIptables, type Iptables } from '../lib/netfilter/iptables.js';
 import { masqChain, setupMasq, teardownMasq } from './masq.js';
-import { assertNetns, bridgePorts, configurePod, createVeth, deleteLink, hostVethName, inspectPod, podMac, randomMac, showLink } from './netdev.js';
+import { assertNetns, hostVethName, Netdev, podMac, randomMac } from './netdev.js';
 import { loadSubnetLease, parseCniEnv, parsePluginConf, type CniEnv, type PluginConf, type SubnetLease } from './plugin-config.js';
-import { CniError, ErrorCode, errorJson, formatResult, parsePrevResult, verbAllowed, versionInfo, type Result } from './spec.js';
+import { CniError, ErrorCode, errorJson, type Result } from '../lib/cni/types.js';
+import { formatResult, parsePrevResult, verbAllowed, versionInfo } from '../lib/cni/version.js';
+
+/**
+ * The mechanisms a request runs with, handed in rather than switched globally: the standalone
+ * executable makes plain ones per call; the daemon's fast path shares its long-lived ones.
+ */
+export interface CniContext {
+  netdev: Netdev;
+  /** The node's iptables runner (lib/netfilter/), detected on first use: only masquerade needs it. */
+  iptables(): Promise<Iptables>;
+}
+
+/** A context over an IpRunner (plain: one exec per `ip` command); the iptables backend is detected when first needed. */
+export function pluginContext(ip = new IpRunner()): CniContext {
+  let iptables: Promise<Iptables> | undefined;
+  return {
+    netdev: new Netdev(ip),
+    iptables: () => (iptables ??= nodeIptables()),
+  };
+}
 
 export interface CniRequest {
   env: NodeJS.ProcessEnv;
@@ -23,33 +45,35 @@ export interface CniResponse {
   exitCode: number;
 }
 
-export async function handleCniRequest(request: CniRequest): Promise<CniResponse> {
+export async function handleCniRequest(request: CniRequest, context: CniContext): Promise<CniResponse> {
   let version = '1.1.0';
   try {
+    // VERSION looks at CNI_COMMAND only: libcni probes with placeholders (CNI_NETNS=dummy, …),
+    // and the reference plugins answer regardless of the other variables (SPEC.md, "VERSION").
+    if (request.env.CNI_COMMAND === 'VERSION') return { stdout: JSON.stringify(versionInfo()), exitCode: 0 };
     const env = parseCniEnv(request.env);
-    if (env.command === 'VERSION') return { stdout: JSON.stringify(versionInfo()), exitCode: 0 };
     const conf = parsePluginConf(request.stdin);
     version = conf.cniVersion;
     if (!verbAllowed(env.command, conf.cniVersion)) {
       throw new CniError(ErrorCode.incompatibleVersion, `${env.command} is not defined for cniVersion ${conf.cniVersion}`);
     }
-    const output = await dispatch(env, conf, request.env);
+    const output = await dispatch(env, conf, request.env, context);
     return { stdout: output === undefined ? '' : JSON.stringify(output), exitCode: 0 };
   } catch (error) {
     return { stdout: JSON.stringify(errorJson(error, version)), exitCode: 1 };
   }
 }
 
-async function dispatch(env: CniEnv, conf: PluginConf, rawEnv: NodeJS.ProcessEnv): Promise<unknown> {
+async function dispatch(env: CniEnv, conf: PluginConf, rawEnv: NodeJS.ProcessEnv, context: CniContext): Promise<unknown> {
   switch (env.command) {
     case 'ADD':
-      return formatResult(await add(env, conf, rawEnv), conf.cniVersion);
+      return formatResult(await add(env, conf, rawEnv, context), conf.cniVersion);
     case 'DEL':
-      return del(env, conf, rawEnv);
+      return del(env, conf, rawEnv, context);
     case 'CHECK':
-      return check(env, conf, rawEnv);
+      return check(env, conf, rawEnv, context);
     case 'GC':
-      return gc(env, conf, rawEnv);
+      return gc(env, conf, rawEnv, context);
     case 'STATUS':
       return status(conf);
     default:
@@ -88,7 +112,7 @@ async function reserve(env: CniEnv, conf: PluginConf, lease: SubnetLease, rawEnv
   return result;
 }
 
-async function add(env: CniEnv, conf: PluginConf, rawEnv: NodeJS.ProcessEnv): Promise<Result> {
+async function add(env: CniEnv, conf: PluginConf, rawEnv: NodeJS.ProcessEnv, { netdev, iptables }: CniContext): Promise<Result> {
   assertNetns(env.netns);
   const lease = loadSubnetLease(conf.subnetFile);
   const undo: (() => Promise<unknown>)[] = [];
@@ -101,8 +125,8 @@ async function add(env: CniEnv, conf: PluginConf, rawEnv: NodeJS.ProcessEnv): Pr
     const hostName = hostVethName(env.containerId, env.ifname);
     const mac = podMac(podIp);
     const hostMac = randomMac();
-    undo.push(() => deleteLink(hostName));
-    const bridgeMac = await createVeth({
+    undo.push(() => netdev.deleteLink(hostName));
+    const bridgeMac = await netdev.createVeth({
       bridge: conf.bridge,
       bridgeMac: podMac(lease.gateway),
       gatewayCidr: `${lease.gateway}/${lease.prefixLength}`,
@@ -115,11 +139,12 @@ async function add(env: CniEnv, conf: PluginConf, rawEnv: NodeJS.ProcessEnv): Pr
       hairpin: conf.hairpinMode,
     });
     const routes = [{ dst: '0.0.0.0/0', gw: gateway }, ...(ipam.routes ?? []).filter((route) => route.dst !== '0.0.0.0/0')];
-    await configurePod({ netns: env.netns, ifname: env.ifname, cidr: ipConfig.address, gateway, routes });
+    await netdev.configurePod({ netns: env.netns, ifname: env.ifname, cidr: ipConfig.address, gateway, routes });
     if (effectiveIpMasq(conf, lease)) {
       const chain = masqChain(env.containerId, env.ifname);
-      undo.push(() => teardownMasq(chain));
-      await setupMasq(chain, podIp, lease.network, `knode: name=${conf.name} id=${env.containerId}`);
+      const rules = await iptables();
+      undo.push(() => teardownMasq(rules, chain));
+      await setupMasq(rules, chain, podIp, lease.network, `knode: name=${conf.name} id=${env.containerId}`);
     }
     return {
       cniVersion: conf.cniVersion,
@@ -139,25 +164,25 @@ async function add(env: CniEnv, conf: PluginConf, rawEnv: NodeJS.ProcessEnv): Pr
 }
 
 /** DEL is idempotent: a missing netns, link, chain or reservation is success (SPEC.md, "DEL"). */
-async function del(env: CniEnv, conf: PluginConf, rawEnv: NodeJS.ProcessEnv): Promise<undefined> {
+async function del(env: CniEnv, conf: PluginConf, rawEnv: NodeJS.ProcessEnv, { netdev, iptables }: CniContext): Promise<undefined> {
   let lease: SubnetLease | undefined;
   try {
     lease = loadSubnetLease(conf.subnetFile);
   } catch {
     lease = undefined; // the daemon may be gone already; cleanup does not need the lease
   }
-  await deleteLink(hostVethName(env.containerId, env.ifname));
-  if (conf.ipMasq ?? (lease === undefined || effectiveIpMasq(conf, lease))) await teardownMasq(masqChain(env.containerId, env.ifname));
+  await netdev.deleteLink(hostVethName(env.containerId, env.ifname));
+  if (conf.ipMasq ?? (lease === undefined || effectiveIpMasq(conf, lease))) await teardownMasq(await iptables(), masqChain(env.containerId, env.ifname));
   if (usesOwnIpam(conf)) await new FileIpamStore(conf.dataDir, conf.name).release(env.containerId, env.ifname);
   else await execDelegate('DEL', conf.ipam!.type, delegateConf(conf, lease), rawEnv, env.path);
   return undefined;
 }
 
-async function check(env: CniEnv, conf: PluginConf, rawEnv: NodeJS.ProcessEnv): Promise<undefined> {
+async function check(env: CniEnv, conf: PluginConf, rawEnv: NodeJS.ProcessEnv, { netdev }: CniContext): Promise<undefined> {
   const prev = parsePrevResult(conf.prevResult);
   if (!prev) throw new CniError(ErrorCode.invalidConfig, 'CHECK needs prevResult');
   assertNetns(env.netns);
-  const { link, routes } = await inspectPod(env.netns, env.ifname);
+  const { link, routes } = await netdev.inspectPod(env.netns, env.ifname);
   if (!link) throw new CniError(ErrorCode.internal, `CHECK: interface "${env.ifname}" not found in ${env.netns}`);
   const index = (prev.interfaces ?? []).findIndex((iface) => iface.name === env.ifname && iface.sandbox);
   const expectedMac = index >= 0 ? prev.interfaces![index]!.mac : undefined;
@@ -175,7 +200,7 @@ async function check(env: CniEnv, conf: PluginConf, rawEnv: NodeJS.ProcessEnv): 
       throw new CniError(ErrorCode.internal, `CHECK: route ${route.dst}${route.gw ? ` via ${route.gw}` : ''} missing in ${env.netns}`);
     }
   }
-  const host = await showLink(hostVethName(env.containerId, env.ifname));
+  const host = await netdev.showLink(hostVethName(env.containerId, env.ifname));
   if (!host || host.master !== conf.bridge) throw new CniError(ErrorCode.internal, `CHECK: host end of "${env.ifname}" missing or not on bridge "${conf.bridge}"`);
   if (usesOwnIpam(conf)) {
     const reserved = new FileIpamStore(conf.dataDir, conf.name).find(env.containerId, env.ifname);
@@ -197,16 +222,16 @@ function tryLease(conf: PluginConf): SubnetLease | undefined {
 }
 
 /** GC (CNI 1.1): drop reservations, host veths and masquerade chains of attachments the runtime no longer has. */
-async function gc(env: CniEnv, conf: PluginConf, rawEnv: NodeJS.ProcessEnv): Promise<undefined> {
+async function gc(env: CniEnv, conf: PluginConf, rawEnv: NodeJS.ProcessEnv, { netdev, iptables }: CniContext): Promise<undefined> {
   const valid = conf['cni.dev/valid-attachments'] ?? [];
   const keep = new Set(valid.map((a) => attachmentKey(a.containerID, a.ifname)));
   const keepVeths = new Set(valid.map((a) => hostVethName(a.containerID, a.ifname)));
-  for (const port of await bridgePorts(conf.bridge)) {
-    if (/^knv[0-9a-f]{10}$/.test(port) && !keepVeths.has(port)) await deleteLink(port);
+  for (const port of await netdev.bridgePorts(conf.bridge)) {
+    if (/^knv[0-9a-f]{10}$/.test(port) && !keepVeths.has(port)) await netdev.deleteLink(port);
   }
   if (usesOwnIpam(conf)) {
     const freed = await new FileIpamStore(conf.dataDir, conf.name).gc(keep);
-    for (const entry of freed) await teardownMasq(masqChain(entry.containerId, entry.ifname));
+    for (const entry of freed) await teardownMasq(await iptables(), masqChain(entry.containerId, entry.ifname));
   } else {
     await execDelegate('GC', conf.ipam!.type, delegateConf(conf, tryLease(conf)), rawEnv, env.path);
   }

@@ -5,7 +5,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Runner } from '../bin/cli.js';
+import type { Runner } from '../lib/command-options.js';
 import { optionalString } from '../lib/command-options.js';
 import type { Logger } from '../lib/log.js';
 import { ConfigError } from '../lib/errors.js';

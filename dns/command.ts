@@ -7,7 +7,7 @@
 import { hostname } from 'node:os';
 import { isIP } from 'node:net';
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
-import type { Runner } from '../bin/cli.js';
+import type { Runner } from '../lib/command-options.js';
 import { optionalString, requireKubeconfig } from '../lib/command-options.js';
 import { loadKubeconfig } from '../lib/config/kubeconfig.js';
 import { loadKubeletConfig } from '../lib/config/kubelet.js';

@@ -3,33 +3,18 @@
  * Flags win over the config file, as in kube-proxy.
  */
 import { hostname } from 'node:os';
-import type { Runner } from '../bin/cli.js';
+import type { Runner } from '../lib/command-options.js';
 import { optionalString, requireKubeconfig } from '../lib/command-options.js';
 import { loadKubeProxyConfig } from '../lib/config/kubeproxy.js';
 import { loadKubeconfig } from '../lib/config/kubeconfig.js';
 import { ProxyDaemon } from './daemon.js';
-import { cleanupIpvs } from './ipvs/cleanup.js';
-import { cleanupIptables } from './iptables/proxier.js';
-import { CommandIptables, type Backend } from './iptables/iptables.js';
-import { run as runCommand } from '../lib/exec.js';
-
-async function cleanupAll(): Promise<string[]> {
-  const cleaned: string[] = [];
-  for (const backend of ['nft', 'legacy'] as Backend[]) {
-    const works = await runCommand([`iptables-${backend}-save`, '-t', 'nat'], { allowFailure: true }).then((r) => r.code === 0, () => false);
-    if (!works) continue;
-    await cleanupIptables(new CommandIptables(backend));
-    cleaned.push(backend);
-  }
-  await cleanupIpvs();
-  return cleaned;
-}
+import { cleanupProxy } from './cleanup.js';
 
 export const run: Runner = async (options, log) => {
   const { config, warnings } = loadKubeProxyConfig(optionalString(options, 'config'));
   for (const warning of warnings) log.warn(warning);
   if (options.cleanup) {
-    const cleaned = await cleanupAll();
+    const cleaned = await cleanupProxy();
     log.info({ backends: cleaned }, 'removed every iptables chain and rule of the proxy');
     return;
   }

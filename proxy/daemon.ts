@@ -15,7 +15,7 @@ import { ProxyMetrics } from './metrics.js';
 import { SyncLoop } from './scheduler.js';
 import { ProxyHealth, ServiceHealthServers, close, startHealthServer } from './health.js';
 import { IptablesProxier } from './iptables/proxier.js';
-import { CommandIptables, detectBackend } from './iptables/iptables.js';
+import { CommandIptables, detectBackend } from '../lib/netfilter/iptables.js';
 import { ConntrackTool } from './conntrack.js';
 import { apiSources, type ApiSources } from './sources.js';
 import { NetlinkIpvs } from './ipvs/netlink-ipvs.js';

@@ -13,7 +13,7 @@
  */
 import type { Logger } from '../lib/log.js';
 import { run } from '../lib/exec.js';
-import { savedChains, type Iptables } from './iptables/iptables.js';
+import { savedChains, type Iptables } from '../lib/netfilter/iptables.js';
 import { cleanupIptables } from './iptables/proxier.js';
 import { cleanupIpvs } from './ipvs/cleanup.js';
 import { ipvsSetNames } from './ipvs/rules.js';

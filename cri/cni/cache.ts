@@ -6,7 +6,7 @@
  */
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Attachment, CniResult, JsonObject, NetworkConfigList } from './types.js';
+import type { Attachment, CniResult, JsonObject, NetworkConfigList } from '../../lib/cni/types.js';
 
 export interface CacheEntry {
   kind: 'cni-cacheV1';

@@ -5,7 +5,7 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { NetworkConfigList, PluginConf } from './types.js';
+import type { NetworkConfigList, PluginConf } from '../../lib/cni/types.js';
 
 const extensions = ['.conflist', '.conf', '.json'];
 

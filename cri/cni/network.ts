@@ -17,17 +17,17 @@ import { readdir } from 'node:fs/promises';
 import { describeError } from '../../lib/errors.js';
 import { ResultCache, type CacheEntry } from './cache.js';
 import { loadNetworkConfig } from './conflist.js';
-import { PluginRunner, type CniCommand, type PluginRunnerOptions } from './exec.js';
+import { PluginRunner, type CniCommand, type PluginRunnerOptions } from '../../lib/cni/invoke.js';
+import { parseResult } from '../../lib/cni/version.js';
 import {
   compareVersions,
-  parseResult,
   type Attachment,
   type CniResult,
   type JsonObject,
   type NetworkConfigList,
   type PluginConf,
   type ValidAttachment,
-} from './types.js';
+} from '../../lib/cni/types.js';
 
 export interface CniNetworkOptions extends PluginRunnerOptions {
   /** Default /etc/cni/net.d. */

@@ -10,7 +10,7 @@ import { buildProxyModel, servicePortFingerprint, type ProxyModel, type ServiceP
 import type { ChangeTracker } from '../tracker.js';
 import { staleConntrack, type Conntrack } from '../conntrack.js';
 import type { ProxyMetrics } from '../metrics.js';
-import { savedChains, type Iptables } from './iptables.js';
+import { savedChains, type Iptables } from '../../lib/netfilter/iptables.js';
 import { isServiceChain } from './chain-names.js';
 import { buildRestorePayload, jumpRules, type JumpRule, type RuleOptions } from './rules.js';
 

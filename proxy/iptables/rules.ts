@@ -18,6 +18,7 @@
  */
 import { categorizeEndpoints, type Endpoint, type ProxyModel, type ServicePort } from '../model.js';
 import { endpointChainName, externalChainName, firewallChainName, isServiceChain, localChainName, serviceChainName } from './chain-names.js';
+import type { JumpRule } from '../../lib/netfilter/iptables.js';
 
 export interface RuleOptions {
   /** Pod network(s); traffic to a cluster IP from outside is masqueraded (kube-proxy's --cluster-cidr). */
@@ -51,12 +52,7 @@ export interface BuildOutput {
   writtenPorts: number;
 }
 
-/** A rule in a built-in chain that jumps to ours; ensured with `iptables -C`/`-I` (as kube-proxy). */
-export interface JumpRule {
-  table: 'filter' | 'nat';
-  chain: string;
-  args: string[];
-}
+export type { JumpRule };
 
 const newConn = ['-m', 'conntrack', '--ctstate', 'NEW'];
 const comment = (text: string) => ['-m', 'comment', '--comment', text];

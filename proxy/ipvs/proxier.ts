@@ -9,7 +9,7 @@ import { buildProxyModel, type ProxyModel, type ServicePort } from '../model.js'
 import type { ChangeTracker } from '../tracker.js';
 import { staleConntrack, type Conntrack } from '../conntrack.js';
 import type { ProxyMetrics } from '../metrics.js';
-import type { Iptables } from '../iptables/iptables.js';
+import type { Iptables } from '../../lib/netfilter/iptables.js';
 import { desiredIpvs } from './diff.js';
 import type { IpvsHost } from './host.js';
 import type { Ipvs } from './netlink-ipvs.js';

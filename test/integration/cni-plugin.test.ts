@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prerequisites } from '../helpers/prereq.js';
 import { TestNetwork, type Netns } from '../helpers/netns.js';
-import { buildPluginKit, invoke, writeSubnetEnv, type PluginKit } from '../../cni/testing/harness.js';
+import { buildPluginKit, invoke, writeSubnetEnv, type PluginKit } from '../helpers/cni-harness.js';
 
 const env = await prerequisites('root', 'command:ip', 'command:nsenter', 'command:perl', 'command:iptables');
 const cniPath = '/usr/lib/cni';

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CniNetwork } from '../../cri/cni/network.js';
-import type { Attachment } from '../../cri/cni/types.js';
+import type { Attachment } from '../../lib/cni/types.js';
 import { prerequisites } from '../helpers/prereq.js';
 
 const env = await prerequisites('command:sh');

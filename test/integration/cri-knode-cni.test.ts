@@ -14,7 +14,7 @@ import { createLogger } from '../../lib/log.js';
 import { CniNetwork } from '../../cri/cni/network.js';
 import { DockerRuntime } from '../../cri/docker/runtime.js';
 import { busyboxSpec, ensureLocalImage } from '../../cri/local-images.js';
-import { buildPluginKit, writeSubnetEnv, type PluginKit } from '../../cni/testing/harness.js';
+import { buildPluginKit, writeSubnetEnv, type PluginKit } from '../helpers/cni-harness.js';
 import { removeLabelledContainers, testDocker } from '../helpers/docker.js';
 import { TestNetwork, type Netns } from '../helpers/netns.js';
 import { prerequisites } from '../helpers/prereq.js';

@@ -10,8 +10,8 @@ import { TestNetwork, type Netns } from '../helpers/netns.js';
 import type { LoopbackBridge } from '../helpers/loopback-bridge.js';
 import { buildOverlayNodes } from './overlay-nodes.js';
 import { startTestControlPlane, type TestControlPlane } from '../helpers/controlplane.js';
-import { buildPluginKit, type PluginKit } from '../../cni/testing/harness.js';
-import { addPod, startOverlay, stopProcess, waitFor, writeNetConf, type ClusterNode } from '../../cni/testing/cluster.js';
+import { buildPluginKit, type PluginKit } from '../helpers/cni-harness.js';
+import { addPod, startOverlay, stopProcess, waitFor, writeNetConf, type ClusterNode } from '../helpers/overlay-cluster.js';
 
 const env = await prerequisites('root', 'command:ip', 'command:bridge', 'command:nsenter', 'command:perl', 'command:ping');
 

@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import type { TestNetwork } from '../helpers/netns.js';
 import { bridgeLoopbackInto, type LoopbackBridge } from '../helpers/loopback-bridge.js';
 import type { TestControlPlane } from '../helpers/controlplane.js';
-import type { PluginKit } from '../../cni/testing/harness.js';
-import { createNodeObject, nodeApi, writeNodeKubeconfig, type ClusterNode } from '../../cni/testing/cluster.js';
+import type { PluginKit } from '../helpers/cni-harness.js';
+import { createNodeObject, nodeApi, writeNodeKubeconfig, type ClusterNode } from '../helpers/overlay-cluster.js';
 
 export interface OverlayNodesPlan {
   count: number;

@@ -9,7 +9,7 @@ import { prerequisites } from '../helpers/prereq.js';
 import { createLogger } from '../../lib/log.js';
 import { ChangeTracker } from '../../proxy/tracker.js';
 import { IptablesProxier, cleanupIptables } from '../../proxy/iptables/proxier.js';
-import { CommandIptables, detectBackend, type Backend } from '../../proxy/iptables/iptables.js';
+import { CommandIptables, detectBackend, type Backend } from '../../lib/netfilter/iptables.js';
 import { ConntrackTool } from '../../proxy/conntrack.js';
 import { ProxyMetrics } from '../../proxy/metrics.js';
 import { serviceChainName } from '../../proxy/iptables/chain-names.js';

@@ -22,7 +22,7 @@ import { ChangeTracker } from './dist/proxy/tracker.js';
 import { IpvsProxier } from './dist/proxy/ipvs/proxier.js';
 import { NetlinkIpvs } from './dist/proxy/ipvs/netlink-ipvs.js';
 import { CommandIpvsHost } from './dist/proxy/ipvs/host.js';
-import { CommandIptables, detectBackend } from './dist/proxy/iptables/iptables.js';
+import { CommandIptables, detectBackend } from './dist/lib/netfilter/iptables.js';
 import { cleanupIptables } from './dist/proxy/iptables/proxier.js';
 import { cleanupIpvs } from './dist/proxy/ipvs/cleanup.js';
 import { ConntrackTool } from './dist/proxy/conntrack.js';

@@ -2,13 +2,14 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { errorJson, formatResult, CniError, verbAllowed, parsePrevResult } from '../../cni/spec.js';
+import { errorJson, CniError } from '../../lib/cni/types.js';
+import { formatResult, verbAllowed, parsePrevResult } from '../../lib/cni/version.js';
 import { parseCniEnv, parsePluginConf, parseSubnetEnv, interfaceNameProblem } from '../../cni/plugin-config.js';
 import { FileIpamStore, pickAddress, rangeBounds, attachmentKey } from '../../cni/ipam-store.js';
 import { parseWireRequest } from '../../cni/plugin-server.js';
 import { hostVethName, podMac } from '../../cni/netdev.js';
 import { installCni } from '../../cni/install-command.js';
-import { handleCniRequest } from '../../cni/plugin.js';
+import { handleCniRequest, pluginContext } from '../../cni/plugin.js';
 
 const codeOf = (fn: () => unknown) => {
   try {
@@ -135,8 +136,9 @@ describe('fast path and install', () => {
     expect(parseWireRequest(Buffer.from('GET / HTTP/1.1\n\n'))).toBeUndefined();
   });
   it('answers VERSION and reports bad input without touching the kernel', async () => {
-    expect(JSON.parse((await handleCniRequest({ env: { CNI_COMMAND: 'VERSION' }, stdin: '{}' })).stdout).supportedVersions).toContain('1.1.0');
-    const bad = await handleCniRequest({ env: { CNI_COMMAND: 'ADD' }, stdin: '{"cniVersion":"1.0.0","name":"n","type":"knode"}' });
+    const ctx = pluginContext();
+    expect(JSON.parse((await handleCniRequest({ env: { CNI_COMMAND: 'VERSION' }, stdin: '{}' }, ctx)).stdout).supportedVersions).toContain('1.1.0');
+    const bad = await handleCniRequest({ env: { CNI_COMMAND: 'ADD' }, stdin: '{"cniVersion":"1.0.0","name":"n","type":"knode"}' }, ctx);
     expect(bad.exitCode).toBe(1);
     expect(JSON.parse(bad.stdout).code).toBe(7);
   });

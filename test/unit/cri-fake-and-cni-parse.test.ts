@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseNetworkConfig } from '../../cri/cni/conflist.js';
-import { compareVersions, parseResult, resultIPs } from '../../cri/cni/types.js';
+import { compareVersions, resultIPs } from '../../lib/cni/types.js';
+import { parseResult } from '../../lib/cni/version.js';
 import { FakeRuntime } from '../../cri/fake-runtime.js';
 import { CriError, isCriError, matchesLabels, type PodSandboxConfig } from '../../cri/runtime.js';
 

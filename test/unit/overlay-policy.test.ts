@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { annotations, desiredPeers, leaseFromNode, ownAnnotations, peerFromNode, planPeers, sameL2, subnetEnvText, vxlanMtu, type NodeView, type Peer } from '../../cni/overlay-policy.js';
-import { overlayMasqRules } from '../../cni/overlay-masq.js';
-import { cniSocketFor } from '../../cni/overlay-daemon.js';
-import { kernelNeedsTxOffWorkaround } from '../../cni/overlay-vxlan.js';
+import { annotations, desiredPeers, leaseFromNode, ownAnnotations, peerFromNode, planPeers, sameL2, subnetEnvText, vxlanMtu, type NodeView, type Peer } from '../../overlay/policy.js';
+import { overlayMasqRules } from '../../overlay/masq.js';
+import { cniSocketFor } from '../../overlay/daemon.js';
+import { kernelNeedsTxOffWorkaround } from '../../overlay/vxlan.js';
 
 const network = '10.244.0.0/16';
 const node = (name: string, podCIDR?: string, mac = '0a:00:00:00:00:01', ip = '192.168.1.2', vni = 1): NodeView => ({

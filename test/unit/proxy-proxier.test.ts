@@ -3,7 +3,7 @@ import { createLogger } from '../../lib/log.js';
 import { ChangeTracker } from '../../proxy/tracker.js';
 import { IptablesProxier } from '../../proxy/iptables/proxier.js';
 import { jumpRules } from '../../proxy/iptables/rules.js';
-import { FakeIptables } from '../../proxy/iptables/iptables.js';
+import { FakeIptables } from '../helpers/fake-iptables.js';
 import { FakeConntrack, staleConntrack, conntrackArgs } from '../../proxy/conntrack.js';
 import { ProxyMetrics } from '../../proxy/metrics.js';
 import { ProxyHealth } from '../../proxy/health.js';

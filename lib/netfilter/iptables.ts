@@ -1,16 +1,25 @@
 /**
- * The thin mechanism under the iptables proxier: iptables-restore / iptables-save / iptables
- * for the backend (nft or legacy) the node uses. Commands run in the caller's network namespace;
+ * The one iptables runner of knode: iptables-restore / iptables-save / iptables for the backend
+ * (nft or legacy) the node uses, for the proxy, the CNI plugin's masquerade, the overlay's
+ * masquerade and every component's cleanup. Nothing runs a bare `iptables`, which may be the
+ * other backend than the node's rules are in. Commands run in the caller's network namespace;
  * `prefix` (e.g. `ip netns exec NS`) lets tests and benchmarks aim them at a test netns.
  *
  * Backend detection follows the iptables-wrapper logic kube-proxy images use
  * (kubernetes-sigs/iptables-wrappers): whichever of iptables-legacy-save / iptables-nft-save
  * shows more rules is the one in use; with no rules anywhere, the `iptables` on the PATH decides.
  */
-import { run } from '../../lib/exec.js';
-import type { JumpRule } from './rules.js';
+import { run } from '../exec.js';
 
 export type Backend = 'nft' | 'legacy';
+export const backends: readonly Backend[] = ['nft', 'legacy'];
+
+/** A rule in a built-in chain that jumps to ours; ensured with `iptables -C`/`-I` (as kube-proxy). */
+export interface JumpRule {
+  table: 'filter' | 'nat';
+  chain: string;
+  args: string[];
+}
 
 export interface Iptables {
   readonly backend: Backend;
@@ -18,10 +27,12 @@ export interface Iptables {
   restore(payload: string): Promise<void>;
   /** `iptables-save -t TABLE`. */
   save(table: 'filter' | 'nat'): Promise<string>;
-  /** Inserts the rule at the top of its built-in chain unless it is there (iptables -C / -I). */
-  ensureJump(rule: JumpRule): Promise<void>;
+  /** Inserts the rule at the top of its built-in chain (or appends it) unless it is there (iptables -C / -I / -A). */
+  ensureJump(rule: JumpRule, position?: 'insert' | 'append'): Promise<void>;
   /** Deletes the rule if present. */
   deleteJump(rule: JumpRule): Promise<void>;
+  /** `iptables -S CHAIN` of a table: the chain's rules, or undefined when the chain does not exist. */
+  listChain(table: 'filter' | 'nat', chain: string): Promise<string[] | undefined>;
 }
 
 const binaries = (backend: Backend) => ({
@@ -70,10 +81,15 @@ export class CommandIptables implements Iptables {
     return (await run([...this.prefix, this.bin.save, '-t', table], { timeoutMs: 120_000 })).stdout;
   }
 
-  async ensureJump(rule: JumpRule): Promise<void> {
+  async ensureJump(rule: JumpRule, position: 'insert' | 'append' = 'insert'): Promise<void> {
     const check = await run([...this.prefix, this.bin.iptables, '-w', '30', '-t', rule.table, '-C', rule.chain, ...rule.args], { allowFailure: true });
     if (check.code === 0) return;
-    await run([...this.prefix, this.bin.iptables, '-w', '30', '-t', rule.table, '-I', rule.chain, ...rule.args]);
+    await run([...this.prefix, this.bin.iptables, '-w', '30', '-t', rule.table, position === 'insert' ? '-I' : '-A', rule.chain, ...rule.args]);
+  }
+
+  async listChain(table: 'filter' | 'nat', chain: string): Promise<string[] | undefined> {
+    const result = await run([...this.prefix, this.bin.iptables, '-w', '30', '-t', table, '-S', chain], { allowFailure: true, timeoutMs: 30_000 });
+    return result.code === 0 ? result.stdout.split('\n').filter(Boolean) : undefined;
   }
 
   async deleteJump(rule: JumpRule): Promise<void> {
@@ -84,34 +100,25 @@ export class CommandIptables implements Iptables {
   }
 }
 
-/** A fake for unit tests: records payloads and jump rules; can be told to fail. */
-export class FakeIptables implements Iptables {
-  readonly backend: Backend = 'nft';
-  readonly payloads: string[] = [];
-  readonly jumps = new Set<string>();
-  failNext = false;
-  natSave = '*nat\nCOMMIT\n';
-  async restore(payload: string): Promise<void> {
-    if (this.failNext) {
-      this.failNext = false;
-      throw new Error('iptables-restore: injected failure');
-    }
-    this.payloads.push(payload);
-  }
-  async save(): Promise<string> {
-    return this.natSave;
-  }
-  async ensureJump(rule: JumpRule): Promise<void> {
-    this.jumps.add(JSON.stringify(rule));
-  }
-  async deleteJump(rule: JumpRule): Promise<void> {
-    this.jumps.delete(JSON.stringify(rule));
-  }
-}
-const _iptablesCheck: Iptables = new FakeIptables();
-void _iptablesCheck;
-
 /** Chain names declared in an iptables-save output. */
 export function savedChains(save: string): Set<string> {
   return new Set(save.split('\n').filter((line) => line.startsWith(':')).map((line) => line.slice(1).split(' ')[0]!));
+}
+
+/** The backends whose tools work here (iptables-<backend>-save runs): what a cleanup must sweep. */
+export async function workingBackends(prefix: readonly string[] = []): Promise<Backend[]> {
+  const works = await Promise.all(
+    backends.map((backend) =>
+      run([...prefix, binaries(backend).save, '-t', 'nat'], { allowFailure: true, timeoutMs: 30_000 }).then(
+        (result) => result.code === 0,
+        () => false,
+      ),
+    ),
+  );
+  return backends.filter((_backend, index) => works[index]);
+}
+
+/** A runner for the node's backend (detected now); long-lived callers keep it. */
+export async function nodeIptables(prefix: readonly string[] = []): Promise<Iptables> {
+  return new CommandIptables(await detectBackend(prefix), prefix);
 }

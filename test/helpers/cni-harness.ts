@@ -10,7 +10,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BuildOptions } from 'esbuild';
 import { run, type ExecResult } from '../../lib/exec.js';
-import { writeLauncher } from '../launcher.js';
+import { writeLauncher } from '../../cni/launcher.js';
+import { TestNetwork, type Netns } from './netns.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -38,7 +39,7 @@ export async function buildPluginKit(prefix = 'knt-cni-', withOverlay = false): 
   if (withOverlay) {
     // createRequire: some bundled CommonJS dependencies of the Kubernetes client require() Node built-ins.
     const banner = { js: "import { createRequire as __knodeCreateRequire } from 'node:module'; const require = __knodeCreateRequire(import.meta.url);" };
-    await build({ ...common, banner, entryPoints: [join(sourceRoot, 'cni', 'testing', 'overlay-main.ts')], outfile: join(dir, 'overlay.mjs') });
+    await build({ ...common, banner, entryPoints: [join(sourceRoot, 'test', 'helpers', 'overlay-main.ts')], outfile: join(dir, 'overlay.mjs') });
   }
   const socket = join(dir, 'cni.sock');
   writeLauncher(join(binDir, 'knode'), { node: process.execPath, entry: join(dir, 'plugin-main.mjs'), socket });
@@ -113,4 +114,35 @@ export async function startPluginDaemon(kit: PluginKit, nodeNs: string, socket =
 export function writeSubnetEnv(file: string, values: { network: string; subnet: string; mtu?: number; ipMasq?: boolean }): void {
   const lines = [`FLANNEL_NETWORK=${values.network}`, `FLANNEL_SUBNET=${values.subnet}`, `FLANNEL_MTU=${values.mtu ?? 1450}`, `FLANNEL_IPMASQ=${values.ipMasq ?? true}`];
   writeFileSync(file, lines.join('\n') + '\n');
+}
+
+/** A test node for plugin tests: its netns, the bundled plugin, a subnet.env and a valid netconf. */
+export interface PluginNode {
+  net: TestNetwork;
+  kit: PluginKit;
+  node: Netns;
+  /** The launcher (`<kit>/bin/knode`). */
+  plugin: string;
+  subnetFile: string;
+  dataDir: string;
+  /** A valid netconf for network `name`, using subnetFile and dataDir. */
+  conf: Record<string, unknown>;
+  cleanup(): Promise<void>;
+}
+
+export async function pluginNode(options: { prefix: string; role: string; name: string; subnet: string }): Promise<PluginNode> {
+  const net = new TestNetwork();
+  const kit = await buildPluginKit(options.prefix);
+  try {
+    const node = await net.node(options.role);
+    const subnetFile = join(kit.dir, 'subnet.env');
+    const dataDir = join(kit.dir, 'data');
+    writeSubnetEnv(subnetFile, { network: '10.244.0.0/16', subnet: options.subnet });
+    const conf = { cniVersion: '1.0.0', name: options.name, type: 'knode', subnetFile, dataDir };
+    return { net, kit, node, plugin: join(kit.binDir, 'knode'), subnetFile, dataDir, conf, cleanup: async () => { await net.cleanup(); kit.cleanup(); } };
+  } catch (error) {
+    await net.cleanup();
+    kit.cleanup();
+    throw error;
+  }
 }

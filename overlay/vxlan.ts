@@ -8,12 +8,14 @@
  * by the netlink package's typed API).
  */
 import { release } from 'node:os';
-import { run, type ExecResult } from '../lib/exec.js';
-import { commandOnPath } from '../lib/exec.js';
-import { vtepAddress, type Peer } from './overlay-policy.js';
+import { commandOnPath, run, type ExecResult } from '../lib/exec.js';
+import type { IpRunner } from '../lib/ip/runner.js';
+import { vtepAddress, type Peer } from './policy.js';
 
-async function cmd(command: string[], allowMissing = false): Promise<ExecResult> {
-  const result = await run(command, { allowFailure: true, timeoutMs: 20_000 });
+/** `ip …` and `bridge …` go through the runner; anything else (ethtool) is run as is. */
+async function cmd(ip: IpRunner, command: string[], allowMissing = false): Promise<ExecResult> {
+  const [program, ...args] = command;
+  const result = program === 'ip' ? await ip.ip(args) : program === 'bridge' ? await ip.bridge(args) : await run(command, { allowFailure: true, timeoutMs: 20_000 });
   if (result.code !== 0 && !(allowMissing && /No such|Cannot find|not found|does not exist|No such process/i.test(result.stderr))) {
     throw new Error(`command "${command.join(' ')}" failed: ${result.stderr.trim()}`);
   }
@@ -44,14 +46,14 @@ interface AddrJson {
 }
 
 /** The interface for inter-node traffic: --iface, else the default route's device. */
-export async function findUnderlay(iface?: string): Promise<Underlay> {
+export async function findUnderlay(ip: IpRunner, iface?: string): Promise<Underlay> {
   let dev = iface;
   if (!dev) {
-    const routes = JSON.parse((await cmd(['ip', '-j', '-4', 'route', 'show', 'default'])).stdout || '[]') as { dev?: string }[];
+    const routes = JSON.parse((await cmd(ip, ['ip', '-j', '-4', 'route', 'show', 'default'])).stdout || '[]') as { dev?: string }[];
     dev = routes[0]?.dev;
     if (!dev) throw new Error('no --iface given and no default route to pick the inter-node interface from');
   }
-  const link = (JSON.parse((await cmd(['ip', '-j', '-4', 'addr', 'show', 'dev', dev])).stdout || '[]') as AddrJson[])[0];
+  const link = (JSON.parse((await cmd(ip, ['ip', '-j', '-4', 'addr', 'show', 'dev', dev])).stdout || '[]') as AddrJson[])[0];
   const inet = link?.addr_info?.find((info) => info.family === 'inet');
   if (!link || !inet) throw new Error(`interface "${dev}" has no IPv4 address`);
   return { dev, ip: inet.local, cidr: `${inet.local}/${inet.prefixlen}`, mtu: link.mtu };
@@ -72,32 +74,32 @@ interface VxlanJson extends AddrJson {
 }
 
 /** Creates or re-adopts the VXLAN device; returns its MAC. Recreates it only when its identity differs. */
-export async function ensureVxlan(spec: VxlanSpec): Promise<string> {
-  const shown = await run(['ip', '-j', '-d', 'addr', 'show', 'dev', spec.name], { allowFailure: true });
+export async function ensureVxlan(ip: IpRunner, spec: VxlanSpec): Promise<string> {
+  const shown = await ip.ip(['-j', '-d', 'addr', 'show', 'dev', spec.name]);
   const current = shown.code === 0 ? (JSON.parse(shown.stdout) as VxlanJson[])[0] : undefined;
   const data = current?.linkinfo?.info_data;
   const matches = current?.linkinfo?.info_kind === 'vxlan' && data?.id === spec.vni && data?.local === spec.underlay.ip && data?.port === spec.port;
-  if (current && !matches) await cmd(['ip', 'link', 'del', spec.name], true);
+  if (current && !matches) await cmd(ip, ['ip', 'link', 'del', spec.name], true);
   if (!matches) {
-    await cmd(['ip', 'link', 'add', spec.name, 'type', 'vxlan', 'id', String(spec.vni), 'local', spec.underlay.ip, 'dev', spec.underlay.dev, 'dstport', String(spec.port), 'nolearning']);
+    await cmd(ip, ['ip', 'link', 'add', spec.name, 'type', 'vxlan', 'id', String(spec.vni), 'local', spec.underlay.ip, 'dev', spec.underlay.dev, 'dstport', String(spec.port), 'nolearning']);
   }
-  await cmd(['ip', 'link', 'set', spec.name, 'mtu', String(spec.mtu), 'up']);
+  await cmd(ip, ['ip', 'link', 'set', spec.name, 'mtu', String(spec.mtu), 'up']);
   const address = `${vtepAddress(spec.subnet)}/32`;
   for (const info of (matches ? current?.addr_info : []) ?? []) {
-    if (info.family === 'inet' && `${info.local}/${info.prefixlen}` !== address) await cmd(['ip', 'addr', 'del', `${info.local}/${info.prefixlen}`, 'dev', spec.name], true);
+    if (info.family === 'inet' && `${info.local}/${info.prefixlen}` !== address) await cmd(ip, ['ip', 'addr', 'del', `${info.local}/${info.prefixlen}`, 'dev', spec.name], true);
   }
-  await cmd(['ip', 'addr', 'replace', address, 'dev', spec.name]);
+  await cmd(ip, ['ip', 'addr', 'replace', address, 'dev', spec.name]);
   // flannel #1268 / kubernetes#88986: before Linux 5.7 ("netfilter: nat: never update the UDP
   // checksum when it's 0") NATed VXLAN packets with tx checksum offload got corrupt checksums
   // and were retransmitted after ~1 s; flannel turns offload off there. On fixed kernels it stays
   // on: turning it off costs ~10x throughput (bench/cni-vxlan-throughput.ts).
-  if (kernelNeedsTxOffWorkaround(release()) && commandOnPath('ethtool')) await cmd(['ethtool', '-K', spec.name, 'tx', 'off']).catch(() => undefined);
-  const link = (JSON.parse((await cmd(['ip', '-j', 'link', 'show', 'dev', spec.name])).stdout) as AddrJson[])[0];
+  if (kernelNeedsTxOffWorkaround(release()) && commandOnPath('ethtool')) await cmd(ip, ['ethtool', '-K', spec.name, 'tx', 'off']).catch(() => undefined);
+  const link = (JSON.parse((await cmd(ip, ['ip', '-j', 'link', 'show', 'dev', spec.name])).stdout) as AddrJson[])[0];
   return link?.address ?? '';
 }
 
 /** ARP → FDB → route, undone in reverse when a later step fails. */
-export async function addVxlanPeer(device: string, peer: Peer): Promise<void> {
+export async function addVxlanPeer(ip: IpRunner, device: string, peer: Peer): Promise<void> {
   const vtep = vtepAddress(peer.subnet);
   const steps: [string[], string[]][] = [
     [['ip', 'neigh', 'replace', vtep, 'lladdr', peer.vtepMac, 'dev', device, 'nud', 'permanent'], ['ip', 'neigh', 'del', vtep, 'dev', device]],
@@ -107,30 +109,30 @@ export async function addVxlanPeer(device: string, peer: Peer): Promise<void> {
   const done: string[][] = [];
   try {
     for (const [apply, undo] of steps) {
-      await cmd(apply);
+      await cmd(ip, apply);
       done.push(undo);
     }
   } catch (error) {
-    for (const undo of done.reverse()) await cmd(undo, true).catch(() => undefined);
+    for (const undo of done.reverse()) await cmd(ip, undo, true).catch(() => undefined);
     throw new Error(`failed to program peer ${peer.node} (${peer.subnet})`, { cause: error });
   }
 }
 
 /** Route → FDB → ARP (reverse of add). Missing entries are fine. */
-export async function removeVxlanPeer(device: string, peer: Pick<Peer, 'subnet' | 'vtepMac'>): Promise<void> {
+export async function removeVxlanPeer(ip: IpRunner, device: string, peer: Pick<Peer, 'subnet' | 'vtepMac'>): Promise<void> {
   const vtep = vtepAddress(peer.subnet);
-  await cmd(['ip', 'route', 'del', peer.subnet, 'dev', device], true);
-  await cmd(['bridge', 'fdb', 'del', peer.vtepMac, 'dev', device, 'self'], true);
-  await cmd(['ip', 'neigh', 'del', vtep, 'dev', device], true);
+  await cmd(ip, ['ip', 'route', 'del', peer.subnet, 'dev', device], true);
+  await cmd(ip, ['bridge', 'fdb', 'del', peer.vtepMac, 'dev', device, 'self'], true);
+  await cmd(ip, ['ip', 'neigh', 'del', vtep, 'dev', device], true);
 }
 
 /** DirectRouting: a plain route via the peer's own address on the underlay. */
-export async function addDirectPeer(underlay: Underlay, peer: Peer): Promise<void> {
-  await cmd(['ip', 'route', 'replace', peer.subnet, 'via', peer.publicIp, 'dev', underlay.dev]);
+export async function addDirectPeer(ip: IpRunner, underlay: Underlay, peer: Peer): Promise<void> {
+  await cmd(ip, ['ip', 'route', 'replace', peer.subnet, 'via', peer.publicIp, 'dev', underlay.dev]);
 }
 
-export async function removeDirectPeer(underlay: Underlay, subnet: string): Promise<void> {
-  await cmd(['ip', 'route', 'del', subnet, 'dev', underlay.dev], true);
+export async function removeDirectPeer(ip: IpRunner, underlay: Underlay, subnet: string): Promise<void> {
+  await cmd(ip, ['ip', 'route', 'del', subnet, 'dev', underlay.dev], true);
 }
 
 export interface KernelEntries {
@@ -140,10 +142,10 @@ export interface KernelEntries {
 }
 
 /** What is on the device now (for removing stale entries left by a previous run). */
-export async function readVxlanEntries(device: string): Promise<KernelEntries> {
-  const routes = JSON.parse((await cmd(['ip', '-j', '-4', 'route', 'show', 'dev', device])).stdout || '[]') as { dst: string; gateway?: string; protocol?: string }[];
-  const neighbours = JSON.parse((await cmd(['ip', '-j', '-4', 'neigh', 'show', 'dev', device])).stdout || '[]') as { dst: string; lladdr?: string }[];
-  const fdb = JSON.parse((await cmd(['bridge', '-j', 'fdb', 'show', 'dev', device])).stdout || '[]') as { mac: string; dst?: string }[];
+export async function readVxlanEntries(ip: IpRunner, device: string): Promise<KernelEntries> {
+  const routes = JSON.parse((await cmd(ip, ['ip', '-j', '-4', 'route', 'show', 'dev', device])).stdout || '[]') as { dst: string; gateway?: string; protocol?: string }[];
+  const neighbours = JSON.parse((await cmd(ip, ['ip', '-j', '-4', 'neigh', 'show', 'dev', device])).stdout || '[]') as { dst: string; lladdr?: string }[];
+  const fdb = JSON.parse((await cmd(ip, ['bridge', '-j', 'fdb', 'show', 'dev', device])).stdout || '[]') as { mac: string; dst?: string }[];
   return {
     routes: routes.filter((route) => route.gateway && route.dst.includes('/')).map((route) => route.dst),
     neighbours: neighbours.filter((n) => n.lladdr).map((n) => ({ ip: n.dst, mac: n.lladdr! })),

@@ -10,7 +10,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { writeKubeconfig } from '../../controlplane/kubeconfig.js';
-import { invoke, type PluginKit } from './harness.js';
+import { invoke, type PluginKit } from './cni-harness.js';
 
 export interface NetnsLike {
   name: string;

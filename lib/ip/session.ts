@@ -6,7 +6,7 @@
  * failing line as "Command failed -:<line>"; those are mapped back to the request's own lines.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { ExecResult } from '../lib/exec.js';
+import type { ExecResult } from '../exec.js';
 
 export class IpBatchSession {
   private child?: ChildProcess;

@@ -1,11 +1,15 @@
 /**
  * flanneld --ip-masq: masquerade pod traffic that leaves the cluster network, never pod↔pod,
  * in a chain of our own jumped to from nat POSTROUTING (flannel's FLANNEL-POSTRTG rules,
- * pkg/ip/iptables.go MasqRules). Applied with one `iptables-restore --noflush`, idempotent.
+ * pkg/ip/iptables.go MasqRules). Applied with one `iptables-restore --noflush` through the
+ * node's iptables runner (lib/netfilter/), idempotent; removed again by `knode overlay --cleanup`.
  */
-import { run } from '../lib/exec.js';
+import type { Iptables, JumpRule } from '../lib/netfilter/iptables.js';
 
 export const masqChainName = 'KNODE-OVERLAY-POSTRTG';
+
+/** The POSTROUTING rule that sends traffic into our chain. */
+export const masqJump: JumpRule = { table: 'nat', chain: 'POSTROUTING', args: ['-m', 'comment', '--comment', 'knode overlay masquerade', '-j', masqChainName] };
 
 /** The chain's rules for a node (pure). */
 export function overlayMasqRules(network: string, subnet: string): string[] {
@@ -18,11 +22,16 @@ export function overlayMasqRules(network: string, subnet: string): string[] {
   ];
 }
 
-export async function ensureOverlayMasq(network: string, subnet: string): Promise<void> {
-  const jump = ['-t', 'nat', 'POSTROUTING', '-m', 'comment', '--comment', 'knode overlay masquerade', '-j', masqChainName];
+export async function ensureOverlayMasq(iptables: Iptables, network: string, subnet: string): Promise<void> {
   const payload = ['*nat', `:${masqChainName} - [0:0]`, ...overlayMasqRules(network, subnet), 'COMMIT', ''].join('\n');
-  await run(['iptables-restore', '-w', '5', '--noflush'], { input: payload, timeoutMs: 20_000 });
-  const [table, t, chain, ...rest] = jump;
-  const present = await run(['iptables', '-w', '5', table!, t!, '-C', chain!, ...rest], { allowFailure: true, timeoutMs: 20_000 });
-  if (present.code !== 0) await run(['iptables', '-w', '5', table!, t!, '-A', chain!, ...rest], { timeoutMs: 20_000 });
+  await iptables.restore(payload);
+  await iptables.ensureJump(masqJump, 'append');
+}
+
+/** Removes the jump and the chain; missing is success. */
+export async function removeOverlayMasq(iptables: Iptables): Promise<boolean> {
+  await iptables.deleteJump(masqJump);
+  if ((await iptables.listChain('nat', masqChainName)) === undefined) return false;
+  await iptables.restore(['*nat', `-F ${masqChainName}`, `-X ${masqChainName}`, 'COMMIT', ''].join('\n'));
+  return true;
 }

@@ -10,14 +10,17 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { CoreV1Api, KubeConfig, makeInformer, PatchStrategy, setHeaderOptions, type Informer, type V1Node } from '@kubernetes/client-node';
-import { describeError } from '../lib/errors.js';
+import { NetnsIpPool } from '../lib/ip/pool.js';
+import { IpRunner } from '../lib/ip/runner.js';
+import { IpBatchSession } from '../lib/ip/session.js';
 import type { Logger } from '../lib/log.js';
+import { nodeIptables } from '../lib/netfilter/iptables.js';
 import type { NetConf } from '../lib/config/netconf.js';
-import { CniSocketServer } from './plugin-server.js';
-import { ensureOverlayMasq } from './overlay-masq.js';
-import { writeFileAtomic } from './overlay-util.js';
-import { desiredPeers, leaseFromNode, ownAnnotations, planPeers, sameL2, subnetEnvText, vtepAddress, vxlanMtu, type NodeView, type Peer } from './overlay-policy.js';
-import { addDirectPeer, addVxlanPeer, ensureVxlan, findUnderlay, readVxlanEntries, removeDirectPeer, removeVxlanPeer, type Underlay } from './overlay-vxlan.js';
+import { CniSocketServer } from '../cni/plugin-server.js';
+import { ensureOverlayMasq } from './masq.js';
+import { writeFileAtomic } from '../lib/fs.js';
+import { desiredPeers, leaseFromNode, ownAnnotations, planPeers, sameL2, subnetEnvText, vtepAddress, vxlanMtu, type NodeView, type Peer } from './policy.js';
+import { addDirectPeer, addVxlanPeer, ensureVxlan, findUnderlay, readVxlanEntries, removeDirectPeer, removeVxlanPeer, type Underlay } from './vxlan.js';
 
 export interface OverlayOptions {
   kubeconfig: KubeConfig;
@@ -49,6 +52,9 @@ export class OverlayDaemon {
   private readonly api: CoreV1Api;
   private informer?: Informer<V1Node>;
   private server?: CniSocketServer;
+  /** The one `ip`/netlink runner of the daemon, shared with the CNI fast path it hosts. */
+  private readonly ip: IpRunner;
+  private readonly pool = new NetnsIpPool();
   private readonly nodes = new Map<string, NodeView>();
   private readonly programmed = new Map<string, Peer & { direct: boolean }>();
   private underlay?: Underlay;
@@ -61,23 +67,25 @@ export class OverlayDaemon {
   constructor(private readonly options: OverlayOptions) {
     this.api = options.kubeconfig.makeApiClient(CoreV1Api);
     this.nodeName = options.nodeName ?? hostname();
+    this.ip = new IpRunner({ session: new IpBatchSession(), pool: this.pool });
   }
 
   async start(): Promise<void> {
     const { netConf, log } = this.options;
     const self = await this.waitForLease();
     const subnet = leaseFromNode(self, netConf.Network);
-    this.underlay = await findUnderlay(this.options.iface);
+    this.underlay = await findUnderlay(this.ip, this.options.iface);
     this.device = `flannel.${netConf.Backend.VNI}`;
     const mtu = vxlanMtu(this.underlay.mtu, netConf.Backend.MTU);
-    const vtepMac = await ensureVxlan({ name: this.device, vni: netConf.Backend.VNI, port: netConf.Backend.Port, mtu, underlay: this.underlay, subnet });
+    const vtepMac = await ensureVxlan(this.ip, { name: this.device, vni: netConf.Backend.VNI, port: netConf.Backend.Port, mtu, underlay: this.underlay, subnet });
     await this.publish(vtepMac);
-    if (this.options.ipMasq) await ensureOverlayMasq(netConf.Network, subnet);
+    if (this.options.ipMasq) await ensureOverlayMasq(await nodeIptables(), netConf.Network, subnet);
     warnIfNoForwarding(log);
-    writeFileAtomic(this.options.subnetFile, subnetEnvText(netConf.Network, subnet, mtu, this.options.ipMasq ?? false));
+    writeFileAtomic(this.options.subnetFile, subnetEnvText(netConf.Network, subnet, mtu, this.options.ipMasq ?? false), { mkdir: true });
     log.info({ node: this.nodeName, subnet, vtepMac, device: this.device, underlay: this.underlay }, 'lease acquired');
     await this.removeStale();
-    this.server = new CniSocketServer(this.options.cniSocket ?? cniSocketFor(this.options.subnetFile), log);
+    this.pool.fill();
+    this.server = new CniSocketServer(this.options.cniSocket ?? cniSocketFor(this.options.subnetFile), log, this.ip);
     await this.server.start();
     await this.startInformer();
   }
@@ -87,6 +95,7 @@ export class OverlayDaemon {
     await this.informer?.stop();
     await this.server?.stop();
     await this.reconciling;
+    this.ip.close();
   }
 
   /** flannel waits for the node to get a podCIDR from the node IPAM controller. */
@@ -101,7 +110,7 @@ export class OverlayDaemon {
         if (Date.now() > deadline) throw new Error(`cannot read node "${this.nodeName}"`, { cause: error });
         // 404 is the normal case until the agent registers the Node: say so, without the error dump.
         if ((error as { code?: unknown }).code === 404) this.options.log.info({ node: this.nodeName }, 'waiting for the node to be registered');
-        else this.options.log.warn({ err: describeError(error), node: this.nodeName }, 'cannot read node yet');
+        else this.options.log.warn({ err: error, node: this.nodeName }, 'cannot read node yet');
       }
       if (Date.now() > deadline) throw new Error(`node "${this.nodeName}" got no spec.podCIDR within the timeout`);
       await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -155,15 +164,15 @@ export class OverlayDaemon {
     const { add, remove } = planPeers(this.programmed, desired);
     for (const peer of remove) {
       const current = this.programmed.get(peer.subnet)!;
-      if (current.direct) await removeDirectPeer(this.underlay!, peer.subnet);
-      else await removeVxlanPeer(this.device, peer);
+      if (current.direct) await removeDirectPeer(this.ip, this.underlay!, peer.subnet);
+      else await removeVxlanPeer(this.ip, this.device, peer);
       this.programmed.delete(peer.subnet);
       log.info({ peer: peer.node, subnet: peer.subnet }, 'peer removed');
     }
     for (const peer of add) {
       const direct = netConf.Backend.DirectRouting && sameL2(this.underlay!.cidr, peer.publicIp);
-      if (direct) await addDirectPeer(this.underlay!, peer);
-      else await addVxlanPeer(this.device, peer);
+      if (direct) await addDirectPeer(this.ip, this.underlay!, peer);
+      else await addVxlanPeer(this.ip, this.device, peer);
       this.programmed.set(peer.subnet, { ...peer, direct });
       log.info({ peer: peer.node, subnet: peer.subnet, direct }, 'peer programmed');
     }
@@ -174,7 +183,7 @@ export class OverlayDaemon {
    * keeps what is still wanted (no flap) and removes what is not.
    */
   private async removeStale(): Promise<void> {
-    const entries = await readVxlanEntries(this.device);
+    const entries = await readVxlanEntries(this.ip, this.device);
     for (const subnet of entries.routes) {
       const neighbour = entries.neighbours.find((n) => n.ip === vtepAddress(subnet));
       const fdb = entries.fdb.find((entry) => entry.mac === neighbour?.mac);
@@ -183,7 +192,7 @@ export class OverlayDaemon {
     }
     const known = new Set(entries.routes.map((subnet) => vtepAddress(subnet)));
     for (const neighbour of entries.neighbours.filter((n) => !known.has(n.ip))) {
-      await removeVxlanPeer(this.device, { subnet: `${neighbour.ip}/32`, vtepMac: neighbour.mac });
+      await removeVxlanPeer(this.ip, this.device, { subnet: `${neighbour.ip}/32`, vtepMac: neighbour.mac });
     }
   }
 }

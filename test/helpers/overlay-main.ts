@@ -1,11 +1,11 @@
 /**
  * `knode overlay` for tests and benchmarks without `npm run build`: the same runner the CLI
- * calls (cni/overlay-command.ts), bundled by cni/testing/harness.ts, flags parsed by commander
+ * calls (overlay/command.ts), bundled by test/helpers/cni-harness.ts, flags parsed by commander
  * as in bin/cli.ts. Stops on SIGTERM.
  */
 import { Command } from 'commander';
 import { createLogger } from '../../lib/log.js';
-import { run } from '../overlay-command.js';
+import { run } from '../../overlay/command.js';
 
 const program = new Command('overlay')
   .option('--kubeconfig <file>')

@@ -6,7 +6,7 @@
  * stdin. Each shell is used once and replaced in the background.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { ExecResult } from '../lib/exec.js';
+import type { ExecResult } from '../exec.js';
 
 const script = 'read -r ns; case "$ns" in /run/netns/*|/var/run/netns/*) exec ip -n "${ns##*/}" -batch - ;; *) exec nsenter --net="$ns" ip -batch - ;; esac';
 
