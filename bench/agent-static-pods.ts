@@ -11,7 +11,7 @@
  * binary with dockerode only, listing the pods' containers every second (kubelet's PLEG relist
  * period, pkg/kubelet/pleg/generic.go) — the least any Docker-driven node agent must do.
  *
- * Run: `node dist/bench/agent-static-pods.js [pods=30] [loaded=50,100]` (root, Docker, /usr/lib/cni).
+ * Run: `node dist-bench/bench/agent-static-pods.js [pods=30] [loaded=50,100]` (root, Docker, /usr/lib/cni).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';

@@ -6,7 +6,7 @@
  * event line to 100 chunked responses, with the same clients — the floor of "HTTP chunked
  * stream + JSON parse" without any API logic. Figures are printed side by side with the ratio.
  *
- *   npm run build && node --expose-gc dist/bench/controlplane-watch.js [pods=5000] [watchers=100] [events=200]
+ *   npm run build && npm run build:bench && node --expose-gc dist-bench/bench/controlplane-watch.js [pods=5000] [watchers=100] [events=200]
  * Latency is per watcher and event (100 samples per event); controllers are off so that only
  * the API path is measured.
  */

@@ -7,7 +7,7 @@
  *   cri:    runPodSandbox (pause + pod files + CNI ADD of bridge/host-local in a bench netns) +
  *           createContainer + startContainer.
  *
- * The CNI ADD share of the cri figure is measured separately. Run: `node dist/bench/cri-start.js [pods]`
+ * The CNI ADD share of the cri figure is measured separately. Run: `node dist-bench/bench/cri-start.js [pods]`
  * (root, Docker on /var/run/docker.sock, /usr/lib/cni reference plugins).
  */
 import { randomBytes } from 'node:crypto';

@@ -10,7 +10,7 @@
  * warmed first). Ratios knode/reference: min/median/max over the rounds. Load average before
  * and after (the machine is shared: a figure taken under load is re-measured, not reported).
  *
- * Run: `node dist/bench/dns.js [services=10000] [rounds=3] [seconds=5] [rate=2000]` (dnsperf,
+ * Run: `node dist-bench/bench/dns.js [services=10000] [rounds=3] [seconds=5] [rate=2000]` (dnsperf,
  * dnsmasq, dig). Loopback only.
  */
 import { spawn, type ChildProcess } from 'node:child_process';

@@ -3,7 +3,7 @@
  * housekeeping observation) next to the floor of reading the same kernel files directly, and the
  * cost of one eviction decision (rank + message) for 110 pods (the default maxPods) and 1,000.
  *
- *   node dist/bench/eviction-signals.js [--iterations 2000]
+ *   node dist-bench/bench/eviction-signals.js [--iterations 2000]
  */
 import { readFile } from 'node:fs/promises';
 import { statfs } from 'node:fs/promises';

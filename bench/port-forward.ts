@@ -9,7 +9,7 @@
  * small answer on a fresh connection. The pod is a static pod of a `knode agent` child process
  * (CNI bridge + host-local in a bench netns); the control plane is in-process on loopback.
  *
- * Run: `node dist/bench/port-forward.js [MiB=64] [rounds=3] [connections=30]` (root, Docker,
+ * Run: `node dist-bench/bench/port-forward.js [MiB=64] [rounds=3] [connections=30]` (root, Docker,
  * /usr/lib/cni, kubectl, socat).
  */
 import { spawn, type ChildProcess } from 'node:child_process';

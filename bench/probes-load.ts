@@ -6,10 +6,10 @@
  * probe (this process only; the targets run in a child process) and scheduling drift (actual
  * start of a probe vs its configured period) p50/p99, with the knode/baseline ratio.
  *
- *   node dist/bench/probes-load.js [--pods 1000] [--period 10] [--duration 60]
+ *   node dist-bench/bench/probes-load.js [--pods 1000] [--period 10] [--duration 60]
  * Inside a network namespace of its own (loopback only, as the issue asks):
  *   ip netns add knt-probes-bench && ip netns exec knt-probes-bench ip link set lo up
- *   ip netns exec knt-probes-bench node dist/bench/probes-load.js; ip netns del knt-probes-bench
+ *   ip netns exec knt-probes-bench node dist-bench/bench/probes-load.js; ip netns del knt-probes-bench
  * Drift is measured per tick (onTick: actual start vs scheduled time); "steady" figures leave
  * out each round's first period (worker creation, first-tick jitter, cold code).
  */

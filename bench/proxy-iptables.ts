@@ -6,7 +6,7 @@
  * rules in the kernel) next to the iptables-restore inside it. Every restore runs inside a
  * temporary test netns (knt-bench-*), never the root namespace.
  *
- *   npm run build && node dist/bench/proxy-iptables.js [BACKEND:SIZES …]   (default legacy:1000,10000)
+ *   npm run build && npm run build:bench && node dist-bench/bench/proxy-iptables.js [BACKEND:SIZES …]   (default legacy:1000,10000)
  *   e.g. `legacy:1000,10000 nft:1000`; the older form `SIZES [nft|legacy|auto]` still works.
  *
  * Note: with the nft backend, `iptables-restore --noflush` (which the proxy must use, so as not

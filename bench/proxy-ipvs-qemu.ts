@@ -7,7 +7,7 @@
  * sync, and `ipvsadm -Sn` reading it back for the resyncs. TCG emulation makes every figure
  * slower than on real hardware; the ratios are what carries over.
  *
- *   npm run build && node dist/bench/proxy-ipvs-qemu.js [sizes, default 1000,10000]
+ *   npm run build && npm run build:bench && node dist-bench/bench/proxy-ipvs-qemu.js [sizes, default 1000,10000]
  */
 import { buildGuest, runGuest } from '../proxy/testing/qemu.js';
 import { onTerminate, reportFigure } from './lib/report.js';

@@ -38,7 +38,7 @@ describe('structure of the product', () => {
   it('has product files to check', () => expect(product.length).toBeGreaterThan(100));
 
   it('imports no test support', () => {
-    const offenders = product.flatMap((file) => imports(file).filter((target) => relative(root, target).startsWith('test/')).map((target) => `${relative(root, file)} → ${relative(root, target)}`));
+    const offenders = product.flatMap((file) => imports(file).filter((target) => /^(test|bench)\//.test(relative(root, target))).map((target) => `${relative(root, file)} → ${relative(root, target)}`));
     expect(offenders).toEqual([]);
   });
 
@@ -64,9 +64,9 @@ describe('structure of the product', () => {
     expect(cycles).toEqual([]);
   });
 
-  it('builds only the product (tsconfig.build.json includes no test folder)', () => {
+  it('builds only the product (tsconfig.build.json includes no test or bench folder; benches build apart, tsconfig.bench.json)', () => {
     const config = JSON.parse(readFileSync(join(root, 'tsconfig.build.json'), 'utf8')) as { include: string[] };
-    expect(config.include.filter((pattern) => pattern.startsWith('test'))).toEqual([]);
+    expect(config.include.filter((pattern) => pattern.startsWith('test') || pattern.startsWith('bench'))).toEqual([]);
     expect(config.include.filter((pattern) => /\/(testing|fakes?)\//.test(pattern))).toEqual([]);
   });
 });
