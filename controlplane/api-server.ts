@@ -21,6 +21,7 @@ import { serveWatch, type WatchSettings } from './watch-http.js';
 import { bindPod } from './binding.js';
 import { serveOpenApi } from './openapi.js';
 import { checkFields, parseFieldValidation } from './field-validation.js';
+import { serveScale } from './scale.js';
 import { streamSubresources, writeStatusToSocket, type PodStreamProxy, type StreamSubresource } from './pod-exec.js';
 
 export interface Route {
@@ -197,6 +198,7 @@ async function serveResource(req: IncomingMessage, res: ServerResponse, route: R
     return options.podLogs(pod, query, res);
   }
   if (isStream(subresource)) throw badRequest('Upgrade request required');
+  if (subresource === 'scale') return serveScale({ req, res, registry: options.registry, info, namespace, name, method: call.method, dryRun: call.dryRun });
   return serveObject(call, name);
 }
 

@@ -9,6 +9,8 @@ import { defaultPod, validatePod, validatePodUpdate } from './kinds-pod.js';
 import { defaultService, validateService } from './kinds-service.js';
 import { checkMetadata, invalidValue, required, type NameRule } from './validation.js';
 import { isRecord } from './util.js';
+import { appsStrategies } from './kinds-apps.js';
+import { batchStrategies } from './kinds-batch.js';
 
 export interface KindStrategy {
   defaults?(object: KObject): void;
@@ -94,4 +96,6 @@ export const strategies: Record<string, KindStrategy> = {
   ServiceAccount: simple('subdomain'),
   Lease: leaseStrategy,
   EndpointSlice: endpointSliceStrategy,
+  ...appsStrategies,
+  ...batchStrategies,
 };
