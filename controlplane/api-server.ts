@@ -293,6 +293,7 @@ async function readDeleteOptions(req: IncomingMessage, query: URLSearchParams): 
     }
     if (isRecord(body.preconditions)) options.preconditions = body.preconditions as DeleteOptions['preconditions'];
     if (typeof body.propagationPolicy === 'string') options.propagationPolicy = body.propagationPolicy;
+    if (typeof body.orphanDependents === 'boolean') options.orphanDependents = body.orphanDependents;
     if (Array.isArray(body.dryRun)) options.dryRun = body.dryRun.filter((d): d is string => typeof d === 'string');
   }
   const grace = query.get('gracePeriodSeconds');
@@ -301,6 +302,8 @@ async function readDeleteOptions(req: IncomingMessage, query: URLSearchParams): 
     if (!Number.isInteger(value)) throw badRequest(`invalid gracePeriodSeconds "${grace}"`);
     options.gracePeriodSeconds = value;
   }
+  const propagation = query.get('propagationPolicy');
+  if (propagation) options.propagationPolicy = propagation;
   if (query.getAll('dryRun').includes('All')) options.dryRun = ['All'];
   return options;
 }

@@ -43,7 +43,6 @@ function defaultJob(job: KObject): void {
     const name = job.metadata.name ?? '';
     spec.selector = { matchLabels: { [controllerUidLabel]: uid } };
     const metadata = obj(template.metadata);
-    delete metadata.creationTimestamp;
     metadata.labels = { ...obj(metadata.labels), [controllerUidLabel]: uid, [jobNameLabel]: name, 'controller-uid': uid, 'job-name': name };
     template.metadata = metadata;
   }

@@ -83,7 +83,9 @@ export function defaultTemplate(template: unknown, restartPolicy?: string): Obj 
   defaultPod(pod);
   const metadata = obj(t.metadata);
   if (metadata.generation === 0) delete metadata.generation;
-  return { ...t, metadata: Object.keys(metadata).length > 0 ? metadata : { creationTimestamp: null }, spec: pod.spec };
+  // kube-apiserver stores a template's zero creationTimestamp as null (metav1.Time of the Go struct).
+  if (typeof metadata.creationTimestamp !== 'string') metadata.creationTimestamp = null;
+  return { ...t, metadata, spec: pod.spec };
 }
 
 /** Template validation with field paths under `field` (spec.template). */
