@@ -13,6 +13,7 @@ import type { Controller } from './controller.js';
 import { startReplicaSetController } from './replicaset.js';
 import { startDeploymentController } from './deployment.js';
 import { startGarbageCollector } from './gc.js';
+import { startJobController } from './job.js';
 
 export interface ControllerOptions {
   clusterCidr: Cidr;
@@ -39,6 +40,7 @@ export function startControllers(registry: Registry, cache: WatchCache, log: Log
     startReplicaSetController(registry, cache, child('replicaset')),
     startDeploymentController(registry, cache, child('deployment')),
     startGarbageCollector(registry, cache, child('garbage-collector')),
+    startJobController(registry, cache, child('job')),
   ];
   return {
     async stop() {
