@@ -145,7 +145,9 @@ export function cronScheduleError(schedule: string): string | undefined {
   const fields = schedule.trim().split(/\s+/);
   if (fields.length !== 5) return `expected exactly 5 fields, found ${fields.length}: ${schedule}`;
   const detail = cron.validateDetailed(schedule);
-  if (!detail.valid) return detail.errors.map((e) => e.message).join('; ') || 'invalid schedule';
+  // A date that never comes (30 February) is a valid schedule that never fires, as in kube's parser.
+  const errors = detail.errors.filter((e) => !e.message.includes('impossible day of month'));
+  if (!detail.valid && errors.length > 0) return errors.map((e) => e.message).join('; ') || 'invalid schedule';
   return undefined;
 }
 
