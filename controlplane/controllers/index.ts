@@ -14,6 +14,7 @@ import { startReplicaSetController } from './replicaset.js';
 import { startDeploymentController } from './deployment.js';
 import { startGarbageCollector } from './gc.js';
 import { startJobController } from './job.js';
+import { startCronJobController } from './cronjob.js';
 
 export interface ControllerOptions {
   clusterCidr: Cidr;
@@ -41,6 +42,7 @@ export function startControllers(registry: Registry, cache: WatchCache, log: Log
     startDeploymentController(registry, cache, child('deployment')),
     startGarbageCollector(registry, cache, child('garbage-collector')),
     startJobController(registry, cache, child('job')),
+    startCronJobController(registry, cache, child('cronjob')),
   ];
   return {
     async stop() {

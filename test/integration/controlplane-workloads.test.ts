@@ -228,6 +228,31 @@ spec:
     }
   });
 
+  it('runs a CronJob on */1 with Forbid, and never fires 30 February', async () => {
+    expect((await kubectl(['create', 'cronjob', 'every', '--image=i', '--schedule=*/1 * * * *', '--', 'true'])).code).toBe(0);
+    expect((await kubectl(['patch', 'cj', 'every', '--type=merge', '-p', '{"spec":{"concurrencyPolicy":"Forbid"}}'])).code).toBe(0);
+    expect((await kubectl(['create', 'cronjob', 'never', '--image=i', '--schedule=0 0 30 2 *', '--', 'true'])).code).toBe(0);
+    // As if the controller had been away for three minutes: the latest missed time runs once.
+    const past = new Date(Date.now() - 180_000).toISOString().replace(/\.\d+Z$/, 'Z');
+    for (const name of ['every', 'never']) expect((await kubectl(['patch', 'cj', name, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { lastScheduleTime: past } })])).code).toBe(0);
+    const first = await waitFor('a job of cronjob every', async () => (await list('jobs')).find((j) => j.metadata.name?.startsWith('every-')));
+    expect(first.metadata.ownerReferences?.[0]).toMatchObject({ kind: 'CronJob', name: 'every', controller: true });
+    expect(first.metadata.annotations?.['batch.kubernetes.io/cronjob-scheduled-timestamp']).toMatch(/:00Z$/);
+    const cj = await waitFor('active job in status', async () => {
+      const current = await cp.registry.get(info('cronjobs'), ns, 'every');
+      return Array.isArray(o(current.status).active) ? current : undefined;
+    });
+    expect(o(cj.status).lastScheduleTime).toBe(first.metadata.annotations?.['batch.kubernetes.io/cronjob-scheduled-timestamp']);
+    // Forbid: with the job still running, an earlier missed time starts nothing new.
+    expect((await kubectl(['patch', 'cj', 'every', '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { lastScheduleTime: past } })])).code).toBe(0);
+    await new Promise((r) => setTimeout(r, 500));
+    expect((await list('jobs')).filter((j) => j.metadata.name?.startsWith('every-'))).toHaveLength(1);
+    expect((await list('jobs')).filter((j) => j.metadata.name?.startsWith('never-'))).toHaveLength(0);
+    // The job finishes: the CronJob records it.
+    outcome.set(`${String(first.metadata.name)}-`, 'Succeeded');
+    await waitFor('SawCompletedJob', async () => (await kubectl(['get', 'events', '-o', 'json'])).stdout.includes('SawCompletedJob'), 30_000, 250);
+  });
+
   it('survives odd objects: 0 replicas, huge parallelism', async () => {
     await kubectl(['create', 'deployment', 'zero', '--image=i:1', '--replicas=0']);
     outcome.set('huge-', 'Succeeded');
