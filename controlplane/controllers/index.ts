@@ -15,6 +15,7 @@ import { startDeploymentController } from './deployment.js';
 import { startGarbageCollector } from './gc.js';
 import { startJobController } from './job.js';
 import { startCronJobController } from './cronjob.js';
+import { startDaemonSetController } from './daemonset.js';
 
 export interface ControllerOptions {
   clusterCidr: Cidr;
@@ -43,6 +44,7 @@ export function startControllers(registry: Registry, cache: WatchCache, log: Log
     startGarbageCollector(registry, cache, child('garbage-collector')),
     startJobController(registry, cache, child('job')),
     startCronJobController(registry, cache, child('cronjob')),
+    startDaemonSetController(registry, cache, child('daemonset')),
   ];
   return {
     async stop() {

@@ -34,6 +34,11 @@ describe.skipIf(env.skip)('workload controllers with kubectl', () => {
   /** Marks pods older than 150 ms Ready (or finishes Job pods), like a kubelet reporting status. */
   const tick = async () => {
     for (const pod of await list('pods')) {
+      // A bound pod being deleted: its kubelet stops it and finishes the deletion.
+      if (pod.metadata.deletionTimestamp && o(pod.spec).nodeName) {
+        await cp.registry.delete(pods, ns, pod.metadata.name as string, { gracePeriodSeconds: 0 }).catch(() => undefined);
+        continue;
+      }
       if (pod.metadata.deletionTimestamp || Date.now() - Date.parse(pod.metadata.creationTimestamp ?? '') < 150) continue;
       const status = o(pod.status);
       const jobName = pod.metadata.labels?.['batch.kubernetes.io/job-name'];
@@ -251,6 +256,45 @@ spec:
     // The job finishes: the CronJob records it.
     outcome.set(`${String(first.metadata.name)}-`, 'Succeeded');
     await waitFor('SawCompletedJob', async () => (await kubectl(['get', 'events', '-o', 'json'])).stdout.includes('SawCompletedJob'), 30_000, 250);
+  });
+
+  it('runs a DaemonSet on every eligible node, a later node included, and rolls it out, back and forth', async () => {
+    for (const node of ['dn1', 'dn2', 'dn3']) expect((await kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name: node, labels: { pool: node === 'dn3' ? 'other' : 'main' } } }))).code).toBe(0);
+    expect((await kubectl(['taint', 'node', 'dn2', 'dedicated=db:NoSchedule'])).code).toBe(0);
+    const manifest = (image: string) => `apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  updateStrategy: {rollingUpdate: {maxUnavailable: 1}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      nodeSelector: {pool: main}
+      containers: [{name: c, image: ${image}}]
+`;
+    expect((await kubectl(['apply', '-f', '-'], manifest('i:1'))).stdout.trim()).toBe('daemonset.apps/agent created');
+    const nodesOf = async () => (await list('pods', 'app=agent')).filter((p) => !p.metadata.deletionTimestamp).map((p) => String(o(p.spec).nodeName)).sort();
+    // dn2's taint is not tolerated and dn3 is not in the pool: one pod, on dn1.
+    await waitFor('daemon pod on dn1', async () => (await nodesOf()).join() === 'dn1');
+    expect((await kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'dn4', labels: { pool: 'main' } } }))).code).toBe(0);
+    await waitFor('daemon pod on the node that joined later', async () => (await nodesOf()).join() === 'dn1,dn4');
+    const pod = (await list('pods', 'app=agent'))[0] as KObject;
+    expect(JSON.stringify(o(pod.spec).tolerations)).toContain('node.kubernetes.io/unreachable');
+    expect((await kubectl(['rollout', 'status', 'ds/agent', '--timeout=60s'])).stdout).toContain('successfully rolled out');
+    expect((await kubectl(['apply', '-f', '-'], manifest('i:2'))).stdout.trim()).toBe('daemonset.apps/agent configured');
+    expect((await kubectl(['rollout', 'status', 'ds/agent', '--timeout=60s'])).stdout).toContain('successfully rolled out');
+    const images = async () => (await list('pods', 'app=agent')).filter((p) => !p.metadata.deletionTimestamp).map((p) => JSON.stringify(o(p.spec).containers));
+    expect((await images()).every((c) => c.includes('i:2'))).toBe(true);
+    expect(await list('controllerrevisions')).toHaveLength(2);
+    expect((await kubectl(['rollout', 'history', 'ds/agent'])).stdout).toMatch(/REVISION\s+CHANGE-CAUSE\n1\s+<none>\n2\s+<none>/);
+    expect((await kubectl(['rollout', 'undo', 'ds/agent'])).stdout.trim()).toBe('daemonset.apps/agent rolled back');
+    await waitFor('daemon pods back on i:1', async () => {
+      const now = await images();
+      return now.length === 2 && now.every((c) => c.includes('i:1'));
+    }, 30_000);
+    const revisionsNow = await list('controllerrevisions');
+    expect(revisionsNow.map((r) => r.revision).sort()).toEqual([2, 3]);
   });
 
   it('survives odd objects: 0 replicas, huge parallelism', async () => {
