@@ -5,6 +5,7 @@
  */
 import type { KObject } from './storage/types.js';
 import { isRecord } from './util.js';
+import { workloadColumns } from './table-workloads.js';
 
 interface Column {
   name: string;
@@ -192,6 +193,7 @@ const byKind: Record<string, Column[]> = {
     age,
   ],
   Lease: [name, { name: 'Holder', type: 'string', description: 'holderIdentity', priority: 0, cell: (l) => obj(l.spec).holderIdentity ?? '' }, age],
+  ...workloadColumns(name, age),
 };
 
 export type IncludeObject = 'None' | 'Metadata' | 'Object';

@@ -141,6 +141,8 @@ spec:
     expect(minReady).toBeGreaterThanOrEqual(5);
     const after = await list('pods', 'app=web');
     expect(after.filter((p) => !p.metadata.deletionTimestamp).every((p) => JSON.stringify(o(p.spec).containers).includes('knode.local/busybox:2'))).toBe(true);
+    expect((await kubectl(['get', 'deploy', 'web'])).stdout).toMatch(/^NAME\s+READY\s+UP-TO-DATE\s+AVAILABLE\s+AGE\nweb\s+6\/6\s+6\s+6\s+\d+s\n/);
+    expect((await kubectl(['get', 'rs'])).stdout).toMatch(/^NAME\s+DESIRED\s+CURRENT\s+READY\s+AGE\n/);
     const events = await kubectl(['get', 'events', '-o', 'json']);
     expect(events.stdout).toContain('ScalingReplicaSet');
     expect(events.stdout).toContain('SuccessfulCreate');
@@ -205,6 +207,7 @@ spec:
     expect(jobPods).toHaveLength(6);
     for (const pod of jobPods) expect(pod.metadata.finalizers ?? []).not.toContain('batch.kubernetes.io/job-tracking');
     expect((await kubectl(['wait', '--for=condition=complete', 'job/par', '--timeout=10s'])).code).toBe(0);
+    expect((await kubectl(['get', 'job', 'par'])).stdout).toMatch(/^NAME\s+STATUS\s+COMPLETIONS\s+DURATION\s+AGE\npar\s+Complete\s+6\/6\s+\d+s\s+\d+s\n/);
     const events = (await kubectl(['get', 'events', '-o', 'json'])).stdout;
     expect(events).toContain('"reason": "Completed"');
   });
