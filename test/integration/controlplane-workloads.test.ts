@@ -64,7 +64,9 @@ describe.skipIf(env.skip)('workload controllers with kubectl', () => {
     kubelet = setInterval(() => {
       if (busy) return;
       busy = true;
-      tick().finally(() => (busy = false));
+      void tick()
+        .catch(() => undefined)
+        .finally(() => (busy = false));
     }, 50);
   });
   afterAll(async () => {
