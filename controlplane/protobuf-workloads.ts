@@ -2,8 +2,8 @@
  * Protobuf schemas of the workload kinds kubectl posts in protobuf (`kubectl create deployment|job|cronjob`),
  * field numbers from k8s.io/api apps/v1, batch/v1 and core/v1 generated.proto. Only what those
  * commands write is described (unknown fields are skipped by the decoder); anything richer is
- * sent as JSON or YAML by `kubectl apply`. Built from objectMeta handed in by protobuf.ts so that
- * the two modules do not import each other.
+ * sent as JSON or YAML by `kubectl apply`. Built from objectMeta handed in by protobuf.ts, which
+ * imports this module (and its schema type), not the reverse.
  */
 type FieldType = 'string' | 'bytes' | 'int' | 'bool' | 'time' | 'map' | 'bytesMap' | 'intOrString' | ProtoSchema;
 export interface ProtoSchema {

@@ -8,17 +8,9 @@
  * Replies stay JSON (kubectl accepts `application/json` too).
  */
 import { ApiError } from './status.js';
-import { workloadSchemas } from './protobuf-workloads.js';
+import { workloadSchemas, type ProtoSchema } from './protobuf-workloads.js';
 
-type FieldType = 'string' | 'bytes' | 'int' | 'bool' | 'time' | 'map' | 'bytesMap' | 'intOrString' | Schema;
-interface Field {
-  name: string;
-  type: FieldType;
-  repeated?: boolean;
-}
-interface Schema {
-  [field: number]: Field;
-}
+type Schema = ProtoSchema;
 
 const ownerReference: Schema = {
   1: { name: 'kind', type: 'string' },

@@ -3,11 +3,12 @@
  * (pkg/printers/internalversion) give them: Deployment READY/UP-TO-DATE/AVAILABLE, ReplicaSet
  * DESIRED/CURRENT/READY, DaemonSet DESIRED/CURRENT/READY/UP-TO-DATE/AVAILABLE/NODE SELECTOR,
  * Job STATUS/COMPLETIONS/DURATION, CronJob SCHEDULE/TIMEZONE/SUSPEND/ACTIVE/LAST SCHEDULE.
- * Built from the name and age columns table.ts hands in, so the two modules do not import each other.
+ * Built from the name and age columns table.ts hands in (table.ts imports this module, not the reverse).
  */
 import type { KObject } from './storage/types.js';
 import { isRecord } from './util.js';
 
+/** A Table column and how to fill it (the Column of table.ts). */
 export interface WorkloadColumn {
   name: string;
   type: string;

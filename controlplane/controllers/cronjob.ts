@@ -12,10 +12,8 @@ import { ApiError } from '../status.js';
 import type { KObject } from '../storage/types.js';
 import { canonicalJson, deepClone, rfc3339 } from '../util.js';
 import type { WatchCache } from '../watch-cache.js';
-import { KeyQueue } from './queue.js';
 import type { Controller } from './controller.js';
-import { createEventRecorder, type EventRecorder } from './events.js';
-import { DelayedKeys } from './delayed.js';
+import { QueuedController, wire } from './wiring.js';
 import { dueTime, historyToDelete, jobFinished, jobNameFor } from './cronjob-policy.js';
 import { controllerOf, controllerRefFor, getOrUndefined, ignoreNotFound, list, obj, splitKey } from './workload-util.js';
 
@@ -23,15 +21,10 @@ const cronjobs = resources.find((r) => r.name === 'cronjobs') as ResourceInfo;
 const jobs = resources.find((r) => r.name === 'jobs') as ResourceInfo;
 const scheduledAnnotation = 'batch.kubernetes.io/cronjob-scheduled-timestamp';
 
-class CronJobController {
-  readonly queue: KeyQueue;
-  readonly delayed: DelayedKeys;
-  private readonly events: EventRecorder;
+class CronJobController extends QueuedController {
 
-  constructor(private readonly registry: Registry, private readonly log: Logger) {
-    this.queue = new KeyQueue((key) => this.reconcile(key), log);
-    this.delayed = new DelayedKeys((key) => this.queue.add(key));
-    this.events = createEventRecorder(registry, 'cronjob-controller', log);
+  constructor(registry: Registry, log: Logger) {
+    super(registry, log, 'cronjob-controller');
   }
 
   async reconcile(key: string): Promise<void> {
@@ -115,29 +108,5 @@ class CronJobController {
 
 export function startCronJobController(registry: Registry, cache: WatchCache, log: Logger): Controller {
   const controller = new CronJobController(registry, log);
-  const { queue } = controller;
-  const from = cache.lastRevision();
-  const offCron = cache.add({ filter: { prefix: '/registry/batch/cronjobs/', matches: () => true }, send: (_type, cj) => queue.add(`${cj.metadata.namespace}/${cj.metadata.name}`) }, from);
-  const offJobs = cache.add(
-    {
-      filter: { prefix: '/registry/batch/jobs/', matches: () => true },
-      send: (_type, job) => {
-        const ref = controllerOf(job);
-        if (ref?.kind === 'CronJob') queue.add(`${job.metadata.namespace}/${ref.name}`);
-      },
-    },
-    from,
-  );
-  registry.list(cronjobs, undefined).then(
-    (items) => items.items.forEach((cj) => queue.add(`${cj.metadata.namespace}/${cj.metadata.name}`)),
-    (error: unknown) => log.warn({ err: error }, 'cannot list cronjobs'),
-  );
-  return {
-    async stop() {
-      offCron();
-      offJobs();
-      controller.delayed.stop();
-      await queue.stop();
-    },
-  };
+  return wire(registry, cache, log, controller.queue, controller.delayed, { own: cronjobs, children: [jobs] });
 }

@@ -10,14 +10,12 @@
  */
 import type { Logger } from '../../lib/log.js';
 import type { Registry } from '../registry.js';
-import { resources, type ResourceInfo } from '../resources.js';
+import { resources, storagePrefix, type ResourceInfo } from '../resources.js';
 import type { KObject } from '../storage/types.js';
 import { canonicalJson, deepClone } from '../util.js';
 import type { WatchCache } from '../watch-cache.js';
-import { KeyQueue } from './queue.js';
 import type { Controller } from './controller.js';
-import { createEventRecorder, type EventRecorder } from './events.js';
-import { DelayedKeys } from './delayed.js';
+import { enqueueAll, QueuedController, wire } from './wiring.js';
 import { templateHash } from './deployment-policy.js';
 import { podFromTemplate } from './replicaset-policy.js';
 import { daemonSetStatus, daemonTolerations, planDaemonSet, revisionHashLabel } from './daemonset-policy.js';
@@ -28,15 +26,10 @@ const revisions = resources.find((r) => r.name === 'controllerrevisions') as Res
 const pods = resources.find((r) => r.name === 'pods') as ResourceInfo;
 const nodes = resources.find((r) => r.name === 'nodes') as ResourceInfo;
 
-class DaemonSetController {
-  readonly queue: KeyQueue;
-  readonly delayed: DelayedKeys;
-  private readonly events: EventRecorder;
+class DaemonSetController extends QueuedController {
 
-  constructor(private readonly registry: Registry, log: Logger) {
-    this.queue = new KeyQueue((key) => this.reconcile(key), log);
-    this.delayed = new DelayedKeys((key) => this.queue.add(key));
-    this.events = createEventRecorder(registry, 'daemonset-controller', log);
+  constructor(registry: Registry, log: Logger) {
+    super(registry, log, 'daemonset-controller');
   }
 
   async reconcile(key: string): Promise<void> {
@@ -111,34 +104,7 @@ class DaemonSetController {
 
 export function startDaemonSetController(registry: Registry, cache: WatchCache, log: Logger): Controller {
   const controller = new DaemonSetController(registry, log);
-  const { queue } = controller;
-  const all = () =>
-    registry.list(daemonsets, undefined).then(
-      (items) => items.items.forEach((ds) => queue.add(`${ds.metadata.namespace}/${ds.metadata.name}`)),
-      (error: unknown) => log.warn({ err: error }, 'cannot list daemonsets'),
-    );
-  const from = cache.lastRevision();
-  const offSets = cache.add({ filter: { prefix: '/registry/apps/daemonsets/', matches: () => true }, send: (_type, ds) => queue.add(`${ds.metadata.namespace}/${ds.metadata.name}`) }, from);
-  const offPods = cache.add(
-    {
-      filter: { prefix: '/registry/core/pods/', matches: () => true },
-      send: (_type, pod) => {
-        const ref = controllerOf(pod);
-        if (ref?.kind === 'DaemonSet') queue.add(`${pod.metadata.namespace}/${ref.name}`);
-      },
-    },
-    from,
-  );
   // Node changes (a node joins, its labels or taints change) can change where daemons run.
-  const offNodes = cache.add({ filter: { prefix: '/registry/core/nodes/', matches: () => true }, send: () => void all() }, from);
-  void all();
-  return {
-    async stop() {
-      offSets();
-      offPods();
-      offNodes();
-      controller.delayed.stop();
-      await queue.stop();
-    },
-  };
+  const extra = [{ prefix: storagePrefix(nodes), send: () => enqueueAll(registry, daemonsets, controller.queue, log) }];
+  return wire(registry, cache, log, controller.queue, controller.delayed, { own: daemonsets, children: [pods], extra });
 }

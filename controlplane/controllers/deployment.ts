@@ -13,10 +13,8 @@ import { ApiError } from '../status.js';
 import type { KObject } from '../storage/types.js';
 import { canonicalJson, deepClone } from '../util.js';
 import type { WatchCache } from '../watch-cache.js';
-import { KeyQueue } from './queue.js';
 import type { Controller } from './controller.js';
-import { createEventRecorder, type EventRecorder } from './events.js';
-import { DelayedKeys } from './delayed.js';
+import { QueuedController, wire } from './wiring.js';
 import {
   desiredAnnotation,
   deploymentStatus,
@@ -41,15 +39,10 @@ const pods = resources.find((r) => r.name === 'pods') as ResourceInfo;
 
 type ProgressEvent = { reason: string; message: string } | undefined;
 
-class DeploymentController {
-  readonly queue: KeyQueue;
-  readonly delayed: DelayedKeys;
-  private readonly events: EventRecorder;
+class DeploymentController extends QueuedController {
 
-  constructor(private readonly registry: Registry, log: Logger) {
-    this.queue = new KeyQueue((key) => this.reconcile(key), log);
-    this.delayed = new DelayedKeys((key) => this.queue.add(key));
-    this.events = createEventRecorder(registry, 'deployment-controller', log);
+  constructor(registry: Registry, log: Logger) {
+    super(registry, log, 'deployment-controller');
   }
 
   private async ownedSets(d: KObject): Promise<KObject[]> {
@@ -223,29 +216,5 @@ class DeploymentController {
 
 export function startDeploymentController(registry: Registry, cache: WatchCache, log: Logger): Controller {
   const controller = new DeploymentController(registry, log);
-  const { queue } = controller;
-  const from = cache.lastRevision();
-  const offDeployments = cache.add({ filter: { prefix: '/registry/apps/deployments/', matches: () => true }, send: (_type, d) => queue.add(`${d.metadata.namespace}/${d.metadata.name}`) }, from);
-  const offSets = cache.add(
-    {
-      filter: { prefix: '/registry/apps/replicasets/', matches: () => true },
-      send: (_type, rs) => {
-        const ref = controllerOf(rs);
-        if (ref?.kind === 'Deployment') queue.add(`${rs.metadata.namespace}/${ref.name}`);
-      },
-    },
-    from,
-  );
-  registry.list(deployments, undefined).then(
-    (list) => list.items.forEach((d) => queue.add(`${d.metadata.namespace}/${d.metadata.name}`)),
-    (error: unknown) => log.warn({ err: error }, 'cannot list deployments'),
-  );
-  return {
-    async stop() {
-      offDeployments();
-      offSets();
-      controller.delayed.stop();
-      await queue.stop();
-    },
-  };
+  return wire(registry, cache, log, controller.queue, controller.delayed, { own: deployments, children: [replicasets] });
 }

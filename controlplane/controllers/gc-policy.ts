@@ -7,7 +7,6 @@ import type { KObject } from '../storage/types.js';
 import { ownerRefs, type OwnerReference } from './workload-util.js';
 
 export { foregroundFinalizer, orphanFinalizer } from '../deletion-policy.js';
-import { foregroundFinalizer, orphanFinalizer } from '../deletion-policy.js';
 
 export type DependentAction =
   | { action: 'keep' }

@@ -14,10 +14,8 @@ import type { KObject } from '../storage/types.js';
 import { canonicalJson, deepClone, rfc3339 } from '../util.js';
 import type { WatchCache } from '../watch-cache.js';
 import { setCondition } from '../binding.js';
-import { KeyQueue } from './queue.js';
 import type { Controller } from './controller.js';
-import { createEventRecorder, type EventRecorder } from './events.js';
-import { DelayedKeys } from './delayed.js';
+import { QueuedController, wire } from './wiring.js';
 import { podFromTemplate } from './replicaset-policy.js';
 import { slowStart } from './replicaset.js';
 import { backoffMs, classifyPods, failureAction, formatIndexes, hasFinalizer, indexAnnotation, isFinished, parseIndexes, planCreates, podIndex, readyCount, trackingFinalizer, workDone } from './job-policy.js';
@@ -28,17 +26,12 @@ const pods = resources.find((r) => r.name === 'pods') as ResourceInfo;
 
 type Status = Record<string, unknown>;
 
-class JobController {
-  readonly queue: KeyQueue;
-  readonly delayed: DelayedKeys;
-  private readonly events: EventRecorder;
+class JobController extends QueuedController {
   /** When each job last saw a new failure (the pod back-off clock). */
   private readonly lastFailure = new Map<string, number>();
 
-  constructor(private readonly registry: Registry, log: Logger) {
-    this.queue = new KeyQueue((key) => this.reconcile(key), log);
-    this.delayed = new DelayedKeys((key) => this.queue.add(key));
-    this.events = createEventRecorder(registry, 'job-controller', log);
+  constructor(registry: Registry, log: Logger) {
+    super(registry, log, 'job-controller');
   }
 
   private async release(pod: KObject): Promise<void> {
@@ -223,29 +216,5 @@ function withIndex(pod: KObject, job: string, index: number): void {
 
 export function startJobController(registry: Registry, cache: WatchCache, log: Logger): Controller {
   const controller = new JobController(registry, log);
-  const { queue } = controller;
-  const from = cache.lastRevision();
-  const offJobs = cache.add({ filter: { prefix: '/registry/batch/jobs/', matches: () => true }, send: (_type, job) => queue.add(`${job.metadata.namespace}/${job.metadata.name}`) }, from);
-  const offPods = cache.add(
-    {
-      filter: { prefix: '/registry/core/pods/', matches: () => true },
-      send: (_type, pod) => {
-        const ref = controllerOf(pod);
-        if (ref?.kind === 'Job') queue.add(`${pod.metadata.namespace}/${ref.name}`);
-      },
-    },
-    from,
-  );
-  registry.list(jobs, undefined).then(
-    (list) => list.items.forEach((job) => queue.add(`${job.metadata.namespace}/${job.metadata.name}`)),
-    (error: unknown) => log.warn({ err: error }, 'cannot list jobs'),
-  );
-  return {
-    async stop() {
-      offJobs();
-      offPods();
-      controller.delayed.stop();
-      await queue.stop();
-    },
-  };
+  return wire(registry, cache, log, controller.queue, controller.delayed, { own: jobs, children: [pods] });
 }

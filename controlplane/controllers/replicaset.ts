@@ -8,17 +8,15 @@
  */
 import type { Logger } from '../../lib/log.js';
 import type { Registry } from '../registry.js';
-import { resources, type ResourceInfo } from '../resources.js';
+import { resources, storagePrefix, type ResourceInfo } from '../resources.js';
 import type { KObject } from '../storage/types.js';
 import { canonicalJson } from '../util.js';
-import type { WatchCache } from '../watch-cache.js';
+import type { WatchCache, WatchEventType } from '../watch-cache.js';
 import { selectorMatches } from '../kinds-workload.js';
-import { KeyQueue } from './queue.js';
 import type { Controller } from './controller.js';
-import { createEventRecorder, type EventRecorder } from './events.js';
+import { keyOf, QueuedController, wire } from './wiring.js';
 import { planReplicaSet, podFromTemplate, podsOf, replicaSetStatus } from './replicaset-policy.js';
 import { controllerOf, controllerRefFor, getOrUndefined, ignoreNotFound, intOr, isPodActive, msUntilAvailable, obj, splitKey } from './workload-util.js';
-import { DelayedKeys } from './delayed.js';
 
 const replicasets = resources.find((r) => r.name === 'replicasets') as ResourceInfo;
 const pods = resources.find((r) => r.name === 'pods') as ResourceInfo;
@@ -36,18 +34,10 @@ export async function slowStart(count: number, create: () => Promise<void>): Pro
   return { created };
 }
 
-class ReplicaSetController {
-  readonly queue: KeyQueue;
-  readonly delayed: DelayedKeys;
-  private readonly events: EventRecorder;
+class ReplicaSetController extends QueuedController {
 
-  constructor(
-    private readonly registry: Registry,
-    private readonly log: Logger,
-  ) {
-    this.queue = new KeyQueue((key) => this.reconcile(key), log);
-    this.delayed = new DelayedKeys((key) => this.queue.add(key));
-    this.events = createEventRecorder(registry, 'replicaset-controller', log);
+  constructor(registry: Registry, log: Logger) {
+    super(registry, log, 'replicaset-controller');
   }
 
   async reconcile(key: string): Promise<void> {
@@ -119,37 +109,14 @@ class ReplicaSetController {
 
 export function startReplicaSetController(registry: Registry, cache: WatchCache, log: Logger): Controller {
   const controller = new ReplicaSetController(registry, log);
-  const { queue } = controller;
-  const enqueue = (rs: KObject) => queue.add(`${rs.metadata.namespace}/${rs.metadata.name}`);
+  // An orphan pod may be adopted by any ReplicaSet of its namespace whose selector matches it.
   const forOrphan = (pod: KObject) => {
+    if (controllerOf(pod)) return;
     registry.list(replicasets, pod.metadata.namespace).then(
-      (list) => list.items.filter((rs) => selectorMatches(obj(rs.spec).selector, pod.metadata.labels)).forEach(enqueue),
+      (list) => list.items.filter((rs) => selectorMatches(obj(rs.spec).selector, pod.metadata.labels)).forEach((rs) => controller.queue.add(keyOf(rs))),
       (error: unknown) => log.warn({ err: error }, 'cannot list replicasets'),
     );
   };
-  const from = cache.lastRevision();
-  const offSets = cache.add({ filter: { prefix: '/registry/apps/replicasets/', matches: () => true }, send: (_type, rs) => enqueue(rs) }, from);
-  const offPods = cache.add(
-    {
-      filter: { prefix: '/registry/core/pods/', matches: () => true },
-      send: (_type, pod) => {
-        const ref = controllerOf(pod);
-        if (ref?.kind === 'ReplicaSet') queue.add(`${pod.metadata.namespace}/${ref.name}`);
-        else if (!ref) forOrphan(pod);
-      },
-    },
-    from,
-  );
-  registry.list(replicasets, undefined).then(
-    (list) => list.items.forEach(enqueue),
-    (error: unknown) => log.warn({ err: error }, 'cannot list replicasets'),
-  );
-  return {
-    async stop() {
-      offSets();
-      offPods();
-      controller.delayed.stop();
-      await queue.stop();
-    },
-  };
+  const extra = [{ prefix: storagePrefix(pods), send: (_type: WatchEventType, pod: KObject) => forOrphan(pod) }];
+  return wire(registry, cache, log, controller.queue, controller.delayed, { own: replicasets, children: [pods], extra });
 }
