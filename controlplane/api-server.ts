@@ -22,6 +22,7 @@ import { serveWatch, type WatchSettings } from './watch-http.js';
 import { bindPod } from './binding.js';
 import { serveOpenApi } from './openapi.js';
 import { checkFields, parseFieldValidation } from './field-validation.js';
+import { serveScale } from './scale.js';
 import { streamSubresources, writeStatusToSocket, type PodStreamProxy, type StreamSubresource } from './pod-exec.js';
 
 export interface Route {
@@ -227,6 +228,7 @@ async function serveResource(req: IncomingMessage, res: ServerResponse, route: R
     return options.podLogs(pod, query, res);
   }
   if (isStream(subresource)) throw badRequest('Upgrade request required');
+  if (subresource === 'scale') return serveScale({ req, res, registry: options.registry, info, namespace, name, method: call.method, dryRun: call.dryRun });
   return serveObject(call, name);
 }
 
@@ -324,6 +326,7 @@ async function readDeleteOptions(req: IncomingMessage, query: URLSearchParams): 
       options.preconditions = { uid: stringOf(uid), resourceVersion: stringOf(resourceVersion) };
     }
     if (typeof body.propagationPolicy === 'string') options.propagationPolicy = body.propagationPolicy;
+    if (typeof body.orphanDependents === 'boolean') options.orphanDependents = body.orphanDependents;
     if (Array.isArray(body.dryRun)) options.dryRun = body.dryRun.filter((d): d is string => typeof d === 'string');
   }
   const grace = query.get('gracePeriodSeconds');
@@ -332,6 +335,8 @@ async function readDeleteOptions(req: IncomingMessage, query: URLSearchParams): 
     if (!Number.isInteger(value)) throw badRequest(`invalid gracePeriodSeconds "${grace}"`);
     options.gracePeriodSeconds = value;
   }
+  const propagation = query.get('propagationPolicy');
+  if (propagation) options.propagationPolicy = propagation;
   if (query.getAll('dryRun').includes('All')) options.dryRun = ['All'];
   return options;
 }

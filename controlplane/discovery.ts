@@ -60,12 +60,13 @@ function entries(info: ResourceInfo): object[] {
     kind: info.kind,
     verbs: info.createOnly ? ['create'] : resourceVerbs,
     ...(info.shortNames.length > 0 ? { shortNames: info.shortNames } : {}),
-    ...(['pods', 'services'].includes(info.name) ? { categories: ['all'] } : {}),
+    ...(['pods', 'services', 'deployments', 'replicasets', 'daemonsets', 'jobs', 'cronjobs'].includes(info.name) ? { categories: ['all'] } : {}),
     storageVersionHash: Buffer.from(info.kind).toString('base64').slice(0, 11),
   };
   const subs: object[] = [];
   if (info.statusSubresource) subs.push({ name: `${info.name}/status`, singularName: '', namespaced: info.namespaced, kind: info.kind, verbs: ['get', 'patch', 'update'] });
   if (info.extraSubresources.includes('binding')) subs.push({ name: `${info.name}/binding`, singularName: '', namespaced: true, kind: 'Binding', verbs: ['create'] });
+  if (info.extraSubresources.includes('scale')) subs.push({ name: `${info.name}/scale`, singularName: '', namespaced: true, group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: ['get', 'patch', 'update'] });
   if (info.extraSubresources.includes('log')) subs.push({ name: `${info.name}/log`, singularName: '', namespaced: true, kind: 'Pod', verbs: ['get'] });
   return [main, ...subs];
 }

@@ -12,6 +12,8 @@ import { serviceStrategy } from './kinds-service.js';
 import { checkMetadata, invalidValue, required, type NameRule } from './validation.js';
 import { isRecord } from './util.js';
 import type { KindStrategy } from './strategy.js';
+import { appsStrategies } from './kinds-apps.js';
+import { batchStrategies } from './kinds-batch.js';
 
 export type { KindStrategy } from './strategy.js';
 
@@ -108,4 +110,6 @@ export const strategies: Record<string, KindStrategy> = {
   ServiceAccount: simple('subdomain'),
   Lease: leaseStrategy,
   EndpointSlice: endpointSliceStrategy,
+  ...appsStrategies,
+  ...batchStrategies,
 };

@@ -8,16 +8,9 @@
  * Replies stay JSON (kubectl accepts `application/json` too).
  */
 import { ApiError } from './status.js';
+import { workloadSchemas, type ProtoSchema } from './protobuf-workloads.js';
 
-type FieldType = 'string' | 'bytes' | 'int' | 'bool' | 'time' | 'map' | 'bytesMap' | 'intOrString' | Schema;
-interface Field {
-  name: string;
-  type: FieldType;
-  repeated?: boolean;
-}
-interface Schema {
-  [field: number]: Field;
-}
+type Schema = ProtoSchema;
 
 const ownerReference: Schema = {
   1: { name: 'kind', type: 'string' },
@@ -87,6 +80,7 @@ const schemas: Record<string, Schema> = {
       },
     },
   },
+  ...workloadSchemas(objectMeta),
 };
 
 class Reader {
@@ -162,6 +156,8 @@ function decodeMessage(buf: Buffer, schema: Schema): Record<string, unknown> {
       else if (field.type === 'bytes') value = raw.toString('base64');
       else if (field.type === 'time') {
         const time = decodeMessage(raw, { 1: { name: 's', type: 'int' } });
+        // Go's zero time (a template's creationTimestamp) is "unset", JSON null upstream.
+        if (!time.s) continue;
         value = new Date(Number(time.s ?? 0) * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
       } else if (field.type === 'map' || field.type === 'bytesMap') {
         const [key, entry] = decodeEntry(raw);

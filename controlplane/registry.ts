@@ -15,6 +15,7 @@ import { checkDepth } from './http-util.js';
 import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector, SelectorError, type FieldRequirement, type LabelRequirement } from './selectors.js';
 import { canonicalJson, deepClone, isRecord, newUid, randomSuffix, rfc3339 } from './util.js';
 import type { StatusCause } from './status.js';
+import { finalizersForDelete } from './deletion-policy.js';
 
 export interface ListOptions {
   labelSelector?: string;
@@ -27,6 +28,7 @@ export interface DeleteOptions {
   gracePeriodSeconds?: number;
   preconditions?: { uid?: string; resourceVersion?: string };
   propagationPolicy?: string;
+  orphanDependents?: boolean;
   dryRun?: string[];
 }
 
@@ -214,12 +216,13 @@ export class Registry {
       if (pre.resourceVersion && pre.resourceVersion !== current.metadata.resourceVersion)
         throw conflict(info, name, `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${current.metadata.resourceVersion ?? ''}`);
       const grace = strategy.checkGracefulDelete?.(current, options.gracePeriodSeconds) ?? 0;
-      const finalizers = current.metadata.finalizers ?? [];
+      const finalizers = finalizersForDelete(current.metadata.finalizers ?? [], options.propagationPolicy, options.orphanDependents);
       if (grace === 0 && finalizers.length === 0) {
         if (options.dryRun?.includes('All')) return { object: withTypeMeta(info, current), deleted: true };
         return { object: withTypeMeta(info, await this.storage.delete(key, revisionOf(current))), deleted: true };
       }
       const next = deepClone(current);
+      if (finalizers.length > 0) next.metadata.finalizers = finalizers;
       const already = next.metadata.deletionTimestamp !== undefined;
       const currentGrace = next.metadata.deletionGracePeriodSeconds;
       if (!already || (currentGrace !== undefined && grace < currentGrace)) {

@@ -36,6 +36,11 @@ function core(name: string, kind: string, namespaced: boolean, shortNames: strin
   };
 }
 
+/** A resource of a named group (apps/v1, batch/v1) with a status subresource and generation. */
+function grouped(group: string, name: string, kind: string, shortNames: string[], statusSubresource: boolean, extra: string[] = []): ResourceInfo {
+  return { ...core(name, kind, true, shortNames, statusSubresource, extra), group };
+}
+
 export const resources: ResourceInfo[] = [
   core('namespaces', 'Namespace', false, ['ns'], true),
   core('nodes', 'Node', false, ['no'], true),
@@ -71,6 +76,12 @@ export const resources: ResourceInfo[] = [
     extraSubresources: [],
     generation: false,
   },
+  grouped('apps', 'deployments', 'Deployment', ['deploy'], true, ['scale']),
+  grouped('apps', 'replicasets', 'ReplicaSet', ['rs'], true, ['scale']),
+  grouped('apps', 'daemonsets', 'DaemonSet', ['ds'], true),
+  grouped('apps', 'controllerrevisions', 'ControllerRevision', [], false),
+  grouped('batch', 'jobs', 'Job', [], true),
+  grouped('batch', 'cronjobs', 'CronJob', ['cj'], true),
 ];
 
 export const resourceVerbs = verbs;

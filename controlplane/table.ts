@@ -5,15 +5,9 @@
  */
 import type { KObject } from './storage/types.js';
 import { isRecord } from './util.js';
+import { workloadColumns, type WorkloadColumn } from './table-workloads.js';
 
-interface Column {
-  name: string;
-  type: string;
-  format?: string;
-  description: string;
-  priority: number;
-  cell(object: KObject, now: Date): unknown;
-}
+type Column = WorkloadColumn;
 
 /** kubectl's short age: 5s, 3m, 2h, 4d. */
 export function shortAge(created: string | undefined, now: Date): string {
@@ -192,6 +186,7 @@ const byKind: Record<string, Column[]> = {
     age,
   ],
   Lease: [name, { name: 'Holder', type: 'string', description: 'holderIdentity', priority: 0, cell: (l) => obj(l.spec).holderIdentity ?? '' }, age],
+  ...workloadColumns(name, age),
 };
 
 export type IncludeObject = 'None' | 'Metadata' | 'Object';

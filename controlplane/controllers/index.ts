@@ -10,6 +10,12 @@ import { startNodeIpam } from './node-ipam.js';
 import { startNodeLifecycle } from './node-lifecycle.js';
 import { startEventTtl } from './event-ttl.js';
 import type { Controller } from './controller.js';
+import { startReplicaSetController } from './replicaset.js';
+import { startDeploymentController } from './deployment.js';
+import { startGarbageCollector } from './gc.js';
+import { startJobController } from './job.js';
+import { startCronJobController } from './cronjob.js';
+import { startDaemonSetController } from './daemonset.js';
 
 export interface ControllerOptions {
   clusterCidr: Cidr;
@@ -33,6 +39,12 @@ export function startControllers(registry: Registry, cache: WatchCache, log: Log
     startNodeIpam(registry, cache, child('node-ipam'), settings.clusterCidr),
     startEventTtl(registry, child('event-ttl'), settings.eventTtlMs),
     startNodeLifecycle(registry, child('node-lifecycle'), settings.nodeMonitorGracePeriodMs, Math.min(settings.resyncMs, Math.max(250, settings.nodeMonitorGracePeriodMs / 8))),
+    startReplicaSetController(registry, cache, child('replicaset')),
+    startDeploymentController(registry, cache, child('deployment')),
+    startGarbageCollector(registry, cache, child('garbage-collector')),
+    startJobController(registry, cache, child('job')),
+    startCronJobController(registry, cache, child('cronjob')),
+    startDaemonSetController(registry, cache, child('daemonset')),
   ];
   return {
     async stop() {

@@ -45,7 +45,7 @@ describe.skipIf(env.skip)('REST semantics', () => {
     ['malformed YAML', 'POST', '/api/v1/namespaces/rest/pods', 'metadata: [unclosed', 'application/yaml', 400, 'BadRequest'],
     ['wrong kind', 'POST', '/api/v1/namespaces/rest/pods', { apiVersion: 'v1', kind: 'Service', metadata: { name: 'x' } }, 'application/json', 400, 'BadRequest'],
     ['unknown resource', 'GET', '/api/v1/namespaces/rest/widgets', undefined, undefined, 404, 'NotFound'],
-    ['unknown group', 'GET', '/apis/apps/v1/deployments', undefined, undefined, 404, 'NotFound'],
+    ['unknown group', 'GET', '/apis/example.com/v1/widgets', undefined, undefined, 404, 'NotFound'],
     ['missing namespace', 'POST', '/api/v1/namespaces/nope/pods', { metadata: { name: 'x' }, spec: { containers: [{ name: 'c', image: 'i' }] } }, 'application/json', 404, 'NotFound'],
     ['oversized body', 'POST', '/api/v1/namespaces/rest/configmaps', JSON.stringify({ metadata: { name: 'big' }, data: { a: 'x'.repeat(3 * 1024 * 1024 + 10) } }), 'application/json', 413, 'RequestEntityTooLarge'],
     ['bad patch type', 'PATCH', '/api/v1/namespaces/default/services/kubernetes', '{}', 'text/plain', 415, 'UnsupportedMediaType'],
@@ -190,7 +190,7 @@ describe.skipIf(env.skip)('REST semantics', () => {
     expect((await call('GET', '/version')).body).toMatchObject({ major: '1', minor: '32' });
     expect((await call('GET', '/api')).body).toMatchObject({ kind: 'APIVersions', versions: ['v1'] });
     const groups = (await call('GET', '/apis')).body.groups as { name: string }[];
-    expect(groups.map((g) => g.name).sort()).toEqual(['coordination.k8s.io', 'discovery.k8s.io']);
+    expect(groups.map((g) => g.name).sort()).toEqual(['apps', 'batch', 'coordination.k8s.io', 'discovery.k8s.io']);
     const core = (await call('GET', '/api/v1')).body.resources as { name: string }[];
     expect(core.map((r) => r.name)).toEqual(expect.arrayContaining(['pods', 'pods/status', 'pods/binding', 'nodes/status', 'services', 'endpoints', 'events', 'configmaps', 'secrets', 'serviceaccounts', 'namespaces']));
   });
