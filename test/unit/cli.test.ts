@@ -21,7 +21,8 @@ writeFileSync(
   'apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: "http://127.0.0.1:1"}\ncontexts:\n- name: c\n  context: {cluster: c}\n',
 );
 
-describe('knode CLI', () => {
+// Each case starts knode processes: on a loaded 2-core machine one start can take seconds.
+describe('knode CLI', { timeout: 30_000 }, () => {
   it('prints help and version', () => {
     const help = cli('--help');
     expect(help.code).toBe(0);
