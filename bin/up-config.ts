@@ -7,7 +7,8 @@
  * `knode down --purge` knows exactly what to remove, and a test can run it in a netns.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileAtomic } from '../lib/fs.js';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { defaultConflist } from '../cni/install-command.js';
@@ -157,18 +158,14 @@ export function examplePodText(image: string): string {
   });
 }
 
-export function writeFileAtomicSync(file: string, text: string): void {
-  writeFileSync(`${file}.tmp`, text);
-  renameSync(`${file}.tmp`, file);
-}
 
 /** Writes the kubelet, kube-proxy and flannel configs and the CNI conflist (always: flags may have changed). */
 export function writeUpConfigs(layout: UpLayout, settings: UpSettings): void {
   for (const dir of [join(layout.dataDir, 'config'), layout.logs, layout.runDir, layout.cniConfDir, layout.podLogs]) mkdirSync(dir, { recursive: true });
-  writeFileAtomicSync(layout.kubeletConfig, kubeletConfigText(layout, settings));
-  writeFileAtomicSync(layout.proxyConfig, kubeProxyConfigText(layout, settings));
-  writeFileAtomicSync(layout.netConf, netConfText(settings));
-  writeFileAtomicSync(join(layout.cniConfDir, '10-knode.conflist'), conflistText(layout));
+  writeFileAtomic(layout.kubeletConfig, kubeletConfigText(layout, settings));
+  writeFileAtomic(layout.proxyConfig, kubeProxyConfigText(layout, settings));
+  writeFileAtomic(layout.netConf, netConfText(settings));
+  writeFileAtomic(join(layout.cniConfDir, '10-knode.conflist'), conflistText(layout));
 }
 
 /** Picks the overlay interface from `ip -4 -o route show default` and `ip -4 -o addr show` output. Pure. */

@@ -16,12 +16,13 @@ import Docker from 'dockerode';
 import { CoreV1Api, KubeConfig, type V1Node } from '@kubernetes/client-node';
 import { optionalString, type Runner, type Stoppable } from '../lib/command-options.js';
 import { ConfigError } from '../lib/errors.js';
+import { writeFileAtomic } from '../lib/fs.js';
 import { IpRunner } from '../lib/ip/runner.js';
 import type { Logger } from '../lib/log.js';
 import { busyboxSpec, ensureLocalImage, pauseSpec } from '../cri/local-images.js';
 import { installCni } from '../cni/install-command.js';
 import { ensureKubeletPki } from '../lib/kubelet-pki.js';
-import { chooseInterface, examplePodText, runtimeScopeFor, tenthAddress, upLayout, writeFileAtomicSync, writeUpConfigs, type UpLayout, type UpSettings } from './up-config.js';
+import { chooseInterface, examplePodText, runtimeScopeFor, tenthAddress, upLayout, writeUpConfigs, type UpLayout, type UpSettings } from './up-config.js';
 import { Child, ComponentError, waitReady } from './up-supervisor.js';
 import { readPidFile } from './down.js';
 
@@ -142,7 +143,7 @@ async function startAll(layout: UpLayout, settings: UpSettings, env: NodeJS.Proc
   await waitReady(overlay, 'leased a subnet', async () => writtenSince(layout.subnetFile, overlayStart), 120_000, aborted);
   say(`✓ overlay ready (VXLAN over ${extra.iface}, ${layout.subnetFile})`);
   if (extra.examplePod) {
-    writeFileAtomicSync(join(layout.manifests, 'hello.yaml'), extra.examplePod);
+    writeFileAtomic(join(layout.manifests, 'hello.yaml'), extra.examplePod);
     say(`  example static pod written to ${join(layout.manifests, 'hello.yaml')}`);
   }
   await waitReady(agent, 'Ready', async () => nodeReady(await core!.readNode({ name: settings.nodeName })), 120_000, aborted);
@@ -200,7 +201,7 @@ export const run: Runner = async (options, log) => {
   const scope = process.env.KNODE_RUNTIME_SCOPE ?? runtimeScopeFor(layout.dataDir);
   const agentEnv = { KNODE_CNI_CACHE_DIR: layout.cniCacheDir, KNODE_POD_LOGS_DIR: layout.podLogs, KNODE_RUNTIME_SCOPE: scope, KNODE_NODE_IP: address };
   const children: Child[] = [];
-  const savePids = () => writeFileAtomicSync(layout.pidFile, JSON.stringify({ pid: process.pid, children: children.map((c) => ({ component: c.component, pid: c.pid })) }) + '\n');
+  const savePids = () => writeFileAtomic(layout.pidFile, JSON.stringify({ pid: process.pid, children: children.map((c) => ({ component: c.component, pid: c.pid })) }) + '\n');
   savePids();
   let interrupted = false;
   const onSignal = () => (interrupted = true);

@@ -3,7 +3,8 @@
  * CNI bin dir and, with --conf-dir, writes the default conflist (knode + portmap, as flannel's
  * kube-flannel.yml installs flannel + portmap as `10-flannel.conflist`).
  */
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { writeFileAtomic } from '../lib/fs.js';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Runner } from '../lib/command-options.js';
@@ -40,10 +41,8 @@ export function installCni(options: InstallOptions): string[] {
   writeLauncher(plugin, { node: process.execPath, entry, socket: options.socket ?? defaultCniSocket });
   written.push(plugin);
   if (options.confDir) {
-    mkdirSync(options.confDir, { recursive: true });
     const file = join(options.confDir, defaultConflistName);
-    writeFileSync(`${file}.tmp`, JSON.stringify(defaultConflist(), null, 2) + '\n');
-    renameSync(`${file}.tmp`, file);
+    writeFileAtomic(file, JSON.stringify(defaultConflist(), null, 2) + '\n', { mkdir: true });
     written.push(file);
   }
   return written;

@@ -14,7 +14,8 @@
  * Inside one process (the daemon serving many requests) a promise chain serialises callers
  * first, so they never poll each other.
  */
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { writeFileAtomic } from '../lib/fs.js';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import ipaddr from 'ipaddr.js';
 import { CniError, ErrorCode } from '../lib/cni/types.js';
@@ -212,8 +213,7 @@ export class FileIpamStore implements IpamStore {
 
   private writeLastReserved(ip: string): void {
     const file = join(this.dir, 'last_reserved_ip.0');
-    writeFileSync(`${file}.tmp`, ip);
-    renameSync(`${file}.tmp`, file);
+    writeFileAtomic(file, ip);
   }
 
   /** Runs `work` holding both the in-process chain and the on-disk lock. */

@@ -4,7 +4,7 @@
  * the reference plugins' time; without a daemon it pipes the request to this checkout's Node
  * plugin entry. See cni/plugin-server.ts for the wire format.
  */
-import { chmodSync, renameSync, writeFileSync } from 'node:fs';
+import { writeFileAtomic } from '../lib/fs.js';
 import { defaultCniSocket } from './plugin-server.js';
 
 export interface LauncherOptions {
@@ -55,7 +55,5 @@ exit($? & 127 ? 1 : $? >> 8);
 
 /** Writes the launcher atomically with mode 0755. */
 export function writeLauncher(file: string, options: LauncherOptions): void {
-  writeFileSync(`${file}.tmp`, launcherScript(options), { mode: 0o755 });
-  chmodSync(`${file}.tmp`, 0o755);
-  renameSync(`${file}.tmp`, file);
+  writeFileAtomic(file, launcherScript(options), { mode: 0o755 });
 }

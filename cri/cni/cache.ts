@@ -4,7 +4,8 @@
  * and arguments ADD was given, also after the runtime restarted or the conf dir changed.
  * Writes are atomic (temp file + rename).
  */
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../../lib/fs.js';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Attachment, CniResult, JsonObject, NetworkConfigList } from '../../lib/cni/types.js';
 
@@ -51,10 +52,7 @@ export class ResultCache {
       result,
     };
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    const path = this.path(list.name, attachment.containerId, attachment.ifName);
-    const temp = `${path}.tmp-${process.pid}`;
-    await writeFile(temp, JSON.stringify(entry), { mode: 0o600 });
-    await rename(temp, path);
+    writeFileAtomic(this.path(list.name, attachment.containerId, attachment.ifName), JSON.stringify(entry), { mode: 0o600 });
   }
 
   async read(networkName: string, containerId: string, ifName: string): Promise<CacheEntry | undefined> {
@@ -79,7 +77,7 @@ export class ResultCache {
       return [];
     }
     const entries: CacheEntry[] = [];
-    for (const file of files.filter((name) => name.startsWith(`${networkName}-`) && !name.includes('.tmp-'))) {
+    for (const file of files.filter((name) => name.startsWith(`${networkName}-`) && !name.endsWith('.tmp'))) {
       try {
         const entry = JSON.parse(await readFile(join(this.dir, file), 'utf8')) as CacheEntry;
         if (entry.kind === 'cni-cacheV1' && entry.networkName === networkName) entries.push(entry);
