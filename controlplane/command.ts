@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { Runner } from '../bin/cli.js';
 import { optionalString } from '../lib/command-options.js';
 import { ConfigError } from '../lib/errors.js';
+import type { Logger } from '../lib/log.js';
 import { startControlPlane } from './control-plane.js';
 import { parseCidr4 } from './ipalloc.js';
 import { loadKubeletClientConfig } from './kubelet-client.js';
@@ -26,12 +27,12 @@ function checkCidr(flag: string, value: string): string {
   return value;
 }
 
-function openStorage(kind: string, dataDir: string, endpoints: string | undefined): Storage {
+function openStorage(kind: string, dataDir: string, endpoints: string | undefined, log: Logger): Storage {
   if (kind === 'memory') return new MemoryStorage();
   if (kind === 'file') return new MemoryStorage({ dir: join(dataDir, 'store') });
   if (kind === 'etcd') {
     if (!endpoints) throw new ConfigError('--store etcd needs --etcd-endpoints');
-    return new EtcdStorage({ endpoints: endpoints.split(',').map((e) => e.trim()).filter((e) => e !== '') });
+    return new EtcdStorage({ endpoints: endpoints.split(',').map((e) => e.trim()).filter((e) => e !== ''), log });
   }
   throw new ConfigError(`--store "${kind}": expected memory, file or etcd`);
 }
@@ -46,7 +47,7 @@ export const run: Runner = async (options, log) => {
     key: optionalString(options, 'kubeletClientKey'),
     certificateAuthority: optionalString(options, 'kubeletCertificateAuthority'),
   });
-  const storage = openStorage(optionalString(options, 'store') ?? 'file', dataDir, optionalString(options, 'etcdEndpoints'));
+  const storage = openStorage(optionalString(options, 'store') ?? 'file', dataDir, optionalString(options, 'etcdEndpoints'), log);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const mode = servingMode(listen.host);
   const credentials = mode.tls ? await ensureCredentials(dataDir, listen.host) : undefined;
