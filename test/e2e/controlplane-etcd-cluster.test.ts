@@ -5,7 +5,9 @@
  * - resourceVersions are etcd mod_revisions and both instances answer the same ones;
  * - each member in turn is killed (SIGKILL) and restarted under a stream of writes through
  *   both instances: every acknowledged write is found, and the watches on both instances see
- *   every object exactly once, in revision order (no gap, no duplicate).
+ *   every object exactly once, in revision order (no gap, no duplicate);
+ * - an agent whose kubeconfig lists both instances (extension knode.io/failover, reached through
+ *   lib/api-failover.ts) keeps its node and runs a new pod after the instance it used is killed.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,8 +20,14 @@ import { prerequisites } from '../helpers/prereq.js';
 import { startTestEtcdCluster, type TestEtcdCluster } from '../helpers/etcd-cluster.js';
 import { apiRequest, openRawWatch, type RawWatch } from '../helpers/raw-watch.js';
 import { startControlPlaneProcess, type KnodeProcess } from './helpers-kubectl.js';
+import { agentNodeUnavailable, startAgentNode, type AgentNode } from './helpers-node.js';
+import { testDocker } from '../helpers/docker.js';
+import { busyboxSpec, ensureLocalImage } from '../../cri/local-images.js';
+import { waitFor } from '../helpers/wait.js';
 
 const env = await prerequisites('command:etcd');
+const nodeEnv = await prerequisites('root', 'docker', 'command:ip', 'command:nsenter');
+const noNode = nodeEnv.skip ? 'root/Docker missing' : await agentNodeUnavailable();
 const cms = '/api/v1/namespaces/default/configmaps';
 
 interface Instance {
@@ -46,6 +54,7 @@ describe.skipIf(env.skip)('control plane on a 3-member etcd cluster', () => {
   let dir = '';
   const instances: Instance[] = [];
   const watches: RawWatch[] = [];
+  let node: AgentNode | undefined;
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'knode-etcd-e2e-'));
@@ -55,6 +64,7 @@ describe.skipIf(env.skip)('control plane on a 3-member etcd cluster', () => {
 
   afterAll(async () => {
     for (const watch of watches) watch.close();
+    await node?.stop();
     await Promise.all(instances.map((instance) => instance.process.stop()));
     await etcd?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -169,6 +179,43 @@ describe.skipIf(env.skip)('control plane on a 3-member etcd cluster', () => {
     }
     // Both instances delivered the same revisions in the same order.
     expect(watchB.events.map((e) => e.resourceVersion)).toEqual(watchA.events.map((e) => e.resourceVersion));
+  });
+
+  // Last: it kills instance A for good.
+  it.skipIf(noNode !== undefined)('an agent whose kubeconfig lists both instances keeps working when the one it used dies', async () => {
+    const [a, b] = instances as [Instance, Instance];
+    const docker = await testDocker();
+    const busybox = await ensureLocalImage(docker, busyboxSpec);
+    node = await startAgentNode({ controlPlane: { port: Number(new URL(a.server).port) }, failoverPorts: [Number(new URL(b.server).port)], docker, name: 'etcdfo' });
+    const nodeName = node.nodeName;
+    const ready = async (instance: Instance) => {
+      const got = await apiRequest(instance.server, 'GET', `/api/v1/nodes/${nodeName}`);
+      const conditions = (got.body.status as { conditions?: { type: string; status: string }[] } | undefined)?.conditions ?? [];
+      return conditions.some((c) => c.type === 'Ready' && c.status === 'True');
+    };
+    await waitFor(`node ${nodeName} Ready`, () => ready(b), 90_000, 250);
+    const leasePath = `/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/${nodeName}`;
+    // Instance A (the kubeconfig's own server) dies and its address refuses connections.
+    a.process.child.kill('SIGKILL');
+    await node.cutControlPlane(0);
+    const killedAt = new Date();
+    const renewed = await waitFor('the node lease renewed through instance B', async () => {
+      const lease = await apiRequest(b.server, 'GET', leasePath);
+      const renewTime = (lease.body.spec as { renewTime?: string } | undefined)?.renewTime;
+      return renewTime !== undefined && new Date(renewTime) > killedAt && renewTime;
+    }, 90_000, 250);
+    const pod = {
+      metadata: { name: 'after-failover' },
+      spec: { nodeName, containers: [{ name: 'c', image: busybox, imagePullPolicy: 'Never', command: ['sleep', '3600'] }] },
+    };
+    expect((await apiRequest(b.server, 'POST', '/api/v1/namespaces/default/pods', pod)).status).toBe(201);
+    await waitFor('pod after-failover Running (seen and reported through instance B)', async () => {
+      const got = await apiRequest(b.server, 'GET', '/api/v1/namespaces/default/pods/after-failover');
+      return (got.body.status as { phase?: string } | undefined)?.phase === 'Running';
+    }, 120_000, 250);
+    expect(await ready(b)).toBe(true);
+    expect(node.logs()).toMatch(/API connections now go to this server/);
+    console.log(`[etcd-cluster] agent failover: instance A killed at ${killedAt.toISOString()}, lease renewed through B at ${renewed}`);
   });
 });
 

@@ -23,13 +23,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type Docker from 'dockerode';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { writeKubeconfig } from '../../controlplane/kubeconfig.js';
+import { failoverExtension } from '../../lib/config/kubeconfig.js';
 import type { TestControlPlane } from '../helpers/controlplane.js';
 import { removeAgentPods } from '../helpers/docker.js';
 import { bridgeLoopbackInto, type LoopbackBridge } from '../helpers/loopback-bridge.js';
@@ -48,7 +49,9 @@ export async function agentNodeUnavailable(): Promise<string | undefined> {
 }
 
 export interface AgentNodeOptions {
-  controlPlane: TestControlPlane;
+  controlPlane: Pick<TestControlPlane, 'port'>;
+  /** More control-plane ports (root loopback) for the kubeconfig's failover list (lib/api-failover.ts). */
+  failoverPorts?: number[];
   docker: Docker;
   /** Short role name for the node/netns (letters/digits), default "node". */
   name?: string;
@@ -73,6 +76,8 @@ export interface AgentNode {
   logs(): string;
   /** Running app containers (not sandboxes) of a pod, by the agent's labels. */
   containers(podName: string, options?: { all?: boolean }): Promise<Docker.ContainerInfo[]>;
+  /** Makes the index-th control plane (0: controlPlane, then failoverPorts) unreachable from the node: its port refuses. */
+  cutControlPlane(index: number): Promise<void>;
   /** Stops the agent and removes everything the node made. Idempotent, never throws. */
   stop(): Promise<void>;
 }
@@ -128,7 +133,7 @@ export async function startAgentNode(options: AgentNodeOptions): Promise<AgentNo
   const { docker } = options;
   const net = new TestNetwork();
   const dir = await mkdtemp(join(tmpdir(), `knode-e2e-${role}-`));
-  let bridge: LoopbackBridge | undefined;
+  const bridges: LoopbackBridge[] = [];
   let child: ChildProcess | undefined;
   let output = '';
   let stopped = false;
@@ -151,7 +156,7 @@ export async function startAgentNode(options: AgentNodeOptions): Promise<AgentNo
     } catch {
       // best effort: the engine may be gone
     }
-    await bridge?.stop().catch(() => undefined);
+    await Promise.all(bridges.map((bridge) => bridge.stop().catch(() => undefined)));
     await net.cleanup().catch(() => undefined);
     await rm(dir, { recursive: true, force: true }).catch(() => undefined);
   };
@@ -172,8 +177,14 @@ export async function startAgentNode(options: AgentNodeOptions): Promise<AgentNo
     );
     const kubeletPort = 20_000 + Math.floor(Math.random() * 20_000);
     await writeFile(join(dir, 'kubelet.yaml'), kubeletConfigYaml(staticPodPath, kubeletPort, options.kubeletConfig ?? {}));
-    bridge = await bridgeLoopbackInto(netns.name, options.controlPlane.port);
-    writeKubeconfig(join(dir, 'kubeconfig'), { server: `http://127.0.0.1:${bridge.port}` });
+    for (const port of [options.controlPlane.port, ...(options.failoverPorts ?? [])]) bridges.push(await bridgeLoopbackInto(netns.name, port));
+    writeKubeconfig(join(dir, 'kubeconfig'), { server: `http://127.0.0.1:${bridges[0]!.port}` });
+    if (bridges.length > 1) {
+      const extension = { servers: bridges.slice(1).map((bridge) => `http://127.0.0.1:${bridge.port}`) };
+      const config = parse(await readFile(join(dir, 'kubeconfig'), 'utf8')) as { clusters: { cluster: Record<string, unknown> }[] };
+      config.clusters[0]!.cluster.extensions = [{ name: failoverExtension, extension }];
+      await writeFile(join(dir, 'kubeconfig'), stringify(config), { mode: 0o600 });
+    }
     const args = [
       '--kubeconfig', join(dir, 'kubeconfig'), '--config', join(dir, 'kubelet.yaml'), '--hostname-override', nodeName,
       '--root-dir', join(dir, 'root'), '--cni-conf-dir', join(dir, 'net.d'), '--cni-bin-dir', cniBinDir,
@@ -200,6 +211,9 @@ export async function startAgentNode(options: AgentNodeOptions): Promise<AgentNo
       kubeletPort,
       logs: () => output,
       containers,
+      cutControlPlane: async (index) => {
+        await bridges[index]?.stop();
+      },
       stop: async () => {
         const clean = await netns.hasNoDefaultRoute().catch(() => true);
         await stop();
