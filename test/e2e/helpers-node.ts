@@ -59,6 +59,11 @@ export interface AgentNodeOptions {
   kubeletConfig?: Record<string, unknown>;
   /** Agent log level (KNODE_LOG_LEVEL), default "info" so logs() says what happened. */
   logLevel?: string;
+  /**
+   * A container runtime of the node's own (say a dockerd started in its netns), made once the
+   * netns exists and before the agent starts; replaces `docker` and the default endpoint.
+   */
+  runtime?: (netns: Netns, dir: string) => Promise<{ docker: Docker; endpoint: string }>;
 }
 
 export interface AgentNode {
@@ -78,6 +83,8 @@ export interface AgentNode {
   containers(podName: string, options?: { all?: boolean }): Promise<Docker.ContainerInfo[]>;
   /** Makes the index-th control plane (0: controlPlane, then failoverPorts) unreachable from the node: its port refuses. */
   cutControlPlane(index: number): Promise<void>;
+  /** Kills the agent process (SIGKILL by default) and starts it again with the same flags. */
+  restartAgent(signal?: NodeJS.Signals): Promise<void>;
   /** Stops the agent and removes everything the node made. Idempotent, never throws. */
   stop(): Promise<void>;
 }
@@ -130,7 +137,7 @@ export async function startAgentNode(options: AgentNodeOptions): Promise<AgentNo
   const nodeName = `knt-${role}-${id}`;
   const scopeLabel = `io.knode.test=agent-node-${role}-${id}`;
   const subnet = `10.${200 + (parseInt(id.slice(0, 2), 16) % 50)}.${parseInt(id.slice(2, 4), 16)}.0/24`;
-  const { docker } = options;
+  let { docker } = options;
   const net = new TestNetwork();
   const dir = await mkdtemp(join(tmpdir(), `knode-e2e-${role}-`));
   const bridges: LoopbackBridge[] = [];
@@ -175,6 +182,12 @@ export async function startAgentNode(options: AgentNodeOptions): Promise<AgentNo
         plugins: [{ type: 'bridge', bridge: `kb${id}`, isGateway: true, ipMasq: false, ipam: { type: 'host-local', dataDir: join(dir, 'ipam'), ranges: [[{ subnet }]] } }],
       }),
     );
+    let endpointArgs: string[] = [];
+    if (options.runtime) {
+      const runtime = await options.runtime(netns, dir);
+      docker = runtime.docker;
+      endpointArgs = ['--container-runtime-endpoint', runtime.endpoint];
+    }
     const kubeletPort = 20_000 + Math.floor(Math.random() * 20_000);
     await writeFile(join(dir, 'kubelet.yaml'), kubeletConfigYaml(staticPodPath, kubeletPort, options.kubeletConfig ?? {}));
     for (const port of [options.controlPlane.port, ...(options.failoverPorts ?? [])]) bridges.push(await bridgeLoopbackInto(netns.name, port));
@@ -187,7 +200,7 @@ export async function startAgentNode(options: AgentNodeOptions): Promise<AgentNo
     }
     const args = [
       '--kubeconfig', join(dir, 'kubeconfig'), '--config', join(dir, 'kubelet.yaml'), '--hostname-override', nodeName,
-      '--root-dir', join(dir, 'root'), '--cni-conf-dir', join(dir, 'net.d'), '--cni-bin-dir', cniBinDir,
+      '--root-dir', join(dir, 'root'), '--cni-conf-dir', join(dir, 'net.d'), '--cni-bin-dir', cniBinDir, ...endpointArgs,
     ];
     const { KNODE_CNI_HOST_NETNS: _unused, ...inherited } = process.env;
     const env: NodeJS.ProcessEnv = {
@@ -199,8 +212,11 @@ export async function startAgentNode(options: AgentNodeOptions): Promise<AgentNo
       // The gateway address the bridge plugin gives the node side (first of the subnet).
       KNODE_NODE_IP: subnet.replace(/\.0\/24$/, '.1'),
     };
-    child = spawnAgent(netns, args, env, (text) => (output = (output + text).slice(-maxLog)));
-    child.once('error', (error) => (output += `\n[spawn error] ${error.message}\n`));
+    const launch = () => {
+      child = spawnAgent(netns, args, env, (text) => (output = (output + text).slice(-maxLog)));
+      child.once('error', (error) => (output += `\n[spawn error] ${error.message}\n`));
+    };
+    launch();
     return {
       nodeName,
       netns,
@@ -211,6 +227,14 @@ export async function startAgentNode(options: AgentNodeOptions): Promise<AgentNo
       kubeletPort,
       logs: () => output,
       containers,
+      restartAgent: async (signal = 'SIGKILL') => {
+        if (child && child.exitCode === null && child.signalCode === null) {
+          child.kill(signal);
+          await waitExit(child, 30_000);
+        }
+        output += `\n[test] agent restarted after ${signal}\n`;
+        launch();
+      },
       cutControlPlane: async (index) => {
         await bridges[index]?.stop();
       },
