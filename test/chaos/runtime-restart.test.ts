@@ -7,7 +7,6 @@
  * nothing leaked: the CNI IPAM store (host-local) holds exactly one address per running pod and
  * the node netns holds exactly one veth per running pod.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,10 +14,10 @@ import { join } from 'node:path';
 import Docker from 'dockerode';
 import { afterAll, describe, expect, it } from 'vitest';
 import { busyboxSpec, ensureLocalImage } from '../../cri/local-images.js';
-import { run } from '../../lib/exec.js';
 import { prerequisites } from '../helpers/prereq.js';
 import { apiRequest } from '../helpers/raw-watch.js';
 import { waitFor } from '../helpers/wait.js';
+import { nodeDockerd, type NodeDockerd } from '../helpers/node-dockerd.js';
 import type { Netns } from '../helpers/netns.js';
 import { agentNodeUnavailable, startAgentNode, type AgentNode } from '../e2e/helpers-node.js';
 import { startFileControlPlane, type FileControlPlane } from './controlplane-process.js';
@@ -49,35 +48,12 @@ async function veths(netns: Netns): Promise<string[]> {
 describe.skipIf(env.skip || unavailable !== undefined)('container runtime restart with pods running', () => {
   let cp: FileControlPlane | undefined;
   let node: AgentNode | undefined;
-  let daemon: ChildProcess | undefined;
-  let runtimeDir = '';
+  let runtime: NodeDockerd | undefined;
   let cpDir = '';
-
-  const startDaemon = async (netns: Netns, docker: Docker) => {
-    const args = [
-      `--net=${netns.path}`, 'dockerd',
-      '--data-root', join(runtimeDir, 'data'), '--exec-root', join(runtimeDir, 'x'), '--pidfile', join(runtimeDir, 'docker.pid'),
-      '-H', `unix://${join(runtimeDir, 'd.sock')}`, '--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-masq=false', '--ip-forward=false',
-      '--storage-driver=vfs', '--containerd-namespace', `knt-rr-${runId}`, '--containerd-plugins-namespace', `knt-rr-${runId}-p`,
-    ];
-    daemon = spawn('nsenter', args, { stdio: 'ignore' });
-    await waitFor('the node dockerd', async () => ((await docker.ping()) ? true : undefined), 60_000, 200);
-  };
-  const stopDaemon = async () => {
-    const child = daemon;
-    daemon = undefined;
-    if (!child || child.exitCode !== null) return;
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    await exited;
-    clearTimeout(timer);
-  };
 
   afterAll(async () => {
     await node?.stop(); // removes the node's containers through its own dockerd
-    await stopDaemon();
-    if (runtimeDir) for (const sub of ['x/netns/default', 'x', 'data']) await run(['umount', '-R', '-l', join(runtimeDir, sub)], { allowFailure: true });
+    await runtime?.cleanup();
     await cp?.stop();
     if (cpDir) rmSync(cpDir, { recursive: true, force: true });
   });
@@ -96,11 +72,11 @@ describe.skipIf(env.skip || unavailable !== undefined)('container runtime restar
       docker: new Docker(), // replaced by the node's own runtime below
       name: 'rr',
       runtime: async (netns, dir) => {
-        runtimeDir = join(dir, 'runtime');
         nodeNetns = netns;
-        docker = new Docker({ socketPath: join(runtimeDir, 'd.sock') });
-        await startDaemon(netns, docker);
-        return { docker, endpoint: `unix://${join(runtimeDir, 'd.sock')}` };
+        runtime = nodeDockerd(netns, join(dir, 'runtime'), `rr-${runId}`);
+        await runtime.start();
+        docker = runtime.docker;
+        return { docker, endpoint: runtime.endpoint };
       },
     });
     const busybox = await ensureLocalImage(docker!, busyboxSpec);
@@ -125,8 +101,8 @@ describe.skipIf(env.skip || unavailable !== undefined)('container runtime restar
     expect(ipamAddresses(ipamDir)).toHaveLength(3);
     for (let round = 0; round < restarts; round++) {
       const before = (await Promise.all(names.map((name) => node!.containers(name)))).flat().map((c) => c.Id);
-      await stopDaemon();
-      await startDaemon(nodeNetns!, docker!);
+      await runtime!.stop();
+      await runtime!.start();
       // Running again in new containers (dockerd stopped the old ones with it).
       await waitFor(`3 pods Running again after dockerd restart ${round + 1}`, async () => {
         const ips = await allRunning();
