@@ -37,7 +37,7 @@ export const run: Runner = async (options, log) => {
   const config = loaded.config;
   const nodeName = (optionalString(options, 'hostnameOverride') ?? hostname()).toLowerCase();
   const rootDir = optionalString(options, 'rootDir') ?? '/var/lib/knode/kubelet';
-  const kubeConfig = await loadKubeconfig(kubeconfigPath);
+  const kubeConfig = await loadKubeconfig(kubeconfigPath, log);
   const env = process.env;
   const runtime = createDockerRuntime({
     containerRuntimeEndpoint: optionalString(options, 'containerRuntimeEndpoint') ?? config.containerRuntimeEndpoint,

@@ -7,8 +7,8 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Runner } from '../lib/command-options.js';
 import { optionalString } from '../lib/command-options.js';
-import type { Logger } from '../lib/log.js';
 import { ConfigError } from '../lib/errors.js';
+import type { Logger } from '../lib/log.js';
 import { startControlPlane } from './control-plane.js';
 import { parseCidr4 } from './ipalloc.js';
 import { loadKubeletClientConfig } from './kubelet-client.js';
@@ -33,7 +33,7 @@ function openStorage(kind: string, dataDir: string, endpoints: string | undefine
   if (kind === 'file') return new MemoryStorage({ dir: join(dataDir, 'store'), repair, log });
   if (kind === 'etcd') {
     if (!endpoints) throw new ConfigError('--store etcd needs --etcd-endpoints');
-    return new EtcdStorage({ endpoints: endpoints.split(',').map((e) => e.trim()).filter((e) => e !== '') });
+    return new EtcdStorage({ endpoints: endpoints.split(',').map((e) => e.trim()).filter((e) => e !== ''), log });
   }
   throw new ConfigError(`--store "${kind}": expected memory, file or etcd`);
 }

@@ -22,7 +22,7 @@ export const run: Runner = async (options, log) => {
   requireKubeconfig({ kubeconfig: kubeconfigFile });
   const mode = (optionalString(options, 'proxyMode') ?? config.mode) === 'ipvs' ? 'ipvs' : 'iptables';
   const nodeName = (optionalString(options, 'hostnameOverride') || config.hostnameOverride || hostname()).trim().toLowerCase();
-  const daemon = new ProxyDaemon({ config, mode, kubeConfig: await loadKubeconfig(kubeconfigFile), nodeName, log });
+  const daemon = new ProxyDaemon({ config, mode, kubeConfig: await loadKubeconfig(kubeconfigFile, log), nodeName, log });
   try {
     await daemon.start();
   } catch (error) {

@@ -5,14 +5,33 @@
  * watch on the prefix (with previous values), so revisions and order are etcd's own.
  * `revision()` is the newest revision this process has seen from etcd (writes, reads, watch);
  * watch consumers use the watch cache's own last delivered revision instead.
+ *
+ * Against a cluster (several endpoints) a member can die under us. The client fails unary calls
+ * over to another member (bounded by a deadline); the watch stream reconnects to another member.
+ * It resumes from the revision after the last event this process delivered (not from the
+ * client's own header bookkeeping, which can run ahead of what was delivered), and events at or
+ * below that revision are dropped, so consumers see every revision once, in order — as the
+ * apiserver's reflector resumes a watch from its last resourceVersion (docs/architecture.md,
+ * "storage").
  */
-import { Etcd3, type IKeyValue, type Watcher } from 'etcd3';
+import { Etcd3, type IKeyValue, type IOptions, type Watcher } from 'etcd3';
+import type { Logger } from '../../lib/log.js';
 import { StorageError, type KObject, type Storage, type StoredEvent } from './types.js';
 
 export interface EtcdStorageOptions {
   endpoints: string[];
   /** Key prefix, so that several control planes (or tests) can share one etcd. */
   prefix?: string;
+  /** Per-call deadline for reads and writes (default 10 s, as etcdctl's --command-timeout is 5 s + a leader election). */
+  requestTimeoutMs?: number;
+  log?: Logger;
+}
+
+type WatchBackoff = NonNullable<NonNullable<IOptions['faultHandling']>['watchBackoff']>;
+
+/** Exponential reconnect delay for the watch stream, capped low: a member outage must not leave watches idle for the client's default 30 s. */
+function cappedBackoff(duration = 50, max = 1_000): WatchBackoff {
+  return { duration, next: () => cappedBackoff(Math.min(duration * 2, max), max) };
 }
 
 export class EtcdStorage implements Storage {
@@ -20,6 +39,8 @@ export class EtcdStorage implements Storage {
   private watcher: Watcher | undefined;
   private readonly listeners = new Set<(event: StoredEvent) => void>();
   private rev = 0;
+  /** The revision of the last event handed to listeners: the watch resumes after it. */
+  private delivered = 0;
   private readonly prefix: string;
 
   constructor(private readonly options: EtcdStorageOptions) {
@@ -27,7 +48,13 @@ export class EtcdStorage implements Storage {
   }
 
   async start(): Promise<void> {
-    const client = new Etcd3({ hosts: this.options.endpoints, dialTimeout: 5_000 });
+    const timeout = this.options.requestTimeoutMs ?? 10_000;
+    const client = new Etcd3({
+      hosts: this.options.endpoints,
+      dialTimeout: 5_000,
+      defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + timeout }),
+      faultHandling: { watchBackoff: cappedBackoff() },
+    });
     this.client = client;
     try {
       const response = await client.get(`${this.prefix}/registry-revision-probe`).exec();
@@ -36,15 +63,34 @@ export class EtcdStorage implements Storage {
       client.close();
       throw new Error(`cannot reach etcd at ${this.options.endpoints.join(',')}`, { cause: error });
     }
-    const watcher = await client.watch().prefix(`${this.prefix}/registry/`).startRevision(String(this.rev + 1)).withPreviousKV().create();
+    this.delivered = this.rev;
+    await this.watch();
+  }
+
+  private async watch(): Promise<void> {
+    const watcher = await this.etcd().watch().prefix(`${this.prefix}/registry/`).startRevision(String(this.delivered + 1)).withPreviousKV().create();
     watcher.on('data', (response) => {
       for (const event of response.events) this.onEvent(event.type === 'Delete' ? 'delete' : 'put', event.kv, event.prev_kv ?? undefined);
+    });
+    // The client re-sends this create request on every reconnect: resume after what was delivered.
+    watcher.on('connecting', () => {
+      watcher.request.start_revision = String(this.delivered + 1);
+    });
+    watcher.on('disconnected', (err) => this.options.log?.warn({ err, resumeFrom: this.delivered + 1 }, 'etcd watch disconnected; reconnecting'));
+    watcher.on('error', (err) => {
+      // Cancelled by etcd (e.g. the resume revision was compacted away): start over from now.
+      this.options.log?.error({ err, delivered: this.delivered }, 'etcd watch cancelled; events since the last delivered revision may be missing');
+      if (this.watcher !== watcher || !this.client) return;
+      this.delivered = this.rev;
+      this.watch().catch((error: unknown) => this.options.log?.error({ err: error }, 'cannot re-create the etcd watch'));
     });
     this.watcher = watcher;
   }
 
   async stop(): Promise<void> {
-    await this.watcher?.cancel().catch(() => undefined);
+    const watcher = this.watcher;
+    this.watcher = undefined;
+    await watcher?.cancel().catch(() => undefined);
     this.client?.close();
     this.client = undefined;
     this.listeners.clear();
@@ -135,6 +181,10 @@ export class EtcdStorage implements Storage {
   private onEvent(type: 'put' | 'delete', kv: IKeyValue, previous: IKeyValue | undefined): void {
     const key = kv.key.toString('utf8').slice(this.prefix.length);
     const revision = Number(kv.mod_revision);
+    // Each write here is a one-key transaction, so one revision is one event: anything at or
+    // below the last delivered revision was already delivered before a reconnect.
+    if (revision <= this.delivered) return;
+    this.delivered = revision;
     let event: StoredEvent;
     try {
       if (type === 'delete') {

@@ -23,13 +23,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type Docker from 'dockerode';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { writeKubeconfig } from '../../controlplane/kubeconfig.js';
+import { failoverExtension } from '../../lib/config/kubeconfig.js';
 import type { TestControlPlane } from '../helpers/controlplane.js';
 import { removeAgentPods } from '../helpers/docker.js';
 import { bridgeLoopbackInto, type LoopbackBridge } from '../helpers/loopback-bridge.js';
@@ -48,7 +49,9 @@ export async function agentNodeUnavailable(): Promise<string | undefined> {
 }
 
 export interface AgentNodeOptions {
-  controlPlane: TestControlPlane;
+  controlPlane: Pick<TestControlPlane, 'port'>;
+  /** More control-plane ports (root loopback) for the kubeconfig's failover list (lib/api-failover.ts). */
+  failoverPorts?: number[];
   docker: Docker;
   /** Short role name for the node/netns (letters/digits), default "node". */
   name?: string;
@@ -56,6 +59,11 @@ export interface AgentNodeOptions {
   kubeletConfig?: Record<string, unknown>;
   /** Agent log level (KNODE_LOG_LEVEL), default "info" so logs() says what happened. */
   logLevel?: string;
+  /**
+   * A container runtime of the node's own (say a dockerd started in its netns), made once the
+   * netns exists and before the agent starts; replaces `docker` and the default endpoint.
+   */
+  runtime?: (netns: Netns, dir: string) => Promise<{ docker: Docker; endpoint: string }>;
 }
 
 export interface AgentNode {
@@ -73,6 +81,10 @@ export interface AgentNode {
   logs(): string;
   /** Running app containers (not sandboxes) of a pod, by the agent's labels. */
   containers(podName: string, options?: { all?: boolean }): Promise<Docker.ContainerInfo[]>;
+  /** Makes the index-th control plane (0: controlPlane, then failoverPorts) unreachable from the node: its port refuses. */
+  cutControlPlane(index: number): Promise<void>;
+  /** Kills the agent process (SIGKILL by default) and starts it again with the same flags. */
+  restartAgent(signal?: NodeJS.Signals): Promise<void>;
   /** Stops the agent and removes everything the node made. Idempotent, never throws. */
   stop(): Promise<void>;
 }
@@ -125,10 +137,10 @@ export async function startAgentNode(options: AgentNodeOptions): Promise<AgentNo
   const nodeName = `knt-${role}-${id}`;
   const scopeLabel = `io.knode.test=agent-node-${role}-${id}`;
   const subnet = `10.${200 + (parseInt(id.slice(0, 2), 16) % 50)}.${parseInt(id.slice(2, 4), 16)}.0/24`;
-  const { docker } = options;
+  let { docker } = options;
   const net = new TestNetwork();
   const dir = await mkdtemp(join(tmpdir(), `knode-e2e-${role}-`));
-  let bridge: LoopbackBridge | undefined;
+  const bridges: LoopbackBridge[] = [];
   let child: ChildProcess | undefined;
   let output = '';
   let stopped = false;
@@ -151,7 +163,7 @@ export async function startAgentNode(options: AgentNodeOptions): Promise<AgentNo
     } catch {
       // best effort: the engine may be gone
     }
-    await bridge?.stop().catch(() => undefined);
+    await Promise.all(bridges.map((bridge) => bridge.stop().catch(() => undefined)));
     await net.cleanup().catch(() => undefined);
     await rm(dir, { recursive: true, force: true }).catch(() => undefined);
   };
@@ -170,13 +182,25 @@ export async function startAgentNode(options: AgentNodeOptions): Promise<AgentNo
         plugins: [{ type: 'bridge', bridge: `kb${id}`, isGateway: true, ipMasq: false, ipam: { type: 'host-local', dataDir: join(dir, 'ipam'), ranges: [[{ subnet }]] } }],
       }),
     );
+    let endpointArgs: string[] = [];
+    if (options.runtime) {
+      const runtime = await options.runtime(netns, dir);
+      docker = runtime.docker;
+      endpointArgs = ['--container-runtime-endpoint', runtime.endpoint];
+    }
     const kubeletPort = 20_000 + Math.floor(Math.random() * 20_000);
     await writeFile(join(dir, 'kubelet.yaml'), kubeletConfigYaml(staticPodPath, kubeletPort, options.kubeletConfig ?? {}));
-    bridge = await bridgeLoopbackInto(netns.name, options.controlPlane.port);
-    writeKubeconfig(join(dir, 'kubeconfig'), { server: `http://127.0.0.1:${bridge.port}` });
+    for (const port of [options.controlPlane.port, ...(options.failoverPorts ?? [])]) bridges.push(await bridgeLoopbackInto(netns.name, port));
+    writeKubeconfig(join(dir, 'kubeconfig'), { server: `http://127.0.0.1:${bridges[0]!.port}` });
+    if (bridges.length > 1) {
+      const extension = { servers: bridges.slice(1).map((bridge) => `http://127.0.0.1:${bridge.port}`) };
+      const config = parse(await readFile(join(dir, 'kubeconfig'), 'utf8')) as { clusters: { cluster: Record<string, unknown> }[] };
+      config.clusters[0]!.cluster.extensions = [{ name: failoverExtension, extension }];
+      await writeFile(join(dir, 'kubeconfig'), stringify(config), { mode: 0o600 });
+    }
     const args = [
       '--kubeconfig', join(dir, 'kubeconfig'), '--config', join(dir, 'kubelet.yaml'), '--hostname-override', nodeName,
-      '--root-dir', join(dir, 'root'), '--cni-conf-dir', join(dir, 'net.d'), '--cni-bin-dir', cniBinDir,
+      '--root-dir', join(dir, 'root'), '--cni-conf-dir', join(dir, 'net.d'), '--cni-bin-dir', cniBinDir, ...endpointArgs,
     ];
     const { KNODE_CNI_HOST_NETNS: _unused, ...inherited } = process.env;
     const env: NodeJS.ProcessEnv = {
@@ -188,8 +212,11 @@ export async function startAgentNode(options: AgentNodeOptions): Promise<AgentNo
       // The gateway address the bridge plugin gives the node side (first of the subnet).
       KNODE_NODE_IP: subnet.replace(/\.0\/24$/, '.1'),
     };
-    child = spawnAgent(netns, args, env, (text) => (output = (output + text).slice(-maxLog)));
-    child.once('error', (error) => (output += `\n[spawn error] ${error.message}\n`));
+    const launch = () => {
+      child = spawnAgent(netns, args, env, (text) => (output = (output + text).slice(-maxLog)));
+      child.once('error', (error) => (output += `\n[spawn error] ${error.message}\n`));
+    };
+    launch();
     return {
       nodeName,
       netns,
@@ -200,6 +227,17 @@ export async function startAgentNode(options: AgentNodeOptions): Promise<AgentNo
       kubeletPort,
       logs: () => output,
       containers,
+      restartAgent: async (signal = 'SIGKILL') => {
+        if (child && child.exitCode === null && child.signalCode === null) {
+          child.kill(signal);
+          await waitExit(child, 30_000);
+        }
+        output += `\n[test] agent restarted after ${signal}\n`;
+        launch();
+      },
+      cutControlPlane: async (index) => {
+        await bridges[index]?.stop();
+      },
       stop: async () => {
         const clean = await netns.hasNoDefaultRoute().catch(() => true);
         await stop();

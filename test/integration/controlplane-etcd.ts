@@ -11,7 +11,6 @@ export interface TestEtcd {
   stop(): Promise<void>;
 }
 
-
 export async function startTestEtcd(): Promise<TestEtcd> {
   const dir = mkdtempSync(join(tmpdir(), 'knode-etcd-'));
   const [clientPort, peerPort] = [await freePort(), await freePort()];
