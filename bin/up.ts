@@ -147,7 +147,7 @@ async function startAll(layout: UpLayout, settings: UpSettings, env: NodeJS.Proc
   say(`✓ agent ready (node ${settings.nodeName} Ready)`);
   const proxy = spawnChild('proxy', ['proxy', '--config', layout.proxyConfig]);
   await waitReady(proxy, 'healthy', () => httpOk('http://127.0.0.1:10256/healthz'), 60_000, aborted);
-  say('✓ proxy ready (iptables, /healthz on 127.0.0.1:10256)');
+  say(`✓ proxy ready (${settings.proxyMode ?? 'iptables'}, /healthz on 127.0.0.1:10256)`);
   return { children, core: core! };
 }
 
@@ -175,6 +175,7 @@ function settingsFrom(options: Parameters<Runner>[0]): UpSettings {
     serviceCidr,
     clusterDns: tenthAddress(serviceCidr),
     listen: optionalString(options, 'listen') ?? '127.0.0.1:6443',
+    proxyMode: optionalString(options, 'proxyMode') === 'nftables' ? 'nftables' : 'iptables',
   };
 }
 

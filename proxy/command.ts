@@ -12,6 +12,8 @@ import { cleanupIpvs } from './ipvs/cleanup.js';
 import { cleanupIptables } from './iptables/proxier.js';
 import { CommandIptables, type Backend } from './iptables/iptables.js';
 import { run as runCommand } from '../lib/exec.js';
+import { NftSocket } from '../lib/netfilter/nftables/socket.js';
+import { cleanupNftables } from './nftables/proxier.js';
 
 async function cleanupAll(): Promise<string[]> {
   const cleaned: string[] = [];
@@ -22,6 +24,12 @@ async function cleanupAll(): Promise<string[]> {
     cleaned.push(backend);
   }
   await cleanupIpvs();
+  const nft = NftSocket.open();
+  try {
+    if (await cleanupNftables(nft)) cleaned.push('nftables');
+  } finally {
+    nft.close();
+  }
   return cleaned;
 }
 
@@ -30,12 +38,13 @@ export const run: Runner = async (options, log) => {
   for (const warning of warnings) log.warn(warning);
   if (options.cleanup) {
     const cleaned = await cleanupAll();
-    log.info({ backends: cleaned }, 'removed every iptables chain and rule of the proxy');
+    log.info({ backends: cleaned }, 'removed every iptables chain and rule and the nftables table of the proxy');
     return;
   }
   const kubeconfigFile = optionalString(options, 'kubeconfig') || config.clientConnection.kubeconfig;
   requireKubeconfig({ kubeconfig: kubeconfigFile });
-  const mode = (optionalString(options, 'proxyMode') ?? config.mode) === 'ipvs' ? 'ipvs' : 'iptables';
+  const requested = optionalString(options, 'proxyMode') ?? config.mode;
+  const mode = requested === 'ipvs' || requested === 'nftables' ? requested : 'iptables';
   const nodeName = (optionalString(options, 'hostnameOverride') || config.hostnameOverride || hostname()).trim().toLowerCase();
   const daemon = new ProxyDaemon({ config, mode, kubeConfig: await loadKubeconfig(kubeconfigFile), nodeName, log });
   try {
