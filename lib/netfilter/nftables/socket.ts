@@ -131,7 +131,8 @@ export class NftSocket implements NftTransport {
         };
         this.pending = pending;
         for (const buffers of writes) {
-          this.socket.send(buffers, { port: 0 }, (error) => {
+          // one buffer per write: sendmsg takes at most UIO_MAXIOV (1024) iovecs
+          this.socket.send(Buffer.concat(buffers), { port: 0 }, (error) => {
             if (error) pending.reject(new Error('nf_tables netlink send failed', { cause: error }));
           });
         }
