@@ -47,9 +47,17 @@ export interface Fragment {
   sets: Map<string, SetSpec>;
 }
 
+/** Memoised (bounded): the names of unchanged services and endpoints recur at every full sync. */
+const names = new Map<string, string>();
 const hashAndTruncate = (name: string) => {
-  const out = `${base32(createHash('sha256').update(name).digest()).slice(0, 8)}-${name}`;
-  return out.length > 240 ? `${out.slice(0, 237)}...` : out;
+  let out = names.get(name);
+  if (out === undefined) {
+    out = `${base32(createHash('sha256').update(name).digest()).slice(0, 8)}-${name}`;
+    if (out.length > 240) out = `${out.slice(0, 237)}...`;
+    if (names.size >= 500_000) names.clear();
+    names.set(name, out);
+  }
+  return out;
 };
 const protoOf = (port: ServicePort) => port.protocol.toLowerCase() as b.Proto;
 export const chainBase = (port: ServicePort) => hashAndTruncate(`${port.namespace}/${port.serviceName}/${protoOf(port)}/${port.portName}`);

@@ -30,7 +30,15 @@ export function ruleKey(rule: Rule): string {
   return key;
 }
 
-export const chainKey = (spec: ChainSpec) => spec.rules.map(ruleKey).join('\n');
+const chainKeys = new WeakMap<ChainSpec, string>();
+export function chainKey(spec: ChainSpec): string {
+  let key = chainKeys.get(spec);
+  if (key === undefined) {
+    key = spec.rules.map(ruleKey).join('\n');
+    chainKeys.set(spec, key);
+  }
+  return key;
+}
 
 export interface ChainState {
   key: string;

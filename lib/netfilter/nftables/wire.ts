@@ -59,18 +59,21 @@ export const NF_ACCEPT = 1;
 
 /** One attribute: 4-byte header (length, type) and the payload padded to 4 bytes. */
 export function attr(type: number, payload: Buffer): Buffer {
+  // allocUnsafe takes small buffers from Node's pool: a 10k-Service sync makes millions of these
   const length = 4 + payload.length;
-  const out = Buffer.alloc((length + 3) & ~3);
+  const padded = (length + 3) & ~3;
+  const out = Buffer.allocUnsafe(padded);
   out.writeUInt16LE(length, 0);
   out.writeUInt16LE(type, 2);
   payload.copy(out, 4);
+  if (padded > length) out.fill(0, length);
   return out;
 }
 
 export const nested = (type: number, children: readonly Buffer[]) => attr(type | NLA_F_NESTED, Buffer.concat(children));
 export const strz = (text: string) => Buffer.from(`${text}\0`, 'utf8');
 export const be32 = (value: number) => {
-  const buffer = Buffer.alloc(4);
+  const buffer = Buffer.allocUnsafe(4);
   buffer.writeUInt32BE(value >>> 0);
   return buffer;
 };
@@ -114,10 +117,12 @@ export const readBe64 = (data: Buffer | undefined) => (data && data.length >= 8 
 /** nlmsghdr + nfgenmsg + attributes. `seq` is patched in when the batch is sent. */
 export function message(type: number, flags: number, family: number, attrs: readonly Buffer[], resId = 0): Buffer {
   const body = Buffer.concat(attrs);
-  const out = Buffer.alloc(20 + body.length);
+  const out = Buffer.allocUnsafe(20 + body.length);
   out.writeUInt32LE(out.length, 0);
   out.writeUInt16LE(type, 4);
   out.writeUInt16LE(flags, 6);
+  out.writeUInt32LE(0, 8);
+  out.writeUInt32LE(0, 12);
   out.writeUInt8(family, 16);
   out.writeUInt8(0, 17);
   out.writeUInt16BE(resId, 18);
