@@ -13,8 +13,8 @@
 import type { Logger } from '../../lib/log.js';
 import { buildProxyModel, type ProxyModel, type ServicePort } from '../model.js';
 import type { ChangeTracker } from '../tracker.js';
-import { staleConntrack, type Conntrack } from '../conntrack.js';
-import type { ProxyMetrics } from '../metrics.js';
+import { cleanStaleConntrack, type Conntrack } from '../conntrack.js';
+import { recordSync, type ProxyMetrics } from '../metrics.js';
 import { Batch } from '../../lib/netfilter/nftables/batch.js';
 import { isNotFound, type NftTransport } from '../../lib/netfilter/nftables/socket.js';
 import { fixedChains, fixedSets, maps, serviceFragment, tableName, type Fragment, type NftRulesetOptions } from './ruleset.js';
@@ -109,13 +109,7 @@ export class NftablesProxier {
       this.desired = desired;
       this.needFull = false;
       if (full) this.lastFullAt = started;
-      const seconds = (this.now() - started) / 1000;
-      metrics.syncDuration.observe(seconds);
-      (full ? metrics.fullSyncDuration : metrics.partialSyncDuration).observe(seconds);
-      metrics.syncs.inc({ kind, result: 'success' });
-      metrics.lastSync.set(this.now() / 1000);
-      metrics.servicesSkipped.set(model.skipped.length);
-      for (const at of snapshot.changedAt.values()) metrics.networkProgramming.observe(Math.max(0, this.now() - at) / 1000);
+      recordSync(metrics, { full, startedMs: started, nowMs: this.now(), skipped: model.skipped.length, changedAt: snapshot.changedAt.values() });
       await this.cleanConntrack(before, next);
       this.options.onSynced?.(model);
       log.debug({ kind, ports: model.ports.length, changed: changed.length + removed.length, messages: batch.size, bytes: batch.bytes, ms: this.now() - started }, 'synced nftables');
@@ -129,16 +123,13 @@ export class NftablesProxier {
     }
   }
 
-  private async cleanConntrack(before: Map<string, ServicePort>, after: Map<string, ServicePort>): Promise<void> {
-    for (const action of staleConntrack(before, after)) {
-      try {
-        await this.options.conntrack.apply(action);
-      } catch (error) {
-        this.options.metrics.conntrackFailures.inc();
-        this.options.log.warn({ err: error, action }, 'conntrack cleanup failed');
-      }
-    }
+  private cleanConntrack(before: Map<string, ServicePort>, after: Map<string, ServicePort>): Promise<void> {
+    return cleanStaleConntrack(this.options.conntrack, before, after, (error, action) => {
+      this.options.metrics.conntrackFailures.inc();
+      this.options.log.warn({ err: error, action }, 'conntrack cleanup failed');
+    });
   }
+
 }
 
 /** `knode proxy --cleanup` (and leaving nftables mode): deletes table ip kube-proxy; absent is success. */

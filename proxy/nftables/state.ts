@@ -85,19 +85,33 @@ export class Plan {
   toBatch(table: string, comment: string): Batch {
     const batch = new Batch(table);
     if (this.addTable) batch.addTable(comment);
-    for (const spec of this.addSets) batch.addSet(spec);
-    for (const chain of this.addChains) batch.addChain(chain.name, chain.base);
-    batch.cut();
+    // new sets and empty chains are referenced by nothing yet: any cut between them is consistent
+    for (const spec of this.addSets) {
+      batch.addSet(spec);
+      batch.cut();
+    }
+    for (const chain of this.addChains) {
+      batch.addChain(chain.name, chain.base);
+      batch.cut();
+    }
     for (const { name, spec, flush } of this.fillChains) {
       if (flush) batch.flushChain(name);
       for (const rule of spec.rules) batch.addRule(name, rule);
       batch.cut();
     }
-    for (const [set, elements] of this.delElements) batch.deleteElements(set, elements);
-    for (const [set, elements] of this.addElements) batch.addElements(set, elements);
+    // elements: a cut here can only happen in a sync too big for one write (a first sync at
+    // thousands of Services), where each element is new anyway
+    for (const [set, elements] of this.delElements) batch.deleteElements(set, elements, true);
+    for (const [set, elements] of this.addElements) batch.addElements(set, elements, undefined, true);
     batch.cut();
-    for (const name of this.staleChains) batch.flushChain(name);
-    for (const name of this.staleChains) batch.deleteChain(name);
+    for (const name of this.staleChains) {
+      batch.flushChain(name);
+      batch.cut();
+    }
+    for (const name of this.staleChains) {
+      batch.deleteChain(name);
+      batch.cut();
+    }
     for (const name of this.delSets) batch.deleteSet(name);
     return batch;
   }

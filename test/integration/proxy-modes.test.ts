@@ -15,6 +15,7 @@ import { ConntrackTool } from '../../proxy/conntrack.js';
 import { ProxyMetrics } from '../../proxy/metrics.js';
 import { NetnsNft } from '../helpers/nft-netns.js';
 import { createTopology, type Topology } from './proxy-topology.js';
+import { spread as spreadHits } from './proxy-topology.js';
 import { packetCases } from './proxy-packet-cases.js';
 
 const env = await prerequisites('root', 'command:ip', 'command:iptables-legacy-restore', 'command:nft', 'command:conntrack', 'command:busybox', 'command:curl');
@@ -61,14 +62,7 @@ describe.skipIf(env.skip).each(['iptables', 'nftables'] as const)('%s mode: pack
     await topo?.stop();
   });
 
-  async function spread(from: Topology['client'], host: string, port: number, count: number): Promise<Map<string, number>> {
-    const hits = new Map<string, number>();
-    for (let i = 0; i < count; i++) {
-      const body = await topo.fetch(from, host, port);
-      hits.set(body, (hits.get(body) ?? 0) + 1);
-    }
-    return hits;
-  }
+  const spread = (from: Topology['client'], host: string, port: number, count: number) => spreadHits(topo, from, host, port, count);
 
   it.each(packetCases.map((c) => [c.name, c] as const))('%s', async (_name, c) => {
     await c.check(topo, spread);

@@ -163,22 +163,24 @@ export class Batch {
     this.push(Msg.delSetElem, 0, [strAttr(SetElemListAttr.table, this.table), strAttr(SetElemListAttr.set, name)], `flush set ${name}`);
   }
 
-  addElements(set: string, elements: readonly Element[], setId?: number): void {
-    this.elements(Msg.newSetElem, NLM_F_CREATE, set, elements, setId);
+  /** `cuts`: the batch may be split between the messages of these elements. */
+  addElements(set: string, elements: readonly Element[], setId?: number, cuts = false): void {
+    this.elements(Msg.newSetElem, NLM_F_CREATE, set, elements, setId, cuts);
   }
 
-  deleteElements(set: string, elements: readonly Element[]): void {
-    this.elements(Msg.delSetElem, 0, set, elements.map((element) => ({ key: element.key, intervalEnd: element.intervalEnd })));
+  deleteElements(set: string, elements: readonly Element[], cuts = false): void {
+    this.elements(Msg.delSetElem, 0, set, elements.map((element) => ({ key: element.key, intervalEnd: element.intervalEnd })), undefined, cuts);
   }
 
   /** Elements go in messages of at most 512 (a message is limited to 64 KiB by the u16 attribute length). */
-  private elements(msg: number, flags: number, set: string, elements: readonly Element[], setId?: number): void {
+  private elements(msg: number, flags: number, set: string, elements: readonly Element[], setId?: number, cuts = false): void {
     for (let start = 0; start < elements.length; start += 512) {
       const list = elements.slice(start, start + 512).map(encodeElement);
       const attrs = [strAttr(SetElemListAttr.table, this.table), strAttr(SetElemListAttr.set, set)];
       if (setId !== undefined) attrs.push(u32Attr(SetElemListAttr.setId, setId));
       attrs.push(nested(SetElemListAttr.elements, list));
       this.push(msg, flags, attrs, `${msg === Msg.newSetElem ? 'add' : 'delete'} ${list.length} element(s) of ${set}`);
+      if (cuts) this.cut();
     }
   }
 }
