@@ -1,7 +1,7 @@
 /**
  * nf_tables netlink wire format: netlink attributes, nfnetlink message headers and the
  * constants of include/uapi/linux/netfilter/nf_tables.h and nfnetlink.h that knode uses.
- * No npm package speaks nf_tables (docs/architecture.md: netlink), so this is the small
+ * No npm package speaks nf_tables, so this is the small
  * hand-written layer under the encoder; integers inside nf_tables attributes are big-endian
  * (NLA_BE32/NLA_BE64), netlink headers are host-endian (x86/arm64: little-endian).
  */
