@@ -109,6 +109,7 @@ async function benchSize(count: number, rounds: number, nftFMax: number): Promis
       fill(itTracker, count, 10, 'NodePort');
       legacy.push(await timed(() => newIptables(iptables, itTracker).sync()));
       await cleanupIptables(iptables);
+      console.log(`  round ${round + 1}: nftables ${knode.at(-1)?.toFixed(0)} ms, nft -f ${nftF.at(-1)?.toFixed(0) ?? '-'} ms, iptables-legacy ${legacy.at(-1)?.toFixed(0)} ms (load ${load()})`);
     }
     // one Service changed among N (kept programmed): event → kernel, nftables vs iptables-legacy
     const tracker = new ChangeTracker();
