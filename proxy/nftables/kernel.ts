@@ -16,17 +16,25 @@ async function setElements(transport: NftTransport, table: string, set: string) 
   return replies.flatMap(parseElements);
 }
 
+/**
+ * Above this many chains the rules of the per-service chains are not read back: the kernel's
+ * rule dump restarts its walk from the table's first rule for every reply datagram (quadratic;
+ * kubernetes #139513 saw 40 s for `nft list table`), which takes minutes at 10k Services × 10
+ * endpoints. Their keys are then unknown, and the proxier trusts what it wrote itself.
+ */
+export const deepReadbackMaxChains = 20_000;
+
 /** The table as the kernel has it; a missing table is an empty, non-existing state. */
-export async function readTable(transport: NftTransport, table: string, filledSets: ReadonlySet<string>): Promise<TableState> {
+export async function readTable(transport: NftTransport, table: string, filledSets: ReadonlySet<string>, alwaysRead: ReadonlySet<string> = new Set()): Promise<TableState> {
   try {
-    return await read(transport, table, filledSets);
+    return await read(transport, table, filledSets, alwaysRead);
   } catch (error) {
     if (isNotFound(error)) return emptyState();
     throw new Error(`cannot read table ip ${table} back`, { cause: error });
   }
 }
 
-async function read(transport: NftTransport, table: string, filledSets: ReadonlySet<string>): Promise<TableState> {
+async function read(transport: NftTransport, table: string, filledSets: ReadonlySet<string>, alwaysRead: ReadonlySet<string>): Promise<TableState> {
   const state = emptyState();
   // GETTABLE of a missing table fails with ENOENT (a filtered chain dump would just be empty)
   await transport.dump(Msg.getTable, [strAttr(TableAttr.name, table)]);
@@ -38,10 +46,12 @@ async function read(transport: NftTransport, table: string, filledSets: Readonly
     if (chain.hook !== undefined) bases.set(chain.name, { hook: chain.hook, priority: chain.priority ?? 0, type: chain.type ?? '' });
     state.chains.set(chain.name, { key: '' });
   }
+  const deep = state.chains.size <= deepReadbackMaxChains;
   const anonymous = new Map<string, string>();
   for (const reply of await transport.dump(Msg.getSet, [strAttr(SetAttr.table, table)])) {
     const set = parseSet(reply);
     if (set.flags & SetFlag.anonymous) {
+      if (!deep) continue;
       anonymous.set(set.name, elementsKey(await setElements(transport, table, set.name)));
       continue;
     }
@@ -54,7 +64,10 @@ async function read(transport: NftTransport, table: string, filledSets: Readonly
     }
   }
   const keys = new Map<string, string[]>();
-  for (const reply of await transport.dump(Msg.getRule, [strAttr(RuleAttr.table, table)])) {
+  const ruleReplies = deep
+    ? await transport.dump(Msg.getRule, [strAttr(RuleAttr.table, table)])
+    : (await Promise.all([...alwaysRead].filter((name) => state.chains.has(name)).map((name) => transport.dump(Msg.getRule, [strAttr(RuleAttr.table, table), strAttr(RuleAttr.chain, name)])))).flat();
+  for (const reply of ruleReplies) {
     const rule = parseRule(reply);
     const exprs = decodeExprs(rule.exprs);
     const anon = exprs.find((expr) => expr.kind === 'lookup' && anonymous.has(expr.set));
@@ -64,7 +77,7 @@ async function read(transport: NftTransport, table: string, filledSets: Readonly
     else keys.set(rule.chain, [key]);
   }
   for (const [name, chain] of state.chains) {
-    chain.key = (keys.get(name) ?? []).join('\n');
+    chain.key = deep || alwaysRead.has(name) ? (keys.get(name) ?? []).join('\n') : undefined;
     const base = bases.get(name);
     if (base) chain.base = { type: base.type === 'nat' ? 'nat' : 'filter', hook: hooks[base.hook] ?? 'prerouting', priority: base.priority };
   }

@@ -46,6 +46,7 @@ export interface NftSyncReport {
 const tableComment = 'rules for kube-proxy';
 const portKey = (port: ServicePort) => `${port.name}/${port.protocol}`;
 const filledSets = new Set<string>(Object.values(maps));
+const fixedChainNames = new Set(fixedChains({ clusterCIDRs: [], masqueradeAll: false, masqueradeBit: 0 }).keys());
 
 export class NftablesProxier {
   private programmed = new Map<string, ServicePort>();
@@ -91,7 +92,7 @@ export class NftablesProxier {
       if (full || !this.desired) {
         desired = new Desired(fixedSets, fixedChains(this.options.rules));
         for (const fragment of fragments.values()) desired.change(undefined, fragment, undefined);
-        plan = desired.repair(await readTable(this.options.nft, tableName, filledSets));
+        plan = desired.repair(await readTable(this.options.nft, tableName, filledSets, fixedChainNames), this.desired);
       } else {
         desired = this.desired;
         plan = new Plan();

@@ -41,7 +41,8 @@ export function chainKey(spec: ChainSpec): string {
 }
 
 export interface ChainState {
-  key: string;
+  /** undefined: the rules were not read back (a big table, see ./kernel.ts). */
+  key?: string;
   base?: BaseChainSpec;
 }
 
@@ -188,15 +189,20 @@ export class Desired {
     plan?.delElement(set, entry.element);
   }
 
-  /** The plan that makes the kernel's table (read back) equal to this one. */
-  repair(kernel: TableState): Plan {
+  /**
+   * The plan that makes the kernel's table (read back) equal to this one. A chain whose rules
+   * were not read back is refilled unless `previous` (what this process programmed) had it the same.
+   */
+  repair(kernel: TableState, previous?: Desired): Plan {
     const plan = new Plan();
     plan.addTable = !kernel.exists;
     for (const [name, spec] of this.sets) if (!kernel.sets.has(name)) plan.addSets.push(spec);
     for (const [name, spec] of this.chains) {
       const found = kernel.chains.get(name);
       if (!found) plan.addChains.push({ name, base: spec.base });
-      if (!found || found.key !== chainKey(spec)) plan.fillChains.push({ name, spec, flush: found !== undefined });
+      const before = previous?.chains.get(name);
+      const same = found && (found.key === undefined ? before !== undefined && chainKey(before) === chainKey(spec) : found.key === chainKey(spec));
+      if (!same) plan.fillChains.push({ name, spec, flush: found !== undefined });
     }
     for (const [set, elements] of this.elements) {
       const have = kernel.elements.get(set) ?? new Map<string, string>();
