@@ -9,7 +9,7 @@
  *
  *   npm run build && npm run build:bench && node dist-bench/bench/proxy-ipvs-qemu.js [sizes, default 1000,10000]
  */
-import { buildGuest, runGuest } from '../proxy/testing/qemu.js';
+import { buildGuest, runGuest } from './lib/qemu.js';
 import { onTerminate, reportFigure } from './lib/report.js';
 
 const GUEST_MARK = 'KNODE-GUEST-FIGURE ';

@@ -64,10 +64,10 @@ function defineCommands(program: Command, onRun: (name: string, options: Command
     .option('--cni-bin-dir <dir>', 'CNI plugin binaries', '/opt/cni/bin')
     .option('--cleanup', "remove the agent's containers and pod cgroups and exit");
 
-  add('proxy', 'run the service proxy (kube-proxy): Services become iptables rules or IPVS')
+  add('proxy', 'run the service proxy (kube-proxy): Services become iptables rules, nftables (netlink) or IPVS')
     .option('--kubeconfig <file>', 'kubeconfig to reach the API server')
     .option('--config <file>', 'KubeProxyConfiguration file (kubeproxy.config.k8s.io/v1alpha1)')
-    .addOption(new Option('--proxy-mode <mode>', 'dataplane').choices(['iptables', 'ipvs']))
+    .addOption(new Option('--proxy-mode <mode>', 'dataplane').choices(['iptables', 'ipvs', 'nftables']))
     .option('--hostname-override <name>', 'node name instead of the hostname')
     .option('--cleanup', 'remove every rule the proxy created and exit');
 
@@ -98,7 +98,8 @@ function defineCommands(program: Command, onRun: (name: string, options: Command
     .option('--cluster-cidr <cidr>', 'pod network', '10.244.0.0/16')
     .option('--service-cidr <cidr>', 'ClusterIP range', '10.96.0.0/12')
     .option('--listen <host:port>', 'control plane address', '127.0.0.1:6443')
-    .option('--hostname-override <name>', 'node name instead of the hostname');
+    .option('--hostname-override <name>', 'node name instead of the hostname')
+    .addOption(new Option('--proxy-mode <mode>', 'service proxy dataplane').choices(['iptables', 'nftables']).default('iptables'));
 
   add('down', 'stop a running `knode up`; --purge also removes everything it created')
     .option('--data-dir <dir>', 'cluster state', '/var/lib/knode')

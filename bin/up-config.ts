@@ -69,6 +69,8 @@ export interface UpSettings {
   /** The cluster DNS address the kubelet writes into pods' resolv.conf (10th address of the service CIDR, as kubeadm). */
   clusterDns: string;
   listen: string;
+  /** The proxy's dataplane (`knode up --proxy-mode`). */
+  proxyMode?: 'iptables' | 'nftables';
 }
 
 /** The runtime scope label of one `up` data dir: every container its agent creates carries it. */
@@ -117,7 +119,7 @@ export function kubeProxyConfigText(layout: UpLayout, settings: UpSettings): str
   return stringify({
     apiVersion: 'kubeproxy.config.k8s.io/v1alpha1',
     kind: 'KubeProxyConfiguration',
-    mode: 'iptables',
+    mode: settings.proxyMode ?? 'iptables',
     clusterCIDR: settings.clusterCidr,
     hostnameOverride: settings.nodeName,
     healthzBindAddress: '127.0.0.1:10256',

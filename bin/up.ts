@@ -150,7 +150,7 @@ async function startAll(layout: UpLayout, settings: UpSettings, env: NodeJS.Proc
   say(`✓ agent ready (node ${settings.nodeName} Ready)`);
   const proxy = spawnChild('proxy', ['proxy', '--config', layout.proxyConfig]);
   await waitReady(proxy, 'healthy', () => httpOk('http://127.0.0.1:10256/healthz'), 60_000, aborted);
-  say('✓ proxy ready (iptables, /healthz on 127.0.0.1:10256)');
+  say(`✓ proxy ready (${settings.proxyMode ?? 'iptables'}, /healthz on 127.0.0.1:10256)`);
   // Cluster DNS on the node's address; it publishes itself as this node's kube-dns endpoint (dns/publish.ts).
   const dns = spawnChild('dns', ['dns', ...common, '--kubelet-config', layout.kubeletConfig, '--bind-address', extra.address]);
   await waitReady(dns, 'ready', () => httpOk('http://127.0.0.1:9153/ready'), 60_000, aborted);
@@ -182,6 +182,7 @@ function settingsFrom(options: Parameters<Runner>[0]): UpSettings {
     serviceCidr,
     clusterDns: tenthAddress(serviceCidr),
     listen: optionalString(options, 'listen') ?? '127.0.0.1:6443',
+    proxyMode: optionalString(options, 'proxyMode') === 'nftables' ? 'nftables' : 'iptables',
   };
 }
 

@@ -15,12 +15,13 @@ export const run: Runner = async (options, log) => {
   for (const warning of warnings) log.warn(warning);
   if (options.cleanup) {
     const cleaned = await cleanupProxy();
-    log.info({ backends: cleaned }, 'removed every iptables chain and rule of the proxy');
+    log.info({ backends: cleaned }, 'removed every iptables chain and rule and the nftables table of the proxy');
     return;
   }
   const kubeconfigFile = optionalString(options, 'kubeconfig') || config.clientConnection.kubeconfig;
   requireKubeconfig({ kubeconfig: kubeconfigFile });
-  const mode = (optionalString(options, 'proxyMode') ?? config.mode) === 'ipvs' ? 'ipvs' : 'iptables';
+  const requested = optionalString(options, 'proxyMode') ?? config.mode;
+  const mode = requested === 'ipvs' || requested === 'nftables' ? requested : 'iptables';
   const nodeName = (optionalString(options, 'hostnameOverride') || config.hostnameOverride || hostname()).trim().toLowerCase();
   const daemon = new ProxyDaemon({ config, mode, kubeConfig: await loadKubeconfig(kubeconfigFile, log), nodeName, log });
   try {

@@ -75,6 +75,17 @@ export class ConntrackTool implements Conntrack {
   }
 }
 
+/** Carries out staleConntrack(before, after); a failed deletion is counted and logged, not thrown. */
+export async function cleanStaleConntrack(conntrack: Conntrack, before: ReadonlyMap<string, ServicePort>, after: ReadonlyMap<string, ServicePort>, onError: (error: unknown, action: ConntrackAction) => void): Promise<void> {
+  for (const action of staleConntrack(before, after)) {
+    try {
+      await conntrack.apply(action);
+    } catch (error) {
+      onError(error, action);
+    }
+  }
+}
+
 export class FakeConntrack implements Conntrack {
   readonly actions: ConntrackAction[] = [];
   async apply(action: ConntrackAction): Promise<void> {

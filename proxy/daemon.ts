@@ -1,6 +1,6 @@
 /**
- * The `knode proxy` daemon: informers → tracker → (batched by SyncLoop) IptablesProxier or
- * IpvsProxier → kernel, plus healthz/metrics and the health check node ports.
+ * The `knode proxy` daemon: informers → tracker → (batched by SyncLoop) IptablesProxier,
+ * IpvsProxier or NftablesProxier → kernel, plus healthz/metrics and the health check node ports.
  * start() returns once the API caches have listed and the servers listen; the first sync
  * follows at once. stop() ends the watches, waits for a running sync and closes the servers;
  * the rules stay in place (as kube-proxy, so that traffic keeps flowing across restarts).
@@ -23,10 +23,12 @@ import { CommandIpvsHost } from './ipvs/host.js';
 import { IpvsProxier } from './ipvs/proxier.js';
 import { ipvsKernelSupport, ipvsStartError } from './ipvs-check.js';
 import { cleanupOtherMode } from './leftovers.js';
+import { NftablesProxier } from './nftables/proxier.js';
+import { NftSocket } from '../lib/netfilter/nftables/socket.js';
 
 export interface ProxyDaemonOptions {
   config: KubeProxyConfiguration;
-  mode: 'iptables' | 'ipvs';
+  mode: 'iptables' | 'ipvs' | 'nftables';
   kubeConfig: KubeConfig;
   nodeName: string;
   log: Logger;
@@ -41,11 +43,17 @@ export class ProxyDaemon {
   private loop?: SyncLoop;
   private servers: Server[] = [];
   private ipvs?: NetlinkIpvs;
+  private nft?: NftSocket;
 
   constructor(private readonly options: ProxyDaemonOptions) {
     // kube-proxy's healthTimeout: 2 × syncPeriod of the mode in use
-    this.health = new ProxyHealth(2 * (options.mode === 'ipvs' ? options.config.ipvs : options.config.iptables).syncPeriod);
+    this.health = new ProxyHealth(2 * this.periods().syncPeriod);
     this.serviceHealth = new ServiceHealthServers(options.log);
+  }
+
+  private periods(): { syncPeriod: number; minSyncPeriod: number } {
+    const { config, mode } = this.options;
+    return mode === 'ipvs' ? config.ipvs : mode === 'nftables' ? config.nftables : config.iptables;
   }
 
   async start(): Promise<void> {
@@ -59,11 +67,24 @@ export class ProxyDaemon {
     };
     // IPVS is checked first: a node without it must not lose its iptables rules to a failed start.
     const ipvs = this.options.mode === 'ipvs' ? await this.openIpvs() : undefined;
-    await cleanupOtherMode(this.options.mode, new CommandIptables(backend), log).catch((error: unknown) => {
+    this.nft = this.openNft();
+    await cleanupOtherMode(this.options.mode, new CommandIptables(backend), log, this.nft).catch((error: unknown) => {
       log.warn({ err: error }, 'leftovers of the other proxy mode could not all be removed');
     });
     const proxier: { sync(): Promise<unknown> } =
-      ipvs
+      this.options.mode === 'nftables' && this.nft
+        ? new NftablesProxier({
+            nft: this.nft,
+            conntrack: new ConntrackTool(),
+            tracker: this.tracker,
+            nodeName: this.options.nodeName,
+            rules: { clusterCIDRs, masqueradeAll: config.nftables.masqueradeAll, masqueradeBit: config.nftables.masqueradeBit },
+            syncPeriodMs: config.nftables.syncPeriod,
+            metrics: this.metrics,
+            log,
+            onSynced,
+          })
+        : ipvs
         ? new IpvsProxier({
             ipvs,
             host: new CommandIpvsHost(),
@@ -95,7 +116,7 @@ export class ProxyDaemon {
             log,
             onSynced,
           });
-    const periods = this.options.mode === 'ipvs' ? config.ipvs : config.iptables;
+    const periods = this.periods();
     const loop = new SyncLoop({ minSyncPeriodMs: periods.minSyncPeriod, syncPeriodMs: periods.syncPeriod }, async () => {
       try {
         await proxier.sync();
@@ -120,6 +141,20 @@ export class ProxyDaemon {
     log.info({ healthz: config.healthzBindAddress, metrics: config.metricsBindAddress }, 'proxy started');
   }
 
+  /**
+   * The nf_tables socket: nftables mode needs it (a kernel without nf_tables fails the start);
+   * the other modes use it only to remove nftables-mode leftovers, so there a failure is a warning.
+   */
+  private openNft(): NftSocket | undefined {
+    try {
+      return NftSocket.open();
+    } catch (error) {
+      if (this.options.mode === 'nftables') throw new Error('--proxy-mode nftables cannot start', { cause: error });
+      this.options.log.warn({ err: error }, 'no nf_tables netlink socket: nftables-mode leftovers are not checked');
+      return undefined;
+    }
+  }
+
   /** IPVS mode needs the kernel's IPVS (kube-proxy checks the same at start). */
   private async openIpvs(): Promise<NetlinkIpvs> {
     const support = ipvsKernelSupport();
@@ -139,5 +174,7 @@ export class ProxyDaemon {
     for (const server of this.servers.splice(0)) await close(server);
     this.ipvs?.close();
     this.ipvs = undefined;
+    this.nft?.close();
+    this.nft = undefined;
   }
 }

@@ -18,6 +18,9 @@ import { cleanupIptables } from './iptables/proxier.js';
 import { cleanupIpvs } from './ipvs/cleanup.js';
 import { ipvsSetNames } from './ipvs/rules.js';
 import { dummyInterface } from './ipvs/host.js';
+import { cleanupNftables } from './nftables/proxier.js';
+import { tableName } from './nftables/ruleset.js';
+import type { NftTransport } from '../lib/netfilter/nftables/socket.js';
 
 /** Chains only the iptables mode creates (the IPVS mode uses KUBE-NODE-PORT, never these). */
 const iptablesOnlyPrefixes = ['KUBE-SVC-', 'KUBE-SEP-', 'KUBE-EXT-', 'KUBE-SVL-', 'KUBE-FW-'];
@@ -66,22 +69,36 @@ async function ipvsHostState(iptables: Iptables): Promise<IpvsHostState> {
  * iptables → ipvs: every proxy chain goes (the IPVS sync that follows writes its own).
  * ipvs → iptables: the IPVS-mode rules first (they reference the sets), then its virtual
  * servers, sets and kube-ipvs0; the first iptables sync then writes the whole ruleset.
+ * → nftables: both of the above; iptables or ipvs after nftables: table ip kube-proxy is deleted
+ * (KEP-3866: kube-proxy cleans up the other modes' rules at start).
  */
-export async function cleanupOtherMode(mode: 'iptables' | 'ipvs', iptables: Iptables, log: Logger): Promise<string[]> {
+export async function cleanupOtherMode(mode: 'iptables' | 'ipvs' | 'nftables', iptables: Iptables, log: Logger, nft?: NftTransport): Promise<string[]> {
   try {
-    if (mode === 'ipvs') {
-      const found = iptablesModeLeftovers([await iptables.save('nat'), await iptables.save('filter')]);
+    // nftables mode's table goes when another mode starts (kube-proxy's CleanupLeftovers of the
+    // modes not in use); deleting it is a no-op when it is absent.
+    const nftFound = mode !== 'nftables' && nft && (await cleanupNftables(nft)) ? [`table ip ${tableName}`] : [];
+    if (nftFound.length > 0) log.info({ leftovers: nftFound }, 'removed the nftables-mode table left from an earlier run');
+    if (mode === 'nftables') {
+      const found = [...iptablesModeLeftovers([await iptables.save('nat'), await iptables.save('filter')]), ...ipvsModeLeftovers(await ipvsHostState(iptables))];
       if (found.length === 0) return [];
-      log.info({ leftovers: found.length, sample: found.slice(0, 5) }, 'removing the iptables-mode rules left from an earlier run');
+      log.info({ leftovers: found.length, sample: found.slice(0, 5) }, 'removing the iptables/IPVS-mode leftovers of an earlier run');
       await cleanupIptables(iptables);
+      if (found.some((name) => !name.startsWith('KUBE-'))) await cleanupIpvs();
       return found;
     }
+    if (mode === 'ipvs') {
+      const found = iptablesModeLeftovers([await iptables.save('nat'), await iptables.save('filter')]);
+      if (found.length === 0) return nftFound;
+      log.info({ leftovers: found.length, sample: found.slice(0, 5) }, 'removing the iptables-mode rules left from an earlier run');
+      await cleanupIptables(iptables);
+      return [...nftFound, ...found];
+    }
     const found = ipvsModeLeftovers(await ipvsHostState(iptables));
-    if (found.length === 0) return [];
+    if (found.length === 0) return nftFound;
     log.info({ leftovers: found }, 'removing the IPVS-mode leftovers of an earlier run');
     await cleanupIptables(iptables);
     await cleanupIpvs();
-    return found;
+    return [...nftFound, ...found];
   } catch (error) {
     throw new Error(`cannot remove the leftovers of the mode other than ${mode}`, { cause: error });
   }

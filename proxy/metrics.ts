@@ -23,3 +23,17 @@ export class ProxyMetrics {
   readonly servicesSkipped = new Gauge({ name: 'knode_proxy_skipped_objects', help: 'Service ports or slices skipped as invalid at the last sync', registers: [this.registry] });
   readonly conntrackFailures = new Counter({ name: 'knode_proxy_conntrack_cleanup_failures_total', help: 'Failed conntrack deletions', registers: [this.registry] });
 }
+
+/**
+ * Records a successful sync as kube-proxy does: sync duration (all, full or partial), the last
+ * sync time, skipped objects, and the network programming latency of each change it carried.
+ */
+export function recordSync(metrics: ProxyMetrics, sync: { full: boolean; startedMs: number; nowMs: number; skipped: number; changedAt: Iterable<number> }): void {
+  const seconds = (sync.nowMs - sync.startedMs) / 1000;
+  metrics.syncDuration.observe(seconds);
+  (sync.full ? metrics.fullSyncDuration : metrics.partialSyncDuration).observe(seconds);
+  metrics.syncs.inc({ kind: sync.full ? 'full' : 'partial', result: 'success' });
+  metrics.lastSync.set(sync.nowMs / 1000);
+  metrics.servicesSkipped.set(sync.skipped);
+  for (const at of sync.changedAt) metrics.networkProgramming.observe(Math.max(0, sync.nowMs - at) / 1000);
+}

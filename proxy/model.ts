@@ -273,6 +273,8 @@ function usable(endpoints: readonly Endpoint[]): Endpoint[] {
 }
 
 export interface CategorizedEndpoints {
+  /** Every usable endpoint, on any node. */
+  all: Endpoint[];
   /** Where traffic to the cluster IP goes (all usable, or local ones with internalTrafficPolicy Local). */
   cluster: Endpoint[];
   /** Local usable endpoints (for externalTrafficPolicy Local). */
@@ -288,7 +290,7 @@ export function categorizeEndpoints(port: ServicePort): CategorizedEndpoints {
   if (!result) {
     const all = usable(port.endpoints);
     const local = usable(port.endpoints.filter((endpoint) => endpoint.isLocal));
-    result = { cluster: port.internalPolicyLocal ? local : all, local };
+    result = { all, cluster: port.internalPolicyLocal ? local : all, local };
     if (Object.isFrozen(port)) categorized.set(port, result);
   }
   return result;

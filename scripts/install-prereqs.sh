@@ -38,6 +38,7 @@ declare -A pkg_of=(
   [dig]=dnsutils
   [dnsperf]=dnsperf
   [dnsmasq]=dnsmasq-base
+  [nft]=nftables
 )
 missing=()
 for cmd in "${!pkg_of[@]}"; do

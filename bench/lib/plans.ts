@@ -30,6 +30,8 @@ export const plans: Readonly<Record<string, Plan>> = {
   'probes-load': { args: ['--pods', '1000', '--period', '10', '--duration', '60'], fullArgs: ['--pods', '1000', '--period', '10', '--duration', '300'], timeoutSeconds: 600, fullTimeoutSeconds: 1200 },
   // iptables-nft-restore --noflush grows superlinearly: nft at 10k did not finish in 300 s here.
   'proxy-iptables': { args: ['legacy:1000,10000', 'nft:1000'], fullArgs: ['legacy:1000,10000', 'nft:1000,10000'], timeoutSeconds: 900, fullTimeoutSeconds: 7200 },
+  // all inside one test netns; nft -f only at 1k (nft 1.0.6 takes minutes at 10k); 100k × 2 with --full.
+  'proxy-nftables': { args: ['1000,10000'], fullArgs: ['1000,10000', '--big', '100000'], timeoutSeconds: 1200, fullTimeoutSeconds: 2400 },
   // qemu TCG, one guest per size: 10k services take ~4-5 min for knode alone, plus the ipvsadm baseline.
   'proxy-ipvs-qemu': { args: ['1000,10000'], fullArgs: ['1000,10000,20000'], timeoutSeconds: 1500, fullTimeoutSeconds: 5400 },
 };

@@ -37,12 +37,21 @@ export const kubeProxyConfigSchema = z
         burst: z.number().int().min(0).default(10),
       })
       .prefault({}),
-    mode: z.enum(['', 'iptables', 'ipvs']).default('').transform((mode) => (mode === '' ? 'iptables' : mode)),
+    mode: z.enum(['', 'iptables', 'ipvs', 'nftables']).default('').transform((mode) => (mode === '' ? 'iptables' : mode)),
     iptables: z
       .object({
         masqueradeAll: z.boolean().default(false),
         masqueradeBit: z.number().int().min(0).max(31).default(14),
         localhostNodePorts: z.boolean().default(true),
+        syncPeriod: duration.default(ms('30s')),
+        minSyncPeriod: duration.default(ms('1s')),
+      })
+      .prefault({}),
+    // kube-proxy's nftables section (v1.29+): the same knobs as iptables, its own values
+    nftables: z
+      .object({
+        masqueradeAll: z.boolean().default(false),
+        masqueradeBit: z.number().int().min(0).max(31).default(14),
         syncPeriod: duration.default(ms('30s')),
         minSyncPeriod: duration.default(ms('1s')),
       })

@@ -8,8 +8,8 @@
 import type { Logger } from '../../lib/log.js';
 import { buildProxyModel, servicePortFingerprint, type ProxyModel, type ServicePort } from '../model.js';
 import type { ChangeTracker } from '../tracker.js';
-import { staleConntrack, type Conntrack } from '../conntrack.js';
-import type { ProxyMetrics } from '../metrics.js';
+import { cleanStaleConntrack, type Conntrack } from '../conntrack.js';
+import { recordSync, type ProxyMetrics } from '../metrics.js';
 import { savedChains, type Iptables } from '../../lib/netfilter/iptables.js';
 import { isServiceChain } from './chain-names.js';
 import { buildRestorePayload, jumpRules, type JumpRule, type RuleOptions } from './rules.js';
@@ -87,13 +87,7 @@ export class IptablesProxier {
       this.fingerprints = fingerprints;
       this.needFull = false;
       if (full) this.lastFullAt = started;
-      const seconds = (this.now() - started) / 1000;
-      metrics.syncDuration.observe(seconds);
-      (full ? metrics.fullSyncDuration : metrics.partialSyncDuration).observe(seconds);
-      metrics.syncs.inc({ kind, result: 'success' });
-      metrics.lastSync.set(this.now() / 1000);
-      metrics.servicesSkipped.set(model.skipped.length);
-      for (const at of snapshot.changedAt.values()) metrics.networkProgramming.observe(Math.max(0, this.now() - at) / 1000);
+      recordSync(metrics, { full, startedMs: started, nowMs: this.now(), skipped: model.skipped.length, changedAt: snapshot.changedAt.values() });
       for (const entry of model.skipped) log.debug({ object: entry.object, reason: entry.reason }, 'skipped invalid object');
       await this.cleanConntrack(before, next);
       this.options.onSynced?.(model);
@@ -108,16 +102,13 @@ export class IptablesProxier {
     }
   }
 
-  private async cleanConntrack(before: Map<string, ServicePort>, after: Map<string, ServicePort>): Promise<void> {
-    for (const action of staleConntrack(before, after)) {
-      try {
-        await this.options.conntrack.apply(action);
-      } catch (error) {
-        this.options.metrics.conntrackFailures.inc();
-        this.options.log.warn({ err: error, action }, 'conntrack cleanup failed');
-      }
-    }
+  private cleanConntrack(before: Map<string, ServicePort>, after: Map<string, ServicePort>): Promise<void> {
+    return cleanStaleConntrack(this.options.conntrack, before, after, (error, action) => {
+      this.options.metrics.conntrackFailures.inc();
+      this.options.log.warn({ err: error, action }, 'conntrack cleanup failed');
+    });
   }
+
 }
 
 /**
@@ -130,7 +121,8 @@ export async function cleanupIptables(iptables: Iptables): Promise<void> {
   for (const table of ['filter', 'nat'] as const) {
     const ours = [...savedChains(await iptables.save(table))].filter((chain) => chain.startsWith('KUBE-') && (isServiceChain(chain) || fixedChains.has(chain)));
     if (ours.length === 0) continue;
-    payload.push(`*${table}`, ...ours.map((chain) => `:${chain} - [0:0]`), ...ours.map((chain) => `-X ${chain}`), 'COMMIT');
+    // no spread into push: 100k+ chains at 10k services exceed the call stack
+    for (const line of [`*${table}`, ...ours.map((chain) => `:${chain} - [0:0]`), ...ours.map((chain) => `-X ${chain}`), 'COMMIT']) payload.push(line);
   }
   if (payload.length > 0) await iptables.restore(`${payload.join('\n')}\n`);
 }

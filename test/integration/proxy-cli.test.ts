@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { prerequisites } from '../helpers/prereq.js';
+import { onPath, prerequisites } from '../helpers/prereq.js';
 import { TestNetwork, type Netns } from '../helpers/netns.js';
 import { ipvsKernelSupport } from '../../proxy/ipvs-check.js';
 
@@ -39,5 +39,13 @@ describe.skipIf(env.skip)('knode proxy command in a node netns', () => {
     const result = await node.exec([process.execPath, join(repo, 'bin', 'knode'), 'proxy', '--cleanup'], { allowFailure: true, timeoutMs: 60_000 });
     expect(result.code, result.stderr).toBe(0);
     expect((await node.exec(['iptables-nft-save'])).stdout).not.toMatch(/KUBE-/);
+  });
+
+  it.skipIf(!onPath('nft'))('--cleanup deletes the nftables mode\'s table ip kube-proxy', async () => {
+    await node.exec(['nft', 'add', 'table', 'ip', 'kube-proxy']);
+    await node.exec(['nft', 'add', 'chain', 'ip', 'kube-proxy', 'services']);
+    const result = await node.exec([process.execPath, join(repo, 'bin', 'knode'), 'proxy', '--cleanup'], { allowFailure: true, timeoutMs: 60_000 });
+    expect(result.code, result.stderr).toBe(0);
+    expect((await node.exec(['nft', 'list', 'tables'])).stdout).not.toContain('kube-proxy');
   });
 });

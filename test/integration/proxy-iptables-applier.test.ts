@@ -14,6 +14,7 @@ import { ConntrackTool } from '../../proxy/conntrack.js';
 import { ProxyMetrics } from '../../proxy/metrics.js';
 import { serviceChainName } from '../../proxy/iptables/chain-names.js';
 import { createTopology, nodeIP, type Topology } from './proxy-topology.js';
+import { spread as spreadHits } from './proxy-topology.js';
 import { service, slice } from '../unit/proxy-fixtures.js';
 
 const env = await prerequisites('root', 'command:ip', 'command:iptables-nft-restore', 'command:conntrack', 'command:busybox', 'command:curl');
@@ -58,14 +59,7 @@ describe.skipIf(env.skip).each(['nft', 'legacy'] as Backend[])('iptables proxier
     await topo?.stop();
   });
 
-  async function spread(from: Topology['client'], host: string, port: number, count: number): Promise<Map<string, number>> {
-    const hits = new Map<string, number>();
-    for (let i = 0; i < count; i++) {
-      const body = await topo.fetch(from, host, port);
-      hits.set(body, (hits.get(body) ?? 0) + 1);
-    }
-    return hits;
-  }
+  const spread = (from: Topology['client'], host: string, port: number, count: number) => spreadHits(topo, from, host, port, count);
 
   it('ClusterIP from a client netns reaches all endpoints', async () => {
     const hits = await spread(topo.client, '10.96.0.10', 80, 45);

@@ -10,13 +10,13 @@
  *   3. `knode proxy --proxy-mode ipvs` again: the iptables-mode chains (KUBE-SVC-*, KUBE-SEP-*,
  *      …) left by 2 are removed and IPVS serves again;
  *   4. `knode proxy --cleanup` removes virtual servers, kube-ipvs0, ipsets and chains.
- * The guest runs the real CLI, bundled (proxy/testing/qemu.ts, bundleCli).
+ * The guest runs the real CLI, bundled (bench/lib/qemu.ts, bundleCli).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { prerequisites } from '../helpers/prereq.js';
-import { buildGuest, runGuest, type Guest } from '../../proxy/testing/qemu.js';
+import { buildGuest, runGuest, type Guest } from '../../bench/lib/qemu.js';
 
 const env = await prerequisites('root', 'command:qemu-system-x86_64', 'command:cpio', 'command:ipvsadm', 'command:modprobe', 'command:apt-get', 'command:dpkg', 'command:ipset', 'command:conntrack', 'command:iptables-nft');
 const repo = join(import.meta.dirname, '..', '..');

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { prerequisites } from '../helpers/prereq.js';
-import { buildGuest, runGuest, type Guest } from '../../proxy/testing/qemu.js';
+import { buildGuest, runGuest, type Guest } from '../../bench/lib/qemu.js';
 
 const env = await prerequisites('root', 'command:qemu-system-x86_64', 'command:cpio', 'command:ipvsadm', 'command:modprobe', 'command:apt-get', 'command:dpkg');
 const repo = join(import.meta.dirname, '..', '..');

@@ -87,6 +87,16 @@ export async function createTopology(podCount: number): Promise<Topology> {
   }
 }
 
+/** `count` GETs of host:port from `from`; how often each answer came back. */
+export async function spread(topo: Topology, from: Netns, host: string, port: number, count: number): Promise<Map<string, number>> {
+  const hits = new Map<string, number>();
+  for (let i = 0; i < count; i++) {
+    const body = await topo.fetch(from, host, port);
+    hits.set(body, (hits.get(body) ?? 0) + 1);
+  }
+  return hits;
+}
+
 /** Polls `probe` until it returns true or the deadline passes. */
 export async function eventually(probe: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { buildProxyModel } from '../../proxy/model.js';
 import { buildRestorePayload, jumpRules, portChainNames, type RuleOptions } from '../../proxy/iptables/rules.js';
-import { parseRestore, tracePacket, type TraceContext } from '../../proxy/iptables/trace.js';
+import { parseRestore, tracePacket, type TraceContext } from '../helpers/iptables-trace.js';
 import { endpointChainName, serviceChainName, externalChainName, base32 } from '../../proxy/iptables/chain-names.js';
 import { service, slice } from './proxy-fixtures.js';
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';

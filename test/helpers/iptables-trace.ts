@@ -8,7 +8,7 @@
  * and the targets jump/RETURN/ACCEPT/DROP/REJECT/DNAT/MARK/MASQUERADE.
  */
 import ipaddr from 'ipaddr.js';
-import type { JumpRule } from './rules.js';
+import type { JumpRule } from '../../proxy/iptables/rules.js';
 
 export type Table = 'filter' | 'nat';
 export type Ruleset = Map<Table, Map<string, string[][]>>;

@@ -1,0 +1,212 @@
+/**
+ * A NETLINK_NETFILTER socket for nf_tables: batches (one kernel transaction each) and dumps.
+ *
+ * Built on the `netlink` package's RawNetlinkSocket (a real AF_NETLINK socket for any protocol
+ * number; its higher NetlinkSocket handles one request → one reply, which does not fit batches).
+ *
+ * - A batch is NFNL_MSG_BATCH_BEGIN, the messages, NFNL_MSG_BATCH_END in one sendmsg; the kernel
+ *   applies all or nothing and reports errors (with the failed message's sequence number) even
+ *   without NLM_F_ACK. Netlink input is processed synchronously in the sender's context, so a
+ *   NFT_MSG_GETGEN request sent right after is answered only after every error of the batch:
+ *   its reply closes the batch, one ack instead of one per message (what nft's mnl_batch_talk
+ *   gets from NLM_F_ACK on each message costs 100k acks at 10k Services).
+ * - One sendmsg is limited by SO_SNDBUF, which an unprivileged setsockopt caps at
+ *   net.core.wmem_max (the package has no SO_SNDBUFFORCE, which nft uses). A batch bigger than
+ *   that is sent as several transactions, split only where the caller allowed (Batch.cut) —
+ *   the proxier orders its messages so that every cut leaves a consistent ruleset (new chains
+ *   before the map elements that point at them).
+ */
+import { constants } from 'node:os';
+import { RawNetlinkSocket } from 'netlink';
+import { Batch } from './batch.js';
+import { Msg, NETLINK_NETFILTER, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NFNL_SUBSYS_NFTABLES, NFPROTO_IPV4, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP, NLM_F_REQUEST, message, nftType, parseMessages, type NlMessage } from './wire.js';
+
+const errnoNames = new Map(Object.entries(constants.errno).map(([name, number]) => [number, name]));
+
+export class NftError extends Error {
+  constructor(message: string, readonly errno: number, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'NftError';
+  }
+  get code(): string {
+    return errnoNames.get(this.errno) ?? `errno ${this.errno}`;
+  }
+}
+
+export const isNotFound = (error: unknown) => error instanceof NftError && error.errno === constants.errno.ENOENT;
+
+interface Pending {
+  seqs: { first: number; last: number };
+  errors: { seq: number; errno: number }[];
+  replies: NlMessage[];
+  doneSeq: number;
+  resolve: () => void;
+  reject: (error: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+export interface NftSocketOptions {
+  /** Socket buffer sizes requested (the kernel caps them at net.core.{w,r}mem_max and doubles them). */
+  bufferBytes?: number;
+  timeoutMs?: number;
+}
+
+/** What the proxier needs of nf_tables (NftSocket; tests carry it into a netns). */
+export interface NftTransport {
+  commit(batch: Batch): Promise<{ transactions: number }>;
+  dump(msg: number, attrs: Buffer[], family?: number): Promise<Buffer[]>;
+  close(): void;
+}
+
+export class NftSocket implements NftTransport {
+  private seq = Math.floor(Math.random() * 0x7fffffff);
+  private pending?: Pending;
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly timeoutMs: number;
+  /** The largest transaction (bytes) one write may carry. */
+  readonly maxBatchBytes: number;
+
+  private constructor(private readonly socket: RawNetlinkSocket, options: NftSocketOptions) {
+    this.timeoutMs = options.timeoutMs ?? 120_000;
+    this.maxBatchBytes = Math.max(64 * 1024, socket.getSendBufferSize() - 64 * 1024);
+    socket.on('message', (data: Buffer) => this.receive(data));
+    socket.on('error', (error: Error) => this.pending?.reject(new Error('nf_tables netlink socket error', { cause: error })));
+  }
+
+  static open(options: NftSocketOptions = {}): NftSocket {
+    const bytes = options.bufferBytes ?? 16 * 1024 * 1024;
+    try {
+      return new NftSocket(new RawNetlinkSocket(NETLINK_NETFILTER, { recvBufferSize: bytes, sendBufferSize: bytes }), options);
+    } catch (error) {
+      throw new Error('cannot open a NETLINK_NETFILTER socket', { cause: error });
+    }
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+
+  private nextSeq(): number {
+    this.seq = (this.seq + 1) & 0x7fffffff;
+    return this.seq;
+  }
+
+  private receive(data: Buffer): void {
+    const pending = this.pending;
+    if (!pending) return;
+    for (const msg of parseMessages(data)) {
+      if (msg.type === NLMSG_ERROR) {
+        const errno = -msg.payload.readInt32LE(0);
+        if (msg.seq === pending.doneSeq) {
+          if (errno !== 0) pending.errors.push({ seq: msg.seq, errno });
+          pending.resolve();
+          return;
+        }
+        if (errno !== 0) pending.errors.push({ seq: msg.seq, errno });
+        continue;
+      }
+      if (msg.seq !== pending.doneSeq) continue;
+      if (msg.type === NLMSG_DONE || msg.type === nftType(Msg.newGen)) {
+        pending.resolve();
+        return;
+      }
+      pending.replies.push(msg);
+    }
+  }
+
+  /** Sends buffers and waits for the message with sequence number doneSeq (reply, error or DONE). */
+  private exchange(writes: Buffer[][], doneSeq: number, seqs = { first: doneSeq, last: doneSeq }): Promise<Pending> {
+    const run = () =>
+      new Promise<Pending>((resolve, reject) => {
+        const pending: Pending = {
+          seqs, errors: [], replies: [], doneSeq,
+          resolve: () => finish(() => resolve(pending)),
+          reject: (error) => finish(() => reject(error)),
+          timer: setTimeout(() => pending.reject(new Error(`nf_tables netlink: no answer within ${this.timeoutMs} ms`)), this.timeoutMs),
+        };
+        const finish = (then: () => void) => {
+          clearTimeout(pending.timer);
+          if (this.pending === pending) this.pending = undefined;
+          then();
+        };
+        this.pending = pending;
+        for (const buffers of writes) {
+          // one buffer per write: sendmsg takes at most UIO_MAXIOV (1024) iovecs
+          this.socket.send(Buffer.concat(buffers), { port: 0 }, (error) => {
+            if (error) pending.reject(new Error('nf_tables netlink send failed', { cause: error }));
+          });
+        }
+      });
+    const result = this.queue.then(run, run);
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
+
+  /**
+   * Commits the batch: one transaction if it fits in one write, else one per chunk (split at
+   * the batch's cuts). Throws NftError naming the first failed message; chunks before it stay
+   * committed (the caller then resyncs in full).
+   */
+  async commit(batch: Batch): Promise<{ transactions: number }> {
+    if (batch.size === 0) return { transactions: 0 };
+    let transactions = 0;
+    for (const chunk of this.chunks(batch)) {
+      transactions++;
+      const begin = message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, 0, [], NFNL_SUBSYS_NFTABLES);
+      const end = message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, 0, [], NFNL_SUBSYS_NFTABLES);
+      const first = this.nextSeq();
+      begin.writeUInt32LE(first, 8);
+      const seqOf = new Map<number, number>();
+      for (const index of chunk) {
+        const seq = this.nextSeq();
+        batch.messages[index]?.writeUInt32LE(seq, 8);
+        seqOf.set(seq, index);
+      }
+      end.writeUInt32LE(this.nextSeq(), 8);
+      const gen = message(nftType(Msg.getGen), NLM_F_REQUEST, 0, []);
+      const doneSeq = this.nextSeq();
+      gen.writeUInt32LE(doneSeq, 8);
+      // The batch must be alone in its write: the kernel ignores what follows BATCH_END in it.
+      const buffers = [begin, ...chunk.map((index) => batch.messages[index] as Buffer), end];
+      const result = await this.exchange([buffers, [gen]], doneSeq, { first, last: doneSeq });
+      const failure = result.errors.find((error) => error.seq !== doneSeq) ?? result.errors[0];
+      if (failure) {
+        const index = seqOf.get(failure.seq);
+        const what = index === undefined ? 'the batch' : `"${batch.descriptions[index]}"`;
+        const error = new NftError(`nf_tables transaction ${transactions} failed at ${what}: ${errnoNames.get(failure.errno) ?? failure.errno}`, failure.errno);
+        throw error;
+      }
+    }
+    return { transactions };
+  }
+
+  private *chunks(batch: Batch): Generator<number[]> {
+    let chunk: number[] = [];
+    let bytes = 0;
+    let lastCut = 0;
+    const length = (index: number) => batch.messages[index]?.length ?? 0;
+    for (let index = 0; index < batch.size; index++) {
+      chunk.push(index);
+      bytes += length(index);
+      if (batch.cuts.has(index)) lastCut = chunk.length;
+      if (bytes > this.maxBatchBytes && lastCut > 0) {
+        yield chunk.slice(0, lastCut);
+        chunk = chunk.slice(lastCut);
+        bytes = chunk.reduce((sum, i) => sum + length(i), 0);
+        lastCut = 0;
+      }
+    }
+    if (chunk.length > 0) yield chunk;
+  }
+
+  /** A GET dump (NLM_F_DUMP) of one object kind, filtered by the attributes given. */
+  async dump(msg: number, attrs: Buffer[], family = NFPROTO_IPV4): Promise<Buffer[]> {
+    const request = message(nftType(msg), NLM_F_REQUEST | NLM_F_DUMP, family, attrs);
+    const seq = this.nextSeq();
+    request.writeUInt32LE(seq, 8);
+    const result = await this.exchange([[request]], seq);
+    const failure = result.errors[0];
+    if (failure) throw new NftError(`nf_tables dump (message ${msg}) failed: ${errnoNames.get(failure.errno) ?? failure.errno}`, failure.errno);
+    return result.replies.map((reply) => reply.payload);
+  }
+}
