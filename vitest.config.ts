@@ -1,6 +1,6 @@
 import { defineConfig } from 'vitest/config';
 
-// Three layers (../shared/TESTING.md): unit (pure, no root), integration (root, netns, Docker),
+// Three layers (docs/architecture.md, "Testing"): unit (pure, no root), integration (root, netns, Docker),
 // e2e (several knode processes). Integration and e2e files run in parallel forks; each test
 // names what it makes uniquely, so files do not collide.
 export default defineConfig({

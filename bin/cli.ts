@@ -1,5 +1,5 @@
 /**
- * The `knode` command line: one program, a subcommand per component (../shared/DESIGN.md,
+ * The `knode` command line: one program, a subcommand per component (docs/architecture.md "Components",
  * "Command-line contract"). Each subcommand validates its flags and config files, then hands
  * over to its component. Exit codes: 0 done, 1 failure, 2 bad flags or config.
  */

@@ -1,6 +1,6 @@
 /**
  * The plugin's fast path. Starting Node costs ~63 ms, the reference Go bridge+host-local pair
- * does a whole ADD in ~14 ms (../shared/TESTING.md), so a per-call Node process cannot keep up.
+ * does a whole ADD in ~14 ms (bench/cni-add-del.ts), so a per-call Node process cannot keep up.
  * Instead the installed `knode` plugin is a tiny Perl launcher (cni/launcher.ts) that sends
  * the request over a unix socket to this server, which runs inside the long-lived daemon and
  * calls the very same `handleCniRequest` as the standalone executable. With no server (or a

@@ -1,6 +1,6 @@
 /**
  * Serving security for `knode controlplane`: plain HTTP without authentication is allowed only
- * on a loopback address (DESIGN.md, command-line contract); any other listen address is served
+ * on a loopback address (docs/architecture.md, "Components"); any other listen address is served
  * over TLS with a self-signed certificate (made with openssl, kept in DATA_DIR/pki) and requires
  * a random bearer token (DATA_DIR/token). Both go into DATA_DIR/admin.kubeconfig.
  */

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts a Docker Engine for knode when none answers on the socket. Pods are wired by CNI, so
-# Docker's own bridge, iptables rules and masquerading stay off (../shared/TESTING.md): the
+# Docker's own bridge, iptables rules and masquerading stay off (docs/architecture.md, "Testing"): the
 # engine must not change the root network namespace.
 set -euo pipefail
 sock=${DOCKER_SOCK:-/var/run/docker.sock}

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The root network namespace must come out of the run as it went in (../shared/TESTING.md):
+# The root network namespace must come out of the run as it went in (docs/architecture.md, "Testing"):
 # its forwarding sysctls, routes and links are recorded before and compared after.
 root_netns_state() {
   { cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv4/conf/all/forwarding

@@ -1,5 +1,5 @@
 /**
- * A second kernel for the IPVS tests (../shared/TESTING.md, "A second kernel"): the build
+ * A second kernel for the IPVS tests (docs/architecture.md, "Testing": a second kernel): the build
  * machine's kernel has no IPVS, Debian's cloud kernel has it as modules. This boots that kernel
  * under qemu (TCG, no network device at all) with an initramfs holding busybox, node, ipvsadm,
  * the needed modules and the built proxy code (dist/), runs a guest script and returns its

@@ -17,7 +17,7 @@
  * into the node's netns, and every container carries the node's KNODE_RUNTIME_SCOPE label, which
  * is how stop() finds them. No netns has a default route (checked at start and at stop), no
  * interface is in the root netns, and pod/service/node addresses only exist inside the netns
- * (network safety rule, ../shared/TESTING.md).
+ * (network safety rule, docs/architecture.md, "Testing").
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';

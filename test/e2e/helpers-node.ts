@@ -16,7 +16,7 @@
  *   (../helpers/loopback-bridge.ts) and a kubeconfig for the bridged port.
  * - CNI: the reference bridge + host-local plugins with a temp dataDir; pods get a default route
  *   to the bridge gateway in the node netns, and the node netns has NO default route (checked at
- *   start and stop), so nothing leaves it (network safety rule, ../shared/TESTING.md).
+ *   start and stop), so nothing leaves it (network safety rule, docs/architecture.md, "Testing").
  * - The agent is entered with `nsenter --net` rather than `ip netns exec`: the latter remounts
  *   /sys without the cgroup hierarchy, which the agent reads and cleans up.
  */

@@ -5,7 +5,7 @@
  * changes what this test runs.
  *
  * Where the page and this test differ, and why:
- * - the commands run in a test node netns (network safety rule, ../shared/TESTING.md), joined by
+ * - the commands run in a test node netns (network safety rule, docs/architecture.md, "Testing"), joined by
  *   a veth to an "underlay" netns, with no default route; `knode up` is started the way
  *   up.test.ts starts it (helpers-up.ts), like `bash scripts/up.sh` in the page's first terminal;
  * - `/var/lib/knode` in a command becomes this test's data dir, and `knode up|down` get

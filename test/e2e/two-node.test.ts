@@ -119,7 +119,7 @@ describe.skipIf(env.skip || unavailable !== undefined)('two nodes: overlay + age
         for (const netns of [...cluster.nodes.map((n) => n.netns), cluster.underlay, cluster.underlayClient]) expect(left).not.toContain(netns.name);
       }
     } finally {
-      // The root netns is never changed (network safety rule, ../shared/TESTING.md).
+      // The root netns is never changed (network safety rule, docs/architecture.md, "Testing").
       if (rootBefore) expect(await rootNetworkState()).toBe(rootBefore);
     }
   }, 120_000);

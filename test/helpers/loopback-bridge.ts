@@ -7,7 +7,7 @@
  *   root:  unix socket  ──(server in this process)──►  127.0.0.1:TARGET
  *
  * Only loopback addresses are used on both sides: no packet leaves either namespace, and no
- * network state changes (network safety rule, ../shared/TESTING.md).
+ * network state changes (network safety rule, docs/architecture.md, "Testing").
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';

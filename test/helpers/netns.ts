@@ -1,5 +1,5 @@
 /**
- * Network namespaces for tests, under the network safety rule of ../shared/TESTING.md:
+ * Network namespaces for tests, under the network safety rule of docs/architecture.md ("Testing"):
  * every interface, address and route is made inside a netns this helper created (`ip -n NS`
  * or `ip netns exec NS`), never in the root namespace, and no default route is ever added.
  * The guard below rejects any command that is not scoped to one of our own namespaces, so a

@@ -1,7 +1,7 @@
 /**
  * A dockerd of a test's own, inside a test netns (never the shared engine): its own data root,
  * exec root, pidfile, socket and containerd namespace, without bridge/iptables/forwarding
- * changes (network safety rule, ../shared/TESTING.md). It can be stopped and started again,
+ * changes (network safety rule, docs/architecture.md, "Testing"). It can be stopped and started again,
  * which is how tests restart the container runtime.
  *
  *   const runtime = nodeDockerd(netns, dir, 'abc123');

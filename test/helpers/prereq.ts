@@ -1,7 +1,7 @@
 /**
  * Test prerequisites. Outside CI a test whose prerequisite is missing is skipped with a reason;
  * with CI=true nothing may be skipped, so a missing prerequisite fails the file with a message
- * that says what is missing (../shared/TESTING.md).
+ * that says what is missing (docs/architecture.md, "Testing").
  */
 import { commandOnPath } from '../../lib/exec.js';
 import { dockerAnswers } from './docker.js';
