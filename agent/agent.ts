@@ -13,29 +13,29 @@ import type { ContainerRuntime } from '../cri/runtime.js';
 import type { KubeletConfiguration } from '../lib/config/kubelet.js';
 import type { Logger } from '../lib/log.js';
 import { describeError } from '../lib/errors.js';
-import { PodEventRecorder } from './pod-events.js';
+import { PodEventRecorder } from './pods/events.js';
 import { parseQuantity } from '../lib/quantity.js';
-import { ApiPodSource, apiSourceName } from './source-api.js';
-import { Backoff, systemClock, type Clock } from './backoff.js';
-import { referencedObjects, type EnvObjects } from './env.js';
-import type { ManifestError } from './manifest.js';
-import { MirrorPodManager, ClientMirrorPodApi } from './mirror-pods.js';
-import { NodeManager, gatherNodeFacts } from './node-manager.js';
-import { PodConfig } from './pod-config.js';
-import { PodWorkers } from './pod-workers.js';
-import { CgroupfsPodCgroups } from './pod-cgroups.js';
-import { Pleg } from './pleg.js';
-import { parseResolvConf, type RuntimeConfigOptions } from './runtime-config.js';
-import { fileSourceName, StaticPodDirSource } from './source-file.js';
-import { httpSourceName, StaticPodUrlSource } from './source-url.js';
-import { ClientPodStatusApi, StatusManager, apiErrorCode } from './status-manager.js';
-import { isStaticPod } from './static-pod.js';
-import { removePodDir } from './volumes.js';
-import { AgentMetrics } from './metrics.js';
+import { ApiPodSource, apiSourceName } from './sources/api.js';
+import { Backoff, systemClock, type Clock } from './pods/backoff.js';
+import { referencedObjects, type EnvObjects } from './pods/env.js';
+import type { ManifestError } from './sources/manifest.js';
+import { MirrorPodManager, ClientMirrorPodApi } from './status/mirror-pods.js';
+import { NodeManager, gatherNodeFacts } from './node/manager.js';
+import { PodConfig } from './sources/pod-config.js';
+import { PodWorkers } from './pods/workers.js';
+import { CgroupfsPodCgroups } from './cgroups/pod-cgroups.js';
+import { Pleg } from './pods/pleg.js';
+import { parseResolvConf, type RuntimeConfigOptions } from './pods/runtime-config.js';
+import { fileSourceName, StaticPodDirSource } from './sources/file.js';
+import { httpSourceName, StaticPodUrlSource } from './sources/url.js';
+import { ClientPodStatusApi, StatusManager, apiErrorCode } from './status/manager.js';
+import { isStaticPod } from '../lib/k8s/pod-source.js';
+import { removePodDir } from './volumes/volumes.js';
+import { AgentMetrics } from './server/metrics.js';
 import { ProbeManager, HandlerProber, executorFromRuntime, probeUserAgent, type Prober, type ProbeListener } from '../probes/index.js';
-import { kubeletVersion } from './node-manager.js';
-import { KubeletServer } from './server.js';
-import { AgentEviction } from './eviction-node.js';
+import { kubeletVersion } from './node/manager.js';
+import { KubeletServer } from './server/server.js';
+import { AgentEviction } from './eviction/node.js';
 
 /**
  * The kubelet gives itself oomScoreAdj (default -999). Where lowering a score is not allowed,
@@ -73,7 +73,7 @@ export interface AgentOptions {
   podNetworkReachable?: boolean;
   /** Housekeeping period (orphaned pod directories), ms; default 30 000. */
   housekeepingMs?: number;
-  /** Eviction manager timing (agent/eviction-node.ts); false: no eviction manager nor image GC. */
+  /** Eviction manager timing (agent/eviction/node.ts); false: no eviction manager nor image GC. */
   eviction?: { housekeepingMs?: number; memoryPollMs?: number; imageGCSchedule?: string; manageTaints?: boolean; pinnedImages?: (repoTags: readonly string[]) => boolean } | false;
 }
 
@@ -247,7 +247,7 @@ export class Agent {
     };
   }
 
-  /** Pod-level cgroups with the pod's limits (cgroupsPerQOS, cgroupfs driver): pod-cgroups.ts. */
+  /** Pod-level cgroups with the pod's limits (cgroupsPerQOS, cgroupfs driver): cgroups/pod-cgroups.ts. */
   private podCgroups(log: Logger): CgroupfsPodCgroups {
     const { config } = this.options;
     return new CgroupfsPodCgroups({

@@ -12,7 +12,7 @@ import type { Runner } from './cli.js';
 import { optionalString } from '../lib/command-options.js';
 import { run as exec } from '../lib/exec.js';
 import type { Logger } from '../lib/log.js';
-import { removePodCgroup } from '../agent/cgroups.js';
+import { removePodCgroup } from '../agent/cgroups/cgroups.js';
 import { masqChainName } from '../cni/overlay-masq.js';
 import { runtimeScopeFor, upLayout } from './up-config.js';
 import { selfCommand } from './up-supervisor.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { CoreV1Event } from '@kubernetes/client-node';
-import { PodEventRecorder, type EventsApi, type PodEvent } from '../../agent/pod-events.js';
+import { PodEventRecorder, type EventsApi, type PodEvent } from '../../agent/pods/events.js';
 import { createLogger } from '../../lib/log.js';
 
 /** Fake events API: an in-memory store by namespace/name, with optional failures. */

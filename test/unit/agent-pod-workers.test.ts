@@ -6,10 +6,10 @@ import type { V1ConfigMap, V1Container, V1Pod, V1PodStatus, V1Secret } from '@ku
 import { FakeRuntime } from '../../cri/fake-runtime.js';
 import { kubeLabels } from '../../cri/runtime.js';
 import { createLogger } from '../../lib/log.js';
-import { Backoff, FakeClock } from '../../agent/backoff.js';
-import { PodWorkers } from '../../agent/pod-workers.js';
-import type { PodWorkerDeps } from '../../agent/pod-worker.js';
-import type { RuntimeConfigOptions } from '../../agent/runtime-config.js';
+import { Backoff, FakeClock } from '../../agent/pods/backoff.js';
+import { PodWorkers } from '../../agent/pods/workers.js';
+import type { PodWorkerDeps } from '../../agent/pods/worker.js';
+import type { RuntimeConfigOptions } from '../../agent/pods/runtime-config.js';
 
 const root = mkdtempSync(join(tmpdir(), 'knode-agent-workers-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

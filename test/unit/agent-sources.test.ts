@@ -6,12 +6,12 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { V1Pod } from '@kubernetes/client-node';
 import { createLogger } from '../../lib/log.js';
-import { StaticPodDirSource } from '../../agent/source-file.js';
-import { StaticPodUrlSource, parseUrlManifest } from '../../agent/source-url.js';
-import { PodConfig, podsDifferSemantically } from '../../agent/pod-config.js';
-import { FakeClock } from '../../agent/backoff.js';
-import type { ManifestError } from '../../agent/manifest.js';
-import { configSeenAnnotation, configSourceAnnotation, configMirrorAnnotation } from '../../agent/static-pod.js';
+import { StaticPodDirSource } from '../../agent/sources/file.js';
+import { StaticPodUrlSource, parseUrlManifest } from '../../agent/sources/url.js';
+import { PodConfig, podsDifferSemantically } from '../../agent/sources/pod-config.js';
+import { FakeClock } from '../../agent/pods/backoff.js';
+import type { ManifestError } from '../../agent/sources/manifest.js';
+import { configSeenAnnotation, configSourceAnnotation, configMirrorAnnotation } from '../../lib/k8s/pod-source.js';
 
 const log = createLogger('test', 'silent');
 const root = mkdtempSync(join(tmpdir(), 'knode-agent-sources-'));
