@@ -12,7 +12,7 @@ import si from 'systeminformation';
 import type { RuntimeService } from '../../cri/runtime.js';
 import type { Logger } from '../../lib/log.js';
 import { describeError } from '../../lib/errors.js';
-import { systemClock, type Clock } from '../pods/backoff.js';
+import { systemClock, type Clock } from '../../lib/clock.js';
 import { buildNode, buildNodeStatus, goArch, readiness, type NodeConfigInput, type NodeFactsInput, type PressureInput } from './status.js';
 import { apiErrorCode } from '../status/manager.js';
 import { stableJson } from '../sources/static-pod.js';

@@ -9,24 +9,7 @@
  * 10 s; each later exit waits the current delay and then doubles it: 0, 10, 20, 40, … 300 s.
  */
 
-export interface Clock {
-  now(): number;
-}
-
-export const systemClock: Clock = { now: () => Date.now() };
-
-export class FakeClock implements Clock {
-  constructor(private time = 0) {}
-  now(): number {
-    return this.time;
-  }
-  advance(ms: number): void {
-    this.time += ms;
-  }
-  set(ms: number): void {
-    this.time = ms;
-  }
-}
+import { systemClock, type Clock } from '../../lib/clock.js';
 
 interface Entry {
   delayMs: number;

@@ -6,7 +6,8 @@
 import type { V1Pod, V1PodStatus } from '@kubernetes/client-node';
 import type { ContainerRuntime } from '../../cri/runtime.js';
 import type { Logger } from '../../lib/log.js';
-import type { Backoff, Clock } from './backoff.js';
+import type { Backoff } from './backoff.js';
+import type { Clock } from '../../lib/clock.js';
 import type { EnvContext, EnvObjects } from './env.js';
 import type { PodCgroups } from '../cgroups/pod-cgroups.js';
 import type { WaitingReason } from '../status/pod-status.js';

@@ -7,7 +7,7 @@
  * other is reported, as the kubelet's duplicate filtering.
  */
 import type { V1Pod } from '@kubernetes/client-node';
-import { systemClock, type Clock } from '../pods/backoff.js';
+import { systemClock, type Clock } from '../../lib/clock.js';
 import { stableJson } from './static-pod.js';
 import { configSeenAnnotation, configSourceAnnotation, isMirrorPod } from '../../lib/k8s/pod-source.js';
 

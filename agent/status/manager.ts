@@ -10,7 +10,7 @@
 import { CoreV1Api, PatchStrategy, setHeaderOptions, type V1Pod, type V1PodStatus } from '@kubernetes/client-node';
 import type { Logger } from '../../lib/log.js';
 import { describeError } from '../../lib/errors.js';
-import { systemClock, type Clock } from '../pods/backoff.js';
+import { systemClock, type Clock } from '../../lib/clock.js';
 import { stableJson } from '../sources/static-pod.js';
 import { configHash, configMirrorAnnotation, isStaticPod } from '../../lib/k8s/pod-source.js';
 

@@ -6,7 +6,7 @@ import { RequestAuth, requestAttributes, type AuthSettings, type User } from '..
 import { buildNodeStatus, capacityAndAllocatable, goArch, nodeLabels, readiness, type NodeFactsInput } from '../../agent/node/status.js';
 import { planMirrorPods } from '../../agent/status/mirror-pods.js';
 import { StatusManager, type PodStatusApi } from '../../agent/status/manager.js';
-import { FakeClock } from '../../agent/pods/backoff.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { buildMirrorPod, toStaticPod } from '../../agent/sources/static-pod.js';
 import { configSourceAnnotation } from '../../lib/k8s/pod-source.js';
 import { parseManifest } from '../../agent/sources/manifest.js';

@@ -13,7 +13,7 @@ import WebSocket from 'ws';
 import { channelProtocol, parsePortsQuery } from '../../agent/server/port-forward-channels.js';
 import { parsePort, parsePortForwardPath, PortForwardStreams } from '../../agent/server/port-forward.js';
 import { controlFrame, dataFrame, encodeHeaderBlock, FrameReader, FrameType, HeaderCodec, parseHeaderBlock, RstStatus, SpdySession, type SpdyHeaders, type SpdyStream } from '../../agent/server/spdy.js';
-import { FakeRuntime } from '../../cri/fake-runtime.js';
+import { FakeRuntime } from '../helpers/fake-runtime.js';
 import { createLogger } from '../../lib/log.js';
 
 function duplexPair(): [Duplex, Duplex] {

@@ -9,7 +9,7 @@ import { createLogger } from '../../lib/log.js';
 import { StaticPodDirSource } from '../../agent/sources/file.js';
 import { StaticPodUrlSource, parseUrlManifest } from '../../agent/sources/url.js';
 import { PodConfig, podsDifferSemantically } from '../../agent/sources/pod-config.js';
-import { FakeClock } from '../../agent/pods/backoff.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import type { ManifestError } from '../../agent/sources/manifest.js';
 import { configSeenAnnotation, configSourceAnnotation, configMirrorAnnotation } from '../../lib/k8s/pod-source.js';
 

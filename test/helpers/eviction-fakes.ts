@@ -3,10 +3,9 @@
  * interface at compile time below.
  */
 import type { V1Pod } from '@kubernetes/client-node';
-import type { ImageInfo, ImageStore } from './image-gc.js';
+import type { ImageInfo, ImageStore } from '../../eviction/image-gc.js';
 import type {
   ActivePodsSource,
-  Clock,
   ContainerReclaimer,
   EvictedPodStatus,
   EvictionEvent,
@@ -19,17 +18,11 @@ import type {
   PodUsageMap,
   PressureCondition,
   SignalObservation,
-} from './types.js';
+} from '../../eviction/types.js';
+import type { Clock } from '../../lib/clock.js';
+import { FakeClock } from './fake-clock.js';
 
-export class FakeClock implements Clock {
-  constructor(public time = 1_000_000) {}
-  now(): number {
-    return this.time;
-  }
-  advance(ms: number): void {
-    this.time += ms;
-  }
-}
+export { FakeClock };
 
 export class FakeObservations implements ObservationSource {
   constructor(

@@ -34,7 +34,7 @@ import {
   type RuntimeStatus,
   type StreamSession,
   type VersionResponse,
-} from './runtime.js';
+} from '../../cri/runtime.js';
 
 export interface FakeSandbox {
   id: string;
