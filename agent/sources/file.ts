@@ -11,12 +11,14 @@
  */
 import { createHash } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lstat, open, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../../lib/log.js';
 import { describeError } from '../../lib/errors.js';
-import { ManifestError, isManifestFileName, parseManifest } from './manifest.js';
+import { ManifestError, isManifestFileName } from './manifest.js';
+import { maxManifestBytes, oversize, parseManifestBounded } from './manifest-worker.js';
 import { toStaticPod } from './static-pod.js';
 
 export interface SourceListener {
@@ -43,6 +45,65 @@ export interface StaticPodDirOptions {
 }
 
 export const fileSourceName = 'file';
+
+type ManifestRead = { text: string } | { skip: string } | { error: ManifestError; stamp: string };
+
+function fileKind(info: { isDirectory(): boolean; isFIFO(): boolean; isSocket(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean }): string {
+  if (info.isFIFO()) return 'a FIFO';
+  if (info.isSocket()) return 'a socket';
+  if (info.isCharacterDevice() || info.isBlockDevice()) return 'a device';
+  if (info.isDirectory()) return 'a directory';
+  return 'not a regular file';
+}
+
+/**
+ * Reads one manifest, bounded: only a regular file (after following links) is opened, with
+ * O_NONBLOCK so that a file swapped for a FIFO after the stat cannot hang the read; a file over
+ * maxManifestBytes is refused from its size; at most maxManifestBytes + 1 bytes are ever read.
+ * undefined: the file is gone. (The kubelet's file source skips non-regular files too,
+ * pkg/kubelet/config/file.go extractFromDir.)
+ */
+export async function readManifestFile(file: string): Promise<ManifestRead | undefined> {
+  let info;
+  try {
+    info = await stat(file);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP') return { skip: 'symbolic link loop' };
+    if (code === 'ENOENT') {
+      const link = await lstat(file).catch(() => undefined);
+      return link?.isSymbolicLink() ? { skip: 'dangling symbolic link' } : undefined;
+    }
+    return { skip: `cannot stat: ${describeError(error)}` };
+  }
+  if (!info.isFile()) return { skip: `${fileKind(info)}, not a regular file` };
+  if (info.size > maxManifestBytes) return { error: oversize(file, info.size), stamp: `${info.size}:${info.mtimeMs}` };
+  let handle;
+  try {
+    handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    return { skip: `cannot open: ${describeError(error)}` };
+  }
+  try {
+    const opened = await handle.stat();
+    if (!opened.isFile()) return { skip: `${fileKind(opened)}, not a regular file` };
+    const buffer = Buffer.alloc(Math.min(opened.size, maxManifestBytes) + 1);
+    let length = 0;
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+      if (length === buffer.length) {
+        if (length > maxManifestBytes) return { error: oversize(file, length), stamp: `${length}:${opened.mtimeMs}` };
+        return { skip: 'grew while being read (read again on the next scan)' };
+      }
+    }
+    return { text: buffer.toString('utf8', 0, length) };
+  } finally {
+    await handle.close();
+  }
+}
 
 export class StaticPodDirSource {
   private readonly cache = new Map<string, CachedFile>();
@@ -118,8 +179,10 @@ export class StaticPodDirSource {
 
   private async listFiles(): Promise<string[]> {
     try {
+      // Directories are not manifests; every other entry with a manifest name is looked at (a
+      // FIFO, socket or broken link is then skipped with a log line, never opened).
       const entries = await readdir(this.options.dir, { withFileTypes: true });
-      return entries.filter((e) => (e.isFile() || e.isSymbolicLink()) && isManifestFileName(e.name)).map((e) => join(this.options.dir, e.name)).sort();
+      return entries.filter((e) => !e.isDirectory() && isManifestFileName(e.name)).map((e) => join(this.options.dir, e.name)).sort();
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw new Error(`cannot read static pod directory "${this.options.dir}"`, { cause: error });
@@ -127,18 +190,24 @@ export class StaticPodDirSource {
   }
 
   private async loadFile(file: string): Promise<CachedFile | undefined> {
-    let text: string;
-    try {
-      if (!(await stat(file)).isFile()) return undefined;
-      text = await readFile(file, 'utf8');
-    } catch {
-      return undefined; // removed between readdir and read
-    }
-    const hash = createHash('sha256').update(text).digest('hex');
+    const read = await readManifestFile(file);
+    if (read === undefined) return undefined; // removed between readdir and read
     const cached = this.cache.get(file);
+    if ('skip' in read) {
+      const hash = `skip:${read.skip}`;
+      if (cached?.hash !== hash) this.options.log.warn({ file, reason: read.skip }, 'static pod manifest skipped');
+      return { hash, pods: [] };
+    }
+    if ('error' in read) {
+      const hash = `error:${read.error.message}:${read.stamp}`;
+      if (cached?.hash === hash) return cached;
+      this.options.listener.onManifestError(fileSourceName, read.error);
+      return { hash, pods: [], error: read.error };
+    }
+    const hash = createHash('sha256').update(read.text).digest('hex');
     if (cached && cached.hash === hash) return cached;
     try {
-      const pods = parseManifest(text, file).map((pod) => toStaticPod(pod, this.options.nodeName, 'file', file));
+      const pods = (await parseManifestBounded(read.text, file)).map((pod) => toStaticPod(pod, this.options.nodeName, 'file', file));
       return { hash, pods };
     } catch (error) {
       const manifestError = error instanceof ManifestError ? error : new ManifestError(file, describeError(error), { cause: error });

@@ -150,25 +150,44 @@ export function applyPodDefaults(pod: V1Pod): V1Pod {
   return pod;
 }
 
-/** Parses one manifest file's text into validated, defaulted pods; throws ManifestError. */
-export function parseManifest(text: string, source: string): V1Pod[] {
-  let documents;
+/**
+ * YAML/JSON text → plain documents (null for an empty one), or the first syntax error.
+ * Self-contained on purpose (parseAll is passed in, nothing else is referenced): it also runs
+ * in a worker thread for large manifests (manifest-worker.ts), from its source text.
+ */
+export function yamlDocuments(parseAll: typeof parseAllDocuments, text: string): { documents: unknown[] } | { error: string } {
+  let parsed: ReturnType<typeof parseAllDocuments>;
   try {
-    documents = parseAllDocuments(text);
+    parsed = parseAll(text);
   } catch (error) {
-    throw new ManifestError(source, 'cannot parse as YAML or JSON', { cause: error });
+    return { error: `cannot parse as YAML or JSON: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}` };
   }
-  if (!Array.isArray(documents)) throw new ManifestError(source, 'not a YAML or JSON document');
-  const pods: V1Pod[] = [];
-  const names = new Set<string>();
-  documents.forEach((document, index) => {
+  if (!Array.isArray(parsed)) return { error: 'not a YAML or JSON document' };
+  const documents: unknown[] = [];
+  for (let index = 0; index < parsed.length; index++) {
+    const document = parsed[index]!;
     if (document.errors.length > 0) {
       const first = document.errors[0]!;
       const line = first.linePos?.[0]?.line;
-      throw new ManifestError(source, `document ${index + 1}: invalid YAML${line ? ` at line ${line}` : ''}: ${first.message.split('\n')[0]}`);
+      return { error: `document ${index + 1}: invalid YAML${line ? ` at line ${line}` : ''}: ${first.message.split('\n')[0]}` };
     }
-    if (document.contents === null) return;
-    const pod = applyPodDefaults(validatePodDocument(source, index, document.toJS()));
+    try {
+      documents.push(document.contents === null ? null : document.toJS());
+    } catch (error) {
+      // e.g. an alias bomb past yaml's maxAliasCount, or nesting deeper than the stack
+      return { error: `document ${index + 1}: cannot be decoded: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}` };
+    }
+  }
+  return { documents };
+}
+
+/** Plain documents → validated, defaulted pods; throws ManifestError. */
+export function podsFromDocuments(documents: readonly unknown[], source: string): V1Pod[] {
+  const pods: V1Pod[] = [];
+  const names = new Set<string>();
+  documents.forEach((document, index) => {
+    if (document === null) return;
+    const pod = applyPodDefaults(validatePodDocument(source, index, document));
     const key = `${pod.metadata!.namespace ?? 'default'}/${pod.metadata!.name}`;
     if (names.has(key)) fail(source, index, 'metadata.name', `duplicate pod "${key}" in this file`);
     names.add(key);
@@ -176,4 +195,11 @@ export function parseManifest(text: string, source: string): V1Pod[] {
   });
   if (pods.length === 0) throw new ManifestError(source, 'holds no pod (empty file)');
   return pods;
+}
+
+/** Parses one manifest's text into validated, defaulted pods on this thread; throws ManifestError. */
+export function parseManifest(text: string, source: string): V1Pod[] {
+  const parsed = yamlDocuments(parseAllDocuments, text);
+  if ('error' in parsed) throw new ManifestError(source, parsed.error);
+  return podsFromDocuments(parsed.documents, source);
 }

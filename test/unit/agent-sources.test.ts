@@ -181,8 +181,8 @@ describe('staticPodURL source', () => {
     }
   });
 
-  it('parseUrlManifest rejects a PodList without items', () => {
-    expect(() => parseUrlManifest('{"kind":"PodList"}', 'http://x')).toThrow(/PodList without items/);
+  it('parseUrlManifest rejects a PodList without items', async () => {
+    await expect(parseUrlManifest('{"kind":"PodList"}', 'http://x')).rejects.toThrow(/PodList without items/);
   });
 });
 
