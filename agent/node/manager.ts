@@ -19,6 +19,11 @@ import { stableJson } from '../sources/static-pod.js';
 
 export const kubeletVersion = 'v1.32.0-knode';
 
+/** The parts of node conditions both sides must agree on (heartbeat and transition times aside). */
+function conditionsKey(conditions: V1NodeStatus['conditions']): string {
+  return stableJson([...(conditions ?? [])].map((c) => ({ type: c.type, status: c.status, reason: c.reason ?? '', message: c.message ?? '' })).sort((a, b) => (a.type < b.type ? -1 : a.type > b.type ? 1 : 0)));
+}
+
 async function readTrimmed(path: string): Promise<string> {
   try {
     return (await readFile(path, 'utf8')).trim();
@@ -132,16 +137,35 @@ export class NodeManager {
     return buildNodeStatus(this.options.facts, this.options.config, ready, this.options.pressure?.() ?? {}, this.lastStatus, this.clock.now());
   }
 
-  /** One round: register if needed, then the status (when changed or due), then the lease. */
+  /**
+   * One round (every nodeStatusUpdateFrequency): read the server's Node; register it when it is
+   * gone; send the status when it differs from the server's view (conditions) or from what was
+   * last sent, or when nodeStatusReportFrequency is due; renew the lease. As the kubelet's
+   * tryUpdateNodeStatus (pkg/kubelet/kubelet_node_status.go), which builds the new status on the
+   * Node it just read and compares with that: a Ready=Unknown set by the node lifecycle
+   * controller, or a deleted Node, is corrected within one round (issue 25 item 6).
+   */
   async tick(): Promise<void> {
     try {
       const status = await this.computeStatus();
       this.lastStatus = status;
+      if (this.node) this.node = await this.readServerNode();
       if (!this.node) await this.register(status);
-      else await this.updateStatus(status);
+      else await this.updateStatus(status, conditionsKey(this.node.status?.conditions) !== conditionsKey(status.conditions));
       await this.renewLease();
     } catch (error) {
-      this.options.log.warn({ err: describeError(error) }, 'node status update failed');
+      this.options.log.warn({ err: error }, 'node status update failed');
+    }
+  }
+
+  /** The Node as the server has it; undefined when it was deleted. */
+  private async readServerNode(): Promise<V1Node | undefined> {
+    try {
+      return await this.options.core.readNode({ name: this.options.facts.nodeName });
+    } catch (error) {
+      if (apiErrorCode(error) !== 404) throw error;
+      this.options.log.warn({ node: this.options.facts.nodeName }, 'the Node was deleted on the server; registering it again');
+      return undefined;
     }
   }
 
