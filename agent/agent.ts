@@ -272,6 +272,9 @@ export class Agent {
     const now = Date.now();
     if (now - this.lastHousekeeping < (this.options.housekeepingMs ?? 30_000)) return;
     this.lastHousekeeping = now;
+    // The network of sandboxes that are no longer ready (e.g. died with a runtime restart) is
+    // released (libcni GCNetworkList; issue 25 item 8).
+    await this.options.runtime.garbageCollectNetwork?.().catch((error: unknown) => this.options.log.warn({ err: error }, 'pod network garbage collection failed'));
     const dir = join(this.options.rootDir, 'pods');
     const entries = await readdir(dir).catch(() => [] as string[]);
     for (const uid of entries) {

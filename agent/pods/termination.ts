@@ -32,13 +32,18 @@ export async function killContainer(ctx: PodSyncContext, status: ContainerStatus
   await deps.runtime.stopContainer(status.id, left);
 }
 
-/** Stops every container (app containers first, then init/sidecars) and every sandbox. */
+/**
+ * Stops every container (app containers first, then init/sidecars) and every sandbox, the
+ * NotReady ones too: a sandbox that died with a runtime restart still holds its network (IP,
+ * veth) until it is stopped (kubelet killPodWithSyncResult stops every sandbox of the pod,
+ * ConvertPodStatusToRunningPod; issue 25 item 8). Stopping an already stopped sandbox is cheap.
+ */
 export async function stopAll(ctx: PodSyncContext, state: PodRuntimeState, graceSeconds: number): Promise<void> {
   const inits = new Set((ctx.pod.spec?.initContainers ?? []).map((c) => c.name));
   const live = state.containers.filter((c) => c.state === 'CONTAINER_RUNNING' || c.state === 'CONTAINER_CREATED');
   await Promise.all(live.filter((c) => !inits.has(c.metadata.name)).map((c) => killContainer(ctx, c, graceSeconds, state)));
   await Promise.all(live.filter((c) => inits.has(c.metadata.name)).map((c) => killContainer(ctx, c, Math.min(graceSeconds, 2), state)));
-  for (const sandbox of state.sandboxes) if (sandbox.state === 'SANDBOX_READY') await ctx.deps.runtime.stopPodSandbox(sandbox.id);
+  for (const sandbox of state.sandboxes) await ctx.deps.runtime.stopPodSandbox(sandbox.id);
 }
 
 /** A removed pod's sandboxes, containers, directory and cgroup (kubelet: pod cleanup). */
