@@ -13,7 +13,7 @@ import type { ContainerRuntime } from '../cri/runtime.js';
 import type { KubeletConfiguration } from '../lib/config/kubelet.js';
 import type { Logger } from '../lib/log.js';
 import { describeError } from '../lib/errors.js';
-import { PodEventRecorder } from './pods/events.js';
+import { EventRecorder, podReference } from '../lib/events.js';
 import { parseQuantity } from '../lib/quantity.js';
 import { ApiPodSource, apiSourceName } from './sources/api.js';
 import { Backoff } from './pods/backoff.js';
@@ -49,7 +49,7 @@ export async function applyOwnOomScoreAdj(wanted: number, log: Logger): Promise<
     return -1000;
   } catch (error) {
     const current = Number((await readFile(file, 'utf8').catch(() => '0')).trim()) || 0;
-    log.warn({ wanted, current, err: describeError(error) }, 'cannot lower oom_score_adj here; container OOM scores are clamped to the current one');
+    log.warn({ wanted, current, err: error }, 'cannot lower oom_score_adj here; container OOM scores are clamped to the current one');
     return current;
   }
 }
@@ -111,12 +111,15 @@ export class Agent {
   private nodeFacts: { hostIP?: string; memoryCapacityBytes: number } = { memoryCapacityBytes: 0 };
   private readonly rtConfig: RuntimeConfigOptions;
   readonly eviction?: AgentEviction;
+  /** The agent's one event recorder (pods' probe and eviction events, the Node's). */
+  readonly events: EventRecorder;
 
   constructor(private readonly options: AgentOptions) {
     this.clock = options.clock ?? systemClock;
     this.rtConfig = this.runtimeConfig();
     const { kubeConfig, log, runtime } = options;
     this.core = kubeConfig.makeApiClient(CoreV1Api);
+    this.events = new EventRecorder({ api: this.core, component: 'kubelet', host: () => this.node?.identity?.name ?? options.nodeName, log: log.child({ part: 'events' }), clock: this.clock });
     this.statusManager = new StatusManager(new ClientPodStatusApi(this.core), log.child({ part: 'status' }), this.clock);
     this.mirrors = new MirrorPodManager(new ClientMirrorPodApi(this.core), log.child({ part: 'mirror' }), (pod) => this.statusManager.resendFor(pod.metadata!.namespace ?? 'default', pod.metadata!.name!));
     this.podConfig = new PodConfig(
@@ -154,7 +157,6 @@ export class Agent {
         started: (uid, name, id) => this.probes.started(uid, name, id),
       },
     });
-    const podEvents = new PodEventRecorder(this.core, () => this.node?.identity?.name, log.child({ part: 'events' }), () => this.clock.now());
     const listener: ProbeListener = {
       resultChanged: (update) => this.workers.podEvent(update.podUid),
       killContainer: (request) => {
@@ -163,7 +165,12 @@ export class Agent {
       },
       event: (event) => {
         log.info({ pod: `${event.namespace}/${event.podName}`, container: event.containerName, reason: event.reason }, event.message);
-        podEvents.record(event);
+        this.events.record({
+          involvedObject: podReference({ metadata: { name: event.podName, namespace: event.namespace, uid: event.podUid } }, event.containerName),
+          type: event.type,
+          reason: event.reason,
+          message: event.message,
+        });
       },
     };
     this.probes = new ProbeManager({
@@ -207,6 +214,7 @@ export class Agent {
           kill: (uid, grace, amend) => this.workers.get(uid)?.kill(grace, amend),
         },
         sourcesReady: () => this.sourcesReady(),
+        events: this.events,
         setStatus: (pod, status) => this.statusManager.set(pod, status),
         log: log.child({ part: 'eviction' }),
       });
@@ -218,7 +226,7 @@ export class Agent {
       try {
         this.probes.addPod(pod);
       } catch (error) {
-        this.options.log.warn({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, err: describeError(error) }, 'invalid probes: the pod runs without them');
+        this.options.log.warn({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, err: error }, 'invalid probes: the pod runs without them');
       }
     }
     this.probes.cleanupPods(new Set(desired.keys()));
@@ -283,7 +291,7 @@ export class Agent {
         await removePodDir(this.options.rootDir, uid);
         this.options.log.info({ uid }, 'removed orphaned pod directory');
       } catch (error) {
-        this.options.log.warn({ uid, err: describeError(error) }, 'cannot remove orphaned pod directory');
+        this.options.log.warn({ uid, err: error }, 'cannot remove orphaned pod directory');
       }
     }
   }
@@ -302,32 +310,13 @@ export class Agent {
   private onManifestError(error: ManifestError): void {
     this.metrics.manifestErrors.inc();
     this.options.log.error({ err: error.message, source: error.source }, 'static pod manifest rejected');
-    void this.nodeEvent('FailedStaticPodManifest', error.message);
-  }
-
-  /** A Warning event on the Node (best effort). */
-  private async nodeEvent(reason: string, message: string): Promise<void> {
     const identity = this.node?.identity;
-    if (!identity) return;
-    const now = new Date(this.clock.now());
-    try {
-      await this.core.createNamespacedEvent({
-        namespace: 'default',
-        body: {
-          metadata: { generateName: `${identity.name}.`, namespace: 'default' },
-          involvedObject: { kind: 'Node', name: identity.name, uid: identity.uid, apiVersion: 'v1' },
-          reason,
-          message: message.slice(0, 1024),
-          type: 'Warning',
-          source: { component: 'kubelet', host: identity.name },
-          firstTimestamp: now,
-          lastTimestamp: now,
-          count: 1,
-        },
-      });
-    } catch (error) {
-      this.options.log.debug({ err: describeError(error) }, 'cannot record node event');
-    }
+    this.events.record({
+      involvedObject: { apiVersion: 'v1', kind: 'Node', name: this.options.nodeName, ...(identity ? { uid: identity.uid } : {}) },
+      type: 'Warning',
+      reason: 'FailedStaticPodManifest',
+      message: error.message,
+    });
   }
 
   /** configMaps and secrets an API pod refers to (static pods may not refer to API objects). */
@@ -368,7 +357,7 @@ export class Agent {
         () => this.podConfig.mirrorPods(),
         () => this.node?.identity,
       )
-      .catch((error: unknown) => this.options.log.warn({ err: describeError(error) }, 'mirror pod reconcile failed'));
+      .catch((error: unknown) => this.options.log.warn({ err: error }, 'mirror pod reconcile failed'));
   }
 
   async start(): Promise<void> {
@@ -417,7 +406,7 @@ export class Agent {
     this.probes.start();
     this.pleg.start();
     // Not awaited: the runtime's image filesystem query (docker df) can be slow; pods need not wait.
-    void this.eviction?.start().catch((error: unknown) => log.error({ err: describeError(error) }, 'eviction manager and image GC not started'));
+    void this.eviction?.start().catch((error: unknown) => log.error({ err: error }, 'eviction manager and image GC not started'));
     // The API side: registration and the pod watch must not hold up the static pods.
     void this.node.start().then(() => this.reconcileMirrors());
     this.expectedSources.add(apiSourceName);

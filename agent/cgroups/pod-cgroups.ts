@@ -111,7 +111,7 @@ export class CgroupfsPodCgroups implements PodCgroups {
           await removePodCgroup(parent, this.mountRoot);
           left += await countPodCgroups(parent, this.mountRoot);
         } catch (error) {
-          this.options.log.warn({ uid, err: describeError(error) }, 'pod cgroup cleanup failed');
+          this.options.log.warn({ uid, err: error }, 'pod cgroup cleanup failed');
           return false;
         }
       }

@@ -34,6 +34,7 @@ import type {
   PodUsageMap,
 } from '../../eviction/types.js';
 import { podLogDirectory } from '../pods/runtime-config.js';
+import { podReference, type EventSink } from '../../lib/events.js';
 
 /** Bytes and inodes used under a directory (du, without following links). Missing → zero. */
 export async function diskUsage(path: string): Promise<{ bytes: number; inodes: number }> {
@@ -136,29 +137,9 @@ export function evictedStatus(status: V1PodStatus, evicted: EvictedPodStatus): V
   return { ...status, phase: evicted.phase, reason: evicted.reason, message: evicted.message, conditions: [...(status.conditions ?? []).filter((c) => !types.has(c.type)), ...evicted.conditions] };
 }
 
-/** A Warning/Normal event on a pod, as the kubelet's recorder writes it (best effort). */
-export async function recordPodEvent(core: CoreV1Api, pod: V1Pod, nodeName: string, event: EvictionEvent, now: Date): Promise<void> {
-  const namespace = pod.metadata?.namespace ?? 'default';
-  await core.createNamespacedEvent({
-    namespace,
-    body: {
-      metadata: { generateName: `${pod.metadata?.name ?? 'pod'}.`, namespace, annotations: event.annotations },
-      involvedObject: { kind: 'Pod', apiVersion: 'v1', name: pod.metadata?.name, namespace, uid: pod.metadata?.uid },
-      reason: event.reason,
-      message: event.message.slice(0, 1024),
-      type: event.type,
-      source: { component: 'kubelet', host: nodeName },
-      firstTimestamp: now,
-      lastTimestamp: now,
-      count: 1,
-    },
-  });
-}
-
 export interface PodKillerOptions {
   pods: AgentPods;
-  core: CoreV1Api;
-  nodeName: string;
+  events: EventSink;
   log: Logger;
   /** Extra wait beyond the grace period before giving up on the kill (agent stopping); ms. */
   slackMs?: number;
@@ -168,16 +149,12 @@ export class AgentPodKiller implements PodKiller {
   constructor(private readonly options: PodKillerOptions) {}
 
   async evictPod(pod: V1Pod, gracePeriodSeconds: number, status: EvictedPodStatus, event: EvictionEvent): Promise<void> {
-    const { pods, core, nodeName, log } = this.options;
+    const { pods, events, log } = this.options;
     const uid = pod.metadata?.uid ?? '';
     const name = `${pod.metadata?.namespace}/${pod.metadata?.name}`;
     const killed = pods.kill(uid, gracePeriodSeconds, (current) => evictedStatus(current, status));
     if (!killed) throw new Error(`cannot evict pod ${name}: no pod worker has it`);
-    try {
-      await recordPodEvent(core, pod, nodeName, event, new Date());
-    } catch (error) {
-      log.warn({ pod: name, err: describeError(error) }, 'cannot record the Evicted event');
-    }
+    events.record({ involvedObject: podReference(pod), type: event.type, reason: event.reason, message: event.message, annotations: event.annotations });
     // The kubelet waits for the pod's cleanup before the next eviction; bounded so stop() cannot hang.
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), gracePeriodSeconds * 1000 + (this.options.slackMs ?? 30_000))));
@@ -205,7 +182,7 @@ export class AgentContainerReclaimer implements ContainerReclaimer {
       try {
         await this.runtime.removeContainer(container.id);
       } catch (error) {
-        this.log.warn({ container: container.id, err: describeError(error) }, 'cannot remove dead container');
+        this.log.warn({ container: container.id, err: error }, 'cannot remove dead container');
       }
     }
   }

@@ -28,15 +28,18 @@ import { NodeSignals } from '../../eviction/signals.js';
 import { conditionToTaintKey, taintsFor } from '../../eviction/thresholds.js';
 import { podQosClass } from '../../lib/k8s/qos.js';
 import type { NodeConditionSink, PressureCondition } from '../../eviction/types.js';
-import { AgentActivePods, AgentContainerReclaimer, AgentPodKiller, AgentPodStats, CriImageStore, recordPodEvent, type AgentPods } from './adapters.js';
+import { AgentActivePods, AgentContainerReclaimer, AgentPodKiller, AgentPodStats, CriImageStore, type AgentPods } from './adapters.js';
 import type { PressureInput } from '../node/status.js';
 import { podCgroupParent } from '../../lib/k8s/cgroups.js';
 import { isStaticPod } from '../../lib/k8s/pod-source.js';
+import { podReference, type EventSink } from '../../lib/events.js';
 
 export interface AgentEvictionOptions {
   config: KubeletConfiguration;
   runtime: ContainerRuntime;
   core: CoreV1Api;
+  /** Evicted and admission-rejection events (lib/events.ts). */
+  events: EventSink;
   nodeName: string;
   rootDir: string;
   podLogsDir: string;
@@ -102,7 +105,7 @@ export class AgentEviction implements NodeConditionSink {
         ...(cgroupfs ? { podCgroup: (pod: V1Pod) => podCgroupParent(podQosClass(pod), pod.metadata?.uid ?? '', 'cgroupfs', config.cgroupRoot) } : {}),
       }),
       activePods: new AgentActivePods(pods),
-      killer: new AgentPodKiller({ pods, core: this.options.core, nodeName: this.options.nodeName, log }),
+      killer: new AgentPodKiller({ pods, events: this.options.events, log }),
       conditions: this,
       imageReclaimer: this.imageGC,
       containerReclaimer: new AgentContainerReclaimer(runtime, pods, this.options.sourcesReady, log),
@@ -133,7 +136,7 @@ export class AgentEviction implements NodeConditionSink {
     if (key === this.appliedTaints || this.tainting) return;
     this.tainting = this.applyTaints(wanted)
       .then(() => void (this.appliedTaints = key))
-      .catch((error: unknown) => this.options.log.warn({ err: describeError(error) }, 'cannot update the node pressure taints; retrying on the next sync'))
+      .catch((error: unknown) => this.options.log.warn({ err: error }, 'cannot update the node pressure taints; retrying on the next sync'))
       .finally(() => (this.tainting = undefined));
   }
 
@@ -193,8 +196,6 @@ export class AgentEviction implements NodeConditionSink {
     const name = `${pod.metadata?.namespace}/${pod.metadata?.name}`;
     this.options.log.warn({ pod: name, reason, message }, 'pod rejected by admission');
     this.options.setStatus(pod, { phase: 'Failed', reason, message: `Pod was rejected: ${message}`, qosClass: podQosClass(pod) });
-    void recordPodEvent(this.options.core, pod, this.options.nodeName, { type: 'Warning', reason, message, annotations: {} }, new Date()).catch((error: unknown) =>
-      this.options.log.debug({ pod: name, err: describeError(error) }, 'cannot record the rejection event'),
-    );
+    this.options.events.record({ involvedObject: podReference(pod), type: 'Warning', reason, message });
   }
 }

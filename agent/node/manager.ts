@@ -236,7 +236,7 @@ export class NodeManager {
       lease.spec = { ...lease.spec, holderIdentity: identity.name, leaseDurationSeconds, renewTime };
       await coordination.replaceNamespacedLease({ name: identity.name, namespace, body: lease });
     } catch (error) {
-      this.options.log.warn({ err: describeError(error) }, 'node lease renewal failed');
+      this.options.log.warn({ err: error }, 'node lease renewal failed');
     }
   }
 }

@@ -130,7 +130,7 @@ async function postStart(ctx: PodSyncContext, container: V1Container, id: string
     await runHook(hook, { runtime: deps.runtime, pod, container, containerId: id, podIP, timeoutMs: ctx.graceSeconds() * 1000 || 30_000, allowNetwork: deps.podNetworkReachable !== false }, 'PostStart');
   } catch (error) {
     const message = error instanceof HookError ? error.message : describeError(error);
-    deps.log.warn({ pod: ctx.name, container: container.name, err: message }, 'FailedPostStartHook: killing the container');
+    deps.log.warn({ pod: ctx.name, container: container.name, err: error }, `FailedPostStartHook: ${message}; killing the container`);
     await deps.runtime.stopContainer(id, 0);
   }
 }

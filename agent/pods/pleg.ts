@@ -63,7 +63,7 @@ export class Pleg {
       for (const c of containers) add(c.labels[kubeLabels.podUid], `c:${c.id}:${c.state}`);
       current = new Map([...parts].map(([uid, list]) => [uid, list.sort().join(',')]));
     } catch (error) {
-      this.log.warn({ err: describeError(error) }, 'PLEG relist failed');
+      this.log.warn({ err: error }, 'PLEG relist failed');
       return;
     }
     if (this.stopped) return;

@@ -19,23 +19,23 @@ export async function createSandbox(ctx: PodSyncContext, config: PodSandboxConfi
     ctx.schedule(deps.restartBackoff.remainingSinceUpdate(key));
     return undefined;
   }
-  const fail = (message: string): undefined => {
+  const fail = (message: string, error: unknown): undefined => {
     for (const c of starts) ctx.setWaiting(c.container.name, { reason: 'ContainerCreating', message });
-    deps.log.warn({ pod: ctx.name, err: message }, 'sandbox creation failed');
+    deps.log.warn({ pod: ctx.name, err: error }, message);
     ctx.schedule(deps.restartBackoff.next(key, now));
     return undefined;
   };
   try {
     await deps.podCgroups?.ensure(ctx.pod);
   } catch (error) {
-    return fail(`failed to ensure that the pod: ${ctx.uid} cgroups exist and are correctly applied: ${describeError(error)}`);
+    return fail(`failed to ensure that the pod: ${ctx.uid} cgroups exist and are correctly applied: ${describeError(error)}`, error);
   }
   try {
     const id = await deps.runtime.runPodSandbox(config);
     deps.restartBackoff.reset(key);
     return id;
   } catch (error) {
-    return fail(`failed to create pod sandbox: ${describeError(error)}`);
+    return fail(`failed to create pod sandbox: ${describeError(error)}`, error);
   }
 }
 

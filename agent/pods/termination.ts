@@ -25,7 +25,7 @@ export async function killContainer(ctx: PodSyncContext, status: ContainerStatus
     try {
       await runHook(hook, { runtime: deps.runtime, pod, container: spec!, containerId: status.id, podIP, timeoutMs: graceSeconds * 1000, allowNetwork: deps.podNetworkReachable !== false }, 'PreStop');
     } catch (error) {
-      deps.log.warn({ pod: ctx.name, container: status.metadata.name, err: describeError(error) }, 'FailedPreStopHook');
+      deps.log.warn({ pod: ctx.name, container: status.metadata.name, err: error }, 'FailedPreStopHook');
     }
   }
   const left = Math.max(0, graceSeconds - Math.floor((deps.clock.now() - started) / 1000));

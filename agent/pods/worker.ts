@@ -143,7 +143,7 @@ export class PodWorker {
         try {
           await this.syncOnce();
         } catch (error) {
-          this.deps.log.error({ pod: this.name, err: describeError(error) }, 'pod sync failed');
+          this.deps.log.error({ pod: this.name, err: error }, 'pod sync failed');
           this.schedule(Math.min(this.deps.resyncMs, 2000));
         }
       }
@@ -219,7 +219,7 @@ export class PodWorker {
     const before = this.waiting.get(name);
     this.waiting.set(name, waiting);
     if (before?.reason !== waiting.reason || before.message !== waiting.message) {
-      this.deps.log.warn({ pod: this.name, container: name, reason: waiting.reason, err: waiting.message }, 'container waiting');
+      this.deps.log.warn({ pod: this.name, container: name, reason: waiting.reason, message: waiting.message }, 'container waiting');
     }
   }
 
@@ -250,7 +250,7 @@ export class PodWorker {
     } catch (error) {
       const message = describeError(error);
       for (const c of actions.containersToStart) this.setWaiting(c.container.name, { reason: 'ContainerCreating', message });
-      this.deps.log.warn({ pod: this.name, err: message }, 'volume setup failed');
+      this.deps.log.warn({ pod: this.name, err: error }, 'volume setup failed');
       this.schedule(2000);
       return acts;
     }

@@ -86,7 +86,7 @@ export class PodWorkers {
       const worker = new PodWorker(uid, orphan, { ...this.deps, onStatus: () => undefined, onTerminated: () => undefined });
       worker.remove();
       const finished = worker.done
-        .catch((error: unknown) => this.deps.log.warn({ uid, err: describeError(error) }, 'orphan cleanup failed'))
+        .catch((error: unknown) => this.deps.log.warn({ uid, err: error }, 'orphan cleanup failed'))
         .finally(() => {
           this.orphanCleaning.delete(uid);
           this.finishing.delete(finished);

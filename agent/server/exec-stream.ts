@@ -78,7 +78,7 @@ export class ExecStreams {
     if (req.method === 'POST') req.method = 'GET';
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       this.serve(ws, target, resolved, options).catch((error: unknown) => {
-        this.options.log.warn({ err: describeError(error), pod: `${target.namespace}/${target.pod}` }, `${target.kind} stream failed`);
+        this.options.log.warn({ err: error, pod: `${target.namespace}/${target.pod}` }, `${target.kind} stream failed`);
         ws.terminate();
       });
     });

@@ -112,7 +112,7 @@ export class PortForwardStreams {
         this.options.log.info({ pod: `${target.namespace}/${target.pod}`, transport: 'websocket-channels', ports }, 'port-forward connection opened');
         serveChannels(ws, ports, (port, stream) => this.options.runtime.portForward(resolved.sandboxId, port, stream), (port, error) => forwardFailure(port, resolved, error)).catch(
           (error: unknown) => {
-            this.options.log.warn({ pod: `${target.namespace}/${target.pod}`, err: describeError(error) }, 'port-forward stream failed');
+            this.options.log.warn({ pod: `${target.namespace}/${target.pod}`, err: error }, 'port-forward stream failed');
             ws.terminate();
           },
         );
@@ -147,7 +147,7 @@ export class PortForwardStreams {
       clearTimeout(idle);
       idle = setTimeout(() => session.close(), idleMs);
     };
-    session.on('error', (error) => this.options.log.info({ pod: name, err: describeError(error) }, 'port-forward connection failed'));
+    session.on('error', (error) => this.options.log.info({ pod: name, err: error }, 'port-forward connection failed'));
     session.on('close', () => {
       clearTimeout(idle);
       for (const pair of pairs.values()) clearTimeout(pair.timer);

@@ -170,7 +170,7 @@ export class KubeletServer {
       await this.route(req, res, url);
     } catch (error) {
       const status = error instanceof HttpError ? error.status : 500;
-      if (status === 500) this.options.log.warn({ url: req.url, err: describeError(error) }, 'kubelet API request failed');
+      if (status === 500) this.options.log.warn({ url: req.url, err: error }, 'kubelet API request failed');
       if (!res.headersSent) send(res, status, `${error instanceof HttpError ? error.message : describeError(error)}\n`);
       else res.end();
     }
@@ -190,7 +190,7 @@ export class KubeletServer {
       if (!target) return rejectUpgrade(socket, 404, `not found: ${url.pathname}`);
       this.streams.handle(req, socket, head, target, url.searchParams);
     } catch (error) {
-      this.options.log.warn({ url: req.url, err: describeError(error) }, 'kubelet API upgrade request failed');
+      this.options.log.warn({ url: req.url, err: error }, 'kubelet API upgrade request failed');
       rejectUpgrade(socket, 500, describeError(error));
     }
   }

@@ -79,7 +79,7 @@ export class ApiPodSource {
     });
     informer.on('error', (error: unknown) => {
       if (this.stopped || this.informer !== informer) return;
-      this.options.log.warn({ err: describeError(error), retryMs: this.retryMs }, 'pod watch failed; restarting');
+      this.options.log.warn({ err: error, retryMs: this.retryMs }, 'pod watch failed; restarting');
       this.retryTimer = setTimeout(() => {
         informer.stop().then(
           () => this.connect(),
@@ -95,7 +95,7 @@ export class ApiPodSource {
         this.emit(informer);
       }
     } catch (error) {
-      this.options.log.warn({ err: describeError(error) }, 'initial pod list failed; retrying');
+      this.options.log.warn({ err: error }, 'initial pod list failed; retrying');
     }
   }
 }

@@ -149,7 +149,7 @@ export class StaticPodDirSource {
       });
     } catch (error) {
       // The directory may not exist yet: the periodic rescan picks it up later (as the kubelet).
-      this.options.log.debug({ dir: this.options.dir, err: describeError(error) }, 'cannot watch the static pod directory yet');
+      this.options.log.debug({ dir: this.options.dir, err: error }, 'cannot watch the static pod directory yet');
     }
   }
 

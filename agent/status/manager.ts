@@ -139,7 +139,7 @@ export class StatusManager {
   }
 
   private kick(): void {
-    this.flush().catch((error: unknown) => this.log.error({ err: describeError(error) }, 'pod status flush failed'));
+    this.flush().catch((error: unknown) => this.log.error({ err: error }, 'pod status flush failed'));
   }
 
   /** Sends what changed; flushes never overlap (a call during one runs one more round). */
@@ -190,7 +190,7 @@ export class StatusManager {
         }
         entry.retryAt = now + entry.delayMs;
         entry.delayMs = Math.min(entry.delayMs * 2, 30_000);
-        this.log.warn({ pod: `${namespace}/${name}`, err: describeError(error), retryMs: entry.delayMs }, 'pod status update failed');
+        this.log.warn({ pod: `${namespace}/${name}`, err: error, retryMs: entry.delayMs }, 'pod status update failed');
       }
     }
   }

@@ -97,7 +97,7 @@ export class MirrorPodManager {
         await this.api.delete(namespace, name, uid);
         this.log.info({ pod: `${namespace}/${name}` }, 'deleted mirror pod');
       } catch (error) {
-        this.log.warn({ pod: `${namespace}/${name}`, err: describeError(error) }, 'mirror pod delete failed');
+        this.log.warn({ pod: `${namespace}/${name}`, err: error }, 'mirror pod delete failed');
       }
     }
     for (const pod of plan.create) {
@@ -107,7 +107,7 @@ export class MirrorPodManager {
         this.onCreated(pod);
       } catch (error) {
         if (apiErrorCode(error) === 409) continue; // the watch has not shown it to us yet
-        this.log.warn({ pod: fullName(pod), err: describeError(error) }, 'mirror pod create failed');
+        this.log.warn({ pod: fullName(pod), err: error }, 'mirror pod create failed');
       }
     }
   }

@@ -143,7 +143,7 @@ describe('chaos: bad static pod manifests dropped into a running agent', () => {
 
     // /healthz keeps answering while the corpus is read (longest answer measured).
     let slowestHealthz = 0;
-    const named = (line: Record<string, unknown>): string => String(line.file ?? line.err ?? '');
+    const named = (line: Record<string, unknown>): string => String(line.file ?? (line.err as { message?: string } | undefined)?.message ?? '');
     const handled = (name: string) => captured.lines().some((l) => (l.msg === 'static pod manifest rejected' || l.msg === 'static pod manifest skipped') && named(l).includes(`/${name}`));
     await waitFor(
       'every bad manifest logged',

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { CoreV1Event } from '@kubernetes/client-node';
-import { PodEventRecorder, type EventsApi, type PodEvent } from '../../agent/pods/events.js';
+import { EventRecorder, podReference, type EventInput, type EventsApi } from '../../lib/events.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { createLogger } from '../../lib/log.js';
 
 /** Fake events API: an in-memory store by namespace/name, with optional failures. */
@@ -31,14 +32,26 @@ class FakeEventsApi {
   };
 }
 
-const event = (message: string, containerName = 'app'): PodEvent => ({ podUid: 'uid-1', namespace: 'ns', podName: 'web', containerName, type: 'Warning', reason: 'Unhealthy', message });
+const event = (message: string, containerName = 'app'): EventInput => ({
+  involvedObject: podReference({ metadata: { uid: 'uid-1', namespace: 'ns', name: 'web' } }, containerName),
+  type: 'Warning',
+  reason: 'Unhealthy',
+  message,
+});
 
-function recorder(api: FakeEventsApi): PodEventRecorder {
-  let t = 1_000_000;
-  return new PodEventRecorder(api as unknown as EventsApi, () => 'node-a', createLogger('test', 'silent'), () => (t += 1000));
+/** A clock that moves 1 s per reading, so repeats get later lastTimestamps. */
+class SteppingClock extends FakeClock {
+  override now(): number {
+    this.advance(1000);
+    return super.now();
+  }
 }
 
-describe('PodEventRecorder', () => {
+function recorder(api: FakeEventsApi): EventRecorder {
+  return new EventRecorder({ api: api as unknown as EventsApi, component: 'kubelet', host: () => 'node-a', log: createLogger('test', 'silent'), clock: new SteppingClock(1_000_000) });
+}
+
+describe('EventRecorder (lib/events.ts): the one recorder of agent, probes and eviction', () => {
   it('records a pod event with the container field path and kubelet source', async () => {
     const api = new FakeEventsApi();
     const r = recorder(api);
@@ -85,5 +98,18 @@ describe('PodEventRecorder', () => {
     await again.flush();
     expect([...api.store.values()]).toHaveLength(1);
     expect([...api.store.values()][0]!.count).toBe(2);
+  });
+
+  it('records Node events in the default namespace with annotations, aggregated the same way', async () => {
+    const api = new FakeEventsApi();
+    const r = recorder(api);
+    const node = { involvedObject: { apiVersion: 'v1', kind: 'Node', name: 'node-a', uid: 'n-1' }, type: 'Warning' as const, reason: 'FailedStaticPodManifest', message: 'bad', annotations: { a: 'b' } };
+    r.record(node);
+    r.record(node);
+    await r.flush();
+    const [stored] = [...api.store.entries()];
+    expect(stored![0]).toMatch(/^default\/node-a\./);
+    expect(stored![1]).toMatchObject({ count: 2, involvedObject: { kind: 'Node', name: 'node-a', uid: 'n-1' }, metadata: { annotations: { a: 'b' } } });
+    expect(stored![1].involvedObject.namespace).toBeUndefined();
   });
 });
