@@ -309,7 +309,7 @@ export class Agent {
 
   private onManifestError(error: ManifestError): void {
     this.metrics.manifestErrors.inc();
-    this.options.log.error({ err: error.message, source: error.source }, 'static pod manifest rejected');
+    this.options.log.error({ err: error, source: error.source }, 'static pod manifest rejected');
     const identity = this.node?.identity;
     this.events.record({
       involvedObject: { apiVersion: 'v1', kind: 'Node', name: this.options.nodeName, ...(identity ? { uid: identity.uid } : {}) },

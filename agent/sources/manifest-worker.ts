@@ -32,6 +32,9 @@ const { parentPort, workerData } = require('node:worker_threads');
 const { parseAllDocuments } = require(workerData.yamlPath);
 const yamlDocuments = (${yamlDocuments.toString()});
 parentPort.postMessage(yamlDocuments(parseAllDocuments, workerData.text));
+// Stay until the main thread has the answer and terminates this worker: an exit right after
+// postMessage may be seen before the message.
+parentPort.on('message', () => undefined);
 `;
 
 type Decoded = { documents: unknown[] } | { error: string };
@@ -56,8 +59,9 @@ function decodeInWorker(text: string, source: string, timeoutMs: number): Promis
       reject(new ManifestError(source, `cannot be decoded: ${error.message}`, { cause: error }));
     });
     worker.once('exit', (code) => {
+      // After settle() this is the terminate() and changes nothing; before it, a crash.
       clearTimeout(timer);
-      reject(new ManifestError(source, `decoder exited with code ${code}`));
+      reject(new ManifestError(source, `decoder exited with code ${code} before answering`));
     });
   });
 }

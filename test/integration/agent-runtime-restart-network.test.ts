@@ -9,15 +9,13 @@
  * restarted (its containers die with it); the agent makes a new sandbox. Afterwards the IPAM
  * store holds exactly the new sandbox's address and the node netns exactly its veth.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Docker from 'dockerode';
+import type Docker from 'dockerode';
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { run } from '../../lib/exec.js';
 import { createLogger } from '../../lib/log.js';
 import { parseKubeletConfig, kubeletApiVersion } from '../../lib/config/kubelet.js';
 import { CniNetwork } from '../../cri/cni/network.js';
@@ -28,6 +26,7 @@ import { TestNetwork, type Netns } from '../helpers/netns.js';
 import { prerequisites } from '../helpers/prereq.js';
 import { startTestControlPlane, type TestControlPlane } from '../helpers/controlplane.js';
 import { waitFor } from '../helpers/wait.js';
+import { TestDockerd } from '../helpers/test-dockerd.js';
 
 const env = await prerequisites('root', 'docker', 'command:ip', 'command:nsenter', 'command:dockerd');
 const cniBin = '/usr/lib/cni';
@@ -40,33 +39,13 @@ describe.skipIf(env.skip || !haveCni)('issue 25 item 8: no network leak after a 
   let dir: string;
   let net: TestNetwork;
   let node: Netns;
-  let daemon: ChildProcess | undefined;
   let docker: Docker;
   let cp: TestControlPlane;
   let agent: Agent | undefined;
 
-  async function startDaemon(): Promise<void> {
-    // nsenter, not `ip netns exec`: the latter remounts /sys, which hides the cgroup mounts.
-    const args = [
-      `--net=${node.path}`, 'dockerd',
-      '--data-root', join(dir, 'data'), '--exec-root', join(dir, 'x'), '--pidfile', join(dir, 'docker.pid'),
-      '-H', `unix://${join(dir, 'd.sock')}`, '--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-masq=false', '--ip-forward=false',
-      '--storage-driver=vfs', '--containerd-namespace', `knt-${runId}`, '--containerd-plugins-namespace', `knt-${runId}-p`,
-    ];
-    daemon = spawn('nsenter', args, { stdio: 'ignore' });
-    await waitFor('the test dockerd', async () => ((await docker.ping()) ? true : undefined), 60_000);
-  }
-
-  async function stopDaemon(): Promise<void> {
-    const child = daemon;
-    daemon = undefined;
-    if (!child || child.exitCode !== null) return;
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    await exited;
-    clearTimeout(timer);
-  }
+  let dockerd: TestDockerd;
+  const startDaemon = (): Promise<void> => dockerd.start();
+  const stopDaemon = (): Promise<void> => dockerd.stop();
 
   const ipamAddresses = async (): Promise<string[]> =>
     (await readdir(join(dir, 'ipam', `knt${runId}`)).catch(() => [] as string[])).filter((name) => /^\d+\.\d+\.\d+\.\d+$/.test(name)).sort();
@@ -80,7 +59,8 @@ describe.skipIf(env.skip || !haveCni)('issue 25 item 8: no network leak after a 
     dir = await mkdtemp(join(tmpdir(), 'knrr-'));
     net = new TestNetwork();
     node = await net.node('rr');
-    docker = new Docker({ socketPath: join(dir, 'd.sock') });
+    dockerd = new TestDockerd(node, dir, runId);
+    docker = dockerd.docker;
     await startDaemon();
     await mkdir(join(dir, 'net.d'), { recursive: true });
     await mkdir(join(dir, 'manifests'), { recursive: true });
@@ -126,15 +106,14 @@ describe.skipIf(env.skip || !haveCni)('issue 25 item 8: no network leak after a 
 
   afterAll(async () => {
     await agent?.stop();
-    if (docker && daemon) {
+    if (docker && dockerd?.running) {
       for (const c of await docker.listContainers({ all: true }).catch(() => [])) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
     }
     await stopDaemon();
     await cp?.stop();
     await net?.cleanup();
     if (dir) {
-      // dockerd leaves its own netns bind-mounted under the exec root
-      for (const sub of ['x/netns/default', 'x', 'data']) await run(['umount', '-R', '-l', join(dir, sub)], { allowFailure: true });
+      await dockerd?.unmount();
       await rm(dir, { recursive: true, force: true });
     }
   }, 120_000);

@@ -3,14 +3,12 @@
  * starts inside a test netns, with its own data root, exec root, pidfile, socket and containerd
  * namespace (never the shared engine). Pods are hostNetwork, i.e. in that node netns.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Docker from 'dockerode';
+import type Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { run } from '../../lib/exec.js';
 import { createLogger } from '../../lib/log.js';
 import { DockerRuntime } from '../../cri/docker/runtime.js';
 import { busyboxSpec, ensureLocalImage } from '../../cri/local-images.js';
@@ -18,6 +16,7 @@ import { isCriError, type PodSandboxConfig } from '../../cri/runtime.js';
 import { TestNetwork, type Netns } from '../helpers/netns.js';
 import { prerequisites } from '../helpers/prereq.js';
 import { waitFor } from '../helpers/wait.js';
+import { TestDockerd } from '../helpers/test-dockerd.js';
 
 const env = await prerequisites('root', 'docker', 'command:ip', 'command:nsenter', 'command:dockerd');
 const runId = randomBytes(4).toString('hex');
@@ -27,37 +26,18 @@ describe.skipIf(env.skip)('cri docker runtime: Docker daemon restart', () => {
   let dir: string;
   let net: TestNetwork;
   let node: Netns;
-  let daemon: ChildProcess | undefined;
   let docker: Docker;
 
-  async function startDaemon(): Promise<void> {
-    // nsenter, not `ip netns exec`: the latter remounts /sys, which hides the cgroup mounts.
-    const args = [
-      `--net=${node.path}`, 'dockerd',
-      '--data-root', join(dir, 'data'), '--exec-root', join(dir, 'x'), '--pidfile', join(dir, 'docker.pid'),
-      '-H', `unix://${join(dir, 'd.sock')}`, '--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-masq=false', '--ip-forward=false',
-      '--storage-driver=vfs', '--containerd-namespace', `knt-${runId}`, '--containerd-plugins-namespace', `knt-${runId}-p`,
-    ];
-    daemon = spawn('nsenter', args, { stdio: 'ignore' });
-    await waitFor('the test dockerd', async () => ((await docker.ping()) ? true : undefined));
-  }
-
-  async function stopDaemon(): Promise<void> {
-    const child = daemon;
-    daemon = undefined;
-    if (!child || child.exitCode !== null) return;
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    await exited;
-    clearTimeout(timer);
-  }
+  let dockerd: TestDockerd;
+  const startDaemon = (): Promise<void> => dockerd.start();
+  const stopDaemon = (): Promise<void> => dockerd.stop();
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'kcd-'));
     net = new TestNetwork();
     node = await net.node('dockerd');
-    docker = new Docker({ socketPath: join(dir, 'd.sock') });
+    dockerd = new TestDockerd(node, dir, runId);
+    docker = dockerd.docker;
     await startDaemon();
   });
 
@@ -65,8 +45,7 @@ describe.skipIf(env.skip)('cri docker runtime: Docker daemon restart', () => {
     await stopDaemon();
     await net?.cleanup();
     if (dir) {
-      // dockerd leaves its own netns bind-mounted under the exec root
-      for (const sub of ['x/netns/default', 'x', 'data']) await run(['umount', '-R', '-l', join(dir, sub)], { allowFailure: true });
+      await dockerd?.unmount();
       await rm(dir, { recursive: true, force: true });
     }
   });

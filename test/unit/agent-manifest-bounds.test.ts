@@ -9,14 +9,12 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { V1Pod } from '@kubernetes/client-node';
-import { createLogger } from '../../lib/log.js';
 import { StaticPodDirSource } from '../../agent/sources/file.js';
-import type { ManifestError } from '../../agent/sources/manifest.js';
 import { maxManifestBytes, parseManifestBounded } from '../../agent/sources/manifest-worker.js';
+import { SourceRecorder } from '../helpers/source-recorder.js';
+import { capturingLog } from '../helpers/log-capture.js';
 
 const root = mkdtempSync(join(tmpdir(), 'knode-manifest-bounds-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -24,29 +22,7 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 const manifest = (name: string, annotation = '') =>
   `apiVersion: v1\nkind: Pod\nmetadata:\n  name: ${name}\n  annotations:\n    big: "${annotation}"\nspec:\n  containers:\n  - name: main\n    image: knode.local/busybox:1\n    command: ["sleep", "3600"]\n`;
 
-class Recorder {
-  sets: V1Pod[][] = [];
-  errors: ManifestError[] = [];
-  onPods(_source: string, pods: V1Pod[]): void {
-    this.sets.push(pods);
-  }
-  onManifestError(_source: string, error: ManifestError): void {
-    this.errors.push(error);
-  }
-  get names(): string[] {
-    return (this.sets.at(-1) ?? []).map((p) => p.metadata!.name!).sort();
-  }
-}
 
-function capturingLog(): { log: ReturnType<typeof createLogger>; lines: () => Array<Record<string, unknown>> } {
-  const stream = new PassThrough();
-  const chunks: string[] = [];
-  stream.on('data', (chunk: Buffer) => chunks.push(chunk.toString()));
-  return {
-    log: createLogger('test', 'info', stream),
-    lines: () => chunks.join('').split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>),
-  };
-}
 
 /** Runs fn and returns the longest event-loop stall seen meanwhile (ms). */
 async function maxLoopDelay(fn: () => Promise<void>): Promise<number> {
@@ -66,7 +42,7 @@ describe('issue 25 item 5: static pod manifests are size-capped and decoded off 
     mkdirSync(dir);
     writeFileSync(join(dir, 'good.yaml'), manifest('good'));
     writeFileSync(join(dir, 'huge.yaml'), manifest('huge', 'x'.repeat(50 * 1024 * 1024)));
-    const rec = new Recorder();
+    const rec = new SourceRecorder();
     const { log } = capturingLog();
     const source = new StaticPodDirSource({ dir, nodeName: 'n1', checkFrequencyMs: 3_600_000, listener: rec, log });
     const stall = await maxLoopDelay(() => source.start());
@@ -84,7 +60,7 @@ describe('issue 25 item 5: static pod manifests are size-capped and decoded off 
     expect(Buffer.byteLength(big)).toBeLessThan(maxManifestBytes);
     expect(Buffer.byteLength(big)).toBeGreaterThan(6 * 1024 * 1024);
     writeFileSync(join(dir, 'large.yaml'), big);
-    const rec = new Recorder();
+    const rec = new SourceRecorder();
     const { log } = capturingLog();
     const source = new StaticPodDirSource({ dir, nodeName: 'n1', checkFrequencyMs: 3_600_000, listener: rec, log });
     const stall = await maxLoopDelay(() => source.start());
@@ -112,7 +88,7 @@ describe('issue 25 item 5: static pod manifests are size-capped and decoded off 
     symlinkSync('loop-a.yaml', join(dir, 'loop-b.yaml'));
     symlinkSync(join(dir, 'missing.yaml'), join(dir, 'dangling.yaml'));
     execFileSync('mkfifo', [join(dir, 'fifo.yaml')]);
-    const rec = new Recorder();
+    const rec = new SourceRecorder();
     const { log, lines } = capturingLog();
     const source = new StaticPodDirSource({ dir, nodeName: 'n1', checkFrequencyMs: 50, listener: rec, log });
     await source.start();
