@@ -426,6 +426,7 @@ export class Agent {
     this.probes.stop();
     this.node?.stop();
     await this.workers.stop();
+    // The status manager logs what it could not send; stopping goes on regardless.
     await this.statusManager.flush().catch(() => undefined);
     await this.statusManager.stop();
     await this.server?.stop();

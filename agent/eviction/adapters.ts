@@ -45,6 +45,7 @@ export async function diskUsage(path: string): Promise<{ bytes: number; inodes: 
     try {
       entries = await readdir(dir);
     } catch {
+      // Removed while walked (a pod directory being cleaned up): nothing to count.
       return;
     }
     for (const name of entries) {

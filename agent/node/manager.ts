@@ -28,6 +28,7 @@ async function readTrimmed(path: string): Promise<string> {
   try {
     return (await readFile(path, 'utf8')).trim();
   } catch {
+    // Optional machine facts (machine-id, boot_id): absent on some hosts; the field stays empty.
     return '';
   }
 }

@@ -91,6 +91,7 @@ export class RequestAuth {
       try {
         user = await this.settings.tokens.review(token);
       } catch {
+        // Fail closed: a token review that cannot be done (API down) authenticates no one (401).
         user = undefined;
       }
       this.tokenCache.set(token, { ...(user ? { user } : {}), until: this.now() + this.settings.tokenCacheTtlMs });
@@ -110,6 +111,7 @@ export class RequestAuth {
     try {
       allowed = await this.settings.access.review(user, attributes);
     } catch {
+      // Fail closed: an access review that cannot be done denies (403), as the kubelet's webhook authorizer.
       allowed = false;
     }
     this.accessCache.set(key, { allowed, until: this.now() + (allowed ? this.settings.allowedTtlMs : this.settings.deniedTtlMs) });

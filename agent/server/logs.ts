@@ -23,6 +23,7 @@ export function parseLogLine(line: string): (LogEntry & { partial: boolean }) | 
       if (typeof entry.log !== 'string') return undefined;
       return { time: entry.time ?? '', stream: entry.stream === 'stderr' ? 'stderr' : 'stdout', content: entry.log, partial: !entry.log.endsWith('\n') };
     } catch {
+      // Not a json-file log line (torn write at rotation): skipped, as the kubelet's log parser does.
       return undefined;
     }
   }
