@@ -13,29 +13,30 @@ import type { ContainerRuntime } from '../cri/runtime.js';
 import type { KubeletConfiguration } from '../lib/config/kubelet.js';
 import type { Logger } from '../lib/log.js';
 import { describeError } from '../lib/errors.js';
-import { PodEventRecorder } from './pod-events.js';
+import { EventRecorder, podReference } from '../lib/events.js';
 import { parseQuantity } from '../lib/quantity.js';
-import { ApiPodSource, apiSourceName } from './source-api.js';
-import { Backoff, systemClock, type Clock } from './backoff.js';
-import { referencedObjects, type EnvObjects } from './env.js';
-import type { ManifestError } from './manifest.js';
-import { MirrorPodManager, ClientMirrorPodApi } from './mirror-pods.js';
-import { NodeManager, gatherNodeFacts } from './node-manager.js';
-import { PodConfig } from './pod-config.js';
-import { PodWorkers } from './pod-workers.js';
-import { CgroupfsPodCgroups } from './pod-cgroups.js';
-import { Pleg } from './pleg.js';
-import { parseResolvConf, type RuntimeConfigOptions } from './runtime-config.js';
-import { fileSourceName, StaticPodDirSource } from './source-file.js';
-import { httpSourceName, StaticPodUrlSource } from './source-url.js';
-import { ClientPodStatusApi, StatusManager, apiErrorCode } from './status-manager.js';
-import { isStaticPod } from './static-pod.js';
-import { removePodDir } from './volumes.js';
-import { AgentMetrics } from './metrics.js';
+import { ApiPodSource, apiSourceName } from './sources/api.js';
+import { Backoff } from './pods/backoff.js';
+import { systemClock, type Clock } from '../lib/clock.js';
+import { referencedObjects, type EnvObjects } from './pods/env.js';
+import type { ManifestError } from './sources/manifest.js';
+import { MirrorPodManager, ClientMirrorPodApi } from './status/mirror-pods.js';
+import { NodeManager, gatherNodeFacts } from './node/manager.js';
+import { PodConfig } from './sources/pod-config.js';
+import { PodWorkers } from './pods/workers.js';
+import { CgroupfsPodCgroups } from './cgroups/pod-cgroups.js';
+import { Pleg } from './pods/pleg.js';
+import { parseResolvConf, type RuntimeConfigOptions } from './pods/runtime-config.js';
+import { fileSourceName, StaticPodDirSource } from './sources/file.js';
+import { httpSourceName, StaticPodUrlSource } from './sources/url.js';
+import { ClientPodStatusApi, StatusManager, apiErrorCode } from './status/manager.js';
+import { isStaticPod } from '../lib/k8s/pod-source.js';
+import { removePodDir } from './volumes/volumes.js';
+import { AgentMetrics } from './server/metrics.js';
 import { ProbeManager, HandlerProber, executorFromRuntime, probeUserAgent, type Prober, type ProbeListener } from '../probes/index.js';
-import { kubeletVersion } from './node-manager.js';
-import { KubeletServer } from './server.js';
-import { AgentEviction } from './eviction-node.js';
+import { kubeletVersion } from './node/manager.js';
+import { KubeletServer } from './server/server.js';
+import { AgentEviction } from './eviction/node.js';
 
 /**
  * The kubelet gives itself oomScoreAdj (default -999). Where lowering a score is not allowed,
@@ -48,7 +49,7 @@ export async function applyOwnOomScoreAdj(wanted: number, log: Logger): Promise<
     return -1000;
   } catch (error) {
     const current = Number((await readFile(file, 'utf8').catch(() => '0')).trim()) || 0;
-    log.warn({ wanted, current, err: describeError(error) }, 'cannot lower oom_score_adj here; container OOM scores are clamped to the current one');
+    log.warn({ wanted, current, err: error }, 'cannot lower oom_score_adj here; container OOM scores are clamped to the current one');
     return current;
   }
 }
@@ -73,7 +74,7 @@ export interface AgentOptions {
   podNetworkReachable?: boolean;
   /** Housekeeping period (orphaned pod directories), ms; default 30 000. */
   housekeepingMs?: number;
-  /** Eviction manager timing (agent/eviction-node.ts); false: no eviction manager nor image GC. */
+  /** Eviction manager timing (agent/eviction/node.ts); false: no eviction manager nor image GC. */
   eviction?: { housekeepingMs?: number; memoryPollMs?: number; imageGCSchedule?: string; manageTaints?: boolean; pinnedImages?: (repoTags: readonly string[]) => boolean } | false;
 }
 
@@ -110,12 +111,15 @@ export class Agent {
   private nodeFacts: { hostIP?: string; memoryCapacityBytes: number } = { memoryCapacityBytes: 0 };
   private readonly rtConfig: RuntimeConfigOptions;
   readonly eviction?: AgentEviction;
+  /** The agent's one event recorder (pods' probe and eviction events, the Node's). */
+  readonly events: EventRecorder;
 
   constructor(private readonly options: AgentOptions) {
     this.clock = options.clock ?? systemClock;
     this.rtConfig = this.runtimeConfig();
     const { kubeConfig, log, runtime } = options;
     this.core = kubeConfig.makeApiClient(CoreV1Api);
+    this.events = new EventRecorder({ api: this.core, component: 'kubelet', host: () => this.node?.identity?.name ?? options.nodeName, log: log.child({ part: 'events' }), clock: this.clock });
     this.statusManager = new StatusManager(new ClientPodStatusApi(this.core), log.child({ part: 'status' }), this.clock);
     this.mirrors = new MirrorPodManager(new ClientMirrorPodApi(this.core), log.child({ part: 'mirror' }), (pod) => this.statusManager.resendFor(pod.metadata!.namespace ?? 'default', pod.metadata!.name!));
     this.podConfig = new PodConfig(
@@ -153,7 +157,6 @@ export class Agent {
         started: (uid, name, id) => this.probes.started(uid, name, id),
       },
     });
-    const podEvents = new PodEventRecorder(this.core, () => this.node?.identity?.name, log.child({ part: 'events' }), () => this.clock.now());
     const listener: ProbeListener = {
       resultChanged: (update) => this.workers.podEvent(update.podUid),
       killContainer: (request) => {
@@ -162,7 +165,12 @@ export class Agent {
       },
       event: (event) => {
         log.info({ pod: `${event.namespace}/${event.podName}`, container: event.containerName, reason: event.reason }, event.message);
-        podEvents.record(event);
+        this.events.record({
+          involvedObject: podReference({ metadata: { name: event.podName, namespace: event.namespace, uid: event.podUid } }, event.containerName),
+          type: event.type,
+          reason: event.reason,
+          message: event.message,
+        });
       },
     };
     this.probes = new ProbeManager({
@@ -206,6 +214,7 @@ export class Agent {
           kill: (uid, grace, amend) => this.workers.get(uid)?.kill(grace, amend),
         },
         sourcesReady: () => this.sourcesReady(),
+        events: this.events,
         setStatus: (pod, status) => this.statusManager.set(pod, status),
         log: log.child({ part: 'eviction' }),
       });
@@ -217,7 +226,7 @@ export class Agent {
       try {
         this.probes.addPod(pod);
       } catch (error) {
-        this.options.log.warn({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, err: describeError(error) }, 'invalid probes: the pod runs without them');
+        this.options.log.warn({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, err: error }, 'invalid probes: the pod runs without them');
       }
     }
     this.probes.cleanupPods(new Set(desired.keys()));
@@ -247,7 +256,7 @@ export class Agent {
     };
   }
 
-  /** Pod-level cgroups with the pod's limits (cgroupsPerQOS, cgroupfs driver): pod-cgroups.ts. */
+  /** Pod-level cgroups with the pod's limits (cgroupsPerQOS, cgroupfs driver): cgroups/pod-cgroups.ts. */
   private podCgroups(log: Logger): CgroupfsPodCgroups {
     const { config } = this.options;
     return new CgroupfsPodCgroups({
@@ -271,6 +280,9 @@ export class Agent {
     const now = Date.now();
     if (now - this.lastHousekeeping < (this.options.housekeepingMs ?? 30_000)) return;
     this.lastHousekeeping = now;
+    // The network of sandboxes that are no longer ready (e.g. died with a runtime restart) is
+    // released (libcni GCNetworkList; issue 25 item 8).
+    await this.options.runtime.garbageCollectNetwork?.().catch((error: unknown) => this.options.log.warn({ err: error }, 'pod network garbage collection failed'));
     const dir = join(this.options.rootDir, 'pods');
     const entries = await readdir(dir).catch(() => [] as string[]);
     for (const uid of entries) {
@@ -279,7 +291,7 @@ export class Agent {
         await removePodDir(this.options.rootDir, uid);
         this.options.log.info({ uid }, 'removed orphaned pod directory');
       } catch (error) {
-        this.options.log.warn({ uid, err: describeError(error) }, 'cannot remove orphaned pod directory');
+        this.options.log.warn({ uid, err: error }, 'cannot remove orphaned pod directory');
       }
     }
   }
@@ -297,33 +309,14 @@ export class Agent {
 
   private onManifestError(error: ManifestError): void {
     this.metrics.manifestErrors.inc();
-    this.options.log.error({ err: error.message, source: error.source }, 'static pod manifest rejected');
-    void this.nodeEvent('FailedStaticPodManifest', error.message);
-  }
-
-  /** A Warning event on the Node (best effort). */
-  private async nodeEvent(reason: string, message: string): Promise<void> {
+    this.options.log.error({ err: error, source: error.source }, 'static pod manifest rejected');
     const identity = this.node?.identity;
-    if (!identity) return;
-    const now = new Date(this.clock.now());
-    try {
-      await this.core.createNamespacedEvent({
-        namespace: 'default',
-        body: {
-          metadata: { generateName: `${identity.name}.`, namespace: 'default' },
-          involvedObject: { kind: 'Node', name: identity.name, uid: identity.uid, apiVersion: 'v1' },
-          reason,
-          message: message.slice(0, 1024),
-          type: 'Warning',
-          source: { component: 'kubelet', host: identity.name },
-          firstTimestamp: now,
-          lastTimestamp: now,
-          count: 1,
-        },
-      });
-    } catch (error) {
-      this.options.log.debug({ err: describeError(error) }, 'cannot record node event');
-    }
+    this.events.record({
+      involvedObject: { apiVersion: 'v1', kind: 'Node', name: this.options.nodeName, ...(identity ? { uid: identity.uid } : {}) },
+      type: 'Warning',
+      reason: 'FailedStaticPodManifest',
+      message: error.message,
+    });
   }
 
   /** configMaps and secrets an API pod refers to (static pods may not refer to API objects). */
@@ -364,7 +357,7 @@ export class Agent {
         () => this.podConfig.mirrorPods(),
         () => this.node?.identity,
       )
-      .catch((error: unknown) => this.options.log.warn({ err: describeError(error) }, 'mirror pod reconcile failed'));
+      .catch((error: unknown) => this.options.log.warn({ err: error }, 'mirror pod reconcile failed'));
   }
 
   async start(): Promise<void> {
@@ -413,7 +406,7 @@ export class Agent {
     this.probes.start();
     this.pleg.start();
     // Not awaited: the runtime's image filesystem query (docker df) can be slow; pods need not wait.
-    void this.eviction?.start().catch((error: unknown) => log.error({ err: describeError(error) }, 'eviction manager and image GC not started'));
+    void this.eviction?.start().catch((error: unknown) => log.error({ err: error }, 'eviction manager and image GC not started'));
     // The API side: registration and the pod watch must not hold up the static pods.
     void this.node.start().then(() => this.reconcileMirrors());
     this.expectedSources.add(apiSourceName);
@@ -433,6 +426,7 @@ export class Agent {
     this.probes.stop();
     this.node?.stop();
     await this.workers.stop();
+    // The status manager logs what it could not send; stopping goes on regardless.
     await this.statusManager.flush().catch(() => undefined);
     await this.statusManager.stop();
     await this.server?.stop();

@@ -11,7 +11,7 @@ import { dockerLabels } from '../cri/docker/naming.js';
 import { kubeLabels, type Labels } from '../cri/runtime.js';
 import { ConfigError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
-import { removePodCgroup } from './cgroups.js';
+import { removePodCgroup } from './cgroups/cgroups.js';
 import { podCgroupParent } from '../lib/k8s/cgroups.js';
 import type { QosClass } from '../lib/k8s/qos.js';
 

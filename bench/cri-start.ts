@@ -48,8 +48,8 @@ class TimedNetwork implements PodNetwork {
   result(containerId: string, ifName: string): Promise<CniResult | undefined> {
     return this.inner.result(containerId, ifName);
   }
-  gc(valid: Parameters<PodNetwork['gc']>[0]): Promise<void> {
-    return this.inner.gc(valid);
+  gc(...args: Parameters<PodNetwork['gc']>): Promise<void> {
+    return this.inner.gc(...args);
   }
   status(): Promise<void> {
     return this.inner.status();

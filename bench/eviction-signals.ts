@@ -10,9 +10,14 @@ import { statfs } from 'node:fs/promises';
 import { NodeSignals } from '../eviction/signals.js';
 import { detectCgroupLayout } from '../eviction/cgroup-memory.js';
 import { chooseEviction } from '../eviction/policy.js';
-import { makePod } from '../eviction/fakes.js';
+import type { V1Pod } from '@kubernetes/client-node';
 import type { PodUsage, Threshold } from '../eviction/types.js';
 import { reportFigure } from './lib/report.js';
+
+/** A one-container pod to rank (the UID is the name). */
+function benchPod(name: string, priority: number, requests: Record<string, string> | undefined): V1Pod {
+  return { metadata: { name, namespace: 'default', uid: name }, spec: { priority, containers: [{ name: 'c', image: 'busybox', resources: { requests } }] } };
+}
 
 function parseIterations(argv: string[]): number {
   if (argv.length === 0) return 2000;
@@ -51,7 +56,7 @@ async function main(): Promise<void> {
   const threshold: Threshold = { signal: 'memory.available', value: { quantity: 100 * 2 ** 20 }, gracePeriodMs: 0, hard: true };
   const decide = async (count: number) => {
     const pods = Array.from({ length: count }, (_, i) =>
-      makePod({ name: `p${i}`, priority: i % 7, containers: [{ name: 'c', requests: i % 3 === 0 ? { memory: `${i}Mi` } : undefined }] }),
+      benchPod(`p${i}`, i % 7, i % 3 === 0 ? { memory: `${i}Mi` } : undefined),
     );
     const usage = new Map<string, PodUsage>(pods.map((pod, i) => [pod.metadata!.uid!, { containers: [{ name: 'c', memoryWorkingSetBytes: ((i * 7919) % 1000) * 2 ** 20 }] }]));
     const observations = { 'memory.available': { available: 50 * 2 ** 20, capacity: 2 ** 34, time: 0 } };

@@ -22,8 +22,9 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { createLogger } from '../lib/log.js';
 import { ProbeManager } from '../probes/manager.js';
 import { HandlerProber } from '../probes/prober.js';
-import { FakeExecutor, FakePodStatusProvider, RecordingProbeListener } from '../probes/types.js';
+
 import { reportFigure } from './lib/report.js';
+import { FakeExecutor, FakePodStatusProvider, RecordingProbeListener } from '../test/helpers/probe-fakes.js';
 
 interface Options {
   pods: number;

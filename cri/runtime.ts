@@ -468,9 +468,19 @@ export interface RuntimeService {
   version(apiVersion?: string): Promise<VersionResponse>;
   status(): Promise<RuntimeStatus>;
 
+  /**
+   * Not CRI (libcni GCNetworkList): releases the network of every sandbox that is not ready,
+   * e.g. sandboxes that died with a runtime restart. Optional: runtimes without CNI omit it.
+   */
+  garbageCollectNetwork?(): Promise<void>;
+
   /** Creates and starts the sandbox (pause container + network); returns its id. */
   runPodSandbox(config: PodSandboxConfig, runtimeHandler?: string): Promise<string>;
-  /** Stops every container of the sandbox, tears down the network. Unknown id: success. */
+  /**
+   * Stops every container of the sandbox, tears down the network. Unknown id, or a sandbox that
+   * is already NotReady (e.g. after a runtime restart): success, and its network is torn down
+   * if it was not (cri-dockerd and containerd do the same).
+   */
   stopPodSandbox(podSandboxId: string): Promise<void>;
   /** Removes the sandbox and its containers (force). Unknown id: success. */
   removePodSandbox(podSandboxId: string): Promise<void>;

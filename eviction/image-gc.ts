@@ -16,8 +16,8 @@
 import cron, { type ScheduledTask } from 'node-cron';
 import { createLogger, type Logger } from '../lib/log.js';
 import type { KubeletConfiguration } from '../lib/config/kubelet.js';
-import type { Clock, ImageReclaimer } from './types.js';
-import { systemClock } from './types.js';
+import type { ImageReclaimer } from './types.js';
+import { systemClock, type Clock } from '../lib/clock.js';
 
 export interface ImageInfo {
   id: string;

@@ -37,7 +37,6 @@ import { admitPod, chooseEviction, evaluate, initialEvictionState, type AdmitRes
 import { parseThresholds, thresholdsMet } from './thresholds.js';
 import type {
   ActivePodsSource,
-  Clock,
   ContainerReclaimer,
   ImageReclaimer,
   NodeConditionSink,
@@ -50,7 +49,7 @@ import type {
   SignalObservation,
   Threshold,
 } from './types.js';
-import { systemClock } from './types.js';
+import { systemClock, type Clock } from '../lib/clock.js';
 
 export interface EvictionManagerConfig {
   thresholds: Threshold[];

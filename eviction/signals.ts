@@ -12,8 +12,8 @@
 import { statfs, stat, readFile } from 'node:fs/promises';
 import si from 'systeminformation';
 import { detectCgroupLayout, readWorkingSet, type CgroupLayout } from './cgroup-memory.js';
-import type { Clock, ObservationSource, Observations, SignalObservation } from './types.js';
-import { systemClock } from './types.js';
+import type { ObservationSource, Observations, SignalObservation } from './types.js';
+import { systemClock, type Clock } from '../lib/clock.js';
 
 export interface FsReading {
   capacityBytes: number;

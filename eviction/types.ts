@@ -1,7 +1,7 @@
 /**
  * Shared vocabulary of the eviction manager: signals, thresholds, observations, node conditions,
  * and the narrow interfaces the manager needs from the rest of the node (stats, pods, images,
- * containers, the API). Each interface has a fake in `fakes.ts`, checked at compile time there.
+ * containers, the API). Each interface has a fake in test/helpers/eviction-fakes.ts, checked at compile time there.
  *
  * Behaviour matched: https://kubernetes.io/docs/concepts/scheduling-eviction/node-pressure-eviction/
  * and the kubelet's pkg/kubelet/eviction (api/types.go, helpers.go, eviction_manager.go).
@@ -116,8 +116,3 @@ export interface ContainerReclaimer {
   deleteAllUnusedContainers(): Promise<void>;
 }
 
-export interface Clock {
-  now(): number;
-}
-
-export const systemClock: Clock = { now: () => Date.now() };

@@ -59,10 +59,9 @@
  * result of the previous container is never used after a restart.
  */
 export { ProbeManager, type ProbeManagerOptions } from './manager.js';
-export { HandlerProber, FakeProber, ProbeError, defaultProbeUserAgent, probeUserAgent, resolvePort, probeExec, type Prober, type ProbeContext } from './prober.js';
+export { HandlerProber, ProbeError, defaultProbeUserAgent, probeUserAgent, resolvePort, probeExec, type Prober, type ProbeContext } from './prober.js';
 export { resolveProbe, resolveContainerProbes, ProbeValidationError, type ProbeSpec, type ProbeHandler } from './spec.js';
 export { podReadiness, type ReadinessVerdict } from './readiness.js';
-export { RealClock, TestClock, type ProbeClock, type TimerHandle } from './clock.js';
 export { probeHttp, maxResponseBodyBytes } from './http.js';
 export { probeTcp } from './tcp.js';
 export { probeGrpc, healthServiceDefinition } from './grpc.js';

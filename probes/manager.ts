@@ -6,7 +6,7 @@
 import type { V1Pod, V1PodStatus } from '@kubernetes/client-node';
 import type { Registry } from 'prom-client';
 import { createLogger, type Logger } from '../lib/log.js';
-import { RealClock, type ProbeClock } from './clock.js';
+import { systemClock, type Clock } from '../lib/clock.js';
 import { ProbeMetrics } from './metrics.js';
 import type { Prober } from './prober.js';
 import { resolveContainerProbes, ProbeValidationError } from './spec.js';
@@ -20,7 +20,7 @@ export interface ProbeManagerOptions {
   statusProvider: PodStatusProvider;
   /** Metrics go here; the global prom-client registry is never used implicitly. */
   registry: Registry;
-  clock?: ProbeClock;
+  clock?: Clock;
   logger?: Logger;
   /** Source of the first-tick jitter; Math.random by default. */
   random?: () => number;
@@ -38,7 +38,7 @@ export class ProbeManager {
   private stopped = false;
 
   constructor(private readonly options: ProbeManagerOptions) {
-    const clock = options.clock ?? new RealClock();
+    const clock = options.clock ?? systemClock;
     this.host = {
       clock,
       prober: options.prober,

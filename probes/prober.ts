@@ -125,21 +125,5 @@ export class HandlerProber implements Prober {
   }
 }
 
-/** Fake prober for worker tests: answers from a queue or a function; counts calls. */
-export class FakeProber implements Prober {
-  calls = 0;
-  readonly contexts: ProbeContext[] = [];
-
-  constructor(public next: (spec: ProbeSpec, context: ProbeContext) => ProbeOutcome | Promise<ProbeOutcome> = () => ({ result: 'success', output: '' })) {}
-
-  async probe(spec: ProbeSpec, context: ProbeContext): Promise<ProbeOutcome> {
-    this.calls++;
-    this.contexts.push(context);
-    return this.next(spec, context);
-  }
-}
-
 const _handlerProber: Prober = new HandlerProber({ execSync: async () => ({ exitCode: 0, stdout: '', stderr: '' }) });
-const _fakeProber: Prober = new FakeProber();
 void _handlerProber;
-void _fakeProber;

@@ -1,6 +1,6 @@
 /**
- * The narrow interfaces of probes/ and the fakes beside them (checked at compile time at the
- * bottom). The agent implements PodStatusProvider and ProbeListener; the runtime implements
+ * The narrow interfaces of probes/ (their fakes: test/helpers/probe-fakes.ts, checked at compile
+ * time there). The agent implements PodStatusProvider and ProbeListener; the runtime implements
  * ContainerExecutor (cri's ExecSync has this shape).
  */
 import type { V1PodStatus } from '@kubernetes/client-node';
@@ -113,55 +113,3 @@ export interface ProbeListener {
   killContainer(request: ContainerKillRequest): void;
   event(event: ProbeEvent): void;
 }
-
-/** Fake listener: records everything, for tests and for agents that poll. */
-export class RecordingProbeListener implements ProbeListener {
-  readonly updates: ProbeResultUpdate[] = [];
-  readonly kills: ContainerKillRequest[] = [];
-  readonly events: ProbeEvent[] = [];
-
-  resultChanged(update: ProbeResultUpdate): void {
-    this.updates.push(update);
-  }
-
-  killContainer(request: ContainerKillRequest): void {
-    this.kills.push(request);
-  }
-
-  event(event: ProbeEvent): void {
-    this.events.push(event);
-  }
-}
-
-/** Fake executor: answers from a function, e.g. by command, or hangs until timeout. */
-export class FakeExecutor implements ContainerExecutor {
-  readonly calls: Array<{ containerId: string; cmd: string[]; timeoutMs: number }> = [];
-
-  constructor(private readonly answer: (containerId: string, cmd: string[]) => ExecResult | Promise<ExecResult> = () => ({ exitCode: 0, stdout: '', stderr: '' })) {}
-
-  async execSync(containerId: string, cmd: string[], timeoutMs: number): Promise<ExecResult> {
-    this.calls.push({ containerId, cmd, timeoutMs });
-    return this.answer(containerId, cmd);
-  }
-}
-
-/** Fake status provider: a map the test fills. */
-export class FakePodStatusProvider implements PodStatusProvider {
-  readonly statuses = new Map<string, V1PodStatus>();
-  readonly terminating = new Set<string>();
-
-  getPodStatus(podUid: string): V1PodStatus | undefined {
-    return this.statuses.get(podUid);
-  }
-
-  isPodTerminationRequested(podUid: string): boolean {
-    return this.terminating.has(podUid);
-  }
-}
-
-const _listener: ProbeListener = new RecordingProbeListener();
-const _executor: ContainerExecutor = new FakeExecutor();
-const _provider: PodStatusProvider = new FakePodStatusProvider();
-void _listener;
-void _executor;
-void _provider;

@@ -11,7 +11,7 @@
  */
 import type { V1Container, V1Pod, V1PodStatus } from '@kubernetes/client-node';
 import type { Logger } from '../lib/log.js';
-import type { ProbeClock, TimerHandle } from './clock.js';
+import type { Clock, TimerHandle } from '../lib/clock.js';
 import type { ProbeMetrics } from './metrics.js';
 import { ProbeError, type Prober } from './prober.js';
 import type { ProbeSpec } from './spec.js';
@@ -21,7 +21,7 @@ import { probeTypeLabel } from './types.js';
 
 /** What a worker needs from its manager. */
 export interface WorkerHost {
-  clock: ProbeClock;
+  clock: Clock;
   prober: Prober;
   listener: ProbeListener;
   metrics: ProbeMetrics;

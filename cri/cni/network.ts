@@ -52,7 +52,11 @@ export interface PodNetwork {
   check(attachment: Attachment): Promise<void>;
   /** The cached ADD result of an attachment. */
   result(containerId: string, ifName: string): Promise<CniResult | undefined>;
-  gc(valid: ValidAttachment[]): Promise<void>;
+  /**
+   * Releases cached attachments not in valid. inUse, when given, is asked again right before an
+   * attachment is released (a sandbox created after valid was listed keeps its network).
+   */
+  gc(valid: ValidAttachment[], inUse?: (containerId: string) => Promise<boolean>): Promise<void>;
   /** Throws when the network is not ready (no config, missing plugin, STATUS error). */
   status(): Promise<void>;
 }
@@ -182,7 +186,7 @@ export class CniNetwork implements PodNetwork {
     return undefined;
   }
 
-  async gc(valid: ValidAttachment[]): Promise<void> {
+  async gc(valid: ValidAttachment[], inUse?: (containerId: string) => Promise<boolean>): Promise<void> {
     const list = await this.config();
     const keep = new Set(valid.map((attachment) => `${attachment.containerID}/${attachment.ifname}`));
     const errors: unknown[] = [];
@@ -190,6 +194,7 @@ export class CniNetwork implements PodNetwork {
     const loopbacks = (await this.cache.list(loopbackList.name)).filter((entry) => !keepContainers.has(entry.containerId));
     for (const entry of [...(await this.cache.list(list.name)), ...loopbacks]) {
       if (keep.has(`${entry.containerId}/${entry.ifName}`)) continue;
+      if (inUse && (await inUse(entry.containerId))) continue;
       const attachment: Attachment = { containerId: entry.containerId, ifName: entry.ifName, netns: '', args: entry.cniArgs, capabilityArgs: entry.capabilityArgs };
       try {
         await this.delList(entry.config, attachment, entry.result);

@@ -14,7 +14,7 @@
  */
 import { isAbsolute } from 'node:path';
 import type Docker from 'dockerode';
-import { CriError, type ContainerConfig, type Labels, type Mount, type MountPropagation, type PodSandboxConfig } from '../runtime.js';
+import { CriError, type ContainerConfig, type Labels, type LinuxContainerResources, type Mount, type MountPropagation, type PodSandboxConfig } from '../runtime.js';
 import { containerType, dockerLabels, podIdentityLabels, toDockerLabels } from './naming.js';
 
 export interface ContainerCreateInput {
@@ -84,10 +84,16 @@ function userOf(config: ContainerConfig): string | undefined {
   return sc.runAsGroup !== undefined ? `${user}:${sc.runAsGroup}` : user;
 }
 
-function resourcesOf(config: ContainerConfig): Partial<Docker.HostConfig> {
-  const r = config.linux?.resources;
+/** The Docker fields a CRI LinuxContainerResources maps to (create and update use the same). */
+export type DockerResources = Pick<Docker.HostConfig, 'CpuShares' | 'CpuPeriod' | 'CpuQuota' | 'Memory' | 'MemorySwap' | 'PidsLimit' | 'CpusetCpus' | 'CpusetMems' | 'OomScoreAdj'>;
+
+/**
+ * CRI resources → Docker, the one mapping for ContainerCreate and ContainerUpdate (as
+ * cri-dockerd's updateCreateConfig / UpdateContainerResources map the same fields).
+ */
+export function dockerResources(r: LinuxContainerResources | undefined): DockerResources {
   if (!r) return {};
-  const out: Partial<Docker.HostConfig> = {};
+  const out: DockerResources = {};
   // Docker's minimum for shares is 2, like the kernel's (kubelet MinShares = 2).
   if (r.cpuShares) out.CpuShares = Math.max(2, r.cpuShares);
   if (r.cpuPeriod) out.CpuPeriod = r.cpuPeriod;
@@ -142,7 +148,7 @@ export function containerCreateOptions(input: ContainerCreateInput): Docker.Cont
     LogConfig: { Type: 'json-file', Config: { 'max-size': input.logMaxSize, 'max-file': String(input.logMaxFiles) } },
     RestartPolicy: { Name: 'no' },
     ...(input.sandboxConfig.linux?.cgroupParent ? { CgroupParent: input.sandboxConfig.linux.cgroupParent } : {}),
-    ...resourcesOf(config),
+    ...dockerResources(config.linux?.resources),
     ...securityOf(config),
   };
   return {

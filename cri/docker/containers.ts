@@ -12,7 +12,7 @@
  * reopenContainerLog has nothing to reopen: dockerd owns the file.
  */
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, rm, stat, symlink } from 'node:fs/promises';
+import { lstat, mkdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type Docker from 'dockerode';
 import {
@@ -26,7 +26,7 @@ import {
   type LinuxContainerResources,
   type PodSandboxConfig,
 } from '../runtime.js';
-import { containerCreateOptions, validateContainerConfig } from './container-config.js';
+import { containerCreateOptions, dockerResources, validateContainerConfig } from './container-config.js';
 import { labelFilters, type RuntimeContext } from './context.js';
 import { criError, dockerStatus, isNotFound } from './errors.js';
 import { containerName, containerType, decodeRecord, dockerLabels, fromDockerLabels, isoToNs, parseName, sandboxType } from './naming.js';
@@ -242,21 +242,20 @@ export class ContainerManager {
 
   async updateResources(id: string, resources: LinuxContainerResources): Promise<void> {
     const info = await this.inspect(id);
-    const update: Record<string, number | string> = {};
-    if (resources.cpuShares) update.CpuShares = Math.max(2, resources.cpuShares);
-    if (resources.cpuPeriod) update.CpuPeriod = resources.cpuPeriod;
-    if (resources.cpuQuota) update.CpuQuota = resources.cpuQuota;
-    if (resources.memoryLimitInBytes) {
-      update.Memory = resources.memoryLimitInBytes;
-      update.MemorySwap = resources.memorySwapLimitInBytes ?? resources.memoryLimitInBytes;
-    }
-    if (resources.pidsLimit) update.PidsLimit = resources.pidsLimit;
-    if (resources.cpusetCpus) update.CpusetCpus = resources.cpusetCpus;
-    if (resources.cpusetMems) update.CpusetMems = resources.cpusetMems;
+    // Docker's update endpoint changes cgroup limits only (its UpdateConfig has no OomScoreAdj):
+    // the score is written to the container's init process, which its later children inherit.
+    const { OomScoreAdj: oomScoreAdj, ...update } = dockerResources(resources);
     try {
       await this.docker.getContainer(id).update(update);
     } catch (error) {
       throw criError(`failed to update resources of container "${this.describe(info).container}"`, error, this.describe(info));
+    }
+    const pid = info.State?.Pid ?? 0;
+    if (oomScoreAdj === undefined || pid <= 0) return;
+    try {
+      await writeFile(`/proc/${pid}/oom_score_adj`, String(oomScoreAdj));
+    } catch (error) {
+      throw criError(`failed to set oom_score_adj ${oomScoreAdj} of container "${this.describe(info).container}" (pid ${pid})`, error, this.describe(info));
     }
   }
 

@@ -188,7 +188,11 @@ export class DockerRuntime implements ContainerRuntime {
   async garbageCollectNetwork(): Promise<void> {
     if (!this.context.network) return;
     const ready = await this.sandboxes.list({ state: 'SANDBOX_READY' });
-    await this.context.network.gc(ready.map((sandbox) => ({ containerID: sandbox.id, ifname: this.context.ifName })));
+    const inUse = async (id: string): Promise<boolean> => (await this.sandboxes.list({ id, state: 'SANDBOX_READY' })).length > 0;
+    await this.context.network.gc(
+      ready.map((sandbox) => ({ containerID: sandbox.id, ifname: this.context.ifName })),
+      inUse,
+    );
   }
 
   listImages(filter?: ImageFilter): Promise<Image[]> {

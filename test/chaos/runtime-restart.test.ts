@@ -17,7 +17,7 @@ import { busyboxSpec, ensureLocalImage } from '../../cri/local-images.js';
 import { prerequisites } from '../helpers/prereq.js';
 import { apiRequest } from '../helpers/raw-watch.js';
 import { waitFor } from '../helpers/wait.js';
-import { nodeDockerd, type NodeDockerd } from '../helpers/node-dockerd.js';
+import { TestDockerd } from '../helpers/test-dockerd.js';
 import type { Netns } from '../helpers/netns.js';
 import { agentNodeUnavailable, startAgentNode, type AgentNode } from '../e2e/helpers-node.js';
 import { startFileControlPlane, type FileControlPlane } from './controlplane-process.js';
@@ -48,7 +48,7 @@ async function veths(netns: Netns): Promise<string[]> {
 describe.skipIf(env.skip || unavailable !== undefined)('container runtime restart with pods running', () => {
   let cp: FileControlPlane | undefined;
   let node: AgentNode | undefined;
-  let runtime: NodeDockerd | undefined;
+  let runtime: TestDockerd | undefined;
   let cpDir = '';
 
   afterAll(async () => {
@@ -73,7 +73,7 @@ describe.skipIf(env.skip || unavailable !== undefined)('container runtime restar
       name: 'rr',
       runtime: async (netns, dir) => {
         nodeNetns = netns;
-        runtime = nodeDockerd(netns, join(dir, 'runtime'), `rr-${runId}`);
+        runtime = new TestDockerd(netns, join(dir, 'runtime'), `rr-${runId}`);
         await runtime.start();
         docker = runtime.docker;
         return { docker, endpoint: runtime.endpoint };
@@ -112,10 +112,9 @@ describe.skipIf(env.skip || unavailable !== undefined)('container runtime restar
     }
   });
 
-  // Issue 25 item 8: after a runtime restart the agent does not tear down the old sandboxes'
-  // networks (measured here: the IPAM store keeps the old addresses). Another change fixes that
-  // in the agent (item 8); flip this to `it` once it is merged.
-  it.fails('leaks no IPAM address and no veth after those restarts', async () => {
+  // Issue 25 item 8: after a runtime restart the agent tears down the old sandboxes' networks
+  // (it stops NotReady sandboxes too, and housekeeping runs the CNI network GC).
+  it('leaks no IPAM address and no veth after those restarts', async () => {
     expect(ipamDir, 'the previous test did not get the pods running').not.toBe('');
     // Let the agent finish its cleanup of what the restarts left behind.
     const settled = await waitFor('the IPAM store and veths to settle', async () => {

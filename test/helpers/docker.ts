@@ -2,7 +2,7 @@
 import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
 import { run } from '../../lib/exec.js';
-import { removePodCgroup } from '../../agent/cgroups.js';
+import { removePodCgroup } from '../../agent/cgroups/cgroups.js';
 
 export const dockerSocket = process.env.DOCKER_SOCK ?? '/var/run/docker.sock';
 

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
-import { ApiPodSource } from '../../agent/source-api.js';
+import { ApiPodSource } from '../../agent/sources/api.js';
 import { createLogger } from '../../lib/log.js';
 import { prerequisites } from '../helpers/prereq.js';
 import { startTestControlPlane, type TestControlPlane } from '../helpers/controlplane.js';

@@ -1,5 +1,5 @@
 /**
- * The kubelet API's /exec and /attach WebSocket endpoints (agent/exec-stream.ts) against a real
+ * The kubelet API's /exec and /attach WebSocket endpoints (agent/server/exec-stream.ts) against a real
  * Docker container, with a plain `ws` client speaking v5/v4.channel.k8s.io, and the same
  * endpoints reached by kubectl through the control-plane stub (pods/exec upgrade proxy) with a
  * plain-HTTP kubelet on loopback, as `knode up` runs it. Only 127.0.0.1 is used; the container
@@ -10,9 +10,9 @@ import type Docker from 'dockerode';
 import { KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KubeletServer, type ServedAgent } from '../../agent/server.js';
-import { AgentMetrics } from '../../agent/metrics.js';
-import type { PodWorkers } from '../../agent/pod-workers.js';
+import { KubeletServer, type ServedAgent } from '../../agent/server/server.js';
+import { AgentMetrics } from '../../agent/server/metrics.js';
+import type { PodWorkers } from '../../agent/pods/workers.js';
 import { createDockerRuntime } from '../../cri/docker/factory.js';
 import { busyboxSpec, ensureLocalImage } from '../../cri/local-images.js';
 import { parseKubeletConfig } from '../../lib/config/kubelet.js';

@@ -19,7 +19,7 @@ import { CniNetwork } from '../../cri/cni/network.js';
 import { DockerRuntime } from '../../cri/docker/runtime.js';
 import { busyboxSpec, ensureLocalImage } from '../../cri/local-images.js';
 import { Agent } from '../../agent/agent.js';
-import { configMirrorAnnotation } from '../../agent/static-pod.js';
+import { configMirrorAnnotation } from '../../lib/k8s/pod-source.js';
 import { removeAgentPods, testDocker } from '../helpers/docker.js';
 import { TestNetwork, type Netns } from '../helpers/netns.js';
 import { onPath, prerequisites } from '../helpers/prereq.js';

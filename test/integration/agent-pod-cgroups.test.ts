@@ -20,7 +20,7 @@ import type Docker from 'dockerode';
 import { CoreV1Api, KubeConfig, type V1Container, type V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../../agent/agent.js';
-import { cgroupVersion } from '../../agent/cgroups.js';
+import { cgroupVersion } from '../../agent/cgroups/cgroups.js';
 import { DockerRuntime } from '../../cri/docker/runtime.js';
 import { busyboxSpec, ensureLocalImage, pauseSpec } from '../../cri/local-images.js';
 import { kubeletApiVersion, parseKubeletConfig } from '../../lib/config/kubelet.js';

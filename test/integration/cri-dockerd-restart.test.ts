@@ -16,7 +16,7 @@ import { isCriError, type PodSandboxConfig } from '../../cri/runtime.js';
 import { TestNetwork, type Netns } from '../helpers/netns.js';
 import { prerequisites } from '../helpers/prereq.js';
 import { waitFor } from '../helpers/wait.js';
-import { nodeDockerd, type NodeDockerd } from '../helpers/node-dockerd.js';
+import { TestDockerd } from '../helpers/test-dockerd.js';
 
 const env = await prerequisites('root', 'docker', 'command:ip', 'command:nsenter', 'command:dockerd');
 const runId = randomBytes(4).toString('hex');
@@ -26,24 +26,28 @@ describe.skipIf(env.skip)('cri docker runtime: Docker daemon restart', () => {
   let dir: string;
   let net: TestNetwork;
   let node: Netns;
-  let runtime: NodeDockerd;
   let docker: Docker;
-  const startDaemon = () => runtime.start();
-  const stopDaemon = () => runtime.stop();
+
+  let dockerd: TestDockerd;
+  const startDaemon = (): Promise<void> => dockerd.start();
+  const stopDaemon = (): Promise<void> => dockerd.stop();
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'kcd-'));
     net = new TestNetwork();
     node = await net.node('dockerd');
-    runtime = nodeDockerd(node, dir, runId);
-    docker = runtime.docker;
+    dockerd = new TestDockerd(node, dir, runId);
+    docker = dockerd.docker;
     await startDaemon();
   });
 
   afterAll(async () => {
-    await runtime?.cleanup();
+    await dockerd?.stop();
     await net?.cleanup();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    if (dir) {
+      await dockerd?.unmount();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   function sandboxConfig(attempt: number): PodSandboxConfig {

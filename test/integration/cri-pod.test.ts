@@ -4,7 +4,7 @@
  * "node" netns, so nothing touches the root namespace.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
@@ -266,8 +266,11 @@ describe.skipIf(env.skip || !haveCni)('cri docker runtime: pods with CNI in a no
       expect((await runtime.execSync(id, ['grep', 'CapEff', '/proc/self/status'], 5)).stdout).toMatch(/CapEff:\s+0+\s*$/m);
       // the pause process is visible: one PID namespace for the pod
       expect((await runtime.execSync(id, ['ps'], 5)).stdout).toContain('sleep 2147483647');
-      await runtime.updateContainerResources(id, { memoryLimitInBytes: 96 * 1024 * 1024, cpuQuota: 25000 });
+      await runtime.updateContainerResources(id, { memoryLimitInBytes: 96 * 1024 * 1024, cpuQuota: 25000, oomScoreAdj: 777 });
       expect((await docker.getContainer(id).inspect()).HostConfig).toMatchObject({ Memory: 96 * 1024 * 1024, CpuQuota: 25000 });
+      // issue 23: the update path keeps oomScoreAdj (Docker's update has no such field)
+      const { State } = await docker.getContainer(id).inspect();
+      expect((await readFile(`/proc/${State.Pid}/oom_score_adj`, 'utf8')).trim()).toBe('777');
       await runtime.reopenContainerLog(id);
     } finally {
       await runtime.stopPodSandbox(sandboxId);

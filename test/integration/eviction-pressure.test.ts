@@ -27,7 +27,7 @@ import { removeLabelledContainers, testDocker } from '../helpers/docker.js';
 import { EvictionManager, evictionConfigFromKubelet } from '../../eviction/manager.js';
 import { NodeSignals } from '../../eviction/signals.js';
 import { detectCgroupLayout, memoryCgroupOfPid, readWorkingSet } from '../../eviction/cgroup-memory.js';
-import { makePod } from '../../eviction/fakes.js';
+import { makePod } from '../helpers/eviction-fakes.js';
 import type { EvictedPodStatus, NodeConditionSink, PodKiller, PodUsage, PressureCondition } from '../../eviction/types.js';
 import { waitFor } from '../helpers/wait.js';
 

@@ -13,10 +13,11 @@ import { busyboxSpec, ensureLocalImage } from '../../cri/local-images.js';
 import { createLogger } from '../../lib/log.js';
 import { ProbeManager } from '../../probes/manager.js';
 import { HandlerProber, probeExec } from '../../probes/prober.js';
-import { ExecTimeoutError, RecordingProbeListener, type ContainerExecutor, type ExecResult, type PodStatusProvider } from '../../probes/types.js';
+import { ExecTimeoutError, type ContainerExecutor, type ExecResult, type PodStatusProvider } from '../../probes/types.js';
 import { removeLabelledContainers, testDocker } from '../helpers/docker.js';
 import { prerequisites } from '../helpers/prereq.js';
 import { waitFor } from '../helpers/wait.js';
+import { RecordingProbeListener } from '../helpers/probe-fakes.js';
 
 const env = await prerequisites('root', 'docker', 'command:busybox');
 const runLabel = `io.knode.test=probes-exec-${randomBytes(4).toString('hex')}`;

@@ -20,8 +20,9 @@ import { probeTcp } from '../../probes/tcp.js';
 import { healthServiceDefinition, probeGrpc } from '../../probes/grpc.js';
 import { HandlerProber, defaultProbeUserAgent } from '../../probes/prober.js';
 import { ProbeManager } from '../../probes/manager.js';
-import { FakeExecutor, FakePodStatusProvider, RecordingProbeListener } from '../../probes/types.js';
+
 import { prerequisites } from '../helpers/prereq.js';
+import { FakeExecutor, FakePodStatusProvider, RecordingProbeListener } from '../helpers/probe-fakes.js';
 
 const env = await prerequisites('command:openssl');
 const lo = '127.0.0.1';

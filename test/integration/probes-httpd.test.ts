@@ -17,10 +17,11 @@ import { createLogger } from '../../lib/log.js';
 import { ProbeManager } from '../../probes/manager.js';
 import { HandlerProber } from '../../probes/prober.js';
 import { podReadiness } from '../../probes/readiness.js';
-import { FakeExecutor, RecordingProbeListener, type PodStatusProvider } from '../../probes/types.js';
+import { type PodStatusProvider } from '../../probes/types.js';
 import { removeLabelledContainers, testDocker } from '../helpers/docker.js';
 import { prerequisites } from '../helpers/prereq.js';
 import { waitFor } from '../helpers/wait.js';
+import { FakeExecutor, RecordingProbeListener } from '../helpers/probe-fakes.js';
 
 const env = await prerequisites('root', 'docker', 'command:busybox');
 const runLabel = `io.knode.test=probes-httpd-${randomBytes(4).toString('hex')}`;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { V1ConfigMap, V1Container, V1Pod, V1Secret } from '@kubernetes/client-node';
-import { ContainerConfigError, buildEnvironment, expandCommand, expandVars, referencedObjects } from '../../agent/env.js';
+import { ContainerConfigError, buildEnvironment, expandCommand, expandVars, referencedObjects } from '../../agent/pods/env.js';
 
 describe('$(VAR) expansion', () => {
   const vars: Record<string, string> = { A: 'alpha', B: 'beta', EMPTY: '' };

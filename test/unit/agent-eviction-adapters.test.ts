@@ -9,17 +9,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { CoreV1Api, V1Pod, V1PodStatus } from '@kubernetes/client-node';
-import { FakeRuntime } from '../../cri/fake-runtime.js';
+import { FakeRuntime } from '../helpers/fake-runtime.js';
 import { kubeLabels, type Container, type ContainerRuntime } from '../../cri/runtime.js';
 import { createLogger } from '../../lib/log.js';
-import { Backoff, FakeClock } from '../../agent/backoff.js';
-import { PodWorkers } from '../../agent/pod-workers.js';
-import type { RuntimeConfigOptions } from '../../agent/runtime-config.js';
-import { AgentContainerReclaimer, AgentActivePods, CriImageStore, evictedStatus } from '../../agent/eviction-adapters.js';
-import { AgentEviction } from '../../agent/eviction-node.js';
+import { Backoff } from '../../agent/pods/backoff.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+import { PodWorkers } from '../../agent/pods/workers.js';
+import type { RuntimeConfigOptions } from '../../agent/pods/runtime-config.js';
+import { AgentContainerReclaimer, AgentActivePods, CriImageStore, evictedStatus } from '../../agent/eviction/adapters.js';
+import { AgentEviction } from '../../agent/eviction/node.js';
 import { EvictionManager } from '../../eviction/manager.js';
-import { FakeActivePods, FakeObservations, FakePodKiller, FakePodStats } from '../../eviction/fakes.js';
+import { FakeActivePods, FakeObservations, FakePodKiller, FakePodStats } from '../helpers/eviction-fakes.js';
 import type { EvictedPodStatus } from '../../eviction/types.js';
+import type { EventInput } from '../../lib/events.js';
 
 const root = mkdtempSync(join(tmpdir(), 'knode-agent-eviction-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -162,9 +164,10 @@ describe('CriImageStore', () => {
 describe('AgentEviction.admit', () => {
   it('rejects a new BestEffort pod under memory pressure once, for good, with the kubelet status; admits others', async () => {
     const set: { pod: string; status: V1PodStatus }[] = [];
-    const core = { createNamespacedEvent: async () => ({}) } as unknown as CoreV1Api;
+    const core = {} as CoreV1Api;
+    const events: EventInput[] = [];
     const eviction = new AgentEviction({
-      config: {} as never, runtime: {} as never, core, nodeName: 'n', rootDir: root, podLogsDir: root,
+      config: {} as never, runtime: {} as never, core, events: { record: (e) => void events.push(e) }, nodeName: 'n', rootDir: root, podLogsDir: root,
       pods: { desired: () => [], terminated: () => undefined, kill: () => undefined },
       sourcesReady: () => true, setStatus: (p, status) => set.push({ pod: p.metadata!.name!, status }), log, manageTaints: false,
     });
@@ -185,12 +188,13 @@ describe('AgentEviction.admit', () => {
     // Stays rejected; no second status.
     expect([...eviction.admit(desired, () => false).keys()]).toEqual(['g', 'old']);
     expect(set).toHaveLength(1);
+    expect(events).toEqual([{ involvedObject: { apiVersion: 'v1', kind: 'Pod', name: 'be', namespace: 'default', uid: 'be' }, type: 'Warning', reason: 'Evicted', message: 'The node had condition: [MemoryPressure]. ' }]);
     expect(eviction.pressure()).toEqual({ memory: true, disk: false, pid: false });
   });
 
   it('does not start an API pod that is already terminal when first seen (restart after an eviction)', () => {
     const eviction = new AgentEviction({
-      config: {} as never, runtime: {} as never, core: {} as CoreV1Api, nodeName: 'n', rootDir: root, podLogsDir: root,
+      config: {} as never, runtime: {} as never, core: {} as CoreV1Api, events: { record: () => undefined }, nodeName: 'n', rootDir: root, podLogsDir: root,
       pods: { desired: () => [], terminated: () => undefined, kill: () => undefined },
       sourcesReady: () => true, setStatus: () => undefined, log, manageTaints: false,
     });

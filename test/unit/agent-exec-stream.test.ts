@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { requestAttributes } from '../../agent/auth.js';
-import { parseStreamPath } from '../../agent/exec-stream.js';
-import { Channel, errorStatus, exitStatus, frame, negotiateProtocol, parseClientMessage, parseStreamOptions, protocolV4, protocolV5 } from '../../agent/remotecommand.js';
+import { requestAttributes } from '../../agent/server/auth.js';
+import { parseStreamPath } from '../../agent/server/exec-stream.js';
+import { Channel, errorStatus, exitStatus, frame, negotiateProtocol, parseClientMessage, parseStreamOptions, protocolV4, protocolV5 } from '../../agent/server/remotecommand.js';
 import { isPlainTextAnswer, loadKubeletClientConfig, switchingProtocolsHead, upgradeHeaders } from '../../controlplane/kubelet-client.js';
 import { kubeletStreamPath } from '../../controlplane/pod-exec.js';
 import type { IncomingMessage } from 'node:http';

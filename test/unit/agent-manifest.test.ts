@@ -1,18 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { V1Pod } from '@kubernetes/client-node';
-import { ManifestError, isManifestFileName, parseManifest } from '../../agent/manifest.js';
-import {
-  buildMirrorPod,
-  configHashAnnotation,
-  configMirrorAnnotation,
-  configSourceAnnotation,
-  isMirrorPod,
-  isStaticPod,
-  mirrorMatches,
-  stableJson,
-  staticPodUid,
-  toStaticPod,
-} from '../../agent/static-pod.js';
+import { ManifestError, isManifestFileName, parseManifest } from '../../agent/sources/manifest.js';
+import { buildMirrorPod, mirrorMatches, stableJson, staticPodUid, toStaticPod } from '../../agent/sources/static-pod.js';
+import { configHashAnnotation, configMirrorAnnotation, configSourceAnnotation, isMirrorPod, isStaticPod } from '../../lib/k8s/pod-source.js';
 
 const kubeadmApiServer = `
 apiVersion: v1

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
-import { computePodActions, sandboxHashAnnotation } from '../../agent/pod-actions.js';
-import { containerHash, sandboxHash } from '../../agent/container-hash.js';
+import { computePodActions, sandboxHashAnnotation } from '../../agent/pods/actions.js';
+import { containerHash, sandboxHash } from '../../agent/pods/container-hash.js';
 import type { ContainerStatus, PodSandboxStatus } from '../../cri/runtime.js';
 
 const c = (name: string, extra: Partial<V1Container> = {}): V1Container => ({ name, image: 'i:1', ...extra });

@@ -9,12 +9,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { V1Container, V1Pod, V1PodStatus } from '@kubernetes/client-node';
-import { FakeRuntime } from '../../cri/fake-runtime.js';
+import { FakeRuntime } from '../helpers/fake-runtime.js';
 import { createLogger } from '../../lib/log.js';
-import { Backoff, FakeClock } from '../../agent/backoff.js';
-import { CgroupfsPodCgroups, FakePodCgroups } from '../../agent/pod-cgroups.js';
-import { PodWorkers } from '../../agent/pod-workers.js';
-import type { PodWorkerDeps } from '../../agent/pod-worker.js';
+import { Backoff } from '../../agent/pods/backoff.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+import { CgroupfsPodCgroups, FakePodCgroups } from '../../agent/cgroups/pod-cgroups.js';
+import { PodWorkers } from '../../agent/pods/workers.js';
+import type { PodWorkerDeps } from '../../agent/pods/worker.js';
 
 const root = mkdtempSync(join(tmpdir(), 'knode-agent-pod-cgroups-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

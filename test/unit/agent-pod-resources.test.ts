@@ -1,5 +1,5 @@
 /**
- * Pod-level cgroup resources (agent/pod-resources.ts), table-driven against the kubelet's
+ * Pod-level cgroup resources (agent/cgroups/pod-resources.ts), table-driven against the kubelet's
  * ResourceConfigForPod / PodRequests / PodLimits results for the same specs.
  */
 import { describe, expect, it } from 'vitest';
@@ -13,7 +13,7 @@ import {
   qosTierCpuShares,
   sharesToWeight,
   type PodResourceConfig,
-} from '../../agent/pod-resources.js';
+} from '../../agent/cgroups/pod-resources.js';
 
 const Mi = 2 ** 20;
 type Res = Record<string, string>;

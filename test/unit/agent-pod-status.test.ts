@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { V1Container, V1Pod, V1PodStatus } from '@kubernetes/client-node';
-import { generatePodStatus, type PodStatusInput } from '../../agent/pod-status.js';
+import { generatePodStatus, type PodStatusInput } from '../../agent/status/pod-status.js';
 import type { ContainerStatus, PodSandboxStatus } from '../../cri/runtime.js';
 
 const S = 1e9;

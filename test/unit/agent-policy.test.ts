@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
-import { defaultImagePullPolicy, imageTagAndDigest, normalizeImageRef, pullDecision } from '../../agent/image-policy.js';
-import { Backoff, FakeClock, backoffKey, resyncDelayMs } from '../../agent/backoff.js';
-import { containerHash, fnv1a32, sandboxHash } from '../../agent/container-hash.js';
-import { latestByName, previousByName, shouldStartContainer } from '../../agent/restart.js';
+import { defaultImagePullPolicy, imageTagAndDigest, normalizeImageRef, pullDecision } from '../../agent/pods/image-policy.js';
+import { Backoff, backoffKey, resyncDelayMs } from '../../agent/pods/backoff.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+import { containerHash, fnv1a32, sandboxHash } from '../../agent/pods/container-hash.js';
+import { latestByName, previousByName, shouldStartContainer } from '../../agent/pods/restart.js';
 import type { ContainerStatus } from '../../cri/runtime.js';
 
 describe('imagePullPolicy', () => {

@@ -1,7 +1,7 @@
 /**
- * The SPDY/3 server session (agent/spdy.ts) and the port-forward endpoint (agent/port-forward.ts)
+ * The SPDY/3 server session (agent/server/spdy.ts) and the port-forward endpoint (agent/server/port-forward.ts)
  * driven by a test client that speaks the frames itself, over an in-memory byte pipe, and the
- * WebSocket channel protocol (agent/port-forward-channels.ts) over loopback, with the fake
+ * WebSocket channel protocol (agent/server/port-forward-channels.ts) over loopback, with the fake
  * runtime standing for the pod. Interop with the real client (kubectl, Go spdystream) is
  * checked in test/e2e/agent-kubectl.test.ts.
  */
@@ -10,10 +10,10 @@ import type { AddressInfo } from 'node:net';
 import { Duplex, PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { channelProtocol, parsePortsQuery } from '../../agent/port-forward-channels.js';
-import { parsePort, parsePortForwardPath, PortForwardStreams } from '../../agent/port-forward.js';
-import { controlFrame, dataFrame, encodeHeaderBlock, FrameReader, FrameType, HeaderCodec, parseHeaderBlock, RstStatus, SpdySession, type SpdyHeaders, type SpdyStream } from '../../agent/spdy.js';
-import { FakeRuntime } from '../../cri/fake-runtime.js';
+import { channelProtocol, parsePortsQuery } from '../../agent/server/port-forward-channels.js';
+import { parsePort, parsePortForwardPath, PortForwardStreams } from '../../agent/server/port-forward.js';
+import { controlFrame, dataFrame, encodeHeaderBlock, FrameReader, FrameType, HeaderCodec, parseHeaderBlock, RstStatus, SpdySession, type SpdyHeaders, type SpdyStream } from '../../agent/server/spdy.js';
+import { FakeRuntime } from '../helpers/fake-runtime.js';
 import { createLogger } from '../../lib/log.js';
 
 function duplexPair(): [Duplex, Duplex] {

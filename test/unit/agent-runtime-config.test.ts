@@ -3,12 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { V1Pod } from '@kubernetes/client-node';
-import { buildContainerConfig, buildSandboxConfig, linuxResources, parseResolvConf, podDnsConfig, type RuntimeConfigOptions } from '../../agent/runtime-config.js';
-import { VolumeError, containerMounts, projectedFiles, setUpVolumes } from '../../agent/volumes.js';
-import { formatLogs, parseLogLine, streamLogs } from '../../agent/logs.js';
+import { buildContainerConfig, buildSandboxConfig, linuxResources, parseResolvConf, podDnsConfig, type RuntimeConfigOptions } from '../../agent/pods/runtime-config.js';
+import { VolumeError, containerMounts, projectedFiles, setUpVolumes } from '../../agent/volumes/volumes.js';
+import { formatLogs, parseLogLine, streamLogs } from '../../agent/server/logs.js';
 import { PassThrough } from 'node:stream';
 import { mkdirSync, existsSync } from 'node:fs';
-import { countPodCgroups, removePodCgroup } from '../../agent/cgroups.js';
+import { countPodCgroups, removePodCgroup } from '../../agent/cgroups/cgroups.js';
 
 const options: RuntimeConfigOptions = {
   nodeName: 'n1', podLogsDir: '/var/log/pods', clusterDomain: 'cluster.local', clusterDNS: ['10.96.0.10'],

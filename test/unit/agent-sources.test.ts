@@ -6,12 +6,12 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { V1Pod } from '@kubernetes/client-node';
 import { createLogger } from '../../lib/log.js';
-import { StaticPodDirSource } from '../../agent/source-file.js';
-import { StaticPodUrlSource, parseUrlManifest } from '../../agent/source-url.js';
-import { PodConfig, podsDifferSemantically } from '../../agent/pod-config.js';
-import { FakeClock } from '../../agent/backoff.js';
-import type { ManifestError } from '../../agent/manifest.js';
-import { configSeenAnnotation, configSourceAnnotation, configMirrorAnnotation } from '../../agent/static-pod.js';
+import { StaticPodDirSource } from '../../agent/sources/file.js';
+import { StaticPodUrlSource, parseUrlManifest } from '../../agent/sources/url.js';
+import { PodConfig, podsDifferSemantically } from '../../agent/sources/pod-config.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+import { configSeenAnnotation, configSourceAnnotation, configMirrorAnnotation } from '../../lib/k8s/pod-source.js';
+import { SourceRecorder } from '../helpers/source-recorder.js';
 
 const log = createLogger('test', 'silent');
 const root = mkdtempSync(join(tmpdir(), 'knode-agent-sources-'));
@@ -19,19 +19,6 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 const manifest = (name: string, cmd = '3600') => `apiVersion: v1\nkind: Pod\nmetadata:\n  name: ${name}\nspec:\n  containers:\n  - name: main\n    image: knode.local/busybox:1\n    command: ["sleep", "${cmd}"]\n`;
 
-class Recorder {
-  sets: V1Pod[][] = [];
-  errors: ManifestError[] = [];
-  onPods(_source: string, pods: V1Pod[]): void {
-    this.sets.push(pods);
-  }
-  onManifestError(_source: string, error: ManifestError): void {
-    this.errors.push(error);
-  }
-  get names(): string[] {
-    return (this.sets.at(-1) ?? []).map((p) => p.metadata!.name!).sort();
-  }
-}
 
 async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -47,7 +34,7 @@ describe('static pod directory source', () => {
     mkdirSync(dir);
     writeFileSync(join(dir, 'a.yaml'), manifest('a'));
     writeFileSync(join(dir, 'notes.txt'), 'not a manifest');
-    const rec = new Recorder();
+    const rec = new SourceRecorder();
     // A long check period: only fs.watch can make the later changes visible quickly.
     const source = new StaticPodDirSource({ dir, nodeName: 'n1', checkFrequencyMs: 3_600_000, listener: rec, log });
     await source.start();
@@ -72,7 +59,7 @@ describe('static pod directory source', () => {
     writeFileSync(join(dir, '1-good.yaml'), manifest('good'));
     writeFileSync(join(dir, '2-broken.yaml'), 'apiVersion: v1\nkind: Pod\nmetadata: {name: x\n');
     writeFileSync(join(dir, '3-dup.yaml'), manifest('good'));
-    const rec = new Recorder();
+    const rec = new SourceRecorder();
     const source = new StaticPodDirSource({ dir, nodeName: 'n1', checkFrequencyMs: 100, listener: rec, log });
     await source.start();
     try {
@@ -93,7 +80,7 @@ describe('static pod directory source', () => {
 
   it('a missing directory is an empty set, and is picked up once created', async () => {
     const dir = join(root, 'later');
-    const rec = new Recorder();
+    const rec = new SourceRecorder();
     const source = new StaticPodDirSource({ dir, nodeName: 'n1', checkFrequencyMs: 100, listener: rec, log });
     await source.start();
     try {
@@ -110,7 +97,7 @@ describe('static pod directory source', () => {
     const dir = join(root, 'twenty');
     mkdirSync(dir);
     writeFileSync(join(dir, 'good.yaml'), manifest('good'));
-    const rec = new Recorder();
+    const rec = new SourceRecorder();
     const source = new StaticPodDirSource({ dir, nodeName: 'n1', checkFrequencyMs: 100, listener: rec, log });
     await source.start();
     expect(rec.names).toEqual(['good-n1']);
@@ -156,7 +143,7 @@ describe('staticPodURL source', () => {
   it('polls, keeps the last good set on failure, and reads PodLists', async () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/pods`;
-    const rec = new Recorder();
+    const rec = new SourceRecorder();
     const source = new StaticPodUrlSource({ url, headers: { 'X-Token': ['t1'] }, nodeName: 'n1', checkFrequencyMs: 3_600_000, listener: rec, log });
     await source.start();
     try {
@@ -181,8 +168,8 @@ describe('staticPodURL source', () => {
     }
   });
 
-  it('parseUrlManifest rejects a PodList without items', () => {
-    expect(() => parseUrlManifest('{"kind":"PodList"}', 'http://x')).toThrow(/PodList without items/);
+  it('parseUrlManifest rejects a PodList without items', async () => {
+    await expect(parseUrlManifest('{"kind":"PodList"}', 'http://x')).rejects.toThrow(/PodList without items/);
   });
 });
 

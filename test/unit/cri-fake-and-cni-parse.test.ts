@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseNetworkConfig } from '../../cri/cni/conflist.js';
 import { compareVersions, resultIPs } from '../../lib/cni/types.js';
 import { parseResult } from '../../lib/cni/version.js';
-import { FakeRuntime } from '../../cri/fake-runtime.js';
+import { FakeRuntime } from '../helpers/fake-runtime.js';
 import { CriError, isCriError, matchesLabels, type PodSandboxConfig } from '../../cri/runtime.js';
 
 const sandbox: PodSandboxConfig = { metadata: { name: 'web', namespace: 'default', uid: 'u1', attempt: 0 }, labels: { app: 'web' }, logDirectory: '/logs/default_web_u1' };

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../lib/log.js';
-import { FakeClock, FakeImageStore } from '../../eviction/fakes.js';
+import { FakeClock, FakeImageStore } from '../helpers/eviction-fakes.js';
 import { loadKubeletConfig } from '../../lib/config/kubelet.js';
 import { bytesToFree, detectImages, ImageGCManager, imageGCPolicyFromKubelet, selectImagesToFree, type ImageRecord } from '../../eviction/image-gc.js';
 

@@ -11,7 +11,7 @@ import {
   FakePodKiller,
   FakePodStats,
   makePod,
-} from '../../eviction/fakes.js';
+} from '../helpers/eviction-fakes.js';
 import type { Observations, Threshold } from '../../eviction/types.js';
 
 const Mi = 2 ** 20;

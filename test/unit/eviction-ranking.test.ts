@@ -1,6 +1,6 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { makePod } from '../../eviction/fakes.js';
+import { makePod } from '../helpers/eviction-fakes.js';
 import { admitPod, chooseEviction, evictionGracePeriod, evictionMessage, formatAmount } from '../../eviction/policy.js';
 import { rankPods } from '../../eviction/ranking.js';
 import { isCriticalPod } from '../../lib/k8s/priority.js';

@@ -6,10 +6,11 @@ import { resolveProbe, ProbeValidationError } from '../../probes/spec.js';
 import { podReadiness } from '../../probes/readiness.js';
 import { probeExec, resolvePort, ProbeError } from '../../probes/prober.js';
 import { ProbeManager } from '../../probes/manager.js';
-import { FakeProber } from '../../probes/prober.js';
-import { ExecTimeoutError, FakeExecutor, FakePodStatusProvider, RecordingProbeListener, type ProbeType } from '../../probes/types.js';
+
+import { ExecTimeoutError, type ProbeType } from '../../probes/types.js';
 import { probeUrl } from '../../probes/http.js';
 import { createLogger } from '../../lib/log.js';
+import { FakeExecutor, FakePodStatusProvider, FakeProber, RecordingProbeListener } from '../helpers/probe-fakes.js';
 
 describe('resolveProbe defaults', () => {
   it('applies the API defaults for unset and zero fields', () => {

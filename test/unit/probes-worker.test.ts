@@ -6,11 +6,12 @@
 import { describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import type { V1Container, V1Pod, V1PodStatus, V1Probe } from '@kubernetes/client-node';
-import { TestClock } from '../../probes/clock.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { ProbeManager } from '../../probes/manager.js';
-import { FakeProber, ProbeError } from '../../probes/prober.js';
-import { FakePodStatusProvider, RecordingProbeListener, type ProbeOutcome, type ProbeType } from '../../probes/types.js';
+import { ProbeError } from '../../probes/prober.js';
+import { type ProbeOutcome, type ProbeType } from '../../probes/types.js';
 import { createLogger } from '../../lib/log.js';
+import { FakePodStatusProvider, FakeProber, RecordingProbeListener } from '../helpers/probe-fakes.js';
 
 const logger = createLogger('probes-test', 'silent');
 const uid = 'uid-1';
@@ -33,7 +34,7 @@ function running(containerId: string, startedAtMs = 0): V1PodStatus {
 const exec: V1Probe = { exec: { command: ['true'] } };
 
 function setup(container: Partial<V1Container>, outcomes: (type: ProbeType) => ProbeOutcome, extra: Partial<V1Pod['spec']> = {}) {
-  const clock = new TestClock(0);
+  const clock = new FakeClock(0);
   const statuses = new FakePodStatusProvider();
   const listener = new RecordingProbeListener();
   const calls: ProbeType[] = [];
@@ -91,7 +92,7 @@ describe('probe worker thresholds (table)', () => {
     manager.start();
     const seen: string[] = [];
     for (let i = 0; i < row.expected.length; i++) {
-      await clock.advance(i === 0 ? 0 : 1000);
+      await clock.tick(i === 0 ? 0 : 1000);
       seen.push(manager.getResult('docker://c1', row.type) ?? 'none');
     }
     expect(seen).toEqual(row.expected);
@@ -103,7 +104,7 @@ describe('probe worker thresholds (table)', () => {
       expect(kill.gracePeriodSeconds).toBe(30);
       // On hold: no probe after the kill until a new container ID.
       const before = calls.length;
-      await clock.advance(5000);
+      await clock.tick(5000);
       expect(calls.length).toBe(before);
     }
     // Only changes are pushed.
@@ -117,16 +118,16 @@ describe('probe worker timing and gating', () => {
     const { clock, calls, manager, statuses } = setup({ livenessProbe: { ...exec, periodSeconds: 2, initialDelaySeconds: 5 } }, () => ok);
     statuses.statuses.set(uid, running('docker://c1', 1000));
     manager.start();
-    await clock.advance(5000); // ticks at 0, 2000, 4000: container up for < 5 s
+    await clock.tick(5000); // ticks at 0, 2000, 4000: container up for < 5 s
     expect(calls).toHaveLength(0);
-    await clock.advance(1000); // tick at 6000: up 5 s
+    await clock.tick(1000); // tick at 6000: up 5 s
     expect(calls).toHaveLength(1);
-    await clock.advance(4000);
+    await clock.tick(4000);
     expect(calls).toHaveLength(3);
   });
 
   it('probes every periodSeconds on a fixed schedule, with first-tick jitter after a start', async () => {
-    const clock = new TestClock(0);
+    const clock = new FakeClock(0);
     const statuses = new FakePodStatusProvider();
     statuses.statuses.set(uid, running('docker://c1'));
     const prober = new FakeProber(() => ok);
@@ -134,11 +135,11 @@ describe('probe worker timing and gating', () => {
     const manager = new ProbeManager({ prober, listener: new RecordingProbeListener(), statusProvider: statuses, registry: new Registry(), clock, logger, random: () => 0.5, onTick: (_t, _s, actual) => ticks.push(actual) });
     manager.addPod(pod({ livenessProbe: { ...exec, periodSeconds: 10 } }));
     manager.start();
-    await clock.advance(36_000);
+    await clock.tick(36_000);
     expect(ticks).toEqual([5000, 15000, 25000, 35000]);
     manager.stop();
     manager.stop();
-    await clock.advance(20_000);
+    await clock.tick(20_000);
     expect(ticks).toHaveLength(4);
     expect(clock.pendingTimers).toBe(0);
   });
@@ -150,14 +151,14 @@ describe('probe worker timing and gating', () => {
       (type) => (type === 'startup' && !startupOk ? bad : ok),
     );
     manager.start();
-    await clock.advance(3000);
+    await clock.tick(3000);
     expect(new Set(calls)).toEqual(new Set(['startup']));
     expect(manager.updatePodStatus(uid, statuses.statuses.get(uid)!).containerStatuses![0]).toMatchObject({ started: false, ready: false });
     startupOk = true;
-    await clock.advance(1000);
+    await clock.tick(1000);
     expect(manager.getResult('docker://c1', 'startup')).toBe('success');
     calls.length = 0;
-    await clock.advance(3000);
+    await clock.tick(3000);
     expect(calls).not.toContain('startup');
     expect(calls.filter((c) => c === 'liveness')).toHaveLength(3);
     expect(manager.updatePodStatus(uid, statuses.statuses.get(uid)!).containerStatuses![0]).toMatchObject({ started: true, ready: true });
@@ -167,16 +168,16 @@ describe('probe worker timing and gating', () => {
     const script = [...'ffsf'];
     const { clock, listener, calls, manager, statuses } = setup({ livenessProbe: { ...exec, periodSeconds: 1, failureThreshold: 2, terminationGracePeriodSeconds: 7 } }, () => (script.shift() === 'f' ? bad : ok));
     manager.start();
-    await clock.advance(1000);
+    await clock.tick(1000);
     expect(manager.getResult('docker://c1', 'liveness')).toBe('failure');
     expect(listener.kills[0]).toMatchObject({ containerId: 'docker://c1', gracePeriodSeconds: 7, probeOutput: 'boom' });
     expect(listener.events.filter((e) => e.message === 'Liveness probe failed: boom')).toHaveLength(2);
     statuses.statuses.set(uid, running('docker://c2', 3000));
-    await clock.advance(2000);
+    await clock.tick(2000);
     expect(manager.getResult('docker://c1', 'liveness')).toBeUndefined();
     expect(manager.getResult('docker://c2', 'liveness')).toBe('success');
     // One failure after the restart does not reach the threshold of 2 (old run was reset).
-    await clock.advance(1000);
+    await clock.tick(1000);
     expect(calls).toHaveLength(4);
     expect(manager.getResult('docker://c2', 'liveness')).toBe('success');
     expect(listener.kills).toHaveLength(1);
@@ -185,17 +186,17 @@ describe('probe worker timing and gating', () => {
   it('a container that is not running caches Failure; restartPolicy Never + terminated stops the worker', async () => {
     const { clock, calls, manager, statuses, listener } = setup({ readinessProbe: { ...exec, periodSeconds: 1 } }, () => ok, { restartPolicy: 'Never' });
     manager.start();
-    await clock.advance(0);
+    await clock.tick(0);
     expect(manager.getResult('docker://c1', 'readiness')).toBe('success');
     const status = running('docker://c1');
     status.containerStatuses![0]!.state = { terminated: { exitCode: 1 } };
     statuses.statuses.set(uid, status);
-    await clock.advance(1000);
+    await clock.tick(1000);
     // Failure was cached and pushed, then the worker ended and dropped its result (kubelet).
     expect(listener.updates.map((u) => u.result)).toEqual(['failure', 'success', 'failure']);
     expect(manager.getResult('docker://c1', 'readiness')).toBeUndefined();
     expect(manager.hasWorker(uid, 'app', 'readiness')).toBe(false);
-    await clock.advance(5000);
+    await clock.tick(5000);
     expect(calls).toHaveLength(1);
     expect(clock.pendingTimers).toBe(0);
   });
@@ -204,7 +205,7 @@ describe('probe worker timing and gating', () => {
     const { clock, listener, calls, manager, statuses } = setup({ livenessProbe: { ...exec, periodSeconds: 1, failureThreshold: 1 } }, () => bad);
     statuses.terminating.add(uid);
     manager.start();
-    await clock.advance(5000);
+    await clock.tick(5000);
     expect(calls).toHaveLength(0);
     expect(listener.kills).toHaveLength(0);
     expect(manager.hasWorker(uid, 'app', 'liveness')).toBe(false);
@@ -216,7 +217,7 @@ describe('probe worker timing and gating', () => {
       throw new ProbeError('couldn\'t find port "web" in container "app"');
     });
     manager.start();
-    await clock.advance(3000);
+    await clock.tick(3000);
     expect(listener.kills).toHaveLength(0);
     expect(manager.getResult('docker://c1', 'liveness')).toBe('success');
     expect(listener.events[0]!.message).toBe('Liveness probe errored: couldn\'t find port "web" in container "app"');
@@ -233,7 +234,7 @@ describe('probe worker timing and gating', () => {
   it('removePod stops workers and drops cached results and metric series', async () => {
     const { clock, manager, registry } = setup({ livenessProbe: { ...exec, periodSeconds: 1 }, readinessProbe: { ...exec, periodSeconds: 1 } }, () => ok);
     manager.start();
-    await clock.advance(2000);
+    await clock.tick(2000);
     const metrics = await registry.getSingleMetricAsString('prober_probe_total');
     expect(metrics).toMatch(/prober_probe_total\{probe_type="Liveness",container="app",pod="web",namespace="ns1",result="successful"\} 3/);
     expect(manager.workerCount).toBe(2);
@@ -250,23 +251,23 @@ describe('probe worker timing and gating', () => {
     expect(manager.ready(uid, 'app')).toBeUndefined();
     expect(manager.started(uid, 'app')).toBeUndefined();
     manager.start();
-    await clock.advance(0); // startup succeeds; readiness still gated
+    await clock.tick(0); // startup succeeds; readiness still gated
     expect(manager.started(uid, 'app', 'docker://c1')).toBe(true);
     expect(manager.ready(uid, 'app', 'docker://c1')).toBe(false);
-    await clock.advance(10_000);
+    await clock.tick(10_000);
     expect(manager.ready(uid, 'app', 'docker://c1')).toBe(true);
     // Restart: the new container has no result yet; asking triggers the readiness worker at
     // once, which adopts c2 (initial Failure) and waits for c2's startup probe.
     statuses.statuses.set(uid, running('docker://c2'));
     const before = calls.length;
     expect(manager.ready(uid, 'app', 'docker://c2')).toBeUndefined();
-    await clock.advance(0);
+    await clock.tick(0);
     expect(calls.length).toBe(before);
     expect(manager.ready(uid, 'app', 'docker://c2')).toBe(false);
     expect(manager.getResult('docker://c1', 'readiness')).toBeUndefined();
-    await clock.advance(10_000); // startup of c2 succeeds, then readiness probes
+    await clock.tick(10_000); // startup of c2 succeeds, then readiness probes
     expect(manager.started(uid, 'app', 'docker://c2')).toBe(true);
-    await clock.advance(10_000);
+    await clock.tick(10_000);
     expect(manager.ready(uid, 'app', 'docker://c2')).toBe(true);
     expect(manager.ready(uid, 'nope')).toBeUndefined();
   });

@@ -1,0 +1,124 @@
+/**
+ * The pod container manager (pkg/kubelet/cm/pod_container_manager_linux.go EnsureExists,
+ * qos_container_manager_linux.go): before a pod's sandbox is created, its cgroup
+ * <cgroupRoot>/kubepods[/<tier>]/pod<uid> exists with the pod-level limits of
+ * cgroups/pod-resources.ts, and the QoS tier cgroups exist with their CPU shares; the runtime then
+ * places the sandbox and containers inside it (CgroupParent). Removed once the pod is gone.
+ * cgroupfs layout only (the systemd driver's slices need systemd, which knode does not drive).
+ * Only the pod's own cgroup and the kubepods tier cgroups are written, never the root's.
+ */
+import { dirname } from 'node:path';
+import type { V1Pod } from '@kubernetes/client-node';
+import type { Logger } from '../../lib/log.js';
+import { describeError } from '../../lib/errors.js';
+import { cgroupVersion, countPodCgroups, ensureCgroup, removePodCgroup } from './cgroups.js';
+import { cgroupWrites, podResourceConfig, qosTierCpuShares, sharesToWeight, type CgroupWrite, type PodResourceOptions } from './pod-resources.js';
+import { podCgroupParent } from '../../lib/k8s/cgroups.js';
+import { podQosClass, type QosClass } from '../../lib/k8s/qos.js';
+
+export interface PodCgroups {
+  /** Creates the pod's cgroup with its limits (idempotent). Throws when it cannot. */
+  ensure(pod: V1Pod): Promise<void>;
+  /** Removes the pod's cgroup in whichever QoS tier it is; false when it stayed busy. */
+  remove(uid: string): Promise<boolean>;
+}
+
+/** For unit tests: records calls. */
+export class FakePodCgroups implements PodCgroups {
+  readonly ensured: string[] = [];
+  readonly removed: string[] = [];
+  failEnsure?: Error;
+  async ensure(pod: V1Pod): Promise<void> {
+    if (this.failEnsure) throw this.failEnsure;
+    this.ensured.push(pod.metadata?.uid ?? '');
+  }
+  async remove(uid: string): Promise<boolean> {
+    this.removed.push(uid);
+    return true;
+  }
+}
+const _fake: PodCgroups = new FakePodCgroups();
+void _fake;
+
+export interface CgroupfsPodCgroupsOptions extends PodResourceOptions {
+  /** KubeletConfiguration cgroupRoot ('' = the top of the tree). */
+  cgroupRoot: string;
+  /** Where the cgroup tree is mounted; default /sys/fs/cgroup. */
+  mountRoot?: string;
+  /** The pods the node runs, for the burstable tier's CPU shares. */
+  activePods?: () => Iterable<V1Pod>;
+  log: Logger;
+  /** Retries of a busy removal (250 ms apart); default 20. */
+  removeAttempts?: number;
+}
+
+const allTiers: QosClass[] = ['Guaranteed', 'Burstable', 'BestEffort'];
+
+export class CgroupfsPodCgroups implements PodCgroups {
+  private version?: Promise<1 | 2 | undefined>;
+  private warnedMissing = false;
+
+  constructor(private readonly options: CgroupfsPodCgroupsOptions) {}
+
+  private get mountRoot(): string {
+    return this.options.mountRoot ?? '/sys/fs/cgroup';
+  }
+
+  private parent(qos: QosClass, uid: string): string {
+    return podCgroupParent(qos, uid, 'cgroupfs', this.options.cgroupRoot);
+  }
+
+  async ensure(pod: V1Pod): Promise<void> {
+    const uid = pod.metadata?.uid;
+    if (!uid || !/^[0-9a-zA-Z_-]+$/.test(uid)) throw new Error(`cannot create a pod cgroup for uid "${uid ?? ''}"`);
+    this.version ??= cgroupVersion(this.mountRoot);
+    const version = await this.version;
+    if (version === undefined) {
+      if (!this.warnedMissing) this.options.log.warn({ mountRoot: this.mountRoot }, 'no cgroup tree mounted: pod cgroups are not created');
+      this.warnedMissing = true;
+      return;
+    }
+    const path = this.parent(podQosClass(pod), uid);
+    const writes = cgroupWrites(podResourceConfig(pod, this.options), version);
+    try {
+      await this.ensureTiers(version);
+      await ensureCgroup(this.mountRoot, version, path, writes);
+    } catch (error) {
+      throw new Error(`failed to ensure the pod cgroup ${path}`, { cause: error });
+    }
+    this.options.log.debug({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, cgroup: path, writes }, 'pod cgroup ensured');
+  }
+
+  /** kubepods/burstable and kubepods/besteffort with their CPU shares. */
+  private async ensureTiers(version: 1 | 2): Promise<void> {
+    const shares = qosTierCpuShares(this.options.activePods?.() ?? []);
+    const cpu = (value: number): CgroupWrite[] =>
+      version === 1 ? [{ controller: 'cpu', file: 'cpu.shares', value: String(value) }] : [{ controller: 'cpu', file: 'cpu.weight', value: String(sharesToWeight(value)) }];
+    await ensureCgroup(this.mountRoot, version, dirname(this.parent('Burstable', 'x')), cpu(shares.burstable));
+    await ensureCgroup(this.mountRoot, version, dirname(this.parent('BestEffort', 'x')), cpu(shares.besteffort));
+  }
+
+  /**
+   * Removes the pod's cgroup in every QoS tier (an orphan's class is not known). The runtime
+   * may still be tearing down a container's own cgroup inside it: retried for a few seconds.
+   */
+  async remove(uid: string): Promise<boolean> {
+    const parents = allTiers.map((qos) => this.parent(qos, uid));
+    for (let attempt = 0; attempt < (this.options.removeAttempts ?? 20); attempt++) {
+      let left = 0;
+      for (const parent of parents) {
+        try {
+          await removePodCgroup(parent, this.mountRoot);
+          left += await countPodCgroups(parent, this.mountRoot);
+        } catch (error) {
+          this.options.log.warn({ uid, err: error }, 'pod cgroup cleanup failed');
+          return false;
+        }
+      }
+      if (left === 0) return true;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    this.options.log.warn({ uid }, 'pod cgroup still busy; left in place');
+    return false;
+  }
+}

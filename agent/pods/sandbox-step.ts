@@ -1,0 +1,67 @@
+/**
+ * The sandbox step of a pod sync (kuberuntime_manager.go SyncPod steps 4; pod_container_manager
+ * EnsureExists before it, kubelet.go SyncPod): the pod cgroup with its limits, then the sandbox
+ * (pause container + network), with back-off when either fails; and the dead container GC of a
+ * live pod (kuberuntime_gc.go with maxPerPodContainer=1).
+ */
+import type { ContainerRuntime, ContainerStatus, PodSandboxConfig } from '../../cri/runtime.js';
+import { describeError } from '../../lib/errors.js';
+import type { ContainerToStart } from './actions.js';
+import type { PodSyncContext } from './worker-deps.js';
+import { newestSandbox, type PodRuntimeState } from './runtime-view.js';
+
+/** Creates the pod cgroup and the sandbox; undefined (a retry scheduled) when it cannot yet. */
+export async function createSandbox(ctx: PodSyncContext, config: PodSandboxConfig, starts: ContainerToStart[]): Promise<string | undefined> {
+  const { deps } = ctx;
+  const key = `${ctx.uid}_sandbox`;
+  const now = deps.clock.now();
+  if (deps.restartBackoff.isInBackOffSinceUpdate(key)) {
+    ctx.schedule(deps.restartBackoff.remainingSinceUpdate(key));
+    return undefined;
+  }
+  const fail = (message: string, error: unknown): undefined => {
+    for (const c of starts) ctx.setWaiting(c.container.name, { reason: 'ContainerCreating', message });
+    deps.log.warn({ pod: ctx.name, err: error }, message);
+    ctx.schedule(deps.restartBackoff.next(key, now));
+    return undefined;
+  };
+  try {
+    await deps.podCgroups?.ensure(ctx.pod);
+  } catch (error) {
+    return fail(`failed to ensure that the pod: ${ctx.uid} cgroups exist and are correctly applied: ${describeError(error)}`, error);
+  }
+  try {
+    const id = await deps.runtime.runPodSandbox(config);
+    deps.restartBackoff.reset(key);
+    return id;
+  } catch (error) {
+    return fail(`failed to create pod sandbox: ${describeError(error)}`, error);
+  }
+}
+
+/**
+ * Dead container GC for a live pod: per container name the newest attempt stays, plus one dead
+ * one before it (lastState, logs --previous); older dead containers and old stopped sandboxes go.
+ * True when it removed anything.
+ */
+export async function collectGarbage(runtime: ContainerRuntime, state: PodRuntimeState): Promise<boolean> {
+  let removed = false;
+  const byName = new Map<string, ContainerStatus[]>();
+  for (const c of state.containers) byName.set(c.metadata.name, [...(byName.get(c.metadata.name) ?? []), c]);
+  for (const list of byName.values()) {
+    list.sort((a, b) => b.metadata.attempt - a.metadata.attempt || b.createdAt - a.createdAt);
+    for (const dead of list.slice(2)) {
+      if (dead.state !== 'CONTAINER_EXITED') continue;
+      await runtime.removeContainer(dead.id);
+      removed = true;
+    }
+  }
+  const newest = newestSandbox(state);
+  for (const sandbox of state.sandboxes) {
+    if (sandbox === newest || sandbox.state === 'SANDBOX_READY') continue;
+    if (state.containers.some((c) => c.podSandboxId === sandbox.id)) continue;
+    await runtime.removePodSandbox(sandbox.id);
+    removed = true;
+  }
+  return removed;
+}

@@ -1,0 +1,295 @@
+/**
+ * One worker per pod (pkg/kubelet/pod_workers.go): syncs are serialized per pod and run in
+ * parallel across pods. A sync reads the pod's state back from the runtime, computes the
+ * actions (pods/actions.ts), carries them out (pod cgroup and sandbox: pods/sandbox-step.ts;
+ * init containers one at a time, app containers, restarts and image pulls with back-off:
+ * pods/container-start.ts), and reports the status.
+ * Termination (deletionTimestamp, or the pod left its source): preStop hooks and SIGTERM within
+ * the grace period, SIGKILL after it, sandbox stop (the runtime does CNI DEL), a final status;
+ * a removed pod's sandboxes, containers, directory and cgroup are then removed
+ * (pods/termination.ts).
+ * stop() (agent shutdown) only stops the worker: containers keep running, to be adopted.
+ */
+import type { V1Pod, V1PodStatus } from '@kubernetes/client-node';
+import { describeError } from '../../lib/errors.js';
+import { resyncDelayMs } from './backoff.js';
+import type { EnvContext } from './env.js';
+import { computePodActions } from './actions.js';
+import { podsDifferSemantically } from '../sources/pod-config.js';
+import { startContainer } from './container-start.js';
+import { collectGarbage, createSandbox } from './sandbox-step.js';
+import { generatePodStatus, type WaitingReason } from '../status/pod-status.js';
+import { killContainer, removePodLeftovers, stopAll } from './termination.js';
+import type { PodSyncContext, PodWorkerDeps } from './worker-deps.js';
+import { buildSandboxConfig } from './runtime-config.js';
+import { newestSandbox, readPodState, type PodRuntimeState } from './runtime-view.js';
+import { setUpVolumes } from '../volumes/volumes.js';
+
+export type { NodeFacts, PodWorkerDeps, ProbeView } from './worker-deps.js';
+
+export class PodWorker {
+  private pod: V1Pod;
+  private removed = false;
+  private terminated = false;
+  private stopped = false;
+  private running = false;
+  private dirty = false;
+  private timer?: NodeJS.Timeout;
+  private readonly waiting = new Map<string, WaitingReason>();
+  private lastStatus?: V1PodStatus;
+  private startReported = false;
+  private idle: Promise<void> = Promise.resolve();
+  private readonly pendingKills = new Map<string, number>();
+  private finish?: () => void;
+  /** An in-place kill (eviction): grace period, status amendment, waiters. */
+  private killRequest?: { graceSeconds: number; amend: (status: V1PodStatus) => V1PodStatus; waiters: (() => void)[] };
+  /** What the sync steps see of this worker. */
+  private readonly ctx: PodSyncContext;
+  readonly done: Promise<void>;
+
+  constructor(
+    readonly uid: string,
+    pod: V1Pod,
+    private readonly deps: PodWorkerDeps,
+  ) {
+    this.pod = pod;
+    this.done = new Promise((resolve) => (this.finish = resolve));
+    const worker = this;
+    this.ctx = {
+      uid,
+      deps,
+      get pod() {
+        return worker.pod;
+      },
+      get name() {
+        return worker.name;
+      },
+      setWaiting: (name, waiting) => this.setWaiting(name, waiting),
+      clearWaiting: (name) => this.waiting.delete(name),
+      schedule: (delayMs) => this.schedule(delayMs),
+      graceSeconds: () => this.graceSeconds(),
+    };
+  }
+
+  get currentPod(): V1Pod {
+    return this.pod;
+  }
+
+  get status(): V1PodStatus | undefined {
+    return this.lastStatus;
+  }
+
+  get isTerminated(): boolean {
+    return this.terminated;
+  }
+
+  /** A new version from the sources: kept, and synced only when it differs semantically. */
+  update(pod: V1Pod): void {
+    const differs = podsDifferSemantically(this.pod, pod);
+    this.pod = pod;
+    if (differs) this.requestSync();
+  }
+
+  /** A liveness/startup probe failed: kill the container (it restarts per restartPolicy). */
+  killForProbe(containerId: string, graceSeconds: number): void {
+    this.pendingKills.set(containerId.replace(/^[a-z]+:\/\//, ''), graceSeconds);
+    this.requestSync();
+  }
+
+  /**
+   * Kills the pod in place (kubelet killPodNow, used by node-pressure eviction): it terminates
+   * with `graceSeconds` and stays terminal (not removed); `amend` adjusts every status reported
+   * from then on (phase Failed, reason Evicted). Resolves once its containers are stopped.
+   */
+  kill(graceSeconds: number, amend: (status: V1PodStatus) => V1PodStatus): Promise<void> {
+    return new Promise((resolve) => {
+      const waiters = [...(this.killRequest?.waiters ?? []), resolve];
+      this.killRequest = { graceSeconds: Math.min(graceSeconds, this.killRequest?.graceSeconds ?? graceSeconds), amend, waiters };
+      this.requestSync();
+    });
+  }
+
+  /** The pod left the desired set: terminate and clean up. */
+  remove(): void {
+    this.removed = true;
+    this.requestSync();
+  }
+
+  requestSync(): void {
+    if (this.stopped) return;
+    this.dirty = true;
+    if (!this.running) this.idle = this.loop();
+  }
+
+  /** Stops the worker without touching the pod's containers. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.idle;
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.requestSync(), Math.max(10, delayMs));
+    this.timer.unref();
+  }
+
+  private async loop(): Promise<void> {
+    this.running = true;
+    try {
+      while (this.dirty && !this.stopped) {
+        this.dirty = false;
+        try {
+          await this.syncOnce();
+        } catch (error) {
+          this.deps.log.error({ pod: this.name, err: error }, 'pod sync failed');
+          this.schedule(Math.min(this.deps.resyncMs, 2000));
+        }
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private get name(): string {
+    return `${this.pod.metadata?.namespace}/${this.pod.metadata?.name}`;
+  }
+
+  private async syncOnce(): Promise<void> {
+    this.deps.log.debug({ pod: this.name, uid: this.uid }, 'syncing pod');
+    if (this.removed || this.pod.metadata?.deletionTimestamp || this.killRequest) {
+      await this.terminate();
+      return;
+    }
+    let state = await readPodState(this.deps.runtime, this.uid);
+    if (this.terminated) {
+      this.report(state, true);
+      return;
+    }
+    if (this.pendingKills.size > 0) {
+      for (const [id, grace] of this.pendingKills) {
+        const status = state.containers.find((c) => c.id === id);
+        if (status) await killContainer(this.ctx, status, grace, state);
+      }
+      this.pendingKills.clear();
+      state = await readPodState(this.deps.runtime, this.uid);
+    }
+    // Read the runtime again only after something changed it: a steady-state resync of a
+    // running pod then costs one read instead of three.
+    if (await this.syncPod(state)) state = await readPodState(this.deps.runtime, this.uid);
+    const after = (await collectGarbage(this.deps.runtime, state)) ? await readPodState(this.deps.runtime, this.uid) : state;
+    const status = this.report(after, false);
+    if (status.phase === 'Succeeded' || status.phase === 'Failed') {
+      // A pod that reached a terminal phase is stopped (kubelet: terminal pods are torn down).
+      await stopAll(this.ctx, after, 0);
+      this.terminated = true;
+      this.report(await readPodState(this.deps.runtime, this.uid), true);
+    }
+    this.schedule(resyncDelayMs(this.deps.resyncMs));
+  }
+
+  private report(state: PodRuntimeState, terminal: boolean): V1PodStatus {
+    const node = this.deps.node();
+    const probes = this.deps.probes;
+    let status = generatePodStatus({
+      pod: this.pod,
+      sandbox: newestSandbox(state),
+      containers: state.containers,
+      waiting: this.waiting,
+      ...(probes ? { probeReady: (name: string, id: string) => probes.ready(this.uid, name, id), probeStarted: (name: string, id: string) => probes.started(this.uid, name, id) } : {}),
+      ...(this.lastStatus ? { previous: this.lastStatus } : {}),
+      ...(node.hostIP ? { hostIP: node.hostIP } : {}),
+      terminal,
+      now: this.deps.clock.now(),
+    });
+    if (this.killRequest) status = this.killRequest.amend(status);
+    this.lastStatus = status;
+    if (!this.startReported && status.phase === 'Running' && status.containerStatuses?.every((c) => c.state?.running)) {
+      this.startReported = true;
+      const seen = Date.parse(this.pod.metadata?.annotations?.['kubernetes.io/config.seen'] ?? '');
+      if (!Number.isNaN(seen)) this.deps.onPodStarted?.(this.pod, this.deps.clock.now() - seen);
+    }
+    this.deps.onStatus(this.pod, status);
+    return status;
+  }
+
+  /** Records why a container waits; logged when the reason changes (kubelet events). */
+  private setWaiting(name: string, waiting: WaitingReason): void {
+    const before = this.waiting.get(name);
+    this.waiting.set(name, waiting);
+    if (before?.reason !== waiting.reason || before.message !== waiting.message) {
+      this.deps.log.warn({ pod: this.name, container: name, reason: waiting.reason, message: waiting.message }, 'container waiting');
+    }
+  }
+
+  private graceSeconds(): number {
+    const fromDelete = this.pod.metadata?.deletionGracePeriodSeconds;
+    const grace = Math.max(0, fromDelete ?? this.pod.spec?.terminationGracePeriodSeconds ?? 30);
+    return this.killRequest ? Math.min(grace, this.killRequest.graceSeconds) : grace;
+  }
+
+  /** Carries out the pod's actions; true when it changed anything in the runtime. */
+  private async syncPod(state: PodRuntimeState): Promise<boolean> {
+    const actions = computePodActions(this.pod, state.sandboxes, state.containers);
+    const acts = actions.killPod || actions.containersToKill.length > 0 || actions.createSandbox || actions.containersToStart.length > 0;
+    if (actions.killPod) await stopAll(this.ctx, state, this.graceSeconds());
+    for (const kill of actions.containersToKill) {
+      const status = state.containers.find((c) => c.id === kill.id);
+      this.deps.log.info({ pod: this.name, container: kill.name, reason: kill.reason }, 'killing container');
+      if (status) await killContainer(this.ctx, status, this.graceSeconds(), state);
+      await this.deps.runtime.removeContainer(kill.id);
+    }
+    if (!actions.createSandbox && !actions.sandboxId) return acts;
+    const objects = await this.deps.objects(this.pod);
+    const node = this.deps.node();
+    const baseContext: EnvContext = { nodeName: this.deps.runtimeConfig.nodeName, ...(node.hostIP ? { hostIP: node.hostIP } : {}), ...(node.allocatable ? { allocatable: node.allocatable } : {}) };
+    let volumes: Map<string, string>;
+    try {
+      volumes = await setUpVolumes(this.pod, this.deps.rootDir, objects, baseContext);
+    } catch (error) {
+      const message = describeError(error);
+      for (const c of actions.containersToStart) this.setWaiting(c.container.name, { reason: 'ContainerCreating', message });
+      this.deps.log.warn({ pod: this.name, err: error }, 'volume setup failed');
+      this.schedule(2000);
+      return acts;
+    }
+    // Volumes are refreshed on every sync (configMap/secret updates reach running pods, as
+    // the kubelet's atomic writer); with nothing to start, that is all.
+    if (!actions.createSandbox && actions.containersToStart.length === 0) return acts;
+    let sandboxId = actions.sandboxId;
+    const sandboxConfig = buildSandboxConfig(this.pod, actions.sandboxAttempt, this.deps.runtimeConfig);
+    if (actions.createSandbox) {
+      sandboxId = await createSandbox(this.ctx, sandboxConfig, actions.containersToStart);
+      if (!sandboxId) return acts;
+    }
+    const sandbox = await this.deps.runtime.podSandboxStatus(sandboxId!);
+    const podIP = sandbox.network.ip || (this.pod.spec?.hostNetwork ? node.hostIP ?? '' : '');
+    const context: EnvContext = { ...baseContext, podIP, podIPs: [sandbox.network.ip, ...sandbox.network.additionalIps.map((a) => a.ip)].filter(Boolean) };
+    for (const start of actions.containersToStart) {
+      await startContainer(this.ctx, start, { sandboxId: sandboxId!, sandboxConfig, objects, context, volumes });
+      // A started sidecar unblocks the next init container (or the app containers): go on.
+      if (start.isInit && start.container.restartPolicy === 'Always' && !this.waiting.has(start.container.name)) this.dirty = true;
+    }
+    return acts;
+  }
+
+  private async terminate(): Promise<void> {
+    const state = await readPodState(this.deps.runtime, this.uid);
+    if (!this.terminated) {
+      this.deps.log.info({ pod: this.name, graceSeconds: this.graceSeconds() }, 'terminating pod');
+      await stopAll(this.ctx, state, this.graceSeconds());
+      this.terminated = true;
+    }
+    const final = await readPodState(this.deps.runtime, this.uid);
+    this.report(final, true);
+    if (this.removed) {
+      await removePodLeftovers(this.ctx, final);
+      this.stopped = true;
+      clearTimeout(this.timer);
+    }
+    this.deps.onTerminated(this.pod, this.removed);
+    for (const resolve of this.killRequest?.waiters.splice(0) ?? []) resolve();
+    if (this.removed) this.finish?.();
+  }
+}

@@ -1,0 +1,254 @@
+/**
+ * The static pod directory source (pkg/kubelet/config/file.go, file_linux.go): every manifest
+ * file of staticPodPath, read on a timer (fileCheckFrequency) and on file-system events
+ * (fs.watch, debounced). Each scan emits the complete set of pods, so added, changed and removed
+ * files become added, replaced (new content → new UID) and removed pods downstream.
+ *
+ * A file is re-parsed only when its content hash changes. A bad file is reported once per
+ * content (not on every rescan) and contributes no pods; the other files are not affected.
+ * Two files declaring the same pod: the one already running it wins (else the first in name
+ * order), the other is reported.
+ */
+import { createHash } from 'node:crypto';
+import { watch, type FSWatcher } from 'node:fs';
+import { constants } from 'node:fs';
+import { lstat, open, readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { V1Pod } from '@kubernetes/client-node';
+import type { Logger } from '../../lib/log.js';
+import { describeError } from '../../lib/errors.js';
+import { ManifestError, isManifestFileName } from './manifest.js';
+import { maxManifestBytes, oversize, parseManifestBounded } from './manifest-worker.js';
+import { toStaticPod } from './static-pod.js';
+
+export interface SourceListener {
+  /** The complete current set of pods of this source. */
+  onPods(source: string, pods: V1Pod[]): void;
+  /** A manifest could not be used (reported once per bad content). */
+  onManifestError(source: string, error: ManifestError): void;
+}
+
+interface CachedFile {
+  hash: string;
+  pods: V1Pod[];
+  error?: ManifestError;
+}
+
+export interface StaticPodDirOptions {
+  dir: string;
+  nodeName: string;
+  checkFrequencyMs: number;
+  listener: SourceListener;
+  log: Logger;
+  /** Debounce of fs.watch events (ms). */
+  debounceMs?: number;
+}
+
+export const fileSourceName = 'file';
+
+type ManifestRead = { text: string } | { skip: string } | { error: ManifestError; stamp: string };
+
+function fileKind(info: { isDirectory(): boolean; isFIFO(): boolean; isSocket(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean }): string {
+  if (info.isFIFO()) return 'a FIFO';
+  if (info.isSocket()) return 'a socket';
+  if (info.isCharacterDevice() || info.isBlockDevice()) return 'a device';
+  if (info.isDirectory()) return 'a directory';
+  return 'not a regular file';
+}
+
+/**
+ * Reads one manifest, bounded: only a regular file (after following links) is opened, with
+ * O_NONBLOCK so that a file swapped for a FIFO after the stat cannot hang the read; a file over
+ * maxManifestBytes is refused from its size; at most maxManifestBytes + 1 bytes are ever read.
+ * undefined: the file is gone. (The kubelet's file source skips non-regular files too,
+ * pkg/kubelet/config/file.go extractFromDir.)
+ */
+export async function readManifestFile(file: string): Promise<ManifestRead | undefined> {
+  let info;
+  try {
+    info = await stat(file);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP') return { skip: 'symbolic link loop' };
+    if (code === 'ENOENT') {
+      const link = await lstat(file).catch(() => undefined);
+      return link?.isSymbolicLink() ? { skip: 'dangling symbolic link' } : undefined;
+    }
+    return { skip: `cannot stat: ${describeError(error)}` };
+  }
+  if (!info.isFile()) return { skip: `${fileKind(info)}, not a regular file` };
+  if (info.size > maxManifestBytes) return { error: oversize(file, info.size), stamp: `${info.size}:${info.mtimeMs}` };
+  let handle;
+  try {
+    handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    return { skip: `cannot open: ${describeError(error)}` };
+  }
+  try {
+    const opened = await handle.stat();
+    if (!opened.isFile()) return { skip: `${fileKind(opened)}, not a regular file` };
+    const buffer = Buffer.alloc(Math.min(opened.size, maxManifestBytes) + 1);
+    let length = 0;
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+      if (length === buffer.length) {
+        if (length > maxManifestBytes) return { error: oversize(file, length), stamp: `${length}:${opened.mtimeMs}` };
+        return { skip: 'grew while being read (read again on the next scan)' };
+      }
+    }
+    return { text: buffer.toString('utf8', 0, length) };
+  } finally {
+    await handle.close();
+  }
+}
+
+export class StaticPodDirSource {
+  private readonly cache = new Map<string, CachedFile>();
+  private timer?: NodeJS.Timeout;
+  private debounce?: NodeJS.Timeout;
+  private watcher?: FSWatcher;
+  private scanning?: Promise<void>;
+  private rescan = false;
+  private stopped = false;
+  private lastKey: string | undefined;
+  private contributing = new Set<string>();
+
+  constructor(private readonly options: StaticPodDirOptions) {}
+
+  async start(): Promise<void> {
+    this.stopped = false;
+    await this.scan();
+    this.startWatch();
+    this.timer = setInterval(() => this.trigger(), Math.max(100, this.options.checkFrequencyMs));
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    clearTimeout(this.debounce);
+    this.watcher?.close();
+    this.watcher = undefined;
+    await this.scanning;
+  }
+
+  private startWatch(): void {
+    if (this.watcher || this.stopped) return;
+    try {
+      this.watcher = watch(this.options.dir, { persistent: false }, () => {
+        clearTimeout(this.debounce);
+        this.debounce = setTimeout(() => this.trigger(), this.options.debounceMs ?? 50);
+      });
+      this.watcher.on('error', (error) => {
+        this.options.log.warn({ err: error, dir: this.options.dir }, 'static pod directory watch failed; relying on periodic rescans');
+        this.watcher?.close();
+        this.watcher = undefined;
+      });
+    } catch (error) {
+      // The directory may not exist yet: the periodic rescan picks it up later (as the kubelet).
+      this.options.log.debug({ dir: this.options.dir, err: error }, 'cannot watch the static pod directory yet');
+    }
+  }
+
+  private trigger(): void {
+    if (this.stopped) return;
+    this.scan().catch((error: unknown) => this.options.log.error({ err: error }, 'static pod directory scan failed'));
+  }
+
+  /** Scans once (scans never overlap; a request during a scan runs one more scan after it). */
+  scan(): Promise<void> {
+    if (this.scanning) {
+      this.rescan = true;
+      return this.scanning;
+    }
+    const run = (async () => {
+      do {
+        this.rescan = false;
+        await this.scanOnce();
+      } while (this.rescan && !this.stopped);
+    })();
+    const guarded = run.finally(() => {
+      if (this.scanning === guarded) this.scanning = undefined;
+    });
+    this.scanning = guarded;
+    return this.scanning;
+  }
+
+  private async listFiles(): Promise<string[]> {
+    try {
+      // Directories are not manifests; every other entry with a manifest name is looked at (a
+      // FIFO, socket or broken link is then skipped with a log line, never opened).
+      const entries = await readdir(this.options.dir, { withFileTypes: true });
+      return entries.filter((e) => !e.isDirectory() && isManifestFileName(e.name)).map((e) => join(this.options.dir, e.name)).sort();
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw new Error(`cannot read static pod directory "${this.options.dir}"`, { cause: error });
+    }
+  }
+
+  private async loadFile(file: string): Promise<CachedFile | undefined> {
+    const read = await readManifestFile(file);
+    if (read === undefined) return undefined; // removed between readdir and read
+    const cached = this.cache.get(file);
+    if ('skip' in read) {
+      const hash = `skip:${read.skip}`;
+      if (cached?.hash !== hash) this.options.log.warn({ file, reason: read.skip }, 'static pod manifest skipped');
+      return { hash, pods: [] };
+    }
+    if ('error' in read) {
+      const hash = `error:${read.error.message}:${read.stamp}`;
+      if (cached?.hash === hash) return cached;
+      this.options.listener.onManifestError(fileSourceName, read.error);
+      return { hash, pods: [], error: read.error };
+    }
+    const hash = createHash('sha256').update(read.text).digest('hex');
+    if (cached && cached.hash === hash) return cached;
+    try {
+      const pods = (await parseManifestBounded(read.text, file)).map((pod) => toStaticPod(pod, this.options.nodeName, 'file', file));
+      return { hash, pods };
+    } catch (error) {
+      const manifestError = error instanceof ManifestError ? error : new ManifestError(file, describeError(error), { cause: error });
+      this.options.listener.onManifestError(fileSourceName, manifestError);
+      return { hash, pods: [], error: manifestError };
+    }
+  }
+
+  private async scanOnce(): Promise<void> {
+    // Files that already run their pods keep them: a new file that duplicates a name loses.
+    const files = (await this.listFiles()).sort((a, b) => Number(!this.contributing.has(a)) - Number(!this.contributing.has(b)));
+    const contributing = new Set<string>();
+    const seen = new Set<string>();
+    const pods: V1Pod[] = [];
+    const names = new Map<string, string>();
+    for (const file of files) {
+      const loaded = await this.loadFile(file);
+      if (!loaded) continue;
+      seen.add(file);
+      this.cache.set(file, loaded);
+      const duplicate = loaded.pods.find((pod) => names.has(`${pod.metadata!.namespace}/${pod.metadata!.name}`));
+      if (duplicate) {
+        const key = `${duplicate.metadata!.namespace}/${duplicate.metadata!.name}`;
+        const error = new ManifestError(file, `pod "${key}" is already defined in "${names.get(key)}"; file ignored`);
+        if (loaded.error?.message !== error.message) this.options.listener.onManifestError(fileSourceName, error);
+        loaded.error = error;
+        continue;
+      }
+      if (loaded.error && loaded.pods.length > 0) delete loaded.error;
+      if (loaded.pods.length > 0) contributing.add(file);
+      for (const pod of loaded.pods) {
+        names.set(`${pod.metadata!.namespace}/${pod.metadata!.name}`, file);
+        pods.push(pod);
+      }
+    }
+    for (const file of this.cache.keys()) if (!seen.has(file)) this.cache.delete(file);
+    this.contributing = contributing;
+    if (!this.watcher) this.startWatch();
+    const key = pods.map((pod) => pod.metadata!.uid).join(',');
+    if (this.stopped || key === this.lastKey) return;
+    this.lastKey = key;
+    this.options.listener.onPods(fileSourceName, pods);
+  }
+}

@@ -1,0 +1,115 @@
+import { describe, expect, it } from 'vitest';
+import type { CoreV1Event } from '@kubernetes/client-node';
+import { EventRecorder, podReference, type EventInput, type EventsApi } from '../../lib/events.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+import { createLogger } from '../../lib/log.js';
+
+/** Fake events API: an in-memory store by namespace/name, with optional failures. */
+class FakeEventsApi {
+  readonly store = new Map<string, CoreV1Event>();
+  failCreates = 0;
+  calls: string[] = [];
+
+  createNamespacedEvent = async (req: { namespace: string; body: CoreV1Event }): Promise<CoreV1Event> => {
+    this.calls.push('create');
+    if (this.failCreates > 0) {
+      this.failCreates--;
+      throw new Error('API unavailable');
+    }
+    const key = `${req.namespace}/${req.body.metadata!.name}`;
+    if (this.store.has(key)) throw Object.assign(new Error('AlreadyExists'), { code: 409 });
+    this.store.set(key, structuredClone(req.body));
+    return req.body;
+  };
+
+  patchNamespacedEvent = async (req: { name: string; namespace: string; body: { count: number; lastTimestamp: Date } }): Promise<CoreV1Event> => {
+    this.calls.push('patch');
+    const event = this.store.get(`${req.namespace}/${req.name}`);
+    if (!event) throw Object.assign(new Error('NotFound'), { code: 404 });
+    event.count = req.body.count;
+    event.lastTimestamp = req.body.lastTimestamp;
+    return event;
+  };
+}
+
+const event = (message: string, containerName = 'app'): EventInput => ({
+  involvedObject: podReference({ metadata: { uid: 'uid-1', namespace: 'ns', name: 'web' } }, containerName),
+  type: 'Warning',
+  reason: 'Unhealthy',
+  message,
+});
+
+/** A clock that moves 1 s per reading, so repeats get later lastTimestamps. */
+class SteppingClock extends FakeClock {
+  override now(): number {
+    this.advance(1000);
+    return super.now();
+  }
+}
+
+function recorder(api: FakeEventsApi): EventRecorder {
+  return new EventRecorder({ api: api as unknown as EventsApi, component: 'kubelet', host: () => 'node-a', log: createLogger('test', 'silent'), clock: new SteppingClock(1_000_000) });
+}
+
+describe('EventRecorder (lib/events.ts): the one recorder of agent, probes and eviction', () => {
+  it('records a pod event with the container field path and kubelet source', async () => {
+    const api = new FakeEventsApi();
+    const r = recorder(api);
+    r.record(event('Liveness probe failed: HTTP probe failed with statuscode: 404'));
+    await r.flush();
+    const [stored] = [...api.store.values()];
+    expect(stored).toMatchObject({
+      reason: 'Unhealthy',
+      type: 'Warning',
+      count: 1,
+      involvedObject: { kind: 'Pod', name: 'web', namespace: 'ns', uid: 'uid-1', fieldPath: 'spec.containers{app}' },
+      source: { component: 'kubelet', host: 'node-a' },
+    });
+  });
+
+  it('aggregates repeats into one event with a growing count; different messages are apart', async () => {
+    const api = new FakeEventsApi();
+    const r = recorder(api);
+    for (let i = 0; i < 3; i++) r.record(event('Readiness probe failed: connection refused'));
+    r.record(event('Readiness probe failed: connection refused', 'other'));
+    await r.flush();
+    const counts = [...api.store.values()].map((e) => [e.involvedObject.fieldPath, e.count]);
+    expect(counts).toEqual([
+      ['spec.containers{app}', 3],
+      ['spec.containers{other}', 1],
+    ]);
+    const aggregated = [...api.store.values()][0]!;
+    expect(new Date(aggregated.lastTimestamp!).getTime()).toBeGreaterThan(new Date(aggregated.firstTimestamp!).getTime());
+  });
+
+  it('survives API failures and an event that already exists (agent restart)', async () => {
+    const api = new FakeEventsApi();
+    api.failCreates = 1;
+    const r = recorder(api);
+    r.record(event('x'));
+    r.record(event('x'));
+    await r.flush();
+    expect(api.calls).toEqual(['create', 'patch', 'create']);
+    expect([...api.store.values()][0]!.count).toBe(2);
+    // a new recorder (restarted agent) meets the existing object: the next repeat patches it
+    const again = recorder(api);
+    again.record(event('x'));
+    again.record(event('x'));
+    await again.flush();
+    expect([...api.store.values()]).toHaveLength(1);
+    expect([...api.store.values()][0]!.count).toBe(2);
+  });
+
+  it('records Node events in the default namespace with annotations, aggregated the same way', async () => {
+    const api = new FakeEventsApi();
+    const r = recorder(api);
+    const node = { involvedObject: { apiVersion: 'v1', kind: 'Node', name: 'node-a', uid: 'n-1' }, type: 'Warning' as const, reason: 'FailedStaticPodManifest', message: 'bad', annotations: { a: 'b' } };
+    r.record(node);
+    r.record(node);
+    await r.flush();
+    const [stored] = [...api.store.entries()];
+    expect(stored![0]).toMatch(/^default\/node-a\./);
+    expect(stored![1]).toMatchObject({ count: 2, involvedObject: { kind: 'Node', name: 'node-a', uid: 'n-1' }, metadata: { annotations: { a: 'b' } } });
+    expect(stored![1].involvedObject.namespace).toBeUndefined();
+  });
+});
