@@ -244,17 +244,31 @@ export class SandboxManager {
     return `/proc/${info.State.Pid}/ns/net`;
   }
 
+  /**
+   * A running pause container is a ready sandbox only once its network is attached (the CNI
+   * result is cached after a whole successful ADD, as libcni does). A sandbox whose RunPodSandbox
+   * never finished — the agent killed between starting the pause container and the end of CNI
+   * ADD — is NotReady, so the pod's sync replaces it instead of adopting a pod without a network
+   * (containerd reports such a sandbox NotReady the same way).
+   */
+  private async networkAttached(id: string, labels: Record<string, string> | undefined): Promise<boolean> {
+    const network = this.context.network;
+    if (!network || decodeRecord(labels?.[dockerLabels.sandboxRecord])?.hostNetwork) return true;
+    const result = await network.result(id, this.context.ifName).catch(() => undefined);
+    return resultIPs(result).length > 0;
+  }
+
   async status(id: string): Promise<PodSandboxStatus> {
     const info = await this.inspect(id);
     if (!info) throw new CriError(`pod sandbox "${id}" not found`, { code: 'NotFound', podSandboxId: id });
     const labels = info.Config.Labels ?? {};
     const record = decodeRecord(labels[dockerLabels.sandboxRecord]);
     const metadata = parseName(info.Name)?.pod ?? { name: '', namespace: '', uid: '', attempt: 0 };
-    const ready = info.State.Running;
     let ips: string[] = [];
-    if (ready && !record?.hostNetwork && this.context.network) {
+    if (info.State.Running && !record?.hostNetwork && this.context.network) {
       ips = resultIPs(await this.context.network.result(id, this.context.ifName).catch(() => undefined));
     }
+    const ready = info.State.Running && (record?.hostNetwork === true || !this.context.network || ips.length > 0);
     const hostConfig = info.HostConfig;
     return {
       id: info.Id,
@@ -288,7 +302,7 @@ export class SandboxManager {
       const parsed = parseName(info.Names[0] ?? '');
       if (!parsed) continue;
       const { labels, annotations } = fromDockerLabels(info.Labels, this.context.scopeLabels);
-      const state = info.State === 'running' ? 'SANDBOX_READY' : 'SANDBOX_NOTREADY';
+      const state = info.State === 'running' && (await this.networkAttached(info.Id, info.Labels)) ? 'SANDBOX_READY' : 'SANDBOX_NOTREADY';
       if (filter.state && filter.state !== state) continue;
       if (!matchesLabels(labels, filter.labelSelector)) continue;
       sandboxes.push({ id: info.Id, metadata: parsed.pod, state, createdAt: info.Created * 1e9, labels, annotations, runtimeHandler: '' });

@@ -301,6 +301,25 @@ describe.skipIf(env.skip || !haveCni)('cri docker runtime: pods with CNI in a no
     }
   });
 
+  it('a running sandbox whose CNI ADD never finished is NotReady, never adopted without a network (agent killed mid-RunPodSandbox)', async () => {
+    const id = await runtime.runPodSandbox(sandboxConfig('half'));
+    try {
+      expect((await runtime.listPodSandbox({ id }))[0]?.state).toBe('SANDBOX_READY');
+      // What a kill between the pause container's start and the end of ADD leaves: the container
+      // runs, but no CNI result was cached for it.
+      const results = join(dir, 'cni-cache', 'results');
+      for (const file of await readdir(results)) if (file.includes(id)) await rm(join(results, file));
+      expect((await runtime.listPodSandbox({ id }))[0]?.state).toBe('SANDBOX_NOTREADY');
+      expect((await runtime.listPodSandbox({ id, state: 'SANDBOX_READY' }))).toEqual([]);
+      const status = await runtime.podSandboxStatus(id);
+      expect(status.state).toBe('SANDBOX_NOTREADY');
+      expect(status.network.ip).toBe('');
+    } finally {
+      await runtime.stopPodSandbox(id);
+      await runtime.removePodSandbox(id);
+    }
+  });
+
   it('network GC releases the address of a sandbox removed behind the runtime\'s back', async () => {
     const config = sandboxConfig('lost');
     const keep = await runtime.runPodSandbox(sandboxConfig('kept'));
