@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { FakeClock, SyncLoop, nextSyncAt } from '../../proxy/scheduler.js';
+import { SyncLoop, nextSyncAt } from '../../proxy/scheduler.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 
 const periods = { minSyncPeriodMs: 1000, syncPeriodMs: 30_000 };
 
