@@ -10,7 +10,7 @@
  *    the iptables-legacy partial sync of the same change;
  *  - optionally 100k services × 2 endpoints: full sync time and the proxy's memory.
  *
- *   npm run build && node dist/bench/proxy-nftables.js [SIZES] [--rounds N] [--big 100000]
+ *   npm run build && npm run build:bench && node dist-bench/bench/proxy-nftables.js [SIZES] [--rounds N] [--big 100000]
  *   (default 1000,10000; nft -f at 10k is skipped unless --nft-f-max 10000: nft 1.0.6 takes
  *   minutes there)
  */

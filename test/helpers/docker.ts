@@ -17,7 +17,8 @@ export async function dockerAnswers(socketPath = dockerSocket): Promise<boolean>
 
 /**
  * Returns a client for the test Docker Engine, starting dockerd with --bridge=none
- * --iptables=false --ip-masq=false (scripts/start-dockerd.sh) when none answers and we are root.
+ * --iptables=false --ip-masq=false --ip-forward=false (scripts/start-dockerd.sh) when none
+ * answers and we are root.
  */
 export async function testDocker(): Promise<Docker> {
   if (!(await dockerAnswers()) && process.getuid?.() === 0) {

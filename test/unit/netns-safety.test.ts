@@ -1,3 +1,6 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { assertNamespaced, NetworkSafetyError, TestNetwork, type CommandRunner } from '../helpers/netns.js';
 
@@ -64,5 +67,27 @@ describe('network safety guard of the netns helpers', () => {
   it('accepts commands scoped to a test namespace', () => {
     expect(() => assertNamespaced(['ip', '-n', 'knt-abc-node', 'link', 'set', 'lo', 'up'])).not.toThrow();
     expect(() => assertNamespaced(['ip', 'netns', 'exec', 'knt-abc-node', 'ping', '-c1', '10.0.0.1'])).not.toThrow();
+  });
+});
+
+// Issue 25 item 10: dockerd turns on net.ipv4.ip_forward in the netns it runs in unless told
+// not to; every place that starts one must pass --ip-forward=false (and keep its bridge,
+// iptables and masquerading off).
+describe('every dockerd the project starts leaves the root network namespace alone', () => {
+  const root = fileURLToPath(new URL('../../', import.meta.url));
+  const files = (dir: string): string[] =>
+    readdirSync(join(root, dir), { withFileTypes: true }).flatMap((entry) =>
+      entry.isDirectory() ? (entry.name === 'node_modules' ? [] : files(join(dir, entry.name))) : /\.(ts|sh)$/.test(entry.name) ? [join(dir, entry.name)] : [],
+    );
+  // A line that runs dockerd: a shell command or a spawn argument.
+  const starters = ['scripts', 'test', 'bench', 'bin', 'systemd']
+    .flatMap(files)
+    .filter((file) => /(^|\s)(setsid\s+)?(nohup\s+)?dockerd\s+-H|'dockerd',/m.test(readFileSync(join(root, file), 'utf8')));
+
+  it('finds the places that start one', () => expect(starters).toEqual(expect.arrayContaining(['scripts/start-dockerd.sh', 'test/helpers/test-dockerd.ts'])));
+
+  it.each(starters)('%s', (file) => {
+    const text = readFileSync(join(root, file), 'utf8');
+    for (const flag of ['--bridge=none', '--iptables=false', '--ip-masq=false', '--ip-forward=false']) expect(text, `${file} ${flag}`).toContain(flag);
   });
 });
