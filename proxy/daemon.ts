@@ -71,6 +71,10 @@ export class ProxyDaemon {
     await cleanupOtherMode(this.options.mode, new CommandIptables(backend), log, this.nft).catch((error: unknown) => {
       log.warn({ err: error }, 'leftovers of the other proxy mode could not all be removed');
     });
+    if (this.options.mode === 'nftables' && config.nodePortAddresses.length > 0) {
+      // Not honoured yet: NodePorts answer on every local address (fib daddr type local).
+      log.warn({ nodePortAddresses: config.nodePortAddresses }, 'nodePortAddresses is accepted but not implemented in nftables mode: NodePorts answer on every local address');
+    }
     const proxier: { sync(): Promise<unknown> } =
       this.options.mode === 'nftables' && this.nft
         ? new NftablesProxier({
