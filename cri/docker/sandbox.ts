@@ -62,6 +62,8 @@ export function attachmentOf(context: RuntimeContext, id: string, netns: string,
 
 export class SandboxManager {
   private infraImage?: Promise<string>;
+  /** Sandboxes seen with their network attached; once attached it stays so until teardown (list is hot: PLEG relists). */
+  private readonly attached = new Set<string>();
 
   constructor(private readonly context: RuntimeContext) {}
 
@@ -140,6 +142,7 @@ export class SandboxManager {
         const ips = resultIPs(result);
         if (ips.length === 0) throw new Error('the CNI result has no IP address');
         await files.setPodIPs(record.hostname, ips);
+        this.attached.add(id);
       }
       this.context.log.info({ pod, sandbox: id.slice(0, 12) }, 'pod sandbox running');
       return id;
@@ -198,6 +201,7 @@ export class SandboxManager {
   }
 
   async stop(id: string): Promise<void> {
+    this.attached.delete(id);
     const info = await this.inspect(id);
     if (!info) {
       await this.context.network?.tearDown(attachmentOf(this.context, id, '', {})).catch(() => undefined);
@@ -215,6 +219,7 @@ export class SandboxManager {
   }
 
   async remove(id: string): Promise<void> {
+    this.attached.delete(id);
     const info = await this.inspect(id);
     const pod = info ? `${info.Config.Labels?.['io.kubernetes.pod.namespace']}/${info.Config.Labels?.['io.kubernetes.pod.name']}` : id;
     try {
@@ -253,9 +258,11 @@ export class SandboxManager {
    */
   private async networkAttached(id: string, labels: Record<string, string> | undefined): Promise<boolean> {
     const network = this.context.network;
-    if (!network || decodeRecord(labels?.[dockerLabels.sandboxRecord])?.hostNetwork) return true;
+    if (!network || this.attached.has(id) || decodeRecord(labels?.[dockerLabels.sandboxRecord])?.hostNetwork) return true;
     const result = await network.result(id, this.context.ifName).catch(() => undefined);
-    return resultIPs(result).length > 0;
+    if (resultIPs(result).length === 0) return false;
+    this.attached.add(id);
+    return true;
   }
 
   async status(id: string): Promise<PodSandboxStatus> {
