@@ -185,6 +185,8 @@ export class Informer<T extends KubernetesObject> {
     try {
       // Re-watches from the last resourceVersion, or lists first when there is none (yet).
       await this.listWatch.start();
+      // The ListWatch opens its watch after a list even when it was stopped during the list.
+      if (this.stopped) await this.listWatch.stop();
     } catch (error) {
       // The ListWatch reports list and watch failures through 'error'; this is anything else
       // (e.g. credentials that cannot be loaded).

@@ -50,6 +50,8 @@ export interface ListWatchServer {
   endWatches(): void;
   /** Cuts open watches (connection reset). */
   cutWatches(): void;
+  /** Holds list requests until the returned function is called. */
+  holdLists(): () => void;
   close(): Promise<void>;
 }
 
@@ -60,6 +62,7 @@ export async function startListWatchServer(): Promise<ListWatchServer> {
   const requests: SeenRequest[] = [];
   let rv = 100;
   let oldest = rv;
+  let held: Promise<void> = Promise.resolve();
 
   const send = (response: ServerResponse, entry: { type: string; object: unknown }) => response.write(`${JSON.stringify(entry)}\n`);
   const record = (type: HistoryEntry['type'], object: TestObject, quiet: boolean) => {
@@ -87,11 +90,14 @@ export async function startListWatchServer(): Promise<ListWatchServer> {
       response.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', code: 500, reason: 'InternalError' }));
       return;
     }
-    response.writeHead(200, { 'content-type': 'application/json' });
     if (!watch) {
-      response.end(JSON.stringify({ kind: 'ConfigMapList', apiVersion: 'v1', metadata: { resourceVersion: String(rv) }, items: [...objects.values()] }));
+      void held.then(() => {
+        response.writeHead(200, { 'content-type': 'application/json' });
+        response.end(JSON.stringify({ kind: 'ConfigMapList', apiVersion: 'v1', metadata: { resourceVersion: String(rv) }, items: [...objects.values()] }));
+      });
       return;
     }
+    response.writeHead(200, { 'content-type': 'application/json' });
     const from = Number(seen.resourceVersion ?? '0');
     if (from < oldest) {
       send(response, { type: 'ERROR', object: { kind: 'Status', apiVersion: 'v1', status: 'Failure', code: 410, reason: 'Expired', message: `too old resource version: ${from} (${oldest})` } });
@@ -153,6 +159,14 @@ export async function startListWatchServer(): Promise<ListWatchServer> {
     },
     cutWatches() {
       for (const watch of watches) watch.socket?.destroy();
+    },
+    holdLists() {
+      let release!: () => void;
+      held = new Promise((resolve) => (release = resolve));
+      return () => {
+        held = Promise.resolve();
+        release();
+      };
     },
     async close() {
       server.closeAllConnections();

@@ -196,5 +196,16 @@ describe('Informer (lib/informer.ts) against a real list/watch server', () => {
     expect(second.clock.pendingTimers).toBe(0);
     expect(second.server.requests).toHaveLength(1);
     expect(clock.pendingTimers).toBe(0);
+
+    // Stopped while its list is in flight: the list still arrives, but no watch stays open.
+    const third = await setup();
+    const release = third.server.holdLists();
+    const starting = third.informer.start();
+    await waitFor('the list request', () => third.server.requests.length === 1);
+    await third.informer.stop();
+    release();
+    await starting;
+    await waitFor('no watch left open', () => third.server.openWatches === 0, 3000);
+    expect(third.events).toEqual([]);
   });
 });
