@@ -1,14 +1,19 @@
 /**
- * The one event recorder (core/v1 Events) of the node components, as client-go's
+ * The one event recorder (core/v1 Events) of knode's components, as client-go's
  * record.EventRecorder with its EventCorrelator: an event is written for an involved object
- * (a Pod, with fieldPath spec.containers{name} for a container, or the Node), and repeats of the
- * same event (same object, type, reason and message) are aggregated into one Event object whose
- * count and lastTimestamp grow (https://kubernetes.io/docs/reference/kubernetes-api/cluster-resources/event-v1/).
+ * (a Pod, with fieldPath spec.containers{name} for a container, the Node, or a workload the
+ * control plane's controllers manage), and repeats of the same event (same object, type, reason
+ * and message) are aggregated into one Event object whose count and lastTimestamp grow
+ * (https://kubernetes.io/docs/reference/kubernetes-api/cluster-resources/event-v1/).
  * Events are queued and written one at a time, so counts stay ordered. Best effort: a failure
  * to record is logged at debug level and never reaches the caller.
+ *
+ * Where events go is an EventWriter: the API over HTTP for the node components
+ * (apiEventWriter), the registry in process for the control plane's controllers
+ * (controlplane/controllers/events.ts).
  */
 import { createHash } from 'node:crypto';
-import { PatchStrategy, setHeaderOptions, type CoreV1Api } from '@kubernetes/client-node';
+import { PatchStrategy, setHeaderOptions, type CoreV1Api, type CoreV1Event } from '@kubernetes/client-node';
 import type { Logger } from './log.js';
 import { systemClock, type Clock } from './clock.js';
 
@@ -19,6 +24,7 @@ export interface InvolvedObject {
   /** Events of cluster-scoped objects (a Node) go to the "default" namespace, as the kubelet's. */
   namespace?: string;
   uid?: string;
+  resourceVersion?: string;
   fieldPath?: string;
 }
 
@@ -38,15 +44,33 @@ export interface EventSink {
 /** The part of the API client the recorder uses. */
 export type EventsApi = Pick<CoreV1Api, 'createNamespacedEvent' | 'patchNamespacedEvent'>;
 
-export interface EventRecorderOptions {
-  api: EventsApi;
-  /** source.component, e.g. "kubelet". */
+/** Where the recorder writes its events. */
+export interface EventWriter {
+  create(namespace: string, event: CoreV1Event): Promise<void>;
+  /** Sets count and lastTimestamp of an event written before; rejects when it is gone. */
+  update(namespace: string, name: string, change: { count: number; lastTimestamp: Date }): Promise<void>;
+}
+
+/** Events through the Kubernetes API (create, then merge patches for repeats). */
+export function apiEventWriter(api: EventsApi): EventWriter {
+  return {
+    async create(namespace, body) {
+      await api.createNamespacedEvent({ namespace, body });
+    },
+    async update(namespace, name, body) {
+      await api.patchNamespacedEvent({ name, namespace, body }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    },
+  };
+}
+
+export type EventRecorderOptions = {
+  /** source.component and reportingComponent, e.g. "kubelet". */
   component: string;
-  /** source.host: the node name once known. */
+  /** source.host and reportingInstance: the node name once known. */
   host: () => string | undefined;
   log: Logger;
   clock?: Clock;
-}
+} & ({ api: EventsApi } | { writer: EventWriter });
 
 /** Aggregation keys remembered (oldest forgotten first), like the correlator's LRU cache. */
 const maxRemembered = 4096;
@@ -68,16 +92,25 @@ export class EventRecorder implements EventSink {
   private readonly seen = new Map<string, { name: string; count: number }>();
   private chain: Promise<void> = Promise.resolve();
   private readonly clock: Clock;
+  private readonly writer: EventWriter;
 
   constructor(private readonly options: EventRecorderOptions) {
     this.clock = options.clock ?? systemClock;
+    this.writer = 'writer' in options ? options.writer : apiEventWriter(options.api);
   }
 
   /** Queues the event; never throws. */
   record(event: EventInput): void {
-    this.chain = this.chain
+    void this.recordAndWait(event);
+  }
+
+  /** Queues the event; resolves once it is written (or given up). Never rejects. */
+  recordAndWait(event: EventInput): Promise<void> {
+    const written = this.chain
       .then(() => this.write(event))
       .catch((error: unknown) => this.options.log.debug({ err: error, reason: event.reason, kind: event.involvedObject.kind, name: event.involvedObject.name }, 'cannot record event'));
+    this.chain = written;
+    return written;
   }
 
   /** Resolves when every queued event was written (or given up). */
@@ -97,7 +130,7 @@ export class EventRecorder implements EventSink {
     if (previous) {
       previous.count++;
       try {
-        await this.options.api.patchNamespacedEvent({ name: previous.name, namespace, body: { count: previous.count, lastTimestamp: now } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+        await this.writer.update(namespace, previous.name, { count: previous.count, lastTimestamp: now });
         return;
       } catch {
         // Gone (event TTL) or never written: it is created again below, with the count so far.
@@ -108,19 +141,18 @@ export class EventRecorder implements EventSink {
     const count = previous?.count ?? 1;
     this.seen.set(key, { name, count });
     if (this.seen.size > maxRemembered) this.seen.delete(this.seen.keys().next().value!);
-    await this.options.api.createNamespacedEvent({
-      namespace,
-      body: {
-        metadata: { name, namespace, ...(event.annotations && Object.keys(event.annotations).length > 0 ? { annotations: event.annotations } : {}) },
-        involvedObject: { ...involved, ...(involved.kind === 'Node' ? {} : { namespace }) },
-        reason: event.reason,
-        message: event.message.slice(0, maxMessage),
-        type: event.type,
-        source: { component: this.options.component, ...(host ? { host } : {}) },
-        firstTimestamp: now,
-        lastTimestamp: now,
-        count,
-      },
+    await this.writer.create(namespace, {
+      metadata: { name, namespace, ...(event.annotations && Object.keys(event.annotations).length > 0 ? { annotations: event.annotations } : {}) },
+      involvedObject: { ...involved, ...(involved.kind === 'Node' ? {} : { namespace }) },
+      reason: event.reason,
+      message: event.message.slice(0, maxMessage),
+      type: event.type,
+      source: { component: this.options.component, ...(host ? { host } : {}) },
+      firstTimestamp: now,
+      lastTimestamp: now,
+      count,
+      reportingComponent: this.options.component,
+      reportingInstance: host ?? '',
     });
   }
 }
