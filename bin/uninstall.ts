@@ -11,7 +11,7 @@
  * systemd nor the kernel.
  */
 import { existsSync, lstatSync, readdirSync, readlinkSync, rmSync, rmdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { cleanupAgent } from '../agent/cleanup.js';
 import { defaultConflistName } from '../cni/install-command.js';
 import { optionalString, type Runner } from '../lib/command-options.js';
@@ -122,7 +122,8 @@ function removeFiles(layout: ReturnType<typeof installLayout>): string[] {
   // libcni-style result cache entries of the knode network (<network>-<container>-<ifname>).
   if (existsSync(layout.cniResults)) readdirSync(layout.cniResults).filter((name) => name.startsWith('knode-')).forEach((name) => remove(join(layout.cniResults, name)));
   if (existsSync(layout.manifests)) readdirSync(layout.manifests).forEach((name) => remove(join(layout.manifests, name)));
-  for (const dir of [layout.manifests, layout.kubernetesDir, layout.flannelDir]) {
+  // Directories the install (or the agent) made, removed only when nothing else is left in them.
+  for (const dir of [layout.manifests, layout.kubernetesDir, layout.flannelDir, layout.cniResults, dirname(layout.cniResults), dirname(layout.cniPlugin), dirname(dirname(layout.cniPlugin)), dirname(layout.conflist), dirname(dirname(layout.conflist))]) {
     try {
       rmdirSync(dir);
       removed.push(dir);
