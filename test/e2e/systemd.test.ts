@@ -28,7 +28,7 @@ const units = ['knode-controlplane', 'knode-overlay', 'knode-agent', 'knode-prox
 const nodeName = 'knode-sd';
 
 /** What a clean system has that is not ours: runtime state of systemd, dbus, Docker, iptables' lock. */
-const notOurs = [/^\/var\/lib\/(docker|containerd|systemd)(\/|$)/, /^\/run\/(docker|containerd|systemd|udev|dbus|user|log|lock|xtables\.lock|utmp)/, /^\/var\/log\/journal(\/|$)/, /^\/var\/cache\/ldconfig/];
+const notOurs = [/^\/var\/lib\/(docker|containerd|systemd)(\/|$)/, /^\/run\/(docker|containerd|systemd|udev|dbus|user|log|lock|xtables\.lock|utmp|agetty\.reload)/, /^\/var\/log\/journal(\/|$)/, /^\/var\/cache\/ldconfig/];
 
 describe.skipIf(env.skip || !built)('systemd units under a real systemd (nspawn, bookworm)', () => {
   let machine: BootedSystemd | undefined;
@@ -47,6 +47,13 @@ describe.skipIf(env.skip || !built)('systemd units under a real systemd (nspawn,
     return new Set(stdout.trim().split('\n').filter((path) => !notOurs.some((pattern) => pattern.test(path))));
   };
   const containers = async () => (await m().exec(['docker', 'ps', '-q', '--no-trunc', '--filter', 'label=io.kubernetes.pod.name=sleeper'])).stdout.trim().split('\n').filter(Boolean).sort();
+
+  /** What the pod and the agent say, for a failure message. */
+  const diagnostics = async () => {
+    const describe = await kubectl('describe', 'pod', 'sleeper').catch((error: unknown) => ({ stdout: String(error) }));
+    const journal = await m().exec(['journalctl', '-u', 'knode-agent', '-n', '40', '--no-pager', '-o', 'cat'], { allowFailure: true });
+    return `${describe.stdout}\n--- knode-agent journal ---\n${journal.stdout}`;
+  };
 
   beforeAll(async () => {
     const root = await bookwormSystemdRoot();
@@ -122,7 +129,9 @@ describe.skipIf(env.skip || !built)('systemd units under a real systemd (nspawn,
       const { stdout } = await kubectl('get', 'pod', 'sleeper', '-o', 'jsonpath={.status.phase} {.status.podIP}');
       const [phase, podIP] = stdout.split(' ');
       return phase === 'Running' && podIP ? podIP : undefined;
-    }, 120_000, 1000);
+    }, 120_000, 1000).catch(async (error: unknown) => {
+      throw new Error(`${String(error)}\n${await diagnostics()}`, { cause: error });
+    });
     expect(ip).toMatch(/^10\.244\./);
     expect(await containers()).toHaveLength(2); // the sandbox and the app container
   });

@@ -159,11 +159,16 @@ function setupCgroups(name: string): { mounts: CgroupMount[]; script: string } {
       for (const file of ['cpuset.cpus', 'cpuset.mems']) writeFileSync(join(mount.hostDir, file), readFileSync(join(mount.hostDir, '..', file)));
     }
   }
-  const lines = ['set -eu', ...mounts.flatMap((m) => [
+  // The read-only mount is replaced, not covered: runc takes the first mount of a controller
+  // in mountinfo to find its cgroup, so a covered one would send it to the wrong directory.
+  const lines = ['set -eu', 'mkdir -p /run/knode-test-cgroup', ...mounts.flatMap((m) => [
     `d=$(find '${m.mountPoint}' -maxdepth 6 -type d -name '${name}' -print -quit)`,
     `mount -o remount,bind,rw '${m.mountPoint}'`,
-    `mount --bind "$d" '${m.mountPoint}'`,
-  ])];
+    'mount --bind "$d" /run/knode-test-cgroup',
+    `umount '${m.mountPoint}'`,
+    `mount --bind /run/knode-test-cgroup '${m.mountPoint}'`,
+    'umount /run/knode-test-cgroup',
+  ]), 'rmdir /run/knode-test-cgroup'];
   return { mounts, script: lines.join('\n') + '\n' };
 }
 
