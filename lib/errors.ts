@@ -20,3 +20,10 @@ export function describeError(error: unknown): string {
   }
   return parts.join(': ');
 }
+
+/** The errno code (ENOENT, ESRCH, EBUSY …) of a Node system error; undefined for anything else. */
+export function errnoCode(error: unknown): string | undefined {
+  if (!(error instanceof Error)) return undefined;
+  const code = (error as NodeJS.ErrnoException).code;
+  return typeof code === 'string' ? code : undefined;
+}

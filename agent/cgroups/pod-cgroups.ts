@@ -10,6 +10,7 @@
 import { dirname } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../../lib/log.js';
+import type { KubeletConfiguration } from '../../lib/config/kubelet.js';
 import { describeError } from '../../lib/errors.js';
 import { cgroupVersion, countPodCgroups, ensureCgroup, removePodCgroup } from './cgroups.js';
 import { cgroupWrites, podResourceConfig, qosTierCpuShares, sharesToWeight, type CgroupWrite, type PodResourceOptions } from './pod-resources.js';
@@ -50,6 +51,18 @@ export interface CgroupfsPodCgroupsOptions extends PodResourceOptions {
   log: Logger;
   /** Retries of a busy removal (250 ms apart); default 20. */
   removeAttempts?: number;
+}
+
+/** Pod-level cgroups with the pod's limits as a KubeletConfiguration asks for them (cgroupfs driver). */
+export function podCgroupsFor(config: Pick<KubeletConfiguration, 'cgroupRoot' | 'cpuCFSQuota' | 'cpuCFSQuotaPeriod' | 'podPidsLimit'>, activePods: () => Iterable<V1Pod>, log: Logger): CgroupfsPodCgroups {
+  return new CgroupfsPodCgroups({
+    cgroupRoot: config.cgroupRoot,
+    cpuCFSQuota: config.cpuCFSQuota,
+    cpuCFSQuotaPeriodMs: config.cpuCFSQuotaPeriod,
+    podPidsLimit: config.podPidsLimit,
+    activePods,
+    log,
+  });
 }
 
 const allTiers: QosClass[] = ['Guaranteed', 'Burstable', 'BestEffort'];

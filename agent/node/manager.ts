@@ -16,6 +16,8 @@ import { systemClock, type Clock } from '../../lib/clock.js';
 import { buildNode, buildNodeStatus, goArch, readiness, type NodeConfigInput, type NodeFactsInput, type PressureInput } from './status.js';
 import { apiErrorCode } from '../status/manager.js';
 import { stableJson } from '../sources/static-pod.js';
+import type { KubeletConfiguration } from '../../lib/config/kubelet.js';
+import type { NodeFacts } from '../pods/worker-deps.js';
 
 export const kubeletVersion = 'v1.32.0-knode';
 
@@ -87,6 +89,41 @@ export interface NodeManagerOptions {
   pressure?: () => PressureInput;
 }
 
+export interface NodeSetup {
+  nodeName: string;
+  /** The node's InternalIP; default: the first non-loopback IPv4 address. */
+  nodeIP?: string;
+  rootDir: string;
+  config: KubeletConfiguration;
+  /** The port the kubelet API actually serves (port 0 picks one): the Node's daemonEndpoints. */
+  kubeletPort: number;
+  runtime: RuntimeService;
+  core: CoreV1Api;
+  coordination: CoordinationV1Api;
+  log: Logger;
+  clock: Clock;
+  pressure?: () => PressureInput;
+}
+
+/** Gathers the machine's facts and builds the node manager the configuration asks for. */
+export async function createNodeManager(setup: NodeSetup): Promise<NodeManager> {
+  const { config } = setup;
+  const facts = await gatherNodeFacts({ nodeName: setup.nodeName, ...(setup.nodeIP ? { nodeIP: setup.nodeIP } : {}), rootDir: setup.rootDir, maxPods: config.maxPods, kubeletPort: setup.kubeletPort, runtime: setup.runtime });
+  return new NodeManager({
+    core: setup.core,
+    coordination: setup.coordination,
+    runtime: setup.runtime,
+    facts,
+    config: { nodeLabels: config.nodeLabels, registerWithTaints: config.registerWithTaints, kubeReserved: config.kubeReserved, systemReserved: config.systemReserved, evictionHard: config.evictionHard },
+    statusUpdateMs: config.nodeStatusUpdateFrequency,
+    statusReportMs: config.nodeStatusReportFrequency,
+    leaseDurationSeconds: config.nodeLeaseDurationSeconds,
+    log: setup.log,
+    clock: setup.clock,
+    ...(setup.pressure ? { pressure: setup.pressure } : {}),
+  });
+}
+
 export class NodeManager {
   private node?: V1Node;
   private lastStatus?: V1NodeStatus;
@@ -109,6 +146,17 @@ export class NodeManager {
 
   get status(): V1NodeStatus | undefined {
     return this.lastStatus;
+  }
+
+  /** What pods see of the node: hostIP, memory capacity (OOM scores), allocatable (downward API). */
+  podFacts(): NodeFacts {
+    const { internalIP, memoryBytes } = this.options.facts;
+    const alloc = this.lastStatus?.allocatable;
+    return {
+      ...(internalIP ? { hostIP: internalIP } : {}),
+      memoryCapacityBytes: memoryBytes,
+      ...(alloc ? { allocatable: { cpu: alloc.cpu, memory: alloc.memory, 'ephemeral-storage': alloc['ephemeral-storage'] } } : {}),
+    };
   }
 
   async start(): Promise<void> {

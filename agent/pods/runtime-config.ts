@@ -8,7 +8,11 @@
  * no clusterDNS is configured or the pod is hostNetwork with ClusterFirst); Default → the
  * node's resolv.conf; None → spec.dnsConfig only; dnsConfig is merged in for all policies.
  */
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
+import type { KubeletConfiguration } from '../../lib/config/kubelet.js';
+import type { Logger } from '../../lib/log.js';
 import { kubeAnnotations, kubeLabels, type ContainerConfig, type DNSConfig, type Mount, type PodSandboxConfig, type PortMapping, type Protocol } from '../../cri/runtime.js';
 import { parseMilliCPU, parseQuantity } from '../../lib/quantity.js';
 import { containerHash, sandboxHash } from './container-hash.js';
@@ -36,6 +40,68 @@ export interface RuntimeConfigOptions {
    * container asking for less than its parent has, so scores are clamped to what is allowed.
    */
   minOomScoreAdj?: number;
+}
+
+/** The runtime settings of a KubeletConfiguration (hostDNS and minOomScoreAdj: prepareRuntimeHost). */
+export function runtimeConfigFor(config: KubeletConfiguration, nodeName: string, podLogsDir: string): RuntimeConfigOptions {
+  return {
+    nodeName,
+    podLogsDir,
+    clusterDomain: config.clusterDomain,
+    clusterDNS: config.clusterDNS,
+    hostDNS: { servers: [], searches: [], options: [] },
+    cgroupDriver: config.cgroupDriver,
+    cgroupRoot: config.cgroupRoot,
+    // Pod cgroups under /kubepods/<tier>/pod<uid> with the cgroupfs driver (Docker creates them);
+    // with the systemd driver the slices would need systemd, which knode does not drive.
+    cgroupsPerQOS: config.cgroupsPerQOS && config.cgroupDriver === 'cgroupfs',
+    cpuCFSQuota: config.cpuCFSQuota,
+    cpuCFSQuotaPeriodMs: config.cpuCFSQuotaPeriod,
+    podPidsLimit: config.podPidsLimit,
+  };
+}
+
+/** Default pod log root when none is given: <rootDir>/pod-logs. */
+export function defaultPodLogsDir(rootDir: string): string {
+  return join(rootDir, 'pod-logs');
+}
+
+/**
+ * What the runtime settings learn from the host at start: the node's resolv.conf (dnsPolicy
+ * Default; a missing file means no host DNS, as the kubelet's empty resolvConf) and the lowest
+ * oom_score_adj the agent may give (applyOwnOomScoreAdj).
+ */
+export async function prepareRuntimeHost(options: RuntimeConfigOptions, config: Pick<KubeletConfiguration, 'resolvConf' | 'oomScoreAdj'>, log: Logger): Promise<void> {
+  let text = '';
+  try {
+    // resolvConf "" turns host DNS off (KubeletConfiguration resolvConf).
+    if (config.resolvConf !== '') text = await readFile(config.resolvConf, 'utf8');
+  } catch (error) {
+    log.warn({ err: error, resolvConf: config.resolvConf }, 'cannot read the node\'s resolv.conf: pods with dnsPolicy Default get no nameservers');
+  }
+  options.hostDNS = parseResolvConf(text);
+  options.minOomScoreAdj = await applyOwnOomScoreAdj(config.oomScoreAdj, log);
+}
+
+/**
+ * The kubelet gives itself oomScoreAdj (default -999). Where lowering a score is not allowed,
+ * that fails; then the agent's current score is the floor for its containers too.
+ */
+export async function applyOwnOomScoreAdj(wanted: number, log: Logger): Promise<number> {
+  const file = '/proc/self/oom_score_adj';
+  try {
+    await writeFile(file, String(wanted));
+    return -1000;
+  } catch (error) {
+    let current = 0;
+    try {
+      current = Number((await readFile(file, 'utf8')).trim()) || 0;
+    } catch (readError) {
+      log.warn({ err: readError }, 'cannot read the agent\'s oom_score_adj; taking 0');
+    }
+    log.warn({ wanted, current, err: error }, 'cannot lower oom_score_adj here; container OOM scores are clamped to the current one');
+    return current;
+  }
 }
 
 /** Parses resolv.conf text into nameservers/search/options. */
