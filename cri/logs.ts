@@ -26,6 +26,7 @@ export function parseLogLine(line: string): LogEntry | undefined {
       const full = value.log.endsWith('\n');
       return { time: String(value.time ?? ''), stream: value.stream, log: full ? value.log.slice(0, -1) : value.log, full };
     } catch {
+      // Not a json-file log line (torn write at rotation): skipped, as the kubelet's log parser does.
       return undefined;
     }
   }

@@ -24,6 +24,7 @@ export async function detectCgroupLayout(base = '/sys/fs/cgroup'): Promise<Cgrou
     await access(join(base, 'cgroup.controllers'));
     return { version: 2, memoryRoot: base };
   } catch {
+    // Not v2 (no unified cgroup.controllers): then v1's memory controller must be there.
     await access(join(base, 'memory', 'memory.usage_in_bytes')).catch((error: unknown) => {
       throw new Error(`no cgroup memory controller under ${base} (neither v2 cgroup.controllers nor v1 memory/)`, { cause: error });
     });

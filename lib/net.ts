@@ -11,6 +11,7 @@ export function isValidCIDR(text: string): boolean {
     const [address] = ipaddr.parseCIDR(text);
     return isValidIP(address.toString()) && text.includes('/');
   } catch {
+    // ipaddr.js throws on anything that is not a CIDR: not valid.
     return false;
   }
 }

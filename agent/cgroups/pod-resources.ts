@@ -117,7 +117,7 @@ export function qosTierCpuShares(pods: Iterable<V1Pod>): { burstable: number; be
     try {
       if (podQosClass(pod) === 'Burstable') burstableMilli += aggregatePodResources(pod).requests.cpuMilli;
     } catch {
-      // counted as zero
+      // An invalid quantity (the only failure of these pure functions): counted as zero, the pod's own sync reports it.
     }
   }
   return { burstable: milliCpuToShares(burstableMilli), besteffort: minShares };

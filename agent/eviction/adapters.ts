@@ -18,7 +18,7 @@ import { lstat, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CoreV1Api, V1Pod, V1PodStatus } from '@kubernetes/client-node';
 import { kubeLabels, type ContainerRuntime } from '../../cri/runtime.js';
-import { describeError } from '../../lib/errors.js';
+import { describeError, errnoCode, onErrno } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
 import { readFsStats } from '../../eviction/signals.js';
 import type { ImageInfo, ImageStore } from '../../eviction/image-gc.js';
@@ -44,13 +44,15 @@ export async function diskUsage(path: string): Promise<{ bytes: number; inodes: 
     let entries: string[];
     try {
       entries = await readdir(dir);
-    } catch {
+    } catch (error) {
       // Removed while walked (a pod directory being cleaned up): nothing to count.
-      return;
+      if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ENOTDIR') return;
+      throw new Error(`cannot measure disk usage of ${dir}`, { cause: error });
     }
     for (const name of entries) {
       const path = join(dir, name);
-      const info = await lstat(path).catch(() => undefined);
+      // Removed while walked: nothing to count.
+      const info = await lstat(path).catch(onErrno(['ENOENT'], undefined));
       if (!info) continue;
       inodes++;
       bytes += info.blocks * 512;
@@ -64,7 +66,8 @@ export async function diskUsage(path: string): Promise<{ bytes: number; inodes: 
 /** Process count of a cgroup subtree (cgroup v2 pids.current, v1 pids controller). */
 async function pidsOf(cgroupRoot: string, parent: string): Promise<number | undefined> {
   for (const file of [join(cgroupRoot, parent, 'pids.current'), join(cgroupRoot, 'pids', parent, 'pids.current')]) {
-    const text = await readFile(file, 'utf8').catch(() => undefined);
+    // Only one of the two layouts exists (v2 or v1): the other path is absent.
+    const text = await readFile(file, 'utf8').catch(onErrno(['ENOENT'], undefined));
     if (text !== undefined && Number.isFinite(Number(text.trim()))) return Number(text.trim());
   }
   return undefined;

@@ -117,6 +117,7 @@ export class AgentEviction implements NodeConditionSink {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    // A failed start was reported to start()'s caller (agent.ts logs it); stopping goes on.
     await this.starting?.catch(() => undefined);
     await this.manager?.stop();
     await this.imageGC?.stop();

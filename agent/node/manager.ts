@@ -11,7 +11,7 @@ import { CoordinationV1Api, CoreV1Api, PatchStrategy, setHeaderOptions, V1MicroT
 import si from 'systeminformation';
 import type { RuntimeService } from '../../cri/runtime.js';
 import type { Logger } from '../../lib/log.js';
-import { describeError } from '../../lib/errors.js';
+import { describeError, errnoCode } from '../../lib/errors.js';
 import { systemClock, type Clock } from '../../lib/clock.js';
 import { buildNode, buildNodeStatus, goArch, readiness, type NodeConfigInput, type NodeFactsInput, type PressureInput } from './status.js';
 import { apiErrorCode } from '../status/manager.js';
@@ -26,11 +26,12 @@ function conditionsKey(conditions: V1NodeStatus['conditions']): string {
   return stableJson([...(conditions ?? [])].map((c) => ({ type: c.type, status: c.status, reason: c.reason ?? '', message: c.message ?? '' })).sort((a, b) => (a.type < b.type ? -1 : a.type > b.type ? 1 : 0)));
 }
 
-async function readTrimmed(path: string): Promise<string> {
+async function readTrimmed(path: string, log?: Logger): Promise<string> {
   try {
     return (await readFile(path, 'utf8')).trim();
-  } catch {
+  } catch (error) {
     // Optional machine facts (machine-id, boot_id): absent on some hosts; the field stays empty.
+    if (errnoCode(error) !== 'ENOENT') log?.warn({ err: error, path }, 'cannot read a machine fact; the field stays empty');
     return '';
   }
 }
@@ -43,15 +44,16 @@ export function defaultNodeIP(): string | undefined {
   return undefined;
 }
 
-export async function gatherNodeFacts(options: { nodeName: string; nodeIP?: string; rootDir: string; maxPods: number; kubeletPort: number; runtime: RuntimeService }): Promise<NodeFactsInput> {
+export async function gatherNodeFacts(options: { nodeName: string; nodeIP?: string; rootDir: string; maxPods: number; kubeletPort: number; runtime: RuntimeService; log?: Logger }): Promise<NodeFactsInput> {
+  const { log } = options;
   const [mem, cpu, osInfo, fs, machineID, bootID, version] = await Promise.all([
     si.mem(),
     si.cpu(),
     si.osInfo(),
-    statfs(options.rootDir).catch(() => undefined),
-    readTrimmed('/etc/machine-id'),
-    readTrimmed('/proc/sys/kernel/random/boot_id'),
-    options.runtime.version().catch(() => undefined),
+    statfs(options.rootDir).catch((error: unknown) => log?.warn({ err: error, rootDir: options.rootDir }, 'cannot measure the root directory\'s filesystem: ephemeral-storage capacity 0')),
+    readTrimmed('/etc/machine-id', log),
+    readTrimmed('/proc/sys/kernel/random/boot_id', log),
+    options.runtime.version().catch((error: unknown) => log?.warn({ err: error }, 'container runtime version unknown')),
   ]);
   const internalIP = options.nodeIP ?? defaultNodeIP();
   return {
@@ -108,7 +110,7 @@ export interface NodeSetup {
 /** Gathers the machine's facts and builds the node manager the configuration asks for. */
 export async function createNodeManager(setup: NodeSetup): Promise<NodeManager> {
   const { config } = setup;
-  const facts = await gatherNodeFacts({ nodeName: setup.nodeName, ...(setup.nodeIP ? { nodeIP: setup.nodeIP } : {}), rootDir: setup.rootDir, maxPods: config.maxPods, kubeletPort: setup.kubeletPort, runtime: setup.runtime });
+  const facts = await gatherNodeFacts({ nodeName: setup.nodeName, ...(setup.nodeIP ? { nodeIP: setup.nodeIP } : {}), rootDir: setup.rootDir, maxPods: config.maxPods, kubeletPort: setup.kubeletPort, runtime: setup.runtime, log: setup.log });
   return new NodeManager({
     core: setup.core,
     coordination: setup.coordination,

@@ -105,7 +105,7 @@ export class ExecStreams {
           ws.pause();
           stdin.once('drain', () => ws.resume());
         }
-      } else if (message.kind === 'resize') session?.resize(message.width, message.height).catch(() => undefined);
+      } else if (message.kind === 'resize') session?.resize(message.width, message.height).catch((error: unknown) => this.options.log.debug({ err: error }, 'terminal resize failed'));
       else if (message.kind === 'close' && message.channel === Channel.stdin) session?.stdin?.end();
     };
     ws.on('message', (data: Buffer, isBinary: boolean) => {

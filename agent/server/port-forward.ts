@@ -165,7 +165,7 @@ export class PortForwardStreams {
         this.options.log.info({ pod: name, streamType: type }, 'port-forward stream of unknown type reset');
         return stream.reset();
       }
-      stream.reply().catch(() => undefined);
+      stream.reply().catch((error: unknown) => this.options.log.debug({ err: error, pod: name, requestId }, 'port-forward stream reply failed (connection closing)'));
       let pair = pairs.get(requestId);
       if (!pair) {
         pair = {

@@ -119,6 +119,7 @@ export function decodeRecord(text: string | undefined): SandboxRecord | undefine
       filesDir: String(value.filesDir ?? ''),
     };
   } catch {
+    // Not JSON (JSON.parse's SyntaxError): a label this runtime did not write carries no record.
     return undefined;
   }
 }

@@ -138,6 +138,7 @@ export class NftSocket implements NftTransport {
         }
       });
     const result = this.queue.then(run, run);
+    // The failure reaches the caller through `result`; the queue itself goes on.
     this.queue = result.catch(() => undefined);
     return result;
   }
