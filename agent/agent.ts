@@ -34,7 +34,7 @@ import { ClientPodStatusApi, StatusManager } from './status/manager.js';
 import { ClientMirrorPodApi, MirrorPodManager, MirrorPodSync } from './status/mirror-pods.js';
 import type { ProbeManager } from '../probes/index.js';
 
-export interface AgentOptions {
+interface AgentOptions {
   nodeName: string;
   config: KubeletConfiguration;
   kubeConfig: KubeConfig;

@@ -26,7 +26,7 @@ const hashLabel = 'io.knode.image.hash';
  */
 const pauseCommand = ['/bin/sh', '-c', "trap 'exit 0' TERM INT; while :; do sleep 2147483647 & wait $!; done"];
 
-export interface LocalImageSpec {
+interface LocalImageSpec {
   ref: string;
   cmd: string[];
   /** Applets linked into /bin; all of them when undefined. */

@@ -8,7 +8,7 @@
  * ("F" is a full line, "P" a partial one continued by the next entry).
  */
 
-export interface LogEntry {
+interface LogEntry {
   /** RFC 3339 timestamp with nanoseconds, as written. */
   time: string;
   stream: 'stdout' | 'stderr';

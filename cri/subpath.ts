@@ -12,7 +12,7 @@ import { mkdir, realpath } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, sep } from 'node:path';
 import { onErrno } from '../lib/errors.js';
 
-export class SubPathError extends Error {
+class SubPathError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'SubPathError';

@@ -10,7 +10,7 @@
 import { readFile, access } from 'node:fs/promises';
 import { join } from 'node:path';
 
-export type CgroupVersion = 1 | 2;
+type CgroupVersion = 1 | 2;
 
 export interface CgroupLayout {
   version: CgroupVersion;
@@ -39,7 +39,7 @@ async function readNumber(path: string): Promise<number> {
   return value;
 }
 
-export async function readKeyedFile(path: string): Promise<Map<string, number>> {
+async function readKeyedFile(path: string): Promise<Map<string, number>> {
   const result = new Map<string, number>();
   for (const line of (await readFile(path, 'utf8')).split('\n')) {
     const [key, value] = line.trim().split(/\s+/);
@@ -49,12 +49,12 @@ export async function readKeyedFile(path: string): Promise<Map<string, number>> 
 }
 
 /** /proc/meminfo in bytes (values are in kB). */
-export async function readMeminfo(path = '/proc/meminfo'): Promise<Map<string, number>> {
+async function readMeminfo(path = '/proc/meminfo'): Promise<Map<string, number>> {
   const raw = await readKeyedFile(path);
   return new Map([...raw].map(([key, kb]) => [key, kb * 1024]));
 }
 
-export interface MemoryReading {
+interface MemoryReading {
   usage: number;
   inactiveFile: number;
   workingSet: number;

@@ -12,7 +12,7 @@ import { PatchStrategy, setHeaderOptions, type CoreV1Api } from '@kubernetes/cli
 import type { Logger } from './log.js';
 import { systemClock, type Clock } from './clock.js';
 
-export interface InvolvedObject {
+interface InvolvedObject {
   apiVersion: string;
   kind: string;
   name: string;
@@ -38,7 +38,7 @@ export interface EventSink {
 /** The part of the API client the recorder uses. */
 export type EventsApi = Pick<CoreV1Api, 'createNamespacedEvent' | 'patchNamespacedEvent'>;
 
-export interface EventRecorderOptions {
+interface EventRecorderOptions {
   api: EventsApi;
   /** source.component, e.g. "kubelet". */
   component: string;

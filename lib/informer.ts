@@ -33,12 +33,12 @@ export class RetryBackoff {
   }
 }
 
-export interface ListResult<T> {
+interface ListResult<T> {
   metadata?: { resourceVersion?: string };
   items: T[];
 }
 
-export interface InformerOptions<T extends KubernetesObject> {
+interface InformerOptions<T extends KubernetesObject> {
   kubeConfig: KubeConfig;
   /** API path of the collection, e.g. /api/v1/pods. */
   path: string;

@@ -1,6 +1,5 @@
 /** Address helpers over ipaddr.js, shared by the overlay, CNI plugin, proxy and control plane. */
 import ipaddr from 'ipaddr.js';
-import { createServer } from 'node:net';
 
 export function isValidIP(text: string): boolean {
   return ipaddr.isValid(text) && (ipaddr.IPv4.isValidFourPartDecimal(text) || ipaddr.IPv6.isValid(text));
@@ -29,17 +28,4 @@ export function canonicalCIDR(text: string): string {
   const [address, bits] = ipaddr.parseCIDR(text);
   const family = address.kind() === 'ipv4' ? ipaddr.IPv4 : ipaddr.IPv6;
   return `${family.networkAddressFromCIDR(text).toString()}/${bits}`;
-}
-
-/** A free TCP port on 127.0.0.1 right now (for servers that must be told their port). */
-export function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }

@@ -26,7 +26,7 @@ import { cleanupOtherMode } from './leftovers.js';
 import { NftablesProxier } from './nftables/proxier.js';
 import { NftSocket } from '../lib/netfilter/nftables/socket.js';
 
-export interface ProxyDaemonOptions {
+interface ProxyDaemonOptions {
   config: KubeProxyConfiguration;
   mode: 'iptables' | 'ipvs' | 'nftables';
   kubeConfig: KubeConfig;

@@ -28,7 +28,7 @@ function wire<T extends KubernetesObject>(informer: Informer<T>, upsert: (object
 }
 
 /** What the informers feed: the proxy's ChangeTracker, or the cluster DNS's record index (dns/). */
-export type SourceSink = Pick<ChangeTracker, 'upsertService' | 'deleteService' | 'upsertSlice' | 'deleteSlice'>;
+type SourceSink = Pick<ChangeTracker, 'upsertService' | 'deleteService' | 'upsertSlice' | 'deleteSlice'>;
 
 /** Informers for all Services and EndpointSlices, feeding the tracker. */
 export function apiSources(kubeConfig: KubeConfig, tracker: SourceSink, log: Logger): ApiSources {

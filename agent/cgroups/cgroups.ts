@@ -33,7 +33,7 @@ function checkPath(path: string): void {
 }
 
 /** The directory of `path` for a controller: <root>/<controller>/<path> on v1, <root>/<path> on v2. */
-export function cgroupDir(root: string, version: 1 | 2, controller: string, path: string): string {
+function cgroupDir(root: string, version: 1 | 2, controller: string, path: string): string {
   checkPath(path);
   return version === 2 ? join(root, path) : join(root, controller, path);
 }
@@ -90,7 +90,7 @@ export async function ensureCgroup(root: string, version: 1 | 2, path: string, w
 }
 
 /** Reads one cgroup file (trimmed), or undefined when absent. */
-export async function readCgroupFile(root: string, version: 1 | 2, controller: string, path: string, file: string): Promise<string | undefined> {
+async function readCgroupFile(root: string, version: 1 | 2, controller: string, path: string, file: string): Promise<string | undefined> {
   // Absent (a controller this hierarchy does not have, a cgroup not created yet): undefined.
   return readFile(join(cgroupDir(root, version, controller, path), file), 'utf8').then((t) => t.trim(), onErrno(['ENOENT'], undefined));
 }

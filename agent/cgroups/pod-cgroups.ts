@@ -24,24 +24,7 @@ export interface PodCgroups {
   remove(uid: string): Promise<boolean>;
 }
 
-/** For unit tests: records calls. */
-export class FakePodCgroups implements PodCgroups {
-  readonly ensured: string[] = [];
-  readonly removed: string[] = [];
-  failEnsure?: Error;
-  async ensure(pod: V1Pod): Promise<void> {
-    if (this.failEnsure) throw this.failEnsure;
-    this.ensured.push(pod.metadata?.uid ?? '');
-  }
-  async remove(uid: string): Promise<boolean> {
-    this.removed.push(uid);
-    return true;
-  }
-}
-const _fake: PodCgroups = new FakePodCgroups();
-void _fake;
-
-export interface CgroupfsPodCgroupsOptions extends PodResourceOptions {
+interface CgroupfsPodCgroupsOptions extends PodResourceOptions {
   /** KubeletConfiguration cgroupRoot ('' = the top of the tree). */
   cgroupRoot: string;
   /** Where the cgroup tree is mounted; default /sys/fs/cgroup. */

@@ -37,7 +37,7 @@ import { podLogDirectory } from '../pods/runtime-config.js';
 import { podReference, type EventSink } from '../../lib/events.js';
 
 /** Bytes and inodes used under a directory (du, without following links). Missing → zero. */
-export async function diskUsage(path: string): Promise<{ bytes: number; inodes: number }> {
+async function diskUsage(path: string): Promise<{ bytes: number; inodes: number }> {
   let bytes = 0;
   let inodes = 0;
   const walk = async (dir: string): Promise<void> => {
@@ -73,7 +73,7 @@ async function pidsOf(cgroupRoot: string, parent: string): Promise<number | unde
   return undefined;
 }
 
-export interface PodStatsOptions {
+interface PodStatsOptions {
   runtime: Pick<ContainerRuntime, 'listContainerStats'>;
   rootDir: string;
   podLogsDir: string;
@@ -141,7 +141,7 @@ export function evictedStatus(status: V1PodStatus, evicted: EvictedPodStatus): V
   return { ...status, phase: evicted.phase, reason: evicted.reason, message: evicted.message, conditions: [...(status.conditions ?? []).filter((c) => !types.has(c.type)), ...evicted.conditions] };
 }
 
-export interface PodKillerOptions {
+interface PodKillerOptions {
   pods: AgentPods;
   events: EventSink;
   log: Logger;

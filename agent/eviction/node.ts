@@ -34,7 +34,7 @@ import { podCgroupParent } from '../../lib/k8s/cgroups.js';
 import { isStaticPod } from '../../lib/k8s/pod-source.js';
 import { podReference, type EventSink } from '../../lib/events.js';
 
-export interface AgentEvictionOptions {
+interface AgentEvictionOptions {
   config: KubeletConfiguration;
   runtime: ContainerRuntime;
   core: CoreV1Api;

@@ -37,7 +37,7 @@ async function readTrimmed(path: string, log?: Logger): Promise<string> {
 }
 
 /** The first non-internal IPv4 address, as the kubelet's default node IP choice. */
-export function defaultNodeIP(): string | undefined {
+function defaultNodeIP(): string | undefined {
   for (const list of Object.values(networkInterfaces())) {
     for (const address of list ?? []) if (address.family === 'IPv4' && !address.internal) return address.address;
   }
@@ -77,7 +77,7 @@ export async function gatherNodeFacts(options: { nodeName: string; nodeIP?: stri
   };
 }
 
-export interface NodeManagerOptions {
+interface NodeManagerOptions {
   core: CoreV1Api;
   coordination: CoordinationV1Api;
   runtime: RuntimeService;
@@ -91,7 +91,7 @@ export interface NodeManagerOptions {
   pressure?: () => PressureInput;
 }
 
-export interface NodeSetup {
+interface NodeSetup {
   nodeName: string;
   /** The node's InternalIP; default: the first non-loopback IPv4 address. */
   nodeIP?: string;

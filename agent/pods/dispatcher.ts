@@ -11,7 +11,7 @@ import type { ProbeManager } from '../../probes/index.js';
 import type { PodConfigListener } from '../sources/pod-config.js';
 import type { PodWorkers } from './workers.js';
 
-export interface PodDispatcherOptions {
+interface PodDispatcherOptions {
   workers: Pick<PodWorkers, 'sync' | 'get'>;
   probes: Pick<ProbeManager, 'addPod' | 'cleanupPods'>;
   /** Admission (agent/eviction/node.ts): rejected pods never reach a worker. */

@@ -19,7 +19,7 @@ import { removePodDir } from '../volumes/volumes.js';
 import type { PlegListener } from './pleg.js';
 import type { PodWorkers } from './workers.js';
 
-export interface HousekeepingOptions {
+interface HousekeepingOptions {
   runtime: Pick<ContainerRuntime, 'garbageCollectNetwork'>;
   workers: Pick<PodWorkers, 'podEvent' | 'cleanOrphans' | 'get' | 'statuses'>;
   /** Whether a source wants the pod (UID). */

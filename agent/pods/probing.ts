@@ -49,7 +49,7 @@ function workerProbeListener(workers: () => WorkerView, events: Pick<EventRecord
   };
 }
 
-export interface PodProbesOptions {
+interface PodProbesOptions {
   runtime: Pick<ContainerRuntime, 'execSync'>;
   /** False: pods live in another network namespace; only exec probes run (agent/command.ts). */
   podNetworkReachable: boolean;

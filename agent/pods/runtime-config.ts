@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import type { KubeletConfiguration } from '../../lib/config/kubelet.js';
 import type { Logger } from '../../lib/log.js';
-import { kubeAnnotations, kubeLabels, type ContainerConfig, type DNSConfig, type Mount, type PodSandboxConfig, type PortMapping, type Protocol } from '../../cri/runtime.js';
+import { containerLogPath, kubeAnnotations, kubeLabels, podLogDirectory as criPodLogDirectory, type ContainerConfig, type DNSConfig, type Mount, type PodSandboxConfig, type PortMapping, type Protocol } from '../../cri/runtime.js';
 import { parseMilliCPU, parseQuantity } from '../../lib/quantity.js';
 import { containerHash, sandboxHash } from './container-hash.js';
 import { sandboxHashAnnotation } from './actions.js';
@@ -87,7 +87,7 @@ export async function prepareRuntimeHost(options: RuntimeConfigOptions, config: 
  * The kubelet gives itself oomScoreAdj (default -999). Where lowering a score is not allowed,
  * that fails; then the agent's current score is the floor for its containers too.
  */
-export async function applyOwnOomScoreAdj(wanted: number, log: Logger): Promise<number> {
+async function applyOwnOomScoreAdj(wanted: number, log: Logger): Promise<number> {
   const file = '/proc/self/oom_score_adj';
   try {
     await writeFile(file, String(wanted));
@@ -144,7 +144,7 @@ export function podDnsConfig(pod: V1Pod, options: Pick<RuntimeConfigOptions, 'cl
 
 export function podLogDirectory(pod: V1Pod, podLogsDir: string): string {
   const m = pod.metadata!;
-  return `${podLogsDir.replace(/\/$/, '')}/${m.namespace ?? 'default'}_${m.name}_${m.uid}`;
+  return criPodLogDirectory(m.namespace ?? 'default', m.name ?? '', m.uid ?? '', podLogsDir);
 }
 
 function portMappings(pod: V1Pod): PortMapping[] {
@@ -158,7 +158,7 @@ function portMappings(pod: V1Pod): PortMapping[] {
   return mappings;
 }
 
-export function podIdentity(pod: V1Pod): Record<string, string> {
+function podIdentity(pod: V1Pod): Record<string, string> {
   const m = pod.metadata!;
   return { [kubeLabels.podName]: m.name!, [kubeLabels.podNamespace]: m.namespace ?? 'default', [kubeLabels.podUid]: m.uid! };
 }
@@ -190,7 +190,7 @@ export function buildSandboxConfig(pod: V1Pod, attempt: number, options: Runtime
   };
 }
 
-export interface ContainerInputs {
+interface ContainerInputs {
   env: ReadonlyMap<string, string>;
   command?: string[];
   args?: string[];
@@ -236,7 +236,7 @@ export function buildContainerConfig(pod: V1Pod, container: V1Container, attempt
       [kubeAnnotations.podTerminationGracePeriod]: String(grace),
       ...(container.ports?.length ? { [kubeAnnotations.containerPorts]: JSON.stringify(container.ports) } : {}),
     },
-    logPath: `${container.name}/${attempt}.log`,
+    logPath: containerLogPath(container.name, attempt),
     stdin: container.stdin === true,
     stdinOnce: container.stdinOnce === true,
     tty: container.tty === true,

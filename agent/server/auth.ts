@@ -20,7 +20,7 @@ export interface User {
   uid?: string;
 }
 
-export interface RequestAttributes {
+interface RequestAttributes {
   verb: string;
   resource: 'nodes';
   subresource: string;
@@ -38,11 +38,11 @@ export function requestAttributes(method: string, path: string, nodeName: string
   return { verb: verbs[method.toUpperCase()] ?? 'get', resource: 'nodes', subresource, name: nodeName };
 }
 
-export interface TokenReviewer {
+interface TokenReviewer {
   review(token: string): Promise<User | undefined>;
 }
 
-export interface AccessReviewer {
+interface AccessReviewer {
   review(user: User, attributes: RequestAttributes): Promise<boolean>;
 }
 
@@ -60,7 +60,7 @@ export interface AuthSettings {
   log?: Logger;
 }
 
-export type AuthResult = { ok: true; user: User } | { ok: false; status: 401 | 403; message: string };
+type AuthResult = { ok: true; user: User } | { ok: false; status: 401 | 403; message: string };
 
 export class RequestAuth {
   private readonly tokenCache = new Map<string, { user?: User; until: number }>();

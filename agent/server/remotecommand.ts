@@ -33,7 +33,7 @@ export function frame(channel: number, data: Buffer | string): Buffer {
   return Buffer.concat([Buffer.from([channel]), payload]);
 }
 
-export type ClientMessage =
+type ClientMessage =
   | { kind: 'stdin'; data: Buffer }
   | { kind: 'resize'; width: number; height: number }
   | { kind: 'close'; channel: number }

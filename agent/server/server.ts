@@ -29,7 +29,7 @@ export interface ServedAgent {
   readonly metrics: AgentMetrics;
 }
 
-export interface KubeletServerOptions {
+interface KubeletServerOptions {
   agent: ServedAgent;
   runtime: ContainerRuntime;
   config: KubeletConfiguration;

@@ -225,7 +225,7 @@ export class SpdyStream extends Duplex {
   }
 }
 
-export interface SpdySessionEvents {
+interface SpdySessionEvents {
   stream: [SpdyStream];
   close: [];
   error: [Error];

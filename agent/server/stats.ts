@@ -12,7 +12,7 @@ import { onErrno } from '../../lib/errors.js';
 
 const userHz = 100;
 
-export async function readNodeCpuNs(): Promise<number> {
+async function readNodeCpuNs(): Promise<number> {
   const text = await readFile('/proc/stat', 'utf8');
   const fields = text.split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
   // user nice system idle iowait irq softirq steal: busy = all but idle and iowait.

@@ -34,7 +34,7 @@ interface CachedFile {
   error?: ManifestError;
 }
 
-export interface StaticPodDirOptions {
+interface StaticPodDirOptions {
   dir: string;
   nodeName: string;
   checkFrequencyMs: number;
@@ -63,7 +63,7 @@ function fileKind(info: { isDirectory(): boolean; isFIFO(): boolean; isSocket():
  * undefined: the file is gone. (The kubelet's file source skips non-regular files too,
  * pkg/kubelet/config/file.go extractFromDir.)
  */
-export async function readManifestFile(file: string): Promise<ManifestRead | undefined> {
+async function readManifestFile(file: string): Promise<ManifestRead | undefined> {
   let info;
   try {
     info = await stat(file);

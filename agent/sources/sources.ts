@@ -18,7 +18,7 @@ import type { ManifestError } from './manifest.js';
 import type { PodConfig } from './pod-config.js';
 import { httpSourceName, StaticPodUrlSource } from './url.js';
 
-export interface PodSourcesOptions {
+interface PodSourcesOptions {
   config: Pick<KubeletConfiguration, 'staticPodPath' | 'staticPodURL' | 'staticPodURLHeader' | 'fileCheckFrequency' | 'httpCheckFrequency'>;
   nodeName: string;
   kubeConfig: KubeConfig;

@@ -14,7 +14,7 @@ import { apiErrorCode } from './manager.js';
 import { fullName } from '../sources/pod-config.js';
 import { isStaticPod } from '../../lib/k8s/pod-source.js';
 
-export interface MirrorPodApi {
+interface MirrorPodApi {
   create(pod: V1Pod): Promise<V1Pod>;
   /** Deletes with grace 0 and a UID precondition; "not found" is success. */
   delete(namespace: string, name: string, uid: string): Promise<void>;
@@ -37,7 +37,7 @@ export class ClientMirrorPodApi implements MirrorPodApi {
   }
 }
 
-export interface MirrorPlan {
+interface MirrorPlan {
   create: V1Pod[];
   /** Mirror pods to delete (before their re-creation when they are in `create` too). */
   delete: V1Pod[];
@@ -114,7 +114,7 @@ export class MirrorPodManager {
   }
 }
 
-export interface MirrorPodSyncOptions {
+interface MirrorPodSyncOptions {
   manager: Pick<MirrorPodManager, 'reconcile'>;
   /** The pods the node runs (the static ones among them get mirrors). */
   pods: () => Iterable<V1Pod>;

@@ -20,12 +20,12 @@ export class VolumeError extends Error {
   }
 }
 
-export interface ProjectedFile {
+interface ProjectedFile {
   content: Buffer;
   mode: number;
 }
 
-export function podDir(rootDir: string, uid: string): string {
+function podDir(rootDir: string, uid: string): string {
   return join(rootDir, 'pods', uid);
 }
 
@@ -38,7 +38,7 @@ function volumeKind(volume: V1Volume): string | undefined {
   return undefined;
 }
 
-export function volumeDir(rootDir: string, uid: string, volume: V1Volume): string {
+function volumeDir(rootDir: string, uid: string, volume: V1Volume): string {
   const kind = volumeKind(volume);
   if (!kind) throw new VolumeError(`volume "${volume.name}" has no managed directory`);
   return join(podDir(rootDir, uid), 'volumes', `kubernetes.io~${kind}`, volume.name);

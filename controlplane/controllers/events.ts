@@ -14,7 +14,7 @@ import { rfc3339 } from '../util.js';
 const events = resources.find((r) => r.name === 'events') as ResourceInfo;
 const maxRemembered = 4096;
 
-export type EventType = 'Normal' | 'Warning';
+type EventType = 'Normal' | 'Warning';
 
 export interface EventRecorder {
   record(object: KObject, type: EventType, reason: string, message: string): Promise<void>;

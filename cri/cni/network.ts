@@ -29,7 +29,7 @@ import {
   type ValidAttachment,
 } from '../../lib/cni/types.js';
 
-export interface CniNetworkOptions extends PluginRunnerOptions {
+interface CniNetworkOptions extends PluginRunnerOptions {
   /** Default /etc/cni/net.d. */
   confDir: string;
   /** Default /var/lib/cni (results go to <cacheDir>/results). */

@@ -14,7 +14,7 @@ import { criError, dockerStatus, isNotFound } from './errors.js';
 import { errnoCode } from '../../lib/errors.js';
 
 /** Output kept per stream by execSync (the rest is dropped). */
-export const maxExecOutputBytes = 16 * 1024 * 1024;
+const maxExecOutputBytes = 16 * 1024 * 1024;
 
 function collect(stream: PassThrough): () => string {
   const chunks: Buffer[] = [];

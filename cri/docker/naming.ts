@@ -50,7 +50,7 @@ export function containerName(container: ContainerMetadata, pod: PodSandboxMetad
   return [namePrefix, container.name, pod.name, pod.namespace, pod.uid, String(container.attempt)].join('_');
 }
 
-export interface ParsedName {
+interface ParsedName {
   container: ContainerMetadata;
   pod: PodSandboxMetadata;
 }

@@ -40,7 +40,7 @@ export function cniPortMappings(mappings: PortMapping[] | undefined): Array<Reco
 }
 
 /** CNI_ARGS the kubelet's network plugins pass (IgnoreUnknown plus the K8S_POD_* keys). */
-export function attachmentOf(context: RuntimeContext, id: string, netns: string, labels: Record<string, string>, config?: PodSandboxConfig): Attachment {
+function attachmentOf(context: RuntimeContext, id: string, netns: string, labels: Record<string, string>, config?: PodSandboxConfig): Attachment {
   const identity = podIdentityLabels(
     { name: labels['io.kubernetes.pod.name'] ?? '', namespace: labels['io.kubernetes.pod.namespace'] ?? '', uid: labels['io.kubernetes.pod.uid'] ?? '', attempt: 0 },
     sandboxContainerName,
@@ -332,7 +332,7 @@ export class SandboxManager {
 }
 
 /** docker stop; "already stopped" (304) and "no such container" (404) are success. */
-export async function stopIgnoringGone(container: Docker.Container, timeoutSeconds: number): Promise<void> {
+async function stopIgnoringGone(container: Docker.Container, timeoutSeconds: number): Promise<void> {
   try {
     await container.stop({ t: Math.max(0, Math.round(timeoutSeconds)) });
   } catch (error) {

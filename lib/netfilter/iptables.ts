@@ -12,7 +12,7 @@
 import { run } from '../exec.js';
 
 export type Backend = 'nft' | 'legacy';
-export const backends: readonly Backend[] = ['nft', 'legacy'];
+const backends: readonly Backend[] = ['nft', 'legacy'];
 
 /** A rule in a built-in chain that jumps to ours; ensured with `iptables -C`/`-I` (as kube-proxy). */
 export interface JumpRule {

@@ -21,7 +21,7 @@ import { fixedChains, fixedSets, maps, serviceFragment, tableName, type Fragment
 import { Desired, Plan } from './state.js';
 import { readTable } from './kernel.js';
 
-export interface NftablesProxierOptions {
+interface NftablesProxierOptions {
   nft: NftTransport;
   conntrack: Conntrack;
   tracker: ChangeTracker;
@@ -34,7 +34,7 @@ export interface NftablesProxierOptions {
   onSynced?: (model: ProxyModel) => void;
 }
 
-export interface NftSyncReport {
+interface NftSyncReport {
   full: boolean;
   /** Service ports whose fragment changed. */
   changedPorts: number;

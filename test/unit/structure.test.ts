@@ -3,7 +3,9 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
+import { exportAllowance } from './exports-allowance.js';
 
 const root = resolve(import.meta.dirname, '../..');
 const productFolders = ['bin', 'lib', 'agent', 'cni', 'overlay', 'dns', 'proxy', 'cri', 'probes', 'eviction', 'controlplane'];
@@ -138,6 +140,13 @@ describe('structure of the product', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('exports only what the product imports (test-only exports are made private, moved to test/helpers, or allowed with a reason)', () => {
+    const found = JSON.parse(execFileSync(process.execPath, [join(root, 'scripts/unused-exports.mjs'), '--json'], { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 })) as { kind: string; file: string; name: string }[];
+    expect(found.length).toBeGreaterThan(0); // the script sees the exports it is meant to see
+    const allowed = new Set(exportAllowance.flatMap((group) => group.exports));
+    expect(found.filter((entry) => !allowed.has(`${entry.file} ${entry.name}`)).map((entry) => `${entry.kind}: ${entry.file} ${entry.name}`)).toEqual([]);
+  }, 180_000);
 
   it('builds only the product (tsconfig.build.json includes no test or bench folder; benches build apart, tsconfig.bench.json)', () => {
     const config = JSON.parse(readFileSync(join(root, 'tsconfig.build.json'), 'utf8')) as { include: string[] };

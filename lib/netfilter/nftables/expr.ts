@@ -7,15 +7,15 @@
  */
 import { DataAttr, ExprAttr, LIST_ELEM, VerdictAttr, attr, attrMap, be64, nested, parseAttrs, readBe32, readBe64, readStr, strAttr, u32Attr } from './wire.js';
 
-export const Reg = { verdict: 0, r1: 1, r2: 2 } as const;
+const Reg = { verdict: 0, r1: 1, r2: 2 } as const;
 /** NFT_REG32_00 + n: the 32-bit registers used for concatenations (reg32 0 overlaps reg 1). */
 export const reg32 = (n: number) => 8 + n;
 
-export type PayloadBase = 'link' | 'network' | 'transport' | 'inner';
-export type CmpOp = 'eq' | 'neq' | 'lt' | 'lte' | 'gt' | 'gte';
-export type MetaKey = 'len' | 'protocol' | 'mark' | 'iif' | 'oif' | 'nfproto' | 'l4proto';
-export type CtKey = 'state' | 'direction' | 'status' | 'mark';
-export type VerdictCode = 'drop' | 'accept' | 'continue' | 'break' | 'jump' | 'goto' | 'return';
+type PayloadBase = 'link' | 'network' | 'transport' | 'inner';
+type CmpOp = 'eq' | 'neq' | 'lt' | 'lte' | 'gt' | 'gte';
+type MetaKey = 'len' | 'protocol' | 'mark' | 'iif' | 'oif' | 'nfproto' | 'l4proto';
+type CtKey = 'state' | 'direction' | 'status' | 'mark';
+type VerdictCode = 'drop' | 'accept' | 'continue' | 'break' | 'jump' | 'goto' | 'return';
 
 export interface Verdict {
   code: VerdictCode;
@@ -110,7 +110,7 @@ function encodeData(expr: Expr): Buffer[] {
 const exprName = (expr: Expr) => (expr.kind === 'metaSet' ? 'meta' : expr.kind === 'immediateData' ? 'immediate' : expr.kind);
 
 /** One NFTA_LIST_ELEM holding the expression. */
-export function encodeExpr(expr: Expr): Buffer {
+function encodeExpr(expr: Expr): Buffer {
   const data = expr.kind === 'unknown' ? attr(ExprAttr.data | 0x8000, expr.data) : nested(ExprAttr.data, encodeData(expr));
   return nested(LIST_ELEM, [strAttr(ExprAttr.name, exprName(expr)), data]);
 }

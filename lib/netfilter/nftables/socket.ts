@@ -45,7 +45,7 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
-export interface NftSocketOptions {
+interface NftSocketOptions {
   /** Socket buffer sizes requested (the kernel caps them at net.core.{w,r}mem_max and doubles them). */
   bufferBytes?: number;
   timeoutMs?: number;
