@@ -82,17 +82,13 @@ export class Agent {
     this.rtConfig = runtimeConfigFor(config, nodeName, options.podLogsDir ?? defaultPodLogsDir(rootDir));
     const core = (this.core = kubeConfig.makeApiClient(CoreV1Api));
     const nodeIdentity = () => this.node?.identity;
+    const desiredPods = () => this.podConfig.desiredPods().values();
+    const reachable = options.podNetworkReachable !== false;
     this.events = new EventRecorder({ api: core, component: 'kubelet', host: () => nodeIdentity()?.name ?? nodeName, log: log.child({ part: 'events' }), clock });
     this.statusManager = new StatusManager(new ClientPodStatusApi(core), log.child({ part: 'status' }), clock);
     const mirrorManager = new MirrorPodManager(new ClientMirrorPodApi(core), log.child({ part: 'mirror' }), (pod) => this.statusManager.resendFor(pod.metadata!.namespace ?? 'default', pod.metadata!.name!));
-    this.mirrors = new MirrorPodSync({
-      manager: mirrorManager,
-      pods: () => this.podConfig.desiredPods().values(),
-      mirrors: () => this.podConfig.mirrorPods(),
-      node: nodeIdentity,
-      log,
-    });
-    this.probes = createPodProbes({ runtime, podNetworkReachable: options.podNetworkReachable !== false, workers: () => this.workers, events: this.events, registry: this.metrics.registry, log: log.child({ part: 'probes' }) });
+    this.mirrors = new MirrorPodSync({ manager: mirrorManager, pods: desiredPods, mirrors: () => this.podConfig.mirrorPods(), node: nodeIdentity, log });
+    this.probes = createPodProbes({ runtime, podNetworkReachable: reachable, workers: () => this.workers, events: this.events, registry: this.metrics.registry, log: log.child({ part: 'probes' }) });
     this.workers = new PodWorkers({
       runtime: this.metrics.instrument(runtime),
       clock,
@@ -107,8 +103,8 @@ export class Agent {
       onTerminated: (pod, removed) => this.statusManager.terminated(pod, removed),
       resyncMs: config.syncFrequency,
       onPodStarted: (_pod, latencyMs) => this.metrics.podStartLatency.observe(latencyMs / 1000),
-      podNetworkReachable: options.podNetworkReachable !== false,
-      ...(this.rtConfig.cgroupsPerQOS ? { podCgroups: podCgroupsFor(config, () => this.podConfig.desiredPods().values(), log.child({ part: 'cgroups' })) } : {}),
+      podNetworkReachable: reachable,
+      ...(this.rtConfig.cgroupsPerQOS ? { podCgroups: podCgroupsFor(config, desiredPods, log.child({ part: 'cgroups' })) } : {}),
       probes: this.probes,
     });
     if (options.eviction !== false) {
@@ -121,7 +117,7 @@ export class Agent {
         rootDir,
         podLogsDir: this.rtConfig.podLogsDir,
         pods: {
-          desired: () => this.podConfig.desiredPods().values(),
+          desired: desiredPods,
           terminated: (uid) => this.workers.get(uid)?.isTerminated,
           kill: (uid, grace, amend) => this.workers.get(uid)?.kill(grace, amend),
         },
