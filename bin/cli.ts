@@ -10,7 +10,7 @@ import { createLogger, resolveLogLevel, type Logger } from '../lib/log.js';
 
 import type { CommandOptions, Runner, Stoppable } from '../lib/command-options.js';
 
-export function packageVersion(): string {
+function packageVersion(): string {
   const url = new URL('../../package.json', import.meta.url);
   try {
     return (JSON.parse(readFileSync(url, 'utf8')) as { version: string }).version;
@@ -115,7 +115,7 @@ function defineCommands(program: Command, onRun: (name: string, options: Command
     .option('--conf-dir <dir>', 'also write the default conflist here');
 }
 
-export function buildProgram(onRun: (name: string, options: CommandOptions) => void): Command {
+function buildProgram(onRun: (name: string, options: CommandOptions) => void): Command {
   const program = new Command('knode')
     .description('A Kubernetes worker node: agent (kubelet), proxy (kube-proxy), overlay + CNI plugin (flannel), control-plane stub')
     .version(packageVersion(), '--version')

@@ -25,7 +25,7 @@ import { checkFields, parseFieldValidation } from './field-validation.js';
 import { serveScale } from './scale.js';
 import { streamSubresources, writeStatusToSocket, type PodStreamProxy, type StreamSubresource } from './pod-exec.js';
 
-export interface Route {
+interface Route {
   info: ResourceInfo;
   namespace?: string;
   name?: string;
@@ -91,7 +91,7 @@ export function parseResourcePath(path: string): Route | 'discovery' | undefined
   return { info, name: rest[1], subresource: rest[2] };
 }
 
-export interface ApiServerOptions {
+interface ApiServerOptions {
   registry: Registry;
   cache: WatchCache;
   log: Logger;

@@ -83,7 +83,7 @@ export function unknownFields(kind: string, body: unknown): string[] {
   return out;
 }
 
-export type FieldValidation = 'Strict' | 'Warn' | 'Ignore';
+type FieldValidation = 'Strict' | 'Warn' | 'Ignore';
 
 export function parseFieldValidation(value: string | null): FieldValidation {
   if (value === null || value === '' || value === 'Warn') return 'Warn';

@@ -76,7 +76,7 @@ export const serviceStrategy: KindStrategy = {
   returnsDeletedObject: true,
 };
 
-export interface ServiceAllocationState {
+interface ServiceAllocationState {
   serviceCidr: Cidr;
   usedIps: Set<string>;
   usedNodePorts: Set<number>;

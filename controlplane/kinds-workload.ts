@@ -14,7 +14,7 @@ import { canonicalJson, isRecord } from './util.js';
 type Obj = Record<string, unknown>;
 export const obj = (value: unknown): Obj => (isRecord(value) ? value : {});
 
-export interface LabelSelector {
+interface LabelSelector {
   matchLabels?: Record<string, string>;
   matchExpressions?: { key: string; operator: string; values?: string[] }[];
 }

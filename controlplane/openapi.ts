@@ -39,7 +39,7 @@ function operations(info: ResourceInfo): Record<string, object> {
   return paths;
 }
 
-export function openApiDocument(group: string, version: string): object | undefined {
+function openApiDocument(group: string, version: string): object | undefined {
   const list = resources.filter((r) => r.group === group && r.version === version && !r.createOnly);
   if (list.length === 0) return undefined;
   return {
@@ -54,7 +54,7 @@ function hashOf(doc: object): string {
   return createHash('sha512').update(JSON.stringify(doc)).digest('hex').toUpperCase().slice(0, 128);
 }
 
-export function openApiRoot(): object {
+function openApiRoot(): object {
   const paths: Record<string, { serverRelativeURL: string }> = {};
   for (const { group, version } of groupVersions()) {
     const path = gvPath(group, version);

@@ -17,7 +17,7 @@ import { canonicalJson, deepClone, isRecord, newUid, randomSuffix, rfc3339 } fro
 import type { StatusCause } from './status.js';
 import { finalizersForDelete } from './deletion-policy.js';
 
-export interface ListOptions {
+interface ListOptions {
   labelSelector?: string;
   fieldSelector?: string;
   limit?: number;
@@ -32,7 +32,7 @@ export interface DeleteOptions {
   dryRun?: string[];
 }
 
-export interface ObjectList {
+interface ObjectList {
   apiVersion: string;
   kind: string;
   metadata: { resourceVersion: string; continue?: string; remainingItemCount?: number };
@@ -40,7 +40,7 @@ export interface ObjectList {
 }
 
 /** Hook run inside the per-kind write lock: allocation and admission that need other objects. */
-export type AdmitHook = (object: KObject, old: KObject | undefined, registry: Registry) => Promise<StatusCause[]>;
+type AdmitHook = (object: KObject, old: KObject | undefined, registry: Registry) => Promise<StatusCause[]>;
 
 export interface Selector {
   labels: LabelRequirement[];
@@ -61,14 +61,14 @@ export function selectorMatches(selector: Selector, object: KObject): boolean {
 }
 
 /** etcd's default --max-request-bytes (1.5 MiB), which bounds one object in kube-apiserver. */
-export const maxObjectBytes = 1.5 * 1024 * 1024;
+const maxObjectBytes = 1.5 * 1024 * 1024;
 
 /** The name of a stored or checked object (checkBody guarantees one before any write). */
 function nameOf(object: KObject): string {
   return object.metadata.name ?? '';
 }
 
-export interface RegistryOptions {
+interface RegistryOptions {
   now?: () => Date;
   /** Largest JSON size of one stored object (default 1.5 MiB). */
   maxObjectBytes?: number;

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { run } from '../lib/exec.js';
 import { ConfigError } from '../lib/errors.js';
 
-export interface ListenAddress {
+interface ListenAddress {
   host: string;
   port: number;
 }
@@ -32,7 +32,7 @@ export function isLoopback(host: string): boolean {
   return isIP(host) === 4 && host.startsWith('127.');
 }
 
-export type ServingMode = { tls: false } | { tls: true };
+type ServingMode = { tls: false } | { tls: true };
 
 /** Loopback: plain HTTP. Anything else (including 0.0.0.0): TLS and a bearer token. */
 export function servingMode(host: string): ServingMode {
@@ -57,7 +57,7 @@ export function servingNames(host: string, interfaces = networkInterfaces(), nod
   return names;
 }
 
-export interface ServingCredentials {
+interface ServingCredentials {
   cert: string;
   key: string;
   token: string;

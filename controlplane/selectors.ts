@@ -6,7 +6,7 @@
 import type { KObject } from './storage/types.js';
 import { recordOf, stringOf } from './util.js';
 
-export type LabelOperator = 'in' | 'notin' | 'exists' | '!' | '=' | '!=' | 'gt' | 'lt';
+type LabelOperator = 'in' | 'notin' | 'exists' | '!' | '=' | '!=' | 'gt' | 'lt';
 
 export interface LabelRequirement {
   key: string;

@@ -10,7 +10,7 @@ import { workloadColumns, type WorkloadColumn } from './table-workloads.js';
 type Column = WorkloadColumn;
 
 /** kubectl's short age: 5s, 3m, 2h, 4d. */
-export function shortAge(created: string | undefined, now: Date): string {
+function shortAge(created: string | undefined, now: Date): string {
   if (!created) return '<unknown>';
   const seconds = Math.max(0, Math.floor((now.getTime() - Date.parse(created)) / 1000));
   if (seconds < 120) return `${seconds}s`;

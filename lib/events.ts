@@ -52,7 +52,7 @@ export interface EventWriter {
 }
 
 /** Events through the Kubernetes API (create, then merge patches for repeats). */
-export function apiEventWriter(api: EventsApi): EventWriter {
+function apiEventWriter(api: EventsApi): EventWriter {
   return {
     async create(namespace, body) {
       await api.createNamespacedEvent({ namespace, body });
@@ -63,7 +63,7 @@ export function apiEventWriter(api: EventsApi): EventWriter {
   };
 }
 
-export type EventRecorderOptions = {
+type EventRecorderOptions = {
   /** source.component and reportingComponent, e.g. "kubelet". */
   component: string;
   /** source.host and reportingInstance: the node name once known. */

@@ -22,7 +22,7 @@ export interface KubeletPki {
   clientKey: string;
 }
 
-export interface KubeletPkiOptions {
+interface KubeletPkiOptions {
   /** subjectAltName entries of the serving certificate, e.g. ["IP:127.0.0.1", "DNS:node1"]. */
   servingNames: string[];
   days?: number;

@@ -1,6 +1,5 @@
 /** Address helpers over ipaddr.js, shared by the overlay, CNI plugin, proxy and control plane. */
 import ipaddr from 'ipaddr.js';
-import { createServer } from 'node:net';
 import { networkInterfaces } from 'node:os';
 
 export function isValidIP(text: string): boolean {
@@ -12,6 +11,7 @@ export function isValidCIDR(text: string): boolean {
     const [address] = ipaddr.parseCIDR(text);
     return isValidIP(address.toString()) && text.includes('/');
   } catch {
+    // ipaddr.js throws on anything that is not a CIDR: not valid.
     return false;
   }
 }
@@ -46,17 +46,4 @@ export function canonicalCIDR(text: string): string {
   const [address, bits] = ipaddr.parseCIDR(text);
   const family = address.kind() === 'ipv4' ? ipaddr.IPv4 : ipaddr.IPv6;
   return `${family.networkAddressFromCIDR(text).toString()}/${bits}`;
-}
-
-/** A free TCP port on 127.0.0.1 right now (for servers that must be told their port). */
-export function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }

@@ -23,7 +23,7 @@ import { writeFileAtomic } from '../lib/fs.js';
 import { desiredPeers, leaseFromNode, ownAnnotations, planPeers, sameL2, subnetEnvText, vtepAddress, vxlanMtu, type NodeView, type Peer } from './policy.js';
 import { addDirectPeer, addVxlanPeer, ensureVxlan, findUnderlay, readVxlanEntries, removeDirectPeer, removeVxlanPeer, type Underlay } from './vxlan.js';
 
-export interface OverlayOptions {
+interface OverlayOptions {
   kubeconfig: KubeConfig;
   netConf: NetConf;
   nodeName?: string;

@@ -8,7 +8,7 @@
 import ipaddr from 'ipaddr.js';
 import { canonicalCIDR, cidrContains, isValidCIDR, isValidIP } from '../lib/net.js';
 
-export const annotationPrefix = 'flannel.alpha.coreos.com';
+const annotationPrefix = 'flannel.alpha.coreos.com';
 export const annotations = {
   backendType: `${annotationPrefix}/backend-type`,
   backendData: `${annotationPrefix}/backend-data`,
@@ -78,7 +78,7 @@ export function desiredPeers(nodes: NodeView[], self: string, network: string, v
     .sort((a, b) => a.subnet.localeCompare(b.subnet));
 }
 
-export const peerKey = (peer: Peer) => `${peer.subnet}|${peer.publicIp}|${peer.vtepMac}`;
+const peerKey = (peer: Peer) => `${peer.subnet}|${peer.publicIp}|${peer.vtepMac}`;
 
 /** What changes: peers whose entries must be (re)written and subnets whose entries must go. */
 export function planPeers(programmed: ReadonlyMap<string, Peer>, desired: Peer[]): { add: Peer[]; remove: Peer[] } {

@@ -27,7 +27,7 @@ import { NftablesProxier } from './nftables/proxier.js';
 import { NftSocket } from '../lib/netfilter/nftables/socket.js';
 import { localIPv4AddressesIn } from '../lib/net.js';
 
-export interface ProxyDaemonOptions {
+interface ProxyDaemonOptions {
   config: KubeProxyConfiguration;
   mode: 'iptables' | 'ipvs' | 'nftables';
   kubeConfig: KubeConfig;

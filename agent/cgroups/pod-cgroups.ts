@@ -10,6 +10,7 @@
 import { dirname } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../../lib/log.js';
+import type { KubeletConfiguration } from '../../lib/config/kubelet.js';
 import { describeError } from '../../lib/errors.js';
 import { cgroupVersion, countPodCgroups, ensureCgroup, removePodCgroup } from './cgroups.js';
 import { cgroupWrites, podResourceConfig, qosTierCpuShares, sharesToWeight, type CgroupWrite, type PodResourceOptions } from './pod-resources.js';
@@ -23,24 +24,7 @@ export interface PodCgroups {
   remove(uid: string): Promise<boolean>;
 }
 
-/** For unit tests: records calls. */
-export class FakePodCgroups implements PodCgroups {
-  readonly ensured: string[] = [];
-  readonly removed: string[] = [];
-  failEnsure?: Error;
-  async ensure(pod: V1Pod): Promise<void> {
-    if (this.failEnsure) throw this.failEnsure;
-    this.ensured.push(pod.metadata?.uid ?? '');
-  }
-  async remove(uid: string): Promise<boolean> {
-    this.removed.push(uid);
-    return true;
-  }
-}
-const _fake: PodCgroups = new FakePodCgroups();
-void _fake;
-
-export interface CgroupfsPodCgroupsOptions extends PodResourceOptions {
+interface CgroupfsPodCgroupsOptions extends PodResourceOptions {
   /** KubeletConfiguration cgroupRoot ('' = the top of the tree). */
   cgroupRoot: string;
   /** Where the cgroup tree is mounted; default /sys/fs/cgroup. */
@@ -50,6 +34,18 @@ export interface CgroupfsPodCgroupsOptions extends PodResourceOptions {
   log: Logger;
   /** Retries of a busy removal (250 ms apart); default 20. */
   removeAttempts?: number;
+}
+
+/** Pod-level cgroups with the pod's limits as a KubeletConfiguration asks for them (cgroupfs driver). */
+export function podCgroupsFor(config: Pick<KubeletConfiguration, 'cgroupRoot' | 'cpuCFSQuota' | 'cpuCFSQuotaPeriod' | 'podPidsLimit'>, activePods: () => Iterable<V1Pod>, log: Logger): CgroupfsPodCgroups {
+  return new CgroupfsPodCgroups({
+    cgroupRoot: config.cgroupRoot,
+    cpuCFSQuota: config.cpuCFSQuota,
+    cpuCFSQuotaPeriodMs: config.cpuCFSQuotaPeriod,
+    podPidsLimit: config.podPidsLimit,
+    activePods,
+    log,
+  });
 }
 
 const allTiers: QosClass[] = ['Guaranteed', 'Burstable', 'BestEffort'];

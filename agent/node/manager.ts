@@ -11,11 +11,13 @@ import { CoordinationV1Api, CoreV1Api, PatchStrategy, setHeaderOptions, V1MicroT
 import si from 'systeminformation';
 import type { RuntimeService } from '../../cri/runtime.js';
 import type { Logger } from '../../lib/log.js';
-import { describeError } from '../../lib/errors.js';
+import { describeError, errnoCode } from '../../lib/errors.js';
 import { systemClock, type Clock } from '../../lib/clock.js';
 import { buildNode, buildNodeStatus, goArch, readiness, type NodeConfigInput, type NodeFactsInput, type PressureInput } from './status.js';
 import { apiErrorCode } from '../status/manager.js';
 import { stableJson } from '../sources/static-pod.js';
+import type { KubeletConfiguration } from '../../lib/config/kubelet.js';
+import type { NodeFacts } from '../pods/worker-deps.js';
 
 export const kubeletVersion = 'v1.32.0-knode';
 
@@ -24,32 +26,34 @@ function conditionsKey(conditions: V1NodeStatus['conditions']): string {
   return stableJson([...(conditions ?? [])].map((c) => ({ type: c.type, status: c.status, reason: c.reason ?? '', message: c.message ?? '' })).sort((a, b) => (a.type < b.type ? -1 : a.type > b.type ? 1 : 0)));
 }
 
-async function readTrimmed(path: string): Promise<string> {
+async function readTrimmed(path: string, log?: Logger): Promise<string> {
   try {
     return (await readFile(path, 'utf8')).trim();
-  } catch {
+  } catch (error) {
     // Optional machine facts (machine-id, boot_id): absent on some hosts; the field stays empty.
+    if (errnoCode(error) !== 'ENOENT') log?.warn({ err: error, path }, 'cannot read a machine fact; the field stays empty');
     return '';
   }
 }
 
 /** The first non-internal IPv4 address, as the kubelet's default node IP choice. */
-export function defaultNodeIP(): string | undefined {
+function defaultNodeIP(): string | undefined {
   for (const list of Object.values(networkInterfaces())) {
     for (const address of list ?? []) if (address.family === 'IPv4' && !address.internal) return address.address;
   }
   return undefined;
 }
 
-export async function gatherNodeFacts(options: { nodeName: string; nodeIP?: string; rootDir: string; maxPods: number; kubeletPort: number; runtime: RuntimeService }): Promise<NodeFactsInput> {
+export async function gatherNodeFacts(options: { nodeName: string; nodeIP?: string; rootDir: string; maxPods: number; kubeletPort: number; runtime: RuntimeService; log?: Logger }): Promise<NodeFactsInput> {
+  const { log } = options;
   const [mem, cpu, osInfo, fs, machineID, bootID, version] = await Promise.all([
     si.mem(),
     si.cpu(),
     si.osInfo(),
-    statfs(options.rootDir).catch(() => undefined),
-    readTrimmed('/etc/machine-id'),
-    readTrimmed('/proc/sys/kernel/random/boot_id'),
-    options.runtime.version().catch(() => undefined),
+    statfs(options.rootDir).catch((error: unknown) => log?.warn({ err: error, rootDir: options.rootDir }, 'cannot measure the root directory\'s filesystem: ephemeral-storage capacity 0')),
+    readTrimmed('/etc/machine-id', log),
+    readTrimmed('/proc/sys/kernel/random/boot_id', log),
+    options.runtime.version().catch((error: unknown) => log?.warn({ err: error }, 'container runtime version unknown')),
   ]);
   const internalIP = options.nodeIP ?? defaultNodeIP();
   return {
@@ -73,7 +77,7 @@ export async function gatherNodeFacts(options: { nodeName: string; nodeIP?: stri
   };
 }
 
-export interface NodeManagerOptions {
+interface NodeManagerOptions {
   core: CoreV1Api;
   coordination: CoordinationV1Api;
   runtime: RuntimeService;
@@ -85,6 +89,41 @@ export interface NodeManagerOptions {
   log: Logger;
   clock?: Clock;
   pressure?: () => PressureInput;
+}
+
+interface NodeSetup {
+  nodeName: string;
+  /** The node's InternalIP; default: the first non-loopback IPv4 address. */
+  nodeIP?: string;
+  rootDir: string;
+  config: KubeletConfiguration;
+  /** The port the kubelet API actually serves (port 0 picks one): the Node's daemonEndpoints. */
+  kubeletPort: number;
+  runtime: RuntimeService;
+  core: CoreV1Api;
+  coordination: CoordinationV1Api;
+  log: Logger;
+  clock: Clock;
+  pressure?: () => PressureInput;
+}
+
+/** Gathers the machine's facts and builds the node manager the configuration asks for. */
+export async function createNodeManager(setup: NodeSetup): Promise<NodeManager> {
+  const { config } = setup;
+  const facts = await gatherNodeFacts({ nodeName: setup.nodeName, ...(setup.nodeIP ? { nodeIP: setup.nodeIP } : {}), rootDir: setup.rootDir, maxPods: config.maxPods, kubeletPort: setup.kubeletPort, runtime: setup.runtime, log: setup.log });
+  return new NodeManager({
+    core: setup.core,
+    coordination: setup.coordination,
+    runtime: setup.runtime,
+    facts,
+    config: { nodeLabels: config.nodeLabels, registerWithTaints: config.registerWithTaints, kubeReserved: config.kubeReserved, systemReserved: config.systemReserved, evictionHard: config.evictionHard },
+    statusUpdateMs: config.nodeStatusUpdateFrequency,
+    statusReportMs: config.nodeStatusReportFrequency,
+    leaseDurationSeconds: config.nodeLeaseDurationSeconds,
+    log: setup.log,
+    clock: setup.clock,
+    ...(setup.pressure ? { pressure: setup.pressure } : {}),
+  });
 }
 
 export class NodeManager {
@@ -109,6 +148,17 @@ export class NodeManager {
 
   get status(): V1NodeStatus | undefined {
     return this.lastStatus;
+  }
+
+  /** What pods see of the node: hostIP, memory capacity (OOM scores), allocatable (downward API). */
+  podFacts(): NodeFacts {
+    const { internalIP, memoryBytes } = this.options.facts;
+    const alloc = this.lastStatus?.allocatable;
+    return {
+      ...(internalIP ? { hostIP: internalIP } : {}),
+      memoryCapacityBytes: memoryBytes,
+      ...(alloc ? { allocatable: { cpu: alloc.cpu, memory: alloc.memory, 'ephemeral-storage': alloc['ephemeral-storage'] } } : {}),
+    };
   }
 
   async start(): Promise<void> {

@@ -27,13 +27,13 @@ export interface ContainerToStart {
   lastExit?: ContainerStatus;
 }
 
-export interface ContainerToKill {
+interface ContainerToKill {
   id: string;
   name: string;
   reason: string;
 }
 
-export interface PodActions {
+interface PodActions {
   killPod: boolean;
   createSandbox: boolean;
   /** Sandbox to use for new containers (when not creating one). */

@@ -20,7 +20,7 @@ import { buildContainerConfig } from './runtime-config.js';
 import { VolumeError, containerMounts } from '../volumes/volumes.js';
 
 /** What every container start of one sync shares. */
-export interface StartInputs {
+interface StartInputs {
   sandboxId: string;
   sandboxConfig: PodSandboxConfig;
   objects: EnvObjects;

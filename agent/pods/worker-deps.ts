@@ -19,7 +19,7 @@ export interface NodeFacts {
   memoryCapacityBytes: number;
 }
 
-export interface ProbeView {
+interface ProbeView {
   ready(uid: string, container: string, containerId: string): boolean | undefined;
   started(uid: string, container: string, containerId: string): boolean | undefined;
 }

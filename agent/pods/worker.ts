@@ -25,7 +25,7 @@ import { buildSandboxConfig } from './runtime-config.js';
 import { newestSandbox, readPodState, type PodRuntimeState } from './runtime-view.js';
 import { setUpVolumes } from '../volumes/volumes.js';
 
-export type { NodeFacts, PodWorkerDeps, ProbeView } from './worker-deps.js';
+export type { NodeFacts, PodWorkerDeps } from './worker-deps.js';
 
 export class PodWorker {
   private pod: V1Pod;

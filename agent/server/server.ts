@@ -12,7 +12,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
-import { kubeLabels, type ContainerRuntime } from '../../cri/runtime.js';
+import { isCriError, kubeLabels, type ContainerRuntime, type ContainerStatus } from '../../cri/runtime.js';
 import type { KubeletConfiguration } from '../../lib/config/kubelet.js';
 import type { Logger } from '../../lib/log.js';
 import { describeError } from '../../lib/errors.js';
@@ -29,7 +29,7 @@ export interface ServedAgent {
   readonly metrics: AgentMetrics;
 }
 
-export interface KubeletServerOptions {
+interface KubeletServerOptions {
   agent: ServedAgent;
   runtime: ContainerRuntime;
   config: KubeletConfiguration;
@@ -91,6 +91,7 @@ export class KubeletServer {
           allowedTtlMs: config.authorization.webhook.cacheAuthorizedTTL,
           deniedTtlMs: config.authorization.webhook.cacheUnauthorizedTTL,
           clientCerts: Boolean(config.tlsCertFile && config.authentication.x509.clientCAFile),
+          log: options.log,
         },
         options.nodeName ?? '',
       );
@@ -252,9 +253,19 @@ export class KubeletServer {
       ...(sinceSeconds !== undefined ? { sinceSeconds } : {}),
       ...(limitBytes !== undefined ? { limitBytes } : {}),
       signal: abort.signal,
-      stillRunning: async () => (await this.options.runtime.containerStatus(id).catch(() => undefined))?.state === 'CONTAINER_RUNNING',
+      stillRunning: async () => (await this.containerStatus(id))?.state === 'CONTAINER_RUNNING',
     });
     res.end();
+  }
+
+  /** The container's status; undefined once it is gone (removed while its log is followed). */
+  private async containerStatus(id: string): Promise<ContainerStatus | undefined> {
+    try {
+      return await this.options.runtime.containerStatus(id);
+    } catch (error) {
+      if (!isCriError(error, 'NotFound')) this.options.log.warn({ err: error, container: id }, 'cannot read the status of a container whose log is followed');
+      return undefined;
+    }
   }
 
   /** /run: runs a command in the container and returns its combined output. */

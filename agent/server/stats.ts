@@ -8,10 +8,11 @@ import { readFile, statfs } from 'node:fs/promises';
 import si from 'systeminformation';
 import type { V1Pod, V1PodStatus } from '@kubernetes/client-node';
 import { kubeLabels, type ContainerStats, type RuntimeService } from '../../cri/runtime.js';
+import { onErrno } from '../../lib/errors.js';
 
 const userHz = 100;
 
-export async function readNodeCpuNs(): Promise<number> {
+async function readNodeCpuNs(): Promise<number> {
   const text = await readFile('/proc/stat', 'utf8');
   const fields = text.split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
   // user nice system idle iowait irq softirq steal: busy = all but idle and iowait.
@@ -52,7 +53,7 @@ export class StatsProvider {
   async summary(pods: { pod: V1Pod; status?: V1PodStatus }[]): Promise<Record<string, unknown>> {
     const now = Date.now();
     const time = new Date(now).toISOString();
-    const [cpu, mem, fs, stats] = await Promise.all([this.nodeCpu(now), si.mem(), statfs(this.rootDir).catch(() => undefined), this.runtime.listContainerStats()]);
+    const [cpu, mem, fs, stats] = await Promise.all([this.nodeCpu(now), si.mem(), statfs(this.rootDir).catch(onErrno(['ENOENT'], undefined)) /* no root dir yet: no fs stats */, this.runtime.listContainerStats()]);
     const byPod = new Map<string, ContainerStats[]>();
     for (const s of stats) {
       const uid = s.attributes.labels[kubeLabels.podUid];

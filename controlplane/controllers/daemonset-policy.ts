@@ -47,7 +47,7 @@ function matchExpression(expr: Record<string, unknown>, value: string | undefine
 }
 
 /** requiredDuringSchedulingIgnoredDuringExecution: any term matches; a term needs all its expressions and fields. */
-export function matchesRequiredAffinity(spec: Record<string, unknown>, node: KObject): boolean {
+function matchesRequiredAffinity(spec: Record<string, unknown>, node: KObject): boolean {
   const required = obj(obj(obj(spec.affinity).nodeAffinity).requiredDuringSchedulingIgnoredDuringExecution);
   const terms = list(required.nodeSelectorTerms);
   if (terms.length === 0) return true;
@@ -70,7 +70,7 @@ export function shouldRun(ds: KObject, node: KObject): boolean {
   return untoleratedTaints(list(obj(node.spec).taints) as unknown as TaintLike[], tolerations).length === 0;
 }
 
-export interface NodePlan {
+interface NodePlan {
   create: string[];
   /** Pods to delete, by name. */
   delete: string[];

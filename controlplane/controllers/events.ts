@@ -14,7 +14,7 @@ import { rfc3339 } from '../util.js';
 
 const events = resourceNamed('events');
 
-export type EventType = 'Normal' | 'Warning';
+type EventType = 'Normal' | 'Warning';
 
 export interface EventRecorder {
   /** Resolves once the event is written (or given up); never rejects. */

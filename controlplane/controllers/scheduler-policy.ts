@@ -19,7 +19,7 @@ type Obj = Record<string, unknown>;
 const obj = (v: unknown): Obj => (isRecord(v) ? v : {});
 const list = (v: unknown): Obj[] => (Array.isArray(v) ? v.filter(isRecord) : []);
 
-export interface Resources {
+interface Resources {
   milliCpu: number;
   memory: number;
   pods: number;
@@ -46,7 +46,7 @@ export function podRequests(pod: KObject): Resources {
   return { milliCpu: requests.cpu ?? 0, memory: requests.memory ?? 0, pods: 1 };
 }
 
-export function allocatable(node: KObject): Resources {
+function allocatable(node: KObject): Resources {
   const status = obj(node.status);
   const source = isRecord(status.allocatable) ? status.allocatable : obj(status.capacity);
   return {
@@ -56,7 +56,7 @@ export function allocatable(node: KObject): Resources {
   };
 }
 
-export function nodeReady(node: KObject): boolean {
+function nodeReady(node: KObject): boolean {
   return list(obj(node.status).conditions).some((c) => c.type === 'Ready' && c.status === 'True');
 }
 
@@ -79,7 +79,7 @@ function filter(pod: KObject, node: KObject, used: Resources): Reason | undefine
   return undefined;
 }
 
-export type Decision = { node: string } | { unschedulable: string };
+type Decision = { node: string } | { unschedulable: string };
 
 /** `usage` maps node name to the requests of the Pods already bound there. */
 export function schedule(pod: KObject, nodes: KObject[], usage: Map<string, Resources>): Decision {

@@ -50,7 +50,7 @@ const taint = z.object({
 
 const ms = (text: string) => parseDuration(text);
 
-export const kubeletConfigSchema = z
+const kubeletConfigSchema = z
   .object({
     apiVersion: z.literal(kubeletApiVersion),
     kind: z.literal('KubeletConfiguration'),

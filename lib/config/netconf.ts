@@ -11,7 +11,7 @@ import { readConfigDocument, validateConfig } from './load.js';
 
 const cidr = z.string().refine(isValidCIDR, 'must be a CIDR such as 10.244.0.0/16');
 
-export const netConfSchema = z
+const netConfSchema = z
   .object({
     Network: cidr,
     SubnetLen: z.number().int().min(1).max(32).optional(),
@@ -44,7 +44,7 @@ export const netConfSchema = z
 
 export type NetConf = z.output<typeof netConfSchema>;
 
-export function parseNetConf(data: unknown, file: string): NetConf {
+function parseNetConf(data: unknown, file: string): NetConf {
   return validateConfig(netConfSchema, data, file);
 }
 

@@ -6,9 +6,9 @@
  */
 import type { QosClass } from './qos.js';
 
-export type CgroupDriver = 'cgroupfs' | 'systemd';
+type CgroupDriver = 'cgroupfs' | 'systemd';
 
-export function qosTier(qos: QosClass): '' | 'burstable' | 'besteffort' {
+function qosTier(qos: QosClass): '' | 'burstable' | 'besteffort' {
   if (qos === 'Guaranteed') return '';
   return qos === 'Burstable' ? 'burstable' : 'besteffort';
 }

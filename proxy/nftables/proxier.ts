@@ -21,7 +21,7 @@ import { fixedChains, fixedSets, maps, nodePortFragment, serviceFragment, tableN
 import { Desired, Plan } from './state.js';
 import { readTable } from './kernel.js';
 
-export interface NftablesProxierOptions {
+interface NftablesProxierOptions {
   nft: NftTransport;
   conntrack: Conntrack;
   tracker: ChangeTracker;
@@ -36,7 +36,7 @@ export interface NftablesProxierOptions {
   onSynced?: (model: ProxyModel) => void;
 }
 
-export interface NftSyncReport {
+interface NftSyncReport {
   full: boolean;
   /** Service ports whose fragment changed. */
   changedPorts: number;

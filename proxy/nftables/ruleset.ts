@@ -69,7 +69,7 @@ export const chainBase = (port: ServicePort) => hashAndTruncate(`${port.namespac
 export const endpointBase = (port: ServicePort, endpoint: Endpoint) =>
   hashAndTruncate(`${port.namespace}/${port.serviceName}/${protoOf(port)}/${port.portName}__${endpoint.ip}/${endpoint.port}`);
 /** Chain and set names of the proxy's per-service objects all contain "/" (kube-proxy's isServiceChainName). */
-export const isServiceObject = (name: string) => name.includes('/');
+const isServiceObject = (name: string) => name.includes('/');
 
 const key3 = b.concatType(b.DataType.ipv4Addr, b.DataType.inetProto, b.DataType.inetService);
 const key2 = b.concatType(b.DataType.inetProto, b.DataType.inetService);

@@ -13,7 +13,8 @@ import { FakeRuntime } from '../helpers/fake-runtime.js';
 import { createLogger } from '../../lib/log.js';
 import { Backoff } from '../../agent/pods/backoff.js';
 import { FakeClock } from '../helpers/fake-clock.js';
-import { CgroupfsPodCgroups, FakePodCgroups } from '../../agent/cgroups/pod-cgroups.js';
+import { CgroupfsPodCgroups } from '../../agent/cgroups/pod-cgroups.js';
+import { FakePodCgroups } from '../helpers/fake-pod-cgroups.js';
 import { PodWorkers } from '../../agent/pods/workers.js';
 import type { PodWorkerDeps } from '../../agent/pods/worker.js';
 
