@@ -151,6 +151,7 @@ export class Agent {
       resyncMs: options.config.syncFrequency,
       onPodStarted: (_pod, latencyMs) => this.metrics.podStartLatency.observe(latencyMs / 1000),
       podNetworkReachable: options.podNetworkReachable !== false,
+      recordEvent: (event) => this.events.record(event),
       ...(this.rtConfig.cgroupsPerQOS ? { podCgroups: this.podCgroups(log) } : {}),
       probes: {
         ready: (uid, name, id) => this.probes.ready(uid, name, id),
@@ -161,7 +162,7 @@ export class Agent {
       resultChanged: (update) => this.workers.podEvent(update.podUid),
       killContainer: (request) => {
         log.info({ pod: `${request.namespace}/${request.podName}`, container: request.containerName, reason: request.reason }, request.message);
-        this.workers.get(request.podUid)?.killForProbe(request.containerId, request.gracePeriodSeconds);
+        this.workers.get(request.podUid)?.killForProbe(request.containerId, request.gracePeriodSeconds, request.message);
       },
       event: (event) => {
         log.info({ pod: `${event.namespace}/${event.podName}`, container: event.containerName, reason: event.reason }, event.message);
@@ -386,6 +387,8 @@ export class Agent {
       log: log.child({ part: 'node' }),
       clock: this.clock,
       ...(this.eviction ? { pressure: () => this.eviction!.pressure() } : {}),
+      // The kubelet's nodeRef: kind Node, UID the node's name (kubectl describe node looks for both).
+      recordEvent: (reason, message) => this.events.record({ involvedObject: { apiVersion: 'v1', kind: 'Node', name: nodeName, uid: nodeName }, type: 'Normal', reason, message }),
     });
     // Static pods first: they need nothing but the runtime.
     const listener = { onPods: (source: string, pods: V1Pod[]) => this.onSourcePods(source, pods), onManifestError: (_source: string, error: ManifestError) => this.onManifestError(error) };
