@@ -119,7 +119,7 @@ export class Agent {
     this.rtConfig = this.runtimeConfig();
     const { kubeConfig, log, runtime } = options;
     this.core = kubeConfig.makeApiClient(CoreV1Api);
-    this.events = new EventRecorder({ api: this.core, component: 'kubelet', host: () => this.node?.identity?.name ?? options.nodeName, log: log.child({ part: 'events' }), clock: this.clock });
+    this.events = new EventRecorder({ api: this.core, component: 'kubelet', host: () => this.node?.identity?.name ?? options.nodeName, log: log.child({ part: 'events' }), clock: this.clock, writeLimit: { qps: options.config.eventRecordQPS, burst: options.config.eventBurst } });
     this.statusManager = new StatusManager(new ClientPodStatusApi(this.core), log.child({ part: 'status' }), this.clock);
     this.mirrors = new MirrorPodManager(new ClientMirrorPodApi(this.core), log.child({ part: 'mirror' }), (pod) => this.statusManager.resendFor(pod.metadata!.namespace ?? 'default', pod.metadata!.name!));
     this.podConfig = new PodConfig(

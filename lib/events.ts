@@ -12,7 +12,7 @@
  * - each source+object has a token bucket of 25 events refilled one per 5 minutes; events over it
  *   are dropped (EventSourceObjectSpamFilter), so a crash-looping pod cannot flood the API.
  * Events are queued (at most 1000, as the broadcaster's queue) and written one at a time, so
- * counts stay ordered. Best effort: a failure to record is logged at debug level and never reaches
+ * counts stay ordered, no faster than `writeLimit` (the kubelet's eventRecordQPS/eventBurst). Best effort: a failure to record is logged at debug level and never reaches
  * the caller (https://kubernetes.io/docs/reference/kubernetes-api/cluster-resources/event-v1/).
  */
 import { createHash } from 'node:crypto';
@@ -56,6 +56,11 @@ export interface EventRecorderOptions {
   clock?: Clock;
   /** client-go's correlator settings; defaults: defaultCorrelatorSettings. */
   correlator?: CorrelatorSettings;
+  /**
+   * Event writes per second and their burst (the kubelet's eventRecordQPS and eventBurst, the
+   * rate limit of its event client): a write waits for its turn. qps 0: no limit.
+   */
+  writeLimit?: { qps: number; burst: number };
 }
 
 /** Keys remembered by each cache (least recently used forgotten first), as the correlator's LRU caches. */
@@ -171,6 +176,8 @@ export class EventRecorder implements EventSink {
   private queued = 0;
   private sequence = 0;
   private readonly clock: Clock;
+  /** The write rate limiter's bucket (tokens at time `at`). */
+  private writeTokens?: { tokens: number; at: number };
 
   constructor(private readonly options: EventRecorderOptions) {
     this.clock = options.clock ?? systemClock;
@@ -205,7 +212,24 @@ export class EventRecorder implements EventSink {
     return this.chain;
   }
 
+  /** Waits until the write rate limit allows one more write (client-go's token bucket, blocking). */
+  private async writeTurn(): Promise<void> {
+    const limit = this.options.writeLimit;
+    if (!limit || limit.qps <= 0) return;
+    const burst = Math.max(1, limit.burst);
+    const now = this.clock.now();
+    const bucket = this.writeTokens ?? { tokens: burst, at: now };
+    bucket.tokens = Math.min(burst, bucket.tokens + ((now - bucket.at) / 1000) * limit.qps);
+    bucket.at = now;
+    bucket.tokens -= 1;
+    this.writeTokens = bucket;
+    if (bucket.tokens >= 0) return;
+    const waitMs = Math.ceil((-bucket.tokens / limit.qps) * 1000);
+    await new Promise<void>((resolve) => this.clock.setTimer(resolve, waitMs));
+  }
+
   private async write(event: EventInput, key: string, message: string, source: { component: string; host?: string }, at: number): Promise<void> {
+    await this.writeTurn();
     const involved = event.involvedObject;
     const namespace = involved.namespace ?? 'default';
     const now = new Date(at);

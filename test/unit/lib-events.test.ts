@@ -159,6 +159,25 @@ describe('EventRecorder (lib/events.ts): the one recorder of agent, probes and e
     expect(byName('web')[0]!.count).toBe(26);
   });
 
+  it('writes no faster than eventRecordQPS after a burst of eventBurst (the kubelet event client limit)', async () => {
+    const api = new FakeEventsApi();
+    const clock = new FakeClock(1_000_000);
+    const r = new EventRecorder({ api: api as unknown as EventsApi, component: 'kubelet', host: () => 'node-a', log: createLogger('test', 'silent'), clock, writeLimit: { qps: 2, burst: 2 } });
+    for (let i = 0; i < 4; i++) r.record({ ...event(`m${i}`), involvedObject: { ...event('x').involvedObject, name: `pod-${i}` } });
+    const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
+    await settle();
+    expect(api.calls).toHaveLength(2);
+    clock.advance(499);
+    await settle();
+    expect(api.calls).toHaveLength(2);
+    clock.advance(1);
+    await settle();
+    expect(api.calls).toHaveLength(3);
+    clock.advance(500);
+    await r.flush();
+    expect(api.calls).toHaveLength(4);
+  });
+
   it('names an init container by spec.initContainers{name}', () => {
     const pod = { metadata: { name: 'p', namespace: 'ns', uid: 'u' }, spec: { initContainers: [{ name: 'init' }] } };
     expect(podReference(pod, 'init').fieldPath).toBe('spec.initContainers{init}');
