@@ -15,6 +15,7 @@ import type { Runner } from '../lib/command-options.js';
 import { requireKubeconfig, optionalString } from '../lib/command-options.js';
 import { loadKubeletConfig } from '../lib/config/kubelet.js';
 import { loadKubeconfig } from '../lib/config/kubeconfig.js';
+import { notifyReady } from '../lib/sd-notify.js';
 import { createDockerRuntime } from '../cri/docker/factory.js';
 import { Agent } from './agent.js';
 import { cleanupAgent, scopeLabels } from './cleanup.js';
@@ -69,5 +70,7 @@ export const run: Runner = async (options, log) => {
     log,
   });
   await agent.start();
+  // As the kubelet (daemon.SdNotify READY=1 once started): the kubelet API serves, pod sources run.
+  await notifyReady(log, `agent started for node ${nodeName}`);
   return { stop: () => agent.stop() };
 };

@@ -32,6 +32,7 @@ const runners: Record<string, () => Promise<{ run: Runner }>> = {
   'install-cni': () => import('../cni/install-command.js'),
   up: () => import('./up.js'),
   down: () => import('./down.js'),
+  uninstall: () => import('./uninstall.js'),
 };
 
 function defineCommands(program: Command, onRun: (name: string, options: CommandOptions) => void): void {
@@ -105,6 +106,9 @@ function defineCommands(program: Command, onRun: (name: string, options: Command
     .option('--data-dir <dir>', 'cluster state', '/var/lib/knode')
     .option('--container-runtime-endpoint <url>', 'Docker Engine socket', 'unix:///var/run/docker.sock')
     .option('--purge', 'remove containers, rules, devices and the data dir');
+
+  add('uninstall', 'remove a systemd install completely: stop and disable the units, run each component\'s cleanup, remove every installed file')
+    .option('--root <dir>', 'remove the files of a staging root (install.sh --root) instead; systemd and the kernel are left alone');
 
   add('install-cni', 'install the knode CNI plugin into a CNI bin dir')
     .option('--bin-dir <dir>', 'CNI bin dir', '/opt/cni/bin')

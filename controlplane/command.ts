@@ -7,6 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Runner } from '../lib/command-options.js';
 import { optionalString } from '../lib/command-options.js';
+import { notifyReady } from '../lib/sd-notify.js';
 import { ConfigError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { startControlPlane } from './control-plane.js';
@@ -68,5 +69,7 @@ export const run: Runner = async (options, log) => {
   const server = running.url.replace('://0.0.0.0:', '://127.0.0.1:').replace('://[::]:', '://[::1]:');
   writeKubeconfig(kubeconfig, { server, token: credentials?.token, caPem: credentials?.cert });
   log.info({ url: running.url, kubeconfig, store: optionalString(options, 'store') ?? 'file' }, 'control plane ready');
+  // kube-apiserver sends READY=1 once it serves (genericapiserver's daemon.SdNotify).
+  await notifyReady(log, `serving ${running.url}`);
   return { stop: () => running.stop() };
 };

@@ -11,6 +11,7 @@ import type { Runner } from '../lib/command-options.js';
 import { optionalString, requireKubeconfig } from '../lib/command-options.js';
 import { loadKubeconfig } from '../lib/config/kubeconfig.js';
 import { loadKubeletConfig } from '../lib/config/kubelet.js';
+import { notifyReady } from '../lib/sd-notify.js';
 import { ConfigError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { DnsDaemon } from './daemon.js';
@@ -69,5 +70,7 @@ export const run: Runner = async (options, log) => {
     await daemon.stop().catch(() => undefined);
     throw new Error('the cluster DNS could not start', { cause: error });
   }
+  // Ready once synced with the API server (what /ready says); a failed list is logged by the daemon.
+  void daemon.ready.then(() => notifyReady(log, `serving DNS on ${bindAddress}:${port}`), () => undefined);
   return { stop: () => daemon.stop() };
 };

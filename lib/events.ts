@@ -1,8 +1,8 @@
 /**
- * The one event recorder (core/v1 Events) of the node components, as client-go's
+ * The one event recorder (core/v1 Events) of knode's components, as client-go's
  * record.EventRecorder with its EventCorrelator (tools/record/events_cache.go): an event is
- * written for an involved object (a Pod, with fieldPath spec.containers{name} for a container, or
- * the Node), and, in client-go's order:
+ * written for an involved object (a Pod, with fieldPath spec.containers{name} for a container, the
+ * Node, or a workload the control plane's controllers manage), and, in client-go's order:
  * - similar events (same source, object, type and reason) with 10 different messages within
  *   10 minutes are combined into one whose message is "(combined from similar events): …"
  *   (EventAggregator);
@@ -14,9 +14,13 @@
  * Events are queued (at most 1000, as the broadcaster's queue) and written one at a time, so
  * counts stay ordered, no faster than `writeLimit` (the kubelet's eventRecordQPS/eventBurst). Best effort: a failure to record is logged at debug level and never reaches
  * the caller (https://kubernetes.io/docs/reference/kubernetes-api/cluster-resources/event-v1/).
+ *
+ * Where events go is an EventWriter: the API over HTTP for the node components
+ * (apiEventWriter), the registry in process for the control plane's controllers
+ * (controlplane/controllers/events.ts).
  */
 import { createHash } from 'node:crypto';
-import { PatchStrategy, setHeaderOptions, type CoreV1Api } from '@kubernetes/client-node';
+import { PatchStrategy, setHeaderOptions, type CoreV1Api, type CoreV1Event } from '@kubernetes/client-node';
 import type { Logger } from './log.js';
 import { systemClock, type Clock } from './clock.js';
 
@@ -27,6 +31,7 @@ export interface InvolvedObject {
   /** Events of cluster-scoped objects (a Node) go to the "default" namespace, as the kubelet's. */
   namespace?: string;
   uid?: string;
+  resourceVersion?: string;
   fieldPath?: string;
 }
 
@@ -46,11 +51,32 @@ export interface EventSink {
 /** The part of the API client the recorder uses. */
 export type EventsApi = Pick<CoreV1Api, 'createNamespacedEvent' | 'patchNamespacedEvent'>;
 
-export interface EventRecorderOptions {
-  api: EventsApi;
-  /** source.component, e.g. "kubelet". */
+/** Where the recorder writes its events. */
+export interface EventWriter {
+  create(namespace: string, event: CoreV1Event): Promise<void>;
+  /**
+   * Sets count, lastTimestamp and message of an event written before; rejects when it is gone
+   * (an error whose `code` is 404, as the API client's and the registry's).
+   */
+  update(namespace: string, name: string, change: { count: number; lastTimestamp: Date; message: string }): Promise<void>;
+}
+
+/** Events through the Kubernetes API (create, then merge patches for repeats). */
+export function apiEventWriter(api: EventsApi): EventWriter {
+  return {
+    async create(namespace, body) {
+      await api.createNamespacedEvent({ namespace, body });
+    },
+    async update(namespace, name, body) {
+      await api.patchNamespacedEvent({ name, namespace, body }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    },
+  };
+}
+
+export type EventRecorderOptions = {
+  /** source.component and reportingComponent, e.g. "kubelet". */
   component: string;
-  /** source.host: the node name once known. */
+  /** source.host and reportingInstance: the node name once known. */
   host: () => string | undefined;
   log: Logger;
   clock?: Clock;
@@ -61,7 +87,7 @@ export interface EventRecorderOptions {
    * rate limit of its event client): a write waits for its turn. qps 0: no limit.
    */
   writeLimit?: { qps: number; burst: number };
-}
+} & ({ api: EventsApi } | { writer: EventWriter });
 
 /** Keys remembered by each cache (least recently used forgotten first), as the correlator's LRU caches. */
 const maxRemembered = 4096;
@@ -176,16 +202,23 @@ export class EventRecorder implements EventSink {
   private queued = 0;
   private sequence = 0;
   private readonly clock: Clock;
+  private readonly writer: EventWriter;
   /** The write rate limiter's bucket (tokens at time `at`). */
   private writeTokens?: { tokens: number; at: number };
 
   constructor(private readonly options: EventRecorderOptions) {
     this.clock = options.clock ?? systemClock;
+    this.writer = 'writer' in options ? options.writer : apiEventWriter(options.api);
     this.correlator = new EventCorrelator(options.correlator ?? defaultCorrelatorSettings);
   }
 
   /** Correlates and queues the event; never throws. */
   record(event: EventInput): void {
+    void this.recordAndWait(event);
+  }
+
+  /** Correlates and queues the event; resolves once it is written, dropped or given up. Never rejects. */
+  recordAndWait(event: EventInput): Promise<void> {
     const now = this.clock.now();
     const host = this.options.host();
     const source = { component: this.options.component, ...(host ? { host } : {}) };
@@ -194,17 +227,19 @@ export class EventRecorder implements EventSink {
     const decision = this.correlator.correlate(event, source, now);
     if (decision.skip) {
       log.debug(what, 'event dropped by the spam filter (25 per object, then one per 5 minutes)');
-      return;
+      return Promise.resolve();
     }
     if (this.queued >= maxQueued) {
       log.debug(what, 'event dropped: the event queue is full');
-      return;
+      return Promise.resolve();
     }
     this.queued++;
-    this.chain = this.chain
+    const written = this.chain
       .then(() => this.write(event, decision.key, decision.message, source, now))
       .catch((error: unknown) => log.debug({ err: error, ...what }, 'cannot record event'))
       .finally(() => this.queued--);
+    this.chain = written;
+    return written;
   }
 
   /** Resolves when every queued event was written (or given up). */
@@ -236,7 +271,7 @@ export class EventRecorder implements EventSink {
     const previous = this.seen.get(key);
     if (previous) {
       try {
-        await this.options.api.patchNamespacedEvent({ name: previous.name, namespace, body: { count: previous.count + 1, lastTimestamp: now, message: message.slice(0, maxMessage) } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+        await this.writer.update(namespace, previous.name, { count: previous.count + 1, lastTimestamp: now, message: message.slice(0, maxMessage) });
         this.seen.set(key, { ...previous, count: previous.count + 1 });
         return;
       } catch (error) {
@@ -248,19 +283,18 @@ export class EventRecorder implements EventSink {
     const name = `${involved.name}.${(BigInt(at) * 1_000_000n + BigInt(this.sequence++ % 1_000_000)).toString(16)}`;
     const count = previous ? previous.count + 1 : 1;
     const first = previous?.first ?? now;
-    await this.options.api.createNamespacedEvent({
-      namespace,
-      body: {
-        metadata: { name, namespace, ...(event.annotations && Object.keys(event.annotations).length > 0 ? { annotations: event.annotations } : {}) },
-        involvedObject: { ...involved, ...(involved.kind === 'Node' ? {} : { namespace }) },
-        reason: event.reason,
-        message: message.slice(0, maxMessage),
-        type: event.type,
-        source,
-        firstTimestamp: first,
-        lastTimestamp: now,
-        count,
-      },
+    await this.writer.create(namespace, {
+      metadata: { name, namespace, ...(event.annotations && Object.keys(event.annotations).length > 0 ? { annotations: event.annotations } : {}) },
+      involvedObject: { ...involved, ...(involved.kind === 'Node' ? {} : { namespace }) },
+      reason: event.reason,
+      message: message.slice(0, maxMessage),
+      type: event.type,
+      source,
+      firstTimestamp: first,
+      lastTimestamp: now,
+      count,
+      reportingComponent: this.options.component,
+      reportingInstance: source.host ?? '',
     });
     this.seen.set(key, { name, count, first });
   }

@@ -4,7 +4,7 @@
  *
  *   const clients = await createKubeClients('/path/kubeconfig');
  *   await clients.core.patchNodeStatus({ name, body }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
- *   const informer = makeInformer(clients.kubeConfig, '/api/v1/pods', () => clients.core.listPodForAllNamespaces());
+ *   const informer = new Informer<V1Pod>({ kubeConfig: clients.kubeConfig, path: '/api/v1/pods', list: (s) => clients.core.listPodForAllNamespaces(s), … }); // lib/informer.ts
  */
 import type { CoordinationV1Api, CoreV1Api, DiscoveryV1Api, KubeConfig } from '@kubernetes/client-node';
 import { loadKubeconfig } from './config/kubeconfig.js';

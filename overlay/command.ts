@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { optionalString, requireKubeconfig, type Runner } from '../lib/command-options.js';
 import { loadKubeconfig } from '../lib/config/kubeconfig.js';
 import { loadNetConf } from '../lib/config/netconf.js';
+import { notifyReady } from '../lib/sd-notify.js';
 import { cleanupOverlay } from './cleanup.js';
 import { OverlayDaemon } from './daemon.js';
 
@@ -28,5 +29,7 @@ export const run: Runner = async (options, log) => {
     log,
   });
   await daemon.start();
+  // Ready = lease written to the subnet file, CNI socket serving, peers synced (daemon.ts start()).
+  await notifyReady(log, `subnet lease written to ${subnetFile}`);
   return daemon;
 };

@@ -2,14 +2,15 @@
  * The overlay daemon (flanneld with the kube subnet manager and the vxlan backend):
  * lease = this node's spec.podCIDR, VTEP published in flannel's node annotations with a status
  * patch (as flannel's kube subnet manager does), VXLAN device ensured, subnet.env written, and a
- * node informer that reconciles peers (add/change/remove) into ARP/FDB/route entries. It also
+ * node informer (lib/informer.ts) that reconciles peers (add/change/remove) into ARP/FDB/route entries. It also
  * hosts the CNI plugin's fast-path socket (cni/plugin-server.ts). Kernel state is left in place
  * on stop, so a restart re-adopts it without breaking established flows.
  */
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
-import { CoreV1Api, KubeConfig, makeInformer, PatchStrategy, setHeaderOptions, type Informer, type V1Node } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1Node } from '@kubernetes/client-node';
+import { Informer } from '../lib/informer.js';
 import { NetnsIpPool } from '../lib/ip/pool.js';
 import { IpRunner } from '../lib/ip/runner.js';
 import { IpBatchSession } from '../lib/ip/session.js';
@@ -55,7 +56,7 @@ export class OverlayDaemon {
   /** The one `ip`/netlink runner of the daemon, shared with the CNI fast path it hosts. */
   private readonly ip: IpRunner;
   private readonly pool = new NetnsIpPool();
-  private readonly nodes = new Map<string, NodeView>();
+  private nodes = new Map<string, NodeView>();
   private readonly programmed = new Map<string, Peer & { direct: boolean }>();
   private underlay?: Underlay;
   private device = '';
@@ -124,29 +125,20 @@ export class OverlayDaemon {
   }
 
   private async startInformer(): Promise<void> {
-    const informer = makeInformer<V1Node>(this.options.kubeconfig, '/api/v1/nodes', () => this.api.listNode());
-    const upsert = (node: V1Node) => {
-      const view = toView(node);
-      this.nodes.set(view.name, view);
-      this.schedule();
-    };
-    informer.on('add', upsert);
-    informer.on('update', upsert);
-    informer.on('delete', (node: V1Node) => {
-      this.nodes.delete(node.metadata?.name ?? '');
-      this.schedule();
+    // Reconcile only from a complete list (onItems): a partial one would remove adopted peers and flap them.
+    this.informer = new Informer<V1Node>({
+      kubeConfig: this.options.kubeconfig,
+      path: '/api/v1/nodes',
+      list: (selectors) => this.api.listNode(selectors),
+      onItems: (nodes) => {
+        this.nodes = new Map(nodes.map((node) => [node.metadata?.name ?? '', toView(node)]));
+        this.synced = true;
+        this.schedule();
+      },
+      what: 'Nodes',
+      log: this.options.log,
     });
-    informer.on('error', (error: unknown) => {
-      this.options.log.warn({ err: error }, 'node watch failed; restarting');
-      setTimeout(() => {
-        if (!this.stopped) informer.start().catch((err: unknown) => this.options.log.error({ err }, 'node watch restart failed'));
-      }, 1000);
-    });
-    this.informer = informer;
-    await informer.start();
-    // Reconcile only from a complete list: a partial one would remove adopted peers and flap them.
-    this.synced = true;
-    this.schedule();
+    await this.informer.start();
   }
 
   /** Serialises reconciles; each one works from the latest node set. */

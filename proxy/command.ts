@@ -7,6 +7,7 @@ import type { Runner } from '../lib/command-options.js';
 import { optionalString, requireKubeconfig } from '../lib/command-options.js';
 import { loadKubeProxyConfig } from '../lib/config/kubeproxy.js';
 import { loadKubeconfig } from '../lib/config/kubeconfig.js';
+import { notifyReady } from '../lib/sd-notify.js';
 import { ProxyDaemon } from './daemon.js';
 import { cleanupProxy } from './cleanup.js';
 
@@ -30,5 +31,7 @@ export const run: Runner = async (options, log) => {
     await daemon.stop().catch(() => undefined);
     throw new Error('the service proxy could not start', { cause: error });
   }
+  // Ready = Services and EndpointSlices listed, sync loop and /healthz running.
+  await notifyReady(log, `proxy synced (${mode})`);
   return { stop: () => daemon.stop() };
 };

@@ -39,6 +39,10 @@ declare -A pkg_of=(
   [dnsperf]=dnsperf
   [dnsmasq]=dnsmasq-base
   [nft]=nftables
+  [debootstrap]=debootstrap
+  [systemd-nspawn]=systemd-container
+  [systemd-notify]=systemd
+  [flock]=util-linux
 )
 missing=()
 for cmd in "${!pkg_of[@]}"; do

@@ -27,7 +27,7 @@ export class ApiPodSource {
     this.informer = new Informer<V1Pod>({
       kubeConfig: options.kubeConfig,
       path: '/api/v1/pods',
-      list: () => core.listPodForAllNamespaces({ fieldSelector }),
+      list: (selectors) => core.listPodForAllNamespaces(selectors),
       fieldSelector,
       onItems: (pods) => options.onPods(apiSourceName, pods),
       what: 'pods of this node',

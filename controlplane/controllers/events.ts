@@ -1,66 +1,56 @@
 /**
- * Event recording for the in-process controllers, as client-go's EventRecorder writes core/v1
- * Events (https://kubernetes.io/docs/reference/kubernetes-api/cluster-resources/event-v1/): one
- * Event per (object, type, reason, message); a repeat bumps `count` and `lastTimestamp` instead of
- * writing a new object (the correlator's aggregation of identical events). The cache of recent
- * events is bounded; a failed write is logged, never thrown at the controller.
+ * Events of the in-process controllers through the one recorder (lib/events.ts: aggregation of
+ * repeats into count/lastTimestamp, bounded memory, best effort). The controllers run inside the
+ * API server, so the recorder writes through the registry (validation, storage, watch), not HTTP.
  */
+import type { CoreV1Event } from '@kubernetes/client-node';
+import type { Clock } from '../../lib/clock.js';
+import { EventRecorder as Recorder, type EventWriter, type InvolvedObject } from '../../lib/events.js';
 import type { Logger } from '../../lib/log.js';
 import type { Registry } from '../registry.js';
-import { groupVersion, resourceByKind, resources, type ResourceInfo } from '../resources.js';
+import { groupVersion, resourceByKind, resourceNamed } from '../resources.js';
 import type { KObject } from '../storage/types.js';
 import { rfc3339 } from '../util.js';
 
-const events = resources.find((r) => r.name === 'events') as ResourceInfo;
-const maxRemembered = 4096;
+const events = resourceNamed('events');
 
 export type EventType = 'Normal' | 'Warning';
 
 export interface EventRecorder {
+  /** Resolves once the event is written (or given up); never rejects. */
   record(object: KObject, type: EventType, reason: string, message: string): Promise<void>;
 }
 
-export function createEventRecorder(registry: Registry, component: string, log: Logger, now: () => Date = () => new Date()): EventRecorder {
-  const seen = new Map<string, { name: string; count: number }>();
+/** The recorder's sink inside the API server: the registry, with timestamps as stored (RFC 3339). */
+export function registryEventWriter(registry: Registry): EventWriter {
   return {
-    async record(object, type, reason, message) {
-      const meta = object.metadata;
-      const namespace = meta.namespace ?? 'default';
-      const key = `${meta.uid ?? ''}\u0000${type}\u0000${reason}\u0000${message}`;
-      const time = rfc3339(now());
-      try {
-        const known = seen.get(key);
-        if (known) {
-          const updated = await registry
-            .mutate(events, namespace, known.name, (event) => ({ ...event, count: known.count + 1, lastTimestamp: time }))
-            .then(() => true)
-            .catch(() => false);
-          if (updated) {
-            known.count += 1;
-            return;
-          }
-        }
-        const info = resourceByKind(String(object.kind ?? ''));
-        const name = `${meta.name ?? 'unknown'}.${(now().getTime() * 1000 + Math.floor(Math.random() * 1000)).toString(16)}`;
-        await registry.create(events, namespace, {
-          metadata: { name, namespace },
-          involvedObject: { kind: object.kind, namespace: meta.namespace, name: meta.name, uid: meta.uid, apiVersion: info ? groupVersion(info) : object.apiVersion, resourceVersion: meta.resourceVersion },
-          reason,
-          message,
-          source: { component },
-          firstTimestamp: time,
-          lastTimestamp: time,
-          count: 1,
-          type,
-          eventTime: null,
-          reportingComponent: component,
-          reportingInstance: '',
-        } as unknown as KObject);
-        if (seen.size >= maxRemembered) seen.delete(seen.keys().next().value as string);
-        seen.set(key, { name, count: 1 });
-      } catch (error) {
-        log.warn({ err: error, reason, object: `${meta.namespace ?? ''}/${meta.name ?? ''}` }, 'cannot record event');
-      }
+    async create(namespace: string, event: CoreV1Event) {
+      const stored = { ...event, firstTimestamp: rfc3339(event.firstTimestamp ?? new Date()), lastTimestamp: rfc3339(event.lastTimestamp ?? new Date()) };
+      await registry.create(events, namespace, stored);
     },
+    async update(namespace, name, change) {
+      await registry.mutate(events, namespace, name, (event) => ({ ...event, count: change.count, lastTimestamp: rfc3339(change.lastTimestamp), message: change.message }));
+    },
+  };
+}
+
+function reference(object: KObject): InvolvedObject {
+  const meta = object.metadata;
+  const info = resourceByKind(String(object.kind ?? ''));
+  const apiVersion = info ? groupVersion(info) : String(object.apiVersion ?? '');
+  return {
+    apiVersion,
+    kind: String(object.kind ?? ''),
+    name: meta.name ?? 'unknown',
+    ...(meta.namespace !== undefined ? { namespace: meta.namespace } : {}),
+    ...(meta.uid !== undefined ? { uid: meta.uid } : {}),
+    ...(meta.resourceVersion !== undefined ? { resourceVersion: meta.resourceVersion } : {}),
+  };
+}
+
+export function createEventRecorder(registry: Registry, component: string, log: Logger, clock?: Clock): EventRecorder {
+  const recorder = new Recorder({ writer: registryEventWriter(registry), component, host: () => undefined, log, ...(clock ? { clock } : {}) });
+  return {
+    record: (object, type, reason, message) => recorder.recordAndWait({ involvedObject: reference(object), type, reason, message }),
   };
 }

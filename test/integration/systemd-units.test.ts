@@ -1,4 +1,4 @@
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +23,8 @@ function stagingRoot(): string {
   cpSync('/usr/lib/systemd/system', join(root, 'usr/lib/systemd/system'), { recursive: true, verbatimSymlinks: true });
   mkdirSync(join(root, 'usr/bin'), { recursive: true });
   for (const command of ['test', 'mkdir']) cpSync(`/usr/bin/${command}`, join(root, 'usr/bin', command));
+  mkdirSync(join(root, 'sbin'), { recursive: true });
+  cpSync(realpathSync('/sbin/modprobe'), join(root, 'sbin/modprobe'));
   return root;
 }
 
@@ -37,11 +39,21 @@ describe.skipIf(env.skip)('systemd units', () => {
       expect(text, name).toMatch(/^Wants=.*network-online\.target/m);
       expect(text, name).toMatch(/^After=.*network-online\.target/m);
       expect(text, name).toMatch(/^ExecStart=\/usr\/local\/bin\/knode /m);
+      // Ready when the daemon serves (lib/sd-notify.ts sends READY=1 through systemd-notify, a child).
+      expect(text, name).toMatch(/^Type=notify$/m);
+      expect(text, name).toMatch(/^NotifyAccess=all$/m);
     }
+    expect(readFileSync(join(repo, 'systemd/knode-overlay.service'), 'utf8')).toMatch(/^ExecStartPre=-\/sbin\/modprobe -a .*\bvxlan\b/m);
     const agent = readFileSync(join(repo, 'systemd/knode-agent.service'), 'utf8');
     expect(agent).toMatch(/^KillMode=process$/m);
     expect(agent).toMatch(/^Delegate=yes$/m);
     expect(agent).toMatch(/^After=.*docker\.service/m);
+    expect(agent).toMatch(/^ExecStartPre=-\/sbin\/modprobe -a .*\bbr_netfilter\b.*\boverlay\b/m);
+    // Debian's reference plugins (portmap is chained by the default conflist).
+    expect(agent).toMatch(/^ExecStart=.* --cni-bin-dir=\/opt\/cni\/bin,\/usr\/lib\/cni /m);
+    // The overlay needs the Node the agent registers: the agent pulls it in without waiting for it.
+    expect(agent).toMatch(/^Wants=.*knode-overlay\.service/m);
+    expect(agent).not.toMatch(/^(After|Requires)=.*knode-overlay/m);
   });
 
   it('install.sh stages a node and systemd-analyze verify passes on every unit, with no warning', async () => {
@@ -94,5 +106,27 @@ describe.skipIf(env.skip)('systemd units', () => {
     writeFileSync(join(root, 'etc/knode/kubelet-config.yaml'), 'edited\n');
     await run(['bash', join(repo, 'systemd/install.sh'), '--root', root, '--kubeconfig', kubeconfig, '--link']);
     expect(readFileSync(join(root, 'etc/knode/kubelet-config.yaml'), 'utf8')).toBe('edited\n');
+  });
+
+  it('knode uninstall --root removes every file install.sh staged, and again is a no-op', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'knode-uninstall-'));
+    roots.push(root);
+    const kubeconfig = join(root, 'input.kubeconfig');
+    writeFileSync(kubeconfig, 'apiVersion: v1\n');
+    // The directories every Debian machine has.
+    for (const dir of ['opt', 'usr/local/bin', 'etc/systemd/system', 'etc/default', 'var/lib', 'var/log', 'run']) mkdirSync(join(root, dir), { recursive: true });
+    const listing = (dir: string): string[] => readdirSync(dir, { recursive: true, encoding: 'utf8' }).sort();
+    const before = listing(root);
+    await run(['bash', join(repo, 'systemd/install.sh'), '--root', root, '--kubeconfig', kubeconfig, '--node-name', 'node-a', '--with-controlplane', '--link']);
+    // What install-cni and the components write on a real node, staged the same way.
+    for (const file of ['opt/cni/bin/knode', 'etc/cni/net.d/10-knode.conflist', 'var/lib/cni/knode/ipam', 'var/lib/cni/results/knode-abc-eth0', 'var/lib/knode/kubelet/x', 'run/flannel/subnet.env', 'etc/kubernetes/manifests/pod.yaml']) {
+      mkdirSync(join(root, file, '..'), { recursive: true });
+      writeFileSync(join(root, file), 'x');
+    }
+    const first = await run(['node', join(repo, 'bin/knode'), 'uninstall', '--root', root]);
+    expect(first.stdout).toContain('knode uninstalled');
+    expect(listing(root)).toEqual(before);
+    const second = await run(['node', join(repo, 'bin/knode'), 'uninstall', '--root', root]);
+    expect(second.stdout).toContain('nothing to remove');
   });
 });

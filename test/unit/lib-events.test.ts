@@ -197,3 +197,47 @@ describe('EventRecorder (lib/events.ts): the one recorder of agent, probes and e
     expect(stored![1].involvedObject.namespace).toBeUndefined();
   });
 });
+
+describe('one recorder for every component: the control plane controllers write through the registry', () => {
+  it('recordAndWait resolves once written; reportingComponent/Instance come from the source', async () => {
+    const api = new FakeEventsApi();
+    const r = recorder(api);
+    await r.recordAndWait(event('y'));
+    expect([...api.store.values()][0]).toMatchObject({ reportingComponent: 'kubelet', reportingInstance: 'node-a', count: 1 });
+    api.failCreates = 1;
+    // A failed write is given up (logged), never thrown at the caller.
+    await expect(r.recordAndWait(event('z'))).resolves.toBeUndefined();
+  });
+
+  it('a controller event lands in the registry and repeats aggregate into one Event', async () => {
+    const { MemoryStorage } = await import('../../controlplane/storage/memory.js');
+    const { Registry } = await import('../../controlplane/registry.js');
+    const { resourceNamed } = await import('../../controlplane/resources.js');
+    const { createEventRecorder } = await import('../../controlplane/controllers/events.js');
+    const storage = new MemoryStorage();
+    await storage.start();
+    try {
+      const registry = new Registry(storage);
+      await registry.create(resourceNamed('namespaces'), undefined, { metadata: { name: 'default' } });
+      const recorder = createEventRecorder(registry, 'deployment-controller', createLogger('test', 'silent'), new SteppingClock(2_000_000));
+      const deployment = { kind: 'Deployment', metadata: { name: 'web', namespace: 'default', uid: 'd-1', resourceVersion: '7' } };
+      await recorder.record(deployment, 'Normal', 'ScalingReplicaSet', 'Scaled up replica set web-1 from 0 to 2');
+      await recorder.record(deployment, 'Normal', 'ScalingReplicaSet', 'Scaled up replica set web-1 from 0 to 2');
+      await recorder.record(deployment, 'Warning', 'FailedCreate', 'quota');
+      const list = await registry.list(resourceNamed('events'), 'default');
+      const scaling = list.items.find((e) => e.reason === 'ScalingReplicaSet');
+      expect(list.items).toHaveLength(2);
+      expect(scaling).toMatchObject({
+        count: 2,
+        type: 'Normal',
+        source: { component: 'deployment-controller' },
+        reportingComponent: 'deployment-controller',
+        involvedObject: { apiVersion: 'apps/v1', kind: 'Deployment', name: 'web', namespace: 'default', uid: 'd-1', resourceVersion: '7' },
+      });
+      expect(scaling!.firstTimestamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+      expect(String(scaling!.lastTimestamp) > String(scaling!.firstTimestamp)).toBe(true);
+    } finally {
+      await storage.stop();
+    }
+  });
+});

@@ -4,11 +4,10 @@
  * (./socket.ts), and the kernel commits them as one transaction. `cut()` marks where a batch
  * too big for one socket write may be split (see ./socket.ts for why that can be needed).
  */
-import { encodeExprs, encodeVerdict, type Expr, type Verdict } from './expr.js';
+import { writeExpr, writeVerdict, type Expr, type Verdict } from './expr.js';
 import {
   ChainAttr, HookAttr, Hook, LIST_ELEM, Msg, NFPROTO_IPV4, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST, NF_ACCEPT, RuleAttr, SetAttr, SetDescAttr,
-  SetElemAttr, SetElemListAttr, SetFlag, TableAttr, DataAttr, attr, attrMap, be64, message, nested, nftType, readBe32, readBe64, readStr,
-  strAttr, u32Attr, type HookName,
+  SetElemAttr, SetElemListAttr, SetFlag, TableAttr, DataAttr, NlWriter, attrMap, nftType, readBe32, readBe64, readStr, type HookName,
 } from './wire.js';
 import { decodeVerdict } from './expr.js';
 
@@ -67,6 +66,7 @@ export class Batch {
   /** Indexes after which the batch may be split into separate transactions. */
   readonly cuts = new Set<number>();
   private nextSetId = 1;
+  private readonly w = new NlWriter();
   bytes = 0;
 
   constructor(readonly table: string, private readonly family = NFPROTO_IPV4) {}
@@ -85,8 +85,14 @@ export class Batch {
     return this.messages.length;
   }
 
-  private push(msg: number, flags: number, attrs: Buffer[], description: string): void {
-    const out = message(nftType(msg), NLM_F_REQUEST | flags, this.family, attrs);
+  /** Starts a message whose attributes the caller then writes; finish() closes it. */
+  private start(msg: number, flags: number): NlWriter {
+    this.w.beginMessage(nftType(msg), NLM_F_REQUEST | flags, this.family);
+    return this.w;
+  }
+
+  private finish(description: string): void {
+    const out = this.w.endMessage();
     this.messages.push(out);
     this.descriptions.push(description);
     this.bytes += out.length;
@@ -97,32 +103,47 @@ export class Batch {
   }
 
   addTable(comment?: string): void {
-    const attrs = [strAttr(TableAttr.name, this.table), u32Attr(TableAttr.flags, 0)];
-    if (comment) attrs.push(attr(TableAttr.userdata, commentTlv(0, comment)));
-    this.push(Msg.newTable, NLM_F_CREATE, attrs, `add table ${this.table}`);
+    const w = this.start(Msg.newTable, NLM_F_CREATE);
+    w.str(TableAttr.name, this.table);
+    w.u32(TableAttr.flags, 0);
+    if (comment) w.bytes(TableAttr.userdata, commentTlv(0, comment));
+    this.finish(`add table ${this.table}`);
   }
 
   deleteTable(): void {
-    this.push(Msg.delTable, 0, [strAttr(TableAttr.name, this.table)], `delete table ${this.table}`);
+    this.start(Msg.delTable, 0).str(TableAttr.name, this.table);
+    this.finish(`delete table ${this.table}`);
   }
 
   addChain(name: string, base?: BaseChainSpec, comment?: string): void {
-    const attrs = [strAttr(ChainAttr.table, this.table), strAttr(ChainAttr.name, name)];
+    const w = this.start(Msg.newChain, NLM_F_CREATE);
+    w.str(ChainAttr.table, this.table);
+    w.str(ChainAttr.name, name);
     if (base) {
-      attrs.push(nested(ChainAttr.hook, [u32Attr(HookAttr.hooknum, Hook[base.hook]), u32Attr(HookAttr.priority, base.priority)]));
-      attrs.push(u32Attr(ChainAttr.policy, NF_ACCEPT), strAttr(ChainAttr.type, base.type));
+      const hook = w.nest(ChainAttr.hook);
+      w.u32(HookAttr.hooknum, Hook[base.hook]);
+      w.u32(HookAttr.priority, base.priority);
+      w.end(hook);
+      w.u32(ChainAttr.policy, NF_ACCEPT);
+      w.str(ChainAttr.type, base.type);
     }
-    if (comment) attrs.push(attr(ChainAttr.userdata, commentTlv(0, comment)));
-    this.push(Msg.newChain, NLM_F_CREATE, attrs, `add chain ${name}`);
+    if (comment) w.bytes(ChainAttr.userdata, commentTlv(0, comment));
+    this.finish(`add chain ${name}`);
   }
 
   /** DELRULE with only the chain: removes every rule of the chain. */
   flushChain(name: string): void {
-    this.push(Msg.delRule, 0, [strAttr(RuleAttr.table, this.table), strAttr(RuleAttr.chain, name)], `flush chain ${name}`);
+    const w = this.start(Msg.delRule, 0);
+    w.str(RuleAttr.table, this.table);
+    w.str(RuleAttr.chain, name);
+    this.finish(`flush chain ${name}`);
   }
 
   deleteChain(name: string): void {
-    this.push(Msg.delChain, 0, [strAttr(ChainAttr.table, this.table), strAttr(ChainAttr.name, name)], `delete chain ${name}`);
+    const w = this.start(Msg.delChain, 0);
+    w.str(ChainAttr.table, this.table);
+    w.str(ChainAttr.name, name);
+    this.finish(`delete chain ${name}`);
   }
 
   addRule(chain: string, rule: Rule): void {
@@ -134,63 +155,91 @@ export class Batch {
       this.addElements(name, rule.anon.elements, id);
       exprs = exprs.map((expr) => (expr.kind === 'lookup' && expr.set.startsWith('__') ? { ...expr, set: name, setId: id } : expr));
     }
-    const attrs = [strAttr(RuleAttr.table, this.table), strAttr(RuleAttr.chain, chain), nested(RuleAttr.expressions, [encodeExprs(exprs)])];
-    if (rule.comment) attrs.push(attr(RuleAttr.userdata, commentTlv(0, rule.comment)));
-    this.push(Msg.newRule, NLM_F_CREATE | NLM_F_APPEND, attrs, `add rule to chain ${chain}`);
+    const w = this.start(Msg.newRule, NLM_F_CREATE | NLM_F_APPEND);
+    w.str(RuleAttr.table, this.table);
+    w.str(RuleAttr.chain, chain);
+    const list = w.nest(RuleAttr.expressions);
+    for (const expr of exprs) writeExpr(w, expr);
+    w.end(list);
+    if (rule.comment) w.bytes(RuleAttr.userdata, commentTlv(0, rule.comment));
+    this.finish(`add rule to chain ${chain}`);
   }
 
   addSet(spec: SetSpec, id = this.nextSetId++): void {
-    const attrs = [
-      strAttr(SetAttr.table, this.table), strAttr(SetAttr.name, spec.name), u32Attr(SetAttr.flags, spec.flags),
-      u32Attr(SetAttr.keyType, spec.keyType), u32Attr(SetAttr.keyLen, spec.keyLen),
-    ];
-    if (spec.dataType !== undefined) attrs.push(u32Attr(SetAttr.dataType, spec.dataType), u32Attr(SetAttr.dataLen, 0));
-    attrs.push(u32Attr(SetAttr.id, id));
-    if (spec.timeoutMs) attrs.push(attr(SetAttr.timeout, be64(spec.timeoutMs)));
+    const w = this.start(Msg.newSet, NLM_F_CREATE);
+    w.str(SetAttr.table, this.table);
+    w.str(SetAttr.name, spec.name);
+    w.u32(SetAttr.flags, spec.flags);
+    w.u32(SetAttr.keyType, spec.keyType);
+    w.u32(SetAttr.keyLen, spec.keyLen);
+    if (spec.dataType !== undefined) {
+      w.u32(SetAttr.dataType, spec.dataType);
+      w.u32(SetAttr.dataLen, 0);
+    }
+    w.u32(SetAttr.id, id);
+    if (spec.timeoutMs) w.u64(SetAttr.timeout, spec.timeoutMs);
     const udata: Buffer[] = [];
     if (spec.keyByteOrder) udata.push(tlv(0, u32le(spec.keyByteOrder)));
     if (spec.comment) udata.push(commentTlv(7, spec.comment));
-    if (udata.length > 0) attrs.push(attr(SetAttr.userdata, Buffer.concat(udata)));
-    this.push(Msg.newSet, NLM_F_CREATE, attrs, `add set ${spec.name}`);
+    if (udata.length > 0) w.bytes(SetAttr.userdata, Buffer.concat(udata));
+    this.finish(`add set ${spec.name}`);
   }
 
   deleteSet(name: string): void {
-    this.push(Msg.delSet, 0, [strAttr(SetAttr.table, this.table), strAttr(SetAttr.name, name)], `delete set ${name}`);
+    const w = this.start(Msg.delSet, 0);
+    w.str(SetAttr.table, this.table);
+    w.str(SetAttr.name, name);
+    this.finish(`delete set ${name}`);
   }
 
   /** DELSETELEM without elements: empties the set. */
   flushSet(name: string): void {
-    this.push(Msg.delSetElem, 0, [strAttr(SetElemListAttr.table, this.table), strAttr(SetElemListAttr.set, name)], `flush set ${name}`);
+    const w = this.start(Msg.delSetElem, 0);
+    w.str(SetElemListAttr.table, this.table);
+    w.str(SetElemListAttr.set, name);
+    this.finish(`flush set ${name}`);
   }
 
   /** `cuts`: the batch may be split between the messages of these elements. */
   addElements(set: string, elements: readonly Element[], setId?: number, cuts = false): void {
-    this.elements(Msg.newSetElem, NLM_F_CREATE, set, elements, setId, cuts);
+    this.elements(Msg.newSetElem, NLM_F_CREATE, set, elements, setId, cuts, false);
   }
 
   deleteElements(set: string, elements: readonly Element[], cuts = false): void {
-    this.elements(Msg.delSetElem, 0, set, elements.map((element) => ({ key: element.key, intervalEnd: element.intervalEnd })), undefined, cuts);
+    this.elements(Msg.delSetElem, 0, set, elements, undefined, cuts, true);
   }
 
   /** Elements go in messages of at most 512 (a message is limited to 64 KiB by the u16 attribute length). */
-  private elements(msg: number, flags: number, set: string, elements: readonly Element[], setId?: number, cuts = false): void {
+  private elements(msg: number, flags: number, set: string, elements: readonly Element[], setId: number | undefined, cuts: boolean, keysOnly: boolean): void {
     for (let start = 0; start < elements.length; start += 512) {
-      const list = elements.slice(start, start + 512).map(encodeElement);
-      const attrs = [strAttr(SetElemListAttr.table, this.table), strAttr(SetElemListAttr.set, set)];
-      if (setId !== undefined) attrs.push(u32Attr(SetElemListAttr.setId, setId));
-      attrs.push(nested(SetElemListAttr.elements, list));
-      this.push(msg, flags, attrs, `${msg === Msg.newSetElem ? 'add' : 'delete'} ${list.length} element(s) of ${set}`);
+      const count = Math.min(512, elements.length - start);
+      const w = this.start(msg, flags);
+      w.str(SetElemListAttr.table, this.table);
+      w.str(SetElemListAttr.set, set);
+      if (setId !== undefined) w.u32(SetElemListAttr.setId, setId);
+      const list = w.nest(SetElemListAttr.elements);
+      for (let i = start; i < start + count; i++) writeElement(w, elements[i] as Element, keysOnly);
+      w.end(list);
+      this.finish(`${msg === Msg.newSetElem ? 'add' : 'delete'} ${count} element(s) of ${set}`);
       if (cuts) this.cut();
     }
   }
 }
 
-function encodeElement(element: Element): Buffer {
-  const children = [nested(SetElemAttr.key, [attr(DataAttr.value, element.key)])];
-  if (element.verdict) children.push(nested(SetElemAttr.data, [encodeVerdict(element.verdict)]));
-  if (element.intervalEnd) children.push(u32Attr(SetElemAttr.flags, 1));
-  if (element.comment) children.push(attr(SetElemAttr.userdata, commentTlv(0, element.comment)));
-  return nested(LIST_ELEM, children);
+/** A deletion carries only the key and the interval-end flag. */
+function writeElement(w: NlWriter, element: Element, keysOnly: boolean): void {
+  const elem = w.nest(LIST_ELEM);
+  const key = w.nest(SetElemAttr.key);
+  w.bytes(DataAttr.value, element.key);
+  w.end(key);
+  if (element.verdict && !keysOnly) {
+    const data = w.nest(SetElemAttr.data);
+    writeVerdict(w, element.verdict);
+    w.end(data);
+  }
+  if (element.intervalEnd) w.u32(SetElemAttr.flags, 1);
+  if (element.comment && !keysOnly) w.bytes(SetElemAttr.userdata, commentTlv(0, element.comment));
+  w.end(elem);
 }
 
 // ---- parsers of GET dumps (payload = nfgenmsg + attributes) ----

@@ -5,7 +5,7 @@
  * kernel's rules with the wanted ones: what the kernel adds (counter values, default flags,
  * nesting flags) does not count as drift.
  */
-import { DataAttr, ExprAttr, LIST_ELEM, VerdictAttr, attr, attrMap, be64, nested, parseAttrs, readBe32, readBe64, readStr, strAttr, u32Attr } from './wire.js';
+import { DataAttr, ExprAttr, LIST_ELEM, NlWriter, VerdictAttr, attrMap, parseAttrs, readBe32, readBe64, readStr } from './wire.js';
 
 export const Reg = { verdict: 0, r1: 1, r2: 2 } as const;
 /** NFT_REG32_00 + n: the 32-bit registers used for concatenations (reg32 0 overlaps reg 1). */
@@ -56,67 +56,98 @@ const NFPROTO_IPV4 = 2;
 const keyOf = <K extends string>(table: Record<K, number>, value: number | undefined): K | undefined =>
   (Object.keys(table) as K[]).find((key) => table[key] === value);
 
-const value = (type: number, data: Buffer) => nested(type, [attr(DataAttr.value, data)]);
+const value = (w: NlWriter, type: number, data: Buffer) => {
+  const handle = w.nest(type);
+  w.bytes(DataAttr.value, data);
+  w.end(handle);
+};
 
-export function encodeVerdict(verdict: Verdict): Buffer {
-  const children = [u32Attr(VerdictAttr.code, verdictCodes[verdict.code])];
-  if (verdict.chain !== undefined) children.push(strAttr(VerdictAttr.chain, verdict.chain));
-  return nested(DataAttr.verdict, children);
+export function writeVerdict(w: NlWriter, verdict: Verdict): void {
+  const handle = w.nest(DataAttr.verdict);
+  w.u32(VerdictAttr.code, verdictCodes[verdict.code]);
+  if (verdict.chain !== undefined) w.str(VerdictAttr.chain, verdict.chain);
+  w.end(handle);
 }
 
-function encodeData(expr: Expr): Buffer[] {
+function writeData(w: NlWriter, expr: Expr): void {
   switch (expr.kind) {
-    case 'payload': return [u32Attr(1, expr.dreg), u32Attr(2, bases.indexOf(expr.base)), u32Attr(3, expr.offset), u32Attr(4, expr.len)];
-    case 'cmp': return [u32Attr(1, expr.sreg), u32Attr(2, cmpOps.indexOf(expr.op)), value(3, expr.data)];
-    case 'meta': return [u32Attr(2, metaKeys[expr.key]), u32Attr(1, expr.dreg)];
-    case 'metaSet': return [u32Attr(2, metaKeys[expr.key]), u32Attr(3, expr.sreg)];
-    case 'ct': return [u32Attr(2, ctKeys[expr.key]), u32Attr(1, expr.dreg)];
-    case 'bitwise': return [u32Attr(1, expr.sreg), u32Attr(2, expr.dreg), u32Attr(3, expr.len), value(4, expr.mask), value(5, expr.xor)];
-    case 'lookup': {
-      const out = [u32Attr(2, expr.sreg)];
-      if (expr.dreg !== undefined) out.push(u32Attr(3, expr.dreg));
-      out.push(strAttr(1, expr.set));
-      if (expr.setId !== undefined) out.push(u32Attr(4, expr.setId));
-      if (expr.invert) out.push(u32Attr(5, 1));
-      return out;
+    case 'payload': w.u32(1, expr.dreg); w.u32(2, bases.indexOf(expr.base)); w.u32(3, expr.offset); w.u32(4, expr.len); return;
+    case 'cmp': w.u32(1, expr.sreg); w.u32(2, cmpOps.indexOf(expr.op)); value(w, 3, expr.data); return;
+    case 'meta': w.u32(2, metaKeys[expr.key]); w.u32(1, expr.dreg); return;
+    case 'metaSet': w.u32(2, metaKeys[expr.key]); w.u32(3, expr.sreg); return;
+    case 'ct': w.u32(2, ctKeys[expr.key]); w.u32(1, expr.dreg); return;
+    case 'bitwise': w.u32(1, expr.sreg); w.u32(2, expr.dreg); w.u32(3, expr.len); value(w, 4, expr.mask); value(w, 5, expr.xor); return;
+    case 'lookup':
+      w.u32(2, expr.sreg);
+      if (expr.dreg !== undefined) w.u32(3, expr.dreg);
+      w.str(1, expr.set);
+      if (expr.setId !== undefined) w.u32(4, expr.setId);
+      if (expr.invert) w.u32(5, 1);
+      return;
+    case 'immediate': {
+      w.u32(1, 0);
+      const handle = w.nest(2);
+      writeVerdict(w, expr.verdict);
+      w.end(handle);
+      return;
     }
-    case 'immediate': return [u32Attr(1, 0), nested(2, [encodeVerdict(expr.verdict)])];
-    case 'immediateData': return [u32Attr(1, expr.dreg), value(2, expr.data)];
-    case 'numgen': return [u32Attr(1, expr.dreg), u32Attr(2, expr.modulus), u32Attr(3, expr.type === 'random' ? 1 : 0), u32Attr(4, expr.offset)];
-    case 'nat': {
-      const out = [u32Attr(1, expr.type === 'dnat' ? 1 : 0), u32Attr(2, NFPROTO_IPV4)];
-      if (expr.addrMin !== undefined) out.push(u32Attr(3, expr.addrMin));
-      if (expr.addrMax !== undefined) out.push(u32Attr(4, expr.addrMax));
-      if (expr.protoMin !== undefined) out.push(u32Attr(5, expr.protoMin));
-      if (expr.protoMax !== undefined) out.push(u32Attr(6, expr.protoMax));
-      if (expr.flags) out.push(u32Attr(7, expr.flags));
-      return out;
-    }
-    case 'masq': return expr.flags ? [u32Attr(1, expr.flags)] : [];
-    case 'counter': return [attr(1, be64(expr.bytes)), attr(2, be64(expr.packets))];
-    case 'dynset': {
-      const out = [u32Attr(4, expr.sregKey), u32Attr(3, dynsetOps.indexOf(expr.op))];
-      if (expr.timeoutMs) out.push(attr(6, be64(expr.timeoutMs)));
-      out.push(strAttr(1, expr.set));
-      if (expr.setId !== undefined) out.push(u32Attr(2, expr.setId));
-      return out;
-    }
-    case 'reject': return [u32Attr(1, expr.type), attr(2, Buffer.from([expr.code]))];
-    case 'fib': return [u32Attr(1, expr.dreg), u32Attr(2, fibResults[expr.result]), u32Attr(3, expr.flags)];
-    case 'unknown': return [expr.data];
+    case 'immediateData': w.u32(1, expr.dreg); value(w, 2, expr.data); return;
+    case 'numgen': w.u32(1, expr.dreg); w.u32(2, expr.modulus); w.u32(3, expr.type === 'random' ? 1 : 0); w.u32(4, expr.offset); return;
+    case 'nat':
+      w.u32(1, expr.type === 'dnat' ? 1 : 0);
+      w.u32(2, NFPROTO_IPV4);
+      if (expr.addrMin !== undefined) w.u32(3, expr.addrMin);
+      if (expr.addrMax !== undefined) w.u32(4, expr.addrMax);
+      if (expr.protoMin !== undefined) w.u32(5, expr.protoMin);
+      if (expr.protoMax !== undefined) w.u32(6, expr.protoMax);
+      if (expr.flags) w.u32(7, expr.flags);
+      return;
+    case 'masq': if (expr.flags) w.u32(1, expr.flags); return;
+    case 'counter': w.u64(1, expr.bytes); w.u64(2, expr.packets); return;
+    case 'dynset':
+      w.u32(4, expr.sregKey);
+      w.u32(3, dynsetOps.indexOf(expr.op));
+      if (expr.timeoutMs) w.u64(6, expr.timeoutMs);
+      w.str(1, expr.set);
+      if (expr.setId !== undefined) w.u32(2, expr.setId);
+      return;
+    case 'reject': w.u32(1, expr.type); w.bytes(2, Buffer.from([expr.code])); return;
+    case 'fib': w.u32(1, expr.dreg); w.u32(2, fibResults[expr.result]); w.u32(3, expr.flags); return;
+    case 'unknown': w.raw(expr.data); return;
   }
 }
 
 const exprName = (expr: Expr) => (expr.kind === 'metaSet' ? 'meta' : expr.kind === 'immediateData' ? 'immediate' : expr.kind);
 
-/** One NFTA_LIST_ELEM holding the expression. */
-export function encodeExpr(expr: Expr): Buffer {
-  const data = expr.kind === 'unknown' ? attr(ExprAttr.data | 0x8000, expr.data) : nested(ExprAttr.data, encodeData(expr));
-  return nested(LIST_ELEM, [strAttr(ExprAttr.name, exprName(expr)), data]);
+/** One NFTA_LIST_ELEM holding the expression, written in place. */
+export function writeExpr(w: NlWriter, expr: Expr): void {
+  const elem = w.nest(LIST_ELEM);
+  w.str(ExprAttr.name, exprName(expr));
+  if (expr.kind === 'unknown') {
+    w.bytes(ExprAttr.data | 0x8000, expr.data);
+  } else {
+    const data = w.nest(ExprAttr.data);
+    writeData(w, expr);
+    w.end(data);
+  }
+  w.end(elem);
 }
 
-/** The payload of NFTA_RULE_EXPRESSIONS. */
-export const encodeExprs = (exprs: readonly Expr[]) => Buffer.concat(exprs.map(encodeExpr));
+/** The payload of NFTA_RULE_EXPRESSIONS as a Buffer (rule keys, tests). */
+const scratch = new NlWriter(64 * 1024);
+
+export function encodeExprs(exprs: readonly Expr[]): Buffer {
+  const w = scratch;
+  for (const expr of exprs) writeExpr(w, expr);
+  return w.take();
+}
+
+export const encodeExpr = (expr: Expr) => encodeExprs([expr]);
+
+export function encodeVerdict(verdict: Verdict): Buffer {
+  writeVerdict(scratch, verdict);
+  return scratch.take();
+}
 
 function decodeDataValue(data: Buffer | undefined): Buffer {
   return data ? attrMap(data).get(DataAttr.value) ?? Buffer.alloc(0) : Buffer.alloc(0);
