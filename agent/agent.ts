@@ -84,7 +84,7 @@ export class Agent {
     const nodeIdentity = () => this.node?.identity;
     const desiredPods = () => this.podConfig.desiredPods().values();
     const reachable = options.podNetworkReachable !== false;
-    this.events = new EventRecorder({ api: core, component: 'kubelet', host: () => nodeIdentity()?.name ?? nodeName, log: log.child({ part: 'events' }), clock });
+    this.events = new EventRecorder({ api: core, component: 'kubelet', host: () => nodeIdentity()?.name ?? nodeName, log: log.child({ part: 'events' }), clock, writeLimit: { qps: config.eventRecordQPS, burst: config.eventBurst } });
     this.statusManager = new StatusManager(new ClientPodStatusApi(core), log.child({ part: 'status' }), clock);
     const mirrorManager = new MirrorPodManager(new ClientMirrorPodApi(core), log.child({ part: 'mirror' }), (pod) => this.statusManager.resendFor(pod.metadata!.namespace ?? 'default', pod.metadata!.name!));
     this.mirrors = new MirrorPodSync({ manager: mirrorManager, pods: desiredPods, mirrors: () => this.podConfig.mirrorPods(), node: nodeIdentity, log });
@@ -104,6 +104,7 @@ export class Agent {
       resyncMs: config.syncFrequency,
       onPodStarted: (_pod, latencyMs) => this.metrics.podStartLatency.observe(latencyMs / 1000),
       podNetworkReachable: reachable,
+      recordEvent: (event) => this.events.record(event),
       ...(this.rtConfig.cgroupsPerQOS ? { podCgroups: podCgroupsFor(config, desiredPods, log.child({ part: 'cgroups' })) } : {}),
       probes: this.probes,
     });

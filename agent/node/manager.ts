@@ -4,6 +4,9 @@
  * reconciled); its status is patched every nodeStatusUpdateFrequency when something changed, or
  * every nodeStatusReportFrequency regardless; the Lease kube-node-lease/<node> is renewed every
  * nodeLeaseDurationSeconds/4 (KEP-589). API failures are logged and retried on the next tick.
+ * The kubelet's Node events: Starting ("Starting kubelet."), a condition event (NodeReady,
+ * NodeHasSufficientMemory, …) when a condition's status changes, NodeSchedulable/NodeNotSchedulable
+ * when spec.unschedulable does (kubelet_node_status.go recordNodeStatusEvent).
  */
 import { readFile, statfs } from 'node:fs/promises';
 import { hostname as osHostname, networkInterfaces } from 'node:os';
@@ -13,7 +16,7 @@ import type { RuntimeService } from '../../cri/runtime.js';
 import type { Logger } from '../../lib/log.js';
 import { describeError, errnoCode } from '../../lib/errors.js';
 import { systemClock, type Clock } from '../../lib/clock.js';
-import { buildNode, buildNodeStatus, goArch, readiness, type NodeConfigInput, type NodeFactsInput, type PressureInput } from './status.js';
+import { buildNode, buildNodeStatus, conditionEvents, goArch, readiness, type NodeConfigInput, type NodeFactsInput, type PressureInput } from './status.js';
 import { apiErrorCode } from '../status/manager.js';
 import { stableJson } from '../sources/static-pod.js';
 import type { KubeletConfiguration } from '../../lib/config/kubelet.js';
@@ -89,6 +92,8 @@ interface NodeManagerOptions {
   log: Logger;
   clock?: Clock;
   pressure?: () => PressureInput;
+  /** Records a Normal event about this Node (the agent's one recorder, lib/events.ts). */
+  recordEvent?(reason: string, message: string): void;
 }
 
 interface NodeSetup {
@@ -135,6 +140,7 @@ export class NodeManager {
   private leaseTimer?: NodeJS.Timeout;
   private leaseRenewal?: Promise<void>;
   private readonly clock: Clock;
+  private lastUnschedulable = false;
   ready = false;
 
   constructor(private readonly options: NodeManagerOptions) {
@@ -162,6 +168,7 @@ export class NodeManager {
   }
 
   async start(): Promise<void> {
+    this.options.recordEvent?.('Starting', 'Starting kubelet.');
     await this.tick();
     this.statusTimer = setInterval(() => void this.tick(), this.options.statusUpdateMs);
     this.statusTimer.unref();
@@ -201,12 +208,27 @@ export class NodeManager {
       const status = await this.computeStatus();
       this.lastStatus = status;
       if (this.node) this.node = await this.readServerNode();
+      // Registration compares with no conditions (the kubelet's setters run on its initial Node).
+      const before = this.node?.status?.conditions;
       if (!this.node) await this.register(status);
       else await this.updateStatus(status, conditionsKey(this.node.status?.conditions) !== conditionsKey(status.conditions));
+      this.recordStatusEvents(before, status);
       await this.renewLease();
     } catch (error) {
       this.options.log.warn({ err: error }, 'node status update failed');
     }
+  }
+
+  /** Events of a status update that reached the server (kubelet recordNodeStatusEvent). */
+  private recordStatusEvents(before: V1NodeStatus['conditions'], status: V1NodeStatus): void {
+    const record = this.options.recordEvent;
+    if (!record) return;
+    const name = this.options.facts.nodeName;
+    const reasons = conditionEvents(before, status.conditions);
+    const unschedulable = this.node?.spec?.unschedulable === true;
+    if (unschedulable !== this.lastUnschedulable) reasons.push(unschedulable ? 'NodeNotSchedulable' : 'NodeSchedulable');
+    this.lastUnschedulable = unschedulable;
+    for (const reason of reasons) record(reason, `Node ${name} status is now: ${reason}`);
   }
 
   /** The Node as the server has it; undefined when it was deleted. */

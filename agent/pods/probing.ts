@@ -35,7 +35,7 @@ function workerProbeListener(workers: () => WorkerView, events: Pick<EventRecord
     resultChanged: (update) => workers().podEvent(update.podUid),
     killContainer: (request) => {
       log.info({ pod: `${request.namespace}/${request.podName}`, container: request.containerName, reason: request.reason }, request.message);
-      workers().get(request.podUid)?.killForProbe(request.containerId, request.gracePeriodSeconds);
+      workers().get(request.podUid)?.killForProbe(request.containerId, request.gracePeriodSeconds, request.message);
     },
     event: (event) => {
       log.info({ pod: `${event.namespace}/${event.podName}`, container: event.containerName, reason: event.reason }, event.message);

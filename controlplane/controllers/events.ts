@@ -29,7 +29,7 @@ export function registryEventWriter(registry: Registry): EventWriter {
       await registry.create(events, namespace, stored);
     },
     async update(namespace, name, change) {
-      await registry.mutate(events, namespace, name, (event) => ({ ...event, count: change.count, lastTimestamp: rfc3339(change.lastTimestamp) }));
+      await registry.mutate(events, namespace, name, (event) => ({ ...event, count: change.count, lastTimestamp: rfc3339(change.lastTimestamp), message: change.message }));
     },
   };
 }
