@@ -64,6 +64,10 @@ spec:
     expect((await kubectl(['apply', '-f', '-'], manifest('2'))).stdout.trim()).toBe('deployment.apps/m configured');
     const stored = JSON.parse((await kubectl(['get', 'deploy/m', '-o', 'json'])).stdout) as Obj;
     const containers = ((((stored.spec as Obj).template as Obj).spec as Obj).containers as Obj[]).map((c) => ({ name: c.name, env: c.env, workingDir: c.workingDir }));
+    // kubectl's default --validate=strict: an unknown field is refused (server-side field validation, announced in the OpenAPI).
+    const unknown = await kubectl(['apply', '-f', '-'], manifest('3').replace('selector: {matchLabels: {app: m}}', 'selector: {matchLabels: {app: m}}\n  replicaz: 3'));
+    expect(unknown.code).not.toBe(0);
+    expect(unknown.stderr).toContain('unknown field "spec.replicaz"');
     expect(containers).toEqual([
       { name: 'a', env: [{ name: 'X', value: '2' }], workingDir: undefined },
       { name: 'b', env: undefined, workingDir: '/tmp' },

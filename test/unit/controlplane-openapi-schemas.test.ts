@@ -32,3 +32,22 @@ describe('OpenAPI v3 component schemas', () => {
     expect(schemas('/openapi/v3/api/v1')).toEqual({});
   });
 });
+
+describe('strict field validation of the workload kinds', () => {
+  it('names every unknown field with its path, skips free-form fields and patch directives', async () => {
+    const { unknownFields } = await import('../../controlplane/field-validation.js');
+    const deployment = {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'x', labelz: {} },
+      spec: {
+        replicaz: 1,
+        selector: { matchLabels: { a: 'b' } },
+        template: { metadata: { labels: { a: 'b' } }, spec: { containers: [{ name: 'c', image: 'i', imagee: 1, ports: [{ containerPort: 1, hostPortt: 2 }], resources: { limits: { cpu: '1' } } }], '$setElementOrder/containers': [{ name: 'c' }] } },
+      },
+    };
+    expect(unknownFields('Deployment', deployment)).toEqual(['metadata.labelz', 'spec.replicaz', 'spec.template.spec.containers[0].imagee', 'spec.template.spec.containers[0].ports[0].hostPortt']);
+    expect(unknownFields('ControllerRevision', { apiVersion: 'apps/v1', kind: 'ControllerRevision', metadata: { name: 'r' }, revision: 1, data: { anything: { goes: true } } })).toEqual([]);
+    expect(unknownFields('CronJob', { spec: { schedule: '* * * * *', jobTemplate: { spec: { backoffLimitt: 1 } } } })).toEqual(['spec.jobTemplate.spec.backoffLimitt']);
+  });
+});
