@@ -39,8 +39,8 @@ const keyOf = (pod: KObject) => `${pod.metadata.namespace ?? ''}/${pod.metadata.
 
 class Scheduler {
   readonly queue: KeyQueue;
-  /** Unschedulable Pods by key, with the time of their last attempt. */
-  readonly parked = new Map<string, number>();
+  /** Unschedulable Pods by key: the time of their last attempt and the spec it saw. */
+  readonly parked = new Map<string, { at: number; spec: string }>();
   private readonly events: EventRecorder;
 
   constructor(
@@ -62,8 +62,8 @@ class Scheduler {
       (list) => {
         for (const pod of list.items.filter(wantsScheduling)) {
           const key = keyOf(pod);
-          const parkedAt = this.parked.get(key);
-          if (parkedAt === undefined || now - parkedAt >= unschedulableFlushMs) this.queue.add(key);
+          const parked = this.parked.get(key);
+          if (parked === undefined || now - parked.at >= unschedulableFlushMs) this.queue.add(key);
         }
       },
       (error: unknown) => this.log.warn({ err: error }, 'cannot list pending pods'),
@@ -100,7 +100,7 @@ class Scheduler {
       await this.events.record(pod, 'Normal', 'Scheduled', `Successfully assigned ${namespace}/${name} to ${decision.node}`);
       return;
     }
-    if (this.parked.size < maxParked || this.parked.has(key)) this.parked.set(key, Date.now());
+    if (this.parked.size < maxParked || this.parked.has(key)) this.parked.set(key, { at: Date.now(), spec: canonicalJson(pod.spec) });
     await this.markUnschedulable(pod, decision.unschedulable);
   }
 
@@ -143,7 +143,9 @@ export function startScheduler(registry: Registry, cache: WatchCache, log: Logge
       filter: { prefix: '/registry/core/pods/', matches: () => true },
       send: (type, pod) => {
         if (type !== 'DELETED' && wantsScheduling(pod)) {
-          if (!scheduler.parked.has(keyOf(pod))) scheduler.queue.add(keyOf(pod));
+          // A parked pod is tried again when its spec changes (tolerations added), not on its own status writes.
+          const parked = scheduler.parked.get(keyOf(pod));
+          if (!parked || parked.spec !== canonicalJson(pod.spec)) scheduler.queue.add(keyOf(pod));
           return;
         }
         // A deleted or finished pod frees room (resources, host ports) on its node.

@@ -350,6 +350,13 @@ spec:
     await waitFor('hp2 bound to sn2', async () => (await nodeOf('hp2')) === 'sn2');
     expect((await kubectl(['describe', 'pod', 'hp2'])).stdout).toContain(`Successfully assigned ${ns}/hp2 to sn2`);
     await kubectl(['delete', 'pod', 'hp1', 'hp2', '--wait=false']);
+    // A waiting pod whose spec changes (a toleration added) is tried again at once.
+    expect((await kubectl(['taint', 'node', 'sn1', 'sn2', 'only=x:NoSchedule'])).code).toBe(0);
+    expect((await kubectl(['apply', '-f', '-'], 'apiVersion: v1\nkind: Pod\nmetadata: {name: tol}\nspec:\n  nodeSelector: {rack: r1}\n  containers: [{name: c, image: i}]\n')).code).toBe(0);
+    await waitFor('tol waits', async () => /untolerated taint \{only: x\}/.test((await kubectl(['describe', 'pod', 'tol'])).stdout));
+    expect((await kubectl(['patch', 'pod', 'tol', '--type=json', '-p', JSON.stringify([{ op: 'add', path: '/spec/tolerations/-', value: { key: 'only', operator: 'Equal', value: 'x', effect: 'NoSchedule' } }])])).code).toBe(0);
+    await waitFor('tol bound once it tolerates the taint', async () => ['sn1', 'sn2'].includes(await nodeOf('tol')), 20_000);
+    await kubectl(['delete', 'pod', 'tol', '--wait=false']);
   });
 
   it('survives odd objects: 0 replicas, huge parallelism', async () => {
