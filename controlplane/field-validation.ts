@@ -5,9 +5,13 @@
  * `Warning` header that kubectl prints; `Ignore` drops the check. The known fields are those of
  * the core/v1, coordination/v1 and discovery/v1 types for the parts people write by hand
  * (top level, metadata, Pod spec and containers, Service spec); deeper structures are not checked.
+ * The apps/v1 and batch/v1 kinds are checked in full (model-fields.ts).
  */
 import { ApiError } from './status.js';
 import { isRecord } from './util.js';
+import { unknownModelFields } from './model-fields.js';
+
+const modelChecked: ReadonlySet<string> = new Set(['Deployment', 'ReplicaSet', 'DaemonSet', 'ControllerRevision', 'Job', 'CronJob']);
 
 const objectMeta = ['name', 'generateName', 'namespace', 'selfLink', 'uid', 'resourceVersion', 'generation', 'creationTimestamp', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'labels', 'annotations', 'ownerReferences', 'finalizers', 'managedFields'];
 const withSpec = ['apiVersion', 'kind', 'metadata', 'spec', 'status'];
@@ -61,6 +65,8 @@ function eachItem(value: unknown, path: string, visit: (item: unknown, itemPath:
 
 /** Paths of fields the kind does not have, in kube-apiserver's notation (`spec.containers[0].imagee`). */
 export function unknownFields(kind: string, body: unknown): string[] {
+  // The workload kinds are checked in full against the API's type definitions (model-fields.ts).
+  if (modelChecked.has(kind)) return unknownModelFields(`V1${kind}`, body) ?? [];
   const out: string[] = [];
   const allowed = topLevel[kind];
   if (!allowed || !isRecord(body)) return out;

@@ -11,7 +11,7 @@ import type { StatusCause } from './status.js';
 import type { KObject } from './storage/types.js';
 import { checkMetadata, invalidValue, required, unsupported } from './validation.js';
 import { canonicalJson, isRecord } from './util.js';
-import { type WorkloadStrategy, defaultTemplate, immutableSelector, nonNegativeInt, obj, positiveInt, validateSelector, validateTemplate } from './kinds-workload.js';
+import { type WorkloadStrategy, clearStatus, defaultTemplate, immutableSelector, nonNegativeInt, obj, positiveInt, validateSelector, validateTemplate } from './kinds-workload.js';
 
 const controllerUidLabel = 'batch.kubernetes.io/controller-uid';
 const jobNameLabel = 'batch.kubernetes.io/job-name';
@@ -171,6 +171,6 @@ function validateCronJob(cj: KObject): StatusCause[] {
 }
 
 export const batchStrategies: Record<string, WorkloadStrategy> = {
-  Job: { defaults: defaultJob, validate: validateJob },
-  CronJob: { defaults: defaultCronJob, validate: validateCronJob },
+  Job: { defaults: defaultJob, prepareForCreate: clearStatus, validate: validateJob },
+  CronJob: { defaults: defaultCronJob, prepareForCreate: clearStatus, validate: validateCronJob },
 };

@@ -4,10 +4,15 @@
  * with their `x-kubernetes-group-version-kind` and the `fieldValidation` query parameter on PATCH.
  * That is what kubectl 1.32 reads to decide that the server validates fields itself
  * (cli-runtime queryParamVerifierV3), so `kubectl apply/create` work without --validate=false.
- * Schemas are not described (kubectl falls back to its compiled-in types for strategic merge).
+ * The workload groups (apps/v1, batch/v1) carry component schemas (openapi-schemas.ts) for
+ * `kubectl explain`; other groups are not described (kubectl falls back to its compiled-in types).
  */
 import { createHash } from 'node:crypto';
 import { resources, type ResourceInfo } from './resources.js';
+import { componentSchemas } from './openapi-schemas.js';
+
+/** Groups whose kinds are described (openapi-schemas.ts); the others keep kubectl's compiled-in types. */
+const schemaGroups: ReadonlySet<string> = new Set(['apps', 'batch']);
 
 function gvPath(group: string, version: string): string {
   return group ? `apis/${group}/${version}` : `api/${version}`;
@@ -46,7 +51,7 @@ function openApiDocument(group: string, version: string): object | undefined {
     openapi: '3.0.0',
     info: { title: 'Kubernetes (knode control plane)', version: 'v1.32.0' },
     paths: Object.assign({}, ...list.map(operations)),
-    components: { schemas: {} },
+    components: { schemas: schemaGroups.has(group) ? componentSchemas(list.map((r) => ({ group: r.group, version: r.version, kind: r.kind }))) : {} },
   };
 }
 
