@@ -6,6 +6,7 @@
  * (cli-runtime queryParamVerifierV3), so `kubectl apply/create` work without --validate=false.
  * Schemas are not described (kubectl falls back to its compiled-in types for strategic merge).
  */
+import { kubernetesVersion } from '../lib/version.js';
 import { createHash } from 'node:crypto';
 import { resources, type ResourceInfo } from './resources.js';
 
@@ -44,7 +45,7 @@ export function openApiDocument(group: string, version: string): object | undefi
   if (list.length === 0) return undefined;
   return {
     openapi: '3.0.0',
-    info: { title: 'Kubernetes (knode control plane)', version: 'v1.32.0' },
+    info: { title: 'Kubernetes (knode control plane)', version: kubernetesVersion },
     paths: Object.assign({}, ...list.map(operations)),
     components: { schemas: {} },
   };
