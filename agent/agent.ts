@@ -379,7 +379,7 @@ export class Agent {
       coordination: this.options.kubeConfig.makeApiClient(CoordinationV1Api),
       runtime,
       facts,
-      config: { nodeLabels: config.nodeLabels, registerWithTaints: config.registerWithTaints, kubeReserved: config.kubeReserved, systemReserved: config.systemReserved, evictionHard: config.evictionHard },
+      config: { nodeLabels: config.nodeLabels, registerWithTaints: config.registerWithTaints, kubeReserved: config.kubeReserved, systemReserved: config.systemReserved, evictionHard: config.evictionHard, registerNode: config.registerNode, providerID: config.providerID },
       statusUpdateMs: config.nodeStatusUpdateFrequency,
       statusReportMs: config.nodeStatusReportFrequency,
       leaseDurationSeconds: config.nodeLeaseDurationSeconds,

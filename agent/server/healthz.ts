@@ -2,7 +2,9 @@
  * The kubelet's healthz server (pkg/kubelet/server/server.go ListenAndServeKubeletHealthzServer,
  * KubeletConfiguration healthzPort/healthzBindAddress, default 127.0.0.1:10248): GET /healthz
  * answers "ok" (200) while the agent is healthy, else 500 with the failed check, as the kubelet's
- * healthz handler. Port 0 disables it, as in the kubelet.
+ * healthz handler. Port 0 disables it, as in the kubelet. A port that cannot be bound is logged
+ * and retried every 5 s without stopping the agent, as the kubelet's
+ * `wait.Until(ListenAndServe, 5s)` (pkg/kubelet/server ListenAndServeKubeletHealthzServer caller).
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -18,6 +20,8 @@ export interface HealthzOptions {
 
 export class HealthzServer {
   private server?: Server;
+  private retry?: NodeJS.Timeout;
+  private stopped = false;
 
   constructor(private readonly options: HealthzOptions) {}
 
@@ -25,9 +29,26 @@ export class HealthzServer {
     return (this.server?.address() as AddressInfo | null)?.port;
   }
 
+  /** Resolves once listening, or once the first attempt failed (then retried in the background). */
   async start(): Promise<void> {
+    if (this.options.port === 0) return;
+    try {
+      await this.listen();
+    } catch (error) {
+      this.options.log.error({ err: error }, 'failed to start the healthz server; retrying every 5 s');
+      this.retry = setInterval(() => {
+        this.listen().then(
+          () => clearInterval(this.retry),
+          (again: unknown) => this.options.log.debug({ err: again }, 'healthz server still cannot listen'),
+        );
+      }, 5000);
+      this.retry.unref();
+    }
+  }
+
+  private async listen(): Promise<void> {
     const { bindAddress, port, log } = this.options;
-    if (port === 0) return;
+    if (this.stopped || this.server) return;
     const server = createServer((req, res) => {
       const path = new URL(req.url ?? '/', 'http://x').pathname;
       if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -50,6 +71,8 @@ export class HealthzServer {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.retry);
     const server = this.server;
     this.server = undefined;
     if (!server) return;
