@@ -1,7 +1,7 @@
 /**
  * The kubelet flags operators use besides the config file, applied over the KubeletConfiguration
- * (flags win, as the kubelet's): --node-labels, --register-with-taints, --node-ip, and the klog
- * verbosity --v mapped to a log level. Bad values are a ConfigError naming the flag.
+ * (flags win, as the kubelet's): --node-labels, --register-with-taints, --node-ip (--v is
+ * lib/log.ts klogLevel). Bad values are a ConfigError naming the flag.
  */
 import { isIP } from 'node:net';
 import { ConfigError } from '../lib/errors.js';
@@ -79,17 +79,6 @@ export function parseTaints(text: string): Taint[] {
 export function parseNodeIP(text: string): string {
   if (isIP(text) === 0) throw new ConfigError(`flag --node-ip: "${text}" is not an IP address`);
   return text;
-}
-
-/**
- * klog verbosity (--v) → pino level. klog: 0–2 are the normal operating levels (2 is the
- * kubelet's recommended default), 3–4 extended/debug, 5+ trace-level detail
- * (https://github.com/kubernetes/community/blob/master/contributors/devel/sig-instrumentation/logging.md).
- */
-export function klogLevel(text: string): 'info' | 'debug' | 'trace' {
-  if (!/^\d{1,3}$/.test(text)) throw new ConfigError(`flag --v: "${text}" is not a verbosity number (0-10)`);
-  const v = Number(text);
-  return v <= 2 ? 'info' : v <= 4 ? 'debug' : 'trace';
 }
 
 /** The config with the flags applied: flag labels/taints add to (and override) the file's. */

@@ -5,7 +5,10 @@
  * the API client, runtimeRequestTimeout and the image pull queue on the runtime, and the
  * healthz server (healthzBindAddress:healthzPort).
  */
+import Docker from 'dockerode';
 import type { KubeConfig } from '@kubernetes/client-node';
+import { ConfigError } from '../lib/errors.js';
+import { socketPathOf } from '../cri/docker/factory.js';
 import type { CommandOptions } from '../lib/command-options.js';
 import { optionalString } from '../lib/command-options.js';
 import type { KubeletConfiguration } from '../lib/config/kubelet.js';
@@ -25,6 +28,8 @@ export async function agentConfig(file: KubeletConfiguration, options: CommandOp
   const nodeIPFlag = optionalString(options, 'nodeIp');
   const nodeIP = nodeIPFlag !== undefined ? parseNodeIP(nodeIPFlag) : process.env.KNODE_NODE_IP;
   warnUnimplemented(log, 'KubeletConfiguration', kubeletUnimplemented(config));
+  const endpoint = optionalString(options, 'containerRuntimeEndpoint') ?? config.containerRuntimeEndpoint;
+  checkCgroupDriver(config.cgroupDriver, await dockerCgroupDriver(endpoint, log));
   const swaps = await checkSwap(config.failSwapOn);
   if (swaps.length > 0) log.warn({ swaps }, 'swap is on and failSwapOn is false: pods may use swap as the host allows (knode sets no swap limit beyond the memory limit)');
   return { config, ...(nodeIP ? { nodeIP } : {}) };
@@ -47,4 +52,26 @@ export async function startHealthz(config: KubeletConfiguration, log: Logger): P
   const server = new HealthzServer({ bindAddress: config.healthzBindAddress, port: config.healthzPort, log: log.child({ part: 'healthz' }) });
   await server.start();
   return server;
+}
+
+/**
+ * cgroupDriver must be the container runtime's (dockershim's check, and the kubelet's with a CRI
+ * that reports its driver): "misconfiguration: kubelet cgroup driver: "systemd" is different
+ * from docker cgroup driver: "cgroupfs"". An unknown runtime driver (runtime down) is not an error.
+ */
+export function checkCgroupDriver(configured: string, runtime: string | undefined): void {
+  if (runtime && runtime !== configured) {
+    throw new ConfigError(`misconfiguration: kubelet cgroup driver: "${configured}" is different from docker cgroup driver: "${runtime}" (set cgroupDriver: ${runtime} in the KubeletConfiguration)`);
+  }
+}
+
+/** Docker's cgroup driver (docker info CgroupDriver); undefined when Docker does not answer. */
+export async function dockerCgroupDriver(endpoint: string, log: Logger): Promise<string | undefined> {
+  try {
+    const info = (await new Docker({ socketPath: socketPathOf(endpoint), timeout: 10_000 }).info()) as { CgroupDriver?: string };
+    return info.CgroupDriver;
+  } catch (error) {
+    log.warn({ err: error }, 'cannot ask Docker for its cgroup driver; cgroupDriver is not checked');
+    return undefined;
+  }
 }

@@ -12,13 +12,15 @@ import { HealthzServer } from '../../agent/server/healthz.js';
 import { activeSwaps, checkSwap } from '../../agent/node/swap.js';
 import { applyRuntimePolicies, callTimeoutMs } from '../../cri/runtime-policies.js';
 import { TokenBucket } from '../../lib/token-bucket.js';
-import { applyAgentFlags, klogLevel, parseNodeIP, parseNodeLabels, parseTaints } from '../../agent/flags.js';
+import { applyAgentFlags, parseNodeIP, parseNodeLabels, parseTaints } from '../../agent/flags.js';
 import { kubeletApiVersion, parseKubeletConfig } from '../../lib/config/kubelet.js';
 import { freeLoopbackPort } from '../../lib/net.js';
-import { createLogger } from '../../lib/log.js';
+import { createLogger, klogLevel } from '../../lib/log.js';
 import { FakeRuntime } from '../helpers/fake-runtime.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import type { ImageSpec } from '../../cri/runtime.js';
+import { checkCgroupDriver } from '../../agent/startup.js';
+import { expandSlice, podCgroupParent } from '../../lib/k8s/cgroups.js';
 
 const silent = createLogger('test', 'silent');
 const kubelet = (fields: Record<string, unknown>) => parseKubeletConfig({ apiVersion: kubeletApiVersion, kind: 'KubeletConfiguration', ...fields }, 'kubelet.yaml').config;
@@ -223,5 +225,22 @@ describe('contradictory settings', () => {
 
   it('consistent ones load', () => {
     expect(kubelet({ serializeImagePulls: false, maxParallelImagePulls: 3, shutdownGracePeriod: '30s', shutdownGracePeriodCriticalPods: '10s' }).maxParallelImagePulls).toBe(3);
+  });
+});
+
+describe('cgroupDriver', () => {
+  it('cgroupDriver must match the container runtime', () => {
+    expect(() => checkCgroupDriver('systemd', 'cgroupfs')).toThrow('misconfiguration: kubelet cgroup driver: "systemd" is different from docker cgroup driver: "cgroupfs"');
+    expect(() => checkCgroupDriver('cgroupfs', 'cgroupfs')).not.toThrow();
+    expect(() => checkCgroupDriver('systemd', undefined)).not.toThrow();
+  });
+
+  it('systemd slice names and where systemd puts them', () => {
+    const uid = '1b2c3d4e-0000-1111-2222-333344445555';
+    expect(podCgroupParent('Burstable', uid, 'systemd')).toBe('kubepods-burstable-pod1b2c3d4e_0000_1111_2222_333344445555.slice');
+    expect(expandSlice(podCgroupParent('Burstable', uid, 'systemd'))).toBe('kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1b2c3d4e_0000_1111_2222_333344445555.slice');
+    expect(expandSlice(podCgroupParent('Guaranteed', uid, 'systemd'))).toBe('kubepods.slice/kubepods-pod1b2c3d4e_0000_1111_2222_333344445555.slice');
+    expect(() => expandSlice('a--b.slice')).toThrow(/empty part/);
+    expect(() => expandSlice('kubepods')).toThrow(/not a systemd slice/);
   });
 });
