@@ -2,6 +2,8 @@ import { existsSync } from 'node:fs';
 import { optionalString, requireKubeconfig, type Runner } from '../lib/command-options.js';
 import { loadKubeconfig } from '../lib/config/kubeconfig.js';
 import { loadNetConf } from '../lib/config/netconf.js';
+import { netConfUnimplemented } from '../lib/config/support-netconf.js';
+import { warnUnimplemented } from '../lib/config/support.js';
 import { cleanupOverlay } from './cleanup.js';
 import { OverlayDaemon } from './daemon.js';
 
@@ -18,6 +20,7 @@ export const run: Runner = async (options, log) => {
   }
   const kubeconfigFile = requireKubeconfig(options);
   const netConf = loadNetConf(netConfFile);
+  warnUnimplemented(log, 'net-conf.json', netConfUnimplemented(netConf));
   const daemon = new OverlayDaemon({
     kubeconfig: await loadKubeconfig(kubeconfigFile),
     netConf,

@@ -9,6 +9,10 @@ import { loadKubeProxyConfig } from '../lib/config/kubeproxy.js';
 import { loadKubeconfig } from '../lib/config/kubeconfig.js';
 import { ProxyDaemon } from './daemon.js';
 import { cleanupProxy } from './cleanup.js';
+import { applyConntrackSysctls } from './conntrack-sysctl.js';
+import { kubeProxyUnimplemented } from '../lib/config/support-kubeproxy.js';
+import { warnUnimplemented } from '../lib/config/support.js';
+import { rateLimitKubeConfig } from '../lib/kube-rate-limit.js';
 
 export const run: Runner = async (options, log) => {
   const { config, warnings } = loadKubeProxyConfig(optionalString(options, 'config'));
@@ -23,7 +27,12 @@ export const run: Runner = async (options, log) => {
   const requested = optionalString(options, 'proxyMode') ?? config.mode;
   const mode = requested === 'ipvs' || requested === 'nftables' ? requested : 'iptables';
   const nodeName = (optionalString(options, 'hostnameOverride') || config.hostnameOverride || hostname()).trim().toLowerCase();
-  const daemon = new ProxyDaemon({ config, mode, kubeConfig: await loadKubeconfig(kubeconfigFile, log), nodeName, log });
+  warnUnimplemented(log, 'KubeProxyConfiguration', kubeProxyUnimplemented(config));
+  await applyConntrackSysctls(config.conntrack, log);
+  const kubeConfig = await loadKubeconfig(kubeconfigFile, log);
+  // clientConnection.qps/burst: client-go's rate limiter on the proxy's API client.
+  rateLimitKubeConfig(kubeConfig, config.clientConnection.qps, config.clientConnection.burst);
+  const daemon = new ProxyDaemon({ config, mode, kubeConfig, nodeName, log });
   try {
     await daemon.start();
   } catch (error) {

@@ -13,7 +13,7 @@ import type { Logger } from '../log.js';
 
 export type FieldSupport =
   | { status: 'honoured'; /** test file (repo path) */ test: string; /** a test title (or unique text) in that file */ name: string; note?: string }
-  | { status: 'not implemented'; note?: string };
+  | { status: 'not implemented'; note?: string; /** values that do work (e.g. the default behaviour named explicitly) */ except?: readonly unknown[] };
 
 export type SupportTable = Readonly<Record<string, FieldSupport>>;
 
@@ -72,7 +72,11 @@ function stable(value: unknown): string {
 /** The not-implemented fields whose value differs from the default. */
 export function unimplementedSettings(config: unknown, defaults: unknown, table: SupportTable): string[] {
   return Object.entries(table)
-    .filter(([path, support]) => support.status === 'not implemented' && stable(valueAt(config, path)) !== stable(valueAt(defaults, path)))
+    .filter(([path, support]) => {
+      if (support.status !== 'not implemented') return false;
+      const value = stable(valueAt(config, path));
+      return value !== stable(valueAt(defaults, path)) && !(support.except ?? []).some((allowed) => stable(allowed) === value);
+    })
     .map(([path]) => path);
 }
 
@@ -86,7 +90,8 @@ export function warnUnimplemented(log: Logger, kind: string, fields: readonly st
 export function renderSupportTable(table: SupportTable): string {
   const lines = ['| field | knode | note |', '|---|---|---|'];
   for (const [path, support] of Object.entries(table)) {
-    lines.push(`| \`${path}\` | ${support.status} | ${(support.note ?? '').replace(/\|/g, '\\|')} |`);
+    const except = support.status === 'not implemented' && support.except ? ` (except ${support.except.map((v) => JSON.stringify(v)).join(', ')})` : '';
+    lines.push(`| \`${path}\` | ${support.status}${except} | ${(support.note ?? '').replace(/\|/g, '\\|')} |`);
   }
   return lines.join('\n');
 }
