@@ -81,7 +81,7 @@ export const kubeletSupport: SupportTable = {
   enforceNodeAllocatable: no('"pods" (the default) is accepted but the kubepods cgroup gets no allocatable limit; system-reserved/kube-reserved are refused'),
   containerLogMaxSize: h('test/unit/cri-docker-resources.test.ts', 'is what container create uses'),
   containerLogMaxFiles: h('test/unit/cri-docker-resources.test.ts', 'is what container create uses'),
-  containerRuntimeEndpoint: h('test/e2e/helpers-node.ts', 'containerRuntimeEndpoint', 'every e2e agent talks to its own dockerd through it'),
+  containerRuntimeEndpoint: h('test/e2e/helpers-node.ts', "'--container-runtime-endpoint', runtime.endpoint", 'tested through --container-runtime-endpoint, the flag of the same setting (it overrides the field): every e2e agent talks to its own dockerd'),
   failSwapOn: h(settingsUnit, 'failSwapOn refuses to start with swap on'),
   registerNode: h(settingsTest, 'registerNode false: no Node is created'),
   registerWithTaints: h(settingsTest, 'registers with the flag labels and taints'),

@@ -88,10 +88,11 @@ export function warnUnimplemented(log: Logger, kind: string, fields: readonly st
 
 /** The README table of a support table (markdown). */
 export function renderSupportTable(table: SupportTable): string {
-  const lines = ['| field | knode | note |', '|---|---|---|'];
+  const lines = ['| field | knode | tested by | note |', '|---|---|---|---|'];
   for (const [path, support] of Object.entries(table)) {
     const except = support.status === 'not implemented' && support.except ? ` (except ${support.except.map((v) => JSON.stringify(v)).join(', ')})` : '';
-    lines.push(`| \`${path}\` | ${support.status}${except} | ${(support.note ?? '').replace(/\|/g, '\\|')} |`);
+    const test = support.status === 'honoured' ? `\`${support.test}\`` : '';
+    lines.push(`| \`${path}\` | ${support.status}${except} | ${test} | ${(support.note ?? '').replace(/\|/g, '\\|')} |`);
   }
   return lines.join('\n');
 }
