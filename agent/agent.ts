@@ -25,6 +25,7 @@ import { NodeManager, gatherNodeFacts } from './node/manager.js';
 import { PodConfig } from './sources/pod-config.js';
 import { PodWorkers } from './pods/workers.js';
 import { CgroupfsPodCgroups } from './cgroups/pod-cgroups.js';
+import { kubepodsResourceConfig } from './cgroups/node-allocatable.js';
 import { Pleg } from './pods/pleg.js';
 import { parseResolvConf, type RuntimeConfigOptions } from './pods/runtime-config.js';
 import { fileSourceName, StaticPodDirSource } from './sources/file.js';
@@ -265,6 +266,7 @@ export class Agent {
       cpuCFSQuotaPeriodMs: config.cpuCFSQuotaPeriod,
       podPidsLimit: config.podPidsLimit,
       activePods: () => this.podConfig.desiredPods().values(),
+      kubepods: () => kubepodsResourceConfig(this.node?.status?.capacity, config),
       log: log.child({ part: 'cgroups' }),
     });
   }

@@ -78,7 +78,7 @@ export const kubeletSupport: SupportTable = {
   evictionMinimumReclaim: h(thresholds, 'a met threshold stays met until minimum reclaim is reached'),
   kubeReserved: h(apiSide, 'allocatable = capacity − reserved − hard eviction'),
   systemReserved: h(apiSide, 'allocatable = capacity − reserved − hard eviction'),
-  enforceNodeAllocatable: no('"pods" (the default) is accepted but the kubepods cgroup gets no allocatable limit; system-reserved/kube-reserved are refused'),
+  enforceNodeAllocatable: h(cgroupsUnit, 'enforceNodeAllocatable pods: the kubepods cgroup is limited', '"pods": kubepods gets cpu shares and a memory limit of capacity − kubeReserved − systemReserved; "none": the whole capacity; system-reserved/kube-reserved are refused (no *ReservedCgroup)'),
   containerLogMaxSize: h('test/unit/cri-docker-resources.test.ts', 'is what container create uses'),
   containerLogMaxFiles: h('test/unit/cri-docker-resources.test.ts', 'is what container create uses'),
   containerRuntimeEndpoint: h('test/e2e/helpers-node.ts', "'--container-runtime-endpoint', runtime.endpoint", 'tested through --container-runtime-endpoint, the flag of the same setting (it overrides the field): every e2e agent talks to its own dockerd'),
