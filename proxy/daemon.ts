@@ -114,6 +114,7 @@ export class ProxyDaemon {
               masqueradeAll: config.iptables.masqueradeAll,
               masqueradeBit: config.iptables.masqueradeBit,
               nodePortAddresses: config.nodePortAddresses.filter((cidr) => cidr !== 'primary'),
+              localhostNodePorts: config.iptables.localhostNodePorts,
             },
             syncPeriodMs: config.iptables.syncPeriod,
             metrics: this.metrics,

@@ -27,7 +27,7 @@ export const kubeProxySupport: SupportTable = {
   mode: h('test/integration/proxy-modes.test.ts', 'cleanup removes what the mode made', 'iptables, nftables; ipvs where the kernel has IPVS'),
   'iptables.masqueradeAll': h(settings, 'masqueradeAll masquerades pod traffic to a ClusterIP too', 'also used by the ipvs mode'),
   'iptables.masqueradeBit': h(settings, 'masqueradeBit picks the fwmark bit', 'also used by the ipvs mode'),
-  'iptables.localhostNodePorts': no('NodePorts do not answer on 127.0.0.1 (route_localnet is not set), as with false'),
+  'iptables.localhostNodePorts': h(settings, 'true: a NodePort answers on 127.0.0.1, masqueraded', 'iptables mode: true sets route_localnet in the proxy\'s netns (test/integration/proxy-conntrack-sysctl.test.ts) and drops outside packets to 127.0.0.0/8; false excludes 127.0.0.0/8'),
   'iptables.syncPeriod': h(daemonTest, 'rules deleted by hand come back at the next full sync (syncPeriod 5 s)'),
   'iptables.minSyncPeriod': h(scheduler, 'batches a burst of changes into at most one sync per minSyncPeriod'),
   'nftables.masqueradeAll': h('test/unit/proxy-nftables.test.ts', 'ClusterIP and NodePort: dispatch elements', 'nftables mode'),

@@ -2,7 +2,8 @@
  * kube-proxy's conntrack section and the start-up warning, through the real `knode proxy` in a
  * test node netns: the conntrack timeouts are set in that netns only (the root netns keeps its
  * own values: /proc/sys/net/netfilter is per network namespace), nf_conntrack_max is read-only
- * outside the initial netns (a warning, nothing fails), and the one warning names the
+ * outside the initial netns (a warning, nothing fails), route_localnet is set there for
+ * localhostNodePorts, and the one warning names the
  * not-implemented settings the config sets.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -78,6 +79,13 @@ describe.skipIf(env.skip)('knode proxy: conntrack sysctls in its own netns', () 
     if (/nf_conntrack_max is read-only in this network namespace/.test(log)) expect(max).toBe(readFileSync(sysctl('nf_conntrack_max'), 'utf8').trim());
     else expect(Number(max)).toBe(65536 * Number((await node.exec(['nproc'])).stdout.trim()));
     expect(proxy!.exitCode).toBeNull();
+  });
+
+  it('localhostNodePorts (default true): route_localnet is set in its own netns only', async () => {
+    const rootValue = readFileSync('/proc/sys/net/ipv4/conf/all/route_localnet', 'utf8').trim();
+    await waitFor('route_localnet', () => (/route_localnet set/.test(log) ? true : undefined), 30_000, 200);
+    expect((await node.exec(['cat', '/proc/sys/net/ipv4/conf/all/route_localnet'])).stdout.trim()).toBe('1');
+    expect(readFileSync('/proc/sys/net/ipv4/conf/all/route_localnet', 'utf8').trim()).toBe(rootValue);
   });
 
   it('warns once, naming every not-implemented setting the config sets', async () => {

@@ -38,3 +38,30 @@ describe('kube-proxy iptables settings', () => {
     expect(payload).not.toContain('0x4000');
   });
 });
+
+describe('iptables.localhostNodePorts', () => {
+  const nodePort = service('np', '10.96.0.20', [{ name: 'http', port: 80, nodePort: 30080 }], { type: 'NodePort' });
+  const npEndpoints = slice('np', [{ name: 'http', port: 8080 }], [{ ip: '10.244.1.1', node: 'node-a' }]);
+  const rules = (localhostNodePorts: boolean) => {
+    const model = buildProxyModel([nodePort], [npEndpoints], 'node-a');
+    const { payload } = buildRestorePayload({ model, options: { ...base, localhostNodePorts }, changed: 'all', existingChains: new Set() });
+    return { payload, ruleset: parseRestore(payload, jumpRules) };
+  };
+  const fromLocalhost = { src: '127.0.0.1', dst: '127.0.0.1', protocol: 'tcp' as const, dport: 30080 };
+
+  it('true: a NodePort answers on 127.0.0.1, masqueraded; outside packets to 127.0.0.0/8 are dropped', () => {
+    const { payload, ruleset } = rules(true);
+    const result = tracePacket(ruleset, fromLocalhost, 'local', context());
+    expect(result.dnat).toBe('10.244.1.1:8080');
+    expect(result.masquerade).toBe(true);
+    expect(payload).toContain('-A KUBE-NODEPORTS -m comment --comment "block incoming localnet connections" -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP');
+  });
+
+  it('false: NodePorts exclude 127.0.0.0/8, other local addresses still answer', () => {
+    const { payload, ruleset } = rules(false);
+    expect(tracePacket(ruleset, fromLocalhost, 'local', context()).dnat).toBeUndefined();
+    expect(tracePacket(ruleset, { ...fromLocalhost, src: '192.168.50.9', dst: '192.168.50.2' }, 'remote', context()).dnat).toBe('10.244.1.1:8080');
+    expect(payload).not.toContain('block incoming localnet connections');
+    expect(payload).toContain('--dst-type LOCAL ! -d 127.0.0.0/8 -j KUBE-NODEPORTS');
+  });
+});
