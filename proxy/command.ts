@@ -11,6 +11,7 @@ import { ProxyDaemon } from './daemon.js';
 import { cleanupProxy } from './cleanup.js';
 import { applyConntrackSysctls } from './conntrack-sysctl.js';
 import { ensureRouteLocalnet } from './sysctls.js';
+import { waitForNodePodCIDR } from './detect-local.js';
 import { kubeProxyUnimplemented } from '../lib/config/support-kubeproxy.js';
 import { warnUnimplemented } from '../lib/config/support.js';
 import { rateLimitKubeConfig } from '../lib/kube-rate-limit.js';
@@ -34,7 +35,9 @@ export const run: Runner = async (options, log) => {
   const kubeConfig = await loadKubeconfig(kubeconfigFile, log);
   // clientConnection.qps/burst: client-go's rate limiter on the proxy's API client.
   rateLimitKubeConfig(kubeConfig, config.clientConnection.qps, config.clientConnection.burst);
-  const daemon = new ProxyDaemon({ config, mode, kubeConfig, nodeName, log });
+  // detectLocalMode NodeCIDR: the node's pod CIDR tells local traffic instead of clusterCIDR.
+  const effective = config.detectLocalMode === 'NodeCIDR' ? { ...config, clusterCIDR: await waitForNodePodCIDR(kubeConfig, nodeName, log) } : config;
+  const daemon = new ProxyDaemon({ config: effective, mode, kubeConfig, nodeName, log });
   try {
     await daemon.start();
   } catch (error) {

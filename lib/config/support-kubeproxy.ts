@@ -52,7 +52,7 @@ export const kubeProxySupport: SupportTable = {
   oomScoreAdj: no(),
   configSyncPeriod: no('the informers do not resync'),
   portRange: no('deprecated and ignored upstream too'),
-  detectLocalMode: no('local traffic is detected by clusterCIDR', ['ClusterCIDR']),
+  detectLocalMode: no('ClusterCIDR (the default) and NodeCIDR (the Node\'s spec.podCIDR, proxy/detect-local.ts, test/integration/proxy-detect-local.test.ts) work; BridgeInterface and InterfaceNamePrefix do not', ['ClusterCIDR', 'NodeCIDR']),
   featureGates: no('knode has no feature gates'),
 };
 

@@ -40,7 +40,7 @@ describe.skipIf(env.skip)('knode proxy: conntrack sysctls in its own netns', () 
         'kind: KubeProxyConfiguration',
         'conntrack: {maxPerCore: 65536, min: 1, tcpEstablishedTimeout: 7321s, tcpCloseWaitTimeout: 1234s, udpTimeout: 41s, udpStreamTimeout: 151s}',
         'ipvs: {strictARP: true}',
-        'detectLocalMode: NodeCIDR',
+        'detectLocalMode: BridgeInterface',
         'healthzBindAddress: 127.0.0.1:0',
         'metricsBindAddress: 127.0.0.1:0',
         '',

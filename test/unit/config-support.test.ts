@@ -78,7 +78,7 @@ function sample(type: ConfigType, path: string): { doc: Record<string, unknown>;
   const candidates = [
     ...(typeof current === 'boolean' ? [!current] : []),
     ...numeric,
-    '7s', 'systemd', 'NodeCIDR', 'vxlan', 'Webhook', 'x', 'aa:bb', '10.244.10.0', 26, 3, ['x'], { Foo: true }, { cpu: '1' }, 'promiscuous-bridge', 'hairpin-veth', ['none'], ['10.1.0.0/16'],
+    '7s', 'systemd', 'NodeCIDR', 'BridgeInterface', 'vxlan', 'Webhook', 'x', 'aa:bb', '10.244.10.0', 26, 3, ['x'], { Foo: true }, { cpu: '1' }, 'promiscuous-bridge', 'hairpin-veth', ['none'], ['10.1.0.0/16'],
   ];
   const base = { ...type.base, ...(type.context?.[path] ?? {}) };
   for (const candidate of candidates) {
