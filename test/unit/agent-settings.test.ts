@@ -20,6 +20,8 @@ import { FakeRuntime } from '../helpers/fake-runtime.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import type { ImageSpec } from '../../cri/runtime.js';
 import { checkCgroupDriver } from '../../agent/startup.js';
+import type { IncomingMessage } from 'node:http';
+import { RequestAuth } from '../../agent/server/auth.js';
 import { expandSlice, podCgroupParent } from '../../lib/k8s/cgroups.js';
 
 const silent = createLogger('test', 'silent');
@@ -242,5 +244,44 @@ describe('cgroupDriver', () => {
     expect(expandSlice(podCgroupParent('Guaranteed', uid, 'systemd'))).toBe('kubepods.slice/kubepods-pod1b2c3d4e_0000_1111_2222_333344445555.slice');
     expect(() => expandSlice('a--b.slice')).toThrow(/empty part/);
     expect(() => expandSlice('kubepods')).toThrow(/not a systemd slice/);
+  });
+});
+
+describe('kubelet API webhook caches', () => {
+  it('cacheTTL, cacheAuthorizedTTL and cacheUnauthorizedTTL bound how long review answers are reused', async () => {
+    let now = 1_000_000;
+    const reviews = { token: 0, access: 0 };
+    const auth = new RequestAuth(
+      {
+        anonymous: false,
+        tokens: { review: async (token) => { reviews.token++; return token === 'good' ? { name: 'alice', groups: [] } : undefined; } },
+        tokenCacheTtlMs: 120_000,
+        mode: 'Webhook',
+        access: { review: async (_user, attributes) => { reviews.access++; return attributes.subresource === 'stats'; } },
+        allowedTtlMs: 300_000,
+        deniedTtlMs: 30_000,
+        clientCerts: false,
+      },
+      'n1',
+      () => now,
+    );
+    const request = (path: string) => auth.check({ headers: { authorization: 'Bearer good' }, method: 'GET', socket: {} } as unknown as IncomingMessage, path);
+    expect((await request('/stats/summary')).ok).toBe(true);
+    expect(await request('/pods')).toMatchObject({ ok: false, status: 403 });
+    expect(reviews).toEqual({ token: 1, access: 2 });
+    now += 29_000; // every answer still cached
+    await request('/stats/summary');
+    await request('/pods');
+    expect(reviews).toEqual({ token: 1, access: 2 });
+    now += 2_000; // past cacheUnauthorizedTTL (30 s): the denial is asked again, the allowance is not
+    await request('/stats/summary');
+    await request('/pods');
+    expect(reviews).toEqual({ token: 1, access: 3 });
+    now += 90_000; // past cacheTTL (2 min): the token is reviewed again
+    await request('/stats/summary');
+    expect(reviews.token).toBe(2);
+    now += 200_000; // past cacheAuthorizedTTL (5 min)
+    await request('/stats/summary');
+    expect(reviews.access).toBe(4);
   });
 });
