@@ -10,7 +10,7 @@ import { loadKubeconfig } from '../lib/config/kubeconfig.js';
 import { ProxyDaemon } from './daemon.js';
 import { cleanupProxy } from './cleanup.js';
 import { applyConntrackSysctls } from './conntrack-sysctl.js';
-import { ensureRouteLocalnet } from './sysctls.js';
+import { ensureRouteLocalnet, ensureStrictARP } from './sysctls.js';
 import { waitForNodePodCIDR } from './detect-local.js';
 import { kubeProxyUnimplemented } from '../lib/config/support-kubeproxy.js';
 import { warnUnimplemented } from '../lib/config/support.js';
@@ -32,6 +32,7 @@ export const run: Runner = async (options, log) => {
   warnUnimplemented(log, 'KubeProxyConfiguration', kubeProxyUnimplemented(config));
   await applyConntrackSysctls(config.conntrack, log);
   if (mode === 'iptables' && config.iptables.localhostNodePorts) await ensureRouteLocalnet(log);
+  if (mode === 'ipvs' && config.ipvs.strictARP) await ensureStrictARP(log);
   const kubeConfig = await loadKubeconfig(kubeconfigFile, log);
   // clientConnection.qps/burst: client-go's rate limiter on the proxy's API client.
   rateLimitKubeConfig(kubeConfig, config.clientConnection.qps, config.clientConnection.burst);

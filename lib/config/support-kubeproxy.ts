@@ -38,7 +38,7 @@ export const kubeProxySupport: SupportTable = {
   'ipvs.minSyncPeriod': h(scheduler, 'batches a burst of changes into at most one sync per minSyncPeriod', 'ipvs mode'),
   'ipvs.scheduler': h('test/unit/proxy-ipvs.test.ts', 'a virtual server per service IP and node IP', 'ipvs mode'),
   'ipvs.excludeCIDRs': no(),
-  'ipvs.strictARP': no(),
+  'ipvs.strictARP': h(conntrack, 'ipvs.strictARP sets arp_ignore/arp_announce in its own netns', 'ipvs mode'),
   'ipvs.tcpTimeout': no(),
   'ipvs.tcpFinTimeout': no(),
   'ipvs.udpTimeout': no(),

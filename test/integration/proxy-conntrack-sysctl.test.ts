@@ -4,7 +4,7 @@
  * own values: /proc/sys/net/netfilter is per network namespace), nf_conntrack_max is read-only
  * outside the initial netns (a warning, nothing fails), route_localnet is set there for
  * localhostNodePorts, and the one warning names the
- * not-implemented settings the config sets.
+ * not-implemented settings the config sets; ipvs.strictARP sets arp_ignore/arp_announce there.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -39,7 +39,7 @@ describe.skipIf(env.skip)('knode proxy: conntrack sysctls in its own netns', () 
         'apiVersion: kubeproxy.config.k8s.io/v1alpha1',
         'kind: KubeProxyConfiguration',
         'conntrack: {maxPerCore: 65536, min: 1, tcpEstablishedTimeout: 7321s, tcpCloseWaitTimeout: 1234s, udpTimeout: 41s, udpStreamTimeout: 151s}',
-        'ipvs: {strictARP: true}',
+        'ipvs: {tcpTimeout: 5s}',
         'detectLocalMode: BridgeInterface',
         'healthzBindAddress: 127.0.0.1:0',
         'metricsBindAddress: 127.0.0.1:0',
@@ -88,12 +88,26 @@ describe.skipIf(env.skip)('knode proxy: conntrack sysctls in its own netns', () 
     expect(readFileSync('/proc/sys/net/ipv4/conf/all/route_localnet', 'utf8').trim()).toBe(rootValue);
   });
 
+  it('ipvs.strictARP sets arp_ignore/arp_announce in its own netns before the IPVS check', async () => {
+    const rootValues = ['arp_ignore', 'arp_announce'].map((name) => readFileSync(`/proc/sys/net/ipv4/conf/all/${name}`, 'utf8').trim());
+    const ipvsNode = await net.node('pxarp');
+    const config = join(dir, 'ipvs.yaml');
+    writeFileSync(config, 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: ipvs\nipvs: {strictARP: true}\nhealthzBindAddress: 127.0.0.1:0\nmetricsBindAddress: 127.0.0.1:0\n');
+    // On a kernel without IPVS the proxy then stops with its clear error; with IPVS it would wait
+    // for the API (nothing listens): the sysctls are set either way before that.
+    const result = await ipvsNode.exec([process.execPath, join(repo, 'bin', 'knode'), 'proxy', '--kubeconfig', join(dir, 'kubeconfig'), '--config', config], { allowFailure: true, timeoutMs: 20_000 }).catch(() => undefined);
+    void result;
+    expect((await ipvsNode.exec(['cat', '/proc/sys/net/ipv4/conf/all/arp_ignore'])).stdout.trim()).toBe('1');
+    expect((await ipvsNode.exec(['cat', '/proc/sys/net/ipv4/conf/all/arp_announce'])).stdout.trim()).toBe('2');
+    expect(['arp_ignore', 'arp_announce'].map((name) => readFileSync(`/proc/sys/net/ipv4/conf/all/${name}`, 'utf8').trim())).toEqual(rootValues);
+  });
+
   it('warns once, naming every not-implemented setting the config sets', async () => {
     await waitFor('the start-up warning', () => (/accepted but not implemented/.test(log) ? true : undefined), 30_000, 200);
     const warnings = log.split('\n').filter((line) => line.includes('accepted but not implemented'));
     expect(warnings).toHaveLength(1);
     const entry = JSON.parse(warnings[0]!) as { fields: string[]; level: number };
     expect(entry.level).toBe(40);
-    expect(entry.fields).toEqual(['ipvs.strictARP', 'detectLocalMode']);
+    expect(entry.fields).toEqual(['ipvs.tcpTimeout', 'detectLocalMode']);
   });
 });
