@@ -31,7 +31,7 @@ export async function agentConfig(file: KubeletConfiguration, options: CommandOp
   const endpoint = optionalString(options, 'containerRuntimeEndpoint') ?? config.containerRuntimeEndpoint;
   checkCgroupDriver(config.cgroupDriver, await dockerCgroupDriver(endpoint, log));
   const swaps = await checkSwap(config.failSwapOn);
-  if (swaps.length > 0) log.warn({ swaps }, 'swap is on and failSwapOn is false: pods may use swap as the host allows (knode sets no swap limit beyond the memory limit)');
+  if (swaps.length > 0) log.warn({ swaps }, 'swap is on and failSwapOn is false: containers with a memory limit get no swap (memory+swap = the limit, the kubelet\'s NoSwap behaviour); containers without one may swap');
   return { config, ...(nodeIP ? { nodeIP } : {}) };
 }
 
