@@ -16,6 +16,7 @@ import type { Logger } from '../lib/log.js';
 import { EventRecorder } from '../lib/events.js';
 import { systemClock, type Clock } from '../lib/clock.js';
 import { podCgroupsFor } from './cgroups/pod-cgroups.js';
+import { kubepodsResourceConfig } from './cgroups/node-allocatable.js';
 import { AgentEviction } from './eviction/node.js';
 import { createNodeManager, type NodeManager } from './node/manager.js';
 import { Backoff } from './pods/backoff.js';
@@ -105,7 +106,7 @@ export class Agent {
       onPodStarted: (_pod, latencyMs) => this.metrics.podStartLatency.observe(latencyMs / 1000),
       podNetworkReachable: reachable,
       recordEvent: (event) => this.events.record(event),
-      ...(this.rtConfig.cgroupsPerQOS ? { podCgroups: podCgroupsFor(config, desiredPods, log.child({ part: 'cgroups' })) } : {}),
+      ...(this.rtConfig.cgroupsPerQOS ? { podCgroups: podCgroupsFor(config, desiredPods, log.child({ part: 'cgroups' }), () => kubepodsResourceConfig(this.node?.status?.capacity, config)) } : {}),
       probes: this.probes,
     });
     if (options.eviction !== false) {

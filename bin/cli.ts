@@ -3,21 +3,12 @@
  * "Command-line contract"). Each subcommand validates its flags and config files, then hands
  * over to its component. Exit codes: 0 done, 1 failure, 2 bad flags or config.
  */
-import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { ConfigError, describeError } from '../lib/errors.js';
-import { createLogger, resolveLogLevel, type Logger } from '../lib/log.js';
+import { createLogger, klogLevel, resolveLogLevel, type Logger } from '../lib/log.js';
+import { packageVersion } from '../lib/version.js';
 
 import type { CommandOptions, Runner, Stoppable } from '../lib/command-options.js';
-
-function packageVersion(): string {
-  const url = new URL('../../package.json', import.meta.url);
-  try {
-    return (JSON.parse(readFileSync(url, 'utf8')) as { version: string }).version;
-  } catch {
-    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
-  }
-}
 
 /**
  * Each subcommand lives in its component's folder and is imported only when chosen, so that a
@@ -33,6 +24,7 @@ const runners: Record<string, () => Promise<{ run: Runner }>> = {
   up: () => import('./up.js'),
   down: () => import('./down.js'),
   uninstall: () => import('./uninstall.js'),
+  version: () => import('./version.js'),
 };
 
 function defineCommands(program: Command, onRun: (name: string, options: CommandOptions) => void): void {
@@ -63,6 +55,10 @@ function defineCommands(program: Command, onRun: (name: string, options: Command
     .option('--pod-infra-container-image <image>', 'pause image for pod sandboxes', 'knode.local/pause:3.10')
     .option('--cni-conf-dir <dir>', 'CNI network configurations', '/etc/cni/net.d')
     .option('--cni-bin-dir <dir>', 'CNI plugin binaries', '/opt/cni/bin')
+    .option('--node-ip <ip>', "the node's InternalIP (default: env KNODE_NODE_IP, else the first non-loopback IPv4)")
+    .option('--node-labels <k=v,...>', 'labels to register the node with (added to nodeLabels of --config)')
+    .option('--register-with-taints <key=value:Effect,...>', 'taints to register the node with (replaces registerWithTaints of --config)')
+    .option('--v <level>', 'klog verbosity: 0-2 info, 3-4 debug, 5+ trace (--log-level wins)')
     .option('--cleanup', "remove the agent's containers and pod cgroups and exit");
 
   add('proxy', 'run the service proxy (kube-proxy): Services become iptables rules, nftables (netlink) or IPVS')
@@ -70,6 +66,7 @@ function defineCommands(program: Command, onRun: (name: string, options: Command
     .option('--config <file>', 'KubeProxyConfiguration file (kubeproxy.config.k8s.io/v1alpha1)')
     .addOption(new Option('--proxy-mode <mode>', 'dataplane').choices(['iptables', 'ipvs', 'nftables']))
     .option('--hostname-override <name>', 'node name instead of the hostname')
+    .option('--v <level>', 'klog verbosity: 0-2 info, 3-4 debug, 5+ trace (--log-level wins)')
     .option('--cleanup', 'remove every rule the proxy created and exit');
 
   add('overlay', 'run the overlay daemon (flanneld): subnet lease and VXLAN peers')
@@ -109,6 +106,7 @@ function defineCommands(program: Command, onRun: (name: string, options: Command
 
   add('uninstall', 'remove a systemd install completely: stop and disable the units, run each component\'s cleanup, remove every installed file')
     .option('--root <dir>', 'remove the files of a staging root (install.sh --root) instead; systemd and the kernel are left alone');
+  add('version', "print knode's version and the Kubernetes API version it implements");
 
   add('install-cni', 'install the knode CNI plugin into a CNI bin dir')
     .option('--bin-dir <dir>', 'CNI bin dir', '/opt/cni/bin')
@@ -176,7 +174,9 @@ export async function main(argv: string[]): Promise<number> {
   }
   let log: Logger;
   try {
-    log = createLogger(chosen.name, resolveLogLevel(chosen.options.logLevel as string | undefined));
+    const v = chosen.options.v;
+    const level = (chosen.options.logLevel as string | undefined) ?? (typeof v === 'string' ? klogLevel(v) : undefined);
+    log = createLogger(chosen.name, resolveLogLevel(level));
   } catch (error) {
     process.stderr.write(`knode: ${describeError(error)}\n`);
     return 2;

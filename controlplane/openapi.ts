@@ -7,6 +7,7 @@
  * The workload groups (apps/v1, batch/v1) carry component schemas (openapi-schemas.ts) for
  * `kubectl explain`; other groups are not described (kubectl falls back to its compiled-in types).
  */
+import { kubernetesVersion } from '../lib/version.js';
 import { createHash } from 'node:crypto';
 import { resources, type ResourceInfo } from './resources.js';
 import { componentSchemas } from './openapi-schemas.js';
@@ -49,7 +50,7 @@ function openApiDocument(group: string, version: string): object | undefined {
   if (list.length === 0) return undefined;
   return {
     openapi: '3.0.0',
-    info: { title: 'Kubernetes (knode control plane)', version: 'v1.32.0' },
+    info: { title: 'Kubernetes (knode control plane)', version: kubernetesVersion },
     paths: Object.assign({}, ...list.map(operations)),
     components: { schemas: schemaGroups.has(group) ? componentSchemas(list.map((r) => ({ group: r.group, version: r.version, kind: r.kind }))) : {} },
   };

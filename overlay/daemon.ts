@@ -74,7 +74,7 @@ export class OverlayDaemon {
   async start(): Promise<void> {
     const { netConf, log } = this.options;
     const self = await this.waitForLease();
-    const subnet = leaseFromNode(self, netConf.Network);
+    const subnet = leaseFromNode(self, netConf.Network, netConf);
     this.underlay = await findUnderlay(this.ip, this.options.iface);
     this.device = `flannel.${netConf.Backend.VNI}`;
     const mtu = vxlanMtu(this.underlay.mtu, netConf.Backend.MTU);

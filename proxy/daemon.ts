@@ -116,6 +116,7 @@ export class ProxyDaemon {
               masqueradeAll: config.iptables.masqueradeAll,
               masqueradeBit: config.iptables.masqueradeBit,
               nodePortAddresses: nodePortCIDRs,
+              localhostNodePorts: config.iptables.localhostNodePorts,
             },
             syncPeriodMs: config.iptables.syncPeriod,
             metrics: this.metrics,

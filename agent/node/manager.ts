@@ -21,8 +21,10 @@ import { apiErrorCode } from '../status/manager.js';
 import { stableJson } from '../sources/static-pod.js';
 import type { KubeletConfiguration } from '../../lib/config/kubelet.js';
 import type { NodeFacts } from '../pods/worker-deps.js';
+import { knodeGitVersion } from '../../lib/version.js';
 
-export const kubeletVersion = 'v1.32.0-knode';
+/** The kubelet version reported in node status (lib/version.ts). */
+export const kubeletVersion = knodeGitVersion;
 
 /** The parts of node conditions both sides must agree on (heartbeat and transition times aside). */
 function conditionsKey(conditions: V1NodeStatus['conditions']): string {
@@ -121,7 +123,7 @@ export async function createNodeManager(setup: NodeSetup): Promise<NodeManager> 
     coordination: setup.coordination,
     runtime: setup.runtime,
     facts,
-    config: { nodeLabels: config.nodeLabels, registerWithTaints: config.registerWithTaints, kubeReserved: config.kubeReserved, systemReserved: config.systemReserved, evictionHard: config.evictionHard },
+    config: { nodeLabels: config.nodeLabels, registerWithTaints: config.registerWithTaints, kubeReserved: config.kubeReserved, systemReserved: config.systemReserved, evictionHard: config.evictionHard, registerNode: config.registerNode, providerID: config.providerID },
     statusUpdateMs: config.nodeStatusUpdateFrequency,
     statusReportMs: config.nodeStatusReportFrequency,
     leaseDurationSeconds: config.nodeLeaseDurationSeconds,
@@ -210,7 +212,8 @@ export class NodeManager {
       if (this.node) this.node = await this.readServerNode();
       // Registration compares with no conditions (the kubelet's setters run on its initial Node).
       const before = this.node?.status?.conditions;
-      if (!this.node) await this.register(status);
+      if (!this.node && this.options.config.registerNode === false) await this.adopt(status);
+      else if (!this.node) await this.register(status);
       else await this.updateStatus(status, conditionsKey(this.node.status?.conditions) !== conditionsKey(status.conditions));
       this.recordStatusEvents(before, status);
       await this.renewLease();
@@ -232,15 +235,31 @@ export class NodeManager {
   }
 
   /** The Node as the server has it; undefined when it was deleted. */
-  private async readServerNode(): Promise<V1Node | undefined> {
+  private async readServerNode(warnGone = true): Promise<V1Node | undefined> {
     try {
       return await this.options.core.readNode({ name: this.options.facts.nodeName });
     } catch (error) {
       if (apiErrorCode(error) !== 404) throw error;
-      this.options.log.warn({ node: this.options.facts.nodeName }, 'the Node was deleted on the server; registering it again');
+      if (warnGone && this.options.config.registerNode !== false) this.options.log.warn({ node: this.options.facts.nodeName }, 'the Node was deleted on the server; registering it again');
       return undefined;
     }
   }
+
+  /**
+   * registerNode false (kubelet --register-node=false): the Node is created by someone else; the
+   * agent only reports the status of one that exists, and says once that it waits for it.
+   */
+  private async adopt(status: V1NodeStatus): Promise<void> {
+    this.node = await this.readServerNode(false);
+    if (!this.node) {
+      if (!this.waitingLogged) this.options.log.warn({ node: this.options.facts.nodeName }, 'registerNode is false and the Node does not exist: waiting for it to be created');
+      this.waitingLogged = true;
+      return;
+    }
+    await this.updateStatus(status, true);
+  }
+
+  private waitingLogged = false;
 
   private async register(status: V1NodeStatus): Promise<void> {
     const { core, facts, config } = this.options;

@@ -41,6 +41,10 @@ export interface NodeConfigInput {
   kubeReserved: Record<string, string>;
   systemReserved: Record<string, string>;
   evictionHard: Record<string, string>;
+  /** spec.providerID (KubeletConfiguration providerID); '' = none. */
+  providerID?: string;
+  /** false: never create the Node, only report on one that exists (KubeletConfiguration registerNode). */
+  registerNode?: boolean;
 }
 
 export interface PressureInput {
@@ -194,7 +198,7 @@ export function buildNode(facts: NodeFactsInput, config: NodeConfigInput, status
     apiVersion: 'v1',
     kind: 'Node',
     metadata: { name: facts.nodeName, labels: nodeLabels(facts, config.nodeLabels), annotations: { 'node.alpha.kubernetes.io/ttl': '0' } },
-    spec: config.registerWithTaints.length ? { taints: config.registerWithTaints } : {},
+    spec: { ...(config.registerWithTaints.length ? { taints: config.registerWithTaints } : {}), ...(config.providerID ? { providerID: config.providerID } : {}) },
     status,
   };
 }

@@ -11,7 +11,7 @@ import { expectTypeMeta, readConfigDocument, unknownTopLevelFields, validateConf
 import { parseDuration } from '../duration.js';
 import type { LoadedConfig } from './kubelet.js';
 
-const kubeProxyApiVersion = 'kubeproxy.config.k8s.io/v1alpha1';
+export const kubeProxyApiVersion = 'kubeproxy.config.k8s.io/v1alpha1';
 
 const ms = (text: string) => parseDuration(text);
 const cidr = z.string().refine(isValidCIDR, 'must be a CIDR such as 10.244.0.0/16');
@@ -19,7 +19,7 @@ const cidrList = z
   .string()
   .refine((text) => text === '' || text.split(',').every((part) => isValidCIDR(part.trim())), 'must be a comma-separated list of CIDRs');
 
-const kubeProxyConfigSchema = z
+export const kubeProxyConfigSchema = z
   .object({
     apiVersion: z.literal(kubeProxyApiVersion),
     kind: z.literal('KubeProxyConfiguration'),
@@ -95,7 +95,7 @@ export type KubeProxyConfiguration = z.output<typeof kubeProxyConfigSchema>;
 
 const knownFields = Object.keys(kubeProxyConfigSchema.shape);
 
-function parseKubeProxyConfig(data: unknown, file: string): LoadedConfig<KubeProxyConfiguration> {
+export function parseKubeProxyConfig(data: unknown, file: string): LoadedConfig<KubeProxyConfiguration> {
   const object = expectTypeMeta(data, file, [kubeProxyApiVersion], 'KubeProxyConfiguration');
   const warnings = unknownTopLevelFields(object, knownFields).map((field) => `config file "${file}": unknown field "${field}" ignored`);
   return { config: validateConfig(kubeProxyConfigSchema, object, file), warnings };
