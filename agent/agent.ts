@@ -37,6 +37,7 @@ import { ProbeManager, HandlerProber, executorFromRuntime, probeUserAgent, type 
 import { kubeletVersion } from './node/manager.js';
 import { KubeletServer } from './server/server.js';
 import { AgentEviction } from './eviction/node.js';
+import type { ServingTlsSource } from './certificates/node-certificates.js';
 
 /**
  * The kubelet gives itself oomScoreAdj (default -999). Where lowering a score is not allowed,
@@ -74,6 +75,8 @@ export interface AgentOptions {
   podNetworkReachable?: boolean;
   /** Housekeeping period (orphaned pod directories), ms; default 30 000. */
   housekeepingMs?: number;
+  /** A serving certificate that rotates (serverTLSBootstrap): agent/certificates/node-certificates.ts. */
+  servingTls?: ServingTlsSource;
   /** Eviction manager timing (agent/eviction/node.ts); false: no eviction manager nor image GC. */
   eviction?: { housekeepingMs?: number; memoryPollMs?: number; imageGCSchedule?: string; manageTaints?: boolean; pinnedImages?: (repoTags: readonly string[]) => boolean } | false;
 }
@@ -367,7 +370,7 @@ export class Agent {
     this.rtConfig.hostDNS = hostDNS;
     this.rtConfig.minOomScoreAdj = await applyOwnOomScoreAdj(config.oomScoreAdj, log);
     if (config.enableServer) {
-      this.server = new KubeletServer({ agent: this, runtime, config, nodeName, rootDir, log: log.child({ part: 'server' }), kubeConfig: this.options.kubeConfig });
+      this.server = new KubeletServer({ agent: this, runtime, config, nodeName, rootDir, log: log.child({ part: 'server' }), kubeConfig: this.options.kubeConfig, ...(this.options.servingTls ? { servingTls: this.options.servingTls } : {}) });
       await this.server.start();
     }
     // The Node's daemonEndpoints carry the port actually served (port 0 picks one).

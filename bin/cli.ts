@@ -54,7 +54,9 @@ function defineCommands(program: Command, onRun: (name: string, options: Command
     .option('--repair', 'file store: start from a damaged log by keeping every record before the first damaged one');
 
   add('agent', 'run the node agent (kubelet): pods from the API and the static pod directory')
-    .option('--kubeconfig <file>', 'kubeconfig to reach the API server')
+    .option('--kubeconfig <file>', 'kubeconfig to reach the API server (written by TLS bootstrap with --bootstrap-kubeconfig)')
+    .option('--bootstrap-kubeconfig <file>', 'kubeconfig with a bootstrap token: used to request a client certificate when --kubeconfig is missing or its certificate is invalid or expired')
+    .option('--cert-dir <dir>', 'where the client and serving certificates are kept (default: <root-dir>/pki)')
     .option('--config <file>', 'KubeletConfiguration file (kubelet.config.k8s.io/v1beta1)')
     .option('--hostname-override <name>', 'node name instead of the hostname')
     .option('--root-dir <dir>', 'directory for pod volumes and agent state', '/var/lib/knode/kubelet')
