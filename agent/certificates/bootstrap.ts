@@ -65,10 +65,12 @@ export interface BootstrapOptions {
   api?: CsrApi;
 }
 
-/** The key to request with: the stored pair's, else the cached temporary key, else a new one (cached). */
-async function bootstrapKey(store: CertificateStore, certDir: string): Promise<KeyPair> {
-  const stored = store.current();
-  if (stored) return importKey(stored.keyPem);
+/**
+ * The key to request with: the cached temporary key, else a new one (cached). Unlike the kubelet,
+ * the key of an expired stored pair is not reused: its digested CSR name would find the old,
+ * already issued (expired) certificate again.
+ */
+async function bootstrapKey(certDir: string): Promise<KeyPair> {
   const tmp = join(certDir, tmpPrivateKeyFile);
   if (existsSync(tmp)) {
     try {
@@ -101,7 +103,7 @@ export async function loadClientCert(options: BootstrapOptions): Promise<'valid'
   if (!bootstrap.caPem && bootstrap.server.startsWith('https://')) log.warn({ bootstrapKubeconfig }, 'the bootstrap kubeconfig has no CA: the server certificate is checked against the system CAs');
   const api = options.api ?? kubeCsrApi(await loadKubeconfig(bootstrapKubeconfig, log), log);
   const store = new CertificateStore(certDir, 'kubelet-client');
-  const key = await bootstrapKey(store, certDir);
+  const key = await bootstrapKey(certDir);
   const subject = nodeSubject(nodeName);
   const csrPem = await createCsr(key, subject);
   const name = digestedName(key.keyPem, subject, clientUsages);
