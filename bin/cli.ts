@@ -51,7 +51,10 @@ function defineCommands(program: Command, onRun: (name: string, options: Command
     .option('--kubelet-client-certificate <file>', 'client certificate (PEM) for the kubelet API (logs, exec, attach)')
     .option('--kubelet-client-key <file>', 'key (PEM) of --kubelet-client-certificate')
     .option('--kubelet-certificate-authority <file>', 'CA (PEM) that signs the kubelets\' serving certificates; verified only when given')
-    .option('--repair', 'file store: start from a damaged log by keeping every record before the first damaged one');
+    .option('--repair', 'file store: start from a damaged log by keeping every record before the first damaged one')
+    .option('--secure-listen <host:port>', 'also serve TLS with authentication here (e.g. the node address, for `knode join`)')
+    .option('--token-auth-file <file>', 'static bearer tokens, CSV token,user,uid,"group1,group2" (kube-apiserver --token-auth-file)')
+    .option('--csr-min-duration <duration>', 'shortest certificate the CSR signer issues (upstream 10m; smaller for rotation tests)', '10m');
 
   add('agent', 'run the node agent (kubelet): pods from the API and the static pod directory')
     .option('--kubeconfig <file>', 'kubeconfig to reach the API server (written by TLS bootstrap with --bootstrap-kubeconfig)')

@@ -91,7 +91,10 @@ describe.skipIf(env.skip)('knode controlplane command', () => {
     expect(ns.stdout.trim()).toBe('namespace/default');
     const url = /server: (\S+)/.exec(text)![1] as string;
     const anonymous = await run(['curl', '-sk', `${url}/api/v1/pods`], { allowFailure: true, timeoutMs: 10_000 });
-    expect(JSON.parse(anonymous.stdout)).toMatchObject({ kind: 'Status', code: 401, reason: 'Unauthorized' });
+    // Anonymous may not list pods (kubeadm's RBAC): 403 with kube-apiserver's message; a bad token is 401.
+    expect(JSON.parse(anonymous.stdout)).toMatchObject({ kind: 'Status', code: 403, reason: 'Forbidden', message: 'pods is forbidden: User "system:anonymous" cannot list resource "pods" in API group "" at the cluster scope' });
+    const badToken = await run(['curl', '-sk', '-H', 'Authorization: Bearer abcdef.0123456789abcdef', `${url}/api/v1/pods`], { allowFailure: true, timeoutMs: 10_000 });
+    expect(JSON.parse(badToken.stdout)).toMatchObject({ kind: 'Status', code: 401, reason: 'Unauthorized', message: 'Unauthorized' });
     expect(await stopCommand(child)).toBe(0);
   });
 
