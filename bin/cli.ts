@@ -31,6 +31,7 @@ const runners: Record<string, () => Promise<{ run: Runner }>> = {
   dns: () => import('../dns/command.js'),
   'install-cni': () => import('../cni/install-command.js'),
   up: () => import('./up.js'),
+  join: () => import('./join.js'),
   down: () => import('./down.js'),
 };
 
@@ -105,6 +106,20 @@ function defineCommands(program: Command, onRun: (name: string, options: Command
     .option('--listen <host:port>', 'control plane address', '127.0.0.1:6443')
     .option('--hostname-override <name>', 'node name instead of the hostname')
     .addOption(new Option('--proxy-mode <mode>', 'service proxy dataplane').choices(['iptables', 'nftables']).default('iptables'));
+
+  add('join', 'join this machine to a cluster as a node: verify the CA, bootstrap the node credential, run the node\'s components')
+    .option('--server <url>', 'the API server, https://HOST:6443')
+    .option('--token <token>', 'bootstrap token [a-z0-9]{6}.[a-z0-9]{16} (`knode token create`)')
+    .option('--discovery-token-ca-cert-hash <sha256:hex>', 'pin of the cluster CA\'s public key (comma-separated for several)')
+    .option('--ca-cert <file>', 'trust this CA (PEM) instead of a pinned hash')
+    .option('--data-dir <dir>', 'put everything below this directory (default: /etc/knode and /var/lib/knode)')
+    .option('--iface <name>', 'overlay interface (default: the default-route interface, else the first UP one with IPv4)')
+    .option('--hostname-override <name>', 'node name instead of the hostname')
+    .option('--container-runtime-endpoint <url>', 'Docker Engine socket', 'unix:///var/run/docker.sock')
+    .option('--cluster-cidr <cidr>', 'the cluster\'s pod network (the control plane\'s --cluster-cidr)', '10.244.0.0/16')
+    .option('--service-cidr <cidr>', 'the cluster\'s ClusterIP range (the control plane\'s --service-cidr)', '10.96.0.0/12')
+    .addOption(new Option('--proxy-mode <mode>', 'service proxy dataplane').choices(['iptables', 'nftables']).default('iptables'))
+    .option('--systemd', 'install and start the systemd units (systemd/install.sh) instead of running in the foreground');
 
   add('down', 'stop a running `knode up`; --purge also removes everything it created')
     .option('--data-dir <dir>', 'cluster state', '/var/lib/knode')

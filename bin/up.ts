@@ -32,7 +32,7 @@ function socketOf(endpoint: string): string {
   return endpoint.startsWith('unix://') ? endpoint.slice('unix://'.length) : endpoint;
 }
 
-async function checkDocker(endpoint: string): Promise<Docker> {
+export async function checkDocker(endpoint: string): Promise<Docker> {
   const socketPath = socketOf(endpoint);
   const docker = new Docker({ socketPath, timeout: 10_000 });
   try {
@@ -43,7 +43,7 @@ async function checkDocker(endpoint: string): Promise<Docker> {
   return docker;
 }
 
-async function pickInterface(wanted: string | undefined): Promise<{ iface: string; address: string }> {
+export async function pickInterface(wanted: string | undefined): Promise<{ iface: string; address: string }> {
   const ip = new IpRunner();
   const routes = wanted ? '' : (await ip.ip(['-4', '-o', 'route', 'show', 'default'])).stdout;
   const shown = await ip.ip(['-4', '-o', 'addr', 'show', 'up']);
@@ -58,7 +58,7 @@ async function pickInterface(wanted: string | undefined): Promise<{ iface: strin
 }
 
 /** Node prerequisite that kubeadm checks too: pods reach other nodes and the outside by forwarding. */
-function enableForwarding(log: Logger): void {
+export function enableForwarding(log: Logger): void {
   try {
     writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
   } catch (error) {
@@ -83,7 +83,7 @@ async function prepareNode(layout: UpLayout, docker: Docker): Promise<string | u
 }
 
 /** subnet.env written by this run's overlay (a previous run's file stays valid for the plugin meanwhile). */
-function writtenSince(file: string, sinceMs: number): boolean {
+export function writtenSince(file: string, sinceMs: number): boolean {
   try {
     return statSync(file).mtimeMs >= sinceMs;
   } catch {
@@ -97,9 +97,9 @@ function kubeClient(layout: UpLayout): { kc: KubeConfig; core: CoreV1Api } {
   return { kc, core: kc.makeApiClient(CoreV1Api) };
 }
 
-const nodeReady = (node: V1Node) => node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+export const nodeReady = (node: V1Node) => node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
 
-async function httpOk(url: string): Promise<boolean> {
+export async function httpOk(url: string): Promise<boolean> {
   const response = await fetch(url, { signal: AbortSignal.timeout(5000) });
   await response.text();
   return response.ok;
@@ -168,7 +168,7 @@ function printSummary(layout: UpLayout, node: V1Node, pods: number, scope: strin
 }
 
 /** Stops children in reverse start order; the pid file goes last. */
-async function stopAll(children: Child[], layout: UpLayout): Promise<void> {
+export async function stopAll(children: Child[], layout: UpLayout): Promise<void> {
   for (const child of [...children].reverse()) await child.stop();
   rmSync(layout.pidFile, { force: true });
 }
@@ -231,7 +231,7 @@ export const run: Runner = async (options, log) => {
 };
 
 /** done rejects when a child ends on its own (after stopping the others), stop() ends them all. */
-function supervise(children: Child[], layout: UpLayout): Stoppable {
+export function supervise(children: Child[], layout: UpLayout): Stoppable {
   let stopping: Promise<void> | undefined;
   const stop = () => (stopping ??= stopAll(children, layout));
   const done = new Promise<void>((_resolve, reject) => {
