@@ -33,6 +33,7 @@ const runners: Record<string, () => Promise<{ run: Runner }>> = {
   up: () => import('./up.js'),
   join: () => import('./join.js'),
   down: () => import('./down.js'),
+  token: () => import('./token.js'),
 };
 
 function defineCommands(program: Command, onRun: (name: string, options: CommandOptions) => void): void {
@@ -40,7 +41,10 @@ function defineCommands(program: Command, onRun: (name: string, options: Command
     program
       .command(name)
       .description(description)
-      .action((_options, command: Command) => onRun(name, command.optsWithGlobals() as CommandOptions));
+      .action((...params: unknown[]) => {
+        const command = params[params.length - 1] as Command;
+        onRun(name, { ...(command.optsWithGlobals() as CommandOptions), args: command.args });
+      });
 
   add('controlplane', 'serve a minimal Kubernetes API (REST + watch) with its controllers')
     .option('--listen <host:port>', 'address to serve on (plain HTTP only on loopback)', '127.0.0.1:6443')
@@ -125,6 +129,14 @@ function defineCommands(program: Command, onRun: (name: string, options: Command
     .option('--data-dir <dir>', 'cluster state', '/var/lib/knode')
     .option('--container-runtime-endpoint <url>', 'Docker Engine socket', 'unix:///var/run/docker.sock')
     .option('--purge', 'remove containers, rules, devices and the data dir');
+
+  add('token', 'manage bootstrap tokens for `knode join` (as kubeadm token)')
+    .argument('<action>', 'create [TOKEN], list or delete TOKEN|ID...')
+    .argument('[tokens...]')
+    .option('--kubeconfig <file>', 'an admin kubeconfig')
+    .option('--ttl <duration>', 'create: lifetime of the token (0: never expires)', '24h')
+    .option('--description <text>', 'create: a human-readable description')
+    .option('--print-join-command', 'create: print the `knode join` command instead of the token');
 
   add('install-cni', 'install the knode CNI plugin into a CNI bin dir')
     .option('--bin-dir <dir>', 'CNI bin dir', '/opt/cni/bin')

@@ -23,7 +23,7 @@ import { serveOpenApi } from './openapi.js';
 import { checkFields, parseFieldValidation } from './field-validation.js';
 import { serveScale } from './scale.js';
 import { streamSubresources, writeStatusToSocket, type PodStreamProxy, type StreamSubresource } from './pod-exec.js';
-import { admitCreate, checkAccess, pathAttributes, resourceAttributes, type AccessControl } from './auth/request.js';
+import { admitCreate, admitCsr, checkAccess, pathAttributes, resourceAttributes, type AccessControl } from './auth/request.js';
 import { adminUser, type UserInfo } from './auth/authn.js';
 
 export interface Route {
@@ -260,8 +260,9 @@ async function serveCollection({ req, res, route, query, options, method, dryRun
   }
   if (method === 'POST') {
     if (info.namespaced && namespace === undefined) throw methodNotAllowed();
-    const body = decodeBody(await readBody(req), req.headers['content-type']);
+    let body = decodeBody(await readBody(req), req.headers['content-type']);
     admitCreate(user, resourceAttributes(method, route, query), body);
+    if (info.kind === 'CertificateSigningRequest') body = await admitCsr(body, user, resourceAttributes(method, route, query));
     const warnings = checkFields(info.kind, info.version, body, parseFieldValidation(query.get('fieldValidation')));
     return sendJson(res, 201, await registry.create(info, namespace, body, dryRun), warnings);
   }

@@ -13,12 +13,20 @@ import { startControlPlane } from './control-plane.js';
 import { parseCidr4 } from './ipalloc.js';
 import { loadKubeletClientConfig } from './kubelet-client.js';
 import { writeKubeconfig } from './kubeconfig.js';
-import { ensureCredentials, parseListen, servingMode } from './security.js';
+import { ensureCredentials, parseListen, servingMode, servingNames } from './security.js';
 import { MemoryStorage } from './storage/memory.js';
 import type { Storage } from './storage/types.js';
 import { EtcdStorage } from './storage/etcd.js';
 import { parseTokenAuthFile } from './auth/authn.js';
 import { parseDuration } from '../lib/duration.js';
+
+/** The URL for cluster-info: a wildcard listen is advertised on the node's first non-loopback address. */
+function advertiseUrl(address: { host: string; port: number }): string | undefined {
+  let host = address.host;
+  if (host === '0.0.0.0' || host === '::') host = servingNames(host).find((n) => n.startsWith('IP:') && n !== 'IP:127.0.0.1')?.slice(3) ?? '';
+  if (host === '' || address.port === 0) return undefined;
+  return `https://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
+}
 
 function readTokenFile(file: string | undefined) {
   if (!file) return undefined;
@@ -98,6 +106,7 @@ export const run: Runner = async (options, log) => {
     secure: secure ? { ...secure, tls } : undefined,
     kubeletClient,
     clusterCa: credentials.ca,
+    advertiseUrl: secure ? advertiseUrl(secure) : mode.tls ? advertiseUrl(listen) : undefined,
     csrMinDurationSeconds,
   });
   const kubeconfig = join(dataDir, 'admin.kubeconfig');

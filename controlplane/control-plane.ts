@@ -25,6 +25,8 @@ import { startControllers, type ControllerOptions } from './controllers/index.js
 import { accessControl, type AccessSettings } from './auth/request.js';
 import type { UserInfo } from './auth/authn.js';
 import type { ClusterCa } from './auth/pki.js';
+import { setCsrMinDuration } from './kinds-csr.js';
+import { ensureClusterInfo } from './controllers/bootstrap-tokens.js';
 import type { ApiServerOptions } from './api-server.js';
 
 /** An HTTP(S) server with the API's handlers; upgraded sockets are tracked for stop(). */
@@ -75,6 +77,8 @@ export interface ControlPlaneOptions {
   clusterCa?: ClusterCa;
   /** The shortest certificate the CSR signer issues, in seconds (default 600, as upstream). */
   csrMinDurationSeconds?: number;
+  /** The URL other machines reach this API at, written into cluster-info (default: the secure listener's, else the main one's). */
+  advertiseUrl?: string;
   /** --token-auth-file entries. */
   staticTokens?: ReadonlyMap<string, UserInfo>;
   /** A second listener, always TLS with authentication (knode up: the node address, for joins). */
@@ -198,8 +202,17 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
     secureServer?.close();
     throw new Error('control plane bootstrap failed', { cause: error });
   }
+  if (options.clusterCa) {
+    setCsrMinDuration(options.csrMinDurationSeconds ?? 600);
+    try {
+      await ensureClusterInfo(registry, options.advertiseUrl ?? secureUrl ?? url, options.clusterCa.certPem);
+    } catch (error) {
+      log.warn({ err: error }, 'cannot write the cluster-info ConfigMap');
+    }
+  }
+  const csr = options.clusterCa ? { ca: options.clusterCa, maxSeconds: 365 * 86_400, minSeconds: options.csrMinDurationSeconds ?? 600 } : undefined;
   const controllers =
-    options.controllers?.enabled === false ? { stop: async () => undefined } : startControllers(registry, cache, log, { clusterCidr, ...options.controllers });
+    options.controllers?.enabled === false ? { stop: async () => undefined } : startControllers(registry, cache, log, { clusterCidr, csr, ...options.controllers });
   ready = true;
   log.info({ url, secureUrl }, 'control plane serving');
   let stopped = false;

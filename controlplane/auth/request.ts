@@ -13,6 +13,7 @@ import { authenticate, type AuthenticatorOptions, type UserInfo } from './authn.
 import { authorize, forbiddenMessage, nodeNameOf, requestVerb, singleObjectName, type NodeGraph, type RequestAttributes } from './authz.js';
 import { admitNodeCreate, nodeRestriction } from './node-restriction.js';
 import { registryGraph } from './graph.js';
+import { prepareCsrCreate } from '../kinds-csr.js';
 
 export interface AccessControl {
   authn: AuthenticatorOptions;
@@ -88,4 +89,14 @@ export function admitCreate(user: UserInfo, attrs: RequestAttributes, body: unkn
     const name = typeof body === 'object' && body !== null && typeof (body as { metadata?: { name?: unknown } }).metadata?.name === 'string' ? ((body as { metadata: { name: string } }).metadata.name) : '';
     throw admissionDenied(attrs, name, why);
   }
+}
+
+/** The CSR create hook (kinds-csr.ts prepareCsrCreate): verified request, requestor stamped, NodeRestriction. */
+export async function admitCsr(body: unknown, user: UserInfo, attrs: RequestAttributes): Promise<unknown> {
+  const prepared = await prepareCsrCreate(body, user);
+  if (prepared.forbidden) {
+    const name = typeof body === 'object' && body !== null && typeof (body as { metadata?: { name?: unknown } }).metadata?.name === 'string' ? (body as { metadata: { name: string } }).metadata.name : '';
+    throw admissionDenied(attrs, name, prepared.forbidden);
+  }
+  return prepared.body;
 }
