@@ -24,7 +24,7 @@ import { createDockerRuntime } from '../cri/docker/factory.js';
 import { Agent } from './agent.js';
 import { cleanupAgent, scopeLabels } from './cleanup.js';
 
-function positiveSeconds(name: string, text: string): number {
+export function positiveSeconds(name: string, text: string): number {
   if (!/^\d{1,9}$/.test(text) || Number(text) < 1) throw new ConfigError(`${name} "${text}": expected a whole number of seconds, at least 1`);
   return Number(text);
 }

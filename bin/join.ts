@@ -27,6 +27,7 @@ import type { Logger } from '../lib/log.js';
 import { busyboxSpec, ensureLocalImage, pauseSpec } from '../cri/local-images.js';
 import { installCni } from '../cni/install-command.js';
 import { loadClientCert } from '../agent/certificates/bootstrap.js';
+import { positiveSeconds } from '../agent/command.js';
 import { discoverCluster } from './join-discovery.js';
 import { joinLayout, writeJoinConfig, type JoinLayout } from './join-config.js';
 import { runtimeScopeFor, tenthAddress, type UpSettings } from './up-config.js';
@@ -158,7 +159,9 @@ export const run: Runner = async (options, log) => {
   mkdirSync(layout.dataDir, { recursive: true, mode: 0o700 });
   writeJoinConfig(layout, settings, { server: args.server, token: formatToken(token), caPem });
   say(`✓ configuration written to ${layout.configDir}`);
-  const result = await loadClientCert({ kubeconfig: layout.nodeKubeconfig, bootstrapKubeconfig: layout.bootstrapKubeconfig, certDir: layout.certDir, nodeName: settings.nodeName, log: log.child({ part: 'bootstrap' }), timeoutMs: 300_000 });
+  // KNODE_CSR_EXPIRATION_SECONDS (agent/command.ts) shortens the first certificate as the agent's later ones.
+  const expiration = process.env.KNODE_CSR_EXPIRATION_SECONDS;
+  const result = await loadClientCert({ kubeconfig: layout.nodeKubeconfig, bootstrapKubeconfig: layout.bootstrapKubeconfig, certDir: layout.certDir, nodeName: settings.nodeName, log: log.child({ part: 'bootstrap' }), timeoutMs: 300_000, ...(expiration ? { expirationSeconds: positiveSeconds('KNODE_CSR_EXPIRATION_SECONDS', expiration) } : {}) });
   say(`✓ node credential ${result === 'valid' ? 'still valid' : 'issued'} (system:node:${settings.nodeName}, ${join(layout.certDir, 'kubelet-client-current.pem')})`);
   if (options.systemd === true) {
     await installUnits(layout, settings);

@@ -63,6 +63,8 @@ export interface BootstrapOptions {
   signal?: AbortSignal;
   /** The CSR API (tests); default: the bootstrap kubeconfig's API server. */
   api?: CsrApi;
+  /** spec.expirationSeconds of the request (short-lived certificates for rotation tests). */
+  expirationSeconds?: number;
 }
 
 /**
@@ -110,7 +112,7 @@ export async function loadClientCert(options: BootstrapOptions): Promise<'valid'
   log.info({ csr: name, bootstrapKubeconfig }, 'using the bootstrap kubeconfig to request a client certificate');
   let certPem: string;
   try {
-    await requestCertificate(api, { csrPem, signerName: clientSigner, usages: clientUsages, name }, log);
+    await requestCertificate(api, { csrPem, signerName: clientSigner, usages: clientUsages, name, ...(options.expirationSeconds ? { expirationSeconds: options.expirationSeconds } : {}) }, log);
     log.info({ csr: name }, 'waiting for the client certificate to be issued');
     certPem = await waitForCertificate(api, name, options.timeoutMs ?? 3600_000, options.signal);
   } catch (error) {

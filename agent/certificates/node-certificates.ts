@@ -58,7 +58,7 @@ export class NodeCertificates {
   static async prepare(options: NodeCertificatesOptions): Promise<{ certificates: NodeCertificates; config: KubeletConfiguration }> {
     const certificates = new NodeCertificates(options);
     if (options.bootstrapKubeconfig) {
-      await loadClientCert({ kubeconfig: options.kubeconfig, bootstrapKubeconfig: options.bootstrapKubeconfig, certDir: options.certDir, nodeName: options.nodeName, log: options.log.child({ part: 'bootstrap' }) });
+      await loadClientCert({ kubeconfig: options.kubeconfig, bootstrapKubeconfig: options.bootstrapKubeconfig, certDir: options.certDir, nodeName: options.nodeName, log: options.log.child({ part: 'bootstrap' }), ...(options.expirationSeconds ? { expirationSeconds: options.expirationSeconds } : {}) });
     }
     const config = await certificates.servingConfig();
     return { certificates, config };
