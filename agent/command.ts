@@ -93,7 +93,7 @@ export const run: Runner = async (options, log) => {
     log,
   });
   await agent.start();
-  await certificates.start(kubeConfig, () => agent.server?.reloadTls());
+  await certificates.start(kubeConfig, () => agent.server?.reloadTls(), () => agent.node?.identity !== undefined);
   return {
     stop: async () => {
       await certificates.stop();

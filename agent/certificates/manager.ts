@@ -35,7 +35,8 @@ export function satisfiesTemplate(pair: CertificatePair, template: CertificateTe
 
 export interface CertificateManagerOptions {
   store: CertificateStore;
-  template: () => CertificateTemplate;
+  /** What to request; undefined while it is not known yet (a serving certificate before the Node has addresses). */
+  template: () => CertificateTemplate | undefined;
   signerName: string;
   usages: string[];
   /** The CSR API to use given the current pair (undefined when there is none or it expired). */
@@ -82,7 +83,8 @@ export class CertificateManager {
   /** When the next rotation is due (ms since the epoch). */
   nextDeadline(): number {
     const now = this.options.clock.now();
-    if (!this.pair || !satisfiesTemplate(this.pair, this.options.template())) return now;
+    const template = this.options.template();
+    if (!this.pair || (template && !satisfiesTemplate(this.pair, template))) return now;
     return rotationDeadline(this.pair.info.notBefore, this.pair.info.notAfter, (this.options.random ?? Math.random)());
   }
 
@@ -97,6 +99,11 @@ export class CertificateManager {
 
   private async rotate(): Promise<void> {
     const { log, store } = this.options;
+    if (!this.options.template()) {
+      // client-go: "no template available, waiting" (kubelet: the Node has no addresses yet).
+      this.schedule(1000);
+      return;
+    }
     try {
       const pair = await this.renew();
       this.failures = 0;
@@ -117,7 +124,7 @@ export class CertificateManager {
   /** A new key and CSR, waited for, then stored. */
   private async renew(): Promise<CertificatePair> {
     const { template, signerName, usages, log } = this.options;
-    const wanted = template();
+    const wanted = template()!;
     const key = await generateKey();
     const csrPem = await createCsr(key, wanted.subject, wanted.sans);
     const api = this.options.api(this.current());

@@ -100,7 +100,7 @@ export class NodeCertificates {
   }
 
   /** Starts rotation; `kubeConfig` is the agent's (node credential) API access. */
-  async start(kubeConfig: KubeConfig, onServingRotated: () => void): Promise<void> {
+  async start(kubeConfig: KubeConfig, onServingRotated: () => void, nodeRegistered: () => boolean = () => true): Promise<void> {
     const { config, certDir, log, clock, nodeName, kubeconfig, bootstrapKubeconfig } = this.options;
     this.onServingRotated = onServingRotated;
     const common = { clock, ...(this.options.expirationSeconds ? { expirationSeconds: this.options.expirationSeconds } : {}) };
@@ -129,7 +129,8 @@ export class NodeCertificates {
       this.serving = new CertificateManager({
         ...common,
         store: new CertificateStore(certDir, 'kubelet-server'),
-        template: () => ({ subject: nodeSubject(nodeName), sans: this.servingNames() }),
+        // As the kubelet, the serving CSR waits for the Node (its addresses are what the approver checks).
+        template: () => (nodeRegistered() ? { subject: nodeSubject(nodeName), sans: this.servingNames() } : undefined),
         signerName: servingSigner,
         usages: servingUsages,
         api: () => kubeCsrApi(kubeConfig, log),
