@@ -195,6 +195,27 @@ describe.skipIf(env.skip)('control plane authentication and authorization (issue
     await issuedCertificate('admin-for-b');
   });
 
+  it('a node gets narrower identities for its proxy and overlay (kube-apiserver-client CSRs)', async () => {
+    const proxy = await opensslCsr('proxy', '/CN=system:kube-proxy');
+    expect((await kubectl(nodeA, 'create', '-f', csrManifest('proxy-a', proxy.csr, 'kubernetes.io/kube-apiserver-client', ['digital signature', 'client auth']))).code).toBe(0);
+    const proxyCert = await issuedCertificate('proxy-a');
+    const asProxy = kubeconfigFor('proxy-a', { 'client-certificate-data': Buffer.from(proxyCert).toString('base64'), 'client-key-data': readFileSync(proxy.key).toString('base64') });
+    expect((await kubectl(asProxy, 'get', 'services', '-A', '-o', 'name')).stdout).toContain('service/kubernetes');
+    expect((await kubectl(asProxy, 'get', 'secrets', '-A')).stderr).toContain('User "system:kube-proxy" cannot list resource "secrets"');
+    const overlay = await opensslCsr('overlay', '/CN=system:knode:overlay:node-a');
+    expect((await kubectl(nodeA, 'create', '-f', csrManifest('overlay-a', overlay.csr, 'kubernetes.io/kube-apiserver-client', ['digital signature', 'client auth']))).code).toBe(0);
+    const overlayCert = await issuedCertificate('overlay-a');
+    writeFileSync(join(dir, 'overlay-a.crt'), overlayCert);
+    // As flannel does it: a merge PATCH of nodes/status (its ClusterRole has no get on nodes/status, so not through kubectl patch).
+    const annotate = (node: string) =>
+      curl('--cert', join(dir, 'overlay-a.crt'), '--key', overlay.key, '-X', 'PATCH', '-H', 'Content-Type: application/merge-patch+json', '--data', JSON.stringify({ metadata: { annotations: { 'flannel.alpha.coreos.com/public-ip': '10.1.2.3' } } }), `${cp.url}/api/v1/nodes/${node}/status`);
+    expect((await annotate('node-a')).code).toBe(200);
+    const other = await annotate('node-b');
+    expect(other.code).toBe(403);
+    expect(other.body.message).toBe('nodes "node-b" is forbidden: User "system:knode:overlay:node-a" cannot patch resource "nodes/status" in API group "" at the cluster scope: can only patch the status of node "node-a"');
+    expect((await kubectl(admin(), 'get', 'node', 'node-a', '-o', 'jsonpath={.metadata.annotations}')).stdout).toContain('10.1.2.3');
+  });
+
   it('a serving CSR is approved only for the node\'s own addresses', async () => {
     await kubectl(admin(), 'patch', 'node', 'node-a', '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { addresses: [{ type: 'InternalIP', address: '10.1.2.3' }, { type: 'Hostname', address: 'node-a' }] } }));
     const own = await opensslCsr('serving-own', '/O=system:nodes/CN=system:node:node-a', 'DNS:node-a,IP:10.1.2.3');

@@ -70,6 +70,10 @@ describe('authorizer', () => {
     ['overlay: patch nodes/status', overlay, attrs('patch', 'nodes/status', { name: 'b' }), true],
     ['overlay: patch nodes', overlay, attrs('patch', 'nodes', { name: 'b' }), false],
     ['overlay: watch nodes', overlay, attrs('watch', 'nodes'), true],
+    ['node overlay: patch own nodes/status', { name: 'system:knode:overlay:a', groups: ['system:authenticated'] }, attrs('patch', 'nodes/status', { name: 'a' }), true],
+    ['node overlay: patch node b status', { name: 'system:knode:overlay:a', groups: ['system:authenticated'] }, attrs('patch', 'nodes/status', { name: 'b' }), false],
+    ['node overlay: list nodes', { name: 'system:knode:overlay:a', groups: ['system:authenticated'] }, attrs('list', 'nodes'), true],
+    ['node overlay: get secrets', { name: 'system:knode:overlay:a', groups: ['system:authenticated'] }, attrs('get', 'secrets', { namespace: 'default', name: 'a-secret' }), false],
   ])('%s', async (_name, user, request, allowed) => {
     expect((await authorize(user, request, graph)).allowed).toBe(allowed);
   });
@@ -146,6 +150,9 @@ const clientCsr = (more: Partial<CsrFacts> = {}): CsrFacts => ({
 const servingCsr = (more: Partial<CsrFacts> = {}): CsrFacts =>
   clientCsr({ signerName: 'kubernetes.io/kubelet-serving', username: 'system:node:a', groups: node('a').groups, usages: ['digital signature', 'server auth'], dnsNames: ['a'], ipAddresses: ['10.0.0.1'], ...more });
 
+const component = (cn: string, more: Partial<CsrFacts> = {}): CsrFacts =>
+  clientCsr({ signerName: 'kubernetes.io/kube-apiserver-client', username: 'system:node:a', groups: node('a').groups, commonName: cn, organizations: [], ...more });
+
 describe('CSR approver', () => {
   it.each([
     ['client CSR from a bootstrap token', clientCsr(), true],
@@ -160,6 +167,12 @@ describe('CSR approver', () => {
     ['serving CSR of node A for node B', servingCsr({ commonName: 'system:node:b' }), false],
     ['serving CSR from a bootstrap token', servingCsr({ username: bootstrapper.name, groups: bootstrapper.groups }), false],
     ['another signer', clientCsr({ signerName: 'example.com/other' }), false],
+    ['node A asks for the kube-proxy identity', component('system:kube-proxy'), true],
+    ['node A asks for its overlay identity', component('system:knode:overlay:a'), true],
+    ['node A asks for node B\'s overlay identity', component('system:knode:overlay:b'), false],
+    ['node A asks for kube-proxy with O=system:masters', component('system:kube-proxy', { organizations: ['system:masters'] }), false],
+    ['node A asks for an admin identity', component('kubernetes-admin'), false],
+    ['a bootstrap token asks for the kube-proxy identity', component('system:kube-proxy', { username: bootstrapper.name, groups: bootstrapper.groups }), false],
   ])('%s', (_name, csr, approve) => {
     expect(approvalDecision(csr, ['10.0.0.1', 'a']).approve).toBe(approve);
   });
