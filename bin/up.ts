@@ -25,6 +25,7 @@ import { ensureKubeletPki } from '../lib/kubelet-pki.js';
 import { chooseInterface, examplePodText, runtimeScopeFor, tenthAddress, upLayout, writeUpConfigs, type UpLayout, type UpSettings } from './up-config.js';
 import { Child, ComponentError, waitReady } from './up-supervisor.js';
 import { readPidFile } from './down.js';
+import { isLoopback } from '../controlplane/security.js';
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -123,7 +124,10 @@ async function startAll(layout: UpLayout, settings: UpSettings, env: NodeJS.Proc
     savePids();
     return child;
   };
-  const cp = spawnChild('controlplane', ['controlplane', '--data-dir', layout.controlplaneDir, '--listen', settings.listen, '--store', 'file', '--cluster-cidr', settings.clusterCidr, '--service-cidr', settings.serviceCidr, '--kubelet-client-certificate', join(layout.kubeletPki, 'client.crt'), '--kubelet-client-key', join(layout.kubeletPki, 'client.key')]);
+  // Other machines join through the node address: TLS with authentication there, plain HTTP stays on loopback.
+  const listenHost = settings.listen.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  const secure = isLoopback(listenHost) ? ['--secure-listen', `${extra.address}:${settings.listen.replace(/^.*:/, '')}`] : [];
+  const cp = spawnChild('controlplane', ['controlplane', '--data-dir', layout.controlplaneDir, '--listen', settings.listen, ...secure, '--store', 'file', '--cluster-cidr', settings.clusterCidr, '--service-cidr', settings.serviceCidr, '--kubelet-client-certificate', join(layout.kubeletPki, 'client.crt'), '--kubelet-client-key', join(layout.kubeletPki, 'client.key')]);
   let core: CoreV1Api | undefined;
   await waitReady(cp, 'ready', async () => {
     if (!existsSync(layout.kubeconfig)) return false;
@@ -134,7 +138,7 @@ async function startAll(layout: UpLayout, settings: UpSettings, env: NodeJS.Proc
     if (ok) core = client.core;
     return ok;
   }, 60_000, aborted);
-  say(`✓ control plane ready (${kubeClient(layout).kc.getCurrentCluster()?.server}, storage ${layout.controlplaneDir})`);
+  say(`✓ control plane ready (${kubeClient(layout).kc.getCurrentCluster()?.server}${secure.length > 0 ? `, joins at https://${secure[1]}` : ''}, storage ${layout.controlplaneDir})`);
   const common = ['--kubeconfig', layout.kubeconfig, '--hostname-override', settings.nodeName];
   const overlayStart = Date.now() - 1000;
   const overlay = spawnChild('overlay', ['overlay', ...common, '--net-conf', layout.netConf, '--iface', extra.iface, '--subnet-file', layout.subnetFile, '--ip-masq']);
@@ -197,7 +201,8 @@ export const run: Runner = async (options, log) => {
   const { iface, address } = await pickInterface(optionalString(options, 'iface'));
   enableForwarding(log);
   writeUpConfigs(layout, settings);
-  await ensureKubeletPki(layout.kubeletPki, { servingNames: ['IP:127.0.0.1', `IP:${address}`, `DNS:${settings.nodeName}`] });
+  // One cluster CA (the control plane's): it signs the API's serving certificate, the kubelet's and the CSRs of joining nodes.
+  await ensureKubeletPki(layout.kubeletPki, { servingNames: ['IP:127.0.0.1', `IP:${address}`, `DNS:${settings.nodeName}`], caDir: join(layout.controlplaneDir, 'pki') });
   const examplePod = await prepareNode(layout, docker);
   const scope = process.env.KNODE_RUNTIME_SCOPE ?? runtimeScopeFor(layout.dataDir);
   const agentEnv = { KNODE_CNI_CACHE_DIR: layout.cniCacheDir, KNODE_POD_LOGS_DIR: layout.podLogs, KNODE_RUNTIME_SCOPE: scope, KNODE_NODE_IP: address };

@@ -23,6 +23,7 @@ import { nodeNameOf } from './auth/authz.js';
 
 export const kubeletClientSigner = 'kubernetes.io/kube-apiserver-client-kubelet';
 export const kubeletServingSigner = 'kubernetes.io/kubelet-serving';
+export const apiserverClientSigner = 'kubernetes.io/kube-apiserver-client';
 
 export const knownUsages = [
   'signing', 'digital signature', 'content commitment', 'key encipherment', 'key agreement', 'data encipherment', 'cert sign', 'crl sign', 'encipher only',

@@ -13,7 +13,9 @@
  *   (https://kubernetes.io/docs/reference/access-authn-authz/kubelet-tls-bootstrapping/).
  * - system:kube-proxy: system:node-proxier (the default binding names this user).
  * - The overlay: flannel's ClusterRole (get pods; get/list/watch nodes; patch nodes/status),
- *   for the user flannel's service account would be.
+ *   for the user flannel's service account would be; and knode's per-node overlay identity
+ *   `system:knode:overlay:<node>` (what a joined node gets through a CSR): the same reads, and
+ *   nodes/status of its own node only.
  * - Anyone: /healthz, /livez, /readyz, /version (system:public-info-viewer); authenticated
  *   users: discovery (system:discovery, system:basic-user); anonymous: `get` of the cluster-info
  *   ConfigMap in kube-public (kubeadm's bootstrap-signer-clusterinfo Role).
@@ -44,6 +46,8 @@ export type Decision = { allowed: true } | { allowed: false; reason: string };
 export const nodesGroup = 'system:nodes';
 export const kubeProxyUser = 'system:kube-proxy';
 export const overlayUser = 'system:serviceaccount:kube-flannel:flannel';
+/** knode's overlay identity of one node (narrower than flannel's: its own Node's status only). */
+export const nodeOverlayPrefix = 'system:knode:overlay:';
 
 const allow: Decision = { allowed: true };
 const deny = (reason = ''): Decision => ({ allowed: false, reason });
@@ -139,6 +143,10 @@ export async function authorize(user: UserInfo, attrs: RequestAttributes, graph:
   if (user.groups.includes('system:bootstrappers') && matches(bootstrapperRules, attrs)) return allow;
   if (user.name === kubeProxyUser && matches(proxierRules, attrs)) return allow;
   if (user.name === overlayUser && matches(flannelRules, attrs)) return allow;
+  if (user.name.startsWith(nodeOverlayPrefix) && matches(flannelRules, attrs)) {
+    const own = user.name.slice(nodeOverlayPrefix.length);
+    return attrs.subresource === 'status' && attrs.name !== own ? deny(`can only patch the status of node "${own}"`) : allow;
+  }
   return deny();
 }
 

@@ -13,9 +13,15 @@
  *   object (kube-controller-manager leaves all serving CSRs to an operator; knode approves the
  *   provably-own ones so that `knode join` needs no manual step). Anything else waits for
  *   `kubectl certificate approve`;
+ * - a client CSR of signer kube-apiserver-client (signed as kube-controller-manager signs it,
+ *   approved by an operator upstream) is auto-approved only when a node asks for one of its
+ *   components' identities: CN=system:kube-proxy (the default system:node-proxier binding's
+ *   user) or CN=system:knode:overlay:<that node>, no organization, no SANs — both can do less
+ *   than the node's own credential (controlplane/auth/authz.ts);
  * - a CSR for another node's name is never approved.
  */
-import { kubeletClientSigner, kubeletServingSigner } from '../kinds-csr.js';
+import { apiserverClientSigner, kubeletClientSigner, kubeletServingSigner } from '../kinds-csr.js';
+import { kubeProxyUser, nodeOverlayPrefix } from '../auth/authz.js';
 
 export interface CsrFacts {
   signerName: string;
@@ -56,6 +62,24 @@ export function kubeletServingProblem(csr: CsrFacts): string | undefined {
   return undefined;
 }
 
+/** Why this is not a client certificate request kube-apiserver-client signs (usages); undefined when it is. */
+export function apiserverClientProblem(csr: CsrFacts): string | undefined {
+  if (!usagesOk(csr.usages, 'client auth', clientUsages)) return `usages did not match ${clientUsages.join(', ')}`;
+  if (csr.commonName === '') return 'subject common name is empty';
+  return undefined;
+}
+
+function componentDecision(csr: CsrFacts): ApprovalDecision {
+  const problem = apiserverClientProblem(csr);
+  if (problem) return { approve: false, why: problem };
+  const node = csr.groups.includes('system:nodes') && csr.username.startsWith('system:node:') ? csr.username.slice('system:node:'.length) : undefined;
+  if (node === undefined) return { approve: false, why: `requestor ${csr.username} is not a node` };
+  const component = csr.commonName === kubeProxyUser || csr.commonName === `${nodeOverlayPrefix}${node}`;
+  if (!component || csr.organizations.length > 0) return { approve: false, why: `${csr.commonName} is not a component identity of node ${node}` };
+  if (csr.dnsNames.length + csr.ipAddresses.length + csr.emailAddresses.length + csr.uris.length > 0) return { approve: false, why: 'subject alternative names are not allowed' };
+  return { approve: true, message: `Auto approving the ${csr.commonName} client certificate of node ${node}.` };
+}
+
 export type ApprovalDecision = { approve: true; message: string } | { approve: false; why: string };
 
 /**
@@ -79,6 +103,7 @@ export function approvalDecision(csr: CsrFacts, nodeAddresses: string[] | undefi
     if (foreign.length > 0) return { approve: false, why: `${foreign.join(', ')} not among the node's addresses` };
     return { approve: true, message: 'Auto approving kubelet serving certificate: every name is an address of the node.' };
   }
+  if (csr.signerName === apiserverClientSigner) return componentDecision(csr);
   return { approve: false, why: `signer ${csr.signerName} is not auto-approved` };
 }
 
@@ -91,7 +116,14 @@ export interface SigningPlan {
 
 /** Validity and usages of an approved CSR's certificate; a string says why it fails (SignerValidationFailure). */
 export function signingPlan(csr: CsrFacts, expirationSeconds: number | undefined, options: { maxSeconds: number; minSeconds: number }, now: Date): SigningPlan | string {
-  const problem = csr.signerName === kubeletClientSigner ? kubeletClientProblem(csr) : csr.signerName === kubeletServingSigner ? kubeletServingProblem(csr) : `signer ${csr.signerName} is not served`;
+  const problem =
+    csr.signerName === kubeletClientSigner
+      ? kubeletClientProblem(csr)
+      : csr.signerName === kubeletServingSigner
+        ? kubeletServingProblem(csr)
+        : csr.signerName === apiserverClientSigner
+          ? apiserverClientProblem(csr)
+          : `signer ${csr.signerName} is not served`;
   if (problem) return problem;
   const seconds = Math.max(options.minSeconds, Math.min(expirationSeconds ?? options.maxSeconds, options.maxSeconds));
   // Backdated by 5 minutes for clock skew, except certificates shorter than that (PermissiveSigningPolicy).

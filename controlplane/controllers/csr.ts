@@ -1,14 +1,14 @@
 /**
  * kube-controller-manager's csrapproving and csrsigning controllers in one queue: a pending CSR
  * gets the approver's decision (csr-policy.ts) through the `/approval` subresource; an approved
- * one of the two kubelet signers gets its certificate from the cluster CA through `/status`
+ * one of the kubelet signers or of kube-apiserver-client gets its certificate from the cluster CA through `/status`
  * (or a Failed condition, reason SignerValidationFailure, as the signer writes it). Each write
  * comes back through the watch and moves the CSR one step further.
  */
 import type { Logger } from '../../lib/log.js';
 import { parseCsr } from '../auth/csr.js';
 import { issueCertificate, type ClusterCa, x509 } from '../auth/pki.js';
-import { conditionsOf, kubeletClientSigner, kubeletServingSigner } from '../kinds-csr.js';
+import { apiserverClientSigner, conditionsOf, kubeletClientSigner, kubeletServingSigner } from '../kinds-csr.js';
 import type { Registry } from '../registry.js';
 import { resourceNamed, storagePrefix } from '../resources.js';
 import { ApiError } from '../status.js';
@@ -68,7 +68,7 @@ async function reconcile(registry: Registry, options: CsrControllerOptions, name
   const status = isRecord(csr.status) ? csr.status : {};
   const conditions = conditionsOf(csr);
   if ((typeof status.certificate === 'string' && status.certificate !== '') || conditions.some((c) => (c.type === 'Denied' || c.type === 'Failed') && c.status === 'True')) return;
-  if (spec.signerName !== kubeletClientSigner && spec.signerName !== kubeletServingSigner) return;
+  if (spec.signerName !== kubeletClientSigner && spec.signerName !== kubeletServingSigner && spec.signerName !== apiserverClientSigner) return;
   const parsed = await parseCsr(spec.request);
   const facts: CsrFacts = {
     signerName: String(spec.signerName),
