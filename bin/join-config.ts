@@ -19,6 +19,9 @@ export interface JoinLayout extends UpLayout {
   nodeKubeconfig: string;
   caFile: string;
   certDir: string;
+  /** The proxy's and the overlay's own identities (bin/join-credentials.ts). */
+  proxyKubeconfig: string;
+  overlayKubeconfig: string;
 }
 
 export function joinLayout(dataDir: string | undefined): JoinLayout {
@@ -35,6 +38,8 @@ export function joinLayout(dataDir: string | undefined): JoinLayout {
     proxyConfig: join(configDir, 'kube-proxy.yaml'),
     netConf: join(configDir, 'net-conf.json'),
     certDir: join(state.kubeletRoot, 'pki'),
+    proxyKubeconfig: join(configDir, 'kube-proxy.kubeconfig'),
+    overlayKubeconfig: join(configDir, 'overlay.kubeconfig'),
   };
 }
 
@@ -79,10 +84,10 @@ export function writeJoinConfig(layout: JoinLayout, settings: UpSettings, files:
     writeFileAtomic(at(layout.caFile), files.caPem);
     writeFileAtomic(at(layout.bootstrapKubeconfig), nodeKubeconfigText({ server: files.server, caPem: files.caPem, token: files.token }), { mode: 0o600 });
     writeFileAtomic(at(layout.kubeletConfig), joinKubeletConfigText(layout, settings));
-    writeFileAtomic(at(layout.proxyConfig), kubeProxyConfigText(layout, settings));
+    writeFileAtomic(at(layout.proxyConfig), kubeProxyConfigText({ ...layout, kubeconfig: layout.proxyKubeconfig }, settings));
     writeFileAtomic(at(layout.netConf), netConfText(settings));
-    // The node's identity survives a new join into the same place (the agent re-bootstraps only when it expired).
-    if (existsSync(layout.nodeKubeconfig)) copyFileSync(layout.nodeKubeconfig, at(layout.nodeKubeconfig));
+    // The node's identities survive a new join into the same place (renewed only when expiring).
+    for (const file of [layout.nodeKubeconfig, layout.proxyKubeconfig, layout.overlayKubeconfig]) if (existsSync(file)) copyFileSync(file, at(file));
     mkdirSync(resolve(layout.configDir, '..'), { recursive: true });
     if (existsSync(layout.configDir)) renameSync(layout.configDir, previous);
     renameSync(staging, layout.configDir);

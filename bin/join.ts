@@ -8,10 +8,12 @@
  * (--bootstrap-kubeconfig, rotating certificates) → overlay → Ready → proxy → dns. With
  * --systemd the units are installed and started by systemd/install.sh instead.
  *
- * Credentials: the agent, proxy, overlay and dns all use the node's own certificate
- * (system:node:<name> in system:nodes), which the control plane's Node authorizer limits to the
- * node's own Node, Lease and pods plus reading Services and EndpointSlices; no component of a
- * joined node holds the admin's credential or the bootstrap token after the bootstrap.
+ * Credentials: the agent and dns use the node's own certificate (system:node:<name> in
+ * system:nodes), which the control plane's Node authorizer limits to the node's own Node, Lease
+ * and pods plus reading Services and EndpointSlices; the proxy (system:kube-proxy) and the
+ * overlay (system:knode:overlay:<name>) get narrower certificates of their own, requested by the
+ * node (bin/join-credentials.ts). No component of a joined node holds the admin's credential,
+ * nor the bootstrap token after the bootstrap.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
@@ -29,6 +31,7 @@ import { installCni } from '../cni/install-command.js';
 import { loadClientCert } from '../agent/certificates/bootstrap.js';
 import { positiveSeconds } from '../agent/command.js';
 import { discoverCluster } from './join-discovery.js';
+import { ensureComponentCredential } from './join-credentials.js';
 import { joinLayout, writeJoinConfig, type JoinLayout } from './join-config.js';
 import { runtimeScopeFor, tenthAddress, type UpSettings } from './up-config.js';
 import { Child, ComponentError, waitReady } from './up-supervisor.js';
@@ -117,10 +120,11 @@ async function startComponents(ctx: StartContext): Promise<void> {
     return child;
   };
   const common = ['--kubeconfig', layout.nodeKubeconfig, '--hostname-override', settings.nodeName];
+  const overlayArgs = ['--kubeconfig', layout.overlayKubeconfig, '--hostname-override', settings.nodeName];
   const binDirs = [layout.cniBinDir, '/usr/lib/cni', '/opt/cni/bin'].filter((dir) => existsSync(dir)).join(',');
   const overlayStart = Date.now() - 1000;
   const agent = spawnChild('agent', ['agent', ...common, '--bootstrap-kubeconfig', layout.bootstrapKubeconfig, '--cert-dir', layout.certDir, '--config', layout.kubeletConfig, '--root-dir', layout.kubeletRoot, '--container-runtime-endpoint', ctx.endpoint, '--cni-conf-dir', layout.cniConfDir, '--cni-bin-dir', binDirs], ctx.env);
-  const overlay = spawnChild('overlay', ['overlay', ...common, '--net-conf', layout.netConf, '--iface', iface, '--subnet-file', layout.subnetFile, '--ip-masq']);
+  const overlay = spawnChild('overlay', ['overlay', ...overlayArgs, '--net-conf', layout.netConf, '--iface', iface, '--subnet-file', layout.subnetFile, '--ip-masq']);
   await waitReady(overlay, 'leased a subnet', async () => writtenSince(layout.subnetFile, overlayStart), 120_000, aborted);
   say(`✓ overlay ready (VXLAN over ${iface}, ${layout.subnetFile})`);
   const core = nodeClient(layout);
@@ -163,6 +167,15 @@ export const run: Runner = async (options, log) => {
   const expiration = process.env.KNODE_CSR_EXPIRATION_SECONDS;
   const result = await loadClientCert({ kubeconfig: layout.nodeKubeconfig, bootstrapKubeconfig: layout.bootstrapKubeconfig, certDir: layout.certDir, nodeName: settings.nodeName, log: log.child({ part: 'bootstrap' }), timeoutMs: 300_000, ...(expiration ? { expirationSeconds: positiveSeconds('KNODE_CSR_EXPIRATION_SECONDS', expiration) } : {}) });
   say(`✓ node credential ${result === 'valid' ? 'still valid' : 'issued'} (system:node:${settings.nodeName}, ${join(layout.certDir, 'kubelet-client-current.pem')})`);
+  const nodeKubeConfig = new KubeConfig();
+  nodeKubeConfig.loadFromFile(layout.nodeKubeconfig);
+  for (const credential of [
+    { prefix: 'kube-proxy-client' as const, commonName: 'system:kube-proxy', kubeconfig: layout.proxyKubeconfig },
+    { prefix: 'overlay-client' as const, commonName: `system:knode:overlay:${settings.nodeName}`, kubeconfig: layout.overlayKubeconfig },
+  ]) {
+    const got = await ensureComponentCredential({ credential, certDir: layout.certDir, server: args.server, caPem, nodeKubeConfig, log });
+    say(`✓ ${credential.commonName} credential ${got === 'valid' ? 'still valid' : 'issued'} (${credential.kubeconfig})`);
+  }
   if (options.systemd === true) {
     await installUnits(layout, settings);
     say('✓ systemd units installed and started');

@@ -39,7 +39,7 @@ export function fileStamp(date: Date): string {
 export class CertificateStore {
   constructor(
     readonly dir: string,
-    readonly prefix: 'kubelet-client' | 'kubelet-server',
+    readonly prefix: 'kubelet-client' | 'kubelet-server' | 'kube-proxy-client' | 'overlay-client',
   ) {}
 
   get currentPath(): string {

@@ -188,8 +188,12 @@ describe.skipIf(env.skip)('knode join: two nodes join a control plane with a boo
       expect(csrs).toMatch(new RegExp(`csr-\\S+ kubernetes.io/kubelet-serving system:node:${node.name} Approved \\S+`));
       const kubeconfig = readFileSync(join(node.dir, 'config', 'kubelet.kubeconfig'), 'utf8');
       expect(kubeconfig).toContain(join(node.dir, 'kubelet', 'pki', 'kubelet-client-current.pem'));
-      const subject = (await run(['openssl', 'x509', '-noout', '-subject', '-in', join(node.dir, 'kubelet', 'pki', 'kubelet-client-current.pem')])).stdout;
-      expect(subject).toMatch(new RegExp(`O\\s*=\\s*system:nodes, CN\\s*=\\s*system:node:${node.name}`));
+      const subject = async (file: string) => (await run(['openssl', 'x509', '-noout', '-subject', '-in', join(node.dir, 'kubelet', 'pki', file)])).stdout;
+      expect(await subject('kubelet-client-current.pem')).toMatch(new RegExp(`O\\s*=\\s*system:nodes, CN\\s*=\\s*system:node:${node.name}`));
+      // The proxy and the overlay have their own, narrower identities.
+      expect(await subject('kube-proxy-client-current.pem')).toMatch(/subject=CN\s*=\s*system:kube-proxy$/m);
+      expect(await subject('overlay-client-current.pem')).toMatch(new RegExp(`subject=CN\\s*=\\s*system:knode:overlay:${node.name}$`, 'm'));
+      expect(readFileSync(join(node.dir, 'config', 'kube-proxy.yaml'), 'utf8')).toContain(join(node.dir, 'config', 'kube-proxy.kubeconfig'));
       const adminToken = readFileSync(join(cpDir, 'token'), 'utf8').trim();
       for (const file of readdirSync(join(node.dir, 'config'), { recursive: true }) as string[]) {
         const path = join(node.dir, 'config', file);
@@ -201,7 +205,8 @@ describe.skipIf(env.skip)('knode join: two nodes join a control plane with a boo
   it('schedules pods on both nodes; kubectl logs and exec reach both kubelets; pods talk across nodes', async () => {
     const [a, b] = nodes as [JoinedNode, JoinedNode];
     const file = join(a.dir, 'workload.yaml');
-    writeFileSync(file, [webPod('web-a', a.name), webPod('web-b', b.name)].map((m) => stringify(m)).join('---\n'));
+    const service = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web' }, spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 'http' }] } };
+    writeFileSync(file, [webPod('web-a', a.name), webPod('web-b', b.name), service].map((m) => stringify(m)).join('---\n'));
     await kubectl('apply', '-f', file);
     const ips = await waitFor('both web pods Ready', async () => {
       const out = await kubectl('get', 'pods', '-o', 'jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} {.status.podIP} {.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}');
@@ -219,6 +224,15 @@ describe.skipIf(env.skip)('knode join: two nodes join a control plane with a boo
     // Pod on A → pod on B (and back) across the VXLAN overlay.
     expect(await kubectl('exec', 'web-a', '--', 'sh', '-c', `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 ${ips['web-b']!.ip} 8080 | tail -n 1`)).toBe('web-b\n');
     expect(await kubectl('exec', 'web-b', '--', 'sh', '-c', `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 ${ips['web-a']!.ip} 8080 | tail -n 1`)).toBe('web-a\n');
+    // Service traffic across nodes: the proxy (its own system:kube-proxy identity) programs the
+    // ClusterIP; from node A's pod, bounded requests reach the pod on node B too.
+    const clusterIP = await kubectl('get', 'service', 'web', '-o', 'jsonpath={.spec.clusterIP}');
+    const answers = await waitFor('answers from both pods through the ClusterIP', async () => {
+      const out = await kubectl('exec', 'web-a', '--', 'sh', '-c', `i=0; while [ $i -lt 12 ]; do i=$((i+1)); printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 ${clusterIP} 80 | tail -n 1; done`);
+      const names = new Set(out.split('\n').filter(Boolean));
+      return names.has('web-a') && names.has('web-b') ? names : undefined;
+    }, 90_000, 1000).catch(failWith);
+    expect([...answers].sort()).toEqual(['web-a', 'web-b']);
   }, 300_000);
 
   it('the kubelet API refuses anonymous requests (401); a node credential may not touch another node (403)', async () => {
