@@ -5,8 +5,8 @@
  * components as `knode join`'s supervised children. Then, through kubectl:
  * - both nodes Ready with client certificates from TLS bootstrap (node-csr-… CSRs approved and
  *   issued) and serving certificates from kubelet-serving CSRs; no admin credential on a node;
- * - pods scheduled on both nodes; `kubectl logs` and `kubectl exec` reach both kubelets over TLS
- *   verified with the cluster CA; pod-to-pod traffic across the overlay;
+ * - pods scheduled on both nodes; `kubectl logs`, `exec` and `port-forward` reach both kubelets
+ *   over TLS verified with the cluster CA; pod-to-pod and Service traffic across the overlay;
  * - the kubelet API refuses anonymous requests (401); node A's credential may not label node B;
  * - node B's certificates live for seconds: they rotate while its pods keep running unrestarted
  *   and the node stays Ready (no gap in API access);
@@ -109,6 +109,23 @@ describe.skipIf(env.skip)('knode join: two nodes join a control plane with a boo
   };
   const argValue = (line: string, flag: string) => new RegExp(`${flag}\\s+(\\S+)`).exec(line)?.[1] ?? '';
 
+  /** `kubectl port-forward pod/NAME :8080` in the control plane's netns, one GET through it, stopped. */
+  async function portForwardGet(pod: string): Promise<string> {
+    const child = spawn('nsenter', [`--net=${cpNetns.path}`, '--', 'kubectl', '--kubeconfig', join(cpDir, 'admin.kubeconfig'), 'port-forward', '--address', '127.0.0.1', `pod/${pod}`, ':8080'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    try {
+      const port = await waitFor(`kubectl port-forward to ${pod}`, () => {
+        if (child.exitCode !== null) throw new Error(`kubectl port-forward exited ${child.exitCode}: ${output}`);
+        return /Forwarding from 127\.0\.0\.1:(\d+) -> 8080/.exec(output)?.[1];
+      }, 30_000, 100);
+      return (await run(['nsenter', `--net=${cpNetns.path}`, '--', 'curl', '-s', '-m', '10', `http://127.0.0.1:${port}/`], { timeoutMs: 20_000 })).stdout;
+    } finally {
+      child.kill('SIGKILL');
+    }
+  }
+
   async function makeNodeNetns(role: string, index: number): Promise<{ netns: Netns; ip: string }> {
     const netns = await net.node(role);
     const ip = `${prefix}.${index}`;
@@ -202,7 +219,7 @@ describe.skipIf(env.skip)('knode join: two nodes join a control plane with a boo
     }
   });
 
-  it('schedules pods on both nodes; kubectl logs and exec reach both kubelets; pods talk across nodes', async () => {
+  it('schedules pods on both nodes; kubectl logs, exec and port-forward reach both kubelets; pods and a Service work across nodes', async () => {
     const [a, b] = nodes as [JoinedNode, JoinedNode];
     const file = join(a.dir, 'workload.yaml');
     const service = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web' }, spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 'http' }] } };
@@ -221,6 +238,8 @@ describe.skipIf(env.skip)('knode join: two nodes join a control plane with a boo
       // busybox httpd logs nothing by itself: the log is whatever the container printed (maybe empty); the call must succeed.
       await kubectl('logs', name);
     }
+    // kubectl port-forward (SPDY through the control plane to each kubelet), inside the control plane's netns.
+    for (const name of ['web-a', 'web-b']) expect(await portForwardGet(name)).toBe(`${name}\n`);
     // Pod on A → pod on B (and back) across the VXLAN overlay.
     expect(await kubectl('exec', 'web-a', '--', 'sh', '-c', `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 ${ips['web-b']!.ip} 8080 | tail -n 1`)).toBe('web-b\n');
     expect(await kubectl('exec', 'web-b', '--', 'sh', '-c', `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 ${ips['web-a']!.ip} 8080 | tail -n 1`)).toBe('web-a\n');
