@@ -8,7 +8,6 @@ import type { IncomingMessage } from 'node:http';
 import { ApiError } from '../status.js';
 import type { Registry } from '../registry.js';
 import { resourceNamed } from '../resources.js';
-import type { Route } from '../api-server.js';
 import { authenticate, type AuthenticatorOptions, type UserInfo } from './authn.js';
 import { authorize, forbiddenMessage, nodeNameOf, requestVerb, singleObjectName, type NodeGraph, type RequestAttributes } from './authz.js';
 import { admitNodeCreate, nodeRestriction } from './node-restriction.js';
@@ -45,7 +44,15 @@ export function accessControl(registry: Registry, settings: AccessSettings): Acc
   };
 }
 
-export function resourceAttributes(method: string, route: Route, query: URLSearchParams, verbOverride?: string): RequestAttributes {
+/** The parts of a parsed resource path (api-server.ts Route) the attributes need. */
+export interface RouteLike {
+  info: { group: string; name: string };
+  namespace?: string;
+  name?: string;
+  subresource?: string;
+}
+
+export function resourceAttributes(method: string, route: RouteLike, query: URLSearchParams, verbOverride?: string): RequestAttributes {
   const watch = query.get('watch') === 'true' || query.get('watch') === '1';
   const verb = verbOverride ?? requestVerb(method, route.name !== undefined, watch);
   const name = route.name ?? (verb === 'list' || verb === 'watch' ? singleObjectName(query.get('fieldSelector')) : '');
