@@ -34,6 +34,7 @@ import { PodSources } from './sources/sources.js';
 import { ClientPodStatusApi, StatusManager } from './status/manager.js';
 import { ClientMirrorPodApi, MirrorPodManager, MirrorPodSync } from './status/mirror-pods.js';
 import type { ProbeManager } from '../probes/index.js';
+import type { ServingTlsSource } from './certificates/node-certificates.js';
 
 interface AgentOptions {
   nodeName: string;
@@ -55,6 +56,8 @@ interface AgentOptions {
   podNetworkReachable?: boolean;
   /** Housekeeping period (network GC, orphaned pod directories), ms; default 30 000. */
   housekeepingMs?: number;
+  /** A serving certificate that rotates (serverTLSBootstrap): agent/certificates/node-certificates.ts. */
+  servingTls?: ServingTlsSource;
   /** Eviction manager timing (agent/eviction/node.ts); false: no eviction manager nor image GC. */
   eviction?: { housekeepingMs?: number; memoryPollMs?: number; imageGCSchedule?: string; manageTaints?: boolean; pinnedImages?: (repoTags: readonly string[]) => boolean } | false;
 }
@@ -161,7 +164,7 @@ export class Agent {
     await mkdir(rootDir, { recursive: true });
     await prepareRuntimeHost(this.rtConfig, config, log);
     if (config.enableServer) {
-      this.server = new KubeletServer({ agent: this, runtime, config, nodeName, rootDir, log: log.child({ part: 'server' }), kubeConfig });
+      this.server = new KubeletServer({ agent: this, runtime, config, nodeName, rootDir, log: log.child({ part: 'server' }), kubeConfig, ...(this.options.servingTls ? { servingTls: this.options.servingTls } : {}) });
       await this.server.start();
     }
     const eviction = this.eviction;

@@ -29,6 +29,7 @@ const topLevel: Record<string, string[]> = {
   EndpointSlice: ['apiVersion', 'kind', 'metadata', 'addressType', 'endpoints', 'ports'],
   Event: ['apiVersion', 'kind', 'metadata', 'involvedObject', 'reason', 'message', 'source', 'firstTimestamp', 'lastTimestamp', 'count', 'type', 'eventTime', 'series', 'action', 'related', 'reportingComponent', 'reportingInstance'],
   Binding: ['apiVersion', 'kind', 'metadata', 'target'],
+  CertificateSigningRequest: withSpec,
 };
 
 const podSpec = [

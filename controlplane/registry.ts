@@ -251,7 +251,10 @@ export class Registry {
   /** Applies the status-subresource and generation rules of an update. */
   private prepareUpdate(info: ResourceInfo, object: KObject, old: KObject, subresource?: string): KObject {
     let next: KObject;
-    if (subresource === 'status') {
+    const custom = strategyFor(info.kind).prepareForSubresourceUpdate;
+    if (subresource !== undefined && subresource !== 'binding' && custom) {
+      next = custom(subresource, object, old);
+    } else if (subresource === 'status') {
       // Status writes change status (and metadata labels/annotations), never spec.
       next = deepClone(old);
       next.status = object.status;
@@ -275,7 +278,7 @@ export class Registry {
       meta.generation = old.metadata.generation ?? 1;
       if (subresource !== 'status' && canonicalJson(object.spec) !== canonicalJson(old.spec)) meta.generation += 1;
     }
-    if (subresource !== 'status') strategyFor(info.kind).prepareForUpdate?.(next, old);
+    if (subresource === undefined) strategyFor(info.kind).prepareForUpdate?.(next, old);
     return next;
   }
 

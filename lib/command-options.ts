@@ -23,7 +23,7 @@ export function optionalString(options: CommandOptions, name: string): string | 
   return typeof value === 'string' ? value : undefined;
 }
 
-function requiredString(options: CommandOptions, name: string, flag: string): string {
+export function requiredString(options: CommandOptions, name: string, flag: string): string {
   const value = optionalString(options, name);
   if (value === undefined || value === '') throw new ConfigError(`flag ${flag} is required`);
   return value;

@@ -42,7 +42,7 @@ async function readTrimmed(path: string, log?: Logger): Promise<string> {
 }
 
 /** The first non-internal IPv4 address, as the kubelet's default node IP choice. */
-function defaultNodeIP(): string | undefined {
+export function defaultNodeIP(): string | undefined {
   for (const list of Object.values(networkInterfaces())) {
     for (const address of list ?? []) if (address.family === 'IPv4' && !address.internal) return address.address;
   }

@@ -8,7 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
@@ -17,6 +17,7 @@ import type { KubeletConfiguration } from '../../lib/config/kubelet.js';
 import type { Logger } from '../../lib/log.js';
 import { describeError } from '../../lib/errors.js';
 import { RequestAuth, apiReviewers } from './auth.js';
+import type { ServingTlsSource } from '../certificates/node-certificates.js';
 import { ExecStreams, parseStreamPath, rejectUpgrade } from './exec-stream.js';
 import { parsePortForwardPath, PortForwardStreams, type PortForwardTarget } from './port-forward.js';
 import { streamLogs } from './logs.js';
@@ -39,6 +40,12 @@ interface KubeletServerOptions {
   rootDir?: string;
   /** Overrides the auth built from the config (tests). */
   auth?: RequestAuth;
+  /**
+   * A serving certificate that changes at run time (serverTLSBootstrap, agent/certificates/):
+   * HTTPS with it instead of tlsCertFile; until there is one, TLS handshakes fail, as the
+   * kubelet's GetCertificate returns "no serving certificate available for the kubelet".
+   */
+  servingTls?: ServingTlsSource;
 }
 
 class HttpError extends Error {
@@ -90,7 +97,7 @@ export class KubeletServer {
           ...(reviewers ? { access: reviewers.access } : {}),
           allowedTtlMs: config.authorization.webhook.cacheAuthorizedTTL,
           deniedTtlMs: config.authorization.webhook.cacheUnauthorizedTTL,
-          clientCerts: Boolean(config.tlsCertFile && config.authentication.x509.clientCAFile),
+          clientCerts: Boolean((config.tlsCertFile || options.servingTls) && config.authentication.x509.clientCAFile),
           log: options.log,
         },
         options.nodeName ?? '',
@@ -119,18 +126,30 @@ export class KubeletServer {
     return (this.readOnly?.address() as AddressInfo | null)?.port;
   }
 
+  /** The TLS material: the rotating source's pair, or tlsCertFile/tlsPrivateKeyFile, plus the client CA. */
+  private tlsContext(): { cert?: string | Buffer; key?: string | Buffer; ca?: Buffer } {
+    const { config, servingTls } = this.options;
+    const ca = config.authentication.x509.clientCAFile ? { ca: readFileSync(config.authentication.x509.clientCAFile) } : {};
+    if (servingTls) {
+      const pair = servingTls.current();
+      return { ...(pair ? { cert: pair.cert, key: pair.key } : {}), ...ca };
+    }
+    return { cert: readFileSync(config.tlsCertFile), key: readFileSync(config.tlsPrivateKeyFile), ...ca };
+  }
+
+  /** Switches the HTTPS server to the serving source's current pair (new connections use it). */
+  reloadTls(): void {
+    if (!this.options.servingTls || !this.server || !('setSecureContext' in this.server)) return;
+    const context = this.tlsContext();
+    if (context.cert) (this.server as HttpsServer).setSecureContext(context);
+  }
+
   async start(): Promise<void> {
     const { config } = this.options;
     const handler = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res, true);
-    this.server = config.tlsCertFile
-      ? createHttpsServer(
-          {
-            cert: readFileSync(config.tlsCertFile),
-            key: readFileSync(config.tlsPrivateKeyFile),
-            ...(config.authentication.x509.clientCAFile ? { ca: readFileSync(config.authentication.x509.clientCAFile), requestCert: true, rejectUnauthorized: false } : {}),
-          },
-          handler,
-        )
+    const tls = config.tlsCertFile || this.options.servingTls;
+    this.server = tls
+      ? createHttpsServer({ ...this.tlsContext(), ...(config.authentication.x509.clientCAFile ? { requestCert: true, rejectUnauthorized: false } : {}) }, handler)
       : createHttpServer(handler);
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.upgrade(req, socket, head));
     await new Promise<void>((resolve, reject) => {

@@ -92,6 +92,10 @@ export const kubeletConfigSchema = z
     readOnlyPort: port.default(0),
     tlsCertFile: z.string().default(''),
     tlsPrivateKeyFile: z.string().default(''),
+    // Client certificate rotation (with --bootstrap-kubeconfig) and the serving certificate from a
+    // kubelet-serving CSR instead of a self-signed one (agent/certificates/).
+    rotateCertificates: z.boolean().default(false),
+    serverTLSBootstrap: z.boolean().default(false),
     authentication: z
       .object({
         anonymous: z.object({ enabled: z.boolean().default(false) }).prefault({}),

@@ -28,6 +28,8 @@ export const kubeletSupport: SupportTable = {
   address: h(nodeTest, 'serves /healthz, /stats/summary and /metrics'),
   port: h(nodeTest, 'serves /healthz, /stats/summary and /metrics'),
   readOnlyPort: h(settingsTest, 'readOnlyPort serves /healthz and /pods without authentication'),
+  rotateCertificates: h('test/unit/agent-certificates.test.ts', 'rotates before expiry with a new key, stores it and reports it, then schedules the next rotation'),
+  serverTLSBootstrap: h('test/e2e/join.test.ts', 'both nodes are Ready with bootstrapped client and serving certificates, and hold no admin credential'),
   tlsCertFile: h('test/e2e/agent-kubectl.test.ts', 'the kubelet API refuses requests without a client certificate'),
   tlsPrivateKeyFile: h('test/e2e/agent-kubectl.test.ts', 'the kubelet API refuses requests without a client certificate'),
   'authentication.anonymous.enabled': h(apiSide, 'anonymous when enabled, AlwaysAllow: 200'),
