@@ -66,7 +66,7 @@ export function checkCgroupDriver(configured: string, runtime: string | undefine
 }
 
 /** Docker's cgroup driver (docker info CgroupDriver); undefined when Docker does not answer. */
-export async function dockerCgroupDriver(endpoint: string, log: Logger): Promise<string | undefined> {
+async function dockerCgroupDriver(endpoint: string, log: Logger): Promise<string | undefined> {
   try {
     const info = (await new Docker({ socketPath: socketPathOf(endpoint), timeout: 10_000 }).info()) as { CgroupDriver?: string };
     return info.CgroupDriver;

@@ -51,7 +51,7 @@ export function joinLayout(dataDir: string | undefined): JoinLayout {
  * because the knode control plane serves no SubjectAccessReview API yet: anyone holding a client
  * certificate of the cluster CA may use this kubelet's API.
  */
-export function joinKubeletConfigText(layout: JoinLayout, settings: UpSettings): string {
+function joinKubeletConfigText(layout: JoinLayout, settings: UpSettings): string {
   return stringify({
     apiVersion: 'kubelet.config.k8s.io/v1beta1',
     kind: 'KubeletConfiguration',
@@ -67,7 +67,7 @@ export function joinKubeletConfigText(layout: JoinLayout, settings: UpSettings):
   });
 }
 
-export interface JoinFiles {
+interface JoinFiles {
   server: string;
   token: string;
   caPem: string;

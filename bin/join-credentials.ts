@@ -16,9 +16,9 @@ import { nodeKubeconfigText } from '../lib/config/node-kubeconfig.js';
 import { writeFileAtomic } from '../lib/fs.js';
 import type { Logger } from '../lib/log.js';
 
-export const apiserverClientSigner = 'kubernetes.io/kube-apiserver-client';
+const apiserverClientSigner = 'kubernetes.io/kube-apiserver-client';
 
-export interface ComponentCredential {
+interface ComponentCredential {
   prefix: 'kube-proxy-client' | 'overlay-client';
   commonName: string;
   kubeconfig: string;

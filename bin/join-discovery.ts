@@ -15,7 +15,7 @@ import type { Logger } from '../lib/log.js';
 
 const maxBody = 1 << 20;
 
-export interface DiscoveryOptions {
+interface DiscoveryOptions {
   /** https://HOST:PORT */
   server: string;
   token: BootstrapToken;
@@ -28,10 +28,10 @@ export interface DiscoveryOptions {
   timeoutMs?: number;
 }
 
-export class DiscoveryError extends ConfigError {}
+class DiscoveryError extends ConfigError {}
 
 /** GET of cluster-info, anonymous; `ca` undefined means "do not verify the server yet". */
-export function fetchClusterInfo(server: string, ca: string | undefined): Promise<{ status: number; body: string }> {
+function fetchClusterInfo(server: string, ca: string | undefined): Promise<{ status: number; body: string }> {
   const url = new URL(`/api/v1/namespaces/${clusterInfoNamespace}/configmaps/${clusterInfoName}`, server);
   return new Promise((resolve, reject) => {
     const req = request(url, { method: 'GET', headers: { accept: 'application/json' }, timeout: 10_000, ...(ca ? { ca } : { rejectUnauthorized: false }) }, (res) => {

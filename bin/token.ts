@@ -36,6 +36,7 @@ function ttlMs(options: CommandOptions): number {
   try {
     ms = parseDuration(text);
   } catch {
+    // the parser's own message is replaced by one naming the flag and the accepted forms
     throw new ConfigError(`--ttl "${text}": expected a duration such as 24h, 30m or 0 (never expires)`);
   }
   if (ms < 0 || ms > 10 * 365 * 86_400_000) throw new ConfigError(`--ttl "${text}": must be between 0 and 10 years`);

@@ -118,7 +118,7 @@ export function defaultTolerationSeconds(pod: KObject): void {
 }
 
 /** SetDefaults_Pod (per container: each limit without a request becomes the request) and the pod admission defaults. */
-export function defaultPodOnly(pod: KObject): void {
+function defaultPodOnly(pod: KObject): void {
   const spec = recordOf(pod.spec);
   pod.spec = spec;
   for (const list of ['containers', 'initContainers']) {

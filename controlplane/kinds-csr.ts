@@ -25,7 +25,7 @@ export const kubeletClientSigner = 'kubernetes.io/kube-apiserver-client-kubelet'
 export const kubeletServingSigner = 'kubernetes.io/kubelet-serving';
 export const apiserverClientSigner = 'kubernetes.io/kube-apiserver-client';
 
-export const knownUsages = [
+const knownUsages = [
   'signing', 'digital signature', 'content commitment', 'key encipherment', 'key agreement', 'data encipherment', 'cert sign', 'crl sign', 'encipher only',
   'decipher only', 'any', 'server auth', 'client auth', 'code signing', 'email protection', 's/mime', 'ipsec end system', 'ipsec tunnel', 'ipsec user',
   'timestamping', 'ocsp signing', 'microsoft sgc', 'netscape sgc',
@@ -36,7 +36,7 @@ let minExpirationSeconds = 600;
 export function setCsrMinDuration(seconds: number): void {
   minExpirationSeconds = seconds;
 }
-export const csrMinDuration = () => minExpirationSeconds;
+const csrMinDuration = () => minExpirationSeconds;
 
 interface Condition {
   type?: unknown;

@@ -68,6 +68,7 @@ function descriptions(className: string): { type?: string; fields: Map<string, s
     try {
       descriptionDir = join(dirname(createRequire(import.meta.url).resolve('@kubernetes/client-node')), 'gen', 'models');
     } catch {
+    // client-node's generated models not found: the schemas go without descriptions
       descriptionDir = undefined;
     }
   }
@@ -76,6 +77,7 @@ function descriptions(className: string): { type?: string; fields: Map<string, s
   try {
     text = readFileSync(join(descriptionDir, `${className}.d.ts`), 'utf8');
   } catch {
+    // no generated model file for this class: no field descriptions
     return { fields };
   }
   const clean = (comment: string) => comment.split('\n').map((line) => line.replace(/^\s*\*\s?/, '')).join(' ').replace(/\\"/g, '"').trim();
@@ -147,7 +149,7 @@ function classSchema(className: string, need: (className: string) => string): Sc
 }
 
 /** The model class of a served kind (core Event is CoreV1Event in client-node). */
-export function modelClassOf(kind: string, version: string): string | undefined {
+function modelClassOf(kind: string, version: string): string | undefined {
   const prefix = version.toUpperCase().replace(/^V/, 'V');
   for (const name of [`${prefix}${kind}`, `Core${prefix}${kind}`]) if (models[name]?.attributeTypeMap) return name;
   return undefined;

@@ -15,7 +15,7 @@ import { TokenBucket } from '../lib/token-bucket.js';
 import type { Clock } from '../lib/clock.js';
 import type { ContainerRuntime } from './runtime.js';
 
-export interface RuntimePolicyOptions {
+interface RuntimePolicyOptions {
   /** ms; 0 = no timeout. */
   runtimeRequestTimeoutMs: number;
   serializeImagePulls: boolean;
@@ -40,7 +40,7 @@ export function callTimeoutMs(method: string, args: readonly unknown[], timeoutM
 }
 
 /** A counting semaphore: at most `limit` holders; waiters in order. */
-export class PullQueue {
+class PullQueue {
   private active = 0;
   private readonly waiting: (() => void)[] = [];
 

@@ -13,7 +13,7 @@
 import { createHash, createHmac, randomInt, timingSafeEqual, X509Certificate } from 'node:crypto';
 
 export const bootstrapTokenSecretType = 'bootstrap.kubernetes.io/token';
-export const bootstrapTokenSecretPrefix = 'bootstrap-token-';
+const bootstrapTokenSecretPrefix = 'bootstrap-token-';
 export const bootstrappersGroup = 'system:bootstrappers';
 /** kubeadm's default extra group of node join tokens. */
 export const defaultNodeTokenGroup = 'system:bootstrappers:kubeadm:default-node-token';
@@ -131,6 +131,7 @@ export function verifyDetached(detached: string, content: string, token: Bootstr
   try {
     parsed = JSON.parse(Buffer.from(header, 'base64url').toString('utf8'));
   } catch {
+    // a header that is not JSON: not a valid signature
     return false;
   }
   if (typeof parsed !== 'object' || parsed === null) return false;

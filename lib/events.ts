@@ -97,7 +97,7 @@ const maxMessage = 1024;
 const maxQueued = 1000;
 
 /** client-go's correlator settings (defaultAggregateMaxEvents, defaultSpamBurst, defaultSpamQPS …). */
-export interface CorrelatorSettings {
+interface CorrelatorSettings {
   /** Different messages of similar events before they are combined (10). */
   aggregateMaxEvents: number;
   /** Window of that count (600 s). */
@@ -108,7 +108,7 @@ export interface CorrelatorSettings {
   spamRefillMs: number;
 }
 
-export const defaultCorrelatorSettings: CorrelatorSettings = { aggregateMaxEvents: 10, aggregateIntervalMs: 600_000, spamBurst: 25, spamRefillMs: 300_000 };
+const defaultCorrelatorSettings: CorrelatorSettings = { aggregateMaxEvents: 10, aggregateIntervalMs: 600_000, spamBurst: 25, spamRefillMs: 300_000 };
 
 export function podReference(pod: { metadata?: { name?: string; namespace?: string; uid?: string }; spec?: { initContainers?: { name: string }[] } }, containerName?: string): InvolvedObject {
   // kubelet GenerateContainerRef: init containers are spec.initContainers{name}.
@@ -147,14 +147,14 @@ function hashKey(parts: readonly string[]): string {
 }
 
 /** What the correlator decided for one event: drop it, or write it under `key` with `message`. */
-export type Correlation = { skip: true } | { skip: false; key: string; message: string };
+type Correlation = { skip: true } | { skip: false; key: string; message: string };
 
 /**
  * client-go's EventCorrelator without the writes (pure but for its caches; time from `now`):
  * EventAggregator, then the spam filter. The eventLogger part (count per key) is the recorder's,
  * which updates it only after a successful write, as client-go's UpdateState.
  */
-export class EventCorrelator {
+class EventCorrelator {
   private readonly aggregates = new Lru<{ messages: Set<string>; last: number }>(maxRemembered);
   private readonly buckets = new Lru<{ tokens: number; at: number }>(maxRemembered);
 

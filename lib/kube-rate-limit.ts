@@ -10,7 +10,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { TokenBucket } from './token-bucket.js';
 import type { Clock } from './clock.js';
 
-export interface RateLimitedKubeConfig {
+interface RateLimitedKubeConfig {
   bucket: TokenBucket;
 }
 

@@ -14,13 +14,13 @@ import { join } from 'node:path';
 import type { KubeProxyConfiguration } from '../lib/config/kubeproxy.js';
 import type { Logger } from '../lib/log.js';
 
-export interface Sysctl {
+interface Sysctl {
   name: string;
   value: number;
 }
 
 /** The sysctls (under /proc/sys/net/netfilter) the conntrack section asks for. Pure. */
-export function conntrackSysctls(conntrack: KubeProxyConfiguration['conntrack'], cpus: number): Sysctl[] {
+function conntrackSysctls(conntrack: KubeProxyConfiguration['conntrack'], cpus: number): Sysctl[] {
   const list: Sysctl[] = [];
   if (conntrack.maxPerCore > 0) list.push({ name: 'nf_conntrack_max', value: Math.max(conntrack.maxPerCore * cpus, conntrack.min) });
   const seconds = (ms: number) => Math.floor(ms / 1000);

@@ -52,7 +52,7 @@ export function clientConfigStillValid(file: string, now: Date, log: Logger): bo
   }
 }
 
-export interface BootstrapOptions {
+interface BootstrapOptions {
   kubeconfig: string;
   bootstrapKubeconfig: string;
   certDir: string;

@@ -44,6 +44,7 @@ export function kubeCsrApi(kubeConfig: KubeConfig, log: Logger): CsrApi {
         log,
       });
       informer.start().catch((error: unknown) => log.warn({ err: error, csr: name }, 'cannot watch the certificate signing request'));
+      // stopping a watch that already ended has nothing left to report
       return { stop: () => void informer.stop().catch(() => undefined) };
     },
   };
@@ -63,7 +64,7 @@ export function digestedName(keyPem: string, subject: Subject, usages: string[])
   return `node-csr-${hash.digest('base64url')}`;
 }
 
-export interface CertificateRequest {
+interface CertificateRequest {
   csrPem: string;
   signerName: string;
   usages: string[];
@@ -102,6 +103,7 @@ export async function requestCertificate(api: CsrApi, request: CertificateReques
     const b = csrIdentity(request.csrPem);
     same = a.publicKey === b.publicKey && a.subject === b.subject;
   } catch {
+    // an unparsable request on the server is not ours: a new CSR is made
     same = false;
   }
   if (!same || existing.spec.signerName !== request.signerName || JSON.stringify(existing.spec.usages ?? []) !== JSON.stringify(request.usages)) {

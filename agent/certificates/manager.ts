@@ -18,7 +18,7 @@ export function rotationDeadline(notBefore: Date, notAfter: Date, random: number
   return notBefore.getTime() + total * (0.7 + 0.2 * random);
 }
 
-export interface CertificateTemplate {
+interface CertificateTemplate {
   subject: Subject;
   /** subjectAltNames (IPs and DNS names) for serving certificates. */
   sans: string[];
@@ -33,7 +33,7 @@ export function satisfiesTemplate(pair: CertificatePair, template: CertificateTe
   return template.sans.every((name) => have.has(name));
 }
 
-export interface CertificateManagerOptions {
+interface CertificateManagerOptions {
   store: CertificateStore;
   /** What to request; undefined while it is not known yet (a serving certificate before the Node has addresses). */
   template: () => CertificateTemplate | undefined;

@@ -32,7 +32,7 @@ export interface ServingTlsSource {
   current(): { cert: string; key: string } | undefined;
 }
 
-export interface NodeCertificatesOptions {
+interface NodeCertificatesOptions {
   nodeName: string;
   config: KubeletConfiguration;
   kubeconfig: string;

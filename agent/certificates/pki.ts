@@ -107,6 +107,7 @@ export function certificateMatchesKey(certPem: string, keyPem: string): boolean 
   try {
     return new X509Certificate(splitPem(certPem)[0] ?? '').checkPrivateKey(createPrivateKey(keyPem));
   } catch {
+    // unparsable certificate or key: they do not belong together
     return false;
   }
 }

@@ -27,12 +27,13 @@ export function parsePair(certText: string, keyText: string): CertificatePair | 
   try {
     return { certPem, keyPem, info: certificateInfo(certPem) };
   } catch {
+    // an unreadable pair counts as no certificate: the caller bootstraps a new one
     return undefined;
   }
 }
 
 /** "2026-12-07-03-30-00", the store's file stamp (Go layout "2006-01-02-15-04-05", UTC). */
-export function fileStamp(date: Date): string {
+function fileStamp(date: Date): string {
   return date.toISOString().slice(0, 19).replace(/[T:]/g, '-');
 }
 

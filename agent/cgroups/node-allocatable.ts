@@ -8,7 +8,7 @@
 import { parseMilliCPU, parseQuantity } from '../../lib/quantity.js';
 import { milliCpuToShares, type PodResourceConfig } from './pod-resources.js';
 
-export interface NodeAllocatableInput {
+interface NodeAllocatableInput {
   kubeReserved: Record<string, string>;
   systemReserved: Record<string, string>;
   enforceNodeAllocatable: readonly string[];

@@ -10,7 +10,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../../lib/log.js';
 
-export interface HealthzOptions {
+interface HealthzOptions {
   bindAddress: string;
   port: number;
   /** undefined when healthy, else the reason (e.g. "syncloop failed"). */

@@ -45,7 +45,7 @@ export interface AuthenticatorOptions {
   now(): Date;
 }
 
-export const unauthorized = () => new ApiError(401, 'Unauthorized', 'Unauthorized');
+const unauthorized = () => new ApiError(401, 'Unauthorized', 'Unauthorized');
 
 function sameSecret(given: string, expected: string): boolean {
   const a = Buffer.from(given);
@@ -56,7 +56,7 @@ function sameSecret(given: string, expected: string): boolean {
 const withAuthenticated = (user: UserInfo): UserInfo => (user.groups.includes(authenticatedGroup) ? user : { ...user, groups: [...user.groups, authenticatedGroup] });
 
 /** CN and O of a verified client certificate; 'invalid' when one was presented but does not verify. */
-export function certificateUser(socket: unknown): UserInfo | 'invalid' | undefined {
+function certificateUser(socket: unknown): UserInfo | 'invalid' | undefined {
   const tls = socket as Partial<TLSSocket> | undefined;
   if (!tls || typeof tls.getPeerCertificate !== 'function') return undefined;
   const cert = tls.getPeerCertificate();

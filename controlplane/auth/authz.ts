@@ -41,9 +41,9 @@ export interface NodeGraph {
   nodeUses(node: string, resource: 'secrets' | 'configmaps' | 'persistentvolumeclaims', namespace: string, name: string): Promise<boolean>;
 }
 
-export type Decision = { allowed: true } | { allowed: false; reason: string };
+type Decision = { allowed: true } | { allowed: false; reason: string };
 
-export const nodesGroup = 'system:nodes';
+const nodesGroup = 'system:nodes';
 export const kubeProxyUser = 'system:kube-proxy';
 export const overlayUser = 'system:serviceaccount:kube-flannel:flannel';
 /** knode's overlay identity of one node (narrower than flannel's: its own Node's status only). */

@@ -7,9 +7,9 @@
 import { x509 } from './pki.js';
 
 /** The largest `spec.request` accepted (decoded PEM); a CSR is a few hundred bytes. */
-export const maxCsrBytes = 64 * 1024;
+const maxCsrBytes = 64 * 1024;
 
-export interface ParsedCsr {
+interface ParsedCsr {
   commonName: string;
   organizations: string[];
   dnsNames: string[];

@@ -46,7 +46,7 @@ async function importSigningKey(pem: string): Promise<{ key: CryptoKey; algorith
   return { key: key as CryptoKey, algorithm };
 }
 
-export async function newKeyPair(): Promise<{ keys: CryptoKeyPair; keyPem: string }> {
+async function newKeyPair(): Promise<{ keys: CryptoKeyPair; keyPem: string }> {
   const keys = (await webcrypto.subtle.generateKey(ecdsa, true, ['sign', 'verify'])) as CryptoKeyPair;
   const der = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);
   return { keys, keyPem: toPem(der, 'PRIVATE KEY') };
@@ -87,7 +87,7 @@ export async function ensureClusterCa(dir: string): Promise<ClusterCa> {
   return { certPem, cert: new x509.X509Certificate(certPem), key, algorithm };
 }
 
-export interface IssueRequest {
+interface IssueRequest {
   subject: string | x509.Name;
   publicKey: x509.PublicKey | CryptoKey;
   dnsNames?: string[];
@@ -126,18 +126,19 @@ export async function issueCertificate(ca: ClusterCa, request: IssueRequest): Pr
 }
 
 /** True when the PEM certificate was issued by this CA (signature checked) and is still valid at `now`. */
-export function issuedBy(certPem: string, ca: ClusterCa, now = new Date()): boolean {
+function issuedBy(certPem: string, ca: ClusterCa, now = new Date()): boolean {
   try {
     const cert = new NodeX509(certPem);
     const caCert = new NodeX509(ca.certPem);
     return cert.checkIssued(caCert) && cert.verify(caCert.publicKey) && new Date(cert.validTo).getTime() > now.getTime();
   } catch {
+    // an unparsable certificate is not one the CA issued
     return false;
   }
 }
 
 /** Splits `DNS:x` / `IP:y` subjectAltName entries (security.servingNames) into lists. */
-export function splitNames(names: string[]): { dnsNames: string[]; ipAddresses: string[] } {
+function splitNames(names: string[]): { dnsNames: string[]; ipAddresses: string[] } {
   return {
     dnsNames: names.filter((n) => n.startsWith('DNS:')).map((n) => n.slice(4)),
     ipAddresses: names.filter((n) => n.startsWith('IP:')).map((n) => n.slice(3)),
@@ -145,7 +146,7 @@ export function splitNames(names: string[]): { dnsNames: string[]; ipAddresses: 
 }
 
 /** True when the certificate's subjectAltName lists every `DNS:x` / `IP:y` of `names`. */
-export function namesCovered(certPem: string, names: string[]): boolean {
+function namesCovered(certPem: string, names: string[]): boolean {
   const listed = new Set((new NodeX509(certPem).subjectAltName ?? '').split(', ').map((entry) => entry.replace(/^IP Address:/, 'IP:')));
   return names.every((name) => listed.has(name));
 }

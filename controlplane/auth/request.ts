@@ -45,7 +45,7 @@ export function accessControl(registry: Registry, settings: AccessSettings): Acc
 }
 
 /** The parts of a parsed resource path (api-server.ts Route) the attributes need. */
-export interface RouteLike {
+interface RouteLike {
   info: { group: string; name: string };
   namespace?: string;
   name?: string;

@@ -25,7 +25,7 @@ const secrets = resourceNamed('secrets');
 const configmaps = resourceNamed('configmaps');
 
 /** The kubeconfig kubeadm puts into cluster-info: one cluster, no users. */
-export function clusterInfoKubeconfig(server: string, caPem: string): string {
+function clusterInfoKubeconfig(server: string, caPem: string): string {
   return stringify({
     apiVersion: 'v1',
     clusters: [{ cluster: { 'certificate-authority-data': Buffer.from(caPem).toString('base64'), server }, name: '' }],

@@ -13,7 +13,7 @@ import type { KObject } from '../storage/types.js';
 import { selectorMatches } from '../kinds-workload.js';
 import { controllerOf, controllerRefFor, ignoreNotFound, obj } from './workload-util.js';
 
-export interface Claim {
+interface Claim {
   owned: KObject[];
   adopt: KObject[];
   release: KObject[];

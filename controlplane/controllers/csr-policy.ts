@@ -44,7 +44,7 @@ function usagesOk(usages: string[], required: string, allowed: string[]): boolea
 }
 
 /** Why this is not a well-formed kubelet client CSR; undefined when it is (ValidateKubeletClientCSR). */
-export function kubeletClientProblem(csr: CsrFacts): string | undefined {
+function kubeletClientProblem(csr: CsrFacts): string | undefined {
   if (csr.organizations.length !== 1 || csr.organizations[0] !== 'system:nodes') return 'subject organization is not system:nodes';
   if (!csr.commonName.startsWith('system:node:') || csr.commonName === 'system:node:') return 'subject common name does not begin with system:node:';
   if (csr.dnsNames.length + csr.ipAddresses.length + csr.emailAddresses.length + csr.uris.length > 0) return 'subject alternative names are not allowed';
@@ -53,7 +53,7 @@ export function kubeletClientProblem(csr: CsrFacts): string | undefined {
 }
 
 /** Why this is not a well-formed kubelet serving CSR (IsKubeletServingCSR); undefined when it is. */
-export function kubeletServingProblem(csr: CsrFacts): string | undefined {
+function kubeletServingProblem(csr: CsrFacts): string | undefined {
   if (csr.organizations.length !== 1 || csr.organizations[0] !== 'system:nodes') return 'subject organization is not system:nodes';
   if (!csr.commonName.startsWith('system:node:') || csr.commonName === 'system:node:') return 'subject common name does not begin with system:node:';
   if (csr.emailAddresses.length + csr.uris.length > 0) return 'email addresses and URIs are not allowed';
@@ -63,7 +63,7 @@ export function kubeletServingProblem(csr: CsrFacts): string | undefined {
 }
 
 /** Why this is not a client certificate request kube-apiserver-client signs (usages); undefined when it is. */
-export function apiserverClientProblem(csr: CsrFacts): string | undefined {
+function apiserverClientProblem(csr: CsrFacts): string | undefined {
   if (!usagesOk(csr.usages, 'client auth', clientUsages)) return `usages did not match ${clientUsages.join(', ')}`;
   if (csr.commonName === '') return 'subject common name is empty';
   return undefined;
@@ -80,7 +80,7 @@ function componentDecision(csr: CsrFacts): ApprovalDecision {
   return { approve: true, message: `Auto approving the ${csr.commonName} client certificate of node ${node}.` };
 }
 
-export type ApprovalDecision = { approve: true; message: string } | { approve: false; why: string };
+type ApprovalDecision = { approve: true; message: string } | { approve: false; why: string };
 
 /**
  * The approver's decision. `nodeAddresses` are the status.addresses of the Node the CSR names
@@ -107,7 +107,7 @@ export function approvalDecision(csr: CsrFacts, nodeAddresses: string[] | undefi
   return { approve: false, why: `signer ${csr.signerName} is not auto-approved` };
 }
 
-export interface SigningPlan {
+interface SigningPlan {
   notBefore: Date;
   notAfter: Date;
   keyUsages: string[];

@@ -64,13 +64,13 @@ function nodeReady(node: KObject): boolean {
 
 type Reason = string;
 
-export interface HostPort {
+interface HostPort {
   hostIP: string;
   protocol: string;
   port: number;
 }
 
-export interface NodeUsage extends Resources {
+interface NodeUsage extends Resources {
   hostPorts: HostPort[];
 }
 

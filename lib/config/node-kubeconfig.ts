@@ -8,7 +8,7 @@ import { stringify } from 'yaml';
 import { readKubeconfig } from './kubeconfig.js';
 import { readFileSync } from 'node:fs';
 
-export interface NodeKubeconfig {
+interface NodeKubeconfig {
   server: string;
   /** The cluster CA, PEM; without it the system CAs verify the server. */
   caPem?: string;

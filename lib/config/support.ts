@@ -27,7 +27,7 @@ interface ZodDef {
 const def = (schema: z.ZodType): ZodDef => (schema as unknown as { _zod: { def: ZodDef } })._zod.def;
 
 /** The object schema under defaults, optionals and transforms; undefined for a leaf. */
-export function objectShape(schema: z.ZodType): Record<string, z.ZodType> | undefined {
+function objectShape(schema: z.ZodType): Record<string, z.ZodType> | undefined {
   let current: z.ZodType | undefined = schema;
   for (let depth = 0; current && depth < 10; depth++) {
     const d = def(current);

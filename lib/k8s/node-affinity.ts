@@ -16,13 +16,13 @@ type Obj = Record<string, unknown>;
 const obj = (v: unknown): Obj => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Obj) : {});
 const records = (v: unknown): Obj[] => (Array.isArray(v) ? v.map(obj) : []);
 
-export interface NodeLike {
+interface NodeLike {
   metadata: { name?: string; labels?: Record<string, string> };
 }
 
 const integer = /^[+-]?\d{1,18}$/;
 
-export function matchRequirement(requirement: Obj, value: string | undefined): boolean {
+function matchRequirement(requirement: Obj, value: string | undefined): boolean {
   const values = Array.isArray(requirement.values) ? requirement.values.map(String) : [];
   switch (requirement.operator) {
     case 'In':
@@ -50,7 +50,7 @@ function matchField(requirement: Obj, node: NodeLike): boolean {
   return matchRequirement(requirement, node.metadata.name);
 }
 
-export function matchesNodeSelectorTerm(term: Obj, node: NodeLike): boolean {
+function matchesNodeSelectorTerm(term: Obj, node: NodeLike): boolean {
   const expressions = records(term.matchExpressions);
   const fields = records(term.matchFields);
   if (expressions.length === 0 && fields.length === 0) return false;
