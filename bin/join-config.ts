@@ -34,11 +34,12 @@ export function joinLayout(dataDir: string | undefined): JoinLayout {
     nodeKubeconfig: join(configDir, 'kubelet.kubeconfig'),
     bootstrapKubeconfig: join(configDir, 'bootstrap-kubelet.kubeconfig'),
     caFile: join(configDir, 'pki', 'ca.crt'),
-    kubeletConfig: join(configDir, 'kubelet.yaml'),
-    proxyConfig: join(configDir, 'kube-proxy.yaml'),
+    // the names systemd/knode-*.service read, so that `knode join --systemd` feeds the units
+    kubeletConfig: join(configDir, 'kubelet-config.yaml'),
+    proxyConfig: join(configDir, 'kube-proxy-config.yaml'),
     netConf: join(configDir, 'net-conf.json'),
     certDir: join(state.kubeletRoot, 'pki'),
-    proxyKubeconfig: join(configDir, 'kube-proxy.kubeconfig'),
+    proxyKubeconfig: join(configDir, 'proxy.kubeconfig'),
     overlayKubeconfig: join(configDir, 'overlay.kubeconfig'),
   };
 }

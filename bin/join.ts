@@ -138,8 +138,15 @@ async function startComponents(ctx: StartContext): Promise<void> {
   say(`✓ dns ready (${settings.clusterDns} → ${address}:53)`);
 }
 
-/** systemd/install.sh (systemd/ owns the units): the node's kubeconfig and name. */
+/**
+ * systemd/install.sh (systemd/ owns the units): the node's kubeconfig and name. The config files
+ * join wrote under /etc/knode carry the units' names and install.sh keeps existing files, so the
+ * units run with the join's kubelet settings and the proxy's and overlay's own credentials; the
+ * agent gets --bootstrap-kubeconfig through /etc/default/knode-agent (rotation, re-bootstrap).
+ */
 async function installUnits(layout: JoinLayout, settings: UpSettings): Promise<void> {
+  const defaults = '/etc/default/knode-agent';
+  if (!existsSync(defaults)) writeFileAtomic(defaults, `KNODE_AGENT_ARGS=--bootstrap-kubeconfig=${layout.bootstrapKubeconfig} --cert-dir=${layout.certDir}\n`);
   const script = fileURLToPath(new URL('../../systemd/install.sh', import.meta.url));
   const child = spawn(script, ['--kubeconfig', layout.nodeKubeconfig, '--node-name', settings.nodeName], { stdio: 'inherit' });
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve).once('error', () => resolve(-1)));
@@ -150,6 +157,7 @@ export const run: Runner = async (options, log) => {
   const args = joinArguments(options);
   const settings = settingsFrom(options);
   const layout = joinLayout(optionalString(options, 'dataDir'));
+  if (options.systemd === true && layout.configDir !== '/etc/knode') throw new ConfigError('--systemd installs into /etc/knode and /var/lib/knode: it cannot be combined with --data-dir');
   const endpoint = optionalString(options, 'containerRuntimeEndpoint') ?? 'unix:///var/run/docker.sock';
   const previous = readPidFile(layout.pidFile);
   if (previous && previous.alive) throw new ComponentError('join', `already running in ${layout.dataDir} (pid ${previous.pid})`);

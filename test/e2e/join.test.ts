@@ -210,7 +210,7 @@ describe.skipIf(env.skip)('knode join: two nodes join a control plane with a boo
       // The proxy and the overlay have their own, narrower identities.
       expect(await subject('kube-proxy-client-current.pem')).toMatch(/subject=CN\s*=\s*system:kube-proxy$/m);
       expect(await subject('overlay-client-current.pem')).toMatch(new RegExp(`subject=CN\\s*=\\s*system:knode:overlay:${node.name}$`, 'm'));
-      expect(readFileSync(join(node.dir, 'config', 'kube-proxy.yaml'), 'utf8')).toContain(join(node.dir, 'config', 'kube-proxy.kubeconfig'));
+      expect(readFileSync(join(node.dir, 'config', 'kube-proxy-config.yaml'), 'utf8')).toContain(join(node.dir, 'config', 'proxy.kubeconfig'));
       const adminToken = readFileSync(join(cpDir, 'token'), 'utf8').trim();
       for (const file of readdirSync(join(node.dir, 'config'), { recursive: true }) as string[]) {
         const path = join(node.dir, 'config', file);
