@@ -13,6 +13,7 @@ import type { Logger } from '../lib/log.js';
 import { startControlPlane } from './control-plane.js';
 import { parseCidr4 } from './ipalloc.js';
 import { loadKubeletClientConfig } from './kubelet-client.js';
+import { parseDuration } from '../lib/duration.js';
 import { writeKubeconfig } from './kubeconfig.js';
 import { ensureCredentials, parseListen, servingMode } from './security.js';
 import { MemoryStorage } from './storage/memory.js';
@@ -49,6 +50,15 @@ export const run: Runner = async (options, log) => {
     key: optionalString(options, 'kubeletClientKey'),
     certificateAuthority: optionalString(options, 'kubeletCertificateAuthority'),
   });
+  const resolution = optionalString(options, 'metricResolution') ?? '15s';
+  let metricResolutionMs: number;
+  try {
+    metricResolutionMs = parseDuration(resolution);
+  } catch (error) {
+    throw new ConfigError(`--metric-resolution "${resolution}": ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  }
+  // metrics-server refuses a resolution under 10 s (its default 15 s); knode allows 1 s for tests, 0 turns the API off.
+  if (metricResolutionMs !== 0 && (metricResolutionMs < 1000 || metricResolutionMs > 3_600_000)) throw new ConfigError(`--metric-resolution "${resolution}": expected 0 (off) or between 1s and 1h`);
   const storage = openStorage(optionalString(options, 'store') ?? 'file', dataDir, optionalString(options, 'etcdEndpoints'), options.repair === true, log);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const mode = servingMode(listen.host);
@@ -63,6 +73,7 @@ export const run: Runner = async (options, log) => {
     tls: credentials ? { cert: credentials.cert, key: credentials.key } : undefined,
     token: credentials?.token,
     kubeletClient,
+    metricResolutionMs,
   });
   const kubeconfig = join(dataDir, 'admin.kubeconfig');
   // A wildcard listen is reached through loopback by local clients.

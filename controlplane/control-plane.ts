@@ -20,6 +20,7 @@ import { WatchBudget } from './watch-http.js';
 import { parseCidr4, firstServiceIp } from './ipalloc.js';
 import { registerAllocators } from './allocators.js';
 import { podLogProxy } from './pod-log.js';
+import { MetricsScraper } from './metrics-api.js';
 import { isLoopback } from './security.js';
 import { startControllers, type ControllerOptions } from './controllers/index.js';
 
@@ -43,6 +44,9 @@ export interface ControlPlaneOptions {
   controllers?: Partial<ControllerOptions> & { enabled?: boolean };
   /** Credentials for the kubelet API (pods/log, exec, attach): --kubelet-client-certificate etc. */
   kubeletClient?: KubeletClientConfig;
+  /** --metric-resolution: how often every kubelet's /metrics/resource is scraped for metrics.k8s.io (0 or unset: no metrics.k8s.io; `knode controlplane` defaults to 15 s). Off by default here: an
+   * in-process control plane (tests) must not dial node addresses it was not asked to. */
+  metricResolutionMs?: number;
 }
 
 export interface RunningControlPlane {
@@ -105,6 +109,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
   const registry = new Registry(storage);
   registerAllocators(registry, serviceCidr);
   let ready = false;
+  const resolutionMs = options.metricResolutionMs ?? 0;
+  const scraper = resolutionMs > 0 ? new MetricsScraper({ registry, client: options.kubeletClient ?? {}, log, resolutionMs }) : undefined;
   const apiOptions = {
     registry,
     cache,
@@ -119,6 +125,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
     isReady: () => ready,
     podLogs: podLogProxy(registry, options.kubeletClient),
     podStreams: podStreamProxy(registry, options.kubeletClient),
+    ...(scraper ? { metrics: scraper.store } : {}),
   };
   const handler = createRequestHandler(apiOptions);
   const server: Server = options.tls ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, handler) : createHttpServer(handler);
@@ -151,6 +158,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
   }
   const controllers =
     options.controllers?.enabled === false ? { stop: async () => undefined } : startControllers(registry, cache, log, { clusterCidr, ...options.controllers });
+  scraper?.start();
   ready = true;
   log.info({ url }, 'control plane serving');
   let stopped = false;
@@ -164,6 +172,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
       stopped = true;
       ready = false;
       await controllers.stop();
+      await scraper?.stop();
       cache.stop();
       server.closeAllConnections();
       for (const socket of upgraded) socket.destroy();
