@@ -9,9 +9,10 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { formatDuration } from '../lib/duration.js';
+import { formatBytes, formatNanoQuantity } from '../lib/quantity.js';
 import type { Logger } from '../lib/log.js';
 import { callKubelet, kubeletError, type KubeletClientConfig } from './kubelet-client.js';
-import { decodeBatch, formatBytesQuantity, formatNanoQuantity, MetricsStore, parsePrometheusText, type NodeBatch, type Usage } from './metrics-store.js';
+import { decodeBatch, MetricsStore, parsePrometheusText, type NodeBatch, type Usage } from './metrics-store.js';
 import { kubeletAddress } from './pod-log.js';
 import type { Registry } from './registry.js';
 import { resourceNamed } from './resources.js';
@@ -134,7 +135,7 @@ export class MetricsScraper {
   }
 }
 
-const usageOf = (u: Usage) => ({ cpu: formatNanoQuantity(u.cpu), memory: formatBytesQuantity(u.memory) });
+const usageOf = (u: Usage) => ({ cpu: formatNanoQuantity(u.cpu), memory: formatBytes(u.memory) });
 
 function metadataOf(object: KObject): Record<string, unknown> {
   const { name, namespace, labels } = object.metadata;

@@ -206,35 +206,3 @@ export class MetricsStore {
     return { timestamp: earliest!.timestamp, windowMs: earliest!.windowMs, containers };
   }
 }
-
-const decimalSuffixes = ['n', 'u', 'm', '', 'k', 'M', 'G', 'T', 'P', 'E'];
-
-/** A resource.Quantity of nano-units in DecimalSI canonical form: 123456n, 5m, 2. */
-export function formatNanoQuantity(nano: number): string {
-  return decimalQuantity(BigInt(Math.max(0, Math.floor(nano))), 0);
-}
-
-/** `value` × 1000^(index − 3), with the largest suffix that keeps it whole. */
-function decimalQuantity(value: bigint, index: number): string {
-  if (value === 0n) return '0';
-  while (index < decimalSuffixes.length - 1 && value % 1000n === 0n) {
-    value /= 1000n;
-    index++;
-  }
-  return `${value}${decimalSuffixes[index]}`;
-}
-
-const binarySuffixes = ['', 'Ki', 'Mi', 'Gi', 'Ti', 'Pi', 'Ei'];
-
-/** Bytes as a BinarySI Quantity in canonical form: 12345Ki; below 1024 or not a multiple: decimal. */
-export function formatBytesQuantity(bytes: number): string {
-  let value = BigInt(Math.max(0, Math.floor(bytes)));
-  if (value < 1024n) return `${value}`;
-  if (value % 1024n !== 0n) return decimalQuantity(value, 3);
-  let index = 0;
-  while (index < binarySuffixes.length - 1 && value % 1024n === 0n) {
-    value /= 1024n;
-    index++;
-  }
-  return `${value}${binarySuffixes[index]}`;
-}

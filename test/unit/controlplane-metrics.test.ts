@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { renderResourceMetrics, renderScrapeError } from '../../agent/server/resource-metrics.js';
 import type { Summary } from '../../agent/server/stats.js';
-import { decodeBatch, formatBytesQuantity, formatNanoQuantity, MetricsStore, parsePrometheusText, rate, type MetricsPoint, type NodeBatch } from '../../controlplane/metrics-store.js';
+import { decodeBatch, MetricsStore, parsePrometheusText, rate, type MetricsPoint, type NodeBatch } from '../../controlplane/metrics-store.js';
 import { formatDuration } from '../../lib/duration.js';
+import { formatBytes, formatNanoQuantity } from '../../lib/quantity.js';
 
 describe('Prometheus text parsing', () => {
   it('reads names, escaped labels, values and timestamps; skips comments', () => {
@@ -135,7 +136,7 @@ describe('quantities as metrics-server serializes them', () => {
     [2 * 1024 ** 3, '2Gi'],
     [12_345_678, '12345678'],
     [12_345_000, '12345k'],
-  ])('memory %d bytes → %s', (bytes, text) => expect(formatBytesQuantity(bytes)).toBe(text));
+  ])('memory %d bytes → %s', (bytes, text) => expect(formatBytes(bytes)).toBe(text));
 
   it.each([
     [2169, '2.169s'],
