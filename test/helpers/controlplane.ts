@@ -44,6 +44,8 @@ export interface TestControlPlaneOptions {
   bookmarkIntervalMs?: number;
   clusterCidr?: string;
   serviceCidr?: string;
+  /** Scrape every node's /metrics/resource for metrics.k8s.io this often (off when unset). */
+  metricResolutionMs?: number;
 }
 
 export interface TestControlPlane {
@@ -74,6 +76,7 @@ export async function startTestControlPlane(options: TestControlPlaneOptions = {
     watchTotalBufferBytes: options.watchTotalBufferBytes,
     token: options.token,
     bookmarkIntervalMs: options.bookmarkIntervalMs,
+    ...(options.metricResolutionMs !== undefined ? { metricResolutionMs: options.metricResolutionMs } : {}),
     controllers: {
       enabled: options.controllers ?? true,
       ...(options.nodeMonitorGracePeriodMs !== undefined ? { nodeMonitorGracePeriodMs: options.nodeMonitorGracePeriodMs } : {}),
