@@ -88,7 +88,9 @@ export class MetricsScraper {
     this.stopped = false;
     const tick = () => {
       this.running = this.cycle()
-        .catch((error: unknown) => this.options.log.warn({ err: error }, 'metrics scrape cycle failed'))
+        .catch((error: unknown) => {
+          if (!this.stopped) this.options.log.warn({ err: error }, 'metrics scrape cycle failed');
+        })
         .finally(() => {
           if (!this.stopped) this.timer = setTimeout(tick, this.options.resolutionMs);
         });
@@ -96,10 +98,13 @@ export class MetricsScraper {
     tick();
   }
 
+  /** Waits for a cycle under way for at most a second: its answers are dropped anyway. */
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
-    await this.running;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.running, new Promise((resolve) => (timer = setTimeout(resolve, 1000)))]);
+    clearTimeout(timer);
   }
 
   /** One scrape of all nodes (exposed for tests). */
@@ -128,7 +133,7 @@ export class MetricsScraper {
       return batch;
     } catch (error) {
       // Logged once per failing streak, not every cycle.
-      if (!this.failing.has(nodeName)) this.options.log.warn({ err: error, node: nodeName }, 'cannot scrape the resource metrics of a node');
+      if (!this.failing.has(nodeName) && !this.stopped) this.options.log.warn({ err: error, node: nodeName }, 'cannot scrape the resource metrics of a node');
       this.failing.add(nodeName);
       return undefined;
     }
