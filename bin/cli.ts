@@ -49,6 +49,7 @@ function defineCommands(program: Command, onRun: (name: string, options: Command
     .option('--kubelet-client-certificate <file>', 'client certificate (PEM) for the kubelet API (logs, exec, attach)')
     .option('--kubelet-client-key <file>', 'key (PEM) of --kubelet-client-certificate')
     .option('--kubelet-certificate-authority <file>', 'CA (PEM) that signs the kubelets\' serving certificates; verified only when given')
+    .option('--metric-resolution <duration>', 'how often every kubelet\'s /metrics/resource is scraped for metrics.k8s.io (kubectl top); 0 turns it off', '15s')
     .option('--repair', 'file store: start from a damaged log by keeping every record before the first damaged one')
     .option('--secure-listen <host:port>', 'also serve TLS with authentication here (e.g. the node address, for `knode join`)')
     .option('--token-auth-file <file>', 'static bearer tokens, CSV token,user,uid,"group1,group2" (kube-apiserver --token-auth-file)')

@@ -22,6 +22,8 @@ import { bindPod } from './binding.js';
 import { serveOpenApi } from './openapi.js';
 import { checkFields, parseFieldValidation } from './field-validation.js';
 import { serveScale } from './scale.js';
+import { metricsApiGroup, metricsApiResourceList, metricsGroup, metricsVersion, serveMetricsApi, withMetricsGroup } from './metrics-api.js';
+import type { MetricsStore } from './metrics-store.js';
 import { streamSubresources, writeStatusToSocket, type PodStreamProxy, type StreamSubresource } from './pod-exec.js';
 import { admitCreate, admitCsr, checkAccess, pathAttributes, resourceAttributes, type AccessControl } from './auth/request.js';
 import { adminUser, type UserInfo } from './auth/authn.js';
@@ -63,6 +65,7 @@ export function parseResourcePath(path: string): Route | 'discovery' | undefined
   try {
     parts = path.split('/').filter((p) => p !== '').map(decodeURIComponent);
   } catch {
+    // decodeURIComponent's URIError becomes the client's 400
     throw badRequest(`malformed URL path "${path.slice(0, 200)}"`);
   }
   let group: string;
@@ -105,6 +108,8 @@ export interface ApiServerOptions {
   /** pods/exec, pods/attach and pods/portforward upgrades proxied to the node's kubelet. */
   podStreams?: PodStreamProxy;
   isReady: () => boolean;
+  /** metrics.k8s.io/v1beta1 (metrics-api.ts), served when set. */
+  metrics?: MetricsStore;
 }
 
 export function createRequestHandler(options: ApiServerOptions): (req: IncomingMessage, res: ServerResponse) => void {
@@ -164,6 +169,11 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: ApiSer
     res.end(ok ? 'ok' : 'not ready');
     return;
   }
+  if (options.metrics && (path === `/apis/${metricsGroup}` || path.startsWith(`/apis/${metricsGroup}/`))) {
+    // metrics.k8s.io is served here, not by an aggregated server: the same authentication and authorization
+    if (options.access) await checkAccess(req, pathAttributes(method, path), options.access);
+    return serveMetrics(method, path, query, res, options.metrics, options);
+  }
   const route = parseResourcePath(path);
   if (route === undefined || route === 'discovery') {
     if (options.access) await checkAccess(req, pathAttributes(method, path), options.access);
@@ -182,7 +192,7 @@ function serveDiscovery(path: string, res: ServerResponse, options: ApiServerOpt
     if (!body) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
   }
   else if (path === '/api') body = apiVersions(options.serverAddress);
-  else if (path === '/apis') body = apiGroupList();
+  else if (path === '/apis') body = options.metrics ? withMetricsGroup(apiGroupList()) : apiGroupList();
   else {
     const parts = path.split('/').filter((p) => p !== '');
     const [root, first = '', second = ''] = parts;
@@ -194,6 +204,22 @@ function serveDiscovery(path: string, res: ServerResponse, options: ApiServerOpt
   }
   sendJson(res, 200, body);
   return true;
+}
+
+async function serveMetrics(method: string, path: string, query: URLSearchParams, res: ServerResponse, store: MetricsStore, options: ApiServerOptions): Promise<void> {
+  let parts: string[];
+  try {
+    parts = path.split('/').filter((p) => p !== '').map(decodeURIComponent);
+  } catch {
+    // decodeURIComponent's URIError becomes the client's 400
+    throw badRequest(`malformed URL path "${path.slice(0, 200)}"`);
+  }
+  let body: object | undefined;
+  if (parts.length === 2 && method === 'GET') body = metricsApiGroup();
+  else if (parts.length === 3 && parts[2] === metricsVersion && method === 'GET') body = metricsApiResourceList();
+  else if (parts[2] === metricsVersion) body = await serveMetricsApi(method, parts, query, options.registry, store);
+  if (!body) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
+  sendJson(res, 200, body);
 }
 
 function tableMode(req: IncomingMessage, query: URLSearchParams): IncludeObject | undefined {

@@ -13,13 +13,13 @@ import type { Logger } from '../lib/log.js';
 import { startControlPlane } from './control-plane.js';
 import { parseCidr4 } from './ipalloc.js';
 import { loadKubeletClientConfig } from './kubelet-client.js';
+import { parseDuration } from '../lib/duration.js';
 import { writeKubeconfig } from './kubeconfig.js';
 import { ensureCredentials, parseListen, servingMode, servingNames } from './security.js';
 import { MemoryStorage } from './storage/memory.js';
 import type { Storage } from './storage/types.js';
 import { EtcdStorage } from './storage/etcd.js';
 import { parseTokenAuthFile } from './auth/authn.js';
-import { parseDuration } from '../lib/duration.js';
 
 /** The URL for cluster-info: a wildcard listen is advertised on the node's first non-loopback address. */
 function advertiseUrl(address: { host: string; port: number }): string | undefined {
@@ -81,6 +81,15 @@ export const run: Runner = async (options, log) => {
     key: optionalString(options, 'kubeletClientKey'),
     certificateAuthority: optionalString(options, 'kubeletCertificateAuthority'),
   });
+  const resolution = optionalString(options, 'metricResolution') ?? '15s';
+  let metricResolutionMs: number;
+  try {
+    metricResolutionMs = parseDuration(resolution);
+  } catch (error) {
+    throw new ConfigError(`--metric-resolution "${resolution}": ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  }
+  // metrics-server refuses a resolution under 10 s (its default 15 s); knode allows 1 s for tests, 0 turns the API off.
+  if (metricResolutionMs !== 0 && (metricResolutionMs < 1000 || metricResolutionMs > 3_600_000)) throw new ConfigError(`--metric-resolution "${resolution}": expected 0 (off) or between 1s and 1h`);
   const storage = openStorage(optionalString(options, 'store') ?? 'file', dataDir, optionalString(options, 'etcdEndpoints'), options.repair === true, log);
   const secureListen = optionalString(options, 'secureListen');
   const secure = secureListen ? parseListen(secureListen) : undefined;
@@ -109,6 +118,7 @@ export const run: Runner = async (options, log) => {
     clusterCa: credentials.ca,
     advertiseUrl: secure ? advertiseUrl(secure) : mode.tls ? advertiseUrl(listen) : undefined,
     csrMinDurationSeconds,
+    metricResolutionMs,
   });
   const kubeconfig = join(dataDir, 'admin.kubeconfig');
   // A wildcard listen is reached through loopback by local clients.

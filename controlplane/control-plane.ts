@@ -20,6 +20,7 @@ import { WatchBudget } from './watch-http.js';
 import { parseCidr4, firstServiceIp } from './ipalloc.js';
 import { registerAllocators } from './allocators.js';
 import { podLogProxy } from './pod-log.js';
+import { MetricsScraper } from './metrics-api.js';
 import { isLoopback } from './security.js';
 import { startControllers, type ControllerOptions } from './controllers/index.js';
 import { accessControl, type AccessSettings } from './auth/request.js';
@@ -93,6 +94,9 @@ export interface ControlPlaneOptions {
   controllers?: Partial<ControllerOptions> & { enabled?: boolean };
   /** Credentials for the kubelet API (pods/log, exec, attach): --kubelet-client-certificate etc. */
   kubeletClient?: KubeletClientConfig;
+  /** --metric-resolution: how often every kubelet's /metrics/resource is scraped for metrics.k8s.io (0 or unset: no metrics.k8s.io; `knode controlplane` defaults to 15 s). Off by default here: an
+   * in-process control plane (tests) must not dial node addresses it was not asked to. */
+  metricResolutionMs?: number;
 }
 
 export interface TlsSettings {
@@ -164,6 +168,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
   registerAllocators(registry, serviceCidr);
   let ready = false;
   const access = (settings: AccessSettings) => accessControl(registry, { ...settings, adminToken: options.token, staticTokens: options.staticTokens });
+  const resolutionMs = options.metricResolutionMs ?? 0;
+  const scraper = resolutionMs > 0 ? new MetricsScraper({ registry, client: options.kubeletClient ?? {}, log, resolutionMs }) : undefined;
   const apiOptions: ApiServerOptions = {
     registry,
     cache,
@@ -178,6 +184,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
     isReady: () => ready,
     podLogs: podLogProxy(registry, options.kubeletClient),
     podStreams: podStreamProxy(registry, options.kubeletClient),
+    ...(scraper ? { metrics: scraper.store } : {}),
   };
   // Upgraded connections (exec/attach) leave the HTTP server's bookkeeping: ended at stop().
   const upgraded = new Set<Duplex>();
@@ -213,6 +220,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
   const csr = options.clusterCa ? { ca: options.clusterCa, maxSeconds: 365 * 86_400, minSeconds: options.csrMinDurationSeconds ?? 600 } : undefined;
   const controllers =
     options.controllers?.enabled === false ? { stop: async () => undefined } : startControllers(registry, cache, log, { clusterCidr, csr, ...options.controllers });
+  scraper?.start();
   ready = true;
   log.info({ url, secureUrl }, 'control plane serving');
   let stopped = false;
@@ -227,6 +235,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
       stopped = true;
       ready = false;
       await controllers.stop();
+      await scraper?.stop();
       cache.stop();
       for (const each of [server, secureServer]) each?.closeAllConnections();
       for (const socket of upgraded) socket.destroy();

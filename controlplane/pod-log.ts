@@ -40,7 +40,7 @@ export async function kubeletOfPod(registry: Registry, pod: KObject): Promise<Ku
 }
 
 /** Where the node's kubelet listens, from its status (InternalIP, daemonEndpoints). */
-function kubeletAddress(node: KObject): { host: string; port: number } {
+export function kubeletAddress(node: KObject): { host: string; port: number } {
   const status = isRecord(node.status) ? node.status : {};
   const addresses = list(status.addresses);
   const address = addresses.find((a) => a.type === 'InternalIP') ?? addresses.find((a) => a.type === 'Hostname');

@@ -1,6 +1,6 @@
 /**
  * The kubelet HTTP API (pkg/kubelet/server/server.go): /healthz, /pods, /stats/summary,
- * /metrics, /containerLogs/<ns>/<pod>/<container>, /run/<ns>/<pod>/<container> and the WebSocket
+ * /metrics, /metrics/resource, /containerLogs/<ns>/<pod>/<container>, /run/<ns>/<pod>/<container> and the WebSocket
  * streams /exec and /attach (server/exec-stream.ts), every request (and every upgrade request)
  * authenticated and authorized (server/auth.ts). HTTPS when tlsCertFile/tlsPrivateKeyFile are set
  * (client certificates checked against authentication.x509.clientCAFile), plain HTTP otherwise.
@@ -22,6 +22,7 @@ import { ExecStreams, parseStreamPath, rejectUpgrade } from './exec-stream.js';
 import { parsePortForwardPath, PortForwardStreams, type PortForwardTarget } from './port-forward.js';
 import { streamLogs } from './logs.js';
 import { StatsProvider } from './stats.js';
+import { renderResourceMetrics, renderScrapeError } from './resource-metrics.js';
 import type { AgentMetrics } from './metrics.js';
 import type { PodWorkers } from '../pods/workers.js';
 
@@ -223,11 +224,24 @@ export class KubeletServer {
     if (path === '/stats/summary' || path === '/stats/summary/') {
       return send(res, 200, JSON.stringify(await this.stats.summary(this.options.agent.workers.statuses())), 'application/json');
     }
+    if (path === '/metrics/resource') return this.resourceMetrics(res);
     if (path === '/metrics') return send(res, 200, await this.options.agent.metrics.registry.metrics(), this.options.agent.metrics.registry.contentType);
     if (parts[0] === 'containerLogs' && parts.length === 4) return this.containerLogs(req, res, url, parts[1]!, parts[2]!, parts[3]!);
     if (parseStreamPath(parts) || parsePortForwardPath(parts)) throw new HttpError(400, 'Upgrade request required');
     if (parts[0] === 'run' && (parts.length === 4 || parts.length === 5)) return this.runCommand(req, res, url, parts[1]!, parts[2]!, parts[parts.length - 1]!);
     throw new HttpError(404, `not found: ${path}`);
+  }
+
+  /** /metrics/resource (resource-metrics.ts): a failed stats read is a scrape error, not a 500. */
+  private async resourceMetrics(res: ServerResponse): Promise<void> {
+    let body: string;
+    try {
+      body = renderResourceMetrics(await this.stats.summary(this.options.agent.workers.statuses()));
+    } catch (error) {
+      this.options.log.warn({ err: error }, 'resource metrics: cannot read the stats');
+      body = renderScrapeError();
+    }
+    send(res, 200, body, 'text/plain; version=0.0.4; charset=utf-8');
   }
 
   private podList(): { kind: string; apiVersion: string; metadata: object; items: V1Pod[] } {

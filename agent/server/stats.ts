@@ -20,6 +20,22 @@ async function readNodeCpuNs(): Promise<number> {
   return (busy * 1e9) / userHz;
 }
 
+interface Timed {
+  time: string;
+  [field: string]: unknown;
+}
+
+/** The parts of the Summary API that /metrics/resource (resource-metrics.ts) reads. */
+export interface Summary {
+  node: { cpu: Timed & { usageCoreNanoSeconds: number }; memory: Timed & { workingSetBytes: number } } & Record<string, unknown>;
+  pods: ({
+    podRef: { name: string; namespace: string; uid: string };
+    cpu: Timed & { usageCoreNanoSeconds: number };
+    memory: Timed & { workingSetBytes: number };
+    containers: ({ name: string; startTime: string; cpu: Timed & { usageCoreNanoSeconds: number }; memory: Timed & { workingSetBytes: number } } & Record<string, unknown>)[];
+  } & Record<string, unknown>)[];
+}
+
 interface CpuSample {
   time: number;
   ns: number;
@@ -50,7 +66,7 @@ export class StatsProvider {
     return { usageCoreNanoSeconds: Math.round(ns), usageNanoCores: Math.max(0, nanoCores) };
   }
 
-  async summary(pods: { pod: V1Pod; status?: V1PodStatus }[]): Promise<Record<string, unknown>> {
+  async summary(pods: { pod: V1Pod; status?: V1PodStatus }[]): Promise<Summary> {
     const now = Date.now();
     const time = new Date(now).toISOString();
     const [cpu, mem, fs, stats] = await Promise.all([this.nodeCpu(now), si.mem(), statfs(this.rootDir).catch(onErrno(['ENOENT'], undefined)) /* no root dir yet: no fs stats */, this.runtime.listContainerStats()]);
@@ -77,12 +93,15 @@ export class StatsProvider {
         const uid = pod.metadata!.uid!;
         const containers = byPod.get(uid) ?? [];
         const started = (name: string) => status?.containerStatuses?.find((c) => c.name === name)?.state?.running?.startedAt;
+        const podStart = status?.startTime ? new Date(status.startTime).toISOString() : time;
         return {
-          podRef: { name: pod.metadata!.name, namespace: pod.metadata!.namespace ?? 'default', uid },
-          startTime: status?.startTime ? new Date(status.startTime).toISOString() : time,
+          podRef: { name: pod.metadata!.name!, namespace: pod.metadata!.namespace ?? 'default', uid },
+          startTime: podStart,
           containers: containers.map((c) => ({
             name: c.attributes.metadata.name,
-            startTime: started(c.attributes.metadata.name) ? new Date(started(c.attributes.metadata.name)!).toISOString() : time,
+            // Not yet in the status: the pod's start, which stays put (metrics-server compares
+            // start times between scrapes to detect restarts).
+            startTime: started(c.attributes.metadata.name) ? new Date(started(c.attributes.metadata.name)!).toISOString() : podStart,
             cpu: { time, usageCoreNanoSeconds: c.cpu.usageCoreNanoSeconds, usageNanoCores: c.cpu.usageNanoCores ?? 0 },
             memory: { time, workingSetBytes: c.memory.workingSetBytes, usageBytes: c.memory.usageBytes ?? c.memory.workingSetBytes, rssBytes: c.memory.rssBytes ?? 0, ...(c.memory.availableBytes !== undefined ? { availableBytes: c.memory.availableBytes } : {}) },
             rootfs: { time, usedBytes: c.writableLayer?.usedBytes ?? 0 },

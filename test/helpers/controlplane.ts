@@ -53,6 +53,8 @@ export interface TestControlPlaneOptions {
    */
   secure?: boolean;
   csrMinDurationSeconds?: number;
+  /** Scrape every node's /metrics/resource for metrics.k8s.io this often (off when unset). */
+  metricResolutionMs?: number;
 }
 
 export interface TestControlPlane {
@@ -91,6 +93,7 @@ export async function startTestControlPlane(options: TestControlPlaneOptions = {
       ? { tls: { cert: credentials.cert, key: credentials.key, ca: credentials.caPem }, clusterCa: credentials.ca, csrMinDurationSeconds: options.csrMinDurationSeconds }
       : {}),
     bookmarkIntervalMs: options.bookmarkIntervalMs,
+    ...(options.metricResolutionMs !== undefined ? { metricResolutionMs: options.metricResolutionMs } : {}),
     controllers: {
       enabled: options.controllers ?? true,
       ...(options.nodeMonitorGracePeriodMs !== undefined ? { nodeMonitorGracePeriodMs: options.nodeMonitorGracePeriodMs } : {}),

@@ -115,6 +115,8 @@ describe.skipIf(env.skip)('knode controlplane command', () => {
     [['--listen', 'nonsense'], /--listen "nonsense"/],
     [['--cluster-cidr', '10.0.0.0/99'], /--cluster-cidr/],
     [['--store', 'etcd'], /--etcd-endpoints/],
+    [['--metric-resolution', 'often'], /--metric-resolution "often": invalid duration/],
+    [['--metric-resolution', '100ms'], /--metric-resolution "100ms": expected 0 \(off\) or between 1s and 1h/],
   ])('rejects %j with exit code 2 and a clear message', (args, message) => {
     const dataDir = mkdtempSync(join(tmpdir(), 'knode-cp-bad-'));
     dirs.push(dataDir);
