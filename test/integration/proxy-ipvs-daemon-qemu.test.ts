@@ -77,7 +77,7 @@ const procs = [];
 try {
   cp = knode(['controlplane', '--listen', '127.0.0.1:6443', '--store', 'memory', '--data-dir', '/tmp/cp']);
   procs.push(cp);
-  await until(() => existsSync('/tmp/cp/admin.kubeconfig'), 40000, 'the control plane (' + cp.log().slice(-500) + ')');
+  await until(() => existsSync('/tmp/cp/admin.kubeconfig'), 120000, 'the control plane (' + cp.log().slice(-500) + ')');
   const kubeconfig = readFileSync('/tmp/cp/admin.kubeconfig', 'utf8');
   const server = /server: *"?([^"\s]+)/.exec(kubeconfig)[1];
   const token = /token: *"?([^"\s]+)/.exec(kubeconfig)?.[1];
@@ -107,7 +107,7 @@ try {
   mark('1. IPVS mode');
   const ipvs1 = proxy('ipvs');
   procs.push(ipvs1);
-  await until(() => answers(), 40000, 'the IPVS proxy to serve the ClusterIP (' + ipvs1.log().slice(-1500) + ')');
+  await until(() => answers(), 90000, 'the IPVS proxy to serve the ClusterIP (' + ipvs1.log().slice(-1500) + ')');
   mark('ipvs serving');
   out('ipvs-table', shell('ipvsadm -Ln'));
   out('cluster-ip', await spread('10.96.0.10', 80, 12));
@@ -131,7 +131,7 @@ try {
   mark('2. switch to iptables mode');
   const ipt = proxy('iptables');
   procs.push(ipt);
-  await until(() => /^:KUBE-SVC-/m.test(shell('iptables-save -t nat')), 40000, 'the iptables proxy to write its chains (' + ipt.log().slice(-1500) + ')');
+  await until(() => /^:KUBE-SVC-/m.test(shell('iptables-save -t nat')), 90000, 'the iptables proxy to write its chains (' + ipt.log().slice(-1500) + ')');
   out('switch-to-iptables', { servers: virtualServers(), dummy: linkExists(), sets: sets(), ipvsChain: /^:KUBE-NODE-PORT /m.test(shell('iptables-save -t nat')) });
   await until(() => answers('10.244.0.9'), 20000, 'the ClusterIP through iptables');
   out('iptables-cluster-ip', await spread('10.96.0.10', 80, 4, '10.244.0.9'));
@@ -141,7 +141,7 @@ try {
   mark('3. back to IPVS mode');
   const ipvs2 = proxy('ipvs');
   procs.push(ipvs2);
-  await until(() => virtualServers().includes('10.96.0.10:80'), 40000, 'the second IPVS proxy to program (' + ipvs2.log().slice(-1500) + ')');
+  await until(() => virtualServers().includes('10.96.0.10:80'), 90000, 'the second IPVS proxy to program (' + ipvs2.log().slice(-1500) + ')');
   const save = iptablesSave();
   out('switch-to-ipvs', { iptablesChains: count(save, /^:KUBE-(SVC|SEP|EXT|FW|SVL)-|^:KUBE-NODEPORTS /gm), sets: sets().includes('KUBE-CLUSTER-IP') });
   out('ipvs-again', await spread('10.96.0.10', 80, 4));
@@ -202,10 +202,10 @@ describe.skipIf(env.skip)('knode proxy --proxy-mode ipvs daemon against the API,
     if (!existsSync(join(repo, 'dist', 'bin', 'knode.js'))) throw new Error('run "npm run build" first (the guest runs dist/)');
     guest = buildGuest(guestScript, setup, { binaries, modules, directories: ['/usr/lib/x86_64-linux-gnu/xtables', '/etc/protocols'], bundleCli: true });
     const started = Date.now();
-    output = await runGuest(guest, 300_000);
+    output = await runGuest(guest, 480_000);
     if (process.env.KNODE_SHOW_GUEST) console.log(output, `\nguest wall time ${Date.now() - started} ms`);
     found = results(output);
-  }, 360_000);
+  }, 540_000);
 
   afterAll(() => guest?.cleanup());
 
