@@ -180,6 +180,8 @@ export class Agent {
       log: log.child({ part: 'node' }),
       clock: this.clock,
       ...(eviction ? { pressure: () => eviction.pressure() } : {}),
+      // The kubelet's nodeRef: kind Node, UID the node's name (kubectl describe node looks for both).
+      recordEvent: (reason, message) => this.events.record({ involvedObject: { apiVersion: 'v1', kind: 'Node', name: nodeName, uid: nodeName }, type: 'Normal', reason, message }),
     });
     // Static pods first: they need nothing but the runtime.
     await this.sources.startStatic();

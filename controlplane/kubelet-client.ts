@@ -24,6 +24,12 @@ export interface KubeletClientConfig {
   key?: string;
   /** PEM CA bundle that signs the kubelets' serving certificates; verification is on when set. */
   ca?: string;
+  /**
+   * Which kubelet addresses may be dialled (default: any). Test control planes in the root
+   * network namespace allow only this machine's own addresses, so that a kubelet whose address
+   * exists only inside a test netns is refused instead of sent out through the default route.
+   */
+  allowHost?: (host: string) => boolean;
 }
 
 interface KubeletClientFiles {
@@ -97,6 +103,9 @@ function attempt(config: KubeletClientConfig, target: KubeletTarget, call: Kubel
 
 /** Sends one request to a kubelet; connection failures become a 502 Status naming the node. */
 export async function callKubelet(config: KubeletClientConfig, target: KubeletTarget, call: KubeletCall): Promise<KubeletAnswer> {
+  if (config.allowHost && !config.allowHost(target.host)) {
+    throw new ApiError(502, 'ServiceUnavailable', `error trying to reach the kubelet of node ${target.nodeName} at ${target.host}:${target.port}: this control plane may not dial that address`);
+  }
   try {
     return await attempt(config, target, call, true);
   } catch (error) {

@@ -112,6 +112,8 @@ interface NodeSetup {
   log: Logger;
   clock: Clock;
   pressure?: () => PressureInput;
+  /** Normal events about this Node (the agent's one recorder). */
+  recordEvent?(reason: string, message: string): void;
 }
 
 /** Gathers the machine's facts and builds the node manager the configuration asks for. */
@@ -130,6 +132,7 @@ export async function createNodeManager(setup: NodeSetup): Promise<NodeManager> 
     log: setup.log,
     clock: setup.clock,
     ...(setup.pressure ? { pressure: setup.pressure } : {}),
+    ...(setup.recordEvent ? { recordEvent: setup.recordEvent } : {}),
   });
 }
 

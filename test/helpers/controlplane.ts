@@ -14,6 +14,7 @@
  * `bookmarkIntervalMs`, `clusterCidr` (10.244.0.0/16), `serviceCidr` (10.96.0.0/12).
  * Namespaces default, kube-system, kube-public and kube-node-lease exist from the start.
  */
+import { networkInterfaces } from 'node:os';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -69,6 +70,12 @@ export interface TestControlPlane {
   stop(): Promise<void>;
 }
 
+/** Loopback or an address of an interface of this network namespace: a dial that stays on the machine. */
+export function isThisMachinesAddress(host: string): boolean {
+  if (host === 'localhost' || host.startsWith('127.') || host === '::1') return true;
+  return Object.values(networkInterfaces()).some((list) => (list ?? []).some((address) => address.address === host));
+}
+
 export async function startTestControlPlane(options: TestControlPlaneOptions = {}): Promise<TestControlPlane> {
   const tempDir = mkdtempSync(join(tmpdir(), 'knode-cp-'));
   const dataDir = options.dataDir ?? join(tempDir, 'data');
@@ -93,6 +100,9 @@ export async function startTestControlPlane(options: TestControlPlaneOptions = {
       ? { tls: { cert: credentials.cert, key: credentials.key, ca: credentials.caPem }, clusterCa: credentials.ca, csrMinDurationSeconds: options.csrMinDurationSeconds }
       : {}),
     bookmarkIntervalMs: options.bookmarkIntervalMs,
+    // Network safety: this control plane runs in the test process's netns (the root one); a
+    // kubelet address that exists only inside a test netns would leave through the default route.
+    kubeletClient: { allowHost: isThisMachinesAddress },
     ...(options.metricResolutionMs !== undefined ? { metricResolutionMs: options.metricResolutionMs } : {}),
     controllers: {
       enabled: options.controllers ?? true,
