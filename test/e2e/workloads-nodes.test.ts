@@ -121,6 +121,10 @@ describe.skipIf(env.skip || unavailable !== undefined)('workloads across node ne
     throw new Error(`${error instanceof Error ? error.message : String(error)}\n${cluster.diagnostics()}`, { cause: error });
   };
   const apply = (object: object) => run(['kubectl', '--kubeconfig', cluster.kubeconfig, 'apply', '-f', '-'], { input: JSON.stringify(object), timeoutMs: 30_000 });
+  // What a pod's (exited) container printed, read from the Docker Engine that ran it: `kubectl logs`
+  // is not usable here, as this cluster's control plane (root netns) cannot reach the kubelets,
+  // whose addresses only exist inside the node netns (network safety rule).
+  const output = async (pod: V1Pod) => (await run(['docker', 'logs', pod.status!.containerStatuses![0]!.containerID!.replace(/^[a-z]+:\/\//, '')], { timeoutMs: 30_000 })).stdout.trim();
   const jobPods = async (name: string) => (await cluster.core.listNamespacedPod({ namespace: 'default', labelSelector: `job-name=${name}` })).items;
   const daemonPods = async () => (await cluster.core.listNamespacedPod({ namespace: 'default', labelSelector: 'app=noded' })).items;
   const podsOn = async (node: ClusterNode) => (await daemonPods()).filter((p) => p.spec?.nodeName === node.name && live(p));
@@ -324,7 +328,7 @@ describe.skipIf(env.skip || unavailable !== undefined)('workloads across node ne
     const pods = await jobPods('par');
     expect(pods.map((p) => p.status?.phase)).toEqual(Array(6).fill('Succeeded'));
     for (const pod of pods) expect(pod.status?.containerStatuses?.[0]?.state?.terminated).toMatchObject({ exitCode: 0, reason: 'Completed' });
-    expect((await kubectl('logs', pods[0]!.metadata!.name!)).trim()).toBe('done');
+    for (const pod of pods) expect(await output(pod)).toBe('done');
     const done = JSON.parse(await kubectl('get', 'job', 'par', '-o', 'json')) as V1Job;
     expect(done.status).toMatchObject({ succeeded: 6, active: 0 });
     expect(done.status?.failed ?? 0).toBe(0);
@@ -353,7 +357,7 @@ describe.skipIf(env.skip || unavailable !== undefined)('workloads across node ne
     expect(await kubectl('wait', '--for=condition=complete', 'job/idx', '--timeout=240s').catch(failWith)).toContain('condition met');
     const pods = await jobPods('idx');
     expect(pods.map((p) => p.status?.phase)).toEqual(['Succeeded', 'Succeeded', 'Succeeded']);
-    const logs = await Promise.all(pods.map(async (p) => (await kubectl('logs', p.metadata!.name!)).trim()));
+    const logs = await Promise.all(pods.map(output));
     // Each pod printed the index its annotation gives it, and each index ran once.
     expect(logs).toEqual(pods.map((p) => `index=${p.metadata?.annotations?.['batch.kubernetes.io/job-completion-index']}`));
     expect([...logs].sort()).toEqual(['index=0', 'index=1', 'index=2']);
