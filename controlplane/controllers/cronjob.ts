@@ -70,7 +70,11 @@ class CronJobController extends QueuedController {
     const spec = obj(cj.spec);
     const namespace = cj.metadata.namespace as string;
     if (typeof spec.startingDeadlineSeconds === 'number' && time.getTime() + spec.startingDeadlineSeconds * 1000 < now.getTime()) return active;
-    if (spec.concurrencyPolicy === 'Forbid' && active.length > 0) return active;
+    if (spec.concurrencyPolicy === 'Forbid' && active.length > 0) {
+      // As cronjob_controllerv2.go syncCronJob: the skipped run is told, lastScheduleTime stays.
+      await this.events.record(cj, 'Normal', 'JobAlreadyActive', 'Not starting job because prior execution is running and concurrency policy is Forbid');
+      return active;
+    }
     if (spec.concurrencyPolicy === 'Replace') {
       for (const job of active) {
         const deleted = await ignoreNotFound(this.registry.delete(jobs, namespace, job.metadata.name as string, { propagationPolicy: 'Background' }));

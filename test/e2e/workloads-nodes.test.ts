@@ -13,10 +13,15 @@
  * And a Deployment's rolling update (`kubectl set image`) on the same nodes, watched pod by pod:
  * ready pods never drop below replicas − maxUnavailable, live pods never exceed replicas + maxSurge
  * (https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#rolling-update-deployment).
+ * Jobs and a CronJob on the same nodes, real containers, as upstream's Job and CronJob controllers
+ * behave (https://kubernetes.io/docs/concepts/workloads/controllers/job/,
+ * https://kubernetes.io/docs/concepts/workloads/controllers/cron-jobs/): parallelism bounds the
+ * live pods, backoffLimit fails a Job, an Indexed Job runs each index once, and a CronJob with
+ * Forbid starts one Job and skips the next run while that one still runs.
  */
 import { randomBytes } from 'node:crypto';
 import type Docker from 'dockerode';
-import { AppsV1Api, KubeConfig, Watch, type KubernetesObject, type V1DaemonSet, type V1Deployment, type V1Pod, type V1ReplicaSet } from '@kubernetes/client-node';
+import { AppsV1Api, KubeConfig, Watch, type KubernetesObject, type V1CronJob, type V1DaemonSet, type V1Deployment, type V1Job, type V1Pod, type V1ReplicaSet } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../../lib/exec.js';
 import { busyboxImage } from '../../cri/local-images.js';
@@ -93,6 +98,17 @@ const live = (pod: V1Pod) => !pod.metadata?.deletionTimestamp && pod.status?.pha
 const available = (pod: V1Pod) => live(pod) && (pod.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
 const version = (pod: V1Pod) => pod.spec?.containers[0]?.env?.find((e) => e.name === 'VERSION')?.value;
 
+/** A batch/v1 Job running busybox `sh -c script` with restartPolicy Never. */
+const job = (name: string, script: string, spec: Partial<NonNullable<V1Job['spec']>> = {}): V1Job => ({
+  apiVersion: 'batch/v1',
+  kind: 'Job',
+  metadata: { name, namespace: 'default' },
+  spec: {
+    ...spec,
+    template: { spec: { restartPolicy: 'Never', terminationGracePeriodSeconds: 1, containers: [{ name: 'main', image: busyboxImage, command: ['sh', '-c', script] }] } },
+  },
+});
+
 describe.skipIf(env.skip || unavailable !== undefined)('workloads across node netns, driven by kubectl', () => {
   let docker: Docker;
   let cluster: TestCluster;
@@ -104,6 +120,12 @@ describe.skipIf(env.skip || unavailable !== undefined)('workloads across node ne
   const failWith = (error: unknown): never => {
     throw new Error(`${error instanceof Error ? error.message : String(error)}\n${cluster.diagnostics()}`, { cause: error });
   };
+  const apply = (object: object) => run(['kubectl', '--kubeconfig', cluster.kubeconfig, 'apply', '-f', '-'], { input: JSON.stringify(object), timeoutMs: 30_000 });
+  // What a pod's (exited) container printed, read from the Docker Engine that ran it: `kubectl logs`
+  // is not usable here, as this cluster's control plane (root netns) cannot reach the kubelets,
+  // whose addresses only exist inside the node netns (network safety rule).
+  const output = async (pod: V1Pod) => (await run(['docker', 'logs', pod.status!.containerStatuses![0]!.containerID!.replace(/^[a-z]+:\/\//, '')], { timeoutMs: 30_000 })).stdout.trim();
+  const jobPods = async (name: string) => (await cluster.core.listNamespacedPod({ namespace: 'default', labelSelector: `job-name=${name}` })).items;
   const daemonPods = async () => (await cluster.core.listNamespacedPod({ namespace: 'default', labelSelector: 'app=noded' })).items;
   const podsOn = async (node: ClusterNode) => (await daemonPods()).filter((p) => p.spec?.nodeName === node.name && live(p));
   const rolloutStatus = () => kubectl('rollout', 'status', 'daemonset/noded', '--timeout=180s');
@@ -280,5 +302,103 @@ describe.skipIf(env.skip || unavailable !== undefined)('workloads across node ne
     const nodesUsed = new Set([...watch.pods.values()].map((p) => p.spec!.nodeName));
     expect(nodesUsed.has(b.name)).toBe(false);
     await kubectl('delete', 'deployment', 'web', '--wait=true');
+  }, 400_000);
+
+  it('a Job with parallelism 3 and completions 6 runs real containers, never more than 3 at once', async () => {
+    const kc = new KubeConfig();
+    kc.loadFromFile(cluster.kubeconfig);
+    const listed = await cluster.core.listNamespacedPod({ namespace: 'default', labelSelector: 'job-name=par' });
+    let maxLive = 0;
+    let maxRunning = 0;
+    const watch = await watchPods(kc, listed, 'job-name=par', (pods) => {
+      maxLive = Math.max(maxLive, [...pods.values()].filter(live).length);
+      maxRunning = Math.max(maxRunning, [...pods.values()].filter((p) => live(p) && p.status?.phase === 'Running').length);
+    });
+    let cleanStop = false;
+    try {
+      await apply(job('par', 'sleep 1; echo done', { parallelism: 3, completions: 6 }));
+      expect(await kubectl('wait', '--for=condition=complete', 'job/par', '--timeout=240s').catch(failWith)).toContain('condition met');
+    } finally {
+      cleanStop = watch.stop();
+    }
+    expect(cleanStop).toBe(true);
+    // The controller creates parallelism pods at once, and never more than that are live.
+    expect(maxLive).toBe(3);
+    expect(maxRunning).toBeLessThanOrEqual(3);
+    const pods = await jobPods('par');
+    expect(pods.map((p) => p.status?.phase)).toEqual(Array(6).fill('Succeeded'));
+    for (const pod of pods) expect(pod.status?.containerStatuses?.[0]?.state?.terminated).toMatchObject({ exitCode: 0, reason: 'Completed' });
+    for (const pod of pods) expect(await output(pod)).toBe('done');
+    const done = JSON.parse(await kubectl('get', 'job', 'par', '-o', 'json')) as V1Job;
+    expect(done.status).toMatchObject({ succeeded: 6, active: 0 });
+    expect(done.status?.failed ?? 0).toBe(0);
+    await kubectl('delete', 'job', 'par', '--wait=true');
+  }, 400_000);
+
+  it('a Job whose container exits 1 fails at backoffLimit 1 with BackoffLimitExceeded', async () => {
+    await apply(job('bad', 'echo failing; exit 1', { backoffLimit: 1 }));
+    expect(await kubectl('wait', '--for=condition=failed', 'job/bad', '--timeout=240s').catch(failWith)).toContain('condition met');
+    const failed = JSON.parse(await kubectl('get', 'job', 'bad', '-o', 'json')) as V1Job;
+    // backoffLimit 1: the first failure is retried, the second fails the Job.
+    expect(failed.status).toMatchObject({ failed: 2 });
+    expect(failed.status?.succeeded ?? 0).toBe(0);
+    expect(failed.status?.conditions?.find((c) => c.type === 'Failed')).toMatchObject({ status: 'True', reason: 'BackoffLimitExceeded' });
+    const pods = await jobPods('bad');
+    expect(pods.map((p) => p.status?.phase)).toEqual(['Failed', 'Failed']);
+    for (const pod of pods) expect(pod.status?.containerStatuses?.[0]?.state?.terminated?.exitCode).toBe(1);
+    const described = await kubectl('describe', 'job', 'bad');
+    expect(described).toMatch(/Warning\s+BackoffLimitExceeded\s+.*Job has reached the specified backoff limit/);
+    expect(described).toMatch(/Normal\s+SuccessfulCreate/);
+    await kubectl('delete', 'job', 'bad', '--wait=true');
+  }, 400_000);
+
+  it('an Indexed Job runs each completion index exactly once ($JOB_COMPLETION_INDEX)', async () => {
+    await apply(job('idx', 'echo index=$JOB_COMPLETION_INDEX', { completionMode: 'Indexed', completions: 3, parallelism: 3 }));
+    expect(await kubectl('wait', '--for=condition=complete', 'job/idx', '--timeout=240s').catch(failWith)).toContain('condition met');
+    const pods = await jobPods('idx');
+    expect(pods.map((p) => p.status?.phase)).toEqual(['Succeeded', 'Succeeded', 'Succeeded']);
+    const logs = await Promise.all(pods.map(output));
+    // Each pod printed the index its annotation gives it, and each index ran once.
+    expect(logs).toEqual(pods.map((p) => `index=${p.metadata?.annotations?.['batch.kubernetes.io/job-completion-index']}`));
+    expect([...logs].sort()).toEqual(['index=0', 'index=1', 'index=2']);
+    const done = JSON.parse(await kubectl('get', 'job', 'idx', '-o', 'json')) as V1Job;
+    expect(done.status).toMatchObject({ succeeded: 3, completedIndexes: '0-2' });
+    await kubectl('delete', 'job', 'idx', '--wait=true');
+  }, 400_000);
+
+  it('a CronJob on */1 * * * * with Forbid starts one Job and skips the next run while it runs', async () => {
+    const cronJob: V1CronJob = {
+      apiVersion: 'batch/v1',
+      kind: 'CronJob',
+      metadata: { name: 'tick', namespace: 'default' },
+      spec: {
+        schedule: '*/1 * * * *',
+        concurrencyPolicy: 'Forbid',
+        jobTemplate: { spec: job('unused', 'echo tick; exec sleep 3600').spec! },
+      },
+    };
+    await apply(cronJob);
+    const owned = async () => ((JSON.parse(await kubectl('get', 'jobs', '-o', 'json')) as { items: V1Job[] }).items).filter((j) => j.metadata?.ownerReferences?.some((r) => r.kind === 'CronJob' && r.name === 'tick'));
+    // The first run: at the next minute boundary.
+    const [first] = await waitFor('the CronJob to start a Job', async () => {
+      const jobs = await owned();
+      return jobs.length > 0 ? jobs : undefined;
+    }, 90_000).catch(failWith);
+    const jobName = first!.metadata!.name!;
+    const running = await waitFor('its pod running a real container', async () => {
+      const pods = await jobPods(jobName);
+      return pods.length === 1 && pods[0]!.status?.phase === 'Running' ? pods[0] : undefined;
+    }).catch(failWith);
+    expect(running.status?.containerStatuses?.[0]?.state?.running).toBeDefined();
+    expect(first!.metadata?.annotations?.['batch.kubernetes.io/cronjob-scheduled-timestamp']).toMatch(/:00Z$/);
+    // The next minute: the Job still runs, so Forbid skips the run and says so.
+    await waitFor('JobAlreadyActive on the CronJob', async () => /Normal\s+JobAlreadyActive/.test(await kubectl('describe', 'cronjob', 'tick')), 90_000).catch(failWith);
+    expect((await owned()).map((j) => j.metadata!.name)).toEqual([jobName]);
+    expect((await jobPods(jobName)).filter(live)).toHaveLength(1);
+    const cj = JSON.parse(await kubectl('get', 'cronjob', 'tick', '-o', 'json')) as V1CronJob;
+    expect(cj.status?.active?.map((r) => r.name)).toEqual([jobName]);
+    // Deleting the CronJob removes its Job and the Job's pod (background propagation).
+    await kubectl('delete', 'cronjob', 'tick', '--wait=true');
+    await waitFor('the Job and its pod gone', async () => (await owned()).length === 0 && (await jobPods(jobName)).length === 0, 120_000).catch(failWith);
   }, 400_000);
 });

@@ -267,7 +267,7 @@ spec:
     expect(o(cj.status).lastScheduleTime).toBe(first.metadata.annotations?.['batch.kubernetes.io/cronjob-scheduled-timestamp']);
     // Forbid: with the job still running, an earlier missed time starts nothing new.
     expect((await kubectl(['patch', 'cj', 'every', '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { lastScheduleTime: past } })])).code).toBe(0);
-    await new Promise((r) => setTimeout(r, 500));
+    await waitFor('JobAlreadyActive', async () => (await kubectl(['get', 'events', '-o', 'json'])).stdout.includes('JobAlreadyActive'), 30_000, 250);
     expect((await list('jobs')).filter((j) => j.metadata.name?.startsWith('every-'))).toHaveLength(1);
     expect((await list('jobs')).filter((j) => j.metadata.name?.startsWith('never-'))).toHaveLength(0);
     // The job finishes: the CronJob records it.
