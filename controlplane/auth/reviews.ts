@@ -24,6 +24,10 @@ export function isReviewKind(kind: string): kind is ReviewKind {
   return kind in groupOf;
 }
 
+/** A zero value as Go's ObjectMeta{} has it (protobuf decoding yields empty strings, times and maps). */
+const isEmptyValue = (value: unknown): boolean =>
+  value === undefined || value === null || value === '' || value === 0 || (Array.isArray(value) && value.length === 0) || (isRecord(value) && Object.values(value).every(isEmptyValue));
+
 /** The body as the typed decoder would accept it: apiVersion/kind of this resource (or absent), an object spec. */
 function checkEnvelope(kind: ReviewKind, body: unknown): { spec: Record<string, unknown>; metadata: Record<string, unknown> } {
   if (!isRecord(body)) throw badRequest(`the body of a ${kind} must be a JSON object`);
@@ -32,7 +36,7 @@ function checkEnvelope(kind: ReviewKind, body: unknown): { spec: Record<string, 
   if (body.kind !== undefined && body.kind !== kind) throw badRequest(`the kind in the data (${String(body.kind)}) does not match the expected kind (${kind})`);
   const metadata = isRecord(body.metadata) ? body.metadata : {};
   // ValidateSubjectAccessReview et al.: the object has no identity, metadata must be empty (managedFields aside).
-  if (Object.keys(metadata).some((key) => key !== 'managedFields' && key !== 'creationTimestamp')) {
+  if (Object.entries(metadata).some(([key, value]) => key !== 'managedFields' && !isEmptyValue(value))) {
     throw invalid(kind, groupOf[kind], '', [{ reason: 'FieldValueInvalid', field: 'metadata', message: 'Invalid value: the metadata: must be empty' }]);
   }
   if (body.spec !== undefined && !isRecord(body.spec)) throw badRequest(`spec of a ${kind} must be an object`);
