@@ -48,9 +48,10 @@ export function joinLayout(dataDir: string | undefined): JoinLayout {
  * The joined kubelet's configuration, as kubeadm writes it (/var/lib/kubelet/config.yaml):
  * client certificates verified against the cluster CA, anonymous off, client certificate
  * rotation on, and a serving certificate from a kubelet-serving CSR (serverTLSBootstrap) so that
- * the control plane can verify the kubelet with the cluster CA. Authorization is AlwaysAllow
- * because the knode control plane serves no SubjectAccessReview API yet: anyone holding a client
- * certificate of the cluster CA may use this kubelet's API.
+ * the control plane can verify the kubelet with the cluster CA. Bearer tokens are checked with a
+ * TokenReview and every request is authorized with a SubjectAccessReview (authorization mode
+ * Webhook), both sent to the control plane with the node's own credential, as kubeadm's kubelet
+ * configuration does: a client certificate of the cluster CA alone (another node's) is not enough.
  */
 function joinKubeletConfigText(layout: JoinLayout, settings: UpSettings): string {
   return stringify({
@@ -63,8 +64,8 @@ function joinKubeletConfigText(layout: JoinLayout, settings: UpSettings): string
     port: 10250,
     rotateCertificates: true,
     serverTLSBootstrap: true,
-    authentication: { anonymous: { enabled: false }, webhook: { enabled: false }, x509: { clientCAFile: layout.caFile } },
-    authorization: { mode: 'AlwaysAllow' },
+    authentication: { anonymous: { enabled: false }, webhook: { enabled: true }, x509: { clientCAFile: layout.caFile } },
+    authorization: { mode: 'Webhook' },
   });
 }
 

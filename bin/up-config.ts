@@ -94,8 +94,9 @@ export function tenthAddress(cidr: string): string {
  * (the kubelet's default) so that the control plane reaches it at the node's InternalIP for
  * `kubectl logs/exec`, over TLS with client certificates only, as kubeadm sets a kubelet up:
  * anonymous off, the control plane's client certificate signed by the CA in `clientCAFile`.
- * Authorization is AlwaysAllow because only that CA's holders authenticate at all (the stub has
- * no SubjectAccessReview API for the Webhook mode).
+ * That CA is the cluster CA, which also signs joined nodes' certificates, so every request is
+ * authorized with a SubjectAccessReview (mode Webhook, bearer tokens with a TokenReview), as
+ * kubeadm configures the kubelet: only system:masters (the API server's kubelet client) passes.
  */
 export function kubeletConfigText(layout: UpLayout, settings: UpSettings): string {
   return stringify({
@@ -109,8 +110,8 @@ export function kubeletConfigText(layout: UpLayout, settings: UpSettings): strin
     port: 10250,
     tlsCertFile: join(layout.kubeletPki, 'kubelet.crt'),
     tlsPrivateKeyFile: join(layout.kubeletPki, 'kubelet.key'),
-    authentication: { anonymous: { enabled: false }, webhook: { enabled: false }, x509: { clientCAFile: join(layout.kubeletPki, 'ca.crt') } },
-    authorization: { mode: 'AlwaysAllow' },
+    authentication: { anonymous: { enabled: false }, webhook: { enabled: true }, x509: { clientCAFile: join(layout.kubeletPki, 'ca.crt') } },
+    authorization: { mode: 'Webhook' },
   });
 }
 

@@ -25,7 +25,8 @@ import { serveScale } from './scale.js';
 import { metricsApiGroup, metricsApiResourceList, metricsGroup, metricsVersion, serveMetricsApi, withMetricsGroup } from './metrics-api.js';
 import type { MetricsStore } from './metrics-store.js';
 import { streamSubresources, writeStatusToSocket, type PodStreamProxy, type StreamSubresource } from './pod-exec.js';
-import { admitCreate, admitCsr, checkAccess, pathAttributes, resourceAttributes, type AccessControl } from './auth/request.js';
+import { accessControl, admitCreate, admitCsr, checkAccess, pathAttributes, resourceAttributes, type AccessControl } from './auth/request.js';
+import { answerReview, isReviewKind } from './auth/reviews.js';
 import { adminUser, type UserInfo } from './auth/authn.js';
 
 interface Route {
@@ -247,6 +248,7 @@ async function serveResource(req: IncomingMessage, res: ServerResponse, route: R
   const call: Call = { req, res, route, query, options, method: req.method ?? 'GET', dryRun: query.getAll('dryRun').includes('All'), table: tableMode(req, query), user };
   if (subresource !== undefined && !(subresource === 'status' && info.statusSubresource) && !info.extraSubresources.includes(subresource)) throw notServed();
   if (info.namespaced && namespace === undefined && name !== undefined) throw notServed();
+  if (info.createOnly && isReviewKind(info.kind)) return serveReview(call, info.kind);
   if (info.createOnly || subresource === 'binding') return serveBinding(call);
   if (name === undefined) return serveCollection(call);
   if (subresource === 'log') {
@@ -258,6 +260,15 @@ async function serveResource(req: IncomingMessage, res: ServerResponse, route: R
   if (isStream(subresource)) throw badRequest('Upgrade request required');
   if (subresource === 'scale') return serveScale({ req, res, registry: options.registry, info, namespace, name, method: call.method, dryRun: call.dryRun });
   return serveObject(call, name);
+}
+
+/** POST of a TokenReview / SubjectAccessReview / SelfSubjectAccessReview: answered, not stored (auth/reviews.ts). */
+async function serveReview({ req, res, route, options, method, user }: Call, kind: Parameters<typeof answerReview>[0]): Promise<void> {
+  if (method !== 'POST' || route.name !== undefined || route.subresource !== undefined) throw methodNotAllowed();
+  const body = decodeBody(await readBody(req), req.headers['content-type']);
+  // Without access control (the REST layer alone) reviews still use the real authenticator and authorizer.
+  const access = options.access ?? accessControl(options.registry, { loopbackAdmin: false });
+  sendJson(res, 201, await answerReview(kind, body, user, access));
 }
 
 /** POST .../bindings (the pod named in the body) or .../pods/<name>/binding. */

@@ -37,6 +37,8 @@ function operations(info: ResourceInfo): Record<string, object> {
     responses: { '200': { description: 'OK' } },
   });
   const base = `/${gvPath(info.group, info.version)}/${info.namespaced ? 'namespaces/{namespace}/' : ''}${info.name}`;
+  // Create-only resources (bindings, the reviews) have only POST, as in kube-apiserver's spec.
+  if (info.createOnly) return { [base]: { post: op('post', true) } };
   const paths: Record<string, object> = {
     [base]: { get: op('list', false), post: op('post', true), delete: op('deletecollection', false) },
     [`${base}/{name}`]: { get: op('get', false), put: op('put', true), patch: op('patch', true), delete: op('delete', false) },
@@ -46,7 +48,7 @@ function operations(info: ResourceInfo): Record<string, object> {
 }
 
 function openApiDocument(group: string, version: string): object | undefined {
-  const list = resources.filter((r) => r.group === group && r.version === version && !r.createOnly);
+  const list = resources.filter((r) => r.group === group && r.version === version);
   if (list.length === 0) return undefined;
   return {
     openapi: '3.0.0',

@@ -35,6 +35,45 @@ const objectMeta: Schema = {
   14: { name: 'finalizers', type: 'string', repeated: true },
 };
 
+// authorization.k8s.io/v1 and authentication.k8s.io/v1 (k8s.io/api/authorization/v1, authentication/v1
+// generated.proto): `kubectl auth can-i` posts its SelfSubjectAccessReview in protobuf.
+const resourceAttributes: Schema = {
+  1: { name: 'namespace', type: 'string' },
+  2: { name: 'verb', type: 'string' },
+  3: { name: 'group', type: 'string' },
+  4: { name: 'version', type: 'string' },
+  5: { name: 'resource', type: 'string' },
+  6: { name: 'subresource', type: 'string' },
+  7: { name: 'name', type: 'string' },
+};
+const nonResourceAttributes: Schema = { 1: { name: 'path', type: 'string' }, 2: { name: 'verb', type: 'string' } };
+const reviewStatus: Schema = { 1: { name: 'allowed', type: 'bool' }, 2: { name: 'reason', type: 'string' }, 3: { name: 'evaluationError', type: 'string' }, 4: { name: 'denied', type: 'bool' } };
+const reviewSchemas: Record<string, Schema> = {
+  SelfSubjectAccessReview: {
+    1: { name: 'metadata', type: objectMeta },
+    2: { name: 'spec', type: { 1: { name: 'resourceAttributes', type: resourceAttributes }, 2: { name: 'nonResourceAttributes', type: nonResourceAttributes } } },
+    3: { name: 'status', type: reviewStatus },
+  },
+  SubjectAccessReview: {
+    1: { name: 'metadata', type: objectMeta },
+    2: {
+      name: 'spec',
+      type: {
+        1: { name: 'resourceAttributes', type: resourceAttributes },
+        2: { name: 'nonResourceAttributes', type: nonResourceAttributes },
+        3: { name: 'user', type: 'string' },
+        4: { name: 'groups', type: 'string', repeated: true },
+        6: { name: 'uid', type: 'string' },
+      },
+    },
+    3: { name: 'status', type: reviewStatus },
+  },
+  TokenReview: {
+    1: { name: 'metadata', type: objectMeta },
+    2: { name: 'spec', type: { 1: { name: 'token', type: 'string' }, 2: { name: 'audiences', type: 'string', repeated: true } } },
+  },
+};
+
 const schemas: Record<string, Schema> = {
   Namespace: {
     1: { name: 'metadata', type: objectMeta },
@@ -81,6 +120,7 @@ const schemas: Record<string, Schema> = {
     },
   },
   ...workloadSchemas(objectMeta),
+  ...reviewSchemas,
   // certificates.k8s.io/v1 (k8s.io/api/certificates/v1/generated.proto): `kubectl certificate approve|deny` PUTs /approval in protobuf.
   CertificateSigningRequest: {
     1: { name: 'metadata', type: objectMeta },

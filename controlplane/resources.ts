@@ -15,7 +15,7 @@ export interface ResourceInfo {
   extraSubresources: string[];
   /** Changes to `spec` bump `metadata.generation`. */
   generation: boolean;
-  /** Not stored: only `create` (core/v1 `bindings`, which binds a pod). */
+  /** Not stored: only `create` (core/v1 `bindings`, which binds a pod; the review APIs of ./auth/reviews.ts). */
   createOnly?: boolean;
 }
 
@@ -88,6 +88,10 @@ export const resources: ResourceInfo[] = [
     extraSubresources: ['approval'],
     generation: false,
   },
+  // Create-only reviews (k8s.io/api authentication/v1, authorization/v1): answered, never stored.
+  { ...core('tokenreviews', 'TokenReview', false, [], false), group: 'authentication.k8s.io', createOnly: true },
+  { ...core('subjectaccessreviews', 'SubjectAccessReview', false, [], false), group: 'authorization.k8s.io', createOnly: true },
+  { ...core('selfsubjectaccessreviews', 'SelfSubjectAccessReview', false, [], false), group: 'authorization.k8s.io', createOnly: true },
   grouped('apps', 'deployments', 'Deployment', ['deploy'], true, ['scale']),
   grouped('apps', 'replicasets', 'ReplicaSet', ['rs'], true, ['scale']),
   grouped('apps', 'daemonsets', 'DaemonSet', ['ds'], true),

@@ -98,7 +98,8 @@ async function bootstrapUser(token: string, options: AuthenticatorOptions): Prom
   return withAuthenticated({ name: `system:bootstrap:${parsed.id}`, groups: [bootstrappersGroup, ...fields.extraGroups.filter((g) => g !== bootstrappersGroup)] });
 }
 
-async function tokenUser(token: string, options: AuthenticatorOptions): Promise<UserInfo | undefined> {
+/** The user of a bearer token, or undefined when it authenticates no one (also a TokenReview's answer). */
+export async function authenticateToken(token: string, options: AuthenticatorOptions): Promise<UserInfo | undefined> {
   if (token.length > 4096) return undefined;
   if (options.adminToken && sameSecret(token, options.adminToken)) return adminUser;
   for (const [known, user] of options.staticTokens ?? []) if (sameSecret(token, known)) return withAuthenticated(user);
@@ -111,7 +112,7 @@ export async function authenticate(req: IncomingMessage, options: AuthenticatorO
   if (fromCert !== undefined && fromCert !== 'invalid') return fromCert;
   const token = bearerToken(req.headers.authorization);
   if (token !== undefined) {
-    const user = await tokenUser(token, options);
+    const user = await authenticateToken(token, options);
     if (user) return user;
     // Open loopback HTTP ignores credentials it does not know, as it always did.
     if (options.loopbackAdmin) return adminUser;

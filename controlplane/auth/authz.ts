@@ -16,6 +16,10 @@
  *   for the user flannel's service account would be; and knode's per-node overlay identity
  *   `system:knode:overlay:<node>` (what a joined node gets through a CSR): the same reads, and
  *   nodes/status of its own node only.
+ * - Kubelet API subresources (nodes/proxy, log, stats, metrics, as a Webhook-mode kubelet asks):
+ *   only system:masters, which includes the API server's kubelet client (CN
+ *   kube-apiserver-kubelet-client, O system:masters); the Node authorizer grants no node
+ *   nodes/proxy, so one node's credential cannot exec into another node's pods.
  * - Anyone: /healthz, /livez, /readyz, /version (system:public-info-viewer); authenticated
  *   users: discovery (system:discovery, system:basic-user); anonymous: `get` of the cluster-info
  *   ConfigMap in kube-public (kubeadm's bootstrap-signer-clusterinfo Role).
@@ -69,6 +73,9 @@ function matches(rules: Rule[], attrs: RequestAttributes): boolean {
 
 /** bootstrappolicy.NodeRules (the system:node role) minus what the graph decides. */
 const nodeRules: Rule[] = [
+  // "Needed to check API access. These creates are non-mutating": the kubelet's Webhook authn/authz.
+  [['create'], 'authentication.k8s.io', ['tokenreviews']],
+  [['create'], 'authorization.k8s.io', ['subjectaccessreviews', 'localsubjectaccessreviews']],
   [read, '', ['services']],
   [['get'], '', ['endpoints']],
   // Not in the system:node role: knode's per-node DNS reads slices with the node's credential.
@@ -138,6 +145,8 @@ export async function authorize(user: UserInfo, attrs: RequestAttributes, graph:
     const clusterInfo = attrs.verb === 'get' && attrs.apiGroup === '' && attrs.resource === 'configmaps' && !attrs.subresource && attrs.namespace === 'kube-public' && attrs.name === 'cluster-info';
     return clusterInfo ? allow : deny();
   }
+  // system:basic-user (bound to system:authenticated): "can I" questions about oneself.
+  if (user.groups.includes(authenticatedGroup) && attrs.verb === 'create' && attrs.apiGroup === 'authorization.k8s.io' && ['selfsubjectaccessreviews', 'selfsubjectrulesreviews'].includes(attrs.resource) && !attrs.subresource) return allow;
   const node = nodeNameOf(user);
   if (node !== undefined) return authorizeNode(node, attrs, graph);
   if (user.groups.includes('system:bootstrappers') && matches(bootstrapperRules, attrs)) return allow;

@@ -8,6 +8,8 @@
  * - pods scheduled on both nodes; `kubectl logs`, `exec` and `port-forward` reach both kubelets
  *   over TLS verified with the cluster CA; pod-to-pod and Service traffic across the overlay;
  * - the kubelet API refuses anonymous requests (401); node A's credential may not label node B;
+ * - node B's client certificate is refused by node A's kubelet (Webhook authorization through a
+ *   SubjectAccessReview, 403), the API server's kubelet client is not;
  * - node B's certificates live for seconds: they rotate while its pods keep running unrestarted
  *   and the node stays Ready (no gap in API access);
  * - bad input: a wrong CA hash stops the join before the token is sent and writes nothing, an
@@ -263,6 +265,31 @@ describe.skipIf(env.skip)('knode join: two nodes join a control plane with a boo
     const patched = await kubectlIn(a.netns, join(a.dir, 'config', 'kubelet.kubeconfig'), ['label', 'node', b.name, 'stolen=yes'], true);
     expect(patched.code).not.toBe(0);
     expect(patched.stderr).toMatch(/Forbidden/);
+  });
+
+  it("node B's client certificate is refused by node A's kubelet (Webhook authorization, 403); the API server's kubelet client is not", async () => {
+    const [a, b] = nodes as [JoinedNode, JoinedNode];
+    // kubelet-client-current.pem holds node B's certificate and key (system:node:B, signed by the cluster CA).
+    const nodeB = ['--cert', join(b.dir, 'kubelet', 'pki', 'kubelet-client-current.pem')];
+    const apiServer = ['--cert', join(cpDir, 'pki', 'client.crt'), '--key', join(cpDir, 'pki', 'client.key')];
+    const kubeletCall = async (cred: string[], path: string, method = 'GET') => {
+      const out = await run(['nsenter', `--net=${b.netns.path}`, '--', 'curl', '-sk', '-X', method, ...cred, '-w', '\n%{http_code}', '-m', '10', `https://${a.ip}:10250${path}`], { allowFailure: true, timeoutMs: 20_000 });
+      const lines = out.stdout.trimEnd().split('\n');
+      return { code: lines.pop(), body: lines.join('\n') };
+    };
+    for (const [path, method, subresource] of [['/pods', 'GET', 'proxy'], ['/logs/', 'GET', 'log'], ['/exec/default/web-a/httpd?command=id&output=1', 'POST', 'proxy'], ['/containerLogs/default/web-a/httpd', 'GET', 'proxy']] as const) {
+      const refused = await kubeletCall(nodeB, path, method);
+      expect(refused.code, `${method} ${path}`).toBe('403');
+      expect(refused.body).toContain(`user=system:node:${b.name}`);
+      expect(refused.body).toContain(`subresource(s)=[${subresource}]`);
+    }
+    // The control plane's kubelet client (O=system:masters) is allowed by the same SubjectAccessReview.
+    const allowed = await kubeletCall(apiServer, '/pods');
+    expect(allowed.code).toBe('200');
+    expect(allowed.body).toContain('web-a');
+    // And kubectl logs / exec through the API server keep working with Webhook authorization.
+    expect(await kubectl('exec', 'web-a', '--', 'cat', '/tmp/w/index.html')).toBe('web-a\n');
+    expect((await kubectlIn(cpNetns, join(cpDir, 'admin.kubeconfig'), ['logs', 'web-a'])).code).toBe(0);
   });
 
   it(`rotates node B's certificates (lifetime ${shortLifetimeSeconds} s) without restarting its pods or losing API access`, async () => {

@@ -22,7 +22,7 @@ import { TestNetwork, type Netns } from '../helpers/netns.js';
 import { prerequisites } from '../helpers/prereq.js';
 import { waitFor as pollUntil } from '../helpers/wait.js';
 
-const env = await prerequisites('root', 'docker', 'command:ip', 'command:nsenter', 'command:kubectl', 'command:curl', 'command:iptables');
+const env = await prerequisites('root', 'docker', 'command:ip', 'command:nsenter', 'command:kubectl', 'command:curl', 'command:iptables', 'command:openssl');
 const knode = fileURLToPath(new URL('../../bin/knode', import.meta.url));
 const built = existsSync(fileURLToPath(new URL('../../dist/bin/up.js', import.meta.url)));
 
@@ -148,6 +148,16 @@ describe.skipIf(env.skip || !built)('knode up: a single-node cluster in a node n
       return result.code === 0 ? result.stdout : undefined;
     }, 60_000);
     expect(page).toBe('hello from knode\n');
+    // The kubelet authorizes with SubjectAccessReviews (Webhook): the API server's kubelet client passes (kubectl exec) …
+    expect(await kubectl('exec', mirror, '--', 'echo', 'exec-ok')).toBe('exec-ok\n');
+    // … another certificate of the cluster CA (a joined node's identity) does not.
+    const pki = join(dataDir, 'controlplane', 'pki');
+    const [key, csr, crt] = ['key', 'csr', 'crt'].map((ext) => join(scratch, `other-node.${ext}`)) as [string, string, string];
+    await node.exec(['openssl', 'req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', csr, '-subj', '/O=system:nodes/CN=system:node:other']);
+    await node.exec(['openssl', 'x509', '-req', '-in', csr, '-CA', join(pki, 'ca.crt'), '-CAkey', join(pki, 'ca.key'), '-CAserial', join(scratch, 'other-node.srl'), '-CAcreateserial', '-days', '1', '-out', crt]);
+    const refused = await node.exec(['curl', '-sk', '--cert', crt, '--key', key, '-w', '\n%{http_code}', '-m', '10', 'https://127.0.0.1:10250/pods'], { allowFailure: true, timeoutMs: 20_000 });
+    expect(refused.stdout).toContain('Forbidden (user=system:node:other, verb=get, resource=nodes, subresource(s)=[proxy])');
+    expect(refused.stdout.trimEnd().split('\n').pop()).toBe('403');
   }, 300_000);
 
   it('a ClusterIP Service in front of a kubectl-created pod answers through the proxy rules', async () => {

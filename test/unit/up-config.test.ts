@@ -46,6 +46,8 @@ describe('configs', () => {
   it('renders the kubelet, kube-proxy, flannel and CNI configs', () => {
     const kubelet = parse(kubeletConfigText(layout, settings)) as Record<string, unknown>;
     expect(kubelet).toMatchObject({ kind: 'KubeletConfiguration', staticPodPath: '/srv/knode/manifests', clusterDNS: ['10.96.0.10'], clusterDomain: 'cluster.local' });
+    // The kubelet trusts the cluster CA, which joined nodes' certificates share: Webhook authorization.
+    expect(kubelet).toMatchObject({ authentication: { anonymous: { enabled: false }, webhook: { enabled: true } }, authorization: { mode: 'Webhook' } });
     const proxy = parse(kubeProxyConfigText(layout, settings)) as Record<string, unknown>;
     expect(proxy).toMatchObject({ kind: 'KubeProxyConfiguration', clusterCIDR: '10.244.0.0/16', hostnameOverride: 'n1', clientConnection: { kubeconfig: layout.kubeconfig } });
     expect(JSON.parse(netConfText(settings))).toEqual({ Network: '10.244.0.0/16', Backend: { Type: 'vxlan' } });
