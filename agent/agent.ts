@@ -37,6 +37,7 @@ import { ProbeManager, HandlerProber, executorFromRuntime, probeUserAgent, type 
 import { kubeletVersion } from './node/manager.js';
 import { KubeletServer } from './server/server.js';
 import { AgentEviction } from './eviction/node.js';
+import { createShutdownManager, type ShutdownManager } from './node/shutdown.js';
 
 /**
  * The kubelet gives itself oomScoreAdj (default -999). Where lowering a score is not allowed,
@@ -75,6 +76,8 @@ export interface AgentOptions {
   /** Housekeeping period (orphaned pod directories), ms; default 30 000. */
   housekeepingMs?: number;
   /** Eviction manager timing (agent/eviction/node.ts); false: no eviction manager nor image GC. */
+  /** The system D-Bus address for graceful node shutdown (default: the system bus). */
+  busAddress?: string;
   eviction?: { housekeepingMs?: number; memoryPollMs?: number; imageGCSchedule?: string; manageTaints?: boolean; pinnedImages?: (repoTags: readonly string[]) => boolean } | false;
 }
 
@@ -113,6 +116,8 @@ export class Agent {
   readonly eviction?: AgentEviction;
   /** The agent's one event recorder (pods' probe and eviction events, the Node's). */
   readonly events: EventRecorder;
+  /** Graceful node shutdown (shutdownGracePeriod > 0): agent/node/shutdown.ts. */
+  readonly shutdown?: ShutdownManager;
 
   constructor(private readonly options: AgentOptions) {
     this.clock = options.clock ?? systemClock;
@@ -126,7 +131,8 @@ export class Agent {
       {
         onPodsChanged: (all) => {
           // Admission (eviction manager): rejected pods never reach a worker.
-          const desired = this.eviction ? this.eviction.admit(all, (uid) => this.workers.get(uid) !== undefined) : all;
+          const admitted = this.eviction ? this.eviction.admit(all, (uid) => this.workers.get(uid) !== undefined) : all;
+          const desired = this.shutdown ? this.shutdown.admit(admitted, (uid) => this.workers.get(uid) !== undefined) : admitted;
           this.workers.sync(desired);
           this.syncProbes(desired);
           this.metrics.desiredPods.set(desired.size);
@@ -219,6 +225,7 @@ export class Agent {
         log: log.child({ part: 'eviction' }),
       });
     }
+    this.shutdown = createShutdownManager(this, options.config, options.nodeName, options.busAddress, log);
   }
 
   private syncProbes(desired: ReadonlyMap<string, V1Pod>): void {
@@ -386,6 +393,7 @@ export class Agent {
       log: log.child({ part: 'node' }),
       clock: this.clock,
       ...(this.eviction ? { pressure: () => this.eviction!.pressure() } : {}),
+      ...(this.shutdown ? { notReady: () => this.shutdown?.notReadyMessage() } : {}),
     });
     // Static pods first: they need nothing but the runtime.
     const listener = { onPods: (source: string, pods: V1Pod[]) => this.onSourcePods(source, pods), onManifestError: (_source: string, error: ManifestError) => this.onManifestError(error) };
@@ -407,6 +415,8 @@ export class Agent {
     this.pleg.start();
     // Not awaited: the runtime's image filesystem query (docker df) can be slow; pods need not wait.
     void this.eviction?.start().catch((error: unknown) => log.error({ err: error }, 'eviction manager and image GC not started'));
+    // Not critical, as the kubelet: a failure is logged and the agent runs on.
+    void this.shutdown?.start().catch((error: unknown) => log.error({ err: error }, 'Failed to start node shutdown manager'));
     // The API side: registration and the pod watch must not hold up the static pods.
     void this.node.start().then(() => this.reconcileMirrors());
     this.expectedSources.add(apiSourceName);
@@ -419,6 +429,7 @@ export class Agent {
   }
 
   async stop(): Promise<void> {
+    await this.shutdown?.stop();
     await this.eviction?.stop();
     clearInterval(this.mirrorTimer);
     for (const source of this.sources) await source.stop();

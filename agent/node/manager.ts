@@ -85,6 +85,8 @@ export interface NodeManagerOptions {
   log: Logger;
   clock?: Clock;
   pressure?: () => PressureInput;
+  /** A reason the node is not ready besides the runtime's (graceful shutdown: "node is shutting down"). */
+  notReady?: () => string | undefined;
 }
 
 export class NodeManager {
@@ -133,7 +135,10 @@ export class NodeManager {
     } catch (caught) {
       error = describeError(caught);
     }
-    const ready = readiness(conditions, error);
+    let ready = readiness(conditions, error);
+    // kubelet ReadyCondition: the shutdown manager's ShutdownStatus joins the errors.
+    const extra = this.options.notReady?.();
+    if (extra) ready = { ready: false, message: ready.ready ? extra : `${ready.message}, ${extra}` };
     this.ready = ready.ready;
     return buildNodeStatus(this.options.facts, this.options.config, ready, this.options.pressure?.() ?? {}, this.lastStatus, this.clock.now());
   }
