@@ -6,7 +6,8 @@
  * "delay" inhibitor on shutdown; `systemctl poweroff` inside makes logind send
  * PrepareForShutdown; the node turns Ready=False "node is shutting down"; the ordinary pod is
  * terminated first (its container ignores SIGTERM, so it takes its whole 12 s group), the
- * system-node-critical one only after it; both end Failed/Terminated with DisruptionTarget; all
+ * system-node-critical one only after it; both end Failed/Terminated with DisruptionTarget; a
+ * pod bound to the node meanwhile is rejected (NodeShutdown); all
  * of that while the system is still "running" — the inhibitor held the shutdown back. The
  * control plane runs in the container too: the test watches it (kubectl through the container's
  * network namespace) while the shutdown is held, and, its data directory being a host
@@ -155,6 +156,9 @@ describe.skipIf(env.skip || !built)('graceful node shutdown through systemd-logi
       return stdout.startsWith('False|') ? stdout : undefined;
     }, 30_000, 300).catch(explain);
     expect(notReady).toBe('False|KubeletNotReady|node is shutting down');
+    // A pod bound to the node now is not admitted (NodeShutdown).
+    writeFileSync(m().path('/tmp/late.json'), JSON.stringify({ ...pod('late', ['/bin/sleep', '3600'], false), spec: { ...pod('late', [], false).spec, nodeName, containers: [{ name: 'main', image, imagePullPolicy: 'Never', command: ['/bin/sleep', '3600'] }] } }));
+    await kubectl('apply', '-f', m().path('/tmp/late.json'));
 
     // Watch while the control plane answers (it is stopped once the inhibitor is released).
     const seen: Snapshot[] = [];
@@ -185,6 +189,9 @@ describe.skipIf(env.skip || !built)('graceful node shutdown through systemd-logi
         expect(status.conditions?.find((c) => c.type === 'DisruptionTarget')).toMatchObject({ status: 'True', reason: 'TerminationByKubelet', message: 'Pod was terminated in response to imminent node shutdown.' });
         finished.set(name, status.containerStatuses![0]!.state!.terminated!);
       }
+      const late = stored.find((p) => p.metadata.name === 'late')!.status;
+      expect({ phase: late.phase, reason: late.reason, message: late.message }).toEqual({ phase: 'Failed', reason: 'NodeShutdown', message: 'Pod was rejected: Pod was rejected as the node is shutting down.' });
+      expect(late.containerStatuses ?? []).toEqual([]);
       // The ordinary pod ignores SIGTERM: SIGKILL at the end of its group's 12 s (137). The
       // critical one, asked only after that, stopped by itself within its 8 s (0), later.
       expect(finished.get('low')!.exitCode).toBe(137);
