@@ -104,8 +104,19 @@ export class ShutdownManager {
     if (groups.length === 0) return;
     // sessionBus() is dbus-next's client for any address (systemBus() takes none).
     this.bus = dbus.sessionBus({ busAddress: this.busAddress() });
+    // dbus-next reports a failed connection only as an 'error' event (its calls then never
+    // answer): the first step races it, and a bound.
+    const failed = new Promise<never>((_resolve, reject) => {
+      this.bus!.once('error', (error: unknown) => reject(new Error(`cannot connect to the system D-Bus at ${this.busAddress()}`, { cause: error })));
+      setTimeout(() => reject(new Error(`no answer from systemd-logind on the system D-Bus at ${this.busAddress()} within 15 s`)), 15_000).unref();
+    });
+    failed.catch(() => undefined);
     this.bus.on('error', (error: unknown) => log.warn({ err: error }, 'system D-Bus connection error'));
-    const object = await this.bus.getProxyObject(login1, '/org/freedesktop/login1');
+    const object = await Promise.race([this.bus.getProxyObject(login1, '/org/freedesktop/login1'), failed]).catch((error: unknown) => {
+      this.bus?.disconnect();
+      this.bus = undefined;
+      throw error;
+    });
     this.logind = object.getInterface(`${login1}.Manager`);
     this.properties = object.getInterface('org.freedesktop.DBus.Properties');
     await this.ensureInhibitDelay(requestedPeriodSeconds(groups));
