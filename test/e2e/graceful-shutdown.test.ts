@@ -128,8 +128,8 @@ describe.skipIf(env.skip || !built)('graceful node shutdown through systemd-logi
     });
     // sleep as PID 1 has no SIGTERM handler: it is killed at the end of its group's period.
     writeFileSync(m().path('/tmp/low.json'), JSON.stringify(pod('low', ['/bin/sleep', '3600'], false)));
-    // The critical one takes ~3 s to stop once asked (a window to see it still running).
-    writeFileSync(m().path('/tmp/critical.json'), JSON.stringify(pod('critical', ['/bin/sh', '-c', 'trap "sleep 3; exit 0" TERM; while :; do sleep 1; done'], true)));
+    // The critical one takes ~5 s to stop once asked (a window to see it still running).
+    writeFileSync(m().path('/tmp/critical.json'), JSON.stringify(pod('critical', ['/bin/sh', '-c', 'trap "sleep 5; exit 0" TERM; while :; do sleep 1; done'], true)));
     await kubectl('apply', '-f', m().path('/tmp/low.json'));
     await kubectl('apply', '-f', m().path('/tmp/critical.json'));
     type PodJson = { metadata: { name: string }; status: { phase?: string; reason?: string; message?: string; conditions?: { type: string; status: string; reason?: string }[]; containerStatuses?: { state?: { terminated?: { exitCode: number; finishedAt: string } } }[] } };
