@@ -15,7 +15,7 @@ import { removePodCgroup } from './cgroups/cgroups.js';
 import { podCgroupParent } from '../lib/k8s/cgroups.js';
 import type { QosClass } from '../lib/k8s/qos.js';
 
-export interface AgentCleanupOptions {
+interface AgentCleanupOptions {
   /** unix:///var/run/docker.sock by default. */
   containerRuntimeEndpoint?: string;
   /** KNODE_RUNTIME_SCOPE as labels: only containers carrying them are removed. */
@@ -27,7 +27,7 @@ export interface AgentCleanupOptions {
   log: Logger;
 }
 
-export interface AgentCleanupReport {
+interface AgentCleanupReport {
   containers: number;
   podCgroups: number;
 }

@@ -24,7 +24,7 @@ import { writeKubeconfig } from '../controlplane/kubeconfig.js';
 import { MemoryStorage } from '../controlplane/storage/memory.js';
 import { resources, storageKey } from '../controlplane/resources.js';
 import { run } from '../lib/exec.js';
-import { freeLoopbackPort as freePort } from '../lib/net.js';
+import { freeLoopbackPort as freePort } from '../test/helpers/ports.js';
 import { createLogger } from '../lib/log.js';
 import { until } from './lib/agent-node.js';
 import { onTerminate, percentile, reportFigure } from './lib/report.js';

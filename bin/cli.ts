@@ -3,21 +3,12 @@
  * "Command-line contract"). Each subcommand validates its flags and config files, then hands
  * over to its component. Exit codes: 0 done, 1 failure, 2 bad flags or config.
  */
-import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { ConfigError, describeError } from '../lib/errors.js';
-import { createLogger, resolveLogLevel, type Logger } from '../lib/log.js';
+import { createLogger, klogLevel, resolveLogLevel, type Logger } from '../lib/log.js';
+import { packageVersion } from '../lib/version.js';
 
 import type { CommandOptions, Runner, Stoppable } from '../lib/command-options.js';
-
-export function packageVersion(): string {
-  const url = new URL('../../package.json', import.meta.url);
-  try {
-    return (JSON.parse(readFileSync(url, 'utf8')) as { version: string }).version;
-  } catch {
-    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
-  }
-}
 
 /**
  * Each subcommand lives in its component's folder and is imported only when chosen, so that a
@@ -31,8 +22,11 @@ const runners: Record<string, () => Promise<{ run: Runner }>> = {
   dns: () => import('../dns/command.js'),
   'install-cni': () => import('../cni/install-command.js'),
   up: () => import('./up.js'),
+  join: () => import('./join.js'),
   down: () => import('./down.js'),
   uninstall: () => import('./uninstall.js'),
+  version: () => import('./version.js'),
+  token: () => import('./token.js'),
 };
 
 function defineCommands(program: Command, onRun: (name: string, options: CommandOptions) => void): void {
@@ -40,7 +34,10 @@ function defineCommands(program: Command, onRun: (name: string, options: Command
     program
       .command(name)
       .description(description)
-      .action((_options, command: Command) => onRun(name, command.optsWithGlobals() as CommandOptions));
+      .action((...params: unknown[]) => {
+        const command = params[params.length - 1] as Command;
+        onRun(name, { ...(command.optsWithGlobals() as CommandOptions), args: command.args });
+      });
 
   add('controlplane', 'serve a minimal Kubernetes API (REST + watch) with its controllers')
     .option('--listen <host:port>', 'address to serve on (plain HTTP only on loopback)', '127.0.0.1:6443')
@@ -52,10 +49,16 @@ function defineCommands(program: Command, onRun: (name: string, options: Command
     .option('--kubelet-client-certificate <file>', 'client certificate (PEM) for the kubelet API (logs, exec, attach)')
     .option('--kubelet-client-key <file>', 'key (PEM) of --kubelet-client-certificate')
     .option('--kubelet-certificate-authority <file>', 'CA (PEM) that signs the kubelets\' serving certificates; verified only when given')
-    .option('--repair', 'file store: start from a damaged log by keeping every record before the first damaged one');
+    .option('--metric-resolution <duration>', 'how often every kubelet\'s /metrics/resource is scraped for metrics.k8s.io (kubectl top); 0 turns it off', '15s')
+    .option('--repair', 'file store: start from a damaged log by keeping every record before the first damaged one')
+    .option('--secure-listen <host:port>', 'also serve TLS with authentication here (e.g. the node address, for `knode join`)')
+    .option('--token-auth-file <file>', 'static bearer tokens, CSV token,user,uid,"group1,group2" (kube-apiserver --token-auth-file)')
+    .option('--csr-min-duration <duration>', 'shortest certificate the CSR signer issues (upstream 10m; smaller for rotation tests)', '10m');
 
   add('agent', 'run the node agent (kubelet): pods from the API and the static pod directory')
-    .option('--kubeconfig <file>', 'kubeconfig to reach the API server')
+    .option('--kubeconfig <file>', 'kubeconfig to reach the API server (written by TLS bootstrap with --bootstrap-kubeconfig)')
+    .option('--bootstrap-kubeconfig <file>', 'kubeconfig with a bootstrap token: used to request a client certificate when --kubeconfig is missing or its certificate is invalid or expired')
+    .option('--cert-dir <dir>', 'where the client and serving certificates are kept (default: <root-dir>/pki)')
     .option('--config <file>', 'KubeletConfiguration file (kubelet.config.k8s.io/v1beta1)')
     .option('--hostname-override <name>', 'node name instead of the hostname')
     .option('--root-dir <dir>', 'directory for pod volumes and agent state', '/var/lib/knode/kubelet')
@@ -63,6 +66,10 @@ function defineCommands(program: Command, onRun: (name: string, options: Command
     .option('--pod-infra-container-image <image>', 'pause image for pod sandboxes', 'knode.local/pause:3.10')
     .option('--cni-conf-dir <dir>', 'CNI network configurations', '/etc/cni/net.d')
     .option('--cni-bin-dir <dir>', 'CNI plugin binaries', '/opt/cni/bin')
+    .option('--node-ip <ip>', "the node's InternalIP (default: env KNODE_NODE_IP, else the first non-loopback IPv4)")
+    .option('--node-labels <k=v,...>', 'labels to register the node with (added to nodeLabels of --config)')
+    .option('--register-with-taints <key=value:Effect,...>', 'taints to register the node with (replaces registerWithTaints of --config)')
+    .option('--v <level>', 'klog verbosity: 0-2 info, 3-4 debug, 5+ trace (--log-level wins)')
     .option('--cleanup', "remove the agent's containers and pod cgroups and exit");
 
   add('proxy', 'run the service proxy (kube-proxy): Services become iptables rules, nftables (netlink) or IPVS')
@@ -70,6 +77,7 @@ function defineCommands(program: Command, onRun: (name: string, options: Command
     .option('--config <file>', 'KubeProxyConfiguration file (kubeproxy.config.k8s.io/v1alpha1)')
     .addOption(new Option('--proxy-mode <mode>', 'dataplane').choices(['iptables', 'ipvs', 'nftables']))
     .option('--hostname-override <name>', 'node name instead of the hostname')
+    .option('--v <level>', 'klog verbosity: 0-2 info, 3-4 debug, 5+ trace (--log-level wins)')
     .option('--cleanup', 'remove every rule the proxy created and exit');
 
   add('overlay', 'run the overlay daemon (flanneld): subnet lease and VXLAN peers')
@@ -102,6 +110,20 @@ function defineCommands(program: Command, onRun: (name: string, options: Command
     .option('--hostname-override <name>', 'node name instead of the hostname')
     .addOption(new Option('--proxy-mode <mode>', 'service proxy dataplane').choices(['iptables', 'nftables']).default('iptables'));
 
+  add('join', 'join this machine to a cluster as a node: verify the CA, bootstrap the node credential, run the node\'s components')
+    .option('--server <url>', 'the API server, https://HOST:6443')
+    .option('--token <token>', 'bootstrap token [a-z0-9]{6}.[a-z0-9]{16} (`knode token create`)')
+    .option('--discovery-token-ca-cert-hash <sha256:hex>', 'pin of the cluster CA\'s public key (comma-separated for several)')
+    .option('--ca-cert <file>', 'trust this CA (PEM) instead of a pinned hash')
+    .option('--data-dir <dir>', 'put everything below this directory (default: /etc/knode and /var/lib/knode)')
+    .option('--iface <name>', 'overlay interface (default: the default-route interface, else the first UP one with IPv4)')
+    .option('--hostname-override <name>', 'node name instead of the hostname')
+    .option('--container-runtime-endpoint <url>', 'Docker Engine socket', 'unix:///var/run/docker.sock')
+    .option('--cluster-cidr <cidr>', 'the cluster\'s pod network (the control plane\'s --cluster-cidr)', '10.244.0.0/16')
+    .option('--service-cidr <cidr>', 'the cluster\'s ClusterIP range (the control plane\'s --service-cidr)', '10.96.0.0/12')
+    .addOption(new Option('--proxy-mode <mode>', 'service proxy dataplane').choices(['iptables', 'nftables']).default('iptables'))
+    .option('--systemd', 'install and start the systemd units (systemd/install.sh) instead of running in the foreground');
+
   add('down', 'stop a running `knode up`; --purge also removes everything it created')
     .option('--data-dir <dir>', 'cluster state', '/var/lib/knode')
     .option('--container-runtime-endpoint <url>', 'Docker Engine socket', 'unix:///var/run/docker.sock')
@@ -109,13 +131,21 @@ function defineCommands(program: Command, onRun: (name: string, options: Command
 
   add('uninstall', 'remove a systemd install completely: stop and disable the units, run each component\'s cleanup, remove every installed file')
     .option('--root <dir>', 'remove the files of a staging root (install.sh --root) instead; systemd and the kernel are left alone');
+  add('version', "print knode's version and the Kubernetes API version it implements");
+  add('token', 'manage bootstrap tokens for `knode join` (as kubeadm token)')
+    .argument('<action>', 'create [TOKEN], list or delete TOKEN|ID...')
+    .argument('[tokens...]')
+    .option('--kubeconfig <file>', 'an admin kubeconfig')
+    .option('--ttl <duration>', 'create: lifetime of the token (0: never expires)', '24h')
+    .option('--description <text>', 'create: a human-readable description')
+    .option('--print-join-command', 'create: print the `knode join` command instead of the token');
 
   add('install-cni', 'install the knode CNI plugin into a CNI bin dir')
     .option('--bin-dir <dir>', 'CNI bin dir', '/opt/cni/bin')
     .option('--conf-dir <dir>', 'also write the default conflist here');
 }
 
-export function buildProgram(onRun: (name: string, options: CommandOptions) => void): Command {
+function buildProgram(onRun: (name: string, options: CommandOptions) => void): Command {
   const program = new Command('knode')
     .description('A Kubernetes worker node: agent (kubelet), proxy (kube-proxy), overlay + CNI plugin (flannel), control-plane stub')
     .version(packageVersion(), '--version')
@@ -176,7 +206,9 @@ export async function main(argv: string[]): Promise<number> {
   }
   let log: Logger;
   try {
-    log = createLogger(chosen.name, resolveLogLevel(chosen.options.logLevel as string | undefined));
+    const v = chosen.options.v;
+    const level = (chosen.options.logLevel as string | undefined) ?? (typeof v === 'string' ? klogLevel(v) : undefined);
+    log = createLogger(chosen.name, resolveLogLevel(level));
   } catch (error) {
     process.stderr.write(`knode: ${describeError(error)}\n`);
     return 2;

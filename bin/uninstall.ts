@@ -57,6 +57,7 @@ function exists(path: string): boolean {
     lstatSync(path);
     return true;
   } catch {
+    // lstat fails only for what is not there (or cannot be reached): nothing to remove
     return false;
   }
 }
@@ -107,6 +108,7 @@ function ourLink(path: string): boolean {
   try {
     return readlinkSync(path).endsWith('opt/knode/bin/knode');
   } catch {
+    // absent or not a symlink: not install.sh's link, so it is left alone
     return false;
   }
 }

@@ -9,12 +9,12 @@ import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** The command that runs this CLI again: node + the script it was started with. */
-export function selfCommand(): string[] {
+function selfCommand(): string[] {
   return [process.execPath, ...process.execArgv, process.argv[1]!];
 }
 
 /** The last `count` lines of a log file (empty when it cannot be read). */
-export function lastLines(file: string, count = 15): string {
+function lastLines(file: string, count = 15): string {
   try {
     const lines = readFileSync(file, 'utf8').trimEnd().split('\n');
     return lines.slice(-count).join('\n');

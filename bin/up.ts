@@ -25,6 +25,7 @@ import { ensureKubeletPki } from '../lib/kubelet-pki.js';
 import { chooseInterface, examplePodText, runtimeScopeFor, tenthAddress, upLayout, writeUpConfigs, type UpLayout, type UpSettings } from './up-config.js';
 import { Child, ComponentError, waitReady } from './up-supervisor.js';
 import { readPidFile } from './down.js';
+import { isLoopback } from '../controlplane/security.js';
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -32,7 +33,7 @@ function socketOf(endpoint: string): string {
   return endpoint.startsWith('unix://') ? endpoint.slice('unix://'.length) : endpoint;
 }
 
-async function checkDocker(endpoint: string): Promise<Docker> {
+export async function checkDocker(endpoint: string): Promise<Docker> {
   const socketPath = socketOf(endpoint);
   const docker = new Docker({ socketPath, timeout: 10_000 });
   try {
@@ -43,7 +44,7 @@ async function checkDocker(endpoint: string): Promise<Docker> {
   return docker;
 }
 
-async function pickInterface(wanted: string | undefined): Promise<{ iface: string; address: string }> {
+export async function pickInterface(wanted: string | undefined): Promise<{ iface: string; address: string }> {
   const ip = new IpRunner();
   const routes = wanted ? '' : (await ip.ip(['-4', '-o', 'route', 'show', 'default'])).stdout;
   const shown = await ip.ip(['-4', '-o', 'addr', 'show', 'up']);
@@ -58,7 +59,7 @@ async function pickInterface(wanted: string | undefined): Promise<{ iface: strin
 }
 
 /** Node prerequisite that kubeadm checks too: pods reach other nodes and the outside by forwarding. */
-function enableForwarding(log: Logger): void {
+export function enableForwarding(log: Logger): void {
   try {
     writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
   } catch (error) {
@@ -83,7 +84,7 @@ async function prepareNode(layout: UpLayout, docker: Docker): Promise<string | u
 }
 
 /** subnet.env written by this run's overlay (a previous run's file stays valid for the plugin meanwhile). */
-function writtenSince(file: string, sinceMs: number): boolean {
+export function writtenSince(file: string, sinceMs: number): boolean {
   try {
     return statSync(file).mtimeMs >= sinceMs;
   } catch {
@@ -97,9 +98,9 @@ function kubeClient(layout: UpLayout): { kc: KubeConfig; core: CoreV1Api } {
   return { kc, core: kc.makeApiClient(CoreV1Api) };
 }
 
-const nodeReady = (node: V1Node) => node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+export const nodeReady = (node: V1Node) => node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
 
-async function httpOk(url: string): Promise<boolean> {
+export async function httpOk(url: string): Promise<boolean> {
   const response = await fetch(url, { signal: AbortSignal.timeout(5000) });
   await response.text();
   return response.ok;
@@ -123,7 +124,10 @@ async function startAll(layout: UpLayout, settings: UpSettings, env: NodeJS.Proc
     savePids();
     return child;
   };
-  const cp = spawnChild('controlplane', ['controlplane', '--data-dir', layout.controlplaneDir, '--listen', settings.listen, '--store', 'file', '--cluster-cidr', settings.clusterCidr, '--service-cidr', settings.serviceCidr, '--kubelet-client-certificate', join(layout.kubeletPki, 'client.crt'), '--kubelet-client-key', join(layout.kubeletPki, 'client.key')]);
+  // Other machines join through the node address: TLS with authentication there, plain HTTP stays on loopback.
+  const listenHost = settings.listen.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  const secure = isLoopback(listenHost) ? ['--secure-listen', `${extra.address}:${settings.listen.replace(/^.*:/, '')}`] : [];
+  const cp = spawnChild('controlplane', ['controlplane', '--data-dir', layout.controlplaneDir, '--listen', settings.listen, ...secure, '--store', 'file', '--cluster-cidr', settings.clusterCidr, '--service-cidr', settings.serviceCidr, '--kubelet-client-certificate', join(layout.kubeletPki, 'client.crt'), '--kubelet-client-key', join(layout.kubeletPki, 'client.key')]);
   let core: CoreV1Api | undefined;
   await waitReady(cp, 'ready', async () => {
     if (!existsSync(layout.kubeconfig)) return false;
@@ -134,7 +138,7 @@ async function startAll(layout: UpLayout, settings: UpSettings, env: NodeJS.Proc
     if (ok) core = client.core;
     return ok;
   }, 60_000, aborted);
-  say(`✓ control plane ready (${kubeClient(layout).kc.getCurrentCluster()?.server}, storage ${layout.controlplaneDir})`);
+  say(`✓ control plane ready (${kubeClient(layout).kc.getCurrentCluster()?.server}${secure.length > 0 ? `, joins at https://${secure[1]}` : ''}, storage ${layout.controlplaneDir})`);
   const common = ['--kubeconfig', layout.kubeconfig, '--hostname-override', settings.nodeName];
   const overlayStart = Date.now() - 1000;
   const overlay = spawnChild('overlay', ['overlay', ...common, '--net-conf', layout.netConf, '--iface', extra.iface, '--subnet-file', layout.subnetFile, '--ip-masq']);
@@ -168,7 +172,7 @@ function printSummary(layout: UpLayout, node: V1Node, pods: number, scope: strin
 }
 
 /** Stops children in reverse start order; the pid file goes last. */
-async function stopAll(children: Child[], layout: UpLayout): Promise<void> {
+export async function stopAll(children: Child[], layout: UpLayout): Promise<void> {
   for (const child of [...children].reverse()) await child.stop();
   rmSync(layout.pidFile, { force: true });
 }
@@ -197,7 +201,8 @@ export const run: Runner = async (options, log) => {
   const { iface, address } = await pickInterface(optionalString(options, 'iface'));
   enableForwarding(log);
   writeUpConfigs(layout, settings);
-  await ensureKubeletPki(layout.kubeletPki, { servingNames: ['IP:127.0.0.1', `IP:${address}`, `DNS:${settings.nodeName}`] });
+  // One cluster CA (the control plane's): it signs the API's serving certificate, the kubelet's and the CSRs of joining nodes.
+  await ensureKubeletPki(layout.kubeletPki, { servingNames: ['IP:127.0.0.1', `IP:${address}`, `DNS:${settings.nodeName}`], caDir: join(layout.controlplaneDir, 'pki') });
   const examplePod = await prepareNode(layout, docker);
   const scope = process.env.KNODE_RUNTIME_SCOPE ?? runtimeScopeFor(layout.dataDir);
   const agentEnv = { KNODE_CNI_CACHE_DIR: layout.cniCacheDir, KNODE_POD_LOGS_DIR: layout.podLogs, KNODE_RUNTIME_SCOPE: scope, KNODE_NODE_IP: address };
@@ -231,7 +236,7 @@ export const run: Runner = async (options, log) => {
 };
 
 /** done rejects when a child ends on its own (after stopping the others), stop() ends them all. */
-function supervise(children: Child[], layout: UpLayout): Stoppable {
+export function supervise(children: Child[], layout: UpLayout): Stoppable {
   let stopping: Promise<void> | undefined;
   const stop = () => (stopping ??= stopAll(children, layout));
   const done = new Promise<void>((_resolve, reject) => {

@@ -8,7 +8,7 @@ import type { IpRunner } from '../lib/ip/runner.js';
 import type { Iptables } from '../lib/netfilter/iptables.js';
 import { teardownMasq } from './masq.js';
 
-export interface CniCleanupOptions {
+interface CniCleanupOptions {
   ip: IpRunner;
   /** One runner per iptables backend in use. */
   iptables: Iptables[];

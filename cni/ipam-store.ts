@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import ipaddr from 'ipaddr.js';
 import { CniError, ErrorCode } from '../lib/cni/types.js';
 
-export interface IpRange {
+interface IpRange {
   /** Canonical subnet, e.g. 10.244.1.0/24. */
   subnet: string;
   gateway?: string;
@@ -28,14 +28,14 @@ export interface IpRange {
   rangeEnd?: string;
 }
 
-export interface Allocation {
+interface Allocation {
   ip: string;
   containerId: string;
   ifname: string;
 }
 
 /** What the plugin needs from an IPAM store; FakeIpamStore in the unit tests implements it too. */
-export interface IpamStore {
+interface IpamStore {
   allocate(containerId: string, ifname: string, range: IpRange): Promise<string>;
   release(containerId: string, ifname: string): Promise<string[]>;
   find(containerId: string, ifname: string): string | undefined;

@@ -7,7 +7,7 @@
 import { writeFileAtomic } from '../lib/fs.js';
 import { defaultCniSocket } from './plugin-server.js';
 
-export interface LauncherOptions {
+interface LauncherOptions {
   node: string;
   /** The plugin entry script (dist/cni/plugin-main.js or a bundle). */
   entry: string;
@@ -17,7 +17,7 @@ export interface LauncherOptions {
 
 const quote = (text: string) => `'${text.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 
-export function launcherScript(options: LauncherOptions): string {
+function launcherScript(options: LauncherOptions): string {
   return `#!/usr/bin/perl
 # knode CNI plugin launcher (written by knode install-cni; see cni/launcher.ts).
 # No modules on purpose: loading Socket/IO::Socket costs more than the whole fast path.

@@ -66,7 +66,7 @@ export function assertNetns(path: string): void {
   if (host) throw new CniError(ErrorCode.invalidEnv, `CNI_NETNS ${path} is the host's own network namespace (same as ${host.path}), not a pod's`);
 }
 
-export function netnsExists(path: string): boolean {
+function netnsExists(path: string): boolean {
   try {
     return statfsSync(path).type === NSFS_MAGIC;
   } catch {
@@ -75,7 +75,7 @@ export function netnsExists(path: string): boolean {
 }
 
 /** Line numbers that failed in an `ip -force -batch -` run ("Command failed -:N"). */
-export function failedBatchLines(stderr: string): number[] {
+function failedBatchLines(stderr: string): number[] {
   return [...stderr.matchAll(/Command failed -:(\d+)/g)].map((match) => Number(match[1]));
 }
 
@@ -93,7 +93,7 @@ interface LinkJson {
   addr_info?: { family: string; local: string; prefixlen: number }[];
 }
 
-export interface VethSpec {
+interface VethSpec {
   bridge: string;
   /** MAC for a bridge created now (a fixed MAC: otherwise the bridge takes the lowest port MAC and changes as pods come and go). */
   bridgeMac: string;
@@ -107,7 +107,7 @@ export interface VethSpec {
   hairpin: boolean;
 }
 
-export interface PodAddressing {
+interface PodAddressing {
   netns: string;
   ifname: string;
   cidr: string;

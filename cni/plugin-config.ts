@@ -12,8 +12,8 @@ import { CniError, ErrorCode, isSupportedVersion, supportedVersions, type CniVer
 import { assertNetconfBounds } from '../lib/cni/limits.js';
 import { cidrContains, isValidCIDR, isValidIP } from '../lib/net.js';
 
-export const defaultSubnetFile = '/run/flannel/subnet.env';
-export const defaultDataDir = '/var/lib/cni/knode';
+const defaultSubnetFile = '/run/flannel/subnet.env';
+const defaultDataDir = '/var/lib/cni/knode';
 
 const ipamSchema = z
   .object({

@@ -22,12 +22,12 @@ import type { Logger } from '../lib/log.js';
 import { handleCniRequest, pluginContext, type CniContext } from './plugin.js';
 
 /** A request: the network configuration plus its CNI_* lines (the kernel caps each at 128 KiB). */
-export const maxWireRequestBytes = maxNetconfBytes + 256 * 1024;
+const maxWireRequestBytes = maxNetconfBytes + 256 * 1024;
 
 /** Next to flannel's default subnet file; the daemon listens at knode-cni.sock beside --subnet-file. */
 export const defaultCniSocket = '/run/flannel/knode-cni.sock';
 
-export interface ParsedRequest {
+interface ParsedRequest {
   netnsInode: number;
   env: Record<string, string>;
   stdin: string;

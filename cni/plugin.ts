@@ -36,11 +36,11 @@ export function pluginContext(ip = new IpRunner()): CniContext {
   };
 }
 
-export interface CniRequest {
+interface CniRequest {
   env: NodeJS.ProcessEnv;
   stdin: string;
 }
-export interface CniResponse {
+interface CniResponse {
   stdout: string;
   exitCode: number;
 }

@@ -3,7 +3,6 @@
  * streams to the watch cache, and turns every failure into a Status (a thrown error that is not
  * an ApiError becomes a 500 and a log line; the server never crashes on input).
  */
-import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../lib/log.js';
@@ -23,9 +22,13 @@ import { bindPod } from './binding.js';
 import { serveOpenApi } from './openapi.js';
 import { checkFields, parseFieldValidation } from './field-validation.js';
 import { serveScale } from './scale.js';
+import { metricsApiGroup, metricsApiResourceList, metricsGroup, metricsVersion, serveMetricsApi, withMetricsGroup } from './metrics-api.js';
+import type { MetricsStore } from './metrics-store.js';
 import { streamSubresources, writeStatusToSocket, type PodStreamProxy, type StreamSubresource } from './pod-exec.js';
+import { admitCreate, admitCsr, checkAccess, pathAttributes, resourceAttributes, type AccessControl } from './auth/request.js';
+import { adminUser, type UserInfo } from './auth/authn.js';
 
-export interface Route {
+interface Route {
   info: ResourceInfo;
   namespace?: string;
   name?: string;
@@ -62,6 +65,7 @@ export function parseResourcePath(path: string): Route | 'discovery' | undefined
   try {
     parts = path.split('/').filter((p) => p !== '').map(decodeURIComponent);
   } catch {
+    // decodeURIComponent's URIError becomes the client's 400
     throw badRequest(`malformed URL path "${path.slice(0, 200)}"`);
   }
   let group: string;
@@ -96,14 +100,16 @@ export interface ApiServerOptions {
   cache: WatchCache;
   log: Logger;
   watch: WatchSettings;
-  /** When set, every request except health checks needs `Authorization: Bearer <token>`. */
-  token?: string;
+  /** Authentication and authorization (controlplane/auth); absent: every request is the admin (tests of the REST layer alone). */
+  access?: AccessControl;
   serverAddress: string;
   /** Pod log streaming through the node's kubelet; absent means 404-style errors. */
   podLogs?: (pod: KObject, query: URLSearchParams, res: ServerResponse) => Promise<void>;
   /** pods/exec, pods/attach and pods/portforward upgrades proxied to the node's kubelet. */
   podStreams?: PodStreamProxy;
   isReady: () => boolean;
+  /** metrics.k8s.io/v1beta1 (metrics-api.ts), served when set. */
+  metrics?: MetricsStore;
 }
 
 export function createRequestHandler(options: ApiServerOptions): (req: IncomingMessage, res: ServerResponse) => void {
@@ -136,25 +142,22 @@ export function createUpgradeHandler(options: ApiServerOptions): (req: IncomingM
 }
 
 async function serveUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, options: ApiServerOptions): Promise<void> {
-  if (!authorized(req, options.token)) throw new ApiError(401, 'Unauthorized', 'Unauthorized');
   const { path, query } = splitRequestTarget(req.url ?? '/');
   const route = parseResourcePath(path);
-  if (route === undefined || route === 'discovery' || route.info.kind !== 'Pod' || route.name === undefined || route.namespace === undefined || !isStream(route.subresource)) {
+  if (route === undefined || route === 'discovery') {
+    if (options.access) await checkAccess(req, pathAttributes(req.method ?? 'GET', path), options.access);
+    throw new ApiError(400, 'BadRequest', `upgrade requests are served for pods/exec, pods/attach and pods/portforward only, not ${path.slice(0, 200)}`);
+  }
+  // Connect requests (exec/attach/portforward) are authorized as `create` of the subresource
+  // (KEP-4006: websocket GETs need the create permission too).
+  if (options.access) await checkAccess(req, resourceAttributes(req.method ?? 'GET', route, query, 'create'), options.access);
+  if (route.info.kind !== 'Pod' || route.name === undefined || route.namespace === undefined || !isStream(route.subresource)) {
     throw new ApiError(400, 'BadRequest', `upgrade requests are served for pods/exec, pods/attach and pods/portforward only, not ${path.slice(0, 200)}`);
   }
   if (req.method !== 'GET' && req.method !== 'POST') throw methodNotAllowed();
   const pod = await options.registry.get(route.info, route.namespace, route.name);
   if (!options.podStreams) throw new ApiError(400, 'BadRequest', `pod ${route.name} does not have a host assigned`);
   await options.podStreams(pod, route.subresource, query, req, socket, head);
-}
-
-/** The auth scheme is case-insensitive (RFC 7235 section 2.1), as kube-apiserver's bearer authenticator reads it. */
-function authorized(req: IncomingMessage, token: string | undefined): boolean {
-  if (!token) return true;
-  const match = /^bearer[ \t]+(\S+)[ \t]*$/i.exec(req.headers.authorization ?? '');
-  const given = Buffer.from(match?.[1] ?? '');
-  const expected = Buffer.from(token);
-  return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
 async function handle(req: IncomingMessage, res: ServerResponse, options: ApiServerOptions): Promise<void> {
@@ -166,11 +169,19 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: ApiSer
     res.end(ok ? 'ok' : 'not ready');
     return;
   }
-  if (!authorized(req, options.token)) throw new ApiError(401, 'Unauthorized', 'Unauthorized');
-  if (method === 'GET' && serveDiscovery(path, res, options)) return;
+  if (options.metrics && (path === `/apis/${metricsGroup}` || path.startsWith(`/apis/${metricsGroup}/`))) {
+    // metrics.k8s.io is served here, not by an aggregated server: the same authentication and authorization
+    if (options.access) await checkAccess(req, pathAttributes(method, path), options.access);
+    return serveMetrics(method, path, query, res, options.metrics, options);
+  }
   const route = parseResourcePath(path);
-  if (route === undefined || route === 'discovery') throw new ApiError(404, 'NotFound', 'the server could not find the requested resource', { causes: [] });
-  await serveResource(req, res, route, query, options);
+  if (route === undefined || route === 'discovery') {
+    if (options.access) await checkAccess(req, pathAttributes(method, path), options.access);
+    if (method === 'GET' && serveDiscovery(path, res, options)) return;
+    throw new ApiError(404, 'NotFound', 'the server could not find the requested resource', { causes: [] });
+  }
+  const user = options.access ? await checkAccess(req, resourceAttributes(method, route, query), options.access) : adminUser;
+  await serveResource(req, res, route, query, options, user);
 }
 
 function serveDiscovery(path: string, res: ServerResponse, options: ApiServerOptions): boolean {
@@ -181,7 +192,7 @@ function serveDiscovery(path: string, res: ServerResponse, options: ApiServerOpt
     if (!body) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
   }
   else if (path === '/api') body = apiVersions(options.serverAddress);
-  else if (path === '/apis') body = apiGroupList();
+  else if (path === '/apis') body = options.metrics ? withMetricsGroup(apiGroupList()) : apiGroupList();
   else {
     const parts = path.split('/').filter((p) => p !== '');
     const [root, first = '', second = ''] = parts;
@@ -193,6 +204,22 @@ function serveDiscovery(path: string, res: ServerResponse, options: ApiServerOpt
   }
   sendJson(res, 200, body);
   return true;
+}
+
+async function serveMetrics(method: string, path: string, query: URLSearchParams, res: ServerResponse, store: MetricsStore, options: ApiServerOptions): Promise<void> {
+  let parts: string[];
+  try {
+    parts = path.split('/').filter((p) => p !== '').map(decodeURIComponent);
+  } catch {
+    // decodeURIComponent's URIError becomes the client's 400
+    throw badRequest(`malformed URL path "${path.slice(0, 200)}"`);
+  }
+  let body: object | undefined;
+  if (parts.length === 2 && method === 'GET') body = metricsApiGroup();
+  else if (parts.length === 3 && parts[2] === metricsVersion && method === 'GET') body = metricsApiResourceList();
+  else if (parts[2] === metricsVersion) body = await serveMetricsApi(method, parts, query, options.registry, store);
+  if (!body) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
+  sendJson(res, 200, body);
 }
 
 function tableMode(req: IncomingMessage, query: URLSearchParams): IncludeObject | undefined {
@@ -210,13 +237,14 @@ interface Call {
   method: string;
   dryRun: boolean;
   table: IncludeObject | undefined;
+  user: UserInfo;
 }
 
 const notServed = () => new ApiError(404, 'NotFound', 'the server could not find the requested resource');
 
-async function serveResource(req: IncomingMessage, res: ServerResponse, route: Route, query: URLSearchParams, options: ApiServerOptions): Promise<void> {
+async function serveResource(req: IncomingMessage, res: ServerResponse, route: Route, query: URLSearchParams, options: ApiServerOptions, user: UserInfo): Promise<void> {
   const { info, namespace, name, subresource } = route;
-  const call: Call = { req, res, route, query, options, method: req.method ?? 'GET', dryRun: query.getAll('dryRun').includes('All'), table: tableMode(req, query) };
+  const call: Call = { req, res, route, query, options, method: req.method ?? 'GET', dryRun: query.getAll('dryRun').includes('All'), table: tableMode(req, query), user };
   if (subresource !== undefined && !(subresource === 'status' && info.statusSubresource) && !info.extraSubresources.includes(subresource)) throw notServed();
   if (info.namespaced && namespace === undefined && name !== undefined) throw notServed();
   if (info.createOnly || subresource === 'binding') return serveBinding(call);
@@ -243,7 +271,7 @@ async function serveBinding({ req, res, route, method, options }: Call): Promise
   sendJson(res, 201, successStatus({ name: target, kind: 'pods' }, 201));
 }
 
-async function serveCollection({ req, res, route, query, options, method, dryRun, table }: Call): Promise<void> {
+async function serveCollection({ req, res, route, query, options, method, dryRun, table, user }: Call): Promise<void> {
   const { registry } = options;
   const { info, namespace } = route;
   if (method === 'GET' && queryBool(query, 'watch')) {
@@ -258,7 +286,9 @@ async function serveCollection({ req, res, route, query, options, method, dryRun
   }
   if (method === 'POST') {
     if (info.namespaced && namespace === undefined) throw methodNotAllowed();
-    const body = decodeBody(await readBody(req), req.headers['content-type']);
+    let body = decodeBody(await readBody(req), req.headers['content-type']);
+    admitCreate(user, resourceAttributes(method, route, query), body);
+    if (info.kind === 'CertificateSigningRequest') body = await admitCsr(body, user, resourceAttributes(method, route, query));
     const warnings = checkFields(info.kind, info.version, body, parseFieldValidation(query.get('fieldValidation')));
     return sendJson(res, 201, await registry.create(info, namespace, body, dryRun), warnings);
   }

@@ -4,11 +4,12 @@
  * falls back to when the aggregated `application/json;g=apidiscovery.k8s.io` form is not served.
  */
 import { resources, resourceVerbs, type ResourceInfo } from './resources.js';
+import { knodeGitVersion, kubernetesMajor, kubernetesMinor } from '../lib/version.js';
 
 export const serverVersion = {
-  major: '1',
-  minor: '32',
-  gitVersion: 'v1.32.0-knode',
+  major: kubernetesMajor,
+  minor: kubernetesMinor,
+  gitVersion: knodeGitVersion,
   gitCommit: '0000000000000000000000000000000000000000',
   gitTreeState: 'clean',
   buildDate: '2026-01-01T00:00:00Z',

@@ -5,9 +5,13 @@
  * `Warning` header that kubectl prints; `Ignore` drops the check. The known fields are those of
  * the core/v1, coordination/v1 and discovery/v1 types for the parts people write by hand
  * (top level, metadata, Pod spec and containers, Service spec); deeper structures are not checked.
+ * The apps/v1 and batch/v1 kinds are checked in full (model-fields.ts).
  */
 import { ApiError } from './status.js';
 import { isRecord } from './util.js';
+import { unknownModelFields } from './model-fields.js';
+
+const modelChecked: ReadonlySet<string> = new Set(['Deployment', 'ReplicaSet', 'DaemonSet', 'ControllerRevision', 'Job', 'CronJob']);
 
 const objectMeta = ['name', 'generateName', 'namespace', 'selfLink', 'uid', 'resourceVersion', 'generation', 'creationTimestamp', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'labels', 'annotations', 'ownerReferences', 'finalizers', 'managedFields'];
 const withSpec = ['apiVersion', 'kind', 'metadata', 'spec', 'status'];
@@ -25,6 +29,7 @@ const topLevel: Record<string, string[]> = {
   EndpointSlice: ['apiVersion', 'kind', 'metadata', 'addressType', 'endpoints', 'ports'],
   Event: ['apiVersion', 'kind', 'metadata', 'involvedObject', 'reason', 'message', 'source', 'firstTimestamp', 'lastTimestamp', 'count', 'type', 'eventTime', 'series', 'action', 'related', 'reportingComponent', 'reportingInstance'],
   Binding: ['apiVersion', 'kind', 'metadata', 'target'],
+  CertificateSigningRequest: withSpec,
 };
 
 const podSpec = [
@@ -61,6 +66,8 @@ function eachItem(value: unknown, path: string, visit: (item: unknown, itemPath:
 
 /** Paths of fields the kind does not have, in kube-apiserver's notation (`spec.containers[0].imagee`). */
 export function unknownFields(kind: string, body: unknown): string[] {
+  // The workload kinds are checked in full against the API's type definitions (model-fields.ts).
+  if (modelChecked.has(kind)) return unknownModelFields(`V1${kind}`, body) ?? [];
   const out: string[] = [];
   const allowed = topLevel[kind];
   if (!allowed || !isRecord(body)) return out;
@@ -83,7 +90,7 @@ export function unknownFields(kind: string, body: unknown): string[] {
   return out;
 }
 
-export type FieldValidation = 'Strict' | 'Warn' | 'Ignore';
+type FieldValidation = 'Strict' | 'Warn' | 'Ignore';
 
 export function parseFieldValidation(value: string | null): FieldValidation {
   if (value === null || value === '' || value === 'Warn') return 'Warn';

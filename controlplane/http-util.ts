@@ -5,7 +5,7 @@ import { ApiError, badRequest, tooLarge, type StatusBody } from './status.js';
 import { decodeProtobuf, isProtobuf } from './protobuf.js';
 
 /** kube-apiserver's default request body limit (3 MiB, --max-request-bytes for etcd is 1.5 MiB per object). */
-export const maxBodyBytes = 3 * 1024 * 1024;
+const maxBodyBytes = 3 * 1024 * 1024;
 
 export function readBody(req: IncomingMessage, limit = maxBodyBytes): Promise<Buffer> {
   return new Promise((resolve, reject) => {

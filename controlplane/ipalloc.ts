@@ -18,15 +18,15 @@ export function parseCidr4(text: string): Cidr {
   return { base: (value & mask) >>> 0, bits };
 }
 
-export function ipToInt(ip: string): number {
+function ipToInt(ip: string): number {
   return ipaddr.IPv4.parse(ip).toByteArray().reduce((acc, byte) => acc * 256 + byte, 0);
 }
 
-export function intToIp(value: number): string {
+function intToIp(value: number): string {
   return [24, 16, 8, 0].map((shift) => (value >>> shift) & 255).join('.');
 }
 
-export function cidrSize(cidr: Cidr): number {
+function cidrSize(cidr: Cidr): number {
   return 2 ** (32 - cidr.bits);
 }
 
@@ -52,7 +52,7 @@ export function allocateServiceIp(cidr: Cidr, used: Set<string>, hint = 0): stri
   return undefined;
 }
 
-export const nodePortRange = { min: 30000, max: 32767 };
+const nodePortRange = { min: 30000, max: 32767 };
 
 export function allocateNodePort(used: Set<number>, hint = 0): number | undefined {
   const count = nodePortRange.max - nodePortRange.min + 1;

@@ -8,7 +8,7 @@ import type { StatusCause } from './status.js';
 import type { KObject } from './storage/types.js';
 import { checkMetadata, forbidden, invalidValue, required, unsupported } from './validation.js';
 import { canonicalJson } from './util.js';
-import { type WorkloadStrategy, checkIntOrPercent, defaultTemplate, immutableSelector, nonNegativeInt, obj, scaledValue, validateSelector, validateTemplate } from './kinds-workload.js';
+import { type WorkloadStrategy, clearStatus, checkIntOrPercent, defaultTemplate, immutableSelector, nonNegativeInt, obj, scaledValue, validateSelector, validateTemplate } from './kinds-workload.js';
 
 function defaultDeployment(d: KObject): void {
   const spec = obj(d.spec);
@@ -107,8 +107,8 @@ function validateControllerRevision(cr: KObject, old: KObject | undefined): Stat
 }
 
 export const appsStrategies: Record<string, WorkloadStrategy> = {
-  Deployment: { defaults: defaultDeployment, validate: validateDeployment },
-  ReplicaSet: { defaults: defaultReplicaSet, validate: validateReplicaSet },
-  DaemonSet: { defaults: defaultDaemonSet, validate: validateDaemonSet },
+  Deployment: { defaults: defaultDeployment, prepareForCreate: clearStatus, validate: validateDeployment },
+  ReplicaSet: { defaults: defaultReplicaSet, prepareForCreate: clearStatus, validate: validateReplicaSet },
+  DaemonSet: { defaults: defaultDaemonSet, prepareForCreate: clearStatus, validate: validateDaemonSet },
   ControllerRevision: { validate: validateControllerRevision },
 };

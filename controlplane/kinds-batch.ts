@@ -11,12 +11,12 @@ import type { StatusCause } from './status.js';
 import type { KObject } from './storage/types.js';
 import { checkMetadata, invalidValue, required, unsupported } from './validation.js';
 import { canonicalJson, isRecord } from './util.js';
-import { type WorkloadStrategy, defaultTemplate, immutableSelector, nonNegativeInt, obj, positiveInt, validateSelector, validateTemplate } from './kinds-workload.js';
+import { type WorkloadStrategy, clearStatus, defaultTemplate, immutableSelector, nonNegativeInt, obj, positiveInt, validateSelector, validateTemplate } from './kinds-workload.js';
 
-export const controllerUidLabel = 'batch.kubernetes.io/controller-uid';
-export const jobNameLabel = 'batch.kubernetes.io/job-name';
+const controllerUidLabel = 'batch.kubernetes.io/controller-uid';
+const jobNameLabel = 'batch.kubernetes.io/job-name';
 
-export function defaultJobSpec(spec: Record<string, unknown>): void {
+function defaultJobSpec(spec: Record<string, unknown>): void {
   if (spec.completions === undefined && spec.parallelism === undefined) {
     spec.completions = 1;
     spec.parallelism = 1;
@@ -79,7 +79,7 @@ function validatePodFailurePolicy(policy: unknown, restart: unknown): StatusCaus
   return causes;
 }
 
-export function validateJobSpec(spec: Record<string, unknown>, field = 'spec', generated = false): StatusCause[] {
+function validateJobSpec(spec: Record<string, unknown>, field = 'spec', generated = false): StatusCause[] {
   const causes: StatusCause[] = [];
   causes.push(...nonNegativeInt(`${field}.parallelism`, spec.parallelism), ...nonNegativeInt(`${field}.completions`, spec.completions));
   causes.push(...nonNegativeInt(`${field}.backoffLimit`, spec.backoffLimit), ...positiveInt(`${field}.activeDeadlineSeconds`, spec.activeDeadlineSeconds));
@@ -128,7 +128,7 @@ function defaultCronJob(cj: KObject): void {
 }
 
 /** A time zone name the runtime knows (CronJob spec.timeZone is an IANA name). */
-export function validTimeZone(zone: string): boolean {
+function validTimeZone(zone: string): boolean {
   try {
     new Intl.DateTimeFormat('en-US', { timeZone: zone });
     return !zone.includes(' ');
@@ -171,6 +171,6 @@ function validateCronJob(cj: KObject): StatusCause[] {
 }
 
 export const batchStrategies: Record<string, WorkloadStrategy> = {
-  Job: { defaults: defaultJob, validate: validateJob },
-  CronJob: { defaults: defaultCronJob, validate: validateCronJob },
+  Job: { defaults: defaultJob, prepareForCreate: clearStatus, validate: validateJob },
+  CronJob: { defaults: defaultCronJob, prepareForCreate: clearStatus, validate: validateCronJob },
 };

@@ -1,13 +1,14 @@
 /**
- * Pod defaulting and validation (k8s.io/kubernetes/pkg/apis/core/v1/defaults.go and
- * validation.go, the subset that clients observe): restartPolicy Always, dnsPolicy ClusterFirst,
- * terminationGracePeriodSeconds 30, imagePullPolicy Always for `:latest`/untagged images else
- * IfNotPresent, and the pod spec is immutable after creation except images,
- * activeDeadlineSeconds and added tolerations.
+ * Pod strategy and validation (pkg/registry/core/pod/strategy.go, pkg/apis/core/validation, the
+ * subset that clients observe): defaulting is defaults-core.ts; the pod spec is immutable after
+ * creation except images, activeDeadlineSeconds and added tolerations.
  */
 import { podQosClass } from '../lib/k8s/qos.js';
 import type { StatusCause } from './status.js';
-import { canonicalJson, isOneOf, isRecord, podView, recordOf, recordsOf, stringOf } from './util.js';
+import { canonicalJson, isOneOf, isRecord, podView, recordOf, recordsOf } from './util.js';
+import { defaultPod, defaultTolerationSeconds } from './defaults-core.js';
+
+export { defaultPod, defaultPullPolicy } from './defaults-core.js';
 import type { KObject } from './storage/types.js';
 import type { KindStrategy } from './strategy.js';
 import { checkMetadata, checkName, checkPort, checkProtocol, duplicate, forbidden, invalidValue, required, unsupported } from './validation.js';
@@ -16,45 +17,6 @@ type Obj = Record<string, unknown>;
 
 function asObj(value: unknown): Obj | undefined {
   return isRecord(value) ? value : undefined;
-}
-
-/** Image tag rule for the imagePullPolicy default (https://kubernetes.io/docs/concepts/containers/images/#imagepullpolicy-defaulting). */
-export function defaultPullPolicy(image: string): 'Always' | 'IfNotPresent' {
-  if (image.includes('@')) return 'IfNotPresent';
-  const lastSegment = image.slice(image.lastIndexOf('/') + 1);
-  const colon = lastSegment.lastIndexOf(':');
-  if (colon < 0) return 'Always';
-  return lastSegment.slice(colon + 1) === 'latest' ? 'Always' : 'IfNotPresent';
-}
-
-function defaultContainer(container: Obj): void {
-  if (typeof container.image === 'string' && container.imagePullPolicy === undefined) container.imagePullPolicy = defaultPullPolicy(container.image);
-  container.terminationMessagePath ??= '/dev/termination-log';
-  container.terminationMessagePolicy ??= 'File';
-  container.resources ??= {};
-  const resources = asObj(container.resources);
-  // Limits without requests: requests default to the limits.
-  const limits = asObj(resources?.limits);
-  if (resources && limits && !resources.requests) resources.requests = { ...limits };
-  for (const port of recordsOf(container.ports)) port.protocol ??= 'TCP';
-}
-
-export function defaultPod(pod: KObject): void {
-  const spec = recordOf(pod.spec);
-  pod.spec = spec;
-  spec.restartPolicy ??= 'Always';
-  spec.dnsPolicy ??= 'ClusterFirst';
-  spec.terminationGracePeriodSeconds ??= 30;
-  spec.schedulerName ??= 'default-scheduler';
-  spec.securityContext ??= {};
-  spec.enableServiceLinks ??= true;
-  spec.serviceAccountName ??= stringOf(spec.serviceAccount) ?? 'default';
-  spec.serviceAccount ??= spec.serviceAccountName;
-  spec.priority ??= 0;
-  spec.preemptionPolicy ??= 'PreemptLowerPriority';
-  for (const list of ['containers', 'initContainers']) {
-    for (const container of recordsOf(spec[list])) defaultContainer(container);
-  }
 }
 
 function checkContainers(field: string, list: unknown, requireOne: boolean, names: Set<string>): StatusCause[] {
@@ -136,6 +98,7 @@ export const podStrategy: KindStrategy = {
   defaults: defaultPod,
   // Status is not client-settable on create.
   prepareForCreate(pod) {
+    defaultTolerationSeconds(pod);
     pod.status = { phase: 'Pending', qosClass: podQosClass(podView(pod)) };
   },
   // A bound pod stays bound: an update without spec.nodeName keeps the node.

@@ -18,20 +18,29 @@ function ports(service: KObject): Obj[] {
   return recordsOf(recordOf(service.spec).ports);
 }
 
+/** SetDefaults_Service (pkg/apis/core/v1/defaults.go); ipFamilies/ipFamilyPolicy as the REST storage's allocation fills them. */
 export function defaultService(service: KObject): void {
   const spec = recordOf(service.spec);
   service.spec = spec;
-  spec.type ??= 'ClusterIP';
-  spec.sessionAffinity ??= 'None';
+  if (spec.sessionAffinity === undefined || spec.sessionAffinity === '') spec.sessionAffinity = 'None';
+  if (spec.sessionAffinity === 'None') delete spec.sessionAffinityConfig;
+  if (spec.sessionAffinity === 'ClientIP') {
+    const clientIP = recordOf(recordOf(spec.sessionAffinityConfig).clientIP);
+    if (typeof clientIP.timeoutSeconds !== 'number') spec.sessionAffinityConfig = { clientIP: { timeoutSeconds: 10800 } };
+  }
+  if (spec.type === undefined || spec.type === '') spec.type = 'ClusterIP';
   if (spec.type !== 'ExternalName') {
     spec.internalTrafficPolicy ??= 'Cluster';
     spec.ipFamilies ??= ['IPv4'];
     spec.ipFamilyPolicy ??= 'SingleStack';
   }
-  if (spec.type === 'NodePort' || spec.type === 'LoadBalancer') spec.externalTrafficPolicy ??= 'Cluster';
+  // service.ExternallyAccessible: NodePort, LoadBalancer, or ClusterIP with external IPs.
+  const external = spec.type === 'NodePort' || spec.type === 'LoadBalancer' || (spec.type === 'ClusterIP' && Array.isArray(spec.externalIPs) && spec.externalIPs.length > 0);
+  if (external && (spec.externalTrafficPolicy === undefined || spec.externalTrafficPolicy === '')) spec.externalTrafficPolicy = 'Cluster';
+  if (spec.type === 'LoadBalancer') spec.allocateLoadBalancerNodePorts ??= true;
   for (const port of ports(service)) {
-    port.protocol ??= 'TCP';
-    port.targetPort ??= port.port;
+    if (port.protocol === undefined || port.protocol === '') port.protocol = 'TCP';
+    if (port.targetPort === undefined || port.targetPort === 0 || port.targetPort === '') port.targetPort = port.port;
   }
   service.status ??= { loadBalancer: {} };
 }
@@ -76,7 +85,7 @@ export const serviceStrategy: KindStrategy = {
   returnsDeletedObject: true,
 };
 
-export interface ServiceAllocationState {
+interface ServiceAllocationState {
   serviceCidr: Cidr;
   usedIps: Set<string>;
   usedNodePorts: Set<number>;

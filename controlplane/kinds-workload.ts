@@ -7,14 +7,15 @@
  */
 import type { StatusCause } from './status.js';
 import type { KObject } from './storage/types.js';
-import { defaultPod, validatePod } from './kinds-pod.js';
+import { validatePod } from './kinds-pod.js';
+import { defaultPodSpec } from './defaults-core.js';
 import { checkLabels, forbidden, invalidValue, required, unsupported } from './validation.js';
 import { canonicalJson, isRecord } from './util.js';
 
 type Obj = Record<string, unknown>;
 export const obj = (value: unknown): Obj => (isRecord(value) ? value : {});
 
-export interface LabelSelector {
+interface LabelSelector {
   matchLabels?: Record<string, string>;
   matchExpressions?: { key: string; operator: string; values?: string[] }[];
 }
@@ -74,18 +75,17 @@ export function validateSelector(field: string, selector: unknown): StatusCause[
   return causes;
 }
 
-/** Defaults a pod template as the Pod defaults would default the pod it stamps out (SetDefaults_PodSpec applies to templates too). */
+/** Defaults a pod template as kube-apiserver does (SetDefaults_PodSpec and below; not SetDefaults_Pod nor pod admission: defaults-core.ts). */
 export function defaultTemplate(template: unknown, restartPolicy?: string): Obj {
   const t = obj(template);
   const spec = obj(t.spec);
   if (restartPolicy && spec.restartPolicy === undefined) spec.restartPolicy = restartPolicy;
-  const pod = { metadata: obj(t.metadata), spec } as KObject;
-  defaultPod(pod);
+  defaultPodSpec(spec);
   const metadata = obj(t.metadata);
   if (metadata.generation === 0) delete metadata.generation;
   // kube-apiserver stores a template's zero creationTimestamp as null (metav1.Time of the Go struct).
   if (typeof metadata.creationTimestamp !== 'string') metadata.creationTimestamp = null;
-  return { ...t, metadata, spec: pod.spec };
+  return { ...t, metadata, spec };
 }
 
 /** Template validation with field paths under `field` (spec.template). */
@@ -147,5 +147,15 @@ export function checkIntOrPercent(field: string, value: unknown): StatusCause[] 
 /** The shape of kinds.ts KindStrategy, restated so that these modules do not import kinds.ts (which imports them). */
 export interface WorkloadStrategy {
   defaults?(object: KObject): void;
+  prepareForCreate?(object: KObject): void;
   validate(object: KObject, old: KObject | undefined): StatusCause[];
+}
+
+/**
+ * PrepareForCreate of the kinds with a status subresource (deployment, replicaset, daemonset,
+ * job and cronjob strategy.go): status is not writable through the main resource, on create
+ * either; what a client sends there is dropped.
+ */
+export function clearStatus(object: KObject): void {
+  object.status = {};
 }

@@ -14,6 +14,7 @@ import { isRecord } from './util.js';
 import type { KindStrategy } from './strategy.js';
 import { appsStrategies } from './kinds-apps.js';
 import { batchStrategies } from './kinds-batch.js';
+import { csrStrategy } from './kinds-csr.js';
 
 export type { KindStrategy } from './strategy.js';
 
@@ -112,4 +113,5 @@ export const strategies: Record<string, KindStrategy> = {
   EndpointSlice: endpointSliceStrategy,
   ...appsStrategies,
   ...batchStrategies,
+  CertificateSigningRequest: csrStrategy,
 };

@@ -2,7 +2,7 @@
 import { writeFileSync } from 'node:fs';
 import { stringify } from 'yaml';
 
-export interface KubeconfigParams {
+interface KubeconfigParams {
   server: string;
   token?: string;
   /** PEM of the CA (for us: the self-signed serving certificate). */

@@ -26,7 +26,7 @@ export interface KubeletClientConfig {
   ca?: string;
 }
 
-export interface KubeletClientFiles {
+interface KubeletClientFiles {
   certificate?: string;
   key?: string;
   certificateAuthority?: string;
@@ -56,7 +56,7 @@ export interface KubeletTarget {
   nodeName: string;
 }
 
-export interface KubeletCall {
+interface KubeletCall {
   method: string;
   path: string;
   headers?: OutgoingHttpHeaders;
@@ -64,7 +64,7 @@ export interface KubeletCall {
   timeoutMs?: number;
 }
 
-export type KubeletAnswer =
+type KubeletAnswer =
   | { kind: 'response'; response: IncomingMessage; request: ClientRequest }
   | { kind: 'upgrade'; response: IncomingMessage; socket: Duplex; head: Buffer };
 

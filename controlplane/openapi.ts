@@ -4,10 +4,16 @@
  * with their `x-kubernetes-group-version-kind` and the `fieldValidation` query parameter on PATCH.
  * That is what kubectl 1.32 reads to decide that the server validates fields itself
  * (cli-runtime queryParamVerifierV3), so `kubectl apply/create` work without --validate=false.
- * Schemas are not described (kubectl falls back to its compiled-in types for strategic merge).
+ * The workload groups (apps/v1, batch/v1) carry component schemas (openapi-schemas.ts) for
+ * `kubectl explain`; other groups are not described (kubectl falls back to its compiled-in types).
  */
+import { kubernetesVersion } from '../lib/version.js';
 import { createHash } from 'node:crypto';
 import { resources, type ResourceInfo } from './resources.js';
+import { componentSchemas } from './openapi-schemas.js';
+
+/** Groups whose kinds are described (openapi-schemas.ts); the others keep kubectl's compiled-in types. */
+const schemaGroups: ReadonlySet<string> = new Set(['apps', 'batch']);
 
 function gvPath(group: string, version: string): string {
   return group ? `apis/${group}/${version}` : `api/${version}`;
@@ -39,14 +45,14 @@ function operations(info: ResourceInfo): Record<string, object> {
   return paths;
 }
 
-export function openApiDocument(group: string, version: string): object | undefined {
+function openApiDocument(group: string, version: string): object | undefined {
   const list = resources.filter((r) => r.group === group && r.version === version && !r.createOnly);
   if (list.length === 0) return undefined;
   return {
     openapi: '3.0.0',
-    info: { title: 'Kubernetes (knode control plane)', version: 'v1.32.0' },
+    info: { title: 'Kubernetes (knode control plane)', version: kubernetesVersion },
     paths: Object.assign({}, ...list.map(operations)),
-    components: { schemas: {} },
+    components: { schemas: schemaGroups.has(group) ? componentSchemas(list.map((r) => ({ group: r.group, version: r.version, kind: r.kind }))) : {} },
   };
 }
 
@@ -54,7 +60,7 @@ function hashOf(doc: object): string {
   return createHash('sha512').update(JSON.stringify(doc)).digest('hex').toUpperCase().slice(0, 128);
 }
 
-export function openApiRoot(): object {
+function openApiRoot(): object {
   const paths: Record<string, { serverRelativeURL: string }> = {};
   for (const { group, version } of groupVersions()) {
     const path = gvPath(group, version);

@@ -31,7 +31,7 @@ function clone<T>(value: T): T {
  * name them: `__proto__` would replace (or, through a shared prototype, pollute) what every
  * object inherits, and `constructor`/`prototype` walk to Object's functions (issue 25 item 1).
  */
-export const forbiddenKeys: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+const forbiddenKeys: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
 
 /** Own property only: `target.constructor` of a plain object is Object, not a field. */
 function own(target: JsonObject, key: string): Json | undefined {
@@ -171,7 +171,7 @@ export function applyStrategicMergePatch(target: Json, patch: Json): Json {
   return result;
 }
 
-export type PatchType = 'json' | 'merge' | 'strategic' | 'apply';
+type PatchType = 'json' | 'merge' | 'strategic' | 'apply';
 
 export function patchTypeOf(contentType: string): PatchType | undefined {
   const base = contentType.split(';')[0]?.trim().toLowerCase() ?? '';

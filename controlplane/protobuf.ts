@@ -81,6 +81,40 @@ const schemas: Record<string, Schema> = {
     },
   },
   ...workloadSchemas(objectMeta),
+  // certificates.k8s.io/v1 (k8s.io/api/certificates/v1/generated.proto): `kubectl certificate approve|deny` PUTs /approval in protobuf.
+  CertificateSigningRequest: {
+    1: { name: 'metadata', type: objectMeta },
+    2: {
+      name: 'spec',
+      type: {
+        1: { name: 'request', type: 'bytes' },
+        2: { name: 'username', type: 'string' },
+        3: { name: 'uid', type: 'string' },
+        4: { name: 'groups', type: 'string', repeated: true },
+        5: { name: 'usages', type: 'string', repeated: true },
+        7: { name: 'signerName', type: 'string' },
+        8: { name: 'expirationSeconds', type: 'int' },
+      },
+    },
+    3: {
+      name: 'status',
+      type: {
+        1: {
+          name: 'conditions',
+          repeated: true,
+          type: {
+            1: { name: 'type', type: 'string' },
+            2: { name: 'reason', type: 'string' },
+            3: { name: 'message', type: 'string' },
+            4: { name: 'lastUpdateTime', type: 'time' },
+            5: { name: 'lastTransitionTime', type: 'time' },
+            6: { name: 'status', type: 'string' },
+          },
+        },
+        2: { name: 'certificate', type: 'bytes' },
+      },
+    },
+  },
 };
 
 class Reader {

@@ -17,7 +17,7 @@ import { canonicalJson, deepClone, isRecord, newUid, randomSuffix, rfc3339 } fro
 import type { StatusCause } from './status.js';
 import { finalizersForDelete } from './deletion-policy.js';
 
-export interface ListOptions {
+interface ListOptions {
   labelSelector?: string;
   fieldSelector?: string;
   limit?: number;
@@ -32,7 +32,7 @@ export interface DeleteOptions {
   dryRun?: string[];
 }
 
-export interface ObjectList {
+interface ObjectList {
   apiVersion: string;
   kind: string;
   metadata: { resourceVersion: string; continue?: string; remainingItemCount?: number };
@@ -40,7 +40,7 @@ export interface ObjectList {
 }
 
 /** Hook run inside the per-kind write lock: allocation and admission that need other objects. */
-export type AdmitHook = (object: KObject, old: KObject | undefined, registry: Registry) => Promise<StatusCause[]>;
+type AdmitHook = (object: KObject, old: KObject | undefined, registry: Registry) => Promise<StatusCause[]>;
 
 export interface Selector {
   labels: LabelRequirement[];
@@ -61,14 +61,14 @@ export function selectorMatches(selector: Selector, object: KObject): boolean {
 }
 
 /** etcd's default --max-request-bytes (1.5 MiB), which bounds one object in kube-apiserver. */
-export const maxObjectBytes = 1.5 * 1024 * 1024;
+const maxObjectBytes = 1.5 * 1024 * 1024;
 
 /** The name of a stored or checked object (checkBody guarantees one before any write). */
 function nameOf(object: KObject): string {
   return object.metadata.name ?? '';
 }
 
-export interface RegistryOptions {
+interface RegistryOptions {
   now?: () => Date;
   /** Largest JSON size of one stored object (default 1.5 MiB). */
   maxObjectBytes?: number;
@@ -251,7 +251,10 @@ export class Registry {
   /** Applies the status-subresource and generation rules of an update. */
   private prepareUpdate(info: ResourceInfo, object: KObject, old: KObject, subresource?: string): KObject {
     let next: KObject;
-    if (subresource === 'status') {
+    const custom = strategyFor(info.kind).prepareForSubresourceUpdate;
+    if (subresource !== undefined && subresource !== 'binding' && custom) {
+      next = custom(subresource, object, old);
+    } else if (subresource === 'status') {
       // Status writes change status (and metadata labels/annotations), never spec.
       next = deepClone(old);
       next.status = object.status;
@@ -275,7 +278,7 @@ export class Registry {
       meta.generation = old.metadata.generation ?? 1;
       if (subresource !== 'status' && canonicalJson(object.spec) !== canonicalJson(old.spec)) meta.generation += 1;
     }
-    if (subresource !== 'status') strategyFor(info.kind).prepareForUpdate?.(next, old);
+    if (subresource === undefined) strategyFor(info.kind).prepareForUpdate?.(next, old);
     return next;
   }
 

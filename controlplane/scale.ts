@@ -15,7 +15,7 @@ import type { KObject } from './storage/types.js';
 import { isRecord } from './util.js';
 import { obj, selectorString } from './kinds-workload.js';
 
-export function toScale(object: KObject): KObject {
+function toScale(object: KObject): KObject {
   const spec = obj(object.spec);
   const status = obj(object.status);
   const m = object.metadata;
@@ -36,7 +36,7 @@ function replicasOf(info: ResourceInfo, scale: unknown): number {
   throw badRequest(`${info.name} has no scale subresource`);
 }
 
-export interface ScaleCall {
+interface ScaleCall {
   req: IncomingMessage;
   res: ServerResponse;
   registry: Registry;

@@ -1,18 +1,20 @@
 /**
  * Serving security for `knode controlplane`: plain HTTP without authentication is allowed only
  * on a loopback address (docs/architecture.md, "Components"); any other listen address is served
- * over TLS with a self-signed certificate (made with openssl, kept in DATA_DIR/pki) and requires
- * a random bearer token (DATA_DIR/token). Both go into DATA_DIR/admin.kubeconfig.
+ * over TLS with a certificate signed by the cluster CA (DATA_DIR/pki, controlplane/auth/pki.ts)
+ * and requires authentication: the random admin bearer token (DATA_DIR/token), client
+ * certificates of that CA, or bootstrap tokens. The CA and the token go into
+ * DATA_DIR/admin.kubeconfig.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { hostname, networkInterfaces } from 'node:os';
 import { join } from 'node:path';
-import { run } from '../lib/exec.js';
+import { ensureClusterCa, ensureServingCertificate, type ClusterCa } from './auth/pki.js';
 import { ConfigError } from '../lib/errors.js';
 
-export interface ListenAddress {
+interface ListenAddress {
   host: string;
   port: number;
 }
@@ -32,7 +34,7 @@ export function isLoopback(host: string): boolean {
   return isIP(host) === 4 && host.startsWith('127.');
 }
 
-export type ServingMode = { tls: false } | { tls: true };
+type ServingMode = { tls: false } | { tls: true };
 
 /** Loopback: plain HTTP. Anything else (including 0.0.0.0): TLS and a bearer token. */
 export function servingMode(host: string): ServingMode {
@@ -57,30 +59,31 @@ export function servingNames(host: string, interfaces = networkInterfaces(), nod
   return names;
 }
 
-export interface ServingCredentials {
+interface ServingCredentials {
   cert: string;
   key: string;
+  /** PEM of the cluster CA (clients verify the server with it; client certificates are checked against it). */
+  caPem: string;
+  ca: ClusterCa;
   token: string;
 }
 
-/** Reuses DATA_DIR/pki and DATA_DIR/token when present so that clients keep working after a restart. */
-export async function ensureCredentials(dataDir: string, host: string): Promise<ServingCredentials> {
+/**
+ * Reuses DATA_DIR/pki and DATA_DIR/token when present so that clients keep working after a
+ * restart; `hosts` are the listen addresses the serving certificate must name.
+ */
+export async function ensureCredentials(dataDir: string, hosts: string[]): Promise<ServingCredentials> {
   const pki = join(dataDir, 'pki');
   mkdirSync(pki, { recursive: true, mode: 0o700 });
-  const certFile = join(pki, 'apiserver.crt');
-  const keyFile = join(pki, 'apiserver.key');
-  if (!existsSync(certFile) || !existsSync(keyFile)) {
-    const names = servingNames(host);
-    try {
-      await run(
-        ['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '3650', '-subj', '/CN=knode-controlplane', '-addext', `subjectAltName=${names.join(',')}`, '-keyout', keyFile, '-out', certFile],
-        { timeoutMs: 30_000 },
-      );
-    } catch (error) {
-      throw new Error(`cannot create the serving certificate in ${pki} (is openssl installed?)`, { cause: error });
-    }
+  let ca: ClusterCa;
+  try {
+    ca = await ensureClusterCa(pki);
+  } catch (error) {
+    throw new Error(`cannot load or create the cluster CA in ${pki}`, { cause: error });
   }
+  const names = [...new Set(hosts.flatMap((host) => servingNames(host)))];
+  const serving = await ensureServingCertificate(pki, ca, names);
   const tokenFile = join(dataDir, 'token');
   if (!existsSync(tokenFile)) writeFileSync(tokenFile, randomBytes(32).toString('hex'), { mode: 0o600 });
-  return { cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8'), token: readFileSync(tokenFile, 'utf8').trim() };
+  return { ...serving, caPem: ca.certPem, ca, token: readFileSync(tokenFile, 'utf8').trim() };
 }

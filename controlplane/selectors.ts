@@ -6,7 +6,7 @@
 import type { KObject } from './storage/types.js';
 import { recordOf, stringOf } from './util.js';
 
-export type LabelOperator = 'in' | 'notin' | 'exists' | '!' | '=' | '!=' | 'gt' | 'lt';
+type LabelOperator = 'in' | 'notin' | 'exists' | '!' | '=' | '!=' | 'gt' | 'lt';
 
 export interface LabelRequirement {
   key: string;
@@ -135,6 +135,14 @@ const fieldGetters: Record<string, (object: KObject) => string | undefined> = {
   'involvedObject.kind': (o) => stringOf(recordOf(o.involvedObject).kind) ?? '',
   'involvedObject.namespace': (o) => stringOf(recordOf(o.involvedObject).namespace) ?? '',
   'involvedObject.uid': (o) => stringOf(recordOf(o.involvedObject).uid) ?? '',
+  // The rest of kube-apiserver's event fields (pkg/registry/core/event/strategy.go ToSelectableFields);
+  // `kubectl events --for` selects on involvedObject.apiVersion.
+  'involvedObject.apiVersion': (o) => stringOf(recordOf(o.involvedObject).apiVersion) ?? '',
+  'involvedObject.resourceVersion': (o) => stringOf(recordOf(o.involvedObject).resourceVersion) ?? '',
+  'involvedObject.fieldPath': (o) => stringOf(recordOf(o.involvedObject).fieldPath) ?? '',
+  reason: (o) => (typeof o.reason === 'string' ? o.reason : ''),
+  reportingComponent: (o) => (typeof o.reportingComponent === 'string' ? o.reportingComponent : ''),
+  source: (o) => stringOf(recordOf(o.source).component) ?? (typeof o.reportingComponent === 'string' ? o.reportingComponent : ''),
   type: (o) => (typeof o.type === 'string' ? o.type : ''),
 };
 

@@ -10,7 +10,7 @@ export interface StatusCause {
   field?: string;
 }
 
-export interface StatusDetails {
+interface StatusDetails {
   name?: string;
   group?: string;
   kind?: string;
@@ -58,7 +58,7 @@ export class ApiError extends Error {
 }
 
 /** The resource as apiserver names it in messages: `pods`, `leases.coordination.k8s.io`. */
-export interface ResourceRef {
+interface ResourceRef {
   name: string;
   group: string;
 }
@@ -131,12 +131,12 @@ export function tooLargeResourceVersion(requested: number, current: number): Api
   });
 }
 
-export function internalError(error: unknown): ApiError {
+function internalError(error: unknown): ApiError {
   const text = error instanceof Error ? error.message : String(error);
   return new ApiError(500, 'InternalError', `Internal error occurred: ${text}`, { causes: [{ message: text }] }, { cause: error });
 }
 
-export function forbiddenNamespace(ref: ResourceRef, name: string, namespace: string, why: string): ApiError {
+function forbiddenNamespace(ref: ResourceRef, name: string, namespace: string, why: string): ApiError {
   return new ApiError(403, 'Forbidden', `${qualified(ref)} "${name}" is forbidden: ${why}`, { name, group: ref.group, kind: ref.name }, {
     cause: namespace,
   });

@@ -13,6 +13,11 @@ export interface KindStrategy {
   prepareForCreate?(object: KObject): void;
   /** PrepareForUpdate (not for the status subresource): carries over what an update may not change. */
   prepareForUpdate?(object: KObject, old: KObject): void;
+  /**
+   * Update through a subresource other than binding (status, approval): builds the object to
+   * store from the body and the stored one. Without it, `status` keeps everything but status.
+   */
+  prepareForSubresourceUpdate?(subresource: string, object: KObject, old: KObject): KObject;
   /** Validate on create (old undefined) and ValidateUpdate. */
   validate(object: KObject, old: KObject | undefined): StatusCause[];
   /**

@@ -3,6 +3,7 @@
  * and prints the columns it gets (https://kubernetes.io/docs/reference/using-api/api-concepts/#receiving-resources-as-tables).
  * Columns follow kube-apiserver's printers for the common kinds; other kinds get Name and Age.
  */
+import { csrCells, csrConditionText } from './kinds-csr.js';
 import type { KObject } from './storage/types.js';
 import { isRecord } from './util.js';
 import { workloadColumns, type WorkloadColumn } from './table-workloads.js';
@@ -10,7 +11,7 @@ import { workloadColumns, type WorkloadColumn } from './table-workloads.js';
 type Column = WorkloadColumn;
 
 /** kubectl's short age: 5s, 3m, 2h, 4d. */
-export function shortAge(created: string | undefined, now: Date): string {
+function shortAge(created: string | undefined, now: Date): string {
   if (!created) return '<unknown>';
   const seconds = Math.max(0, Math.floor((now.getTime() - Date.parse(created)) / 1000));
   if (seconds < 120) return `${seconds}s`;
@@ -184,6 +185,14 @@ const byKind: Record<string, Column[]> = {
     { name: 'Type', type: 'string', description: 'Secret type', priority: 0, cell: (c) => c.type ?? '' },
     { name: 'Data', type: 'integer', description: 'Number of keys', priority: 0, cell: (c) => count(c.data) },
     age,
+  ],
+  CertificateSigningRequest: [
+    name,
+    age,
+    { name: 'SignerName', type: 'string', description: 'spec.signerName', priority: 0, cell: csrCells.signerName },
+    { name: 'Requestor', type: 'string', description: 'spec.username', priority: 0, cell: csrCells.requestor },
+    { name: 'RequestedDuration', type: 'string', description: 'spec.expirationSeconds', priority: 0, cell: csrCells.requestedDuration },
+    { name: 'Condition', type: 'string', description: 'status.conditions', priority: 0, cell: csrConditionText },
   ],
   Lease: [name, { name: 'Holder', type: 'string', description: 'holderIdentity', priority: 0, cell: (l) => obj(l.spec).holderIdentity ?? '' }, age],
   ...workloadColumns(name, age),

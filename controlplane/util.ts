@@ -23,7 +23,7 @@ export function rfc3339(date: Date): string {
 }
 
 /** Like metav1.MicroTime (Lease renewTime, Event eventTime). */
-export function rfc3339Micro(date: Date): string {
+function rfc3339Micro(date: Date): string {
   return `${date.toISOString().slice(0, 23)}000Z`;
 }
 

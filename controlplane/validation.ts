@@ -89,7 +89,7 @@ export function checkLabels(field: string, labels: unknown): StatusCause[] {
   return causes;
 }
 
-export function checkAnnotations(field: string, annotations: unknown): StatusCause[] {
+function checkAnnotations(field: string, annotations: unknown): StatusCause[] {
   if (annotations === undefined || annotations === null) return [];
   if (typeof annotations !== 'object' || Array.isArray(annotations)) return [invalidValue(field, annotations, 'must be a map of strings')];
   let total = 0;

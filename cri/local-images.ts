@@ -12,6 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
 import { run } from '../lib/exec.js';
+import { errnoCode } from '../lib/errors.js';
+import { isNotFound } from './docker/errors.js';
 
 export const busyboxImage = 'knode.local/busybox:1';
 export const pauseImage = 'knode.local/pause:3.10';
@@ -24,7 +26,7 @@ const hashLabel = 'io.knode.image.hash';
  */
 const pauseCommand = ['/bin/sh', '-c', "trap 'exit 0' TERM INT; while :; do sleep 2147483647 & wait $!; done"];
 
-export interface LocalImageSpec {
+interface LocalImageSpec {
   ref: string;
   cmd: string[];
   /** Applets linked into /bin; all of them when undefined. */
@@ -39,8 +41,9 @@ async function findBusybox(): Promise<string> {
     try {
       await readFile(path, { flag: 'r' }).then(() => undefined);
       return path;
-    } catch {
-      // try the next place
+    } catch (error) {
+      // Not there: try the next place.
+      if (errnoCode(error) !== 'ENOENT') throw new Error(`cannot read ${path}`, { cause: error });
     }
   }
   throw new Error('busybox not found: install Debian\'s busybox-static (apt-get install busybox-static)');
@@ -72,8 +75,10 @@ async function imageHash(docker: Docker, ref: string): Promise<string | undefine
   try {
     const info = await docker.getImage(ref).inspect();
     return info.Config?.Labels?.[hashLabel];
-  } catch {
-    return undefined;
+  } catch (error) {
+    // No such image: it is built.
+    if (isNotFound(error)) return undefined;
+    throw error;
   }
 }
 

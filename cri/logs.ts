@@ -8,7 +8,7 @@
  * ("F" is a full line, "P" a partial one continued by the next entry).
  */
 
-export interface LogEntry {
+interface LogEntry {
   /** RFC 3339 timestamp with nanoseconds, as written. */
   time: string;
   stream: 'stdout' | 'stderr';
@@ -26,6 +26,7 @@ export function parseLogLine(line: string): LogEntry | undefined {
       const full = value.log.endsWith('\n');
       return { time: String(value.time ?? ''), stream: value.stream, log: full ? value.log.slice(0, -1) : value.log, full };
     } catch {
+      // Not a json-file log line (torn write at rotation): skipped, as the kubelet's log parser does.
       return undefined;
     }
   }

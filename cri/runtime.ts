@@ -24,7 +24,7 @@ import type { Duplex, Readable, Writable } from 'node:stream';
 
 export type Labels = Record<string, string>;
 
-export interface KeyValue {
+interface KeyValue {
   key: string;
   value: string;
 }
@@ -50,9 +50,9 @@ export interface RuntimeStatus {
 }
 
 /** CRI NamespaceMode: POD (shared by the pod), CONTAINER (own), NODE (host), TARGET. */
-export type NamespaceMode = 'POD' | 'CONTAINER' | 'NODE' | 'TARGET';
+type NamespaceMode = 'POD' | 'CONTAINER' | 'NODE' | 'TARGET';
 
-export interface NamespaceOption {
+interface NamespaceOption {
   network?: NamespaceMode;
   pid?: NamespaceMode;
   ipc?: NamespaceMode;
@@ -84,7 +84,7 @@ export interface PortMapping {
   hostIp?: string;
 }
 
-export interface LinuxSandboxSecurityContext {
+interface LinuxSandboxSecurityContext {
   namespaceOptions?: NamespaceOption;
   runAsUser?: number;
   runAsGroup?: number;
@@ -93,7 +93,7 @@ export interface LinuxSandboxSecurityContext {
   privileged?: boolean;
 }
 
-export interface LinuxPodSandboxConfig {
+interface LinuxPodSandboxConfig {
   cgroupParent?: string;
   securityContext?: LinuxSandboxSecurityContext;
   sysctls?: Record<string, string>;
@@ -111,7 +111,7 @@ export interface PodSandboxConfig {
   linux?: LinuxPodSandboxConfig;
 }
 
-export type PodSandboxState = 'SANDBOX_READY' | 'SANDBOX_NOTREADY';
+type PodSandboxState = 'SANDBOX_READY' | 'SANDBOX_NOTREADY';
 
 export interface PodSandbox {
   id: string;
@@ -123,11 +123,11 @@ export interface PodSandbox {
   runtimeHandler: string;
 }
 
-export interface PodIP {
+interface PodIP {
   ip: string;
 }
 
-export interface PodSandboxNetworkStatus {
+interface PodSandboxNetworkStatus {
   /** Primary pod IP ('' for hostNetwork pods and before the network is set up). */
   ip: string;
   additionalIps: PodIP[];
@@ -176,7 +176,7 @@ export interface Mount {
   propagation?: MountPropagation;
 }
 
-export interface Device {
+interface Device {
   containerPath: string;
   hostPath: string;
   /** cgroup permissions: any of "r", "w", "m". */
@@ -197,12 +197,12 @@ export interface LinuxContainerResources {
   unified?: Record<string, string>;
 }
 
-export interface Capability {
+interface Capability {
   addCapabilities?: string[];
   dropCapabilities?: string[];
 }
 
-export interface LinuxContainerSecurityContext {
+interface LinuxContainerSecurityContext {
   capabilities?: Capability;
   privileged?: boolean;
   namespaceOptions?: NamespaceOption;
@@ -217,7 +217,7 @@ export interface LinuxContainerSecurityContext {
   readonlyPaths?: string[];
 }
 
-export interface LinuxContainerConfig {
+interface LinuxContainerConfig {
   resources?: LinuxContainerResources;
   securityContext?: LinuxContainerSecurityContext;
 }
@@ -329,7 +329,7 @@ export interface StreamSession {
 // ---------------------------------------------------------------------------------------------
 // Stats
 
-export interface FilesystemIdentifier {
+interface FilesystemIdentifier {
   mountpoint: string;
 }
 
@@ -340,14 +340,14 @@ export interface FilesystemUsage {
   inodesUsed?: number;
 }
 
-export interface CpuUsage {
+interface CpuUsage {
   timestamp: number;
   usageCoreNanoSeconds: number;
   /** Average over the interval since the previous sample, when known. */
   usageNanoCores?: number;
 }
 
-export interface MemoryUsage {
+interface MemoryUsage {
   timestamp: number;
   /** usage − inactive_file, as the kubelet/cAdvisor compute it. */
   workingSetBytes: number;
@@ -358,7 +358,7 @@ export interface MemoryUsage {
   majorPageFaults?: number;
 }
 
-export interface ContainerAttributes {
+interface ContainerAttributes {
   id: string;
   metadata: ContainerMetadata;
   labels: Labels;
@@ -419,7 +419,7 @@ export type CriErrorCode =
   | 'Unknown';
 
 /** Container-waiting reasons the kubelet reports for image problems (kubelet images/types.go). */
-export type ImageErrorReason = 'ErrImagePull' | 'ImagePullBackOff' | 'ErrImageNeverPull' | 'InvalidImageName' | 'RegistryUnavailable';
+type ImageErrorReason = 'ErrImagePull' | 'ImagePullBackOff' | 'ErrImageNeverPull' | 'InvalidImageName' | 'RegistryUnavailable';
 
 export interface CriErrorContext {
   code?: CriErrorCode;
@@ -523,7 +523,7 @@ export interface RuntimeService {
   listContainerStats(filter?: ContainerStatsFilter): Promise<ContainerStats[]>;
 }
 
-export interface ImageService {
+interface ImageService {
   listImages(filter?: ImageFilter): Promise<Image[]>;
   /** undefined when the image is not present (CRI returns a nil image). */
   imageStatus(image: ImageSpec): Promise<Image | undefined>;

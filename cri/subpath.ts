@@ -10,8 +10,9 @@
  */
 import { mkdir, realpath } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, sep } from 'node:path';
+import { onErrno } from '../lib/errors.js';
 
-export class SubPathError extends Error {
+class SubPathError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'SubPathError';
@@ -34,15 +35,16 @@ export async function resolveSubPath(volumePath: string, subPath: string): Promi
     const rel = relative(base, path);
     return rel === '' || (!rel.startsWith(`..${sep}`) && rel !== '..' && !isAbsolute(rel));
   };
-  let resolved = await realpath(wanted).catch(() => undefined);
+  // Absent (ENOENT, or a file on the way: ENOTDIR): created below after the ancestor check.
+  let resolved = await realpath(wanted).catch(onErrno(['ENOENT', 'ENOTDIR'], undefined));
   if (resolved === undefined) {
     // Check the deepest existing ancestor before creating anything, so that a symlink on the
     // way cannot make us create directories outside the volume.
     let ancestor = dirname(wanted);
-    let real = await realpath(ancestor).catch(() => undefined);
+    let real = await realpath(ancestor).catch(onErrno(['ENOENT', 'ENOTDIR'], undefined));
     while (real === undefined && ancestor !== base && ancestor !== dirname(ancestor)) {
       ancestor = dirname(ancestor);
-      real = await realpath(ancestor).catch(() => undefined);
+      real = await realpath(ancestor).catch(onErrno(['ENOENT', 'ENOTDIR'], undefined));
     }
     if (real === undefined || !within(real)) throw new SubPathError(`subPath "${subPath}" resolves outside its volume`);
     await mkdir(wanted, { recursive: true, mode: 0o750 }).catch((error: unknown) => {

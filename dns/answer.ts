@@ -18,7 +18,7 @@ import { isIPv4 } from 'node:net';
 import type { Answer } from 'dns-packet';
 import type { ClusterIndex, ClusterRecord } from './records.js';
 
-export const schemaVersion = '1.1.0';
+const schemaVersion = '1.1.0';
 
 export type Rcode = 'NOERROR' | 'FORMERR' | 'SERVFAIL' | 'NXDOMAIN' | 'NOTIMP' | 'REFUSED';
 
@@ -31,9 +31,9 @@ export interface LocalAnswer {
   chase?: string;
 }
 
-export type Resolution = LocalAnswer | { kind: 'forward' };
+type Resolution = LocalAnswer | { kind: 'forward' };
 
-export interface QuestionIn {
+interface QuestionIn {
   name: string;
   type: string;
   class?: string;
@@ -46,7 +46,7 @@ export const inZone = (name: string, zone: string) => name === zone || name.ends
 
 const isReverse = (name: string) => name.endsWith('.in-addr.arpa') || name.endsWith('.ip6.arpa') || name === 'in-addr.arpa' || name === 'ip6.arpa';
 
-export function soaRecord(index: ClusterIndex): Answer {
+function soaRecord(index: ClusterIndex): Answer {
   return {
     name: index.zone,
     type: 'SOA',

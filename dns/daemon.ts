@@ -25,7 +25,7 @@ import { ClusterIndex } from './records.js';
 import type { Upstream } from './resolv-conf.js';
 import { DnsServer } from './server.js';
 
-export interface DnsDaemonOptions {
+interface DnsDaemonOptions {
   kubeConfig: KubeConfig;
   log: Logger;
   nodeName: string;

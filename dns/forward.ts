@@ -17,7 +17,7 @@ import type { Rcode } from './answer.js';
 import type { CachedAnswer } from './cache.js';
 import type { Upstream } from './resolv-conf.js';
 
-export const upstreamUdpSize = 1232;
+const upstreamUdpSize = 1232;
 const maxTcpMessage = 65535;
 
 export class ForwardBusyError extends Error {

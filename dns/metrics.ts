@@ -11,7 +11,7 @@ import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client
 import { close, listen } from '../proxy/health.js';
 
 const commonTypes = new Set(['A', 'AAAA', 'CNAME', 'MX', 'NS', 'PTR', 'SOA', 'SRV', 'TXT', 'ANY', 'HTTPS', 'SVCB', 'NAPTR', 'CAA', 'DS', 'DNSKEY']);
-export interface RequestLabels {
+interface RequestLabels {
   server: string;
   zone: string;
   proto: string;

@@ -16,13 +16,13 @@
 import { CoreV1Api, DiscoveryV1Api, type KubeConfig, type V1EndpointSlice, type V1Service } from '@kubernetes/client-node';
 import type { Logger } from '../lib/log.js';
 
-export const dnsServiceName = 'kube-dns';
-export const dnsNamespace = 'kube-system';
-export const managedBy = 'knode-dns';
+const dnsServiceName = 'kube-dns';
+const dnsNamespace = 'kube-system';
+const managedBy = 'knode-dns';
 
 const codeOf = (error: unknown) => (error as { code?: unknown }).code;
 
-export function dnsService(clusterIP: string): V1Service {
+function dnsService(clusterIP: string): V1Service {
   return {
     apiVersion: 'v1',
     kind: 'Service',
@@ -38,7 +38,7 @@ export function dnsService(clusterIP: string): V1Service {
   };
 }
 
-export function nodeSlice(nodeName: string, address: string, port: number): V1EndpointSlice {
+function nodeSlice(nodeName: string, address: string, port: number): V1EndpointSlice {
   return {
     apiVersion: 'discovery.k8s.io/v1',
     kind: 'EndpointSlice',

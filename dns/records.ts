@@ -42,7 +42,7 @@ export function reverseName(address: string): string | undefined {
 }
 
 /** CoreDNS's name for an endpoint without a hostname: its address with dashes. */
-export function dashed(address: string): string {
+function dashed(address: string): string {
   return address.replace(/[.:]/g, '-');
 }
 
@@ -53,7 +53,7 @@ const addressRecord = (name: string, ip: string, ttl: number): ClusterRecord | u
 const validLabel = (label: string) => label.length > 0 && label.length <= 63 && !label.includes('.');
 
 /** The records one Service (with its slices) contributes. Pure. */
-export function serviceRecords(service: V1Service, slices: V1EndpointSlice[], zone: string, ttl: number): ClusterRecord[] {
+function serviceRecords(service: V1Service, slices: V1EndpointSlice[], zone: string, ttl: number): ClusterRecord[] {
   const name = service.metadata?.name ?? '';
   const namespace = service.metadata?.namespace ?? 'default';
   if (!validLabel(name) || !validLabel(namespace)) return [];

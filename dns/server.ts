@@ -30,7 +30,7 @@ const ourUdpSize = 1232;
 const QR = 1 << 15;
 const OPCODE_MASK = 0x7800;
 
-export interface DnsServerOptions {
+interface DnsServerOptions {
   index: ClusterIndex;
   synced: () => boolean;
   forwarder: Forwarder;

@@ -10,7 +10,7 @@
 import { readFile, access } from 'node:fs/promises';
 import { join } from 'node:path';
 
-export type CgroupVersion = 1 | 2;
+type CgroupVersion = 1 | 2;
 
 export interface CgroupLayout {
   version: CgroupVersion;
@@ -24,6 +24,7 @@ export async function detectCgroupLayout(base = '/sys/fs/cgroup'): Promise<Cgrou
     await access(join(base, 'cgroup.controllers'));
     return { version: 2, memoryRoot: base };
   } catch {
+    // Not v2 (no unified cgroup.controllers): then v1's memory controller must be there.
     await access(join(base, 'memory', 'memory.usage_in_bytes')).catch((error: unknown) => {
       throw new Error(`no cgroup memory controller under ${base} (neither v2 cgroup.controllers nor v1 memory/)`, { cause: error });
     });
@@ -38,7 +39,7 @@ async function readNumber(path: string): Promise<number> {
   return value;
 }
 
-export async function readKeyedFile(path: string): Promise<Map<string, number>> {
+async function readKeyedFile(path: string): Promise<Map<string, number>> {
   const result = new Map<string, number>();
   for (const line of (await readFile(path, 'utf8')).split('\n')) {
     const [key, value] = line.trim().split(/\s+/);
@@ -48,12 +49,12 @@ export async function readKeyedFile(path: string): Promise<Map<string, number>> 
 }
 
 /** /proc/meminfo in bytes (values are in kB). */
-export async function readMeminfo(path = '/proc/meminfo'): Promise<Map<string, number>> {
+async function readMeminfo(path = '/proc/meminfo'): Promise<Map<string, number>> {
   const raw = await readKeyedFile(path);
   return new Map([...raw].map(([key, kb]) => [key, kb * 1024]));
 }
 
-export interface MemoryReading {
+interface MemoryReading {
   usage: number;
   inactiveFile: number;
   workingSet: number;

@@ -45,7 +45,7 @@ export interface ImageRecord {
   pinned: boolean;
 }
 
-export interface ImageGCPolicy {
+interface ImageGCPolicy {
   highThresholdPercent: number;
   lowThresholdPercent: number;
   minAgeMs: number;
@@ -105,7 +105,7 @@ export function bytesToFree(capacity: number, available: number, policy: ImageGC
   return Math.max(0, Math.trunc((capacity * (100 - policy.lowThresholdPercent)) / 100) - avail);
 }
 
-export interface GCResult {
+interface GCResult {
   removed: string[];
   freedBytes: number;
   wantedBytes: number;

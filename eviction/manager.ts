@@ -71,7 +71,7 @@ export function evictionConfigFromKubelet(config: KubeletConfiguration, housekee
   };
 }
 
-export interface EvictionManagerDeps {
+interface EvictionManagerDeps {
   observations: ObservationSource & { observeMemory?(): Promise<SignalObservation> };
   podStats: PodStatsSource;
   activePods: ActivePodsSource;
@@ -83,7 +83,7 @@ export interface EvictionManagerDeps {
   logger?: Logger;
 }
 
-export interface SyncResult {
+interface SyncResult {
   conditions: Set<PressureCondition>;
   actionable: Threshold[];
   observations: Observations;

@@ -24,7 +24,7 @@ const texts: Record<PressureCondition, { true: [string, string]; false: [string,
   },
 };
 
-export const pressureConditionTypes: readonly PressureCondition[] = ['MemoryPressure', 'DiskPressure', 'PIDPressure'];
+const pressureConditionTypes: readonly PressureCondition[] = ['MemoryPressure', 'DiskPressure', 'PIDPressure'];
 
 /** The three pressure conditions for node status, carrying transition times over from `previous`. */
 export function pressureNodeConditions(active: ReadonlySet<PressureCondition>, previous: readonly V1NodeCondition[], now: Date): V1NodeCondition[] {

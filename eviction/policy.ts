@@ -36,7 +36,7 @@ export interface EvictionState {
 
 export const initialEvictionState = (): EvictionState => ({ thresholdsMet: [], thresholdsFirstObservedAt: new Map(), conditionsLastObservedAt: new Map() });
 
-export interface Evaluation {
+interface Evaluation {
   state: EvictionState;
   /** Node conditions to report (held for the transition period). */
   conditions: Set<PressureCondition>;
@@ -70,7 +70,7 @@ export function formatAmount(amount: number, resource: StarvedResource): string 
   return `${value}${suffixes[index]}`;
 }
 
-export interface EvictionMessage {
+interface EvictionMessage {
   message: string;
   annotations: Record<string, string>;
 }
@@ -112,7 +112,7 @@ export function evictionMessage(pod: V1Pod, threshold: Threshold, observations: 
 }
 
 /** kubelet immediateEvictionGracePeriodSeconds: hard evictions get 1 s (docs say "0s"; the code passes 1). */
-export const immediateEvictionGracePeriodSeconds = 1;
+const immediateEvictionGracePeriodSeconds = 1;
 
 /** Grace period: hard → immediate; soft → min(evictionMaxPodGracePeriod, pod's terminationGracePeriodSeconds). */
 export function evictionGracePeriod(pod: V1Pod, threshold: Threshold, maxPodGracePeriodSeconds: number): number {
@@ -129,7 +129,7 @@ export interface EvictionDecision {
   event: EvictionEvent;
 }
 
-export interface ChooseInput {
+interface ChooseInput {
   pods: readonly V1Pod[];
   usage: PodUsageMap;
   threshold: Threshold;

@@ -14,7 +14,7 @@ import { podRequest } from '../lib/k8s/resources.js';
 import type { PodUsage, PodUsageMap, Signal, StarvedResource } from './types.js';
 
 /** Which disk stats count for a signal (kubelet fsStatsType: root, logs, localVolumeSource). */
-export type FsStat = 'root' | 'logs' | 'localVolume';
+type FsStat = 'root' | 'logs' | 'localVolume';
 
 export function fsStatsToMeasure(signal: Signal, dedicatedImageFs: boolean): FsStat[] {
   if (!dedicatedImageFs) return ['root', 'logs', 'localVolume'];
@@ -70,7 +70,7 @@ function orderedBy(...cmps: Cmp[]): Cmp {
   };
 }
 
-export interface RankInput {
+interface RankInput {
   signal: Signal;
   resource: StarvedResource;
   usage: PodUsageMap;

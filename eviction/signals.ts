@@ -15,7 +15,7 @@ import { detectCgroupLayout, readWorkingSet, type CgroupLayout } from './cgroup-
 import type { ObservationSource, Observations, SignalObservation } from './types.js';
 import { systemClock, type Clock } from '../lib/clock.js';
 
-export interface FsReading {
+interface FsReading {
   capacityBytes: number;
   availableBytes: number;
   inodes: number;
@@ -31,7 +31,7 @@ export async function readFsStats(path: string): Promise<FsReading> {
   }
 }
 
-export interface PidReading {
+interface PidReading {
   maxPid: number;
   running: number;
 }
@@ -44,7 +44,7 @@ export async function readPidStats(procRoot = '/proc'): Promise<PidReading> {
   return { maxPid: Number.isFinite(threadsMax) && threadsMax > 0 ? Math.min(pidMax, threadsMax) : pidMax, running: total };
 }
 
-export interface NodeSignalsOptions {
+interface NodeSignalsOptions {
   /** nodefs: the kubelet root dir (--root-dir, /var/lib/kubelet), which holds pod volumes and logs. */
   rootDir: string;
   /** imagefs: the container runtime's data root (Docker: `docker info` DockerRootDir). */

@@ -17,7 +17,7 @@ type EvictionConfig = Pick<
   'evictionHard' | 'evictionSoft' | 'evictionSoftGracePeriod' | 'evictionMinimumReclaim'
 >;
 
-export const signalToCondition: Record<Signal, PressureCondition> = {
+const signalToCondition: Record<Signal, PressureCondition> = {
   'memory.available': 'MemoryPressure',
   'nodefs.available': 'DiskPressure',
   'nodefs.inodesFree': 'DiskPressure',
@@ -101,7 +101,7 @@ export function resolveValue(value: ThresholdValue, capacity: number): number {
 }
 
 /** The amount below which the threshold is met, plus minimum reclaim when enforced. */
-export function thresholdQuantity(threshold: Threshold, capacity: number, enforceMinReclaim: boolean): number {
+function thresholdQuantity(threshold: Threshold, capacity: number, enforceMinReclaim: boolean): number {
   const base = resolveValue(threshold.value, capacity);
   if (!enforceMinReclaim || !threshold.minReclaim) return base;
   return base + resolveValue(threshold.minReclaim, capacity);
@@ -116,7 +116,7 @@ export function thresholdsMet(thresholds: readonly Threshold[], observations: Ob
   });
 }
 
-export const thresholdKey = (threshold: Threshold): string => `${threshold.signal}/${threshold.hard ? 'hard' : 'soft'}`;
+const thresholdKey = (threshold: Threshold): string => `${threshold.signal}/${threshold.hard ? 'hard' : 'soft'}`;
 
 /** Union of two threshold lists without duplicates (mergeThresholds). */
 export function mergeThresholds(a: readonly Threshold[], b: readonly Threshold[]): Threshold[] {

@@ -15,7 +15,7 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from './log.js';
 
-export interface ApiFailoverOptions {
+interface ApiFailoverOptions {
   /** host:port of each API server, in order of preference. */
   targets: { host: string; port: number }[];
   dialTimeoutMs?: number;
@@ -24,7 +24,7 @@ export interface ApiFailoverOptions {
   log?: Logger;
 }
 
-export interface ApiFailover {
+interface ApiFailover {
   /** The loopback port the forwarder listens on. */
   port: number;
   /** Index in `targets` of the server new connections go to first. */

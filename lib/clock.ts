@@ -19,7 +19,7 @@ export interface Clock {
 }
 
 /** The wall clock. Timers are unref'd: no component is kept alive by a timer alone. */
-export class RealClock implements Clock {
+class RealClock implements Clock {
   private nextId = 1;
   private readonly timers = new Map<number, NodeJS.Timeout>();
 

@@ -20,3 +20,23 @@ export function describeError(error: unknown): string {
   }
   return parts.join(': ');
 }
+
+/** The errno code (ENOENT, ESRCH, EBUSY …) of a Node system error; undefined for anything else. */
+export function errnoCode(error: unknown): string | undefined {
+  if (!(error instanceof Error)) return undefined;
+  const code = (error as NodeJS.ErrnoException).code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/**
+ * A rejection handler for an expected failure: `value` when the error is a system error with one
+ * of `codes` (ENOENT: an optional file that is absent; EBUSY …), anything else is rethrown, so an
+ * unexpected failure still reaches the code that logs it.
+ */
+export function onErrno<T>(codes: readonly string[], value: T): (error: unknown) => T {
+  return (error) => {
+    const code = errnoCode(error);
+    if (code !== undefined && codes.includes(code)) return value;
+    throw error;
+  };
+}

@@ -71,6 +71,7 @@ export function commandOnPath(command: string, path = process.env.PATH ?? ''): b
       accessSync(join(dir, command), constants.X_OK);
       return true;
     } catch {
+      // Not there or not executable (accessSync's only failure): look in the next PATH entry.
       return false;
     }
   });

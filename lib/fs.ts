@@ -7,7 +7,7 @@
 import { closeSync, fchmodSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 
-export interface AtomicWriteOptions {
+interface AtomicWriteOptions {
   mode?: number;
   /** fsync the file and its directory before returning. */
   durable?: boolean;

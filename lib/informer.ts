@@ -48,17 +48,17 @@ export class RetryBackoff {
   }
 }
 
-export interface ListResult<T> {
+interface ListResult<T> {
   metadata?: { resourceVersion?: string };
   items: T[];
 }
 
-export interface Selectors {
+interface Selectors {
   fieldSelector?: string;
   labelSelector?: string;
 }
 
-export interface InformerHandlers<T> {
+interface InformerHandlers<T> {
   /** A new object (from the first list, a relist or the watch). */
   onAdd?(object: T): void;
   /** An object whose resourceVersion changed. */

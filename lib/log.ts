@@ -1,4 +1,5 @@
 import { pino, type Logger, type LevelWithSilent } from 'pino';
+import { ConfigError } from './errors.js';
 
 export type { Logger } from 'pino';
 
@@ -20,4 +21,15 @@ export function resolveLogLevel(flag?: string, env: NodeJS.ProcessEnv = process.
 export function createLogger(component: string, level?: string, destination: number | NodeJS.WritableStream = 2): Logger {
   const stream = typeof destination === 'number' ? pino.destination({ fd: destination, sync: true }) : destination;
   return pino({ level: resolveLogLevel(level), base: { component }, timestamp: pino.stdTimeFunctions.isoTime }, stream);
+}
+
+/**
+ * klog verbosity (the kubelet's and kube-proxy's --v) → pino level. klog: 0–2 are the normal
+ * operating levels (2 is the recommended default), 3–4 extended/debug, 5+ trace-level detail
+ * (https://github.com/kubernetes/community/blob/master/contributors/devel/sig-instrumentation/logging.md).
+ */
+export function klogLevel(text: string): 'info' | 'debug' | 'trace' {
+  if (!/^\d{1,3}$/.test(text)) throw new ConfigError(`flag --v: "${text}" is not a verbosity number (0-10)`);
+  const v = Number(text);
+  return v <= 2 ? 'info' : v <= 4 ? 'debug' : 'trace';
 }

@@ -68,12 +68,37 @@ export function parseThresholdValue(text: string): ThresholdValue {
   return { quantity: parseNonNegativeQuantity(trimmed) };
 }
 
-/** Formats bytes in the largest binary unit that keeps an integer ("104857600" → "100Mi"). */
-export function formatBytes(bytes: number): string {
-  const units = ['Ei', 'Pi', 'Ti', 'Gi', 'Mi', 'Ki'];
-  for (const unit of units) {
-    const size = binarySI[unit]!;
-    if (bytes !== 0 && bytes % size === 0) return `${bytes / size}${unit}`;
+const decimalSuffixes = ['n', 'u', 'm', '', 'k', 'M', 'G', 'T', 'P', 'E'];
+
+/** `value` × 1000^(index − 3) with the largest suffix that keeps it whole (apimachinery's canonical DecimalSI). */
+function decimalQuantity(value: bigint, index: number): string {
+  if (value === 0n) return '0';
+  while (index < decimalSuffixes.length - 1 && value % 1000n === 0n) {
+    value /= 1000n;
+    index++;
   }
-  return String(Math.round(bytes));
+  return `${value}${decimalSuffixes[index]}`;
+}
+
+/** A quantity of nano-units (CPU in nano-cores) in canonical DecimalSI form: 123456n, 5m, 2. */
+export function formatNanoQuantity(nano: number): string {
+  return decimalQuantity(BigInt(Math.max(0, Math.floor(nano))), 0);
+}
+
+/**
+ * Bytes as a BinarySI quantity in canonical form, as resource.Quantity.String() prints it: the
+ * largest binary unit that keeps an integer ("104857600" → "100Mi"); below 1024 or not a
+ * multiple of 1024, decimal ("1000", "12345k").
+ */
+export function formatBytes(bytes: number): string {
+  let value = BigInt(Math.max(0, Math.round(bytes)));
+  if (value < 1024n) return `${value}`;
+  if (value % 1024n !== 0n) return decimalQuantity(value, 3);
+  const units = ['', 'Ki', 'Mi', 'Gi', 'Ti', 'Pi', 'Ei'];
+  let index = 0;
+  while (index < units.length - 1 && value % 1024n === 0n) {
+    value /= 1024n;
+    index++;
+  }
+  return `${value}${units[index]}`;
 }

@@ -12,7 +12,7 @@ import { cleanupCniPlugin } from '../cni/cleanup.js';
 import { cniSocketFor } from './daemon.js';
 import { removeOverlayMasq } from './masq.js';
 
-export interface OverlayCleanupOptions {
+interface OverlayCleanupOptions {
   /** The VXLAN network identifier of net-conf.json (device flannel.<VNI>); default 1. */
   vni?: number;
   subnetFile: string;

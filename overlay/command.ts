@@ -3,6 +3,8 @@ import { optionalString, requireKubeconfig, type Runner } from '../lib/command-o
 import { loadKubeconfig } from '../lib/config/kubeconfig.js';
 import { loadNetConf } from '../lib/config/netconf.js';
 import { notifyReady } from '../lib/sd-notify.js';
+import { netConfUnimplemented } from '../lib/config/support-netconf.js';
+import { warnUnimplemented } from '../lib/config/support.js';
 import { cleanupOverlay } from './cleanup.js';
 import { OverlayDaemon } from './daemon.js';
 
@@ -19,6 +21,7 @@ export const run: Runner = async (options, log) => {
   }
   const kubeconfigFile = requireKubeconfig(options);
   const netConf = loadNetConf(netConfFile);
+  warnUnimplemented(log, 'net-conf.json', netConfUnimplemented(netConf));
   const daemon = new OverlayDaemon({
     kubeconfig: await loadKubeconfig(kubeconfigFile),
     netConf,

@@ -23,7 +23,7 @@ import { writeFileAtomic } from '../lib/fs.js';
 import { desiredPeers, leaseFromNode, ownAnnotations, planPeers, sameL2, subnetEnvText, vtepAddress, vxlanMtu, type NodeView, type Peer } from './policy.js';
 import { addDirectPeer, addVxlanPeer, ensureVxlan, findUnderlay, readVxlanEntries, removeDirectPeer, removeVxlanPeer, type Underlay } from './vxlan.js';
 
-export interface OverlayOptions {
+interface OverlayOptions {
   kubeconfig: KubeConfig;
   netConf: NetConf;
   nodeName?: string;
@@ -74,7 +74,7 @@ export class OverlayDaemon {
   async start(): Promise<void> {
     const { netConf, log } = this.options;
     const self = await this.waitForLease();
-    const subnet = leaseFromNode(self, netConf.Network);
+    const subnet = leaseFromNode(self, netConf.Network, netConf);
     this.underlay = await findUnderlay(this.ip, this.options.iface);
     this.device = `flannel.${netConf.Backend.VNI}`;
     const mtu = vxlanMtu(this.underlay.mtu, netConf.Backend.MTU);

@@ -6,10 +6,10 @@
  */
 import type { Iptables, JumpRule } from '../lib/netfilter/iptables.js';
 
-export const masqChainName = 'KNODE-OVERLAY-POSTRTG';
+const masqChainName = 'KNODE-OVERLAY-POSTRTG';
 
 /** The POSTROUTING rule that sends traffic into our chain. */
-export const masqJump: JumpRule = { table: 'nat', chain: 'POSTROUTING', args: ['-m', 'comment', '--comment', 'knode overlay masquerade', '-j', masqChainName] };
+const masqJump: JumpRule = { table: 'nat', chain: 'POSTROUTING', args: ['-m', 'comment', '--comment', 'knode overlay masquerade', '-j', masqChainName] };
 
 /** The chain's rules for a node (pure). */
 export function overlayMasqRules(network: string, subnet: string): string[] {

@@ -8,7 +8,7 @@
 import ipaddr from 'ipaddr.js';
 import { canonicalCIDR, cidrContains, isValidCIDR, isValidIP } from '../lib/net.js';
 
-export const annotationPrefix = 'flannel.alpha.coreos.com';
+const annotationPrefix = 'flannel.alpha.coreos.com';
 export const annotations = {
   backendType: `${annotationPrefix}/backend-type`,
   backendData: `${annotationPrefix}/backend-data`,
@@ -33,11 +33,25 @@ export interface Peer {
 }
 
 /** The node's lease: its podCIDR, checked against Network. Throws with a clear message. */
-export function leaseFromNode(node: NodeView, network: string): string {
+/** An IPv4 address as a number (for range comparisons). */
+const ipv4Number = (address: string): number => ipaddr.IPv4.parse(address).toByteArray().reduce((n, byte) => n * 256 + byte, 0);
+
+/**
+ * The lease is the node's podCIDR (the control plane's node IPAM allocates it, as flannel's kube
+ * subnet manager takes spec.podCIDR). net-conf's SubnetMin/SubnetMax bound what this overlay
+ * accepts: a podCIDR outside [SubnetMin, SubnetMax] is refused with a clear error, as flannel's
+ * own allocator never hands out a subnet outside them.
+ */
+export function leaseFromNode(node: NodeView, network: string, bounds: { SubnetMin?: string | undefined; SubnetMax?: string | undefined } = {}): string {
   if (!node.podCIDR) throw new Error(`node "${node.name}" has no spec.podCIDR yet`);
   if (!isValidCIDR(node.podCIDR)) throw new Error(`node "${node.name}" has an invalid podCIDR "${node.podCIDR}"`);
   const subnet = canonicalCIDR(node.podCIDR);
   if (!cidrContains(network, subnet)) throw new Error(`node "${node.name}" podCIDR ${subnet} is not inside the Network ${network}`);
+  if (subnet.includes('.')) {
+    const start = ipv4Number(subnet.split('/')[0]!);
+    if (bounds.SubnetMin && start < ipv4Number(bounds.SubnetMin)) throw new Error(`node "${node.name}" podCIDR ${subnet} is below net-conf SubnetMin ${bounds.SubnetMin}`);
+    if (bounds.SubnetMax && start > ipv4Number(bounds.SubnetMax)) throw new Error(`node "${node.name}" podCIDR ${subnet} is above net-conf SubnetMax ${bounds.SubnetMax}`);
+  }
   return subnet;
 }
 
@@ -78,7 +92,7 @@ export function desiredPeers(nodes: NodeView[], self: string, network: string, v
     .sort((a, b) => a.subnet.localeCompare(b.subnet));
 }
 
-export const peerKey = (peer: Peer) => `${peer.subnet}|${peer.publicIp}|${peer.vtepMac}`;
+const peerKey = (peer: Peer) => `${peer.subnet}|${peer.publicIp}|${peer.vtepMac}`;
 
 /** What changes: peers whose entries must be (re)written and subnets whose entries must go. */
 export function planPeers(programmed: ReadonlyMap<string, Peer>, desired: Peer[]): { add: Peer[]; remove: Peer[] } {

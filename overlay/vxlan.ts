@@ -59,7 +59,7 @@ export async function findUnderlay(ip: IpRunner, iface?: string): Promise<Underl
   return { dev, ip: inet.local, cidr: `${inet.local}/${inet.prefixlen}`, mtu: link.mtu };
 }
 
-export interface VxlanSpec {
+interface VxlanSpec {
   name: string;
   vni: number;
   port: number;
@@ -135,7 +135,7 @@ export async function removeDirectPeer(ip: IpRunner, underlay: Underlay, subnet:
   await cmd(ip, ['ip', 'route', 'del', subnet, 'dev', underlay.dev], true);
 }
 
-export interface KernelEntries {
+interface KernelEntries {
   routes: string[];
   neighbours: { ip: string; mac: string }[];
   fdb: { mac: string; dst: string }[];

@@ -12,7 +12,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import type { ProbeOutcome } from './types.js';
 
 /** grpc/health/v1/health.proto, as protobuf.js JSON. */
-export const healthProtoJson = {
+const healthProtoJson = {
   nested: {
     grpc: {
       nested: {
@@ -40,14 +40,14 @@ export const healthProtoJson = {
   },
 };
 
-export interface HealthCheckResponse {
+interface HealthCheckResponse {
   status: 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
 }
 
 let definition: protoLoader.PackageDefinition | undefined;
 
 /** The loaded grpc.health.v1 package definition (enums as strings, defaults filled in). */
-export function healthPackageDefinition(): protoLoader.PackageDefinition {
+function healthPackageDefinition(): protoLoader.PackageDefinition {
   definition ??= protoLoader.fromJSON(healthProtoJson as unknown as Parameters<typeof protoLoader.fromJSON>[0], { enums: String, defaults: true, keepCase: true });
   return definition;
 }

@@ -20,7 +20,7 @@ import type { ProbeOutcome } from './types.js';
 export const maxResponseBodyBytes = 10 * 1024;
 const maxRedirects = 10;
 
-export interface HttpProbeRequest {
+interface HttpProbeRequest {
   scheme: 'HTTP' | 'HTTPS';
   host: string;
   port: number;

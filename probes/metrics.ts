@@ -8,7 +8,7 @@ import { Counter, Histogram, type Registry } from 'prom-client';
 import type { ProbeTarget, ProbeType } from './types.js';
 import { probeTypeLabel } from './types.js';
 
-export type MetricResult = 'successful' | 'failed' | 'unknown';
+type MetricResult = 'successful' | 'failed' | 'unknown';
 
 type Labels = 'probe_type' | 'container' | 'pod' | 'namespace';
 

@@ -30,7 +30,7 @@ export interface WorkerState {
 export const initialWorkerState: WorkerState = { containerId: '', lastResult: 'unknown', resultRun: 0, onHold: false };
 
 /** The initial cached value for a new container (kubelet newWorker). */
-export function initialResult(type: ProbeType): ProbeResult {
+function initialResult(type: ProbeType): ProbeResult {
   return type === 'readiness' ? 'failure' : type === 'liveness' ? 'success' : 'unknown';
 }
 
@@ -47,7 +47,7 @@ export interface ContainerObservation {
   nowMs: number;
 }
 
-export interface BeforeProbe {
+interface BeforeProbe {
   state: WorkerState;
   /** 'probe' runs the prober now; 'wait' keeps the worker for the next tick; 'stop' ends it. */
   action: 'probe' | 'wait' | 'stop';
@@ -82,7 +82,7 @@ export function beforeProbe(state: WorkerState, type: ProbeType, spec: ProbeSpec
   return out('probe');
 }
 
-export interface AfterProbe {
+interface AfterProbe {
   state: WorkerState;
   set?: ProbeResult;
   kill: boolean;

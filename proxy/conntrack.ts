@@ -13,7 +13,7 @@
 import { run } from '../lib/exec.js';
 import { categorizeEndpoints, type ServicePort } from './model.js';
 
-export type ConntrackAction =
+type ConntrackAction =
   | { kind: 'nat'; serviceIP: string; endpointIP: string }
   | { kind: 'nodeport-nat'; nodePort: number; endpointIP: string }
   | { kind: 'service-ip'; serviceIP: string }

@@ -25,8 +25,9 @@ import { ipvsKernelSupport, ipvsStartError } from './ipvs-check.js';
 import { cleanupOtherMode } from './leftovers.js';
 import { NftablesProxier } from './nftables/proxier.js';
 import { NftSocket } from '../lib/netfilter/nftables/socket.js';
+import { localIPv4AddressesIn } from '../lib/net.js';
 
-export interface ProxyDaemonOptions {
+interface ProxyDaemonOptions {
   config: KubeProxyConfiguration;
   mode: 'iptables' | 'ipvs' | 'nftables';
   kubeConfig: KubeConfig;
@@ -71,10 +72,10 @@ export class ProxyDaemon {
     await cleanupOtherMode(this.options.mode, new CommandIptables(backend), log, this.nft).catch((error: unknown) => {
       log.warn({ err: error }, 'leftovers of the other proxy mode could not all be removed');
     });
-    if (this.options.mode === 'nftables' && config.nodePortAddresses.length > 0) {
-      // Not honoured yet: NodePorts answer on every local address (fib daddr type local).
-      log.warn({ nodePortAddresses: config.nodePortAddresses }, 'nodePortAddresses is accepted but not implemented in nftables mode: NodePorts answer on every local address');
-    }
+    // nodePortAddresses: CIDRs whose local addresses accept NodePorts; "primary" (kube-proxy: the
+    // node's primary IPs) is treated as every local address here, in all modes.
+    const nodePortCIDRs = config.nodePortAddresses.filter((cidr) => cidr !== 'primary');
+    if (config.nodePortAddresses.includes('primary')) log.warn('nodePortAddresses "primary" is not implemented: NodePorts answer on the addresses of the other entries, or every local address');
     const proxier: { sync(): Promise<unknown> } =
       this.options.mode === 'nftables' && this.nft
         ? new NftablesProxier({
@@ -82,7 +83,8 @@ export class ProxyDaemon {
             conntrack: new ConntrackTool(),
             tracker: this.tracker,
             nodeName: this.options.nodeName,
-            rules: { clusterCIDRs, masqueradeAll: config.nftables.masqueradeAll, masqueradeBit: config.nftables.masqueradeBit },
+            rules: { clusterCIDRs, masqueradeAll: config.nftables.masqueradeAll, masqueradeBit: config.nftables.masqueradeBit, nodePortIPsOnly: nodePortCIDRs.length > 0 },
+            nodePortIPs: () => localIPv4AddressesIn(nodePortCIDRs),
             syncPeriodMs: config.nftables.syncPeriod,
             metrics: this.metrics,
             log,
@@ -113,7 +115,8 @@ export class ProxyDaemon {
               clusterCIDRs,
               masqueradeAll: config.iptables.masqueradeAll,
               masqueradeBit: config.iptables.masqueradeBit,
-              nodePortAddresses: config.nodePortAddresses.filter((cidr) => cidr !== 'primary'),
+              nodePortAddresses: nodePortCIDRs,
+              localhostNodePorts: config.iptables.localhostNodePorts,
             },
             syncPeriodMs: config.iptables.syncPeriod,
             metrics: this.metrics,

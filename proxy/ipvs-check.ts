@@ -5,7 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 
-export interface IpvsSupport {
+interface IpvsSupport {
   kernel: boolean;
   reason?: string;
 }

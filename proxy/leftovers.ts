@@ -37,7 +37,7 @@ export function iptablesModeLeftovers(saves: readonly string[]): string[] {
   return [...found].sort();
 }
 
-export interface IpvsHostState {
+interface IpvsHostState {
   /** kube-ipvs0 exists. */
   dummy: boolean;
   /** Names of the ipset sets in the namespace. */

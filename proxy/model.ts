@@ -51,7 +51,7 @@ export interface ServicePort {
   endpoints: readonly Endpoint[];
 }
 
-export interface SkippedObject {
+interface SkippedObject {
   object: string;
   reason: string;
 }
@@ -66,7 +66,7 @@ const protocols: readonly string[] = ['TCP', 'UDP', 'SCTP'];
 
 export const serviceNameLabel = 'kubernetes.io/service-name';
 
-export function servicePortName(namespace: string, name: string, portName: string): string {
+function servicePortName(namespace: string, name: string, portName: string): string {
   return `${namespace}/${name}${portName ? `:${portName}` : ''}`;
 }
 
@@ -98,7 +98,7 @@ function sourceRanges(ranges: readonly string[]): string[] {
   return [...result].sort();
 }
 
-export function servicePorts(service: V1Service): ServiceParse {
+function servicePorts(service: V1Service): ServiceParse {
   const namespace = service.metadata?.namespace ?? 'default';
   const name = service.metadata?.name ?? '';
   const object = `Service ${namespace}/${name}`;
@@ -272,7 +272,7 @@ function usable(endpoints: readonly Endpoint[]): Endpoint[] {
   return endpoints.filter((endpoint) => endpoint.serving && endpoint.terminating);
 }
 
-export interface CategorizedEndpoints {
+interface CategorizedEndpoints {
   /** Every usable endpoint, on any node. */
   all: Endpoint[];
   /** Where traffic to the cluster IP goes (all usable, or local ones with internalTrafficPolicy Local). */

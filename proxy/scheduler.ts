@@ -6,14 +6,14 @@
  */
 import { systemClock, type Clock, type TimerHandle } from '../lib/clock.js';
 
-export interface SchedulerState {
+interface SchedulerState {
   /** When the last sync started (ms), or undefined before the first one. */
   lastSyncAt?: number;
   /** A change arrived since the last sync started. */
   dirty: boolean;
 }
 
-export interface SyncPeriods {
+interface SyncPeriods {
   minSyncPeriodMs: number;
   syncPeriodMs: number;
 }

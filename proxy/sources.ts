@@ -15,7 +15,7 @@ export interface ApiSources {
 }
 
 /** What the informers feed: the proxy's ChangeTracker, or the cluster DNS's record index (dns/). */
-export type SourceSink = Pick<ChangeTracker, 'upsertService' | 'deleteService' | 'upsertSlice' | 'deleteSlice'>;
+type SourceSink = Pick<ChangeTracker, 'upsertService' | 'deleteService' | 'upsertSlice' | 'deleteSlice'>;
 
 /** Informers for all Services and EndpointSlices, feeding the tracker. */
 export function apiSources(kubeConfig: KubeConfig, tracker: SourceSink, log: Logger): ApiSources {

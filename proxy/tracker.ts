@@ -11,7 +11,7 @@ const triggerAnnotation = 'endpoints.kubernetes.io/last-change-trigger-time';
 
 const objectKey = (object: { metadata?: { namespace?: string; name?: string } }) => `${object.metadata?.namespace ?? 'default'}/${object.metadata?.name ?? ''}`;
 
-export interface TrackerSnapshot {
+interface TrackerSnapshot {
   services: V1Service[];
   slices: V1EndpointSlice[];
   /** Service key ("ns/name") → earliest unprogrammed change (ms since epoch). */

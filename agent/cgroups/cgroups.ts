@@ -8,12 +8,14 @@
 import { mkdir, readFile, readdir, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CgroupWrite } from './pod-resources.js';
+import { errnoCode, onErrno } from '../../lib/errors.js';
 
 function candidates(parent: string, root: string, entries: { name: string; isDirectory(): boolean }[]): string[] {
   return [join(root, parent), ...entries.filter((e) => e.isDirectory()).map((e) => join(root, e.name, parent))];
 }
 
-const exists = (path: string): Promise<boolean> => stat(path).then(() => true, () => false);
+// ENOENT is "does not exist"; any other failure (EACCES …) is an error of the caller's step.
+const exists = (path: string): Promise<boolean> => stat(path).then(() => true, onErrno(['ENOENT', 'ENOTDIR'], false));
 
 /**
  * 2 when `root` is the cgroup v2 unified mount (it has cgroup.controllers), 1 when it holds v1
@@ -31,14 +33,15 @@ function checkPath(path: string): void {
 }
 
 /** The directory of `path` for a controller: <root>/<controller>/<path> on v1, <root>/<path> on v2. */
-export function cgroupDir(root: string, version: 1 | 2, controller: string, path: string): string {
+function cgroupDir(root: string, version: 1 | 2, controller: string, path: string): string {
   checkPath(path);
   return version === 2 ? join(root, path) : join(root, controller, path);
 }
 
 /** v2: the controllers a cgroup directory offers (cgroup.controllers); empty when unreadable. */
 async function availableControllers(dir: string): Promise<Set<string>> {
-  const text = await readFile(join(dir, 'cgroup.controllers'), 'utf8').catch(() => '');
+  // Absent (v1, or a cgroup not created yet): no controllers.
+  const text = await readFile(join(dir, 'cgroup.controllers'), 'utf8').catch(onErrno(['ENOENT'], ''));
   return new Set(text.split(/\s+/).filter(Boolean));
 }
 
@@ -87,29 +90,34 @@ export async function ensureCgroup(root: string, version: 1 | 2, path: string, w
 }
 
 /** Reads one cgroup file (trimmed), or undefined when absent. */
-export async function readCgroupFile(root: string, version: 1 | 2, controller: string, path: string, file: string): Promise<string | undefined> {
-  return readFile(join(cgroupDir(root, version, controller, path), file), 'utf8').then((t) => t.trim(), () => undefined);
+async function readCgroupFile(root: string, version: 1 | 2, controller: string, path: string, file: string): Promise<string | undefined> {
+  // Absent (a controller this hierarchy does not have, a cgroup not created yet): undefined.
+  return readFile(join(cgroupDir(root, version, controller, path), file), 'utf8').then((t) => t.trim(), onErrno(['ENOENT'], undefined));
 }
 
 /** How many hierarchies still have the pod cgroup directory. */
 export async function countPodCgroups(parent: string, root = '/sys/fs/cgroup'): Promise<number> {
-  const entries = await readdir(root, { withFileTypes: true }).catch(() => []);
+  // No cgroup tree mounted there: no pod cgroups.
+  const entries = await readdir(root, { withFileTypes: true }).catch(onErrno(['ENOENT'], []));
   let count = 0;
-  for (const dir of candidates(parent, root, entries)) if (await stat(dir).then((s) => s.isDirectory(), () => false)) count++;
+  // Absent in a hierarchy (ENOENT): not counted there.
+  for (const dir of candidates(parent, root, entries)) if (await stat(dir).then((s) => s.isDirectory(), onErrno(['ENOENT', 'ENOTDIR'], false))) count++;
   return count;
 }
 
 /** Removes <root>/<hierarchy>/<parent> for each hierarchy (or <root>/<parent> on v2). Best effort. */
 export async function removePodCgroup(parent: string, root = '/sys/fs/cgroup'): Promise<number> {
   if (!/\/pod[0-9a-zA-Z_-]+$/.test(parent) || parent.includes('..')) throw new Error(`refusing to remove cgroup "${parent}": not a pod cgroup`);
-  const entries = await readdir(root, { withFileTypes: true }).catch(() => []);
+  // No cgroup tree mounted there: nothing to remove.
+  const entries = await readdir(root, { withFileTypes: true }).catch(onErrno(['ENOENT'], []));
   let removed = 0;
   for (const dir of candidates(parent, root, entries)) {
     try {
       await rmdir(dir);
       removed++;
-    } catch {
-      // absent, or still in use (EBUSY): nothing to do
+    } catch (error) {
+      // Absent, or still in use (EBUSY; the caller retries): not removed here. Anything else is an error.
+      if (!['ENOENT', 'EBUSY', 'ENOTEMPTY'].includes(errnoCode(error) ?? '')) throw new Error(`cannot remove cgroup ${dir}`, { cause: error });
     }
   }
   return removed;

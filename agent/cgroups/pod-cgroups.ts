@@ -10,9 +10,10 @@
 import { dirname } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../../lib/log.js';
+import type { KubeletConfiguration } from '../../lib/config/kubelet.js';
 import { describeError } from '../../lib/errors.js';
 import { cgroupVersion, countPodCgroups, ensureCgroup, removePodCgroup } from './cgroups.js';
-import { cgroupWrites, podResourceConfig, qosTierCpuShares, sharesToWeight, type CgroupWrite, type PodResourceOptions } from './pod-resources.js';
+import { cgroupWrites, podResourceConfig, qosTierCpuShares, sharesToWeight, type CgroupWrite, type PodResourceConfig, type PodResourceOptions } from './pod-resources.js';
 import { podCgroupParent } from '../../lib/k8s/cgroups.js';
 import { podQosClass, type QosClass } from '../../lib/k8s/qos.js';
 
@@ -23,33 +24,36 @@ export interface PodCgroups {
   remove(uid: string): Promise<boolean>;
 }
 
-/** For unit tests: records calls. */
-export class FakePodCgroups implements PodCgroups {
-  readonly ensured: string[] = [];
-  readonly removed: string[] = [];
-  failEnsure?: Error;
-  async ensure(pod: V1Pod): Promise<void> {
-    if (this.failEnsure) throw this.failEnsure;
-    this.ensured.push(pod.metadata?.uid ?? '');
-  }
-  async remove(uid: string): Promise<boolean> {
-    this.removed.push(uid);
-    return true;
-  }
-}
-const _fake: PodCgroups = new FakePodCgroups();
-void _fake;
-
-export interface CgroupfsPodCgroupsOptions extends PodResourceOptions {
+interface CgroupfsPodCgroupsOptions extends PodResourceOptions {
   /** KubeletConfiguration cgroupRoot ('' = the top of the tree). */
   cgroupRoot: string;
   /** Where the cgroup tree is mounted; default /sys/fs/cgroup. */
   mountRoot?: string;
   /** The pods the node runs, for the burstable tier's CPU shares. */
   activePods?: () => Iterable<V1Pod>;
+  /** The kubepods cgroup's own resources (node allocatable, cgroups/node-allocatable.ts). */
+  kubepods?: () => PodResourceConfig | undefined;
   log: Logger;
   /** Retries of a busy removal (250 ms apart); default 20. */
   removeAttempts?: number;
+}
+
+/** Pod-level cgroups with the pod's limits as a KubeletConfiguration asks for them (cgroupfs driver). */
+export function podCgroupsFor(
+  config: Pick<KubeletConfiguration, 'cgroupRoot' | 'cpuCFSQuota' | 'cpuCFSQuotaPeriod' | 'podPidsLimit'>,
+  activePods: () => Iterable<V1Pod>,
+  log: Logger,
+  kubepods?: () => PodResourceConfig | undefined,
+): CgroupfsPodCgroups {
+  return new CgroupfsPodCgroups({
+    ...(kubepods ? { kubepods } : {}),
+    cgroupRoot: config.cgroupRoot,
+    cpuCFSQuota: config.cpuCFSQuota,
+    cpuCFSQuotaPeriodMs: config.cpuCFSQuotaPeriod,
+    podPidsLimit: config.podPidsLimit,
+    activePods,
+    log,
+  });
 }
 
 const allTiers: QosClass[] = ['Guaranteed', 'Burstable', 'BestEffort'];
@@ -89,8 +93,10 @@ export class CgroupfsPodCgroups implements PodCgroups {
     this.options.log.debug({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, cgroup: path, writes }, 'pod cgroup ensured');
   }
 
-  /** kubepods/burstable and kubepods/besteffort with their CPU shares. */
+  /** kubepods with node allocatable, kubepods/burstable and kubepods/besteffort with their CPU shares. */
   private async ensureTiers(version: 1 | 2): Promise<void> {
+    const kubepods = this.options.kubepods?.();
+    if (kubepods) await ensureCgroup(this.mountRoot, version, dirname(this.parent('Guaranteed', 'x')), cgroupWrites(kubepods, version));
     const shares = qosTierCpuShares(this.options.activePods?.() ?? []);
     const cpu = (value: number): CgroupWrite[] =>
       version === 1 ? [{ controller: 'cpu', file: 'cpu.shares', value: String(value) }] : [{ controller: 'cpu', file: 'cpu.weight', value: String(sharesToWeight(value)) }];

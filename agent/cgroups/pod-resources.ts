@@ -18,9 +18,9 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { podQosClass } from '../../lib/k8s/qos.js';
 import { podResources } from '../../lib/k8s/resources.js';
 
-export const minShares = 2;
-export const maxShares = 262_144;
-export const defaultQuotaPeriodUs = 100_000;
+const minShares = 2;
+const maxShares = 262_144;
+const defaultQuotaPeriodUs = 100_000;
 const minQuotaPeriodUs = 1_000;
 
 /** The pod cgroup's settings; an absent field is left unlimited. */
@@ -42,12 +42,12 @@ export interface PodResourceOptions {
 }
 
 /** CPU in millicores and memory in bytes; undefined when not set (or zero). */
-export interface ResourceAmounts {
+interface ResourceAmounts {
   cpuMilli: number;
   memoryBytes: number;
 }
 
-export interface PodAggregate {
+interface PodAggregate {
   requests: ResourceAmounts;
   limits: ResourceAmounts;
   /** Every container (and init step) declares a CPU / memory limit. */
@@ -117,7 +117,7 @@ export function qosTierCpuShares(pods: Iterable<V1Pod>): { burstable: number; be
     try {
       if (podQosClass(pod) === 'Burstable') burstableMilli += aggregatePodResources(pod).requests.cpuMilli;
     } catch {
-      // counted as zero
+      // An invalid quantity (the only failure of these pure functions): counted as zero, the pod's own sync reports it.
     }
   }
   return { burstable: milliCpuToShares(burstableMilli), besteffort: minShares };

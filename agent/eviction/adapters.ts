@@ -18,7 +18,7 @@ import { lstat, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CoreV1Api, V1Pod, V1PodStatus } from '@kubernetes/client-node';
 import { kubeLabels, type ContainerRuntime } from '../../cri/runtime.js';
-import { describeError } from '../../lib/errors.js';
+import { describeError, errnoCode, onErrno } from '../../lib/errors.js';
 import type { Logger } from '../../lib/log.js';
 import { readFsStats } from '../../eviction/signals.js';
 import type { ImageInfo, ImageStore } from '../../eviction/image-gc.js';
@@ -37,20 +37,22 @@ import { podLogDirectory } from '../pods/runtime-config.js';
 import { podReference, type EventSink } from '../../lib/events.js';
 
 /** Bytes and inodes used under a directory (du, without following links). Missing → zero. */
-export async function diskUsage(path: string): Promise<{ bytes: number; inodes: number }> {
+async function diskUsage(path: string): Promise<{ bytes: number; inodes: number }> {
   let bytes = 0;
   let inodes = 0;
   const walk = async (dir: string): Promise<void> => {
     let entries: string[];
     try {
       entries = await readdir(dir);
-    } catch {
+    } catch (error) {
       // Removed while walked (a pod directory being cleaned up): nothing to count.
-      return;
+      if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ENOTDIR') return;
+      throw new Error(`cannot measure disk usage of ${dir}`, { cause: error });
     }
     for (const name of entries) {
       const path = join(dir, name);
-      const info = await lstat(path).catch(() => undefined);
+      // Removed while walked: nothing to count.
+      const info = await lstat(path).catch(onErrno(['ENOENT'], undefined));
       if (!info) continue;
       inodes++;
       bytes += info.blocks * 512;
@@ -64,13 +66,14 @@ export async function diskUsage(path: string): Promise<{ bytes: number; inodes: 
 /** Process count of a cgroup subtree (cgroup v2 pids.current, v1 pids controller). */
 async function pidsOf(cgroupRoot: string, parent: string): Promise<number | undefined> {
   for (const file of [join(cgroupRoot, parent, 'pids.current'), join(cgroupRoot, 'pids', parent, 'pids.current')]) {
-    const text = await readFile(file, 'utf8').catch(() => undefined);
+    // Only one of the two layouts exists (v2 or v1): the other path is absent.
+    const text = await readFile(file, 'utf8').catch(onErrno(['ENOENT'], undefined));
     if (text !== undefined && Number.isFinite(Number(text.trim()))) return Number(text.trim());
   }
   return undefined;
 }
 
-export interface PodStatsOptions {
+interface PodStatsOptions {
   runtime: Pick<ContainerRuntime, 'listContainerStats'>;
   rootDir: string;
   podLogsDir: string;
@@ -138,7 +141,7 @@ export function evictedStatus(status: V1PodStatus, evicted: EvictedPodStatus): V
   return { ...status, phase: evicted.phase, reason: evicted.reason, message: evicted.message, conditions: [...(status.conditions ?? []).filter((c) => !types.has(c.type)), ...evicted.conditions] };
 }
 
-export interface PodKillerOptions {
+interface PodKillerOptions {
   pods: AgentPods;
   events: EventSink;
   log: Logger;

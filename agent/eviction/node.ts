@@ -34,7 +34,7 @@ import { podCgroupParent } from '../../lib/k8s/cgroups.js';
 import { isStaticPod } from '../../lib/k8s/pod-source.js';
 import { podReference, type EventSink } from '../../lib/events.js';
 
-export interface AgentEvictionOptions {
+interface AgentEvictionOptions {
   config: KubeletConfiguration;
   runtime: ContainerRuntime;
   core: CoreV1Api;
@@ -117,6 +117,7 @@ export class AgentEviction implements NodeConditionSink {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    // A failed start was reported to start()'s caller (agent.ts logs it); stopping goes on.
     await this.starting?.catch(() => undefined);
     await this.manager?.stop();
     await this.imageGC?.stop();

@@ -4,6 +4,9 @@
  * reconciled); its status is patched every nodeStatusUpdateFrequency when something changed, or
  * every nodeStatusReportFrequency regardless; the Lease kube-node-lease/<node> is renewed every
  * nodeLeaseDurationSeconds/4 (KEP-589). API failures are logged and retried on the next tick.
+ * The kubelet's Node events: Starting ("Starting kubelet."), a condition event (NodeReady,
+ * NodeHasSufficientMemory, …) when a condition's status changes, NodeSchedulable/NodeNotSchedulable
+ * when spec.unschedulable does (kubelet_node_status.go recordNodeStatusEvent).
  */
 import { readFile, statfs } from 'node:fs/promises';
 import { hostname as osHostname, networkInterfaces } from 'node:os';
@@ -11,24 +14,29 @@ import { CoordinationV1Api, CoreV1Api, PatchStrategy, setHeaderOptions, V1MicroT
 import si from 'systeminformation';
 import type { RuntimeService } from '../../cri/runtime.js';
 import type { Logger } from '../../lib/log.js';
-import { describeError } from '../../lib/errors.js';
+import { describeError, errnoCode } from '../../lib/errors.js';
 import { systemClock, type Clock } from '../../lib/clock.js';
-import { buildNode, buildNodeStatus, goArch, readiness, type NodeConfigInput, type NodeFactsInput, type PressureInput } from './status.js';
+import { buildNode, buildNodeStatus, conditionEvents, goArch, readiness, type NodeConfigInput, type NodeFactsInput, type PressureInput } from './status.js';
 import { apiErrorCode } from '../status/manager.js';
 import { stableJson } from '../sources/static-pod.js';
+import type { KubeletConfiguration } from '../../lib/config/kubelet.js';
+import type { NodeFacts } from '../pods/worker-deps.js';
+import { knodeGitVersion } from '../../lib/version.js';
 
-export const kubeletVersion = 'v1.32.0-knode';
+/** The kubelet version reported in node status (lib/version.ts). */
+export const kubeletVersion = knodeGitVersion;
 
 /** The parts of node conditions both sides must agree on (heartbeat and transition times aside). */
 function conditionsKey(conditions: V1NodeStatus['conditions']): string {
   return stableJson([...(conditions ?? [])].map((c) => ({ type: c.type, status: c.status, reason: c.reason ?? '', message: c.message ?? '' })).sort((a, b) => (a.type < b.type ? -1 : a.type > b.type ? 1 : 0)));
 }
 
-async function readTrimmed(path: string): Promise<string> {
+async function readTrimmed(path: string, log?: Logger): Promise<string> {
   try {
     return (await readFile(path, 'utf8')).trim();
-  } catch {
+  } catch (error) {
     // Optional machine facts (machine-id, boot_id): absent on some hosts; the field stays empty.
+    if (errnoCode(error) !== 'ENOENT') log?.warn({ err: error, path }, 'cannot read a machine fact; the field stays empty');
     return '';
   }
 }
@@ -41,15 +49,16 @@ export function defaultNodeIP(): string | undefined {
   return undefined;
 }
 
-export async function gatherNodeFacts(options: { nodeName: string; nodeIP?: string; rootDir: string; maxPods: number; kubeletPort: number; runtime: RuntimeService }): Promise<NodeFactsInput> {
+export async function gatherNodeFacts(options: { nodeName: string; nodeIP?: string; rootDir: string; maxPods: number; kubeletPort: number; runtime: RuntimeService; log?: Logger }): Promise<NodeFactsInput> {
+  const { log } = options;
   const [mem, cpu, osInfo, fs, machineID, bootID, version] = await Promise.all([
     si.mem(),
     si.cpu(),
     si.osInfo(),
-    statfs(options.rootDir).catch(() => undefined),
-    readTrimmed('/etc/machine-id'),
-    readTrimmed('/proc/sys/kernel/random/boot_id'),
-    options.runtime.version().catch(() => undefined),
+    statfs(options.rootDir).catch((error: unknown) => log?.warn({ err: error, rootDir: options.rootDir }, 'cannot measure the root directory\'s filesystem: ephemeral-storage capacity 0')),
+    readTrimmed('/etc/machine-id', log),
+    readTrimmed('/proc/sys/kernel/random/boot_id', log),
+    options.runtime.version().catch((error: unknown) => log?.warn({ err: error }, 'container runtime version unknown')),
   ]);
   const internalIP = options.nodeIP ?? defaultNodeIP();
   return {
@@ -73,7 +82,7 @@ export async function gatherNodeFacts(options: { nodeName: string; nodeIP?: stri
   };
 }
 
-export interface NodeManagerOptions {
+interface NodeManagerOptions {
   core: CoreV1Api;
   coordination: CoordinationV1Api;
   runtime: RuntimeService;
@@ -85,8 +94,47 @@ export interface NodeManagerOptions {
   log: Logger;
   clock?: Clock;
   pressure?: () => PressureInput;
+  /** Records a Normal event about this Node (the agent's one recorder, lib/events.ts). */
+  recordEvent?(reason: string, message: string): void;
   /** A reason the node is not ready besides the runtime's (graceful shutdown: "node is shutting down"). */
   notReady?: () => string | undefined;
+}
+
+interface NodeSetup {
+  nodeName: string;
+  /** The node's InternalIP; default: the first non-loopback IPv4 address. */
+  nodeIP?: string;
+  rootDir: string;
+  config: KubeletConfiguration;
+  /** The port the kubelet API actually serves (port 0 picks one): the Node's daemonEndpoints. */
+  kubeletPort: number;
+  runtime: RuntimeService;
+  core: CoreV1Api;
+  coordination: CoordinationV1Api;
+  log: Logger;
+  clock: Clock;
+  pressure?: () => PressureInput;
+  notReady?: () => string | undefined;
+}
+
+/** Gathers the machine's facts and builds the node manager the configuration asks for. */
+export async function createNodeManager(setup: NodeSetup): Promise<NodeManager> {
+  const { config } = setup;
+  const facts = await gatherNodeFacts({ nodeName: setup.nodeName, ...(setup.nodeIP ? { nodeIP: setup.nodeIP } : {}), rootDir: setup.rootDir, maxPods: config.maxPods, kubeletPort: setup.kubeletPort, runtime: setup.runtime, log: setup.log });
+  return new NodeManager({
+    core: setup.core,
+    coordination: setup.coordination,
+    runtime: setup.runtime,
+    facts,
+    config: { nodeLabels: config.nodeLabels, registerWithTaints: config.registerWithTaints, kubeReserved: config.kubeReserved, systemReserved: config.systemReserved, evictionHard: config.evictionHard, registerNode: config.registerNode, providerID: config.providerID },
+    statusUpdateMs: config.nodeStatusUpdateFrequency,
+    statusReportMs: config.nodeStatusReportFrequency,
+    leaseDurationSeconds: config.nodeLeaseDurationSeconds,
+    log: setup.log,
+    clock: setup.clock,
+    ...(setup.pressure ? { pressure: setup.pressure } : {}),
+    ...(setup.notReady ? { notReady: setup.notReady } : {}),
+  });
 }
 
 export class NodeManager {
@@ -98,6 +146,7 @@ export class NodeManager {
   private leaseTimer?: NodeJS.Timeout;
   private leaseRenewal?: Promise<void>;
   private readonly clock: Clock;
+  private lastUnschedulable = false;
   ready = false;
 
   constructor(private readonly options: NodeManagerOptions) {
@@ -113,7 +162,19 @@ export class NodeManager {
     return this.lastStatus;
   }
 
+  /** What pods see of the node: hostIP, memory capacity (OOM scores), allocatable (downward API). */
+  podFacts(): NodeFacts {
+    const { internalIP, memoryBytes } = this.options.facts;
+    const alloc = this.lastStatus?.allocatable;
+    return {
+      ...(internalIP ? { hostIP: internalIP } : {}),
+      memoryCapacityBytes: memoryBytes,
+      ...(alloc ? { allocatable: { cpu: alloc.cpu, memory: alloc.memory, 'ephemeral-storage': alloc['ephemeral-storage'] } } : {}),
+    };
+  }
+
   async start(): Promise<void> {
+    this.options.recordEvent?.('Starting', 'Starting kubelet.');
     await this.tick();
     this.statusTimer = setInterval(() => void this.tick(), this.options.statusUpdateMs);
     this.statusTimer.unref();
@@ -156,24 +217,56 @@ export class NodeManager {
       const status = await this.computeStatus();
       this.lastStatus = status;
       if (this.node) this.node = await this.readServerNode();
-      if (!this.node) await this.register(status);
+      // Registration compares with no conditions (the kubelet's setters run on its initial Node).
+      const before = this.node?.status?.conditions;
+      if (!this.node && this.options.config.registerNode === false) await this.adopt(status);
+      else if (!this.node) await this.register(status);
       else await this.updateStatus(status, conditionsKey(this.node.status?.conditions) !== conditionsKey(status.conditions));
+      this.recordStatusEvents(before, status);
       await this.renewLease();
     } catch (error) {
       this.options.log.warn({ err: error }, 'node status update failed');
     }
   }
 
+  /** Events of a status update that reached the server (kubelet recordNodeStatusEvent). */
+  private recordStatusEvents(before: V1NodeStatus['conditions'], status: V1NodeStatus): void {
+    const record = this.options.recordEvent;
+    if (!record) return;
+    const name = this.options.facts.nodeName;
+    const reasons = conditionEvents(before, status.conditions);
+    const unschedulable = this.node?.spec?.unschedulable === true;
+    if (unschedulable !== this.lastUnschedulable) reasons.push(unschedulable ? 'NodeNotSchedulable' : 'NodeSchedulable');
+    this.lastUnschedulable = unschedulable;
+    for (const reason of reasons) record(reason, `Node ${name} status is now: ${reason}`);
+  }
+
   /** The Node as the server has it; undefined when it was deleted. */
-  private async readServerNode(): Promise<V1Node | undefined> {
+  private async readServerNode(warnGone = true): Promise<V1Node | undefined> {
     try {
       return await this.options.core.readNode({ name: this.options.facts.nodeName });
     } catch (error) {
       if (apiErrorCode(error) !== 404) throw error;
-      this.options.log.warn({ node: this.options.facts.nodeName }, 'the Node was deleted on the server; registering it again');
+      if (warnGone && this.options.config.registerNode !== false) this.options.log.warn({ node: this.options.facts.nodeName }, 'the Node was deleted on the server; registering it again');
       return undefined;
     }
   }
+
+  /**
+   * registerNode false (kubelet --register-node=false): the Node is created by someone else; the
+   * agent only reports the status of one that exists, and says once that it waits for it.
+   */
+  private async adopt(status: V1NodeStatus): Promise<void> {
+    this.node = await this.readServerNode(false);
+    if (!this.node) {
+      if (!this.waitingLogged) this.options.log.warn({ node: this.options.facts.nodeName }, 'registerNode is false and the Node does not exist: waiting for it to be created');
+      this.waitingLogged = true;
+      return;
+    }
+    await this.updateStatus(status, true);
+  }
+
+  private waitingLogged = false;
 
   private async register(status: V1NodeStatus): Promise<void> {
     const { core, facts, config } = this.options;

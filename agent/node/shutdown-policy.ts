@@ -16,8 +16,8 @@ import type { V1Pod, V1PodStatus } from '@kubernetes/client-node';
 import { isCriticalPod, podPriority, systemCriticalPriority } from '../../lib/k8s/priority.js';
 
 /** nodeshutdown_manager_linux.go. */
-export const nodeShutdownReason = 'Terminated';
-export const nodeShutdownMessage = 'Pod was terminated in response to imminent node shutdown.';
+const nodeShutdownReason = 'Terminated';
+const nodeShutdownMessage = 'Pod was terminated in response to imminent node shutdown.';
 export const nodeShutdownNotAdmittedReason = 'NodeShutdown';
 export const nodeShutdownNotAdmittedMessage = 'Pod was rejected as the node is shutting down.';
 /** The Ready condition's message while shutting down (ShutdownStatus). */
@@ -28,7 +28,7 @@ export interface ShutdownGroup {
   shutdownGracePeriodSeconds: number;
 }
 
-export interface ShutdownSettings {
+interface ShutdownSettings {
   /** ms, as the configuration loads durations. */
   shutdownGracePeriod: number;
   shutdownGracePeriodCriticalPods: number;
@@ -55,7 +55,7 @@ export function requestedPeriodSeconds(groups: readonly ShutdownGroup[]): number
   return groups.reduce((sum, group) => sum + group.shutdownGracePeriodSeconds, 0);
 }
 
-export function shutdownPriority(pod: V1Pod): number {
+function shutdownPriority(pod: V1Pod): number {
   return isCriticalPod(pod) ? Math.max(podPriority(pod), systemCriticalPriority) : podPriority(pod);
 }
 

@@ -42,19 +42,19 @@ import {
 const login1 = 'org.freedesktop.login1';
 const inhibitWho = 'kubelet';
 const inhibitWhy = 'Kubelet needs time to handle node shutdown';
-export const logindConfigDirectory = '/etc/systemd/logind.conf.d';
-export const kubeletLogindConf = '99-kubelet.conf';
+const logindConfigDirectory = '/etc/systemd/logind.conf.d';
+const kubeletLogindConf = '99-kubelet.conf';
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
 
-export interface ShutdownPods {
+interface ShutdownPods {
   /** Pods that run (admitted, not terminated). */
   active(): V1Pod[];
   /** Kills in place with the grace period and status amendment; undefined when no worker has it. */
   kill(uid: string, graceSeconds: number, amend: (status: V1PodStatus) => V1PodStatus): Promise<void> | undefined;
 }
 
-export interface ShutdownManagerOptions {
+interface ShutdownManagerOptions {
   groups: ShutdownGroup[];
   pods: ShutdownPods;
   /** Records a rejected pod's status (the status manager). */
@@ -110,7 +110,7 @@ export class ShutdownManager {
       this.bus!.once('error', (error: unknown) => reject(new Error(`cannot connect to the system D-Bus at ${this.busAddress()}`, { cause: error })));
       setTimeout(() => reject(new Error(`no answer from systemd-logind on the system D-Bus at ${this.busAddress()} within 15 s`)), 15_000).unref();
     });
-    failed.catch(() => undefined);
+    failed.catch(() => undefined); // observed by the race below; unhandled only once it has lost
     this.bus.on('error', (error: unknown) => log.warn({ err: error }, 'system D-Bus connection error'));
     const object = await Promise.race([this.bus.getProxyObject(login1, '/org/freedesktop/login1'), failed]).catch((error: unknown) => {
       this.bus?.disconnect();
@@ -273,7 +273,7 @@ export class ShutdownManager {
 }
 
 /** The parts of the agent the shutdown manager works through (agent/agent.ts). */
-export interface ShutdownAgent {
+interface ShutdownAgent {
   podConfig: { desiredPods(): ReadonlyMap<string, V1Pod> };
   workers: { get(uid: string): { isTerminated: boolean; kill(grace: number, amend: (status: V1PodStatus) => V1PodStatus): Promise<void> } | undefined };
   statusManager: { set(pod: V1Pod, status: V1PodStatus): void; flush(): Promise<void> };

@@ -41,6 +41,10 @@ export interface NodeConfigInput {
   kubeReserved: Record<string, string>;
   systemReserved: Record<string, string>;
   evictionHard: Record<string, string>;
+  /** spec.providerID (KubeletConfiguration providerID); '' = none. */
+  providerID?: string;
+  /** false: never create the Node, only report on one that exists (KubeletConfiguration registerNode). */
+  registerNode?: boolean;
 }
 
 export interface PressureInput {
@@ -164,12 +168,37 @@ export function buildNodeStatus(facts: NodeFactsInput, config: NodeConfigInput, 
   };
 }
 
+/** The kubelet's node status event per condition type and status (pkg/kubelet/nodestatus/setters.go). */
+const conditionEventReasons: Record<string, { True: string; False: string }> = {
+  MemoryPressure: { True: 'NodeHasInsufficientMemory', False: 'NodeHasSufficientMemory' },
+  DiskPressure: { True: 'NodeHasDiskPressure', False: 'NodeHasNoDiskPressure' },
+  PIDPressure: { True: 'NodeHasInsufficientPID', False: 'NodeHasSufficientPID' },
+  Ready: { True: 'NodeReady', False: 'NodeNotReady' },
+};
+
+/**
+ * The node status events of one status update: one per condition whose status differs from the
+ * server's Node (`before`; undefined at registration, when every condition is new), as the
+ * kubelet's condition setters call recordEventFunc. Each is recorded as "Node NAME status is
+ * now: REASON" (kubelet recordNodeStatusEvent).
+ */
+export function conditionEvents(before: readonly V1NodeCondition[] | undefined, after: readonly V1NodeCondition[] | undefined): string[] {
+  const reasons: string[] = [];
+  for (const condition of after ?? []) {
+    const names = conditionEventReasons[condition.type];
+    if (!names || (condition.status !== 'True' && condition.status !== 'False')) continue;
+    if (before?.find((c) => c.type === condition.type)?.status === condition.status) continue;
+    reasons.push(names[condition.status]);
+  }
+  return reasons;
+}
+
 export function buildNode(facts: NodeFactsInput, config: NodeConfigInput, status: V1NodeStatus): V1Node {
   return {
     apiVersion: 'v1',
     kind: 'Node',
     metadata: { name: facts.nodeName, labels: nodeLabels(facts, config.nodeLabels), annotations: { 'node.alpha.kubernetes.io/ttl': '0' } },
-    spec: config.registerWithTaints.length ? { taints: config.registerWithTaints } : {},
+    spec: { ...(config.registerWithTaints.length ? { taints: config.registerWithTaints } : {}), ...(config.providerID ? { providerID: config.providerID } : {}) },
     status,
   };
 }

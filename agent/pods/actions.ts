@@ -27,13 +27,15 @@ export interface ContainerToStart {
   lastExit?: ContainerStatus;
 }
 
-export interface ContainerToKill {
+interface ContainerToKill {
   id: string;
   name: string;
   reason: string;
+  /** The Killing event's message when it is not "Stopping container NAME" (kubelet computePodActions). */
+  message?: string;
 }
 
-export interface PodActions {
+interface PodActions {
   killPod: boolean;
   createSandbox: boolean;
   /** Sandbox to use for new containers (when not creating one). */
@@ -97,7 +99,7 @@ function planInit(pod: V1Pod, current: readonly ContainerStatus[], all: readonly
     const latest = latestIn(current, container.name);
     if (isSidecar(container)) {
       if (latest && isRunning(latest) && hashChanged(container, latest)) {
-        actions.containersToKill.push({ id: latest.id, name: container.name, reason: 'Init container spec hash changed' });
+        actions.containersToKill.push({ id: latest.id, name: container.name, reason: 'Init container spec hash changed', message: `Init container ${container.name} definition changed, will be restarted` });
         actions.containersToStart.push({ container, isInit: true, attempt: nextAttempt(all, container.name), lastExit: latest });
         return false;
       }
@@ -150,7 +152,7 @@ export function computePodActions(pod: V1Pod, sandboxes: readonly PodSandboxStat
     }
     if (latest && isRunning(latest)) {
       if (hashChanged(container, latest)) {
-        actions.containersToKill.push({ id: latest.id, name: container.name, reason: 'Container spec hash changed' });
+        actions.containersToKill.push({ id: latest.id, name: container.name, reason: 'Container spec hash changed', message: `Container ${container.name} definition changed, will be restarted` });
         actions.containersToStart.push({ container, isInit: false, attempt: nextAttempt(containers, container.name) });
       }
       continue;

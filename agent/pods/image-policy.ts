@@ -5,7 +5,7 @@
  * missing image is ErrImageNeverPull).
  */
 
-export type ImagePullPolicy = 'Always' | 'IfNotPresent' | 'Never';
+type ImagePullPolicy = 'Always' | 'IfNotPresent' | 'Never';
 
 /** Splits "registry:5000/repo/name:tag@sha256:..." into its tag and digest parts. */
 export function imageTagAndDigest(image: string): { tag?: string; digest?: string } {
@@ -24,13 +24,7 @@ export function defaultImagePullPolicy(image: string): ImagePullPolicy {
   return tag === undefined || tag === 'latest' ? 'Always' : 'IfNotPresent';
 }
 
-/** Adds ":latest" when no tag or digest is given, as the runtime resolves the name. */
-export function normalizeImageRef(image: string): string {
-  const { tag, digest } = imageTagAndDigest(image);
-  return tag === undefined && digest === undefined ? `${image}:latest` : image;
-}
-
-export type PullDecision = { pull: true } | { pull: false } | { pull: false; error: 'ErrImageNeverPull'; message: string };
+type PullDecision = { pull: true } | { pull: false } | { pull: false; error: 'ErrImageNeverPull'; message: string };
 
 export function pullDecision(policy: string | undefined, image: string, present: boolean): PullDecision {
   const effective = (policy as ImagePullPolicy | undefined) ?? defaultImagePullPolicy(image);

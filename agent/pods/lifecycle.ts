@@ -15,7 +15,7 @@ export class HookError extends Error {
   }
 }
 
-export function resolvePort(container: V1Container, port: number | string | undefined): number {
+function resolvePort(container: V1Container, port: number | string | undefined): number {
   if (typeof port === 'number') return port;
   if (port !== undefined && /^\d+$/.test(port)) return Number(port);
   const named = container.ports?.find((p) => p.name === port);
@@ -24,7 +24,7 @@ export function resolvePort(container: V1Container, port: number | string | unde
 }
 
 /** The URL of an httpGet handler (pure). */
-export function hookUrl(container: V1Container, handler: NonNullable<V1LifecycleHandler['httpGet']>, podIP: string): string {
+function hookUrl(container: V1Container, handler: NonNullable<V1LifecycleHandler['httpGet']>, podIP: string): string {
   const host = handler.host || podIP || '127.0.0.1';
   const port = resolvePort(container, handler.port as number | string);
   const scheme = (handler.scheme ?? 'HTTP').toLowerCase();
@@ -33,7 +33,7 @@ export function hookUrl(container: V1Container, handler: NonNullable<V1Lifecycle
   return `${scheme}://${hostPart}:${port}${path}`;
 }
 
-export interface HookContext {
+interface HookContext {
   runtime: Pick<RuntimeService, 'execSync'>;
   pod: V1Pod;
   container: V1Container;

@@ -9,7 +9,7 @@
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import type { ContainerStatus } from '../../cri/runtime.js';
 
-export type RestartPolicy = 'Always' | 'OnFailure' | 'Never';
+type RestartPolicy = 'Always' | 'OnFailure' | 'Never';
 
 export function podRestartPolicy(pod: V1Pod): RestartPolicy {
   return (pod.spec?.restartPolicy as RestartPolicy | undefined) ?? 'Always';
@@ -20,7 +20,7 @@ export function isSidecar(container: V1Container): boolean {
 }
 
 /** Whether an exited container (exit code given) should run again under a policy. */
-export function policyRestarts(policy: RestartPolicy, exitCode: number): boolean {
+function policyRestarts(policy: RestartPolicy, exitCode: number): boolean {
   if (policy === 'Always') return true;
   if (policy === 'OnFailure') return exitCode !== 0;
   return false;

@@ -8,8 +8,12 @@
  * no clusterDNS is configured or the pod is hostNetwork with ClusterFirst); Default → the
  * node's resolv.conf; None → spec.dnsConfig only; dnsConfig is merged in for all policies.
  */
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
-import { kubeAnnotations, kubeLabels, type ContainerConfig, type DNSConfig, type Mount, type PodSandboxConfig, type PortMapping, type Protocol } from '../../cri/runtime.js';
+import type { KubeletConfiguration } from '../../lib/config/kubelet.js';
+import type { Logger } from '../../lib/log.js';
+import { containerLogPath, kubeAnnotations, kubeLabels, podLogDirectory as criPodLogDirectory, type ContainerConfig, type DNSConfig, type Mount, type PodSandboxConfig, type PortMapping, type Protocol } from '../../cri/runtime.js';
 import { parseMilliCPU, parseQuantity } from '../../lib/quantity.js';
 import { containerHash, sandboxHash } from './container-hash.js';
 import { sandboxHashAnnotation } from './actions.js';
@@ -36,6 +40,68 @@ export interface RuntimeConfigOptions {
    * container asking for less than its parent has, so scores are clamped to what is allowed.
    */
   minOomScoreAdj?: number;
+}
+
+/** The runtime settings of a KubeletConfiguration (hostDNS and minOomScoreAdj: prepareRuntimeHost). */
+export function runtimeConfigFor(config: KubeletConfiguration, nodeName: string, podLogsDir: string): RuntimeConfigOptions {
+  return {
+    nodeName,
+    podLogsDir,
+    clusterDomain: config.clusterDomain,
+    clusterDNS: config.clusterDNS,
+    hostDNS: { servers: [], searches: [], options: [] },
+    cgroupDriver: config.cgroupDriver,
+    cgroupRoot: config.cgroupRoot,
+    // Pod cgroups under /kubepods/<tier>/pod<uid> with the cgroupfs driver (Docker creates them);
+    // with the systemd driver the slices would need systemd, which knode does not drive.
+    cgroupsPerQOS: config.cgroupsPerQOS && config.cgroupDriver === 'cgroupfs',
+    cpuCFSQuota: config.cpuCFSQuota,
+    cpuCFSQuotaPeriodMs: config.cpuCFSQuotaPeriod,
+    podPidsLimit: config.podPidsLimit,
+  };
+}
+
+/** Default pod log root when none is given: <rootDir>/pod-logs. */
+export function defaultPodLogsDir(rootDir: string): string {
+  return join(rootDir, 'pod-logs');
+}
+
+/**
+ * What the runtime settings learn from the host at start: the node's resolv.conf (dnsPolicy
+ * Default; a missing file means no host DNS, as the kubelet's empty resolvConf) and the lowest
+ * oom_score_adj the agent may give (applyOwnOomScoreAdj).
+ */
+export async function prepareRuntimeHost(options: RuntimeConfigOptions, config: Pick<KubeletConfiguration, 'resolvConf' | 'oomScoreAdj'>, log: Logger): Promise<void> {
+  let text = '';
+  try {
+    // resolvConf "" turns host DNS off (KubeletConfiguration resolvConf).
+    if (config.resolvConf !== '') text = await readFile(config.resolvConf, 'utf8');
+  } catch (error) {
+    log.warn({ err: error, resolvConf: config.resolvConf }, 'cannot read the node\'s resolv.conf: pods with dnsPolicy Default get no nameservers');
+  }
+  options.hostDNS = parseResolvConf(text);
+  options.minOomScoreAdj = await applyOwnOomScoreAdj(config.oomScoreAdj, log);
+}
+
+/**
+ * The kubelet gives itself oomScoreAdj (default -999). Where lowering a score is not allowed,
+ * that fails; then the agent's current score is the floor for its containers too.
+ */
+async function applyOwnOomScoreAdj(wanted: number, log: Logger): Promise<number> {
+  const file = '/proc/self/oom_score_adj';
+  try {
+    await writeFile(file, String(wanted));
+    return -1000;
+  } catch (error) {
+    let current = 0;
+    try {
+      current = Number((await readFile(file, 'utf8')).trim()) || 0;
+    } catch (readError) {
+      log.warn({ err: readError }, 'cannot read the agent\'s oom_score_adj; taking 0');
+    }
+    log.warn({ wanted, current, err: error }, 'cannot lower oom_score_adj here; container OOM scores are clamped to the current one');
+    return current;
+  }
 }
 
 /** Parses resolv.conf text into nameservers/search/options. */
@@ -78,7 +144,7 @@ export function podDnsConfig(pod: V1Pod, options: Pick<RuntimeConfigOptions, 'cl
 
 export function podLogDirectory(pod: V1Pod, podLogsDir: string): string {
   const m = pod.metadata!;
-  return `${podLogsDir.replace(/\/$/, '')}/${m.namespace ?? 'default'}_${m.name}_${m.uid}`;
+  return criPodLogDirectory(m.namespace ?? 'default', m.name ?? '', m.uid ?? '', podLogsDir);
 }
 
 function portMappings(pod: V1Pod): PortMapping[] {
@@ -92,7 +158,7 @@ function portMappings(pod: V1Pod): PortMapping[] {
   return mappings;
 }
 
-export function podIdentity(pod: V1Pod): Record<string, string> {
+function podIdentity(pod: V1Pod): Record<string, string> {
   const m = pod.metadata!;
   return { [kubeLabels.podName]: m.name!, [kubeLabels.podNamespace]: m.namespace ?? 'default', [kubeLabels.podUid]: m.uid! };
 }
@@ -124,7 +190,7 @@ export function buildSandboxConfig(pod: V1Pod, attempt: number, options: Runtime
   };
 }
 
-export interface ContainerInputs {
+interface ContainerInputs {
   env: ReadonlyMap<string, string>;
   command?: string[];
   args?: string[];
@@ -170,7 +236,7 @@ export function buildContainerConfig(pod: V1Pod, container: V1Container, attempt
       [kubeAnnotations.podTerminationGracePeriod]: String(grace),
       ...(container.ports?.length ? { [kubeAnnotations.containerPorts]: JSON.stringify(container.ports) } : {}),
     },
-    logPath: `${container.name}/${attempt}.log`,
+    logPath: containerLogPath(container.name, attempt),
     stdin: container.stdin === true,
     stdinOnce: container.stdinOnce === true,
     tty: container.tty === true,

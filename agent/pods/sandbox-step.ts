@@ -2,7 +2,9 @@
  * The sandbox step of a pod sync (kuberuntime_manager.go SyncPod steps 4; pod_container_manager
  * EnsureExists before it, kubelet.go SyncPod): the pod cgroup with its limits, then the sandbox
  * (pause container + network), with back-off when either fails; and the dead container GC of a
- * live pod (kuberuntime_gc.go with maxPerPodContainer=1).
+ * live pod (kuberuntime_gc.go with maxPerPodContainer=1). Failures are the kubelet's events
+ * FailedCreatePodContainer ("unable to ensure pod container exists: …") and FailedCreatePodSandBox
+ * ("Failed to create pod sandbox: …").
  */
 import type { ContainerRuntime, ContainerStatus, PodSandboxConfig } from '../../cri/runtime.js';
 import { describeError } from '../../lib/errors.js';
@@ -11,7 +13,7 @@ import type { PodSyncContext } from './worker-deps.js';
 import { newestSandbox, type PodRuntimeState } from './runtime-view.js';
 
 /** kubelet NetworkNotReadyErrorMsg; a pod waiting for the network is synced again after this. */
-export const networkNotReadyMessage = 'network is not ready';
+const networkNotReadyMessage = 'network is not ready';
 const networkRetryMs = 5_000;
 
 /**
@@ -20,6 +22,7 @@ const networkRetryMs = 5_000;
  * when the runtime cannot say (the sandbox call then reports the real failure).
  */
 async function networkProblem(runtime: ContainerRuntime): Promise<string | undefined> {
+  // A failed status query is no verdict: the sandbox call then reports the real failure.
   const conditions = await runtime.status().then((s) => s.conditions, () => undefined);
   const network = conditions?.find((c) => c.type === 'NetworkReady');
   if (!network || network.status) return undefined;
@@ -47,7 +50,8 @@ export async function createSandbox(ctx: PodSyncContext, config: PodSandboxConfi
     ctx.schedule(deps.restartBackoff.remainingSinceUpdate(key));
     return undefined;
   }
-  const fail = (message: string, error: unknown): undefined => {
+  const fail = (message: string, error: unknown, reason: string, eventMessage: string): undefined => {
+    ctx.event('Warning', reason, eventMessage);
     for (const c of starts) ctx.setWaiting(c.container.name, { reason: 'ContainerCreating', message });
     deps.log.warn({ pod: ctx.name, err: error }, message);
     ctx.schedule(deps.restartBackoff.next(key, now));
@@ -56,14 +60,15 @@ export async function createSandbox(ctx: PodSyncContext, config: PodSandboxConfi
   try {
     await deps.podCgroups?.ensure(ctx.pod);
   } catch (error) {
-    return fail(`failed to ensure that the pod: ${ctx.uid} cgroups exist and are correctly applied: ${describeError(error)}`, error);
+    const message = `failed to ensure that the pod: ${ctx.uid} cgroups exist and are correctly applied: ${describeError(error)}`;
+    return fail(message, error, 'FailedCreatePodContainer', `unable to ensure pod container exists: ${message}`);
   }
   try {
     const id = await deps.runtime.runPodSandbox(config);
     deps.restartBackoff.reset(key);
     return id;
   } catch (error) {
-    return fail(`failed to create pod sandbox: ${describeError(error)}`, error);
+    return fail(`failed to create pod sandbox: ${describeError(error)}`, error, 'FailedCreatePodSandBox', `Failed to create pod sandbox: ${describeError(error)}`);
   }
 }
 

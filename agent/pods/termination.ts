@@ -12,11 +12,16 @@ import type { PodSyncContext } from './worker-deps.js';
 import type { PodRuntimeState } from './runtime-view.js';
 import { removePodDir } from '../volumes/volumes.js';
 
-/** preStop (bounded by the grace period), then stop with what is left of it. */
-export async function killContainer(ctx: PodSyncContext, status: ContainerStatus, graceSeconds: number, state: PodRuntimeState): Promise<void> {
+/**
+ * preStop (bounded by the grace period), then stop with what is left of it. Records the
+ * kubelet's Killing event first: `message`, or "Stopping container NAME".
+ */
+export async function killContainer(ctx: PodSyncContext, status: ContainerStatus, graceSeconds: number, state: PodRuntimeState, message?: string): Promise<void> {
   if (status.state !== 'CONTAINER_RUNNING' && status.state !== 'CONTAINER_CREATED') return;
   const { deps, pod } = ctx;
-  const spec = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].find((c) => c.name === status.metadata.name);
+  const name = status.metadata.name;
+  const spec = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].find((c) => c.name === name);
+  ctx.event('Normal', 'Killing', message ?? `Stopping container ${name}`, spec ? name : undefined);
   const started = deps.clock.now();
   const hook = spec?.lifecycle?.preStop;
   if (hook && status.state === 'CONTAINER_RUNNING' && graceSeconds > 0) {
@@ -26,6 +31,8 @@ export async function killContainer(ctx: PodSyncContext, status: ContainerStatus
       await runHook(hook, { runtime: deps.runtime, pod, container: spec!, containerId: status.id, podIP, timeoutMs: graceSeconds * 1000, allowNetwork: deps.podNetworkReachable !== false }, 'PreStop');
     } catch (error) {
       deps.log.warn({ pod: ctx.name, container: status.metadata.name, err: error }, 'FailedPreStopHook');
+      // Without the hook's output, so that secrets do not leak (as the kubelet).
+      ctx.event('Warning', 'FailedPreStopHook', 'PreStopHook failed', name);
     }
   }
   const left = Math.max(0, graceSeconds - Math.floor((deps.clock.now() - started) / 1000));

@@ -12,6 +12,7 @@ import type { EnvContext, EnvObjects } from './env.js';
 import type { PodCgroups } from '../cgroups/pod-cgroups.js';
 import type { WaitingReason } from '../status/pod-status.js';
 import type { RuntimeConfigOptions } from './runtime-config.js';
+import type { EventInput } from '../../lib/events.js';
 
 export interface NodeFacts {
   hostIP?: string;
@@ -19,7 +20,7 @@ export interface NodeFacts {
   memoryCapacityBytes: number;
 }
 
-export interface ProbeView {
+interface ProbeView {
   ready(uid: string, container: string, containerId: string): boolean | undefined;
   started(uid: string, container: string, containerId: string): boolean | undefined;
 }
@@ -51,6 +52,8 @@ export interface PodWorkerDeps {
    * before its sandbox, removed with the pod. Absent: the runtime alone makes the cgroup parent.
    */
   podCgroups?: PodCgroups;
+  /** Records a kubelet event (the agent's one recorder, lib/events.ts); absent: none recorded. */
+  recordEvent?(event: EventInput): void;
 }
 
 /** The worker as its sync steps see it. */
@@ -68,4 +71,9 @@ export interface PodSyncContext {
   schedule(delayMs: number): void;
   /** The grace period in force (delete's, spec's, or an in-place kill's). */
   graceSeconds(): number;
+  /**
+   * Records a kubelet event about the pod, or one of its containers when `container` is given
+   * (reasons and messages of pkg/kubelet/events/event.go and the places that record them).
+   */
+  event(type: 'Normal' | 'Warning', reason: string, message: string, container?: string): void;
 }

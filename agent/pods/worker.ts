@@ -12,6 +12,7 @@
  */
 import type { V1Pod, V1PodStatus } from '@kubernetes/client-node';
 import { describeError } from '../../lib/errors.js';
+import { podReference } from '../../lib/events.js';
 import { resyncDelayMs } from './backoff.js';
 import type { EnvContext } from './env.js';
 import { computePodActions } from './actions.js';
@@ -25,7 +26,16 @@ import { buildSandboxConfig } from './runtime-config.js';
 import { newestSandbox, readPodState, type PodRuntimeState } from './runtime-view.js';
 import { setUpVolumes } from '../volumes/volumes.js';
 
-export type { NodeFacts, PodWorkerDeps, ProbeView } from './worker-deps.js';
+export type { NodeFacts, PodWorkerDeps } from './worker-deps.js';
+
+/**
+ * The FailedMount event's message as the kubelet's volume manager words it
+ * ("MountVolume.SetUp failed for volume "cfg" : configmap "cfg" not found").
+ */
+function mountFailure(message: string): string {
+  const match = /^volume "([^"]*)": (.*)$/s.exec(message);
+  return match ? `MountVolume.SetUp failed for volume "${match[1]}" : ${match[2]}` : `Unable to attach or mount volumes: ${message}`;
+}
 
 export class PodWorker {
   private pod: V1Pod;
@@ -39,7 +49,8 @@ export class PodWorker {
   private lastStatus?: V1PodStatus;
   private startReported = false;
   private idle: Promise<void> = Promise.resolve();
-  private readonly pendingKills = new Map<string, number>();
+  /** Kills asked by probes: container id → grace period and the Killing event's message. */
+  private readonly pendingKills = new Map<string, { grace: number; message?: string }>();
   private finish?: () => void;
   /** An in-place kill (eviction): grace period, status amendment, waiters. */
   private killRequest?: { graceSeconds: number; amend: (status: V1PodStatus) => V1PodStatus; waiters: (() => void)[] };
@@ -68,6 +79,7 @@ export class PodWorker {
       clearWaiting: (name) => this.waiting.delete(name),
       schedule: (delayMs) => this.schedule(delayMs),
       graceSeconds: () => this.graceSeconds(),
+      event: (type, reason, message, container) => deps.recordEvent?.({ involvedObject: podReference(this.pod, container), type, reason, message }),
     };
   }
 
@@ -90,9 +102,12 @@ export class PodWorker {
     if (differs) this.requestSync();
   }
 
-  /** A liveness/startup probe failed: kill the container (it restarts per restartPolicy). */
-  killForProbe(containerId: string, graceSeconds: number): void {
-    this.pendingKills.set(containerId.replace(/^[a-z]+:\/\//, ''), graceSeconds);
+  /**
+   * A liveness/startup probe failed: kill the container (it restarts per restartPolicy); `message`
+   * is the Killing event's ("Container NAME failed liveness probe, will be restarted").
+   */
+  killForProbe(containerId: string, graceSeconds: number, message?: string): void {
+    this.pendingKills.set(containerId.replace(/^[a-z]+:\/\//, ''), { grace: graceSeconds, ...(message ? { message } : {}) });
     this.requestSync();
   }
 
@@ -168,9 +183,9 @@ export class PodWorker {
       return;
     }
     if (this.pendingKills.size > 0) {
-      for (const [id, grace] of this.pendingKills) {
+      for (const [id, kill] of this.pendingKills) {
         const status = state.containers.find((c) => c.id === id);
-        if (status) await killContainer(this.ctx, status, grace, state);
+        if (status) await killContainer(this.ctx, status, kill.grace, state, kill.message);
       }
       this.pendingKills.clear();
       state = await readPodState(this.deps.runtime, this.uid);
@@ -233,11 +248,13 @@ export class PodWorker {
   private async syncPod(state: PodRuntimeState): Promise<boolean> {
     const actions = computePodActions(this.pod, state.sandboxes, state.containers);
     const acts = actions.killPod || actions.containersToKill.length > 0 || actions.createSandbox || actions.containersToStart.length > 0;
+    // kuberuntime_manager.go SyncPod step 1: an existing sandbox that must be replaced.
+    if (actions.killPod && actions.createSandbox) this.ctx.event('Normal', 'SandboxChanged', 'Pod sandbox changed, it will be killed and re-created.');
     if (actions.killPod) await stopAll(this.ctx, state, this.graceSeconds());
     for (const kill of actions.containersToKill) {
       const status = state.containers.find((c) => c.id === kill.id);
       this.deps.log.info({ pod: this.name, container: kill.name, reason: kill.reason }, 'killing container');
-      if (status) await killContainer(this.ctx, status, this.graceSeconds(), state);
+      if (status) await killContainer(this.ctx, status, this.graceSeconds(), state, kill.message);
       await this.deps.runtime.removeContainer(kill.id);
     }
     if (!actions.createSandbox && !actions.sandboxId) return acts;
@@ -249,6 +266,7 @@ export class PodWorker {
       volumes = await setUpVolumes(this.pod, this.deps.rootDir, objects, baseContext);
     } catch (error) {
       const message = describeError(error);
+      this.ctx.event('Warning', 'FailedMount', mountFailure(message));
       for (const c of actions.containersToStart) this.setWaiting(c.container.name, { reason: 'ContainerCreating', message });
       this.deps.log.warn({ pod: this.name, err: error }, 'volume setup failed');
       this.schedule(2000);

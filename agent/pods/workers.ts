@@ -110,4 +110,4 @@ export class PodWorkers {
   }
 }
 
-export const podUidLabel = kubeLabels.podUid;
+const podUidLabel = kubeLabels.podUid;

@@ -12,6 +12,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { AuthenticationV1Api, AuthorizationV1Api, type KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from '../../lib/log.js';
 
 export interface User {
   name: string;
@@ -19,7 +20,7 @@ export interface User {
   uid?: string;
 }
 
-export interface RequestAttributes {
+interface RequestAttributes {
   verb: string;
   resource: 'nodes';
   subresource: string;
@@ -37,11 +38,11 @@ export function requestAttributes(method: string, path: string, nodeName: string
   return { verb: verbs[method.toUpperCase()] ?? 'get', resource: 'nodes', subresource, name: nodeName };
 }
 
-export interface TokenReviewer {
+interface TokenReviewer {
   review(token: string): Promise<User | undefined>;
 }
 
-export interface AccessReviewer {
+interface AccessReviewer {
   review(user: User, attributes: RequestAttributes): Promise<boolean>;
 }
 
@@ -55,9 +56,11 @@ export interface AuthSettings {
   deniedTtlMs: number;
   /** TLS with a client CA: verified client certificates authenticate. */
   clientCerts: boolean;
+  /** Where failed reviews are logged. */
+  log?: Logger;
 }
 
-export type AuthResult = { ok: true; user: User } | { ok: false; status: 401 | 403; message: string };
+type AuthResult = { ok: true; user: User } | { ok: false; status: 401 | 403; message: string };
 
 export class RequestAuth {
   private readonly tokenCache = new Map<string, { user?: User; until: number }>();
@@ -90,8 +93,9 @@ export class RequestAuth {
       let user: User | undefined;
       try {
         user = await this.settings.tokens.review(token);
-      } catch {
+      } catch (error) {
         // Fail closed: a token review that cannot be done (API down) authenticates no one (401).
+        this.settings.log?.warn({ err: error }, 'token review failed: the request is not authenticated');
         user = undefined;
       }
       this.tokenCache.set(token, { ...(user ? { user } : {}), until: this.now() + this.settings.tokenCacheTtlMs });
@@ -110,8 +114,9 @@ export class RequestAuth {
     let allowed = false;
     try {
       allowed = await this.settings.access.review(user, attributes);
-    } catch {
+    } catch (error) {
       // Fail closed: an access review that cannot be done denies (403), as the kubelet's webhook authorizer.
+      this.settings.log?.warn({ err: error, user: user.name }, 'access review failed: the request is denied');
       allowed = false;
     }
     this.accessCache.set(key, { allowed, until: this.now() + (allowed ? this.settings.allowedTtlMs : this.settings.deniedTtlMs) });

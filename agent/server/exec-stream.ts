@@ -21,14 +21,14 @@ import { Channel, errorStatus, exitStatus, frame, negotiateProtocol, parseClient
 /** Pause a stream while this much output waits for the client. */
 const highWaterBytes = 1024 * 1024;
 
-export interface ExecStreamOptions {
+interface ExecStreamOptions {
   runtime: ContainerRuntime;
   log: Logger;
   /** The running container's runtime id, or an HTTP status and message. */
   resolveContainer(namespace: string, pod: string, container: string): string | { status: number; message: string };
 }
 
-export interface StreamRequest {
+interface StreamRequest {
   kind: 'exec' | 'attach';
   namespace: string;
   pod: string;
@@ -105,7 +105,7 @@ export class ExecStreams {
           ws.pause();
           stdin.once('drain', () => ws.resume());
         }
-      } else if (message.kind === 'resize') session?.resize(message.width, message.height).catch(() => undefined);
+      } else if (message.kind === 'resize') session?.resize(message.width, message.height).catch((error: unknown) => this.options.log.debug({ err: error }, 'terminal resize failed'));
       else if (message.kind === 'close' && message.channel === Channel.stdin) session?.stdin?.end();
     };
     ws.on('message', (data: Buffer, isBinary: boolean) => {

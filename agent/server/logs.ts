@@ -9,7 +9,7 @@
 import { open, stat } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 
-export interface LogEntry {
+interface LogEntry {
   time: string;
   stream: 'stdout' | 'stderr';
   content: string;
@@ -33,7 +33,7 @@ export function parseLogLine(line: string): (LogEntry & { partial: boolean }) | 
   return { time: match[1]!, stream: match[2] as 'stdout' | 'stderr', content: partial ? match[4]! : `${match[4]!}\n`, partial };
 }
 
-export interface LogOptions {
+interface LogOptions {
   tailLines?: number;
   timestamps?: boolean;
   sinceSeconds?: number;
@@ -87,7 +87,7 @@ async function readFrom(path: string, offset: number): Promise<{ text: string; s
   }
 }
 
-export interface StreamLogsOptions extends LogOptions {
+interface StreamLogsOptions extends LogOptions {
   follow?: boolean;
   /** For follow: whether the container still runs (polled). */
   stillRunning?: () => Promise<boolean>;

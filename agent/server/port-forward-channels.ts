@@ -62,7 +62,7 @@ class ChannelStream extends Duplex {
   }
 }
 
-export type ForwardOne = (port: number, stream: Duplex) => Promise<void>;
+type ForwardOne = (port: number, stream: Duplex) => Promise<void>;
 
 /** Serves one upgraded WebSocket: every port forwarded at once, then the WebSocket closed. */
 export async function serveChannels(ws: WebSocket, ports: readonly number[], forward: ForwardOne, describeFailure: (port: number, error: unknown) => string): Promise<void> {

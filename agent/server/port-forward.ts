@@ -24,8 +24,8 @@ import { rejectUpgrade } from './exec-stream.js';
 import { channelProtocol, parsePortsQuery, portNumber, serveChannels } from './port-forward-channels.js';
 import { SpdySession, type SpdyStream } from './spdy.js';
 
-export const portForwardProtocol = 'portforward.k8s.io';
-export const portForwardTunnelProtocol = `SPDY/3.1+${portForwardProtocol}`;
+const portForwardProtocol = 'portforward.k8s.io';
+const portForwardTunnelProtocol = `SPDY/3.1+${portForwardProtocol}`;
 /**
  * ws checks sub-protocols as RFC 7230 tokens, and the '/' of the tunnel's name is not a token
  * character (ws lib/subprotocol.js answers 400), while Go's servers take it. ws is handed this
@@ -39,7 +39,7 @@ export interface PortForwardTarget {
   uid?: string;
 }
 
-export interface PortForwardOptions {
+interface PortForwardOptions {
   runtime: ContainerRuntime;
   log: Logger;
   /** The pod's ready sandbox and its uid, or an HTTP status and message. */
@@ -165,7 +165,7 @@ export class PortForwardStreams {
         this.options.log.info({ pod: name, streamType: type }, 'port-forward stream of unknown type reset');
         return stream.reset();
       }
-      stream.reply().catch(() => undefined);
+      stream.reply().catch((error: unknown) => this.options.log.debug({ err: error, pod: name, requestId }, 'port-forward stream reply failed (connection closing)'));
       let pair = pairs.get(requestId);
       if (!pair) {
         pair = {

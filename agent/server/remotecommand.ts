@@ -33,7 +33,7 @@ export function frame(channel: number, data: Buffer | string): Buffer {
   return Buffer.concat([Buffer.from([channel]), payload]);
 }
 
-export type ClientMessage =
+type ClientMessage =
   | { kind: 'stdin'; data: Buffer }
   | { kind: 'resize'; width: number; height: number }
   | { kind: 'close'; channel: number }
@@ -52,7 +52,7 @@ export function parseClientMessage(message: Buffer, protocol: string): ClientMes
       const height = Number(size.Height);
       if (Number.isInteger(width) && Number.isInteger(height) && width >= 0 && height >= 0 && width <= 0xffff && height <= 0xffff) return { kind: 'resize', width, height };
     } catch {
-      // fall through
+      // Not JSON (JSON.parse's SyntaxError is the only failure): reported as a malformed resize below.
     }
     return { kind: 'ignored', why: 'malformed resize message' };
   }

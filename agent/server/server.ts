@@ -1,6 +1,6 @@
 /**
  * The kubelet HTTP API (pkg/kubelet/server/server.go): /healthz, /pods, /stats/summary,
- * /metrics, /containerLogs/<ns>/<pod>/<container>, /run/<ns>/<pod>/<container> and the WebSocket
+ * /metrics, /metrics/resource, /containerLogs/<ns>/<pod>/<container>, /run/<ns>/<pod>/<container> and the WebSocket
  * streams /exec and /attach (server/exec-stream.ts), every request (and every upgrade request)
  * authenticated and authorized (server/auth.ts). HTTPS when tlsCertFile/tlsPrivateKeyFile are set
  * (client certificates checked against authentication.x509.clientCAFile), plain HTTP otherwise.
@@ -8,19 +8,21 @@
  */
 import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
-import { kubeLabels, type ContainerRuntime } from '../../cri/runtime.js';
+import { isCriError, kubeLabels, type ContainerRuntime, type ContainerStatus } from '../../cri/runtime.js';
 import type { KubeletConfiguration } from '../../lib/config/kubelet.js';
 import type { Logger } from '../../lib/log.js';
 import { describeError } from '../../lib/errors.js';
 import { RequestAuth, apiReviewers } from './auth.js';
+import type { ServingTlsSource } from '../certificates/node-certificates.js';
 import { ExecStreams, parseStreamPath, rejectUpgrade } from './exec-stream.js';
 import { parsePortForwardPath, PortForwardStreams, type PortForwardTarget } from './port-forward.js';
 import { streamLogs } from './logs.js';
 import { StatsProvider } from './stats.js';
+import { renderResourceMetrics, renderScrapeError } from './resource-metrics.js';
 import type { AgentMetrics } from './metrics.js';
 import type { PodWorkers } from '../pods/workers.js';
 
@@ -29,7 +31,7 @@ export interface ServedAgent {
   readonly metrics: AgentMetrics;
 }
 
-export interface KubeletServerOptions {
+interface KubeletServerOptions {
   agent: ServedAgent;
   runtime: ContainerRuntime;
   config: KubeletConfiguration;
@@ -39,6 +41,12 @@ export interface KubeletServerOptions {
   rootDir?: string;
   /** Overrides the auth built from the config (tests). */
   auth?: RequestAuth;
+  /**
+   * A serving certificate that changes at run time (serverTLSBootstrap, agent/certificates/):
+   * HTTPS with it instead of tlsCertFile; until there is one, TLS handshakes fail, as the
+   * kubelet's GetCertificate returns "no serving certificate available for the kubelet".
+   */
+  servingTls?: ServingTlsSource;
 }
 
 class HttpError extends Error {
@@ -90,7 +98,8 @@ export class KubeletServer {
           ...(reviewers ? { access: reviewers.access } : {}),
           allowedTtlMs: config.authorization.webhook.cacheAuthorizedTTL,
           deniedTtlMs: config.authorization.webhook.cacheUnauthorizedTTL,
-          clientCerts: Boolean(config.tlsCertFile && config.authentication.x509.clientCAFile),
+          clientCerts: Boolean((config.tlsCertFile || options.servingTls) && config.authentication.x509.clientCAFile),
+          log: options.log,
         },
         options.nodeName ?? '',
       );
@@ -118,18 +127,30 @@ export class KubeletServer {
     return (this.readOnly?.address() as AddressInfo | null)?.port;
   }
 
+  /** The TLS material: the rotating source's pair, or tlsCertFile/tlsPrivateKeyFile, plus the client CA. */
+  private tlsContext(): { cert?: string | Buffer; key?: string | Buffer; ca?: Buffer } {
+    const { config, servingTls } = this.options;
+    const ca = config.authentication.x509.clientCAFile ? { ca: readFileSync(config.authentication.x509.clientCAFile) } : {};
+    if (servingTls) {
+      const pair = servingTls.current();
+      return { ...(pair ? { cert: pair.cert, key: pair.key } : {}), ...ca };
+    }
+    return { cert: readFileSync(config.tlsCertFile), key: readFileSync(config.tlsPrivateKeyFile), ...ca };
+  }
+
+  /** Switches the HTTPS server to the serving source's current pair (new connections use it). */
+  reloadTls(): void {
+    if (!this.options.servingTls || !this.server || !('setSecureContext' in this.server)) return;
+    const context = this.tlsContext();
+    if (context.cert) (this.server as HttpsServer).setSecureContext(context);
+  }
+
   async start(): Promise<void> {
     const { config } = this.options;
     const handler = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res, true);
-    this.server = config.tlsCertFile
-      ? createHttpsServer(
-          {
-            cert: readFileSync(config.tlsCertFile),
-            key: readFileSync(config.tlsPrivateKeyFile),
-            ...(config.authentication.x509.clientCAFile ? { ca: readFileSync(config.authentication.x509.clientCAFile), requestCert: true, rejectUnauthorized: false } : {}),
-          },
-          handler,
-        )
+    const tls = config.tlsCertFile || this.options.servingTls;
+    this.server = tls
+      ? createHttpsServer({ ...this.tlsContext(), ...(config.authentication.x509.clientCAFile ? { requestCert: true, rejectUnauthorized: false } : {}) }, handler)
       : createHttpServer(handler);
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.upgrade(req, socket, head));
     await new Promise<void>((resolve, reject) => {
@@ -203,11 +224,24 @@ export class KubeletServer {
     if (path === '/stats/summary' || path === '/stats/summary/') {
       return send(res, 200, JSON.stringify(await this.stats.summary(this.options.agent.workers.statuses())), 'application/json');
     }
+    if (path === '/metrics/resource') return this.resourceMetrics(res);
     if (path === '/metrics') return send(res, 200, await this.options.agent.metrics.registry.metrics(), this.options.agent.metrics.registry.contentType);
     if (parts[0] === 'containerLogs' && parts.length === 4) return this.containerLogs(req, res, url, parts[1]!, parts[2]!, parts[3]!);
     if (parseStreamPath(parts) || parsePortForwardPath(parts)) throw new HttpError(400, 'Upgrade request required');
     if (parts[0] === 'run' && (parts.length === 4 || parts.length === 5)) return this.runCommand(req, res, url, parts[1]!, parts[2]!, parts[parts.length - 1]!);
     throw new HttpError(404, `not found: ${path}`);
+  }
+
+  /** /metrics/resource (resource-metrics.ts): a failed stats read is a scrape error, not a 500. */
+  private async resourceMetrics(res: ServerResponse): Promise<void> {
+    let body: string;
+    try {
+      body = renderResourceMetrics(await this.stats.summary(this.options.agent.workers.statuses()));
+    } catch (error) {
+      this.options.log.warn({ err: error }, 'resource metrics: cannot read the stats');
+      body = renderScrapeError();
+    }
+    send(res, 200, body, 'text/plain; version=0.0.4; charset=utf-8');
   }
 
   private podList(): { kind: string; apiVersion: string; metadata: object; items: V1Pod[] } {
@@ -252,9 +286,19 @@ export class KubeletServer {
       ...(sinceSeconds !== undefined ? { sinceSeconds } : {}),
       ...(limitBytes !== undefined ? { limitBytes } : {}),
       signal: abort.signal,
-      stillRunning: async () => (await this.options.runtime.containerStatus(id).catch(() => undefined))?.state === 'CONTAINER_RUNNING',
+      stillRunning: async () => (await this.containerStatus(id))?.state === 'CONTAINER_RUNNING',
     });
     res.end();
+  }
+
+  /** The container's status; undefined once it is gone (removed while its log is followed). */
+  private async containerStatus(id: string): Promise<ContainerStatus | undefined> {
+    try {
+      return await this.options.runtime.containerStatus(id);
+    } catch (error) {
+      if (!isCriError(error, 'NotFound')) this.options.log.warn({ err: error, container: id }, 'cannot read the status of a container whose log is followed');
+      return undefined;
+    }
   }
 
   /** /run: runs a command in the container and returns its combined output. */

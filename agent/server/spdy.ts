@@ -225,7 +225,7 @@ export class SpdyStream extends Duplex {
   }
 }
 
-export interface SpdySessionEvents {
+interface SpdySessionEvents {
   stream: [SpdyStream];
   close: [];
   error: [Error];
@@ -308,6 +308,7 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
     const payload = Buffer.alloc(8);
     payload.writeUInt32BE(streamId, 0);
     payload.writeUInt32BE(status, 4);
+    // A reset on a connection already gone cannot be sent; the peer sees the connection end instead.
     void this.enqueue(() => this.write(controlFrame(FrameType.rstStream, 0, payload))).catch(() => undefined);
   }
 
@@ -318,6 +319,7 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
 
   private enqueue(task: () => Promise<void>): Promise<void> {
     const run = this.outgoing.then(task);
+    // The failure reaches enqueue's caller through `run`; the queue itself goes on.
     this.outgoing = run.catch(() => undefined);
     return run;
   }

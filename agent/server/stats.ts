@@ -8,15 +8,32 @@ import { readFile, statfs } from 'node:fs/promises';
 import si from 'systeminformation';
 import type { V1Pod, V1PodStatus } from '@kubernetes/client-node';
 import { kubeLabels, type ContainerStats, type RuntimeService } from '../../cri/runtime.js';
+import { onErrno } from '../../lib/errors.js';
 
 const userHz = 100;
 
-export async function readNodeCpuNs(): Promise<number> {
+async function readNodeCpuNs(): Promise<number> {
   const text = await readFile('/proc/stat', 'utf8');
   const fields = text.split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
   // user nice system idle iowait irq softirq steal: busy = all but idle and iowait.
   const busy = (fields[0] ?? 0) + (fields[1] ?? 0) + (fields[2] ?? 0) + (fields[5] ?? 0) + (fields[6] ?? 0) + (fields[7] ?? 0);
   return (busy * 1e9) / userHz;
+}
+
+interface Timed {
+  time: string;
+  [field: string]: unknown;
+}
+
+/** The parts of the Summary API that /metrics/resource (resource-metrics.ts) reads. */
+export interface Summary {
+  node: { cpu: Timed & { usageCoreNanoSeconds: number }; memory: Timed & { workingSetBytes: number } } & Record<string, unknown>;
+  pods: ({
+    podRef: { name: string; namespace: string; uid: string };
+    cpu: Timed & { usageCoreNanoSeconds: number };
+    memory: Timed & { workingSetBytes: number };
+    containers: ({ name: string; startTime: string; cpu: Timed & { usageCoreNanoSeconds: number }; memory: Timed & { workingSetBytes: number } } & Record<string, unknown>)[];
+  } & Record<string, unknown>)[];
 }
 
 interface CpuSample {
@@ -49,10 +66,10 @@ export class StatsProvider {
     return { usageCoreNanoSeconds: Math.round(ns), usageNanoCores: Math.max(0, nanoCores) };
   }
 
-  async summary(pods: { pod: V1Pod; status?: V1PodStatus }[]): Promise<Record<string, unknown>> {
+  async summary(pods: { pod: V1Pod; status?: V1PodStatus }[]): Promise<Summary> {
     const now = Date.now();
     const time = new Date(now).toISOString();
-    const [cpu, mem, fs, stats] = await Promise.all([this.nodeCpu(now), si.mem(), statfs(this.rootDir).catch(() => undefined), this.runtime.listContainerStats()]);
+    const [cpu, mem, fs, stats] = await Promise.all([this.nodeCpu(now), si.mem(), statfs(this.rootDir).catch(onErrno(['ENOENT'], undefined)) /* no root dir yet: no fs stats */, this.runtime.listContainerStats()]);
     const byPod = new Map<string, ContainerStats[]>();
     for (const s of stats) {
       const uid = s.attributes.labels[kubeLabels.podUid];
@@ -76,12 +93,15 @@ export class StatsProvider {
         const uid = pod.metadata!.uid!;
         const containers = byPod.get(uid) ?? [];
         const started = (name: string) => status?.containerStatuses?.find((c) => c.name === name)?.state?.running?.startedAt;
+        const podStart = status?.startTime ? new Date(status.startTime).toISOString() : time;
         return {
-          podRef: { name: pod.metadata!.name, namespace: pod.metadata!.namespace ?? 'default', uid },
-          startTime: status?.startTime ? new Date(status.startTime).toISOString() : time,
+          podRef: { name: pod.metadata!.name!, namespace: pod.metadata!.namespace ?? 'default', uid },
+          startTime: podStart,
           containers: containers.map((c) => ({
             name: c.attributes.metadata.name,
-            startTime: started(c.attributes.metadata.name) ? new Date(started(c.attributes.metadata.name)!).toISOString() : time,
+            // Not yet in the status: the pod's start, which stays put (metrics-server compares
+            // start times between scrapes to detect restarts).
+            startTime: started(c.attributes.metadata.name) ? new Date(started(c.attributes.metadata.name)!).toISOString() : podStart,
             cpu: { time, usageCoreNanoSeconds: c.cpu.usageCoreNanoSeconds, usageNanoCores: c.cpu.usageNanoCores ?? 0 },
             memory: { time, workingSetBytes: c.memory.workingSetBytes, usageBytes: c.memory.usageBytes ?? c.memory.workingSetBytes, rssBytes: c.memory.rssBytes ?? 0, ...(c.memory.availableBytes !== undefined ? { availableBytes: c.memory.availableBytes } : {}) },
             rootfs: { time, usedBytes: c.writableLayer?.usedBytes ?? 0 },

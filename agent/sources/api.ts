@@ -9,7 +9,7 @@ import { Informer, RetryBackoff } from '../../lib/informer.js';
 
 export const apiSourceName = 'api';
 
-export interface ApiPodSourceOptions {
+interface ApiPodSourceOptions {
   kubeConfig: KubeConfig;
   nodeName: string;
   onPods(source: string, pods: V1Pod[]): void;

@@ -16,7 +16,7 @@ import { lstat, open, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../../lib/log.js';
-import { describeError } from '../../lib/errors.js';
+import { describeError, onErrno } from '../../lib/errors.js';
 import { ManifestError, isManifestFileName } from './manifest.js';
 import { maxManifestBytes, oversize, parseManifestBounded } from './manifest-worker.js';
 import { toStaticPod } from './static-pod.js';
@@ -34,7 +34,7 @@ interface CachedFile {
   error?: ManifestError;
 }
 
-export interface StaticPodDirOptions {
+interface StaticPodDirOptions {
   dir: string;
   nodeName: string;
   checkFrequencyMs: number;
@@ -63,7 +63,7 @@ function fileKind(info: { isDirectory(): boolean; isFIFO(): boolean; isSocket():
  * undefined: the file is gone. (The kubelet's file source skips non-regular files too,
  * pkg/kubelet/config/file.go extractFromDir.)
  */
-export async function readManifestFile(file: string): Promise<ManifestRead | undefined> {
+async function readManifestFile(file: string): Promise<ManifestRead | undefined> {
   let info;
   try {
     info = await stat(file);
@@ -71,7 +71,8 @@ export async function readManifestFile(file: string): Promise<ManifestRead | und
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ELOOP') return { skip: 'symbolic link loop' };
     if (code === 'ENOENT') {
-      const link = await lstat(file).catch(() => undefined);
+      // Gone between stat and lstat: nothing to read.
+      const link = await lstat(file).catch(onErrno(['ENOENT'], undefined));
       return link?.isSymbolicLink() ? { skip: 'dangling symbolic link' } : undefined;
     }
     return { skip: `cannot stat: ${describeError(error)}` };

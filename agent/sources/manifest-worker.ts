@@ -22,9 +22,9 @@ import { ManifestError, podsFromDocuments, yamlDocuments } from './manifest.js';
 /** The largest manifest accepted (bytes). */
 export const maxManifestBytes = 10 * 1024 * 1024;
 /** Manifests up to this size are decoded on the main thread (well under 50 ms). */
-export const inlineParseBytes = 64 * 1024;
+const inlineParseBytes = 64 * 1024;
 /** A decode that takes longer than this is abandoned (the worker is terminated). */
-export const parseTimeoutMs = 30_000;
+const parseTimeoutMs = 30_000;
 
 const yamlPath = createRequire(import.meta.url).resolve('yaml');
 const workerSource = `

@@ -23,7 +23,7 @@ export class ManifestError extends Error {
   }
 }
 
-export const manifestExtensions = ['.yaml', '.yml', '.json'] as const;
+const manifestExtensions = ['.yaml', '.yml', '.json'] as const;
 
 /** True for the file names the static pod source reads (hidden files are skipped, as the kubelet does). */
 export function isManifestFileName(name: string): boolean {

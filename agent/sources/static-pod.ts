@@ -41,7 +41,7 @@ export function staticPodUid(pod: V1Pod, nodeName: string, kind: 'file' | 'http'
   return hash.digest('hex');
 }
 
-export function staticPodName(name: string, nodeName: string): string {
+function staticPodName(name: string, nodeName: string): string {
   return `${name}-${nodeName}`;
 }
 

@@ -13,7 +13,7 @@ import { decodeManifestBounded, maxManifestBytes, oversize } from './manifest-wo
 import { toStaticPod } from './static-pod.js';
 import type { SourceListener } from './file.js';
 
-export interface StaticPodUrlOptions {
+interface StaticPodUrlOptions {
   url: string;
   headers: Record<string, string[]>;
   nodeName: string;

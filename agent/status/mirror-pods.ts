@@ -12,8 +12,9 @@ import { describeError } from '../../lib/errors.js';
 import { buildMirrorPod, mirrorMatches } from '../sources/static-pod.js';
 import { apiErrorCode } from './manager.js';
 import { fullName } from '../sources/pod-config.js';
+import { isStaticPod } from '../../lib/k8s/pod-source.js';
 
-export interface MirrorPodApi {
+interface MirrorPodApi {
   create(pod: V1Pod): Promise<V1Pod>;
   /** Deletes with grace 0 and a UID precondition; "not found" is success. */
   delete(namespace: string, name: string, uid: string): Promise<void>;
@@ -36,7 +37,7 @@ export class ClientMirrorPodApi implements MirrorPodApi {
   }
 }
 
-export interface MirrorPlan {
+interface MirrorPlan {
   create: V1Pod[];
   /** Mirror pods to delete (before their re-creation when they are in `create` too). */
   delete: V1Pod[];
@@ -110,5 +111,40 @@ export class MirrorPodManager {
         this.log.warn({ pod: fullName(pod), err: error }, 'mirror pod create failed');
       }
     }
+  }
+}
+
+interface MirrorPodSyncOptions {
+  manager: Pick<MirrorPodManager, 'reconcile'>;
+  /** The pods the node runs (the static ones among them get mirrors). */
+  pods: () => Iterable<V1Pod>;
+  /** The mirror pods the API server has (as the API source last reported them). */
+  mirrors: () => ReadonlyMap<string, V1Pod>;
+  /** The registered Node (owner of mirror pods); nothing is done before registration. */
+  node: () => { name: string; uid: string } | undefined;
+  log: Logger;
+  /** Periodic reconcile, ms; default 10 000. */
+  periodMs?: number;
+}
+
+/** When mirror pods are reconciled: on trigger() (a change of either side) and periodically. */
+export class MirrorPodSync {
+  private timer?: NodeJS.Timeout;
+
+  constructor(private readonly options: MirrorPodSyncOptions) {}
+
+  /** One reconcile; never rejects (a failure is logged and retried on the next trigger or tick). */
+  trigger(): Promise<void> {
+    const { manager, pods, mirrors, node, log } = this.options;
+    return manager.reconcile(() => [...pods()].filter((pod) => isStaticPod(pod)), mirrors, node).catch((error: unknown) => log.warn({ err: error }, 'mirror pod reconcile failed'));
+  }
+
+  start(): void {
+    this.timer = setInterval(() => void this.trigger(), this.options.periodMs ?? 10_000);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
   }
 }

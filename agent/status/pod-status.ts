@@ -147,7 +147,7 @@ function countInit(pod: V1Pod, statuses: V1ContainerStatus[]): Pick<PhaseCounts,
 }
 
 /** getPhase (pkg/kubelet/kubelet_pods.go). */
-export function computePhase(pod: V1Pod, initStatuses: V1ContainerStatus[], statuses: V1ContainerStatus[], terminal: boolean): string {
+function computePhase(pod: V1Pod, initStatuses: V1ContainerStatus[], statuses: V1ContainerStatus[], terminal: boolean): string {
   const { pendingInit, failedInit } = countInit(pod, initStatuses);
   const counts = { running: 0, waiting: 0, stopped: 0, succeeded: 0, unknown: 0 };
   for (const status of statuses) {

@@ -10,6 +10,7 @@ import { chmod, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize } from 'node:path';
 import type { V1Container, V1KeyToPath, V1Pod, V1Volume } from '@kubernetes/client-node';
 import type { Mount } from '../../cri/runtime.js';
+import { onErrno } from '../../lib/errors.js';
 import { fieldRefValue, resourceFieldValue, type EnvContext, type EnvObjects } from '../pods/env.js';
 
 export class VolumeError extends Error {
@@ -19,12 +20,12 @@ export class VolumeError extends Error {
   }
 }
 
-export interface ProjectedFile {
+interface ProjectedFile {
   content: Buffer;
   mode: number;
 }
 
-export function podDir(rootDir: string, uid: string): string {
+function podDir(rootDir: string, uid: string): string {
   return join(rootDir, 'pods', uid);
 }
 
@@ -37,7 +38,7 @@ function volumeKind(volume: V1Volume): string | undefined {
   return undefined;
 }
 
-export function volumeDir(rootDir: string, uid: string, volume: V1Volume): string {
+function volumeDir(rootDir: string, uid: string, volume: V1Volume): string {
   const kind = volumeKind(volume);
   if (!kind) throw new VolumeError(`volume "${volume.name}" has no managed directory`);
   return join(podDir(rootDir, uid), 'volumes', `kubernetes.io~${kind}`, volume.name);
@@ -154,7 +155,8 @@ async function writeProjected(dir: string, files: Map<string, ProjectedFile>): P
 async function ensureHostPath(volume: V1Volume): Promise<string> {
   const { path, type = '' } = volume.hostPath!;
   if (!isAbsolute(path)) throw new VolumeError(`volume "${volume.name}": hostPath "${path}" must be absolute`);
-  const info = await stat(path).catch(() => undefined);
+  // Absent: the type decides (…OrCreate creates it, the others fail below); any other failure is the pod's error.
+  const info = await stat(path).catch(onErrno(['ENOENT'], undefined));
   const fail = (what: string) => new VolumeError(`volume "${volume.name}": hostPath type check failed: ${path} is not a ${what}`);
   switch (type) {
     case 'DirectoryOrCreate':

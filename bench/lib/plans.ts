@@ -33,6 +33,8 @@ export const plans: Readonly<Record<string, Plan>> = {
   // all inside one test netns; nft -f only at 1k (nft 1.0.6 takes minutes at 10k); 100k × 2 with --full.
   'proxy-nftables': { args: ['1000,10000'], fullArgs: ['1000,10000', '--big', '100000'], timeoutSeconds: 1200, fullTimeoutSeconds: 2400 },
   // qemu TCG, one guest per size: 10k services take ~4-5 min for knode alone, plus the ipvsadm baseline.
+  // A Deployment 0 → 100 pods vs 100 bare pods on one node (maxPods 110), 3 interleaved rounds.
+  'workloads-scale': { args: ['100', '3'], fullArgs: ['100', '5'], timeoutSeconds: 1800, fullTimeoutSeconds: 3000 },
   'proxy-ipvs-qemu': { args: ['1000,10000'], fullArgs: ['1000,10000,20000'], timeoutSeconds: 1500, fullTimeoutSeconds: 5400 },
 };
 

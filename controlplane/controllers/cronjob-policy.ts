@@ -10,7 +10,7 @@ import cron from 'node-cron';
 import type { KObject } from '../storage/types.js';
 import { intOr, list, obj } from './workload-util.js';
 
-export interface Schedule {
+interface Schedule {
   minute: Set<number>;
   hour: Set<number>;
   dayOfMonth: Set<number>;
@@ -85,7 +85,7 @@ export function nextTime(s: Schedule, after: Date, timeZone = 'UTC'): Date | und
   return undefined;
 }
 
-export interface Due {
+interface Due {
   /** The most recent scheduled time not yet run, if any. */
   time?: Date;
   /** How many scheduled times were missed (more than 100 is reported as upstream does). */

@@ -8,6 +8,7 @@
 import type { KObject } from '../storage/types.js';
 import { scaledValue } from '../kinds-workload.js';
 import { untoleratedTaints, type TaintLike, type TolerationLike } from '../../lib/k8s/tolerations.js';
+import { matchesNodeSelectorAndAffinity, targetNodeName } from '../../lib/k8s/node-affinity.js';
 import { intOr, isPodAvailable, isPodActive, list, obj } from './workload-util.js';
 
 export const revisionHashLabel = 'controller-revision-hash';
@@ -26,51 +27,15 @@ export function daemonTolerations(hostNetwork: boolean): TolerationLike[] {
   ];
 }
 
-function matchExpression(expr: Record<string, unknown>, value: string | undefined): boolean {
-  const values = Array.isArray(expr.values) ? expr.values.map(String) : [];
-  switch (expr.operator) {
-    case 'In':
-      return value !== undefined && values.includes(value);
-    case 'NotIn':
-      return value === undefined || !values.includes(value);
-    case 'Exists':
-      return value !== undefined;
-    case 'DoesNotExist':
-      return value === undefined;
-    case 'Gt':
-      return value !== undefined && Number(value) > Number(values[0]);
-    case 'Lt':
-      return value !== undefined && Number(value) < Number(values[0]);
-    default:
-      return false;
-  }
-}
-
-/** requiredDuringSchedulingIgnoredDuringExecution: any term matches; a term needs all its expressions and fields. */
-export function matchesRequiredAffinity(spec: Record<string, unknown>, node: KObject): boolean {
-  const required = obj(obj(obj(spec.affinity).nodeAffinity).requiredDuringSchedulingIgnoredDuringExecution);
-  const terms = list(required.nodeSelectorTerms);
-  if (terms.length === 0) return true;
-  const labels = node.metadata.labels ?? {};
-  return terms.some((term) => {
-    const exprs = list(term.matchExpressions);
-    const fields = list(term.matchFields);
-    if (exprs.length === 0 && fields.length === 0) return false;
-    return exprs.every((e) => matchExpression(e, labels[String(e.key)])) && fields.every((f) => f.key === 'metadata.name' && matchExpression(f, node.metadata.name));
-  });
-}
-
 /** nodeShouldRunDaemonPod: selector, affinity, and no untolerated NoSchedule/NoExecute taint. */
 export function shouldRun(ds: KObject, node: KObject): boolean {
   const spec = obj(obj(obj(ds.spec).template).spec);
-  const labels = node.metadata.labels ?? {};
-  if (Object.entries(obj(spec.nodeSelector)).some(([k, v]) => labels[k] !== v)) return false;
-  if (!matchesRequiredAffinity(spec, node)) return false;
+  if (!matchesNodeSelectorAndAffinity(spec, node)) return false;
   const tolerations = [...(list(spec.tolerations) as TolerationLike[]), ...daemonTolerations(spec.hostNetwork === true)];
   return untoleratedTaints(list(obj(node.spec).taints) as unknown as TaintLike[], tolerations).length === 0;
 }
 
-export interface NodePlan {
+interface NodePlan {
   create: string[];
   /** Pods to delete, by name. */
   delete: string[];
@@ -83,7 +48,7 @@ export function planDaemonSet(ds: KObject, nodes: KObject[], pods: KObject[], ha
   const minReady = intOr(spec.minReadySeconds, 0);
   const byNode = new Map<string, KObject[]>();
   for (const pod of pods) {
-    const node = String(obj(pod.spec).nodeName ?? '');
+    const node = targetNodeName(pod.spec) ?? '';
     byNode.set(node, [...(byNode.get(node) ?? []), pod]);
   }
   const wanted = nodes.filter((n) => shouldRun(ds, n));
@@ -146,7 +111,7 @@ export function daemonSetStatus(ds: KObject, nodes: KObject[], pods: KObject[], 
   const minReady = intOr(obj(ds.spec).minReadySeconds, 0);
   const wanted = new Set(nodes.filter((n) => shouldRun(ds, n)).map((n) => String(n.metadata.name)));
   const active = pods.filter(isPodActive);
-  const onNode = (name: string) => active.filter((p) => obj(p.spec).nodeName === name);
+  const onNode = (name: string) => active.filter((p) => targetNodeName(p.spec) === name);
   let current = 0;
   let ready = 0;
   let available = 0;
@@ -160,7 +125,7 @@ export function daemonSetStatus(ds: KObject, nodes: KObject[], pods: KObject[], 
     if (list(obj(pod.status).conditions).some((c) => c.type === 'Ready' && c.status === 'True')) ready++;
     if (isPodAvailable(pod, minReady, now)) available++;
   }
-  const misscheduled = new Set(active.map((p) => String(obj(p.spec).nodeName ?? '')).filter((n) => n && !wanted.has(n))).size;
+  const misscheduled = new Set(active.map((p) => targetNodeName(p.spec) ?? '').filter((n) => n && !wanted.has(n))).size;
   return {
     currentNumberScheduled: current,
     numberMisscheduled: misscheduled,

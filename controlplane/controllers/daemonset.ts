@@ -2,11 +2,11 @@
  * The DaemonSet controller (kube-controller-manager's daemonset controller) carrying out
  * `daemonset-policy.ts`. Each template is stored as a ControllerRevision `<ds>-<hash>` (data is
  * the template, revision numbers grow; going back to an old template bumps its revision, as a
- * rollback does); pods carry `controller-revision-hash`. Pods are bound straight to their node
- * (spec.nodeName) and also carry the required node affinity upstream gives them; the in-process
- * scheduler does not evaluate node affinity, so binding directly keeps a not-ready or tainted
- * node's daemon pod (which tolerates that) from waiting on it. Watches nodes: a node that joins
- * later gets its pod.
+ * rollback does); pods carry `controller-revision-hash`. As upstream since 1.12 (ScheduleDaemonSetPods,
+ * https://kubernetes.io/docs/concepts/workloads/controllers/daemonset/#how-daemon-pods-are-scheduled)
+ * a daemon pod is not bound here: it carries the required node affinity `matchFields
+ * metadata.name In [node]` and the default scheduler binds it (so taints, host ports and
+ * resources are checked once, by the scheduler). Watches nodes: a node that joins later gets its pod.
  */
 import type { Logger } from '../../lib/log.js';
 import type { Registry } from '../registry.js';
@@ -72,7 +72,6 @@ class DaemonSetController extends QueuedController {
     const nodeAffinity = obj(affinity.nodeAffinity);
     nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution = { nodeSelectorTerms: [{ matchFields: [{ key: 'metadata.name', operator: 'In', values: [node] }] }] };
     spec.affinity = { ...affinity, nodeAffinity };
-    spec.nodeName = node;
     pod.spec = spec;
     return pod;
   }

@@ -40,7 +40,7 @@ function withoutHash(template: unknown): unknown {
 }
 
 /** EqualIgnoreHash: the two templates differ at most in the pod-template-hash label. */
-export function templatesEqual(a: unknown, b: unknown): boolean {
+function templatesEqual(a: unknown, b: unknown): boolean {
   return canonicalJson(withoutHash(a)) === canonicalJson(withoutHash(b));
 }
 
@@ -55,14 +55,14 @@ export function findNewReplicaSet(deployment: KObject, sets: KObject[]): KObject
   return sortByCreation(sets).find((rs) => templatesEqual(obj(rs.spec).template, template));
 }
 
-export function sortByCreation(sets: KObject[]): KObject[] {
+function sortByCreation(sets: KObject[]): KObject[] {
   return [...sets].sort((a, b) => (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? '') || String(a.metadata.name).localeCompare(String(b.metadata.name)));
 }
 
 const specReplicas = (rs: KObject) => intOr(obj(rs.spec).replicas, 0);
 const statusOf = (rs: KObject, field: string) => intOr(obj(rs.status)[field], 0);
 
-export interface Bounds {
+interface Bounds {
   maxSurge: number;
   maxUnavailable: number;
 }
@@ -146,7 +146,7 @@ function condition(type: string, status: string, reason: string, message: string
   return { type, status, lastUpdateTime: time, lastTransitionTime: keepTransition ? previous.lastTransitionTime : time, reason, message };
 }
 
-export interface StatusInput {
+interface StatusInput {
   deployment: KObject;
   all: KObject[];
   newRs: KObject | undefined;

@@ -5,16 +5,22 @@
  * `kubectl rollout undo`, which copies an old ReplicaSet's template back into the Deployment,
  * after which that ReplicaSet is the new one again and gets the next revision. Records
  * ScalingReplicaSet Events, cleans history beyond revisionHistoryLimit and writes status.
+ * A change of spec.replicas during a rollout is spread over the ReplicaSets (deployment-scale.ts);
+ * orphan ReplicaSets it selects are adopted, owned ones it no longer selects released
+ * (controller-ref.ts).
  */
 import type { Logger } from '../../lib/log.js';
 import type { Registry } from '../registry.js';
-import { resources, type ResourceInfo } from '../resources.js';
+import { resources, storagePrefix, type ResourceInfo } from '../resources.js';
 import { ApiError } from '../status.js';
 import type { KObject } from '../storage/types.js';
 import { canonicalJson, deepClone } from '../util.js';
-import type { WatchCache } from '../watch-cache.js';
+import type { WatchCache, WatchEventType } from '../watch-cache.js';
+import { selectorMatches } from '../kinds-workload.js';
+import { isScalingEvent, scaleDeployment } from './deployment-scale.js';
+import { adopt, claimObjects, release } from './controller-ref.js';
 import type { Controller } from './controller.js';
-import { QueuedController, wire } from './wiring.js';
+import { keyOf, QueuedController, wire } from './wiring.js';
 import {
   desiredAnnotation,
   deploymentStatus,
@@ -45,9 +51,16 @@ class DeploymentController extends QueuedController {
     super(registry, log, 'deployment-controller');
   }
 
+  /** getReplicaSetsForDeployment: ClaimReplicaSets (adopt matching orphans, release unselected ones). */
   private async ownedSets(d: KObject): Promise<KObject[]> {
-    const sets = (await this.registry.list(replicasets, d.metadata.namespace)).items;
-    return sets.filter((rs) => controllerOf(rs)?.uid === d.metadata.uid);
+    const claim = claimObjects(d, (await this.registry.list(replicasets, d.metadata.namespace)).items);
+    for (const rs of claim.release) await release(this.registry, replicasets, d, rs);
+    const owned = [...claim.owned];
+    for (const rs of claim.adopt) {
+      const adopted = await adopt(this.registry, replicasets, deployments, d, rs);
+      if (adopted) owned.push(adopted);
+    }
+    return owned;
   }
 
   async reconcile(key: string): Promise<void> {
@@ -58,11 +71,16 @@ class DeploymentController extends QueuedController {
     let sets = await this.ownedSets(d);
     let newRs = findNewReplicaSet(d, sets);
     let event: ProgressEvent;
-    if (spec.paused === true) {
-      // Paused: no rollout; a lone active ReplicaSet still follows spec.replicas (sync + scale).
-      const active = sets.filter((rs) => intOr(obj(rs.spec).replicas, 0) > 0);
-      const target = newRs ?? (active.length === 1 ? active[0] : undefined);
-      if (target && active.every((rs) => rs === target)) await this.scale(d, target, intOr(spec.replicas, 1));
+    if (spec.paused === true || isScalingEvent(d, sets)) {
+      // syncDeployment: paused, or spec.replicas changed: sync() scales (proportionally during a
+      // rollout) without rolling out; a paused Deployment's history is still cleaned up.
+      const old = sets.filter((rs) => rs !== newRs);
+      const plan = scaleDeployment(d, newRs, old);
+      for (const rs of sets) {
+        const size = plan.get(String(rs.metadata.name));
+        if (size !== undefined) await this.scale(d, rs, size);
+      }
+      if (spec.paused === true) await this.cleanup(d, old);
     } else if (obj(spec.strategy).type === 'Recreate') {
       event = await this.recreate(d, sets, newRs);
     } else {
@@ -216,5 +234,14 @@ class DeploymentController extends QueuedController {
 
 export function startDeploymentController(registry: Registry, cache: WatchCache, log: Logger): Controller {
   const controller = new DeploymentController(registry, log);
-  return wire(registry, cache, log, controller.queue, controller.delayed, { own: deployments, children: [replicasets] });
+  // An orphan ReplicaSet may be adopted by a Deployment of its namespace whose selector matches it.
+  const forOrphan = (_type: WatchEventType, rs: KObject) => {
+    if (controllerOf(rs)) return;
+    registry.list(deployments, rs.metadata.namespace).then(
+      (list) => list.items.filter((d) => selectorMatches(obj(d.spec).selector, rs.metadata.labels)).forEach((d) => controller.queue.add(keyOf(d))),
+      (error: unknown) => log.warn({ err: error }, 'cannot list deployments'),
+    );
+  };
+  const extra = [{ prefix: storagePrefix(replicasets), send: forOrphan }];
+  return wire(registry, cache, log, controller.queue, controller.delayed, { own: deployments, children: [replicasets], extra });
 }

@@ -13,7 +13,7 @@ import { isRecord } from '../util.js';
 
 type Obj = Record<string, unknown>;
 export const managedBy = 'endpointslice-controller.k8s.io';
-export const maxEndpointsPerSlice = 100;
+const maxEndpointsPerSlice = 100;
 
 interface SlicePort {
   name: string;
@@ -25,7 +25,7 @@ interface SlicePort {
 const obj = (v: unknown): Obj => (isRecord(v) ? v : {});
 const list = (v: unknown): Obj[] => (Array.isArray(v) ? v.filter(isRecord) : []);
 
-export function podReady(pod: KObject): boolean {
+function podReady(pod: KObject): boolean {
   return list(obj(pod.status).conditions).some((c) => c.type === 'Ready' && c.status === 'True');
 }
 
@@ -56,7 +56,7 @@ function podIPs(pod: KObject): string[] {
 }
 
 /** Pods that back the Service: selected, with an IPv4 address, not finished. */
-export function backingPods(service: KObject, pods: KObject[]): KObject[] {
+function backingPods(service: KObject, pods: KObject[]): KObject[] {
   const selector = obj(service.spec).selector as Record<string, string> | undefined;
   if (!selector || Object.keys(selector).length === 0) return [];
   return pods.filter((pod) => {

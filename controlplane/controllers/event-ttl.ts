@@ -11,7 +11,7 @@ import type { Controller } from './controller.js';
 
 const events = resourceNamed('events');
 
-export function lastOccurrence(event: KObject): number {
+function lastOccurrence(event: KObject): number {
   const times = [event.lastTimestamp, event.eventTime, event.metadata.creationTimestamp]
     .filter((t): t is string => typeof t === 'string')
     .map((t) => Date.parse(t))

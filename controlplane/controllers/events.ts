@@ -14,7 +14,7 @@ import { rfc3339 } from '../util.js';
 
 const events = resourceNamed('events');
 
-export type EventType = 'Normal' | 'Warning';
+type EventType = 'Normal' | 'Warning';
 
 export interface EventRecorder {
   /** Resolves once the event is written (or given up); never rejects. */
@@ -29,7 +29,7 @@ export function registryEventWriter(registry: Registry): EventWriter {
       await registry.create(events, namespace, stored);
     },
     async update(namespace, name, change) {
-      await registry.mutate(events, namespace, name, (event) => ({ ...event, count: change.count, lastTimestamp: rfc3339(change.lastTimestamp) }));
+      await registry.mutate(events, namespace, name, (event) => ({ ...event, count: change.count, lastTimestamp: rfc3339(change.lastTimestamp), message: change.message }));
     },
   };
 }

@@ -8,7 +8,7 @@ import { ownerRefs, type OwnerReference } from './workload-util.js';
 
 export { foregroundFinalizer, orphanFinalizer } from '../deletion-policy.js';
 
-export type DependentAction =
+type DependentAction =
   | { action: 'keep' }
   | { action: 'delete'; policy: 'Background' | 'Foreground' }
   | { action: 'removeRefs'; uids: string[] };

@@ -16,6 +16,8 @@ import { startGarbageCollector } from './gc.js';
 import { startJobController } from './job.js';
 import { startCronJobController } from './cronjob.js';
 import { startDaemonSetController } from './daemonset.js';
+import { startCsrController, type CsrControllerOptions } from './csr.js';
+import { startBootstrapTokenControllers } from './bootstrap-tokens.js';
 
 export interface ControllerOptions {
   clusterCidr: Cidr;
@@ -25,6 +27,8 @@ export interface ControllerOptions {
   resyncMs: number;
   /** Events older than this are deleted (kube-apiserver --event-ttl, 1 h). */
   eventTtlMs: number;
+  /** csrapproving + csrsigning with the cluster CA; absent: CSRs stay pending. */
+  csr?: CsrControllerOptions;
 }
 
 export type { Controller } from './controller.js';
@@ -45,6 +49,8 @@ export function startControllers(registry: Registry, cache: WatchCache, log: Log
     startJobController(registry, cache, child('job')),
     startCronJobController(registry, cache, child('cronjob')),
     startDaemonSetController(registry, cache, child('daemonset')),
+    startBootstrapTokenControllers(registry, cache, child('bootstrap-tokens')),
+    ...(settings.csr ? [startCsrController(registry, cache, child('csr'), settings.csr)] : []),
   ];
   return {
     async stop() {

@@ -12,7 +12,7 @@ import { intOr, isPodReady, list, obj } from './workload-util.js';
 
 export const trackingFinalizer = 'batch.kubernetes.io/job-tracking';
 export const indexAnnotation = 'batch.kubernetes.io/job-completion-index';
-export const maxPodsPerSync = 500;
+const maxPodsPerSync = 500;
 
 export function isFinished(job: KObject): 'Complete' | 'Failed' | undefined {
   for (const c of list(obj(job.status).conditions)) if ((c.type === 'Complete' || c.type === 'Failed') && c.status === 'True') return c.type;
@@ -73,7 +73,7 @@ function matchesRule(rule: Rule, exitCodes: number[], conditions: Rule[]): boole
   return list(rule.onPodConditions).some((p) => conditions.some((c) => c.type === p.type && c.status === (p.status ?? 'True')));
 }
 
-export interface JobPods {
+interface JobPods {
   active: KObject[];
   /** Finished (or terminating) pods still carrying the tracking finalizer, not yet in uncounted. */
   newlySucceeded: KObject[];
@@ -110,7 +110,7 @@ export function backoffMs(failures: number): number {
   return Math.min(10_000 * 2 ** Math.min(failures - 1, 20), 360_000);
 }
 
-export interface CreatePlan {
+interface CreatePlan {
   /** NonIndexed: how many pods; Indexed: which indexes. */
   count: number;
   indexes: number[];

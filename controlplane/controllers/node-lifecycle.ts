@@ -21,13 +21,13 @@ const info = resourceNamed;
 const nodes = info('nodes');
 const leases = info('leases');
 const pods = info('pods');
-export const unreachableTaint = 'node.kubernetes.io/unreachable';
+const unreachableTaint = 'node.kubernetes.io/unreachable';
 
 type Obj = Record<string, unknown>;
 const list = (v: unknown): Obj[] => (Array.isArray(v) ? v.filter(isRecord) : []);
 
 /** Milliseconds of the newest sign of life: Lease renewTime, Ready heartbeat, first observation. */
-export function lastHeartbeat(node: KObject, lease: KObject | undefined, firstSeen: number): number {
+function lastHeartbeat(node: KObject, lease: KObject | undefined, firstSeen: number): number {
   const times = [firstSeen];
   const renew = lease && isRecord(lease.spec) ? lease.spec.renewTime : undefined;
   if (typeof renew === 'string') times.push(Date.parse(renew));
@@ -37,7 +37,7 @@ export function lastHeartbeat(node: KObject, lease: KObject | undefined, firstSe
   return Math.max(...times.filter((t) => Number.isFinite(t)));
 }
 
-export function readyStatus(node: KObject): string | undefined {
+function readyStatus(node: KObject): string | undefined {
   return stringOf(list(recordOf(node.status).conditions).find((c) => c.type === 'Ready')?.status);
 }
 

@@ -11,7 +11,7 @@ import { deepClone } from '../util.js';
 import { intOr, isPodActive, isPodAvailable, isPodReady, list, obj, readyCondition, type OwnerReference } from './workload-util.js';
 
 /** Upstream creates or deletes at most this many pods per sync (burstReplicas). */
-export const burstReplicas = 500;
+const burstReplicas = 500;
 
 export function podFromTemplate(template: unknown, namespace: string, generateName: string, owner: OwnerReference): KObject {
   const t = deepClone(obj(template));
@@ -63,7 +63,7 @@ export function rankPodsForDeletion(pods: KObject[]): KObject[] {
   });
 }
 
-export interface ReplicaSetPlan {
+interface ReplicaSetPlan {
   create: number;
   delete: KObject[];
 }

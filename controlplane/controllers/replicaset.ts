@@ -1,6 +1,7 @@
 /**
  * The ReplicaSet controller (kube-controller-manager's replicaset controller): keeps
- * spec.replicas active pods for each ReplicaSet, adopts matching orphan pods, creates in
+ * spec.replicas active pods for each ReplicaSet, adopts matching orphan pods and releases the
+ * ones it no longer selects (controller-ref.ts), creates in
  * slow-start batches (1, 2, 4, …) so a failing template stops early, deletes in the order
  * `replicaset-policy.ts` ranks, records SuccessfulCreate/SuccessfulDelete/FailedCreate Events and
  * writes status. Reads go to the registry, which is consistent after each write, so no
@@ -13,6 +14,7 @@ import type { KObject } from '../storage/types.js';
 import { canonicalJson } from '../util.js';
 import type { WatchCache, WatchEventType } from '../watch-cache.js';
 import { selectorMatches } from '../kinds-workload.js';
+import { adopt, claimObjects, release } from './controller-ref.js';
 import type { Controller } from './controller.js';
 import { keyOf, QueuedController, wire } from './wiring.js';
 import { planReplicaSet, podFromTemplate, podsOf, replicaSetStatus } from './replicaset-policy.js';
@@ -45,8 +47,15 @@ class ReplicaSetController extends QueuedController {
     const rs = await getOrUndefined(this.registry, replicasets, namespace, name);
     if (!rs) return;
     const all = (await this.registry.list(pods, namespace)).items;
-    const { owned, orphans } = podsOf(rs, all);
-    if (!rs.metadata.deletionTimestamp) for (const orphan of orphans) if (await this.adopt(rs, orphan)) owned.push(orphan);
+    // claimPods over the active pods: adopt matching orphans, release owned pods it no longer selects.
+    const claim = claimObjects(rs, all.filter(isPodActive));
+    const released = new Set(claim.release.map((p) => p.metadata.uid));
+    for (const pod of claim.release) await release(this.registry, pods, rs, pod);
+    const owned = podsOf(rs, all).owned.filter((p) => !released.has(p.metadata.uid));
+    for (const orphan of claim.adopt) {
+      const adopted = await adopt(this.registry, pods, replicasets, rs, orphan);
+      if (adopted) owned.push(adopted);
+    }
     const active = owned.filter(isPodActive);
     if (!rs.metadata.deletionTimestamp) {
       const plan = planReplicaSet(rs, active);
@@ -57,17 +66,6 @@ class ReplicaSetController extends QueuedController {
       }
     }
     await this.writeStatus(rs);
-  }
-
-  private async adopt(rs: KObject, orphan: KObject): Promise<boolean> {
-    const adopted = await ignoreNotFound(
-      this.registry.mutate(pods, orphan.metadata.namespace, orphan.metadata.name as string, (pod) => {
-        if (controllerOf(pod) || pod.metadata.deletionTimestamp) return pod;
-        pod.metadata.ownerReferences = [...(pod.metadata.ownerReferences ?? []), controllerRefFor(replicasets, rs)] as KObject['metadata']['ownerReferences'];
-        return pod;
-      }),
-    );
-    return adopted !== undefined && controllerOf(adopted)?.uid === rs.metadata.uid;
   }
 
   private async createPods(rs: KObject, count: number): Promise<void> {

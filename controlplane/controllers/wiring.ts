@@ -15,7 +15,7 @@ import { KeyQueue } from './queue.js';
 import { createEventRecorder, type EventRecorder } from './events.js';
 import { controllerOf } from './workload-util.js';
 
-export interface Wiring {
+interface Wiring {
   own: ResourceInfo;
   /** Child kinds whose controller (of kind `own.kind`) is enqueued on every change. */
   children: ResourceInfo[];

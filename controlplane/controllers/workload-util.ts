@@ -36,11 +36,11 @@ export function controllerOf(object: KObject): OwnerReference | undefined {
   return ownerRefs(object).find((ref) => ref.controller === true);
 }
 
-export function isOwnedBy(object: KObject, owner: KObject): boolean {
+function isOwnedBy(object: KObject, owner: KObject): boolean {
   return controllerOf(object)?.uid === owner.metadata.uid;
 }
 
-export function podPhase(pod: KObject): string {
+function podPhase(pod: KObject): string {
   return String(obj(pod.status).phase ?? 'Pending');
 }
 

@@ -18,7 +18,7 @@ import { Etcd3, type IKeyValue, type IOptions, type Watcher } from 'etcd3';
 import type { Logger } from '../../lib/log.js';
 import { StorageError, type KObject, type Storage, type StoredEvent } from './types.js';
 
-export interface EtcdStorageOptions {
+interface EtcdStorageOptions {
   endpoints: string[];
   /** Key prefix, so that several control planes (or tests) can share one etcd. */
   prefix?: string;

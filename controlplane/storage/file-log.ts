@@ -36,7 +36,7 @@ export class CorruptRecordError extends Error {
 }
 
 /** One line longer than this is damage, not a record (objects are at most 1.5 MiB). */
-export const maxRecordBytes = 64 * 1024 * 1024;
+const maxRecordBytes = 64 * 1024 * 1024;
 
 export function encodeRecord(record: LogRecord): Buffer {
   const json = Buffer.from(JSON.stringify(record));
@@ -51,7 +51,7 @@ function isLogRecord(value: unknown): value is LogRecord {
 }
 
 /** Decodes one line (without its newline); throws a reason string's Error when damaged. */
-export function decodeRecord(line: Buffer): LogRecord {
+function decodeRecord(line: Buffer): LogRecord {
   let json = line;
   if (line[0] !== 0x7b) {
     if (line.length < 10 || line[8] !== 0x20) throw new Error('no checksum');
@@ -70,7 +70,7 @@ export function decodeRecord(line: Buffer): LogRecord {
   return parsed;
 }
 
-export interface ScanResult {
+interface ScanResult {
   /** Offset after the last whole line. */
   end: number;
   /** A last line without its newline: a write that was cut off, never acknowledged. */
@@ -123,7 +123,7 @@ export function scanFile(file: string, onRecord: (record: LogRecord, offset: num
   }
 }
 
-export const legacySegment = 'wal.jsonl';
+const legacySegment = 'wal.jsonl';
 export const snapshotFile = 'snapshot.log';
 export const legacySnapshotFile = 'snapshot.json';
 

@@ -16,7 +16,7 @@ import { CorruptRecordError, encodeRecord, legacySnapshotFile, listSegments, sca
 import type { KObject } from './types.js';
 import { isRecord } from '../util.js';
 
-export interface FileStoreOptions {
+interface FileStoreOptions {
   dir: string;
   /** Compact once the live segment holds this many bytes (default 64 MiB). */
   compactBytes?: number;
@@ -27,7 +27,7 @@ export interface FileStoreOptions {
   log?: Logger;
 }
 
-export interface LoadedState {
+interface LoadedState {
   revision: number;
   objects: Map<string, KObject>;
 }

@@ -14,7 +14,7 @@ export interface KObject {
   [field: string]: unknown;
 }
 
-export interface KMetadata {
+interface KMetadata {
   name?: string;
   generateName?: string;
   namespace?: string;
@@ -31,7 +31,7 @@ export interface KMetadata {
   [field: string]: unknown;
 }
 
-export type StoredEventType = 'ADDED' | 'MODIFIED' | 'DELETED';
+type StoredEventType = 'ADDED' | 'MODIFIED' | 'DELETED';
 
 export interface StoredEvent {
   type: StoredEventType;

@@ -5,6 +5,7 @@
  * Writes are atomic (temp file + rename).
  */
 import { writeFileAtomic } from '../../lib/fs.js';
+import { errnoCode } from '../../lib/errors.js';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Attachment, CniResult, JsonObject, NetworkConfigList } from '../../lib/cni/types.js';
@@ -56,10 +57,19 @@ export class ResultCache {
   }
 
   async read(networkName: string, containerId: string, ifName: string): Promise<CacheEntry | undefined> {
+    let text: string;
     try {
-      const entry = JSON.parse(await readFile(this.path(networkName, containerId, ifName), 'utf8')) as CacheEntry;
+      text = await readFile(this.path(networkName, containerId, ifName), 'utf8');
+    } catch (error) {
+      // Nothing cached for this attachment.
+      if (errnoCode(error) === 'ENOENT') return undefined;
+      throw new Error(`cannot read the CNI cache entry of ${networkName}/${containerId.slice(0, 12)}/${ifName}`, { cause: error });
+    }
+    try {
+      const entry = JSON.parse(text) as CacheEntry;
       return entry.kind === 'cni-cacheV1' ? entry : undefined;
     } catch {
+      // A damaged entry (not JSON: written by hand, or by a crashed writer before writes were atomic) is as none.
       return undefined;
     }
   }
@@ -73,8 +83,10 @@ export class ResultCache {
     let files: string[];
     try {
       files = await readdir(this.dir);
-    } catch {
-      return [];
+    } catch (error) {
+      // No cache directory yet: nothing cached.
+      if (errnoCode(error) === 'ENOENT') return [];
+      throw new Error(`cannot list the CNI cache ${this.dir}`, { cause: error });
     }
     const entries: CacheEntry[] = [];
     for (const file of files.filter((name) => name.startsWith(`${networkName}-`) && !name.endsWith('.tmp'))) {
@@ -82,7 +94,7 @@ export class ResultCache {
         const entry = JSON.parse(await readFile(join(this.dir, file), 'utf8')) as CacheEntry;
         if (entry.kind === 'cni-cacheV1' && entry.networkName === networkName) entries.push(entry);
       } catch {
-        // a damaged entry is skipped; GC will not see it
+        // A damaged entry, or one removed since the listing, is skipped; GC will not see it.
       }
     }
     return entries;

@@ -14,7 +14,7 @@
  * (CONVENTIONS.md "Dynamic plugin specific fields").
  */
 import { readdir } from 'node:fs/promises';
-import { describeError } from '../../lib/errors.js';
+import { describeError, errnoCode } from '../../lib/errors.js';
 import { ResultCache, type CacheEntry } from './cache.js';
 import { loadNetworkConfig } from './conflist.js';
 import { PluginRunner, type CniCommand, type PluginRunnerOptions } from '../../lib/cni/invoke.js';
@@ -29,7 +29,7 @@ import {
   type ValidAttachment,
 } from '../../lib/cni/types.js';
 
-export interface CniNetworkOptions extends PluginRunnerOptions {
+interface CniNetworkOptions extends PluginRunnerOptions {
   /** Default /etc/cni/net.d. */
   confDir: string;
   /** Default /var/lib/cni (results go to <cacheDir>/results). */
@@ -97,6 +97,8 @@ export class CniNetwork implements PodNetwork {
     try {
       return await this.addList(list, attachment);
     } catch (error) {
+      // Rollback of loopback: the ADD's own error is the one that matters (and is thrown); a
+      // loopback left behind is released with the sandbox's teardown.
       if (this.options.loopback) await this.tearDownCached(loopbackList.name, lo).catch(() => undefined);
       throw error;
     }
@@ -138,6 +140,7 @@ export class CniNetwork implements PodNetwork {
   }
 
   async tearDown(attachment: Attachment): Promise<void> {
+    // No usable network config any more (removed or broken since ADD): the cache alone has what DEL needs.
     const list = await this.config().catch(() => undefined);
     const names = new Set([list?.name, ...(await this.cachedNetworks(attachment))].filter((name): name is string => !!name));
     let done = false;
@@ -160,8 +163,10 @@ export class CniNetwork implements PodNetwork {
     const suffix = `-${attachment.containerId}-${attachment.ifName}`;
     try {
       return (await readdir(`${this.options.cacheDir}/results`)).filter((file) => file.endsWith(suffix)).map((file) => file.slice(0, -suffix.length));
-    } catch {
-      return [];
+    } catch (error) {
+      // No results directory yet: nothing cached.
+      if (errnoCode(error) === 'ENOENT') return [];
+      throw new Error(`cannot list the CNI cache ${this.options.cacheDir}/results`, { cause: error });
     }
   }
 
@@ -174,6 +179,7 @@ export class CniNetwork implements PodNetwork {
   }
 
   async result(containerId: string, ifName: string): Promise<CniResult | undefined> {
+    // No usable network config: the cached entries of any network still answer.
     const list = await this.config().catch(() => undefined);
     // The current network's entry first: scanning the results dir costs O(pods) per call.
     const current = list ? await this.cache.read(list.name, containerId, ifName) : undefined;

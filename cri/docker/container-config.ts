@@ -85,7 +85,7 @@ function userOf(config: ContainerConfig): string | undefined {
 }
 
 /** The Docker fields a CRI LinuxContainerResources maps to (create and update use the same). */
-export type DockerResources = Pick<Docker.HostConfig, 'CpuShares' | 'CpuPeriod' | 'CpuQuota' | 'Memory' | 'MemorySwap' | 'PidsLimit' | 'CpusetCpus' | 'CpusetMems' | 'OomScoreAdj'>;
+type DockerResources = Pick<Docker.HostConfig, 'CpuShares' | 'CpuPeriod' | 'CpuQuota' | 'Memory' | 'MemorySwap' | 'PidsLimit' | 'CpusetCpus' | 'CpusetMems' | 'OomScoreAdj'>;
 
 /**
  * CRI resources → Docker, the one mapping for ContainerCreate and ContainerUpdate (as
@@ -124,7 +124,7 @@ function securityOf(config: ContainerConfig): Partial<Docker.HostConfig> {
   return out;
 }
 
-export function containerLabels(input: ContainerCreateInput): Labels {
+function containerLabels(input: ContainerCreateInput): Labels {
   return {
     ...toDockerLabels(input.config.labels, input.config.annotations),
     ...podIdentityLabels(input.sandboxConfig.metadata, input.config.metadata.name),

@@ -29,6 +29,7 @@ import {
 import { containerCreateOptions, dockerResources, validateContainerConfig } from './container-config.js';
 import { labelFilters, type RuntimeContext } from './context.js';
 import { criError, dockerStatus, isNotFound } from './errors.js';
+import { errnoCode } from '../../lib/errors.js';
 import { containerName, containerType, decodeRecord, dockerLabels, fromDockerLabels, isoToNs, parseName, sandboxType } from './naming.js';
 import { podFileNames, podFileTargets } from './pod-files.js';
 
@@ -277,7 +278,8 @@ async function linkLog(logPath: string, dockerLogPath: string): Promise<void> {
 async function unlinkLog(logPath: string): Promise<void> {
   try {
     if ((await lstat(logPath)).isSymbolicLink()) await rm(logPath, { force: true });
-  } catch {
-    // already gone
+  } catch (error) {
+    // Already gone: nothing to unlink.
+    if (errnoCode(error) !== 'ENOENT') throw error;
   }
 }

@@ -18,7 +18,7 @@ export function isNotFound(error: unknown): boolean {
 }
 
 /** True when the Docker daemon cannot be reached (socket missing, refused, reset). */
-export function isUnavailable(error: unknown): boolean {
+function isUnavailable(error: unknown): boolean {
   const code = typeof error === 'object' && error !== null ? (error as DockerishError).code : undefined;
   return code === 'ECONNREFUSED' || code === 'ENOENT' || code === 'ECONNRESET' || code === 'EPIPE' || code === 'ETIMEDOUT';
 }

@@ -10,10 +10,11 @@ import { PassThrough, type Duplex } from 'node:stream';
 import type Docker from 'dockerode';
 import { CriError, type AttachRequest, type ExecRequest, type ExecSyncResponse, type StreamSession } from '../runtime.js';
 import type { RuntimeContext } from './context.js';
-import { criError, dockerStatus } from './errors.js';
+import { criError, dockerStatus, isNotFound } from './errors.js';
+import { errnoCode } from '../../lib/errors.js';
 
 /** Output kept per stream by execSync (the rest is dropped). */
-export const maxExecOutputBytes = 16 * 1024 * 1024;
+const maxExecOutputBytes = 16 * 1024 * 1024;
 
 function collect(stream: PassThrough): () => string {
   const chunks: Buffer[] = [];
@@ -41,12 +42,16 @@ function killExec(exec: Docker.Exec): Promise<void> {
       if (info.Running && info.Pid > 0) {
         try {
           process.kill(info.Pid, 'SIGKILL');
-        } catch {
-          // exited meanwhile
+        } catch (error) {
+          // ESRCH: exited meanwhile, which is what the kill wanted.
+          if (errnoCode(error) !== 'ESRCH') throw error;
         }
       }
     },
-    () => undefined,
+    (error: unknown) => {
+      // The exec (or its container) is gone: nothing left to kill.
+      if (!isNotFound(error)) throw error;
+    },
   );
 }
 

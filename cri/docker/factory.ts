@@ -9,7 +9,7 @@ import { CniNetwork } from '../cni/network.js';
 import type { Labels } from '../runtime.js';
 import { DockerRuntime } from './runtime.js';
 
-export interface DockerRuntimeSettings {
+interface DockerRuntimeSettings {
   /** unix:///var/run/docker.sock (default), or a plain socket path. */
   containerRuntimeEndpoint?: string;
   podInfraContainerImage?: string;

@@ -50,7 +50,7 @@ export function containerName(container: ContainerMetadata, pod: PodSandboxMetad
   return [namePrefix, container.name, pod.name, pod.namespace, pod.uid, String(container.attempt)].join('_');
 }
 
-export interface ParsedName {
+interface ParsedName {
   container: ContainerMetadata;
   pod: PodSandboxMetadata;
 }
@@ -119,6 +119,7 @@ export function decodeRecord(text: string | undefined): SandboxRecord | undefine
       filesDir: String(value.filesDir ?? ''),
     };
   } catch {
+    // Not JSON (JSON.parse's SyntaxError): a label this runtime did not write carries no record.
     return undefined;
   }
 }

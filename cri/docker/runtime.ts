@@ -36,7 +36,8 @@ import {
 } from '../runtime.js';
 import { ContainerManager } from './containers.js';
 import { makeContext, type DockerRuntimeOptions, type RuntimeContext } from './context.js';
-import { criError } from './errors.js';
+import { criError, isNotFound } from './errors.js';
+import { isCriError } from '../runtime.js';
 import { attachStream, execStream, execSync } from './exec.js';
 import { portForward } from './port-forward.js';
 import { ImageManager } from './images.js';
@@ -161,7 +162,10 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   private async rootMount(): Promise<string> {
-    this.dockerRoot ??= await this.images.rootDir().catch(() => '/var/lib/docker');
+    this.dockerRoot ??= await this.images.rootDir().catch((error: unknown) => {
+      this.context.log.warn({ err: error }, 'cannot ask Docker for its root directory; assuming /var/lib/docker');
+      return '/var/lib/docker';
+    });
     return this.dockerRoot;
   }
 
@@ -174,7 +178,15 @@ export class DockerRuntime implements ContainerRuntime {
   async listContainerStats(filter: ContainerStatsFilter = {}): Promise<ContainerStats[]> {
     const running = await this.containers.list({ ...filter, state: 'CONTAINER_RUNNING' });
     const root = await this.rootMount();
-    const stats = await Promise.all(running.map((container) => this.statsCollector.stats(container.id, root).catch(() => undefined)));
+    const stats = await Promise.all(
+      running.map((container) =>
+        this.statsCollector.stats(container.id, root).catch((error: unknown) => {
+          // A container that exited since the list has no stats: left out, as the kubelet's summary does.
+          if (!isNotFound(error) && !isCriError(error, 'NotFound')) this.context.log.debug({ err: error, container: container.id.slice(0, 12) }, 'container stats unavailable');
+          return undefined;
+        }),
+      ),
+    );
     return stats.filter((entry): entry is ContainerStats => entry !== undefined);
   }
 

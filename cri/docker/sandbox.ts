@@ -40,7 +40,7 @@ export function cniPortMappings(mappings: PortMapping[] | undefined): Array<Reco
 }
 
 /** CNI_ARGS the kubelet's network plugins pass (IgnoreUnknown plus the K8S_POD_* keys). */
-export function attachmentOf(context: RuntimeContext, id: string, netns: string, labels: Record<string, string>, config?: PodSandboxConfig): Attachment {
+function attachmentOf(context: RuntimeContext, id: string, netns: string, labels: Record<string, string>, config?: PodSandboxConfig): Attachment {
   const identity = podIdentityLabels(
     { name: labels['io.kubernetes.pod.name'] ?? '', namespace: labels['io.kubernetes.pod.namespace'] ?? '', uid: labels['io.kubernetes.pod.uid'] ?? '', attempt: 0 },
     sandboxContainerName,
@@ -168,14 +168,20 @@ export class SandboxManager {
 
   private async rollback(id: string | undefined, files: PodFiles): Promise<void> {
     if (id) {
-      const running = await this.context.docker.getContainer(id).inspect().catch(() => undefined);
+      const running = await this.context.docker.getContainer(id).inspect().catch((error: unknown) => this.ignoreNotFound(error, id, 'inspect during rollback failed'));
       const pid = running?.State.Running ? running.State.Pid : 0;
       await this.context.network?.tearDown(attachmentOf(this.context, id, pid ? `/proc/${pid}/ns/net` : '', running?.Config.Labels ?? {})).catch((error: unknown) => {
         this.context.log.warn({ err: error, sandbox: id.slice(0, 12) }, 'network teardown during rollback failed');
       });
-      await this.context.docker.getContainer(id).remove({ force: true, v: true }).catch(() => undefined);
+      await this.context.docker.getContainer(id).remove({ force: true, v: true }).catch((error: unknown) => this.ignoreNotFound(error, id, 'removal during rollback failed'));
     }
-    await files.remove().catch(() => undefined);
+    await files.remove().catch((error: unknown) => this.context.log.warn({ err: error }, 'pod files not removed during rollback'));
+  }
+
+  /** "No such container" is what a rollback or stop wants anyway; anything else is logged. */
+  private ignoreNotFound(error: unknown, id: string, what: string): undefined {
+    if (!isNotFound(error)) this.context.log.warn({ err: error, sandbox: id.slice(0, 12) }, `sandbox ${what}`);
+    return undefined;
   }
 
   private async inspect(id: string): Promise<Docker.ContainerInspectInfo | undefined> {
@@ -204,7 +210,8 @@ export class SandboxManager {
     this.attached.delete(id);
     const info = await this.inspect(id);
     if (!info) {
-      await this.context.network?.tearDown(attachmentOf(this.context, id, '', {})).catch(() => undefined);
+      // The sandbox container is gone: release what the CNI cache still holds (stop is idempotent).
+      await this.context.network?.tearDown(attachmentOf(this.context, id, '', {})).catch((error: unknown) => this.context.log.warn({ err: error, sandbox: id.slice(0, 12) }, 'network teardown of a removed sandbox failed'));
       return;
     }
     const pod = `${info.Config.Labels?.['io.kubernetes.pod.namespace']}/${info.Config.Labels?.['io.kubernetes.pod.name']}`;
@@ -259,10 +266,16 @@ export class SandboxManager {
   private async networkAttached(id: string, labels: Record<string, string> | undefined): Promise<boolean> {
     const network = this.context.network;
     if (!network || this.attached.has(id) || decodeRecord(labels?.[dockerLabels.sandboxRecord])?.hostNetwork) return true;
-    const result = await network.result(id, this.context.ifName).catch(() => undefined);
+    const result = await network.result(id, this.context.ifName).catch((error: unknown) => this.unreadableResult(error, id));
     if (resultIPs(result).length === 0) return false;
     this.attached.add(id);
     return true;
+  }
+
+  /** A cached CNI result that cannot be read counts as none (the sandbox is then NotReady and replaced). */
+  private unreadableResult(error: unknown, id: string): undefined {
+    this.context.log.warn({ err: error, sandbox: id.slice(0, 12) }, 'cannot read the cached CNI result of a sandbox');
+    return undefined;
   }
 
   async status(id: string): Promise<PodSandboxStatus> {
@@ -273,7 +286,7 @@ export class SandboxManager {
     const metadata = parseName(info.Name)?.pod ?? { name: '', namespace: '', uid: '', attempt: 0 };
     let ips: string[] = [];
     if (info.State.Running && !record?.hostNetwork && this.context.network) {
-      ips = resultIPs(await this.context.network.result(id, this.context.ifName).catch(() => undefined));
+      ips = resultIPs(await this.context.network.result(id, this.context.ifName).catch((error: unknown) => this.unreadableResult(error, id)));
     }
     const ready = info.State.Running && (record?.hostNetwork === true || !this.context.network || ips.length > 0);
     const hostConfig = info.HostConfig;
@@ -319,7 +332,7 @@ export class SandboxManager {
 }
 
 /** docker stop; "already stopped" (304) and "no such container" (404) are success. */
-export async function stopIgnoringGone(container: Docker.Container, timeoutSeconds: number): Promise<void> {
+async function stopIgnoringGone(container: Docker.Container, timeoutSeconds: number): Promise<void> {
   try {
     await container.stop({ t: Math.max(0, Math.round(timeoutSeconds)) });
   } catch (error) {

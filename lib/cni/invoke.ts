@@ -18,7 +18,7 @@ import { CniPluginError, ErrorCode, type JsonObject } from './types.js';
 export type CniCommand = 'ADD' | 'DEL' | 'CHECK' | 'GC' | 'STATUS' | 'VERSION';
 
 /** The per-attachment variables (unset for GC, STATUS and VERSION). */
-export interface PluginEnv {
+interface PluginEnv {
   containerId?: string;
   netns?: string;
   ifName?: string;
@@ -26,7 +26,7 @@ export interface PluginEnv {
 }
 
 /** The environment libcni gives a plugin: ours plus CNI_COMMAND, CNI_PATH and the attachment's variables. */
-export function pluginEnvironment(command: CniCommand, binDirs: string[], env: PluginEnv = {}, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+function pluginEnvironment(command: CniCommand, binDirs: string[], env: PluginEnv = {}, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   const out: NodeJS.ProcessEnv = { ...base, CNI_COMMAND: command, CNI_PATH: binDirs.join(':') };
   if (command !== 'STATUS' && command !== 'GC' && command !== 'VERSION') {
     out.CNI_CONTAINERID = env.containerId ?? '';
@@ -38,7 +38,7 @@ export function pluginEnvironment(command: CniCommand, binDirs: string[], env: P
 }
 
 /** The binary for a plugin type: first executable match in the bin dirs; a name with "/" is refused (as libcni's FindInPath). */
-export async function findPlugin(type: string, binDirs: readonly string[]): Promise<string> {
+async function findPlugin(type: string, binDirs: readonly string[]): Promise<string> {
   if (type === '' || type.includes('/') || type === '.' || type === '..') {
     throw new CniPluginError(`invalid CNI plugin type ${JSON.stringify(type)}`, type, 'find', ErrorCode.invalidConfig);
   }
@@ -54,7 +54,7 @@ export async function findPlugin(type: string, binDirs: readonly string[]): Prom
   throw new CniPluginError(`CNI plugin "${type}" not found in ${binDirs.join(':') || '(empty CNI_PATH)'}`, type, 'find', ErrorCode.invalidConfig);
 }
 
-export interface InvokeOptions {
+interface InvokeOptions {
   binDirs: readonly string[];
   /** The complete environment (see pluginEnvironment); CNI_COMMAND is set to `command`. */
   env: NodeJS.ProcessEnv;
@@ -79,7 +79,7 @@ export async function invokePlugin(command: CniCommand, type: string, netconf: J
 }
 
 /** The plugin's error JSON as a CniPluginError; anything else it printed, quoted briefly. */
-export function pluginFailure(type: string, command: string, result: ExecResult): CniPluginError {
+function pluginFailure(type: string, command: string, result: ExecResult): CniPluginError {
   try {
     const error = JSON.parse(result.stdout) as { code?: unknown; msg?: unknown; details?: unknown };
     if (typeof error.msg === 'string') {

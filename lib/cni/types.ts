@@ -70,7 +70,7 @@ export class CniPluginError extends CniError {
   }
 }
 
-export interface CniErrorJson {
+interface CniErrorJson {
   cniVersion: string;
   code: number;
   msg: string;
@@ -94,7 +94,7 @@ function causeText(cause: unknown): string | undefined {
   return cause instanceof Error ? cause.message : String(cause);
 }
 
-export interface Interface {
+interface Interface {
   name: string;
   mac?: string;
   mtu?: number;
@@ -106,11 +106,11 @@ export interface IPConfig {
   gateway?: string;
   interface?: number;
 }
-export interface Route {
+interface Route {
   dst: string;
   gw?: string;
 }
-export interface DNS {
+interface DNS {
   nameservers?: string[];
   domain?: string;
   search?: string[];

@@ -37,7 +37,7 @@ const user = z.object({
 
 const context = z.object({ cluster: z.string().min(1), user: z.string().default(''), namespace: z.string().optional() });
 
-export const kubeconfigSchema = z
+const kubeconfigSchema = z
   .object({
     apiVersion: z.literal('v1', { error: 'unknown apiVersion (expected v1)' }).default('v1'),
     kind: z.literal('Config', { error: 'unknown kind (expected Config)' }).default('Config'),
@@ -71,7 +71,7 @@ function resolvePaths(node: unknown, base: string): unknown {
   );
 }
 
-export type KubeconfigData = z.output<typeof kubeconfigSchema>;
+type KubeconfigData = z.output<typeof kubeconfigSchema>;
 
 /** Reads and validates a kubeconfig file; relative paths come back absolute. */
 export function readKubeconfig(file: string): KubeconfigData {

@@ -50,6 +50,33 @@ const taint = z.object({
 
 const ms = (text: string) => parseDuration(text);
 
+interface ContradictionInput {
+  shutdownGracePeriod: number;
+  shutdownGracePeriodCriticalPods: number;
+  serializeImagePulls: boolean;
+  maxParallelImagePulls?: number | undefined;
+  enforceNodeAllocatable: string[];
+}
+
+/** Settings that contradict each other: the kubelet's ValidateKubeletConfiguration messages. */
+function contradictions(config: ContradictionInput, ctx: z.RefinementCtx): void {
+  if (config.shutdownGracePeriodCriticalPods > config.shutdownGracePeriod) {
+    ctx.addIssue({ code: 'custom', path: ['shutdownGracePeriodCriticalPods'], message: 'must be <= shutdownGracePeriod' });
+  }
+  if (config.serializeImagePulls && config.maxParallelImagePulls !== undefined && config.maxParallelImagePulls > 1) {
+    ctx.addIssue({ code: 'custom', path: ['maxParallelImagePulls'], message: 'cannot be larger than 1 unless serializeImagePulls is false' });
+  }
+  if (config.enforceNodeAllocatable.includes('none') && config.enforceNodeAllocatable.length > 1) {
+    ctx.addIssue({ code: 'custom', path: ['enforceNodeAllocatable'], message: '"none" cannot be combined with other values' });
+  }
+  // The kubelet needs systemReservedCgroup / kubeReservedCgroup for these, which knode does not take.
+  for (const value of ['system-reserved', 'kube-reserved']) {
+    if (config.enforceNodeAllocatable.includes(value)) {
+      ctx.addIssue({ code: 'custom', path: ['enforceNodeAllocatable'], message: `"${value}" needs ${value === 'system-reserved' ? 'systemReservedCgroup' : 'kubeReservedCgroup'}, which knode does not support (use "pods" or "none")` });
+    }
+  }
+}
+
 export const kubeletConfigSchema = z
   .object({
     apiVersion: z.literal(kubeletApiVersion),
@@ -65,6 +92,10 @@ export const kubeletConfigSchema = z
     readOnlyPort: port.default(0),
     tlsCertFile: z.string().default(''),
     tlsPrivateKeyFile: z.string().default(''),
+    // Client certificate rotation (with --bootstrap-kubeconfig) and the serving certificate from a
+    // kubelet-serving CSR instead of a self-signed one (agent/certificates/).
+    rotateCertificates: z.boolean().default(false),
+    serverTLSBootstrap: z.boolean().default(false),
     authentication: z
       .object({
         anonymous: z.object({ enabled: z.boolean().default(false) }).prefault({}),
@@ -106,6 +137,8 @@ export const kubeletConfigSchema = z
     cpuCFSQuotaPeriod: duration.default(ms('100ms')),
     maxOpenFiles: z.number().int().positive().default(1_000_000),
     serializeImagePulls: z.boolean().default(true),
+    // kubelet: nil (no limit) unless set; must be 1 or unset when serializeImagePulls is true
+    maxParallelImagePulls: z.number().int().min(1).optional(),
     registryPullQPS: z.number().min(0).default(5),
     registryBurst: z.number().int().min(0).default(10),
     eventRecordQPS: z.number().min(0).default(50),
@@ -121,7 +154,7 @@ export const kubeletConfigSchema = z
     evictionMinimumReclaim: signalMap(thresholdValue).default({}),
     kubeReserved: resourceList.default({}),
     systemReserved: resourceList.default({}),
-    enforceNodeAllocatable: z.array(z.string()).default(['pods']),
+    enforceNodeAllocatable: z.array(z.enum(['pods', 'system-reserved', 'kube-reserved', 'none'])).default(['pods']),
     containerLogMaxSize: quantity.default('10Mi'),
     containerLogMaxFiles: z.number().int().min(2).default(5),
     containerRuntimeEndpoint: z.string().default('unix:///var/run/docker.sock'),
@@ -157,10 +190,7 @@ export const kubeletConfigSchema = z
         }
       }
     }
-    // Graceful node shutdown (kubelet validation.go ValidateKubeletConfiguration).
-    if (config.shutdownGracePeriodCriticalPods > config.shutdownGracePeriod) {
-      ctx.addIssue({ code: 'custom', path: ['shutdownGracePeriodCriticalPods'], message: `shutdownGracePeriodCriticalPods (${config.shutdownGracePeriodCriticalPods / 1000}s) must be <= shutdownGracePeriod (${config.shutdownGracePeriod / 1000}s)` });
-    }
+    contradictions(config, ctx);
     if (config.shutdownGracePeriodByPodPriority.length > 0 && (config.shutdownGracePeriod > 0 || config.shutdownGracePeriodCriticalPods > 0)) {
       ctx.addIssue({ code: 'custom', path: ['shutdownGracePeriodByPodPriority'], message: 'cannot specify both shutdownGracePeriodByPodPriority and shutdownGracePeriod at the same time' });
     }

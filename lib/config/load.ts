@@ -19,7 +19,7 @@ export function readConfigDocument(file: string): unknown {
   return parseConfigText(text, file);
 }
 
-export function parseConfigText(text: string, file: string): unknown {
+function parseConfigText(text: string, file: string): unknown {
   const documents = parseAllDocuments(text);
   if (!Array.isArray(documents)) throw new ConfigError(`config file "${file}": not a YAML or JSON document`);
   const nonEmpty = documents.filter((doc) => doc.contents !== null);
@@ -35,7 +35,7 @@ export function parseConfigText(text: string, file: string): unknown {
 }
 
 /** Formats a zod issue path as Kubernetes field paths are written ("a.b[0].c"). */
-export function fieldPath(path: readonly PropertyKey[]): string {
+function fieldPath(path: readonly PropertyKey[]): string {
   return path
     .map((part, index) => (typeof part === 'number' ? `[${part}]` : index === 0 ? String(part) : `.${String(part)}`))
     .join('');

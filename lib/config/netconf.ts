@@ -6,7 +6,9 @@
  * own default, udp, is not offered).
  */
 import { z } from 'zod';
-import { isValidCIDR, canonicalCIDR } from '../net.js';
+import { isValidCIDR, canonicalCIDR, cidrContains } from '../net.js';
+
+const ipNumber = (address: string): number => address.split('.').reduce((n, part) => n * 256 + Number(part), 0);
 import { readConfigDocument, validateConfig } from './load.js';
 
 const cidr = z.string().refine(isValidCIDR, 'must be a CIDR such as 10.244.0.0/16');
@@ -15,8 +17,8 @@ export const netConfSchema = z
   .object({
     Network: cidr,
     SubnetLen: z.number().int().min(1).max(32).optional(),
-    SubnetMin: z.string().optional(),
-    SubnetMax: z.string().optional(),
+    SubnetMin: z.ipv4({ error: 'must be an IPv4 address such as 10.244.10.0' }).optional(),
+    SubnetMax: z.ipv4({ error: 'must be an IPv4 address such as 10.244.200.0' }).optional(),
     EnableIPv4: z.boolean().default(true),
     EnableIPv6: z.boolean().default(false),
     Backend: z
@@ -37,6 +39,17 @@ export const netConfSchema = z
     const subnetLen = conf.SubnetLen ?? (networkBits < 24 ? 24 : networkBits);
     if (subnetLen < networkBits) {
       ctx.addIssue({ code: 'custom', path: ['SubnetLen'], message: `SubnetLen ${subnetLen} is shorter than the Network's /${networkBits}` });
+      return z.NEVER;
+    }
+    for (const field of ['SubnetMin', 'SubnetMax'] as const) {
+      const address = conf[field];
+      if (address && !cidrContains(conf.Network, `${address}/32`)) {
+        ctx.addIssue({ code: 'custom', path: [field], message: `${address} is not inside the Network ${conf.Network}` });
+        return z.NEVER;
+      }
+    }
+    if (conf.SubnetMin && conf.SubnetMax && ipNumber(conf.SubnetMin) > ipNumber(conf.SubnetMax)) {
+      ctx.addIssue({ code: 'custom', path: ['SubnetMin'], message: `SubnetMin ${conf.SubnetMin} is larger than SubnetMax ${conf.SubnetMax}` });
       return z.NEVER;
     }
     return { ...conf, Network: canonicalCIDR(conf.Network), SubnetLen: subnetLen };

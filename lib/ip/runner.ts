@@ -14,7 +14,7 @@ import { run, type ExecResult } from '../exec.js';
 import type { NetnsIpPool } from './pool.js';
 import type { IpBatchSession } from './session.js';
 
-export interface IpRunnerOptions {
+interface IpRunnerOptions {
   /** A long-lived `ip -force -batch -` in our netns (host-side batches without a process start). */
   session?: IpBatchSession;
   /** Warm shells that enter a pod netns and run `ip -batch -` there. */
@@ -24,7 +24,7 @@ export interface IpRunnerOptions {
 }
 
 /** A link as rtnetlink reports it: name, kind from IFLA_LINKINFO ('bridge', 'veth', …; undefined for lo/physical). */
-export interface LinkKind {
+interface LinkKind {
   index: number;
   kind?: string;
   loopback: boolean;
@@ -105,7 +105,7 @@ export class IpRunner {
 }
 
 /** `ip -n NAME` for namespaces under /run/netns (one exec less), else `nsenter --net=PATH ip`. */
-export function ipCommand(netns?: string): string[] {
+function ipCommand(netns?: string): string[] {
   if (!netns) return ['ip'];
   const named = /^\/(?:var\/)?run\/netns\/([^/]+)$/.exec(netns);
   return named ? ['ip', '-n', named[1]!] : ['nsenter', `--net=${netns}`, 'ip'];

@@ -19,6 +19,7 @@ export class IpBatchSession {
   /** Runs the lines; resolves like `ip -force -batch -` would, with line numbers relative to `lines`. */
   run(lines: string[]): Promise<ExecResult> {
     const next = this.queue.then(() => this.send(lines));
+    // The failure reaches the caller through `next`; the queue itself goes on.
     this.queue = next.catch(() => undefined);
     return next;
   }

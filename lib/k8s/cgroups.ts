@@ -6,9 +6,9 @@
  */
 import type { QosClass } from './qos.js';
 
-export type CgroupDriver = 'cgroupfs' | 'systemd';
+type CgroupDriver = 'cgroupfs' | 'systemd';
 
-export function qosTier(qos: QosClass): '' | 'burstable' | 'besteffort' {
+function qosTier(qos: QosClass): '' | 'burstable' | 'besteffort' {
   if (qos === 'Guaranteed') return '';
   return qos === 'Burstable' ? 'burstable' : 'besteffort';
 }
@@ -22,4 +22,17 @@ export function podCgroupParent(qos: QosClass, podUid: string, driver: CgroupDri
   }
   const base = `${root.replace(/\/$/, '')}/kubepods`;
   return tier ? `${base}/${tier}/pod${podUid}` : `${base}/pod${podUid}`;
+}
+
+/**
+ * Where systemd puts a slice in the cgroup tree: a dash in a slice name means nesting
+ * (systemd.slice(5)), so "kubepods-burstable-pod<uid>.slice" lives at
+ * kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid>.slice, as the kubelet's
+ * systemd cgroup driver expects (cgroup_manager_linux.go ExpandSlice).
+ */
+export function expandSlice(slice: string): string {
+  if (!slice.endsWith('.slice') || slice.includes('/')) throw new Error(`"${slice}" is not a systemd slice name`);
+  const parts = slice.slice(0, -'.slice'.length).split('-');
+  if (parts.some((part) => part === '')) throw new Error(`"${slice}" is not a valid slice name (empty part)`);
+  return parts.map((_, index) => `${parts.slice(0, index + 1).join('-')}.slice`).join('/');
 }

@@ -10,10 +10,10 @@ export const configHashAnnotation = 'kubernetes.io/config.hash';
 export const configSeenAnnotation = 'kubernetes.io/config.seen';
 export const configMirrorAnnotation = 'kubernetes.io/config.mirror';
 
-export type PodSourceKind = 'file' | 'http' | 'api';
+type PodSourceKind = 'file' | 'http' | 'api';
 
 /** The pod's config source; anything that is not a file or URL manifest is an API pod. */
-export function podSource(pod: V1Pod): PodSourceKind {
+function podSource(pod: V1Pod): PodSourceKind {
   const source = pod.metadata?.annotations?.[configSourceAnnotation];
   return source === 'file' || source === 'http' ? source : 'api';
 }

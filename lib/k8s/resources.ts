@@ -14,7 +14,7 @@ import { parseMilliCPU, parseQuantity } from '../quantity.js';
 
 export type ResourceAmounts = Record<string, number>;
 
-export interface PodResources {
+interface PodResources {
   requests: ResourceAmounts;
   limits: ResourceAmounts;
   /** Every container (and each init step with its sidecars) declares a limit for the resource. */
@@ -22,7 +22,7 @@ export interface PodResources {
 }
 
 /** A quantity as a number (cpu in millicores); throws with `where` named on a bad quantity. */
-export function resourceAmount(name: string, value: unknown, where: string): number {
+function resourceAmount(name: string, value: unknown, where: string): number {
   if (value === undefined || value === null) return 0;
   try {
     return name === 'cpu' ? parseMilliCPU(String(value)) : Math.floor(parseQuantity(String(value)));

@@ -12,7 +12,7 @@
 import { run } from '../exec.js';
 
 export type Backend = 'nft' | 'legacy';
-export const backends: readonly Backend[] = ['nft', 'legacy'];
+const backends: readonly Backend[] = ['nft', 'legacy'];
 
 /** A rule in a built-in chain that jumps to ours; ensured with `iptables -C`/`-I` (as kube-proxy). */
 export interface JumpRule {
@@ -48,6 +48,7 @@ function countRules(text: string): number {
 /** Detects the backend used in the namespace the commands run in. */
 export async function detectBackend(prefix: readonly string[] = []): Promise<Backend> {
   const count = async (backend: Backend) => {
+    // The binary missing or timing out means this backend is not usable here (-1).
     const result = await run([...prefix, binaries(backend).save], { allowFailure: true, timeoutMs: 30_000 }).catch(() => undefined);
     return result && result.code === 0 ? countRules(result.stdout) : -1;
   };
@@ -55,6 +56,7 @@ export async function detectBackend(prefix: readonly string[] = []): Promise<Bac
   if (legacy > nft) return 'legacy';
   if (nft > legacy) return 'nft';
   if (nft < 0 && legacy < 0) throw new Error('neither iptables-nft-save nor iptables-legacy-save works (install the iptables package)');
+  // No plain `iptables` on the PATH: nft, the default of current distributions.
   const version = await run([...prefix, 'iptables', '--version'], { allowFailure: true }).catch(() => undefined);
   return version?.stdout.includes('legacy') ? 'legacy' : 'nft';
 }

@@ -55,5 +55,5 @@ export const endpointChainName = (name: string, protocol: Protocol, endpoint: st
   `KUBE-SEP-${hash16(name + protocol.toLowerCase() + endpoint)}`;
 
 /** The per-service chain prefixes that the proxy owns (and deletes when stale). */
-export const serviceChainPrefixes = ['KUBE-SVC-', 'KUBE-SEP-', 'KUBE-EXT-', 'KUBE-SVL-', 'KUBE-FW-'];
+const serviceChainPrefixes = ['KUBE-SVC-', 'KUBE-SEP-', 'KUBE-EXT-', 'KUBE-SVL-', 'KUBE-FW-'];
 export const isServiceChain = (chain: string) => serviceChainPrefixes.some((prefix) => chain.startsWith(prefix));

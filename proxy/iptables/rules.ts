@@ -27,6 +27,11 @@ export interface RuleOptions {
   masqueradeBit: number;
   /** KubeProxyConfiguration nodePortAddresses: CIDRs whose local addresses serve NodePorts (empty: all). */
   nodePortAddresses?: string[];
+  /**
+   * KubeProxyConfiguration iptables.localhostNodePorts (default true): NodePorts also answer on
+   * 127.0.0.1 (the proxy sets route_localnet, proxy/sysctls.ts); false excludes 127.0.0.0/8.
+   */
+  localhostNodePorts?: boolean;
 }
 
 export interface BuildInput {
@@ -265,6 +270,12 @@ function fixedRules(options: RuleOptions, nat: Lines, filter: Lines): void {
   filter.add('KUBE-FORWARD', '-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP');
   filter.add('KUBE-FORWARD', ...comment('kubernetes forwarding rules'), '-m', 'mark', '--mark', mark, '-j', 'ACCEPT');
   filter.add('KUBE-FORWARD', ...comment('kubernetes forwarding conntrack rule'), '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT');
+  if (options.localhostNodePorts !== false) {
+    // With route_localnet on, packets to 127.0.0.0/8 from elsewhere must not get in
+    // (CVE-2020-8558); kube-proxy puts this rule in KUBE-FIREWALL, reached from INPUT as
+    // KUBE-NODEPORTS is here.
+    filter.add('KUBE-NODEPORTS', ...comment('block incoming localnet connections'), '-d', '127.0.0.0/8', '!', '-s', '127.0.0.0/8', '-m', 'conntrack', '!', '--ctstate', 'RELATED,ESTABLISHED,DNAT', '-j', 'DROP');
+  }
 }
 
 /** Builds the whole restore payload (see the module comment for what a partial sync writes). */
@@ -288,8 +299,12 @@ export function buildRestorePayload(input: BuildInput): BuildOutput {
     } else for (const chain of names) chains.add(chain);
   }
   const nodePortComment = comment('kubernetes service nodeports; NOTE: this must be the last rule in this chain');
-  const nodePortCIDRs = options.nodePortAddresses?.filter((cidr) => cidr.includes('.')) ?? [];
-  if (nodePortCIDRs.length === 0) nat.add('KUBE-SERVICES', ...nodePortComment, '-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'KUBE-NODEPORTS');
+  const localhost = options.localhostNodePorts !== false;
+  // kube-proxy: without localhostNodePorts, NodePorts on all addresses exclude 127.0.0.0/8, and
+  // loopback CIDRs in nodePortAddresses are left out.
+  const ipv4CIDRs = options.nodePortAddresses?.filter((cidr) => cidr.includes('.')) ?? [];
+  const nodePortCIDRs = ipv4CIDRs.filter((cidr) => localhost || !cidr.startsWith('127.'));
+  if (ipv4CIDRs.length === 0) nat.add('KUBE-SERVICES', ...nodePortComment, '-m', 'addrtype', '--dst-type', 'LOCAL', ...(localhost ? [] : ['!', '-d', '127.0.0.0/8']), '-j', 'KUBE-NODEPORTS');
   for (const cidr of nodePortCIDRs) nat.add('KUBE-SERVICES', ...nodePortComment, '-d', cidr, '-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'KUBE-NODEPORTS');
   const stale = [...input.existingChains].filter((chain) => isServiceChain(chain) && !chains.has(chain)).sort();
   // Built-in chains are not declared (that would reset their policy); `-I` in list order, as

@@ -10,7 +10,7 @@
 import { categorizeEndpoints, type ProxyModel } from '../model.js';
 import type { RealServer, VirtualServer } from './netlink-ipvs.js';
 
-export interface IpvsEntry {
+interface IpvsEntry {
   vs: VirtualServer;
   dests: RealServer[];
 }
@@ -20,7 +20,7 @@ export type IpvsTable = Map<string, IpvsEntry>;
 export const vsKey = (vs: Pick<VirtualServer, 'address' | 'port' | 'protocol'>) => `${vs.protocol}:${vs.address}:${vs.port}`;
 const rsKey = (rs: Pick<RealServer, 'address' | 'port'>) => `${rs.address}:${rs.port}`;
 
-export interface DesiredOptions {
+interface DesiredOptions {
   scheduler: string;
   /** Node addresses that serve NodePorts. */
   nodeIPs: string[];

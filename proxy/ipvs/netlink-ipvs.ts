@@ -18,7 +18,7 @@ const IP_VS_CONN_F_MASQ = 0;
 const NLM_F_DUMP = 0x300;
 const protocolNumbers = { TCP: 6, UDP: 17, SCTP: 132 } as const;
 
-export type IpvsProtocol = keyof typeof protocolNumbers;
+type IpvsProtocol = keyof typeof protocolNumbers;
 
 export interface VirtualServer {
   address: string;

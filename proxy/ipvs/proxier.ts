@@ -16,7 +16,7 @@ import type { Ipvs } from './netlink-ipvs.js';
 import { ipvsJumpRules, ipvsRestorePayload, ipvsSets } from './rules.js';
 import { syncIpvs } from './syncer.js';
 
-export interface IpvsProxierOptions {
+interface IpvsProxierOptions {
   ipvs: Ipvs;
   host: IpvsHost;
   iptables: Iptables;

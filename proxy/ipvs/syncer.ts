@@ -7,7 +7,7 @@
 import { diffIpvs, vsKey, type IpvsOp, type IpvsTable } from './diff.js';
 import type { Ipvs } from './netlink-ipvs.js';
 
-export async function readIpvs(ipvs: Ipvs, owned: (address: string) => boolean): Promise<IpvsTable> {
+async function readIpvs(ipvs: Ipvs, owned: (address: string) => boolean): Promise<IpvsTable> {
   const table: IpvsTable = new Map();
   for (const vs of await ipvs.listServices()) {
     if (!owned(vs.address)) continue;
@@ -16,7 +16,7 @@ export async function readIpvs(ipvs: Ipvs, owned: (address: string) => boolean):
   return table;
 }
 
-export async function applyIpvsOp(ipvs: Ipvs, op: IpvsOp): Promise<void> {
+async function applyIpvsOp(ipvs: Ipvs, op: IpvsOp): Promise<void> {
   switch (op.op) {
     case 'add-service': return ipvs.addService(op.vs);
     case 'update-service': return ipvs.updateService(op.vs);
@@ -27,7 +27,7 @@ export async function applyIpvsOp(ipvs: Ipvs, op: IpvsOp): Promise<void> {
   }
 }
 
-export interface IpvsSyncResult {
+interface IpvsSyncResult {
   ops: IpvsOp[];
   failures: { op: IpvsOp; error: unknown }[];
 }

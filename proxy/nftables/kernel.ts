@@ -22,7 +22,7 @@ async function setElements(transport: NftTransport, table: string, set: string) 
  * kubernetes #139513 saw 40 s for `nft list table`), which takes minutes at 10k Services × 10
  * endpoints. Their keys are then unknown, and the proxier trusts what it wrote itself.
  */
-export const deepReadbackMaxChains = 20_000;
+const deepReadbackMaxChains = 20_000;
 
 /** The table as the kernel has it; a missing table is an empty, non-existing state. */
 export async function readTable(transport: NftTransport, table: string, filledSets: ReadonlySet<string>, alwaysRead: ReadonlySet<string> = new Set()): Promise<TableState> {

@@ -17,11 +17,11 @@ import { cleanStaleConntrack, type Conntrack } from '../conntrack.js';
 import { recordSync, type ProxyMetrics } from '../metrics.js';
 import { Batch } from '../../lib/netfilter/nftables/batch.js';
 import { isNotFound, type NftTransport } from '../../lib/netfilter/nftables/socket.js';
-import { fixedChains, fixedSets, maps, serviceFragment, tableName, type Fragment, type NftRulesetOptions } from './ruleset.js';
+import { fixedChains, fixedSets, maps, nodePortFragment, serviceFragment, tableName, type Fragment, type NftRulesetOptions } from './ruleset.js';
 import { Desired, Plan } from './state.js';
 import { readTable } from './kernel.js';
 
-export interface NftablesProxierOptions {
+interface NftablesProxierOptions {
   nft: NftTransport;
   conntrack: Conntrack;
   tracker: ChangeTracker;
@@ -31,10 +31,12 @@ export interface NftablesProxierOptions {
   metrics: ProxyMetrics;
   log: Logger;
   now?: () => number;
+  /** The node addresses that accept NodePort traffic (with rules.nodePortIPsOnly), read at each sync. */
+  nodePortIPs?: () => string[];
   onSynced?: (model: ProxyModel) => void;
 }
 
-export interface NftSyncReport {
+interface NftSyncReport {
   full: boolean;
   /** Service ports whose fragment changed. */
   changedPorts: number;
@@ -53,6 +55,7 @@ export class NftablesProxier {
   private fragments = new Map<string, Fragment>();
   private desired?: Desired;
   private readonly cache = new WeakMap<ServicePort, Fragment>();
+  private nodePorts?: { key: string; fragment: Fragment };
   private needFull = true;
   private lastFullAt = -Infinity;
   private readonly now: () => number;
@@ -89,9 +92,11 @@ export class NftablesProxier {
       let desired: Desired;
       const fragments = new Map<string, Fragment>();
       for (const [key, port] of next) fragments.set(key, this.fragment(port));
+      const nodePorts = this.nodePortElements();
       if (full || !this.desired) {
         desired = new Desired(fixedSets, fixedChains(this.options.rules));
         for (const fragment of fragments.values()) desired.change(undefined, fragment, undefined);
+        desired.change(undefined, nodePorts.fragment, undefined);
         plan = desired.repair(await readTable(this.options.nft, tableName, filledSets, fixedChainNames), this.desired);
       } else {
         desired = this.desired;
@@ -101,12 +106,14 @@ export class NftablesProxier {
           const after = fragments.get(key);
           if (before !== after) desired.change(before, after, plan);
         }
+        if (nodePorts !== this.nodePorts) desired.change(this.nodePorts?.fragment, nodePorts.fragment, plan);
       }
       const batch = plan.empty ? new Batch(tableName) : plan.toBatch(tableName, tableComment);
       const { transactions } = await this.options.nft.commit(batch);
       const before = this.programmed;
       this.programmed = next;
       this.fragments = fragments;
+      this.nodePorts = nodePorts;
       this.desired = desired;
       this.needFull = false;
       if (full) this.lastFullAt = started;
@@ -122,6 +129,14 @@ export class NftablesProxier {
       metrics.restoreFailures.inc();
       throw new Error(`${kind} nftables sync failed`, { cause: error });
     }
+  }
+
+  /** @nodeport-ips as wanted now (the node's addresses may change between syncs). */
+  private nodePortElements(): { key: string; fragment: Fragment } {
+    const ips = this.options.rules.nodePortIPsOnly ? (this.options.nodePortIPs?.() ?? []) : [];
+    const key = [...ips].sort().join(',');
+    if (this.nodePorts?.key === key) return this.nodePorts;
+    return { key, fragment: nodePortFragment(ips) };
   }
 
   private cleanConntrack(before: Map<string, ServicePort>, after: Map<string, ServicePort>): Promise<void> {

@@ -24,7 +24,7 @@ import type { Verdict } from '../../lib/netfilter/nftables/expr.js';
 import * as b from '../../lib/netfilter/nftables/build.js';
 
 export const tableName = 'kube-proxy';
-export const maps = { serviceIPs: 'service-ips', serviceNodePorts: 'service-nodeports', noEndpointServices: 'no-endpoint-services', noEndpointNodePorts: 'no-endpoint-nodeports', firewallIPs: 'firewall-ips', clusterIPs: 'cluster-ips' } as const;
+export const maps = { serviceIPs: 'service-ips', serviceNodePorts: 'service-nodeports', noEndpointServices: 'no-endpoint-services', noEndpointNodePorts: 'no-endpoint-nodeports', firewallIPs: 'firewall-ips', clusterIPs: 'cluster-ips', nodePortIPs: 'nodeport-ips' } as const;
 const chains = { services: 'services', endpointsCheck: 'endpoints-check', reject: 'reject-chain', firewallCheck: 'firewall-check', clusterIPsCheck: 'cluster-ips-check', markMasq: 'mark-for-masquerade', masquerading: 'masquerading' } as const;
 
 export interface NftRulesetOptions {
@@ -32,6 +32,11 @@ export interface NftRulesetOptions {
   clusterCIDRs: string[];
   masqueradeAll: boolean;
   masqueradeBit: number;
+  /**
+   * KubeProxyConfiguration nodePortAddresses given: NodePorts answer only on the addresses in
+   * @nodeport-ips (nodePortFragment), else on every local address but 127/8 (fib daddr type local).
+   */
+  nodePortIPsOnly?: boolean;
 }
 
 export interface ChainSpec {
@@ -64,7 +69,7 @@ export const chainBase = (port: ServicePort) => hashAndTruncate(`${port.namespac
 export const endpointBase = (port: ServicePort, endpoint: Endpoint) =>
   hashAndTruncate(`${port.namespace}/${port.serviceName}/${protoOf(port)}/${port.portName}__${endpoint.ip}/${endpoint.port}`);
 /** Chain and set names of the proxy's per-service objects all contain "/" (kube-proxy's isServiceChainName). */
-export const isServiceObject = (name: string) => name.includes('/');
+const isServiceObject = (name: string) => name.includes('/');
 
 const key3 = b.concatType(b.DataType.ipv4Addr, b.DataType.inetProto, b.DataType.inetService);
 const key2 = b.concatType(b.DataType.inetProto, b.DataType.inetService);
@@ -72,6 +77,7 @@ const vmap = (name: string, comment: string, two = false): SetSpec => ({ name, k
 
 export const fixedSets: readonly SetSpec[] = [
   { name: maps.clusterIPs, keyType: b.DataType.ipv4Addr, keyLen: 4, flags: 0, comment: 'Active ClusterIPs' },
+  { name: maps.nodePortIPs, keyType: b.DataType.ipv4Addr, keyLen: 4, flags: 0, comment: 'IPs that accept NodePort traffic' },
   vmap(maps.noEndpointServices, 'vmap to drop or reject packets to services with no endpoints'),
   vmap(maps.noEndpointNodePorts, 'vmap to drop or reject packets to service nodeports with no endpoints', true),
   vmap(maps.firewallIPs, 'destinations that are subject to LoadBalancerSourceRanges'),
@@ -87,6 +93,8 @@ const notLocalhost = () => b.matchIp('daddr', '127.0.0.0/8', 'neq');
 /** The fixed chains (base chains first), in creation order. */
 export function fixedChains(options: NftRulesetOptions): Map<string, ChainSpec> {
   const mark = 1 << options.masqueradeBit;
+  // kube-proxy: `ip daddr @nodeport-ips` with nodePortAddresses, else `fib daddr type local`
+  const nodePortDest = () => (options.nodePortIPsOnly ? b.inSet('daddr', maps.nodePortIPs) : [...b.fibLocal('daddr'), ...notLocalhost()]);
   const base = (type: 'filter' | 'nat', hook: BaseChainSpec['hook'], priority: number, rules: Rule[]): ChainSpec => ({ base: { type, hook, priority }, rules });
   return new Map<string, ChainSpec>([
     ['filter-prerouting', base('filter', 'prerouting', -110, [newJump(chains.firewallCheck)])],
@@ -100,10 +108,10 @@ export function fixedChains(options: NftRulesetOptions): Map<string, ChainSpec> 
     [chains.markMasq, { rules: [rule(...b.setMark('or', mark))] }],
     [chains.masquerading, { rules: [rule(...b.markClear(mark), b.verdict('return')), rule(...b.setMark('xor', mark)), rule(b.masqueradeFullyRandom())] }],
     [chains.reject, { rules: [rule(b.reject())] }],
-    [chains.endpointsCheck, { rules: [rule(...b.vmapDaddrProtoPort(maps.noEndpointServices)), rule(...b.fibLocal('daddr'), ...notLocalhost(), ...b.vmapProtoPort(maps.noEndpointNodePorts))] }],
+    [chains.endpointsCheck, { rules: [rule(...b.vmapDaddrProtoPort(maps.noEndpointServices)), rule(...nodePortDest(), ...b.vmapProtoPort(maps.noEndpointNodePorts))] }],
     [chains.firewallCheck, { rules: [rule(...b.vmapDaddrProtoPort(maps.firewallIPs))] }],
     [chains.clusterIPsCheck, { rules: [rule(...b.inSet('daddr', maps.clusterIPs), b.reject())] }],
-    [chains.services, { rules: [rule(...b.vmapDaddrProtoPort(maps.serviceIPs)), rule(...b.fibLocal('daddr'), ...notLocalhost(), ...b.vmapProtoPort(maps.serviceNodePorts))] }],
+    [chains.services, { rules: [rule(...b.vmapDaddrProtoPort(maps.serviceIPs)), rule(...nodePortDest(), ...b.vmapProtoPort(maps.serviceNodePorts))] }],
   ]);
 }
 
@@ -128,6 +136,13 @@ class FragmentBuilder implements Fragment {
 }
 
 const goto = (chain: string): Verdict => ({ code: 'goto', chain });
+
+/** The elements of @nodeport-ips: the node addresses that accept NodePort traffic. */
+export function nodePortFragment(ips: readonly string[]): Fragment {
+  const f = new FragmentBuilder();
+  for (const ip of ips) f.element(maps.nodePortIPs, b.ipBytes(ip));
+  return f;
+}
 
 /** The objects of one service port (pkg/proxy/nftables/proxier.go syncProxyRules, per service). */
 export function serviceFragment(port: ServicePort, options: NftRulesetOptions): Fragment {

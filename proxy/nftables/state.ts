@@ -21,7 +21,7 @@ export const elementValue = (element: Element) => (element.verdict ? `${element.
 export const elementsKey = (elements: readonly Element[]) =>
   elements.map((element) => `${element.key.toString('hex')}${element.intervalEnd ? '/e' : ''}=${elementValue(element)}`).sort().join(',');
 
-export function ruleKey(rule: Rule): string {
+function ruleKey(rule: Rule): string {
   let key = ruleKeys.get(rule);
   if (key === undefined) {
     key = canonicalExprs(rule.exprs).toString('hex') + (rule.anon ? `|${elementsKey(rule.anon.elements)}` : '');
@@ -31,7 +31,7 @@ export function ruleKey(rule: Rule): string {
 }
 
 const chainKeys = new WeakMap<ChainSpec, string>();
-export function chainKey(spec: ChainSpec): string {
+function chainKey(spec: ChainSpec): string {
   let key = chainKeys.get(spec);
   if (key === undefined) {
     key = spec.rules.map(ruleKey).join('\n');
@@ -40,7 +40,7 @@ export function chainKey(spec: ChainSpec): string {
   return key;
 }
 
-export interface ChainState {
+interface ChainState {
   /** undefined: the rules were not read back (a big table, see ./kernel.ts). */
   key?: string;
   base?: BaseChainSpec;

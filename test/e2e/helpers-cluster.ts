@@ -89,6 +89,11 @@ export interface TestCluster {
   diagnostics(): string;
   /** Components that exited without being stopped, e.g. ["agent on knt-…-a exited (code 1, signal null)"]. */
   unexpectedExits(): string[];
+  /**
+   * Adds a node later (a node that joins a running cluster): its netns on the underlay, its
+   * files, and overlay + agent + proxy started as for the first nodes; resolves once it is Ready.
+   */
+  addNode(role: string): Promise<ClusterNode>;
   /** Stops every process and removes containers, netns, bridges and dirs. Idempotent. Throws if a netns gained a default route. */
   stop(): Promise<void>;
 }
@@ -373,15 +378,27 @@ export async function startCluster(options: ClusterOptions): Promise<TestCluster
     for (const netns of created) if (!(await netns.hasNoDefaultRoute())) throw new Error(`netns ${netns.name} has a default route`);
     await Promise.all(parts.map((p) => startNode(p, core, options.dns !== undefined)));
     const kubeconfig = cp.kubeconfigPath;
+    const addNode = async (role: string): Promise<ClusterNode> => {
+      if (stopped) throw new Error(`not adding node ${role}: the cluster is stopping`);
+      const made = await makeNode(ctx, role, parts.length);
+      parts.push(made);
+      created.push(made.node.netns);
+      if (!(await made.node.netns.hasNoDefaultRoute())) throw new Error(`netns ${made.node.netns.name} has a default route`);
+      await startNode(made, core, options.dns !== undefined);
+      return made.node;
+    };
     return {
       controlPlane: cp,
       kubeconfig,
-      nodes: parts.map((p) => p.node),
+      get nodes() {
+        return parts.map((p) => p.node);
+      },
       underlay,
       underlayClient,
       core,
       kubectl: async (...args: string[]) => (await run(['kubectl', '--kubeconfig', kubeconfig, ...args], { timeoutMs: 30_000 })).stdout,
       diagnostics,
+      addNode,
       unexpectedExits: () => parts.flatMap((p) => [...p.procs].filter(([, proc]) => proc.exit && !proc.stopping).map(([component, proc]) => `${component} on ${p.node.name} ${proc.exit}`)),
       stop,
     };

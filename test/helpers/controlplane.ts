@@ -25,6 +25,8 @@ import { EtcdStorage } from '../../controlplane/storage/etcd.js';
 import type { Storage } from '../../controlplane/storage/types.js';
 import { randomBytes } from 'node:crypto';
 import { writeKubeconfig } from '../../controlplane/kubeconfig.js';
+import { ensureCredentials } from '../../controlplane/security.js';
+import type { ClusterCa } from '../../controlplane/auth/pki.js';
 
 export interface TestControlPlaneOptions {
   storage?: 'memory' | 'file' | 'etcd';
@@ -44,6 +46,15 @@ export interface TestControlPlaneOptions {
   bookmarkIntervalMs?: number;
   clusterCidr?: string;
   serviceCidr?: string;
+  /**
+   * Serve TLS on loopback with authentication as on a node address: the cluster CA in the data
+   * dir (client certificates of it authenticate), an admin token in the kubeconfig, the CSR
+   * controllers and cluster-info. `csrMinDurationSeconds` (default 600) for rotation tests.
+   */
+  secure?: boolean;
+  csrMinDurationSeconds?: number;
+  /** Scrape every node's /metrics/resource for metrics.k8s.io this often (off when unset). */
+  metricResolutionMs?: number;
 }
 
 export interface TestControlPlane {
@@ -51,6 +62,10 @@ export interface TestControlPlane {
   port: number;
   kubeconfigPath: string;
   registry: Registry;
+  /** With `secure`: the cluster CA (PEM), the CA itself (to issue test certificates) and the admin token. */
+  caPem?: string;
+  ca?: ClusterCa;
+  adminToken?: string;
   stop(): Promise<void>;
 }
 
@@ -61,6 +76,7 @@ export async function startTestControlPlane(options: TestControlPlaneOptions = {
     options.storage === 'etcd'
       ? new EtcdStorage({ endpoints: options.etcdEndpoints ?? [], prefix: options.etcdPrefix ?? `/knode-test-${randomBytes(6).toString('hex')}` })
       : new MemoryStorage(options.storage === 'file' ? { dir: dataDir } : {});
+  const credentials = options.secure ? await ensureCredentials(dataDir, ['127.0.0.1']) : undefined;
   const running = await startControlPlane({
     storage,
     log: createLogger('controlplane', process.env.KNODE_TEST_LOG_LEVEL ?? 'silent'),
@@ -72,8 +88,12 @@ export async function startTestControlPlane(options: TestControlPlaneOptions = {
     watchHistoryBytes: options.watchHistoryBytes,
     watchBufferBytes: options.watchBufferBytes,
     watchTotalBufferBytes: options.watchTotalBufferBytes,
-    token: options.token,
+    token: credentials?.token ?? options.token,
+    ...(credentials
+      ? { tls: { cert: credentials.cert, key: credentials.key, ca: credentials.caPem }, clusterCa: credentials.ca, csrMinDurationSeconds: options.csrMinDurationSeconds }
+      : {}),
     bookmarkIntervalMs: options.bookmarkIntervalMs,
+    ...(options.metricResolutionMs !== undefined ? { metricResolutionMs: options.metricResolutionMs } : {}),
     controllers: {
       enabled: options.controllers ?? true,
       ...(options.nodeMonitorGracePeriodMs !== undefined ? { nodeMonitorGracePeriodMs: options.nodeMonitorGracePeriodMs } : {}),
@@ -82,8 +102,11 @@ export async function startTestControlPlane(options: TestControlPlaneOptions = {
     },
   });
   const kubeconfigPath = join(tempDir, 'kubeconfig');
-  writeKubeconfig(kubeconfigPath, { server: running.url });
+  writeKubeconfig(kubeconfigPath, { server: running.url, token: credentials?.token, caPem: credentials?.caPem });
   return {
+    caPem: credentials?.caPem,
+    ca: credentials?.ca,
+    adminToken: credentials?.token,
     url: running.url,
     port: running.port,
     kubeconfigPath,

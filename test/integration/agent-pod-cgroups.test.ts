@@ -25,6 +25,7 @@ import { DockerRuntime } from '../../cri/docker/runtime.js';
 import { busyboxSpec, ensureLocalImage, pauseSpec } from '../../cri/local-images.js';
 import { kubeletApiVersion, parseKubeletConfig } from '../../lib/config/kubelet.js';
 import { createLogger } from '../../lib/log.js';
+import { parseQuantity } from '../../lib/quantity.js';
 import { startTestControlPlane, type TestControlPlane } from '../helpers/controlplane.js';
 import { removeAgentPods, testDocker } from '../helpers/docker.js';
 import { prerequisites } from '../helpers/prereq.js';
@@ -177,6 +178,12 @@ describe.skipIf(env.skip || version === undefined)('agent: pod-level cgroups on 
       expect(await readCgroup('memory', ePath, 'memory.max')).toBe('max');
       expect(await readCgroup('cpu', '/kubepods/besteffort', 'cpu.weight')).toBe('1');
     }
+
+    // enforceNodeAllocatable ["pods"] (the default), nothing reserved: kubepods is limited to the
+    // node's memory capacity (the kernel rounds the limit down to whole pages).
+    const capacity = parseQuantity(agent!.node!.status!.capacity!.memory!);
+    const limit = await readCgroup('memory', '/kubepods', version === 1 ? 'memory.limit_in_bytes' : 'memory.max');
+    expect(Number(limit)).toBe(Math.floor(capacity / 4096) * 4096);
 
     for (const name of ['guaranteed', 'besteffort', 'burstable']) await core.deleteNamespacedPod({ name, namespace: 'default' });
     for (const path of [gPath, ePath]) {

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeInformer, PatchStrategy, setHeaderOptions, type V1Pod, type V1Node } from '@kubernetes/client-node';
 import { prerequisites } from '../helpers/prereq.js';
 import { startTestControlPlane, type TestControlPlane } from '../helpers/controlplane.js';
-import { createKubeClients, type KubeClients } from '../../lib/kube-client.js';
+import { createKubeClients, type KubeClients } from '../helpers/kube-client.js';
 import { waitFor } from '../helpers/wait.js';
 
 const env = await prerequisites();

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PatchStrategy, setHeaderOptions, type V1Node, type V1Pod } from '@kubernetes/client-node';
 import { prerequisites } from '../helpers/prereq.js';
 import { startTestControlPlane, type TestControlPlane } from '../helpers/controlplane.js';
-import { createKubeClients, type KubeClients } from '../../lib/kube-client.js';
+import { createKubeClients, type KubeClients } from '../helpers/kube-client.js';
 
 const env = await prerequisites();
 

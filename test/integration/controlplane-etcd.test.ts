@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeInformer, type V1ConfigMap } from '@kubernetes/client-node';
 import { prerequisites } from '../helpers/prereq.js';
 import { startTestControlPlane, type TestControlPlane } from '../helpers/controlplane.js';
-import { createKubeClients } from '../../lib/kube-client.js';
+import { createKubeClients } from '../helpers/kube-client.js';
 import { startTestEtcd, type TestEtcd } from './controlplane-etcd.js';
 
 const env = await prerequisites('command:etcd');

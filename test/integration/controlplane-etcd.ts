@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
-import { freeLoopbackPort as freePort } from '../../lib/net.js';
+import { freeLoopbackPort as freePort } from '../helpers/ports.js';
 
 export interface TestEtcd {
   endpoint: string;

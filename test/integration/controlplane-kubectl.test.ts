@@ -174,7 +174,7 @@ describe.skipIf(env.skip)('kubectl against the control plane', () => {
   });
 
   it('proxies kubectl logs to the kubelet of the pod\'s node', async () => {
-    const creds = await ensureCredentials(join(dir, 'kubelet'), '127.0.0.1');
+    const creds = await ensureCredentials(join(dir, 'kubelet'), ['127.0.0.1']);
     const requests: string[] = [];
     const kubelet = createServer({ cert: creds.cert, key: creds.key }, (req, res) => {
       requests.push(req.url ?? '');

@@ -190,7 +190,7 @@ describe.skipIf(env.skip)('REST semantics', () => {
     expect((await call('GET', '/version')).body).toMatchObject({ major: '1', minor: '32' });
     expect((await call('GET', '/api')).body).toMatchObject({ kind: 'APIVersions', versions: ['v1'] });
     const groups = (await call('GET', '/apis')).body.groups as { name: string }[];
-    expect(groups.map((g) => g.name).sort()).toEqual(['apps', 'batch', 'coordination.k8s.io', 'discovery.k8s.io']);
+    expect(groups.map((g) => g.name).sort()).toEqual(['apps', 'batch', 'certificates.k8s.io', 'coordination.k8s.io', 'discovery.k8s.io']);
     const core = (await call('GET', '/api/v1')).body.resources as { name: string }[];
     expect(core.map((r) => r.name)).toEqual(expect.arrayContaining(['pods', 'pods/status', 'pods/binding', 'nodes/status', 'services', 'endpoints', 'events', 'configmaps', 'secrets', 'serviceaccounts', 'namespaces']));
   });

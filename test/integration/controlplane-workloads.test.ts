@@ -1,6 +1,6 @@
 /**
  * Workload controllers driven by the real kubectl against an in-process control plane. No
- * agent runs here: a small "kubelet" in the test marks pods Running/Ready (or Succeeded/Failed)
+ * agent runs here: a small "kubelet" in the test marks bound pods Running/Ready (or Succeeded/Failed)
  * through the pods/status subresource, as a kubelet would, after each pod has existed a moment,
  * so a rollout can be watched pod by pod.
  */
@@ -22,6 +22,15 @@ const ns = 'wl';
 type Obj = Record<string, unknown>;
 const o = (v: unknown): Obj => (typeof v === 'object' && v !== null ? (v as Obj) : {});
 
+/** A Node as a kubelet registers it: Ready, with allocatable room. */
+const readyNode = (name: string, labels: Record<string, string>, maxPods = '110') =>
+  JSON.stringify({
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: { name, labels: { 'kubernetes.io/hostname': name, ...labels } },
+    status: { allocatable: { cpu: '2', memory: '4Gi', pods: maxPods }, conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady' }] },
+  });
+
 describe.skipIf(env.skip)('workload controllers with kubectl', () => {
   let cp: TestControlPlane;
   let dir: string;
@@ -39,7 +48,8 @@ describe.skipIf(env.skip)('workload controllers with kubectl', () => {
         await cp.registry.delete(pods, ns, pod.metadata.name as string, { gracePeriodSeconds: 0 }).catch(() => undefined);
         continue;
       }
-      if (pod.metadata.deletionTimestamp || Date.now() - Date.parse(pod.metadata.creationTimestamp ?? '') < 150) continue;
+      // Like a kubelet, only pods bound to a node are run.
+      if (!o(pod.spec).nodeName || pod.metadata.deletionTimestamp || Date.now() - Date.parse(pod.metadata.creationTimestamp ?? '') < 150) continue;
       const status = o(pod.status);
       const jobName = pod.metadata.labels?.['batch.kubernetes.io/job-name'];
       if (jobName) {
@@ -60,6 +70,8 @@ describe.skipIf(env.skip)('workload controllers with kubectl', () => {
     cp = await startTestControlPlane({ resyncMs: 500 });
     dir = dirname(cp.kubeconfigPath);
     expect((await kubectl(['create', 'namespace', ns])).stdout).toContain('created');
+    // A node for the scheduler to bind every pod to (the pods of the other tests have no constraints).
+    expect((await kubectl(['apply', '-f', '-'], readyNode('wn0', {}, '1000'))).code).toBe(0);
     let busy = false;
     kubelet = setInterval(() => {
       if (busy) return;
@@ -264,7 +276,7 @@ spec:
   });
 
   it('runs a DaemonSet on every eligible node, a later node included, and rolls it out, back and forth', async () => {
-    for (const node of ['dn1', 'dn2', 'dn3']) expect((await kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name: node, labels: { pool: node === 'dn3' ? 'other' : 'main' } } }))).code).toBe(0);
+    for (const node of ['dn1', 'dn2', 'dn3']) expect((await kubectl(['apply', '-f', '-'], readyNode(node, { pool: node === 'dn3' ? 'other' : 'main' }))).code).toBe(0);
     expect((await kubectl(['taint', 'node', 'dn2', 'dedicated=db:NoSchedule'])).code).toBe(0);
     const manifest = (image: string) => `apiVersion: apps/v1
 kind: DaemonSet
@@ -282,10 +294,14 @@ spec:
     const nodesOf = async () => (await list('pods', 'app=agent')).filter((p) => !p.metadata.deletionTimestamp).map((p) => String(o(p.spec).nodeName)).sort();
     // dn2's taint is not tolerated and dn3 is not in the pool: one pod, on dn1.
     await waitFor('daemon pod on dn1', async () => (await nodesOf()).join() === 'dn1');
-    expect((await kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'dn4', labels: { pool: 'main' } } }))).code).toBe(0);
+    expect((await kubectl(['apply', '-f', '-'], readyNode('dn4', { pool: 'main' }))).code).toBe(0);
     await waitFor('daemon pod on the node that joined later', async () => (await nodesOf()).join() === 'dn1,dn4');
     const pod = (await list('pods', 'app=agent'))[0] as KObject;
     expect(JSON.stringify(o(pod.spec).tolerations)).toContain('node.kubernetes.io/unreachable');
+    // The daemon pod was bound by the scheduler, through its node affinity (upstream since 1.12).
+    expect(JSON.stringify(o(o(pod.spec).affinity))).toContain('"matchFields":[{"key":"metadata.name","operator":"In","values":["dn');
+    const described = (await kubectl(['describe', 'pod', String(pod.metadata.name)])).stdout;
+    expect(described).toMatch(new RegExp(`Normal\\s+Scheduled\\s+.*default-scheduler\\s+Successfully assigned ${ns}/${String(pod.metadata.name)} to dn[14]`));
     expect((await kubectl(['rollout', 'status', 'ds/agent', '--timeout=60s'])).stdout).toContain('successfully rolled out');
     expect((await kubectl(['apply', '-f', '-'], manifest('i:2'))).stdout.trim()).toBe('daemonset.apps/agent configured');
     expect((await kubectl(['rollout', 'status', 'ds/agent', '--timeout=60s'])).stdout).toContain('successfully rolled out');
@@ -300,6 +316,47 @@ spec:
     }, 30_000);
     const revisionsNow = await list('controllerrevisions');
     expect(revisionsNow.map((r) => r.revision).sort()).toEqual([2, 3]);
+  });
+
+  it('schedules by node affinity and host ports, says why a pod waits, and retries when a node changes', async () => {
+    for (const node of ['sn1', 'sn2']) expect((await kubectl(['apply', '-f', '-'], readyNode(node, { rack: node === 'sn1' ? 'r1' : 'r2' }))).code).toBe(0);
+    const podYaml = (name: string, rack: string, hostPort: number) => `apiVersion: v1
+kind: Pod
+metadata: {name: ${name}}
+spec:
+  affinity:
+    nodeAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+        nodeSelectorTerms:
+        - matchExpressions: [{key: rack, operator: In, values: [${rack}]}]
+  containers: [{name: c, image: i, ports: [{containerPort: 80, hostPort: ${hostPort}}]}]
+`;
+    const nodeOf = async (name: string) => String(o((await cp.registry.get(pods, ns, name)).spec).nodeName ?? '');
+    expect((await kubectl(['apply', '-f', '-'], podYaml('hp1', 'r1', 9001))).code).toBe(0);
+    await waitFor('hp1 bound to sn1', async () => (await nodeOf('hp1')) === 'sn1');
+    // Same host port, same rack: no node fits; kubectl describe tells why, as kube-scheduler words it.
+    expect((await kubectl(['apply', '-f', '-'], podYaml('hp2', 'r1', 9001))).code).toBe(0);
+    const why = await waitFor('FailedScheduling for hp2', async () => {
+      const out = (await kubectl(['describe', 'pod', 'hp2'])).stdout;
+      return /Warning\s+FailedScheduling/.test(out) ? out : undefined;
+    });
+    const nodeCount = (await cp.registry.list(info('nodes'), undefined)).items.length;
+    expect(why).toContain(`0/${nodeCount} nodes are available:`);
+    expect(why).toContain("1 node(s) didn't have free ports for the requested pod ports");
+    expect(why).toMatch(/\d+ node\(s\) didn't match Pod's node affinity\/selector/);
+    expect(why).toMatch(/PodScheduled\s+False/);
+    // Another node joins rack r1: the waiting pod is tried again and lands there.
+    expect((await kubectl(['label', 'node', 'sn2', 'rack=r1', '--overwrite'])).code).toBe(0);
+    await waitFor('hp2 bound to sn2', async () => (await nodeOf('hp2')) === 'sn2');
+    expect((await kubectl(['describe', 'pod', 'hp2'])).stdout).toContain(`Successfully assigned ${ns}/hp2 to sn2`);
+    await kubectl(['delete', 'pod', 'hp1', 'hp2', '--wait=false']);
+    // A waiting pod whose spec changes (a toleration added) is tried again at once.
+    expect((await kubectl(['taint', 'node', 'sn1', 'sn2', 'only=x:NoSchedule'])).code).toBe(0);
+    expect((await kubectl(['apply', '-f', '-'], 'apiVersion: v1\nkind: Pod\nmetadata: {name: tol}\nspec:\n  nodeSelector: {rack: r1}\n  containers: [{name: c, image: i}]\n')).code).toBe(0);
+    await waitFor('tol waits', async () => /untolerated taint \{only: x\}/.test((await kubectl(['describe', 'pod', 'tol'])).stdout));
+    expect((await kubectl(['patch', 'pod', 'tol', '--type=json', '-p', JSON.stringify([{ op: 'add', path: '/spec/tolerations/-', value: { key: 'only', operator: 'Equal', value: 'x', effect: 'NoSchedule' } }])])).code).toBe(0);
+    await waitFor('tol bound once it tolerates the taint', async () => ['sn1', 'sn2'].includes(await nodeOf('tol')), 20_000);
+    await kubectl(['delete', 'pod', 'tol', '--wait=false']);
   });
 
   it('survives odd objects: 0 replicas, huge parallelism', async () => {

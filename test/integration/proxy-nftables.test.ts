@@ -165,3 +165,44 @@ function seeded(seed: number) {
     pick: <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)] as T,
   };
 }
+
+describe.skipIf(env.skip)('nftables proxier with nodePortAddresses', () => {
+  const ns = `knt-nftnp-${randomBytes(3).toString('hex')}`;
+  let transport: NetnsNft;
+
+  beforeAll(async () => {
+    await run(['ip', 'netns', 'add', ns]);
+    transport = await NetnsNft.start(ns);
+  });
+
+  afterAll(async () => {
+    transport?.close();
+    await run(['ip', 'netns', 'del', ns], { allowFailure: true });
+  });
+
+  it('NodePorts answer only on @nodeport-ips, which follows the node\'s addresses', async () => {
+    const tracker = new ChangeTracker();
+    let nodeIPs = ['192.168.7.2', '10.0.0.5'];
+    const proxier = new NftablesProxier({
+      nft: transport, conntrack: new FakeConntrack(), tracker, nodeName: 'node-a', rules: { ...rules, nodePortIPsOnly: true },
+      nodePortIPs: () => nodeIPs, syncPeriodMs: 3_600_000, metrics: new ProxyMetrics(), log,
+    });
+    tracker.upsertService(service('web', '172.30.0.50', [{ name: 'http', port: 80, nodePort: 30090 }], { type: 'NodePort' }));
+    tracker.upsertSlice(slice('web', [{ name: 'http', port: 80 }], [{ ip: '10.180.0.7', node: 'node-a' }]));
+    await proxier.sync();
+    let text = await nft(ns, ['list', 'table', 'ip', 'kube-proxy']);
+    expect(text).toContain('ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports');
+    expect(text).toContain('ip daddr @nodeport-ips meta l4proto . th dport vmap @no-endpoint-nodeports');
+    expect(text).not.toContain('fib daddr type local');
+    expect(await nft(ns, ['list', 'set', 'ip', 'kube-proxy', 'nodeport-ips'])).toMatch(/elements = \{ (10\.0\.0\.5, 192\.168\.7\.2|192\.168\.7\.2, 10\.0\.0\.5) \}/);
+    nodeIPs = ['10.0.0.5'];
+    const partial = await proxier.sync();
+    expect(partial.full).toBe(false);
+    expect(partial.messages).toBe(1);
+    text = await nft(ns, ['list', 'set', 'ip', 'kube-proxy', 'nodeport-ips']);
+    expect(text).toContain('elements = { 10.0.0.5 }');
+    proxier.requestFullSync();
+    expect((await proxier.sync()).messages).toBe(0);
+    await cleanupNftables(transport);
+  });
+});

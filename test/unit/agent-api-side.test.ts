@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { V1Pod, V1PodStatus } from '@kubernetes/client-node';
 import { RequestAuth, requestAttributes, type AuthSettings, type User } from '../../agent/server/auth.js';
-import { buildNodeStatus, capacityAndAllocatable, goArch, nodeLabels, readiness, type NodeFactsInput } from '../../agent/node/status.js';
+import { buildNodeStatus, capacityAndAllocatable, conditionEvents, goArch, nodeLabels, readiness, type NodeFactsInput } from '../../agent/node/status.js';
 import { planMirrorPods } from '../../agent/status/mirror-pods.js';
 import { StatusManager, type PodStatusApi } from '../../agent/status/manager.js';
 import { FakeClock } from '../helpers/fake-clock.js';
@@ -105,6 +105,18 @@ describe('node status', () => {
     expect(cond(second, 'MemoryPressure').lastHeartbeatTime).toEqual(new Date(5000));
     expect(second.addresses).toEqual([{ type: 'InternalIP', address: '10.0.0.5' }, { type: 'Hostname', address: 'host-1' }]);
     expect(second.daemonEndpoints).toEqual({ kubeletEndpoint: { Port: 10250 } });
+  });
+
+  it('node status events: every condition at registration, then only the ones whose status changed', () => {
+    const config = { nodeLabels: {}, registerWithTaints: [], kubeReserved: {}, systemReserved: {}, evictionHard: {} };
+    const first = buildNodeStatus(facts, config, { ready: true, message: 'ok' }, {}, undefined, 1000);
+    expect(conditionEvents(undefined, first.conditions)).toEqual(['NodeHasSufficientMemory', 'NodeHasNoDiskPressure', 'NodeHasSufficientPID', 'NodeReady']);
+    expect(conditionEvents(first.conditions, first.conditions)).toEqual([]);
+    const second = buildNodeStatus(facts, config, { ready: false, message: 'runtime down' }, { memory: true }, first, 5000);
+    expect(conditionEvents(first.conditions, second.conditions)).toEqual(['NodeHasInsufficientMemory', 'NodeNotReady']);
+    // Ready=Unknown set by the node lifecycle controller: the kubelet's True is a change.
+    const unknown = first.conditions!.map((c) => (c.type === 'Ready' ? { ...c, status: 'Unknown' } : c));
+    expect(conditionEvents(unknown, first.conditions)).toEqual(['NodeReady']);
   });
 });
 

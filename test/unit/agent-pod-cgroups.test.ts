@@ -13,7 +13,9 @@ import { FakeRuntime } from '../helpers/fake-runtime.js';
 import { createLogger } from '../../lib/log.js';
 import { Backoff } from '../../agent/pods/backoff.js';
 import { FakeClock } from '../helpers/fake-clock.js';
-import { CgroupfsPodCgroups, FakePodCgroups } from '../../agent/cgroups/pod-cgroups.js';
+import { CgroupfsPodCgroups } from '../../agent/cgroups/pod-cgroups.js';
+import { FakePodCgroups } from '../helpers/fake-pod-cgroups.js';
+import { kubepodsResourceConfig } from '../../agent/cgroups/node-allocatable.js';
 import { PodWorkers } from '../../agent/pods/workers.js';
 import type { PodWorkerDeps } from '../../agent/pods/worker.js';
 
@@ -126,6 +128,21 @@ describe('CgroupfsPodCgroups file layout', () => {
     expect(read(mount, 'cpu', 'kubepods/burstable/cpu.shares')).toBe('153');
     // A directory that still holds files (a busy cgroup on the real fs) stays: reported.
     expect(await cgroups.remove(burstable.metadata!.uid!)).toBe(false);
+  });
+
+  it('enforceNodeAllocatable pods: the kubepods cgroup is limited to capacity − kubeReserved − systemReserved', async () => {
+    const mount = mkdtempSync(join(root, 'alloc-'));
+    for (const h of ['cpu', 'memory', 'pids']) mkdirSync(join(mount, h));
+    const capacity = { cpu: '4', memory: '8Gi' };
+    const reserved = { kubeReserved: { cpu: '500m', memory: '1Gi' }, systemReserved: { cpu: '500m', memory: '512Mi' } };
+    const pod = makePod([c('a', { cpu: '100m', memory: '32Mi' })]);
+    const enforced = new CgroupfsPodCgroups({ cgroupRoot: '', mountRoot: mount, cpuCFSQuota: true, cpuCFSQuotaPeriodMs: 100, podPidsLimit: -1, log, kubepods: () => kubepodsResourceConfig(capacity, { ...reserved, enforceNodeAllocatable: ['pods'] }) });
+    await enforced.ensure(pod);
+    expect(read(mount, 'memory', 'kubepods/memory.limit_in_bytes')).toBe(String(8 * 2 ** 30 - 2 ** 30 - 512 * 2 ** 20));
+    expect(read(mount, 'cpu', 'kubepods/cpu.shares')).toBe(String(3 * 1024));
+    // "none": the kubepods cgroup gets the whole capacity, as the kubelet's.
+    expect(kubepodsResourceConfig(capacity, { ...reserved, enforceNodeAllocatable: ['none'] })).toEqual({ cpuShares: 4 * 1024, memoryLimitBytes: 8 * 2 ** 30 });
+    expect(kubepodsResourceConfig(undefined, { ...reserved, enforceNodeAllocatable: ['pods'] })).toBeUndefined();
   });
 
   it('v2: unified tree, controllers delegated below the root, cpu.max / cpu.weight / memory.max', async () => {

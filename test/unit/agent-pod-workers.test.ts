@@ -11,6 +11,7 @@ import { FakeClock } from '../helpers/fake-clock.js';
 import { PodWorkers } from '../../agent/pods/workers.js';
 import type { PodWorkerDeps } from '../../agent/pods/worker.js';
 import type { RuntimeConfigOptions } from '../../agent/pods/runtime-config.js';
+import type { EventInput } from '../../lib/events.js';
 
 const root = mkdtempSync(join(tmpdir(), 'knode-agent-workers-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -26,6 +27,8 @@ interface Harness {
   reports: { count: number; byUid: Map<string, number> };
   terminated: string[];
   deps: PodWorkerDeps;
+  /** Kubelet events recorded (through deps.recordEvent). */
+  events: EventInput[];
 }
 
 function harness(configMaps: Record<string, V1ConfigMap> = {}, secrets: Record<string, V1Secret> = {}, shared?: { runtime: FakeRuntime; clock: FakeClock }): Harness {
@@ -34,6 +37,7 @@ function harness(configMaps: Record<string, V1ConfigMap> = {}, secrets: Record<s
   const statuses = new Map<string, V1PodStatus>();
   const reports = { count: 0, byUid: new Map<string, number>() };
   const terminated: string[] = [];
+  const events: EventInput[] = [];
   const runtimeConfig: RuntimeConfigOptions = {
     nodeName: 'node-1', podLogsDir: join(root, 'logs'), clusterDomain: 'cluster.local', clusterDNS: ['10.96.0.10'],
     hostDNS: { servers: ['1.1.1.1'], searches: [], options: [] }, cgroupDriver: 'cgroupfs', cgroupRoot: '', cgroupsPerQOS: true,
@@ -51,8 +55,9 @@ function harness(configMaps: Record<string, V1ConfigMap> = {}, secrets: Record<s
     },
     onTerminated: (pod) => terminated.push(pod.metadata!.uid!),
     resyncMs: 3_600_000,
+    recordEvent: (event) => events.push(event),
   };
-  return { runtime, clock, workers: new PodWorkers(deps), statuses, reports, terminated, deps };
+  return { runtime, clock, workers: new PodWorkers(deps), statuses, reports, terminated, deps, events };
 }
 
 function makePod(spec: Partial<V1Pod['spec']> & { containers: V1Container[] }, extra: Partial<V1Pod['metadata']> = {}): V1Pod {
@@ -78,6 +83,11 @@ function containersOf(h: Harness, uid: string, name?: string) {
 function running(h: Harness, uid: string, name: string) {
   return containersOf(h, uid, name).find((x) => x.status.state === 'CONTAINER_RUNNING');
 }
+/** The events of one pod as "Type Reason [container]: message" lines, in order. */
+const eventLines = (h: Harness, pod: V1Pod) =>
+  h.events
+    .filter((e) => e.involvedObject.uid === pod.metadata!.uid)
+    .map((e) => `${e.type} ${e.reason}${e.involvedObject.fieldPath ? ` ${e.involvedObject.fieldPath}` : ''}: ${e.message}`);
 const phase = (h: Harness, pod: V1Pod) => h.statuses.get(pod.metadata!.uid!)?.phase;
 const desired = (...pods: V1Pod[]) => new Map(pods.map((p) => [p.metadata!.uid!, p]));
 
@@ -110,6 +120,12 @@ describe('pod workers over the fake runtime', () => {
     expect(status.podIP).toMatch(/^10\.88\.0\./);
     expect(status.conditions!.filter((x) => x.status === 'True').map((x) => x.type).sort()).toEqual(['ContainersReady', 'Initialized', 'PodReadyToStartContainers', 'PodScheduled', 'Ready']);
     expect(status.initContainerStatuses!.map((s) => s.state!.terminated!.reason)).toEqual(['Completed', 'Completed']);
+    const per = (name: string, list = 'containers') => [
+      `Normal Pulled spec.${list}{${name}}: Container image "${image}" already present on machine`,
+      `Normal Created spec.${list}{${name}}: Created container: ${name}`,
+      `Normal Started spec.${list}{${name}}: Started container ${name}`,
+    ];
+    expect(eventLines(h, pod)).toEqual([...per('init-a', 'initContainers'), ...per('init-b', 'initContainers'), ...per('app'), ...per('side')]);
     await h.workers.stop();
   });
 
@@ -164,6 +180,9 @@ describe('pod workers over the fake runtime', () => {
       gaps.push(Math.round((h.clock.now() - exitedAt) / 1000));
     }
     expect(gaps).toEqual([0, 10, 20, 40]);
+    const backOff = `Warning BackOff spec.containers{crash}: Back-off restarting failed container crash in pod ${pod.metadata!.name}_default(${uid})`;
+    expect(eventLines(h, pod).filter((line) => line === backOff).length).toBeGreaterThan(0);
+    expect(eventLines(h, pod).filter((line) => line.startsWith('Normal Started')).length).toBe(5);
     const s = h.statuses.get(uid)!.containerStatuses![0]!;
     expect(s.restartCount).toBe(4);
     expect(s.lastState!.terminated!.exitCode).toBe(1);
@@ -186,6 +205,16 @@ describe('pod workers over the fake runtime', () => {
     h.clock.advance(11_000);
     h.workers.podEvent(uid);
     await until(() => running(h, uid, 'app') !== undefined, 'running after the pull works');
+    const lines = eventLines(h, pod).map((line) => line.replace(' spec.containers{app}', ''));
+    expect(lines.slice(0, 5)).toEqual([
+      `Normal Pulling: Pulling image "${missing}"`,
+      `Warning Failed: Failed to pull image "${missing}": failed to pull image "${missing}": manifest unknown`,
+      'Warning Failed: Error: ErrImagePull',
+      `Normal BackOff: Back-off pulling image "${missing}"`,
+      'Warning Failed: Error: ImagePullBackOff',
+    ]);
+    expect(lines.at(-3)).toMatch(new RegExp(`^Normal Pulled: Successfully pulled image "${missing.replace(/\./g, '\\.')}" in \\d+m?s \\(\\d+m?s including waiting\\)\\. Image size: \\d+ bytes\\.$`));
+    expect(lines.slice(-2)).toEqual(['Normal Created: Created container: app', 'Normal Started: Started container app']);
     await h.workers.stop();
   });
 
@@ -196,6 +225,10 @@ describe('pod workers over the fake runtime', () => {
     await until(() => h.statuses.get(pod.metadata!.uid!)?.containerStatuses?.every((s) => s.state?.waiting?.reason !== 'ContainerCreating') === true, 'reasons');
     const reasons = h.statuses.get(pod.metadata!.uid!)!.containerStatuses!.map((s) => [s.state!.waiting!.reason, s.state!.waiting!.message]);
     expect(reasons).toEqual([['CreateContainerConfigError', 'configmap "nope" not found'], ['ErrImageNeverPull', 'Container image "absent:1" is not present with pull policy of Never']]);
+    const lines = eventLines(h, pod);
+    expect(lines).toContain('Warning Failed spec.containers{a}: Error: configmap "nope" not found');
+    expect(lines).toContain('Warning ErrImageNeverPull spec.containers{b}: Container image "absent:1" is not present with pull policy of Never');
+    expect(lines).toContain('Warning Failed spec.containers{b}: Error: ErrImageNeverPull');
     await h.workers.stop();
   });
 
@@ -219,6 +252,12 @@ describe('pod workers over the fake runtime', () => {
     await until(() => running(h, uid, 'a') !== undefined && running(h, uid, 'b') !== undefined, 'containers in the new sandbox');
     expect(running(h, uid, 'b')!.id).not.toBe(bId);
     expect([...h.runtime.sandboxes.values()].filter((s) => s.state === 'SANDBOX_READY')).toHaveLength(1);
+    const lines = eventLines(h, pod);
+    expect(lines).toContain('Normal Killing spec.containers{a}: Container a definition changed, will be restarted');
+    expect(lines.filter((line) => line.includes('SandboxChanged'))).toEqual(['Normal SandboxChanged: Pod sandbox changed, it will be killed and re-created.']);
+    const afterChange = lines.slice(lines.indexOf('Normal SandboxChanged: Pod sandbox changed, it will be killed and re-created.'));
+    expect(afterChange).toContain('Normal Killing spec.containers{b}: Stopping container b');
+    expect(afterChange.filter((line) => line.startsWith('Normal Started'))).toHaveLength(2);
     await h.workers.stop();
   });
 
@@ -296,6 +335,7 @@ describe('pod workers over the fake runtime', () => {
     expect(h.runtime.sandboxes.size).toBe(0);
     expect(h.runtime.containers.size).toBe(0);
     expect(h.terminated).toEqual([uid]);
+    expect(eventLines(h, pod).at(-1)).toBe('Normal Killing spec.containers{web}: Stopping container web');
   });
 
   it('deletion with a grace period from the API uses that grace', async () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
-import { defaultImagePullPolicy, imageTagAndDigest, normalizeImageRef, pullDecision } from '../../agent/pods/image-policy.js';
+import { defaultImagePullPolicy, imageTagAndDigest, pullDecision } from '../../agent/pods/image-policy.js';
+import { normalizeImageRef } from '../../cri/docker/images.js';
 import { Backoff, backoffKey, resyncDelayMs } from '../../agent/pods/backoff.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { containerHash, fnv1a32, sandboxHash } from '../../agent/pods/container-hash.js';
@@ -18,7 +19,7 @@ describe('imagePullPolicy', () => {
     ['app:latest@sha256:abcd', 'IfNotPresent'],
   ])('%s defaults to %s', (image, policy) => expect(defaultImagePullPolicy(image)).toBe(policy));
 
-  it('splits tag and digest and normalizes', () => {
+  it('splits tag and digest; the runtime normalizes (cri/docker/images.ts, the one implementation)', () => {
     expect(imageTagAndDigest('localhost:5000/a/b:t@sha256:1')).toEqual({ tag: 't', digest: 'sha256:1' });
     expect(imageTagAndDigest('localhost:5000/a/b')).toEqual({});
     expect(normalizeImageRef('localhost:5000/a')).toBe('localhost:5000/a:latest');

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ShutdownManager, createShutdownManager, type ShutdownAgent } from '../../agent/node/shutdown.js';
+import { ShutdownManager, createShutdownManager } from '../../agent/node/shutdown.js';
 import { loadKubeletConfig } from '../../lib/config/kubelet.js';
 import { createLogger } from '../../lib/log.js';
 
@@ -45,7 +45,7 @@ describe('ShutdownManager without logind', () => {
   });
 
   it('is not created when graceful shutdown is off (no grace period)', () => {
-    const agent = {} as ShutdownAgent;
+    const agent = {} as Parameters<typeof createShutdownManager>[0];
     expect(createShutdownManager(agent, loadKubeletConfig().config, 'n', undefined, createLogger('test', 'silent'))).toBeUndefined();
   });
 });

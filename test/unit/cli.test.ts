@@ -30,9 +30,26 @@ describe('knode CLI', { timeout: 30_000 }, () => {
     expect(cli('--version').stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
   });
 
+  it('knode version prints knode\'s version and the Kubernetes version it implements', () => {
+    const result = cli('version');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^knode version \d+\.\d+\.\d+\nKubernetes version v1\.\d+\.\d+ \(kubelet and API server report v1\.\d+\.\d+-knode\)\n$/);
+  });
+
+  it('agent --v takes a klog verbosity; a bad one exits 2', () => {
+    const result = cli('agent', '--kubeconfig', kubeconfig, '--v', 'loud');
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('flag --v: "loud" is not a verbosity number');
+    const labels = cli('agent', '--kubeconfig', kubeconfig, '--node-labels', 'node-role.kubernetes.io/x=');
+    expect(labels.code).toBe(2);
+    expect(labels.stderr).toContain("unknown 'kubernetes.io' or 'k8s.io' labels specified");
+  });
+
   it.each([
     ['controlplane', '--listen'],
     ['agent', '--kubeconfig'],
+    ['agent', '--node-labels'],
+    ['agent', '--register-with-taints'],
     ['proxy', '--proxy-mode'],
     ['overlay', '--net-conf'],
     ['up', '--data-dir'],

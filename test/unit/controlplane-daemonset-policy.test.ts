@@ -55,6 +55,17 @@ describe('DaemonSet plans', () => {
     expect(planDaemonSet(surge, nodes, [pod('pa', 'a', 'old'), pod('na', 'a', 'new'), pod('pb', 'b', 'old'), pod('pc', 'c', 'old')], 'new', now)).toEqual({ create: ['b'], delete: ['pa'] });
   });
 
+  it('counts a daemon pod the scheduler has not bound yet on the node its affinity names', () => {
+    const pending = (name: string, target: string): KObject => ({
+      metadata: { name, creationTimestamp: t0, labels: { 'controller-revision-hash': 'h' } },
+      spec: { affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchFields: [{ key: 'metadata.name', operator: 'In', values: [target] }] }] } } } },
+      status: { phase: 'Pending' },
+    });
+    // No second pod for a node whose pod waits for the scheduler; a node that no longer qualifies loses its pending pod.
+    expect(planDaemonSet(ds(), [node('a'), node('b')], [pending('pa', 'a'), pending('pz', 'z')], 'h', now)).toEqual({ create: ['b'], delete: ['pz'] });
+    expect(daemonSetStatus(ds(), [node('a')], [pending('pa', 'a')], 'h', now)).toMatchObject({ desiredNumberScheduled: 1, currentNumberScheduled: 1, numberReady: 0, updatedNumberScheduled: 1 });
+  });
+
   it('leaves old pods alone with OnDelete', () => {
     expect(planDaemonSet(ds({}, { type: 'OnDelete' }), nodes, [pod('pa', 'a', 'old'), pod('pb', 'b', 'old')], 'new', now)).toEqual({ create: ['c'], delete: [] });
   });

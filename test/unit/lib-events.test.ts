@@ -22,12 +22,13 @@ class FakeEventsApi {
     return req.body;
   };
 
-  patchNamespacedEvent = async (req: { name: string; namespace: string; body: { count: number; lastTimestamp: Date } }): Promise<CoreV1Event> => {
+  patchNamespacedEvent = async (req: { name: string; namespace: string; body: { count: number; lastTimestamp: Date; message: string } }): Promise<CoreV1Event> => {
     this.calls.push('patch');
     const event = this.store.get(`${req.namespace}/${req.name}`);
     if (!event) throw Object.assign(new Error('NotFound'), { code: 404 });
     event.count = req.body.count;
     event.lastTimestamp = req.body.lastTimestamp;
+    event.message = req.body.message;
     return event;
   };
 }
@@ -82,22 +83,105 @@ describe('EventRecorder (lib/events.ts): the one recorder of agent, probes and e
     expect(new Date(aggregated.lastTimestamp!).getTime()).toBeGreaterThan(new Date(aggregated.firstTimestamp!).getTime());
   });
 
-  it('survives API failures and an event that already exists (agent restart)', async () => {
+  it('survives API failures; a restarted recorder writes a new event object (as a restarted kubelet)', async () => {
     const api = new FakeEventsApi();
     api.failCreates = 1;
     const r = recorder(api);
     r.record(event('x'));
     r.record(event('x'));
     await r.flush();
-    expect(api.calls).toEqual(['create', 'patch', 'create']);
-    expect([...api.store.values()][0]!.count).toBe(2);
-    // a new recorder (restarted agent) meets the existing object: the next repeat patches it
+    expect(api.calls).toEqual(['create', 'create']);
+    expect([...api.store.values()][0]!.count).toBe(1);
     const again = recorder(api);
     again.record(event('x'));
     again.record(event('x'));
     await again.flush();
-    expect([...api.store.values()]).toHaveLength(1);
-    expect([...api.store.values()][0]!.count).toBe(2);
+    expect([...api.store.values()].map((e) => e.count)).toEqual([1, 2]);
+  });
+
+  it('creates the event again, with the count so far, when it expired (404 on patch)', async () => {
+    const api = new FakeEventsApi();
+    const r = recorder(api);
+    r.record(event('x'));
+    await r.flush();
+    api.store.clear();
+    r.record(event('x'));
+    await r.flush();
+    expect(api.calls).toEqual(['create', 'patch', 'create']);
+    const [stored] = [...api.store.values()];
+    expect(stored!.count).toBe(2);
+    expect(new Date(stored!.firstTimestamp!).getTime()).toBeLessThan(new Date(stored!.lastTimestamp!).getTime());
+  });
+
+  it('combines similar events with 10 different messages in 10 minutes (client-go EventAggregator)', async () => {
+    const api = new FakeEventsApi();
+    const r = recorder(api);
+    for (let i = 0; i < 12; i++) r.record(event(`Readiness probe failed: attempt ${i}`));
+    await r.flush();
+    const events = [...api.store.values()];
+    // 9 distinct messages are written apart; from the 10th on they are one combined event.
+    expect(events.filter((e) => !e.message!.startsWith('(combined'))).toHaveLength(9);
+    const combined = events.filter((e) => e.message!.startsWith('(combined from similar events): '));
+    expect(combined).toHaveLength(1);
+    expect(combined[0]).toMatchObject({ count: 3, message: '(combined from similar events): Readiness probe failed: attempt 11' });
+  });
+
+  it('a different reason is not combined, and the window restarts after 10 quiet minutes', async () => {
+    const api = new FakeEventsApi();
+    const clock = new FakeClock(1_000_000);
+    const r = new EventRecorder({ api: api as unknown as EventsApi, component: 'kubelet', host: () => 'node-a', log: createLogger('test', 'silent'), clock });
+    for (let i = 0; i < 9; i++) r.record(event(`m${i}`));
+    r.record({ ...event('other'), reason: 'BackOff' });
+    clock.advance(600_001);
+    r.record(event('m9'));
+    await r.flush();
+    expect([...api.store.values()].some((e) => e.message!.startsWith('(combined'))).toBe(false);
+  });
+
+  it('drops events of one object over a burst of 25, then allows one per 5 minutes (spam filter)', async () => {
+    const api = new FakeEventsApi();
+    const clock = new FakeClock(1_000_000);
+    const r = new EventRecorder({ api: api as unknown as EventsApi, component: 'kubelet', host: () => 'node-a', log: createLogger('test', 'silent'), clock });
+    for (let i = 0; i < 30; i++) r.record({ ...event('Back-off restarting failed container app in pod web_ns(uid-1)'), reason: 'BackOff' });
+    const other = { ...event('y'), involvedObject: { ...event('y').involvedObject, name: 'other', uid: 'uid-2' } };
+    r.record(other);
+    await r.flush();
+    const byName = (name: string) => [...api.store.values()].filter((e) => e.involvedObject.name === name);
+    expect(byName('web')[0]!.count).toBe(25);
+    expect(byName('other')).toHaveLength(1);
+    clock.advance(299_000);
+    r.record({ ...event('Back-off restarting failed container app in pod web_ns(uid-1)'), reason: 'BackOff' });
+    await r.flush();
+    expect(byName('web')[0]!.count).toBe(25);
+    clock.advance(1_000);
+    r.record({ ...event('Back-off restarting failed container app in pod web_ns(uid-1)'), reason: 'BackOff' });
+    await r.flush();
+    expect(byName('web')[0]!.count).toBe(26);
+  });
+
+  it('writes no faster than eventRecordQPS after a burst of eventBurst (the kubelet event client limit)', async () => {
+    const api = new FakeEventsApi();
+    const clock = new FakeClock(1_000_000);
+    const r = new EventRecorder({ api: api as unknown as EventsApi, component: 'kubelet', host: () => 'node-a', log: createLogger('test', 'silent'), clock, writeLimit: { qps: 2, burst: 2 } });
+    for (let i = 0; i < 4; i++) r.record({ ...event(`m${i}`), involvedObject: { ...event('x').involvedObject, name: `pod-${i}` } });
+    const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
+    await settle();
+    expect(api.calls).toHaveLength(2);
+    clock.advance(499);
+    await settle();
+    expect(api.calls).toHaveLength(2);
+    clock.advance(1);
+    await settle();
+    expect(api.calls).toHaveLength(3);
+    clock.advance(500);
+    await r.flush();
+    expect(api.calls).toHaveLength(4);
+  });
+
+  it('names an init container by spec.initContainers{name}', () => {
+    const pod = { metadata: { name: 'p', namespace: 'ns', uid: 'u' }, spec: { initContainers: [{ name: 'init' }] } };
+    expect(podReference(pod, 'init').fieldPath).toBe('spec.initContainers{init}');
+    expect(podReference(pod, 'app').fieldPath).toBe('spec.containers{app}');
   });
 
   it('records Node events in the default namespace with annotations, aggregated the same way', async () => {

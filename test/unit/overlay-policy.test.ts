@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { annotations, desiredPeers, leaseFromNode, ownAnnotations, peerFromNode, planPeers, sameL2, subnetEnvText, vxlanMtu, type NodeView, type Peer } from '../../overlay/policy.js';
 import { overlayMasqRules } from '../../overlay/masq.js';
+import { parseNetConf } from '../../lib/config/netconf.js';
 import { cniSocketFor } from '../../overlay/daemon.js';
 import { kernelNeedsTxOffWorkaround } from '../../overlay/vxlan.js';
 
@@ -17,6 +18,15 @@ describe('overlay lease and annotations', () => {
     expect(() => leaseFromNode(node('a'), network)).toThrow(/no spec.podCIDR/);
     expect(() => leaseFromNode(node('a', '10.9.0.0/24'), network)).toThrow(/not inside/);
     expect(() => leaseFromNode(node('a', 'nope'), network)).toThrow(/invalid podCIDR/);
+  });
+  it('net-conf SubnetMin/SubnetMax bound the lease', () => {
+    const bounds = { SubnetMin: '10.244.10.0', SubnetMax: '10.244.20.0' };
+    expect(leaseFromNode(node('a', '10.244.10.0/24'), network, bounds)).toBe('10.244.10.0/24');
+    expect(leaseFromNode(node('a', '10.244.20.0/24'), network, bounds)).toBe('10.244.20.0/24');
+    expect(() => leaseFromNode(node('a', '10.244.9.0/24'), network, bounds)).toThrow(/below net-conf SubnetMin 10.244.10.0/);
+    expect(() => leaseFromNode(node('a', '10.244.21.0/24'), network, bounds)).toThrow(/above net-conf SubnetMax 10.244.20.0/);
+    expect(() => parseNetConf({ Network: '10.244.0.0/16', SubnetMin: '10.245.0.0' }, 'f')).toThrow(/SubnetMin.*not inside the Network/);
+    expect(() => parseNetConf({ Network: '10.244.0.0/16', SubnetMin: '10.244.30.0', SubnetMax: '10.244.20.0' }, 'f')).toThrow(/SubnetMin.*larger than SubnetMax/);
   });
   it('publishes flannel keys', () => {
     expect(ownAnnotations(1, 'aa:bb:cc:dd:ee:ff', '192.168.1.2')).toEqual({

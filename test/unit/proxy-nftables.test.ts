@@ -11,6 +11,7 @@ import { canonicalExprs, decodeExprs, encodeExprs, type Expr } from '../../lib/n
 import { printRule, words } from '../../lib/netfilter/nftables/print.js';
 import { cidrIntervals, dnatTo, ipProtoPortKey } from '../../lib/netfilter/nftables/build.js';
 import { parseMessages } from '../../lib/netfilter/nftables/wire.js';
+import { localIPv4AddressesIn } from '../../lib/net.js';
 import { service, slice } from './proxy-fixtures.js';
 
 const options = { clusterCIDRs: ['10.244.0.0/16'], masqueradeAll: false, masqueradeBit: 14 };
@@ -127,5 +128,20 @@ describe('nf_tables expressions', () => {
   it('merges source ranges into interval elements with nft\'s leading end marker', () => {
     const hex = cidrIntervals(['10.1.0.0/16', '10.1.128.0/17', '203.0.113.0/25']).map((element) => `${element.key.toString('hex')}${element.intervalEnd ? '/end' : ''}`);
     expect(hex).toEqual(['00000000/end', '0a010000', '0a020000/end', 'cb007100', 'cb007180/end']);
+  });
+});
+
+describe('nftables nodePortAddresses', () => {
+  it('the NodePort dispatch looks daddr up in @nodeport-ips instead of fib daddr type local', () => {
+    const services = fixedChains({ ...options, nodePortIPsOnly: true }).get('services')?.rules ?? [];
+    expect(printRule(services[1]?.exprs ?? [])).toContain('lookup reg 1 set nodeport-ips');
+    expect(printRule(services[1]?.exprs ?? [])).not.toContain('fib');
+    expect(printRule(fixedChains(options).get('services')?.rules[1]?.exprs ?? [])).toContain('fib');
+    expect(fixedSets.map((set) => set.name)).toContain(maps.nodePortIPs);
+  });
+
+  it('the local addresses within the CIDRs (kube-proxy GetNodeIPs)', () => {
+    expect(localIPv4AddressesIn(['127.0.0.0/8'])).toContain('127.0.0.1');
+    expect(localIPv4AddressesIn(['203.0.113.0/24', 'primary', 'garbage'])).toEqual([]);
   });
 });

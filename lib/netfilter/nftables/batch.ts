@@ -246,7 +246,7 @@ function writeElement(w: NlWriter, element: Element, keysOnly: boolean): void {
 
 const attrsOf = (payload: Buffer) => attrMap(payload.subarray(4));
 
-export interface ChainInfo {
+interface ChainInfo {
   name: string;
   handle: bigint;
   hook?: number;
@@ -268,7 +268,7 @@ export function parseChain(payload: Buffer): ChainInfo {
   return info;
 }
 
-export interface RuleInfo {
+interface RuleInfo {
   chain: string;
   handle: bigint;
   /** The payload of NFTA_RULE_EXPRESSIONS. */
@@ -280,7 +280,7 @@ export function parseRule(payload: Buffer): RuleInfo {
   return { chain: readStr(a.get(RuleAttr.chain)) ?? '', handle: readBe64(a.get(RuleAttr.handle)) ?? 0n, exprs: a.get(RuleAttr.expressions) ?? Buffer.alloc(0) };
 }
 
-export interface SetInfo {
+interface SetInfo {
   name: string;
   flags: number;
   keyType: number;

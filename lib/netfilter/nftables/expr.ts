@@ -7,15 +7,15 @@
  */
 import { DataAttr, ExprAttr, LIST_ELEM, NlWriter, VerdictAttr, attrMap, parseAttrs, readBe32, readBe64, readStr } from './wire.js';
 
-export const Reg = { verdict: 0, r1: 1, r2: 2 } as const;
+const Reg = { verdict: 0, r1: 1, r2: 2 } as const;
 /** NFT_REG32_00 + n: the 32-bit registers used for concatenations (reg32 0 overlaps reg 1). */
 export const reg32 = (n: number) => 8 + n;
 
-export type PayloadBase = 'link' | 'network' | 'transport' | 'inner';
-export type CmpOp = 'eq' | 'neq' | 'lt' | 'lte' | 'gt' | 'gte';
-export type MetaKey = 'len' | 'protocol' | 'mark' | 'iif' | 'oif' | 'nfproto' | 'l4proto';
-export type CtKey = 'state' | 'direction' | 'status' | 'mark';
-export type VerdictCode = 'drop' | 'accept' | 'continue' | 'break' | 'jump' | 'goto' | 'return';
+type PayloadBase = 'link' | 'network' | 'transport' | 'inner';
+type CmpOp = 'eq' | 'neq' | 'lt' | 'lte' | 'gt' | 'gte';
+type MetaKey = 'len' | 'protocol' | 'mark' | 'iif' | 'oif' | 'nfproto' | 'l4proto';
+type CtKey = 'state' | 'direction' | 'status' | 'mark';
+type VerdictCode = 'drop' | 'accept' | 'continue' | 'break' | 'jump' | 'goto' | 'return';
 
 export interface Verdict {
   code: VerdictCode;
@@ -142,12 +142,6 @@ export function encodeExprs(exprs: readonly Expr[]): Buffer {
   return w.take();
 }
 
-export const encodeExpr = (expr: Expr) => encodeExprs([expr]);
-
-export function encodeVerdict(verdict: Verdict): Buffer {
-  writeVerdict(scratch, verdict);
-  return scratch.take();
-}
 
 function decodeDataValue(data: Buffer | undefined): Buffer {
   return data ? attrMap(data).get(DataAttr.value) ?? Buffer.alloc(0) : Buffer.alloc(0);

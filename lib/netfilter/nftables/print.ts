@@ -17,7 +17,7 @@ export function words(data: Buffer): string {
 const fibFlags = (flags: number) =>
   (Object.keys(FibFlag) as (keyof typeof FibFlag)[]).filter((name) => flags & FibFlag[name]).join(' . ');
 
-export function printExpr(expr: Expr): string {
+function printExpr(expr: Expr): string {
   switch (expr.kind) {
     case 'payload': return `[ payload load ${expr.len}b @ ${expr.base} header + ${expr.offset} => reg ${expr.dreg} ]`;
     case 'cmp': return `[ cmp ${expr.op} reg ${expr.sreg} ${words(expr.data)} ]`;

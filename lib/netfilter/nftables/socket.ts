@@ -45,7 +45,7 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
-export interface NftSocketOptions {
+interface NftSocketOptions {
   /** Socket buffer sizes requested (the kernel caps them at net.core.{w,r}mem_max and doubles them). */
   bufferBytes?: number;
   timeoutMs?: number;
@@ -138,6 +138,7 @@ export class NftSocket implements NftTransport {
         }
       });
     const result = this.queue.then(run, run);
+    // The failure reaches the caller through `result`; the queue itself goes on.
     this.queue = result.catch(() => undefined);
     return result;
   }

@@ -13,16 +13,16 @@ export const NFNL_MSG_BATCH_END = 17;
 export const NFPROTO_IPV4 = 2;
 
 export const NLM_F_REQUEST = 0x1;
-export const NLM_F_MULTI = 0x2;
-export const NLM_F_ACK = 0x4;
+const NLM_F_MULTI = 0x2;
+const NLM_F_ACK = 0x4;
 export const NLM_F_DUMP = 0x300;
-export const NLM_F_REPLACE = 0x100;
-export const NLM_F_EXCL = 0x200;
+const NLM_F_REPLACE = 0x100;
+const NLM_F_EXCL = 0x200;
 export const NLM_F_CREATE = 0x400;
 export const NLM_F_APPEND = 0x800;
 export const NLMSG_ERROR = 2;
 export const NLMSG_DONE = 3;
-export const NLA_F_NESTED = 0x8000;
+const NLA_F_NESTED = 0x8000;
 const NLA_TYPE_MASK = 0x3fff;
 
 /** NFT_MSG_* (the message type is NFNL_SUBSYS_NFTABLES << 8 | msg). */
@@ -49,16 +49,16 @@ export const ExprAttr = { name: 1, data: 2 } as const;
 export const LIST_ELEM = 1;
 
 export const SetFlag = { anonymous: 0x1, constant: 0x2, interval: 0x4, map: 0x8, timeout: 0x10, eval: 0x20 } as const;
-export const SET_ELEM_INTERVAL_END = 0x1;
+const SET_ELEM_INTERVAL_END = 0x1;
 /** NFT_DATA_VERDICT as a set data type. */
 export const DATA_TYPE_VERDICT = 0xffffff00;
 export const Hook = { prerouting: 0, input: 1, forward: 2, output: 3, postrouting: 4 } as const;
 export type HookName = keyof typeof Hook;
-export const NF_DROP = 0;
+const NF_DROP = 0;
 export const NF_ACCEPT = 1;
 
 /** One attribute: 4-byte header (length, type) and the payload padded to 4 bytes. */
-export function attr(type: number, payload: Buffer): Buffer {
+function attr(type: number, payload: Buffer): Buffer {
   // allocUnsafe takes small buffers from Node's pool: a 10k-Service sync makes millions of these
   const length = 4 + payload.length;
   const padded = (length + 3) & ~3;
@@ -201,22 +201,10 @@ export class NlWriter {
   }
 }
 
-export const nested = (type: number, children: readonly Buffer[]) => attr(type | NLA_F_NESTED, Buffer.concat(children));
-export const strz = (text: string) => Buffer.from(`${text}\0`, 'utf8');
-export const be32 = (value: number) => {
-  const buffer = Buffer.allocUnsafe(4);
-  buffer.writeUInt32BE(value >>> 0);
-  return buffer;
-};
-export const be64 = (value: bigint) => {
-  const buffer = Buffer.alloc(8);
-  buffer.writeBigUInt64BE(value);
-  return buffer;
-};
+const strz = (text: string) => Buffer.from(`${text}\0`, 'utf8');
 export const strAttr = (type: number, text: string) => attr(type, strz(text));
-export const u32Attr = (type: number, value: number) => attr(type, be32(value));
 
-export interface Attr {
+interface Attr {
   type: number;
   nested: boolean;
   data: Buffer;

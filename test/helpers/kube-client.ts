@@ -1,13 +1,13 @@
 /**
- * API clients from a kubeconfig file, for the components that talk to the Kubernetes API
- * (agent, proxy, overlay). client-node is loaded on demand (see lib/config/kubeconfig.ts).
+ * API clients from a kubeconfig file, for tests that talk to the Kubernetes API
+ * (the components build their own from lib/config/kubeconfig.ts). client-node is loaded on demand (see lib/config/kubeconfig.ts).
  *
  *   const clients = await createKubeClients('/path/kubeconfig');
  *   await clients.core.patchNodeStatus({ name, body }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
  *   const informer = new Informer<V1Pod>({ kubeConfig: clients.kubeConfig, path: '/api/v1/pods', list: (s) => clients.core.listPodForAllNamespaces(s), … }); // lib/informer.ts
  */
 import type { CoordinationV1Api, CoreV1Api, DiscoveryV1Api, KubeConfig } from '@kubernetes/client-node';
-import { loadKubeconfig } from './config/kubeconfig.js';
+import { loadKubeconfig } from '../../lib/config/kubeconfig.js';
 
 export interface KubeClients {
   kubeConfig: KubeConfig;
