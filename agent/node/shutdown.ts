@@ -3,7 +3,7 @@
  * nodeshutdown_manager_linux.go and systemd/inhibit_linux.go) over systemd-logind's D-Bus API:
  * - start: when logind's InhibitDelayMaxUSec is shorter than the time asked (the sum of the
  *   groups' periods), write /etc/systemd/logind.conf.d/99-kubelet.conf and make logind reload it
- *   (systemd Manager.KillUnit("systemd-logind.service", "all", SIGHUP)), then check again; take a
+ *   (systemd Manager.KillUnit("systemd-logind.service", "main", SIGHUP)), then check again; take a
  *   "delay" inhibitor for "shutdown"; subscribe to PrepareForShutdown.
  * - PrepareForShutdown(true): the node turns NotReady ("node is shutting down"), new pods are
  *   rejected (NodeShutdown), running pods are terminated group by group, lowest priority first,
@@ -150,7 +150,10 @@ export class ShutdownManager {
     await mkdir(dir, { recursive: true });
     await writeFile(join(dir, kubeletLogindConf), `# Kubelet logind override\n[Login]\nInhibitDelayMaxSec=${requested}\n`, { mode: 0o644 });
     const systemd = (await this.bus!.getProxyObject('org.freedesktop.systemd1', '/org/freedesktop/systemd1')).getInterface('org.freedesktop.systemd1.Manager');
-    await systemd.KillUnit('systemd-logind.service', 'all', 1); // SIGHUP: logind reloads its configuration
+    // SIGHUP: logind reloads its configuration. The kubelet sends it to "all"; logind is one
+    // process, and "all" fails here when systemd cannot signal some process of the unit's cgroup
+    // ("Failed to send signal SIGHUP to auxiliary processes"), so to its main process.
+    await systemd.KillUnit('systemd-logind.service', 'main', 1);
     let updated = current;
     for (const end = Date.now() + (this.options.reloadWaitMs ?? 10_000); Date.now() < end; await sleep(200)) {
       updated = await this.inhibitDelayMaxSeconds();
