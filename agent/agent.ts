@@ -19,6 +19,7 @@ import { podCgroupsFor } from './cgroups/pod-cgroups.js';
 import { kubepodsResourceConfig } from './cgroups/node-allocatable.js';
 import { AgentEviction } from './eviction/node.js';
 import { createNodeManager, type NodeManager } from './node/manager.js';
+import { createShutdownManager, type ShutdownManager } from './node/shutdown.js';
 import { Backoff } from './pods/backoff.js';
 import { PodDispatcher } from './pods/dispatcher.js';
 import { Housekeeping } from './pods/housekeeping.js';
@@ -58,6 +59,8 @@ interface AgentOptions {
   housekeepingMs?: number;
   /** A serving certificate that rotates (serverTLSBootstrap): agent/certificates/node-certificates.ts. */
   servingTls?: ServingTlsSource;
+  /** The system D-Bus address for graceful node shutdown (default: the system bus). */
+  busAddress?: string;
   /** Eviction manager timing (agent/eviction/node.ts); false: no eviction manager nor image GC. */
   eviction?: { housekeepingMs?: number; memoryPollMs?: number; imageGCSchedule?: string; manageTaints?: boolean; pinnedImages?: (repoTags: readonly string[]) => boolean } | false;
 }
@@ -73,6 +76,8 @@ export class Agent {
   readonly eviction?: AgentEviction;
   /** The agent's one event recorder (pods' probe and eviction events, the Node's). */
   readonly events: EventRecorder;
+  /** Graceful node shutdown (shutdownGracePeriod > 0): agent/node/shutdown.ts. */
+  readonly shutdown?: ShutdownManager;
   private readonly core: CoreV1Api;
   private readonly sources: PodSources;
   private readonly mirrors: MirrorPodSync;
@@ -133,10 +138,15 @@ export class Agent {
       });
     }
     const eviction = this.eviction;
+    const shutdown = (this.shutdown = createShutdownManager(this, config, nodeName, options.busAddress, log));
     const dispatcher = new PodDispatcher({
       workers: this.workers,
       probes: this.probes,
-      ...(eviction ? { admit: (desired, known) => eviction.admit(desired, known) } : {}),
+      // Admission: the eviction manager, then the shutdown manager (NodeShutdown while shutting down).
+      admit: (desired, known) => {
+        const admitted = eviction ? eviction.admit(desired, known) : desired;
+        return shutdown ? shutdown.admit(admitted, known) : admitted;
+      },
       onDispatched: (admitted) => {
         this.metrics.desiredPods.set(admitted);
         void this.mirrors.trigger();
@@ -182,6 +192,7 @@ export class Agent {
       ...(eviction ? { pressure: () => eviction.pressure() } : {}),
       // The kubelet's nodeRef: kind Node, UID the node's name (kubectl describe node looks for both).
       recordEvent: (reason, message) => this.events.record({ involvedObject: { apiVersion: 'v1', kind: 'Node', name: nodeName, uid: nodeName }, type: 'Normal', reason, message }),
+      ...(this.shutdown ? { notReady: () => this.shutdown?.notReadyMessage() } : {}),
     });
     // Static pods first: they need nothing but the runtime.
     await this.sources.startStatic();
@@ -190,6 +201,8 @@ export class Agent {
     this.pleg.start();
     // Not awaited: the runtime's image filesystem query (docker df) can be slow; pods need not wait.
     void eviction?.start().catch((error: unknown) => log.error({ err: error }, 'eviction manager and image GC not started'));
+    // Not critical, as the kubelet: a failure is logged and the agent runs on.
+    void this.shutdown?.start().catch((error: unknown) => log.error({ err: error }, 'Failed to start node shutdown manager'));
     // The API side: registration and the pod watch must not hold up the static pods.
     void this.node.start().then(() => this.mirrors.trigger());
     this.sources.startApi();
@@ -198,6 +211,7 @@ export class Agent {
   }
 
   async stop(): Promise<void> {
+    await this.shutdown?.stop();
     await this.eviction?.stop();
     this.mirrors.stop();
     await this.sources.stop();

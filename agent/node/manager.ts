@@ -96,6 +96,8 @@ interface NodeManagerOptions {
   pressure?: () => PressureInput;
   /** Records a Normal event about this Node (the agent's one recorder, lib/events.ts). */
   recordEvent?(reason: string, message: string): void;
+  /** A reason the node is not ready besides the runtime's (graceful shutdown: "node is shutting down"). */
+  notReady?: () => string | undefined;
 }
 
 interface NodeSetup {
@@ -114,6 +116,7 @@ interface NodeSetup {
   pressure?: () => PressureInput;
   /** Normal events about this Node (the agent's one recorder). */
   recordEvent?(reason: string, message: string): void;
+  notReady?: () => string | undefined;
 }
 
 /** Gathers the machine's facts and builds the node manager the configuration asks for. */
@@ -133,6 +136,7 @@ export async function createNodeManager(setup: NodeSetup): Promise<NodeManager> 
     clock: setup.clock,
     ...(setup.pressure ? { pressure: setup.pressure } : {}),
     ...(setup.recordEvent ? { recordEvent: setup.recordEvent } : {}),
+    ...(setup.notReady ? { notReady: setup.notReady } : {}),
   });
 }
 
@@ -195,7 +199,10 @@ export class NodeManager {
     } catch (caught) {
       error = describeError(caught);
     }
-    const ready = readiness(conditions, error);
+    let ready = readiness(conditions, error);
+    // kubelet ReadyCondition: the shutdown manager's ShutdownStatus joins the errors.
+    const extra = this.options.notReady?.();
+    if (extra) ready = { ready: false, message: ready.ready ? extra : `${ready.message}, ${extra}` };
     this.ready = ready.ready;
     return buildNodeStatus(this.options.facts, this.options.config, ready, this.options.pressure?.() ?? {}, this.lastStatus, this.clock.now());
   }

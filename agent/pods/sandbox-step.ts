@@ -12,9 +12,38 @@ import type { ContainerToStart } from './actions.js';
 import type { PodSyncContext } from './worker-deps.js';
 import { newestSandbox, type PodRuntimeState } from './runtime-view.js';
 
+/** kubelet NetworkNotReadyErrorMsg; a pod waiting for the network is synced again after this. */
+const networkNotReadyMessage = 'network is not ready';
+const networkRetryMs = 5_000;
+
+/**
+ * Why the pod network is not ready, from the runtime's NetworkReady condition (kubelet
+ * runtimeState.networkErrors, worded as on the node's Ready condition); undefined when ready or
+ * when the runtime cannot say (the sandbox call then reports the real failure).
+ */
+async function networkProblem(runtime: ContainerRuntime): Promise<string | undefined> {
+  // A failed status query is no verdict: the sandbox call then reports the real failure.
+  const conditions = await runtime.status().then((s) => s.conditions, () => undefined);
+  const network = conditions?.find((c) => c.type === 'NetworkReady');
+  if (!network || network.status) return undefined;
+  return `container runtime network not ready: NetworkReady=false reason:${network.reason || 'Unknown'} message:${network.message}`;
+}
+
 /** Creates the pod cgroup and the sandbox; undefined (a retry scheduled) when it cannot yet. */
 export async function createSandbox(ctx: PodSyncContext, config: PodSandboxConfig, starts: ContainerToStart[]): Promise<string | undefined> {
   const { deps } = ctx;
+  // kubelet SyncPod: a pod on the pod network is not started while the runtime's network is
+  // not ready (no CNI ADD that must fail, no back-off); host-network pods start regardless.
+  if (!ctx.pod.spec?.hostNetwork) {
+    const problem = await networkProblem(deps.runtime);
+    if (problem) {
+      const message = `${networkNotReadyMessage}: ${problem}`;
+      for (const c of starts) ctx.setWaiting(c.container.name, { reason: 'ContainerCreating', message });
+      deps.log.debug({ pod: ctx.name }, message);
+      ctx.schedule(networkRetryMs);
+      return undefined;
+    }
+  }
   const key = `${ctx.uid}_sandbox`;
   const now = deps.clock.now();
   if (deps.restartBackoff.isInBackOffSinceUpdate(key)) {

@@ -165,6 +165,11 @@ export const kubeletConfigSchema = z
     providerID: z.string().default(''),
     shutdownGracePeriod: duration.default(0),
     shutdownGracePeriodCriticalPods: duration.default(0),
+    // KEP-2712: grace periods per pod priority range (agent/node/shutdown-policy.ts).
+    shutdownGracePeriodByPodPriority: z
+      .array(z.object({ priority: z.number().int(), shutdownGracePeriodSeconds: z.number().int().min(0).max(86_400) }).strict())
+      .max(100)
+      .default([]),
     oomScoreAdj: z.number().int().min(-1000).max(1000).default(-999),
     featureGates: z.record(z.string(), z.boolean()).default({}),
   })
@@ -186,6 +191,13 @@ export const kubeletConfigSchema = z
       }
     }
     contradictions(config, ctx);
+    if (config.shutdownGracePeriodByPodPriority.length > 0 && (config.shutdownGracePeriod > 0 || config.shutdownGracePeriodCriticalPods > 0)) {
+      ctx.addIssue({ code: 'custom', path: ['shutdownGracePeriodByPodPriority'], message: 'cannot specify both shutdownGracePeriodByPodPriority and shutdownGracePeriod at the same time' });
+    }
+    const priorities = config.shutdownGracePeriodByPodPriority.map((p) => p.priority);
+    if (new Set(priorities).size !== priorities.length) {
+      ctx.addIssue({ code: 'custom', path: ['shutdownGracePeriodByPodPriority'], message: 'each priority may appear only once' });
+    }
     if (config.imageGCLowThresholdPercent >= config.imageGCHighThresholdPercent) {
       ctx.addIssue({ code: 'custom', path: ['imageGCLowThresholdPercent'], message: 'must be lower than imageGCHighThresholdPercent' });
     }

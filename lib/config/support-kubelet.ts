@@ -89,8 +89,9 @@ export const kubeletSupport: SupportTable = {
   registerWithTaints: h(settingsTest, 'registers with the flag labels and taints'),
   nodeLabels: h(settingsTest, 'registers with the flag labels and taints'),
   providerID: h(settingsTest, 'registers with the flag labels and taints'),
-  shutdownGracePeriod: no('graceful node shutdown (logind inhibitor) is not implemented yet'),
-  shutdownGracePeriodCriticalPods: no('graceful node shutdown (logind inhibitor) is not implemented yet'),
+  shutdownGracePeriod: h('test/e2e/graceful-shutdown.test.ts', 'poweroff: NotReady, the ordinary pod terminated before the critical one'),
+  shutdownGracePeriodCriticalPods: h('test/e2e/graceful-shutdown.test.ts', 'poweroff: NotReady, the ordinary pod terminated before the critical one'),
+  shutdownGracePeriodByPodPriority: h('test/unit/agent-shutdown-policy.test.ts', 'by priority, sorted', 'the same groups and termination as the two settings (agent/node/shutdown-policy.ts)'),
   oomScoreAdj: h('test/unit/agent-runtime-config.test.ts', 'OOM floor'),
   featureGates: no('knode has no feature gates; features are on or off as documented'),
 };

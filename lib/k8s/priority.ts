@@ -8,7 +8,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { isMirrorPod, isStaticPod } from './pod-source.js';
 
 /** scheduling.SystemCriticalPriority. */
-const systemCriticalPriority = 2_000_000_000;
+export const systemCriticalPriority = 2_000_000_000;
 
 export function podPriority(pod: V1Pod): number {
   return pod.spec?.priority ?? 0;

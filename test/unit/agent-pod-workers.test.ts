@@ -129,6 +129,30 @@ describe('pod workers over the fake runtime', () => {
     await h.workers.stop();
   });
 
+  it('while the runtime network is not ready: pod-network pods wait (no sandbox, a clear message), host-network pods start', async () => {
+    const h = harness();
+    h.runtime.networkReady = false;
+    const pod = makePod({ containers: [c('app')] });
+    const host = makePod({ hostNetwork: true, containers: [c('app')] });
+    const uid = pod.metadata!.uid!;
+    h.workers.sync(desired(pod, host));
+    await until(() => running(h, host.metadata!.uid!, 'app') !== undefined, 'the host-network pod');
+    await until(() => h.statuses.get(uid)?.containerStatuses?.[0]?.state?.waiting !== undefined, 'the waiting status');
+    expect(h.statuses.get(uid)!.containerStatuses![0]!.state!.waiting).toEqual({
+      reason: 'ContainerCreating',
+      message: 'network is not ready: container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:',
+    });
+    expect(phase(h, pod)).toBe('Pending');
+    expect(h.runtime.sandboxes.size).toBe(1); // the host-network pod's only
+    // The network becomes ready: the pod starts on its next sync (a PLEG event or the 5 s
+    // retry), without any back-off.
+    h.runtime.networkReady = true;
+    h.workers.podEvent(uid);
+    await until(() => running(h, uid, 'app') !== undefined, 'the pod-network pod');
+    expect(h.runtime.sandboxes.size).toBe(2);
+    await h.workers.stop();
+  });
+
   it('a crashing container backs off 10 s, 20 s, 40 s (test clock)', async () => {
     const h = harness();
     const pod = makePod({ containers: [c('crash')] });
