@@ -35,7 +35,7 @@ import { ensureComponentCredential } from './join-credentials.js';
 import { joinLayout, writeJoinConfig, type JoinLayout } from './join-config.js';
 import { runtimeScopeFor, tenthAddress, type UpSettings } from './up-config.js';
 import { Child, ComponentError, waitReady } from './up-supervisor.js';
-import { checkDocker, enableForwarding, httpOk, nodeReady, pickInterface, stopAll, supervise, writtenSince } from './up.js';
+import { checkDocker, enableForwarding, httpOk, nodeReady, pickInterface, startSupervised, supervise, writtenSince } from './up.js';
 import { readPidFile } from './down.js';
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
@@ -201,29 +201,12 @@ async function runNode(params: { layout: JoinLayout; settings: UpSettings; iface
   const { layout } = params;
   const scope = process.env.KNODE_RUNTIME_SCOPE ?? runtimeScopeFor(layout.dataDir);
   const env = { KNODE_CNI_CACHE_DIR: layout.cniCacheDir, KNODE_POD_LOGS_DIR: layout.podLogs, KNODE_RUNTIME_SCOPE: scope, KNODE_NODE_IP: params.address };
-  const children: Child[] = [];
-  const savePids = () => writeFileAtomic(layout.pidFile, JSON.stringify({ pid: process.pid, children: children.map((c) => ({ component: c.component, pid: c.pid })) }) + '\n');
-  savePids();
-  let interrupted = false;
-  const onSignal = () => (interrupted = true);
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  try {
-    say(`node ${params.settings.nodeName}: data dir ${layout.dataDir}, overlay interface ${params.iface} (${params.address})`);
-    await startComponents({ ...params, env, aborted: () => interrupted, children, savePids });
-  } catch (error) {
-    await stopAll(children, layout);
-    if (interrupted) {
-      say('interrupted: every component stopped');
-      return undefined;
-    }
-    throw error;
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  }
+  const run = await startSupervised(layout, `node ${params.settings.nodeName}: data dir ${layout.dataDir}, overlay interface ${params.iface} (${params.address})`, (aborted, children, savePids) =>
+    startComponents({ ...params, env, aborted, children, savePids }),
+  );
+  if (!run) return undefined;
   say('');
   say(`knode joined: node ${params.settings.nodeName} is Ready. Logs: ${layout.logs}; containers labelled ${scope}`);
   say('Ctrl-C stops the components (pods keep running); `knode join` again resumes with the same identity.');
-  return supervise(children, layout);
+  return supervise(run.children, layout);
 }

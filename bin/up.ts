@@ -206,6 +206,27 @@ export const run: Runner = async (options, log) => {
   const examplePod = await prepareNode(layout, docker);
   const scope = process.env.KNODE_RUNTIME_SCOPE ?? runtimeScopeFor(layout.dataDir);
   const agentEnv = { KNODE_CNI_CACHE_DIR: layout.cniCacheDir, KNODE_POD_LOGS_DIR: layout.podLogs, KNODE_RUNTIME_SCOPE: scope, KNODE_NODE_IP: address };
+  const run = await startSupervised(layout, `knode up: data dir ${layout.dataDir}, node ${settings.nodeName}, overlay interface ${iface} (${address})`, (aborted, children, savePids) =>
+    startAll(layout, settings, agentEnv, { iface, address, endpoint, examplePod }, aborted, children, savePids),
+  );
+  if (!run) return undefined;
+  const { started, children } = run;
+  const node = await started.core.readNode({ name: settings.nodeName });
+  const pods = (await started.core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${settings.nodeName}` })).items.length;
+  printSummary(layout, node, pods, scope);
+  return supervise(children, layout);
+};
+
+/**
+ * Starts a node's components with the pid file kept current and Ctrl-C/SIGTERM while starting
+ * as a clean stop (every component stopped, undefined returned); a failure stops what started
+ * and is thrown. Shared by `knode up` and `knode join`.
+ */
+export async function startSupervised<T>(
+  layout: UpLayout,
+  banner: string,
+  start: (aborted: () => boolean, children: Child[], savePids: () => void) => Promise<T>,
+): Promise<{ started: T; children: Child[] } | undefined> {
   const children: Child[] = [];
   const savePids = () => writeFileAtomic(layout.pidFile, JSON.stringify({ pid: process.pid, children: children.map((c) => ({ component: c.component, pid: c.pid })) }) + '\n');
   savePids();
@@ -213,14 +234,12 @@ export const run: Runner = async (options, log) => {
   const onSignal = () => (interrupted = true);
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
-  let started: Started;
   try {
-    say(`knode up: data dir ${layout.dataDir}, node ${settings.nodeName}, overlay interface ${iface} (${address})`);
-    started = await startAll(layout, settings, agentEnv, { iface, address, endpoint, examplePod }, () => interrupted, children, savePids);
+    say(banner);
+    return { started: await start(() => interrupted, children, savePids), children };
   } catch (error) {
     await stopAll(children, layout);
     if (interrupted) {
-      // Ctrl-C while starting is a clean stop too.
       say('interrupted: every component stopped');
       return undefined;
     }
@@ -229,11 +248,7 @@ export const run: Runner = async (options, log) => {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
-  const node = await started.core.readNode({ name: settings.nodeName });
-  const pods = (await started.core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${settings.nodeName}` })).items.length;
-  printSummary(layout, node, pods, scope);
-  return supervise(children, layout);
-};
+}
 
 /** done rejects when a child ends on its own (after stopping the others), stop() ends them all. */
 export function supervise(children: Child[], layout: UpLayout): Stoppable {

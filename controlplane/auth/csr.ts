@@ -9,13 +9,17 @@ import { x509 } from './pki.js';
 /** The largest `spec.request` accepted (decoded PEM); a CSR is a few hundred bytes. */
 const maxCsrBytes = 64 * 1024;
 
-interface ParsedCsr {
+/** What a CSR asks for: subject and subjectAltNames (the approver's and the signer's input). */
+export interface CsrNames {
   commonName: string;
   organizations: string[];
   dnsNames: string[];
   ipAddresses: string[];
   emailAddresses: string[];
   uris: string[];
+}
+
+interface ParsedCsr extends CsrNames {
   request: x509.Pkcs10CertificateRequest;
 }
 

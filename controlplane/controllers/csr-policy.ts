@@ -20,20 +20,15 @@
  *   than the node's own credential (controlplane/auth/authz.ts);
  * - a CSR for another node's name is never approved.
  */
+import type { CsrNames } from '../auth/csr.js';
 import { apiserverClientSigner, kubeletClientSigner, kubeletServingSigner } from '../kinds-csr.js';
 import { kubeProxyUser, nodeOverlayPrefix } from '../auth/authz.js';
 
-export interface CsrFacts {
+export interface CsrFacts extends CsrNames {
   signerName: string;
   username: string;
   groups: string[];
   usages: string[];
-  commonName: string;
-  organizations: string[];
-  dnsNames: string[];
-  ipAddresses: string[];
-  emailAddresses: string[];
-  uris: string[];
 }
 
 const clientUsages = ['client auth', 'digital signature', 'key encipherment'];
