@@ -201,12 +201,12 @@ async function runNode(params: { layout: JoinLayout; settings: UpSettings; iface
   const { layout } = params;
   const scope = process.env.KNODE_RUNTIME_SCOPE ?? runtimeScopeFor(layout.dataDir);
   const env = { KNODE_CNI_CACHE_DIR: layout.cniCacheDir, KNODE_POD_LOGS_DIR: layout.podLogs, KNODE_RUNTIME_SCOPE: scope, KNODE_NODE_IP: params.address };
-  const run = await startSupervised(layout, `node ${params.settings.nodeName}: data dir ${layout.dataDir}, overlay interface ${params.iface} (${params.address})`, (aborted, children, savePids) =>
+  const supervised = await startSupervised(layout, `node ${params.settings.nodeName}: data dir ${layout.dataDir}, overlay interface ${params.iface} (${params.address})`, (aborted, children, savePids) =>
     startComponents({ ...params, env, aborted, children, savePids }),
   );
-  if (!run) return undefined;
+  if (!supervised) return undefined;
   say('');
   say(`knode joined: node ${params.settings.nodeName} is Ready. Logs: ${layout.logs}; containers labelled ${scope}`);
   say('Ctrl-C stops the components (pods keep running); `knode join` again resumes with the same identity.');
-  return supervise(run.children, layout);
+  return supervise(supervised.children, layout);
 }

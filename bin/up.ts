@@ -206,11 +206,11 @@ export const run: Runner = async (options, log) => {
   const examplePod = await prepareNode(layout, docker);
   const scope = process.env.KNODE_RUNTIME_SCOPE ?? runtimeScopeFor(layout.dataDir);
   const agentEnv = { KNODE_CNI_CACHE_DIR: layout.cniCacheDir, KNODE_POD_LOGS_DIR: layout.podLogs, KNODE_RUNTIME_SCOPE: scope, KNODE_NODE_IP: address };
-  const run = await startSupervised(layout, `knode up: data dir ${layout.dataDir}, node ${settings.nodeName}, overlay interface ${iface} (${address})`, (aborted, children, savePids) =>
+  const supervised = await startSupervised(layout, `knode up: data dir ${layout.dataDir}, node ${settings.nodeName}, overlay interface ${iface} (${address})`, (aborted, children, savePids) =>
     startAll(layout, settings, agentEnv, { iface, address, endpoint, examplePod }, aborted, children, savePids),
   );
-  if (!run) return undefined;
-  const { started, children } = run;
+  if (!supervised) return undefined;
+  const { started, children } = supervised;
   const node = await started.core.readNode({ name: settings.nodeName });
   const pods = (await started.core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${settings.nodeName}` })).items.length;
   printSummary(layout, node, pods, scope);
