@@ -7,7 +7,7 @@
 import { diffIpvs, vsKey, type IpvsOp, type IpvsTable } from './diff.js';
 import type { Ipvs } from './netlink-ipvs.js';
 
-async function readIpvs(ipvs: Ipvs, owned: (address: string) => boolean): Promise<IpvsTable> {
+export async function readIpvs(ipvs: Ipvs, owned: (address: string) => boolean): Promise<IpvsTable> {
   const table: IpvsTable = new Map();
   for (const vs of await ipvs.listServices()) {
     if (!owned(vs.address)) continue;

@@ -148,6 +148,21 @@ describe('structure of the product', () => {
     expect(found.filter((entry) => !allowed.has(`${entry.file} ${entry.name}`)).map((entry) => `${entry.kind}: ${entry.file} ${entry.name}`)).toEqual([]);
   }, 180_000);
 
+  it('exports what the qemu guest scripts import from dist/ (string sources the compiler does not check)', () => {
+    const files = ['test/integration', 'bench'].flatMap((dir) => readdirSync(join(root, dir)).filter((f) => f.endsWith('.ts')).map((f) => join(root, dir, f)));
+    const missing: string[] = [];
+    for (const file of files) {
+      for (const match of readFileSync(file, 'utf8').matchAll(/import \{([^}]*)\} from '\.\/dist\/([^']+)\.js'/g)) {
+        const source = readFileSync(join(root, `${match[2]}.ts`), 'utf8');
+        for (const name of (match[1] ?? '').split(',').map((n) => n.trim()).filter(Boolean)) {
+          if (!new RegExp(`^export (async )?(function|const|class) ${name}\\b`, 'm').test(source)) missing.push(`${relative(root, file)}: ${match[2]} ${name}`);
+        }
+      }
+    }
+    expect(files.length).toBeGreaterThan(0);
+    expect(missing).toEqual([]);
+  });
+
   it('builds only the product (tsconfig.build.json includes no test or bench folder; benches build apart, tsconfig.bench.json)', () => {
     const config = JSON.parse(readFileSync(join(root, 'tsconfig.build.json'), 'utf8')) as { include: string[] };
     expect(config.include.filter((pattern) => pattern.startsWith('test') || pattern.startsWith('bench'))).toEqual([]);
