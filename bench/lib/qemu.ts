@@ -120,7 +120,8 @@ function bundleCli(app: string): void {
     'const __filename = __knodePath(import.meta.url);',
     'const __dirname = __knodeDir(__filename);',
   ].join(' ');
-  const args = [join(repo, 'dist', 'bin', 'knode.js'), '--bundle', '--minify', '--platform=node', '--format=esm', '--target=node20', `--outfile=${join(app, 'dist', 'bin', 'knode.mjs')}`, '--external:netlink', '--external:cpu-features', '--log-level=error', `--banner:js=${banner}`];
+  const args = [join(repo, 'dist', 'bin', 'knode.js'), '--bundle', '--minify', '--platform=node', '--format=esm', '--target=node20', `--outfile=${join(app, 'dist', 'bin', 'knode.mjs')}`, '--external:netlink', '--external:cpu-features', // dbus-next's optional X11 and fd-passing modules (not installed; it works without them)
+    '--external:x11', '--external:usocket', '--log-level=error', `--banner:js=${banner}`];
   sh(join(repo, 'node_modules', '.bin', 'esbuild'), args);
   // etcd3 reads its .proto files next to the module at load time (here: dist/proto).
   cpSync(join(repo, 'node_modules', 'etcd3', 'proto'), join(app, 'dist', 'proto'), { recursive: true });
