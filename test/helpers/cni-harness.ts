@@ -25,7 +25,7 @@ export interface PluginKit {
 /** Bundles cni/plugin-main.ts and cni/plugin-daemon.ts and writes the launcher. */
 export async function buildPluginKit(prefix = 'knt-cni-', withOverlay = false): Promise<PluginKit> {
   const { build } = await import('esbuild');
-  const sourceRoot = root.endsWith(join('dist')) ? dirname(root) : root;
+  const sourceRoot = /[\/]dist(-bench)?$/.test(root) ? dirname(root) : root; // compiled into dist/ (tests) or dist-bench/ (benches)
   // Under node_modules/.cache so that the bundle's one external import (netlink, a native
   // addon that cannot be bundled) resolves to this checkout's node_modules.
   const cache = join(sourceRoot, 'node_modules', '.cache');
