@@ -106,7 +106,7 @@ async function main(): Promise<void> {
   onTerminate(cleanup);
   try {
     node = await startBenchNode({ id: `as${runId}`, nodeName, scope, subnet: '10.252.0.0/24', server: cp.url, docker });
-    const { agent, kubeletPort: port, manifests } = node;
+    const { agent, readOnlyPort: port, manifests } = node;
     await until('agent API', async () => (await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false)), 30_000, 100);
     floor = spawn(process.execPath, [fileURLToPath(import.meta.url), '--driver-floor', scope], { stdio: ['ignore', 'ignore', 'inherit'] });
     await new Promise((resolve) => setTimeout(resolve, 2000));

@@ -35,6 +35,8 @@ export interface BenchNode {
   manifests: string;
   kubeconfig: string;
   kubeletPort: number;
+  /** The kubelet's plain-HTTP read-only port (/healthz, /pods): the main port serves TLS (self-signed, as the kubelet). */
+  readOnlyPort: number;
   agent: ChildProcess;
   stop(): Promise<void>;
 }
@@ -81,7 +83,7 @@ export async function startBenchNode(options: BenchNodeOptions): Promise<BenchNo
     await writeFile(join(dir, 'net.d', '10-bench.conflist'), JSON.stringify({ cniVersion: '1.0.0', name: 'bench', plugins: [bridge] }));
     await writeFile(
       join(dir, 'kubelet.yaml'),
-      `apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: ${manifests}\naddress: 127.0.0.1\nport: ${kubeletPort}\nauthentication: {anonymous: {enabled: true}, webhook: {enabled: false}}\nauthorization: {mode: AlwaysAllow}\n`,
+      `apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: ${manifests}\naddress: 127.0.0.1\nport: ${kubeletPort}\nreadOnlyPort: ${kubeletPort + 1}\nauthentication: {anonymous: {enabled: true}, webhook: {enabled: false}}\nauthorization: {mode: AlwaysAllow}\n`,
     );
     writeKubeconfig(kubeconfig, { server: options.server });
     agent = spawn(knode, ['agent', '--kubeconfig', kubeconfig, '--config', join(dir, 'kubelet.yaml'), '--hostname-override', options.nodeName, '--root-dir', join(dir, 'root'), '--cni-conf-dir', join(dir, 'net.d'), '--cni-bin-dir', '/usr/lib/cni'], {
@@ -92,5 +94,5 @@ export async function startBenchNode(options: BenchNodeOptions): Promise<BenchNo
     await stop();
     throw error;
   }
-  return { dir, manifests, kubeconfig, kubeletPort, agent, stop };
+  return { dir, manifests, kubeconfig, kubeletPort, readOnlyPort: kubeletPort + 1, agent, stop };
 }
