@@ -13,6 +13,8 @@
  * `watchHistory` (events in the watch window; small values make 410 Gone easy to provoke),
  * `bookmarkIntervalMs`, `clusterCidr` (10.244.0.0/16), `serviceCidr` (10.96.0.0/12).
  * Namespaces default, kube-system, kube-public and kube-node-lease exist from the start.
+ * `secure: true` serves TLS on loopback with authentication as on a node address (cluster CA,
+ * admin token in the kubeconfig, CSR controllers, cluster-info); `cp.caPem`, `cp.ca`, `cp.adminToken`.
  */
 import { networkInterfaces } from 'node:os';
 import { mkdtempSync, rmSync } from 'node:fs';
