@@ -6,7 +6,7 @@
  * recorded as such and the others still run. `npm run bench -- NAME…` runs only the named ones
  * and merges them into the existing results.
  *
- *   npm run build && npm run bench -- [--full] [--timeout SECONDS] [--list] [NAME…]
+ *   npm run build && npm run bench -- [--full] [--timeout SECONDS] [--settle SECONDS] [--list] [NAME…]
  * Sizes and limits: ./lib/plans.ts (KNODE_BENCH_FULL, KNODE_BENCH_TIMEOUT, KNODE_BENCH_ARGS_<NAME>).
  */
 import { spawn } from 'node:child_process';
@@ -14,6 +14,7 @@ import { createWriteStream, existsSync, mkdirSync, readFileSync, readdirSync, re
 import os from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isLoaded, readCpuTicks, stealPercent } from './lib/machine-load.js';
 import { parseFigures } from './lib/report.js';
 import { currentMachine, entriesForRun, errorSummary, mergeEntries, parseResults, renderMarkdown, type BenchRun, type Entry, type RunStatus } from './lib/results.js';
 import { parseRunnerArgs, resolvePlan } from './lib/plans.js';
@@ -100,6 +101,16 @@ function runOne(name: string, args: string[], timeoutSeconds: number): Promise<O
   });
 }
 
+/**
+ * Waits (up to `seconds`) for the one-minute load average to fall to half a task per core, so that
+ * a benchmark does not start in the tail of the previous one's load.
+ */
+async function settle(seconds: number): Promise<void> {
+  const target = os.cpus().length / 2;
+  const deadline = Date.now() + seconds * 1000;
+  while ((os.loadavg()[0] ?? 0) > target && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 2000));
+}
+
 function readPrevious(): Entry[] {
   if (!existsSync(jsonPath)) return [];
   try {
@@ -149,11 +160,16 @@ async function main(): Promise<number> {
   for (const name of names) {
     if (interrupted) break;
     const { args, timeoutSeconds } = resolvePlan(name, { full: options.full, env: process.env, timeoutSeconds: options.timeoutSeconds });
+    await settle(options.settleSeconds);
     const date = new Date().toISOString();
     const loadAverage = os.loadavg()[0] ?? 0;
-    process.stdout.write(`\n=== ${name} ${args.join(' ')} (limit ${timeoutSeconds} s, load ${loadAverage.toFixed(2)})\n`);
+    const loaded = isLoaded(loadAverage);
+    const ticksBefore = readCpuTicks();
+    process.stdout.write(`\n=== ${name} ${args.join(' ')} (limit ${timeoutSeconds} s, load ${loadAverage.toFixed(2)}${loaded ? ' — LOADED: its figures will be marked and must be re-measured' : ''})\n`);
     const outcome = await runOne(name, args, timeoutSeconds);
-    const run: BenchRun = { bench: name, args, status: outcome.status, exitCode: outcome.exitCode, seconds: outcome.seconds, date, machine, loadAverage, ...(outcome.error ? { error: outcome.error } : {}) };
+    const loadAfter = os.loadavg()[0] ?? 0;
+    const steal = stealPercent(ticksBefore, readCpuTicks());
+    const run: BenchRun = { bench: name, args, status: outcome.status, exitCode: outcome.exitCode, seconds: outcome.seconds, date, machine, loadAverage, loadAfter, stealPercent: steal, ...(loaded ? { loaded } : {}), ...(outcome.error ? { error: outcome.error } : {}) };
     const { figures, errors } = parseFigures(outcome.stdout);
     const fresh = entriesForRun(run, figures, errors);
     const status = fresh.find((entry) => entry.name === '(run)')?.status ?? 'ok';

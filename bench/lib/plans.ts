@@ -70,20 +70,27 @@ export interface RunnerArgs {
   full: boolean;
   timeoutSeconds?: number;
   list: boolean;
+  /** Before each benchmark, wait up to this long for the load average to settle (--settle, default 120). */
+  settleSeconds: number;
 }
 
 /** `npm run bench -- [--full] [--timeout S] [--list] [NAME…]` */
 export function parseRunnerArgs(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): RunnerArgs {
-  const out: RunnerArgs = { names: [], full: env.KNODE_BENCH_FULL === '1' || env.KNODE_BENCH_FULL === 'true', list: false };
+  const out: RunnerArgs = { names: [], full: env.KNODE_BENCH_FULL === '1' || env.KNODE_BENCH_FULL === 'true', list: false, settleSeconds: 120 };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--full') out.full = true;
     else if (arg === '--list') out.list = true;
+    else if (arg === '--settle' || arg.startsWith('--settle=')) {
+      const text = arg.includes('=') ? arg.slice(arg.indexOf('=') + 1) : argv[++i];
+      if (text === undefined || !/^\d+$/.test(text)) throw new Error('--settle needs a whole number of seconds');
+      out.settleSeconds = Number(text);
+    }
     else if (arg === '--timeout' || arg.startsWith('--timeout=')) {
       const text = arg.includes('=') ? arg.slice(arg.indexOf('=') + 1) : argv[++i];
       if (text === undefined) throw new Error('--timeout needs a number of seconds');
       out.timeoutSeconds = parseTimeout(text, '--timeout');
-    } else if (arg.startsWith('-')) throw new Error(`unknown option ${arg} (usage: npm run bench -- [--full] [--timeout SECONDS] [--list] [NAME…])`);
+    } else if (arg.startsWith('-')) throw new Error(`unknown option ${arg} (usage: npm run bench -- [--full] [--timeout SECONDS] [--settle SECONDS] [--list] [NAME…])`);
     else out.names.push(arg.replace(/\.(ts|js)$/, '').replace(/^.*\//, ''));
   }
   return out;

@@ -27,6 +27,11 @@ export interface Figure {
   better: 'lower' | 'higher';
   /** Conditions of the measurement (sizes, samples, …). */
   description?: string;
+  /**
+   * The ratio value/baseline of each interleaved round (≥ 3 rounds for a trusted figure): the
+   * results table shows their min/median/max. Build it with `roundRatios` below.
+   */
+  roundRatios?: number[];
 }
 
 const figureSchema = z.object({
@@ -37,6 +42,7 @@ const figureSchema = z.object({
   baselineName: z.string(),
   better: z.enum(['lower', 'higher']),
   description: z.string().optional(),
+  roundRatios: z.array(z.number().refine(Number.isFinite, 'round ratios must be finite')).max(1000).optional(),
 });
 
 /** The line a benchmark prints for a figure; throws on a non-finite value (a bug in the bench). */
@@ -82,6 +88,19 @@ export function parseFigures(stdout: string): ParsedOutput {
 export function ratio(value: number, baseline: number | null): number | null {
   if (baseline === null || !Number.isFinite(baseline) || baseline <= 0 || !Number.isFinite(value)) return null;
   return value / baseline;
+}
+
+/**
+ * The per-round ratios of a figure measured in interleaved rounds: `values[i] / baselines[i]`
+ * (rounds without a usable baseline are left out).
+ */
+export function roundRatios(values: readonly number[], baselines: readonly number[]): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < Math.min(values.length, baselines.length); i++) {
+    const r = ratio(values[i]!, baselines[i]!);
+    if (r !== null) out.push(r);
+  }
+  return out;
 }
 
 /** p-th percentile (nearest rank) of the samples; NaN when there are none. */

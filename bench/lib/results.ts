@@ -5,6 +5,7 @@
  * currentMachine().
  */
 import os from 'node:os';
+import { spreadOf } from './machine-load.js';
 import { ratio, type Figure } from './report.js';
 
 export type RunStatus = 'ok' | 'failed' | 'timeout' | 'interrupted';
@@ -22,6 +23,12 @@ export interface BenchRun {
   machine: string;
   /** 1-minute load average when it started (other work on the machine adds noise). */
   loadAverage: number;
+  /** 1-minute load average when it ended (the benchmark's own load included). */
+  loadAfter?: number;
+  /** Percent of CPU time stolen by the hypervisor during the run. */
+  stealPercent?: number;
+  /** It started with more than one runnable task per core from outside: its figures do not count. */
+  loaded?: boolean;
   error?: string;
 }
 
@@ -41,6 +48,11 @@ export interface Entry {
   machine: string;
   seconds: number;
   loadAverage: number;
+  loadAfter?: number;
+  stealPercent?: number;
+  loaded?: boolean;
+  /** Per-round ratios (see Figure.roundRatios). */
+  roundRatios?: number[];
   args: string[];
   error?: string;
 }
@@ -53,7 +65,18 @@ export function entriesForRun(run: BenchRun, figures: readonly Figure[], parseEr
   let { status, error } = run;
   if (status === 'ok' && parseErrors.length > 0) [status, error] = ['failed', `unreadable KNODE-BENCH lines: ${parseErrors.join(' | ')}`];
   else if (status === 'ok' && figures.length === 0) [status, error] = ['failed', 'exited 0 but reported no KNODE-BENCH figures'];
-  const common = { bench: run.bench, status, date: run.date, machine: run.machine, seconds: run.seconds, loadAverage: run.loadAverage, args: run.args };
+  const common = {
+    bench: run.bench,
+    status,
+    date: run.date,
+    machine: run.machine,
+    seconds: run.seconds,
+    loadAverage: run.loadAverage,
+    ...(run.loadAfter === undefined ? {} : { loadAfter: run.loadAfter }),
+    ...(run.stealPercent === undefined ? {} : { stealPercent: run.stealPercent }),
+    ...(run.loaded ? { loaded: true } : {}),
+    args: run.args,
+  };
   const entries: Entry[] = figures.map((figure) => ({
     ...common,
     name: figure.name,
@@ -64,6 +87,7 @@ export function entriesForRun(run: BenchRun, figures: readonly Figure[], parseEr
     ratio: ratio(figure.value, figure.baseline),
     better: figure.better,
     ...(figure.description === undefined ? {} : { description: figure.description }),
+    ...(figure.roundRatios === undefined ? {} : { roundRatios: figure.roundRatios }),
   }));
   if (status !== 'ok') entries.push({ ...common, name: RUN_ENTRY, value: null, unit: '', baseline: null, baselineName: '', ratio: null, better: null, error: error ?? status });
   return entries;
@@ -137,6 +161,20 @@ function ratioCell(entry: Entry): string {
   return `${entry.ratio.toFixed(2)}× ${entry.better === 'higher' ? '↑' : '↓'}`;
 }
 
+/** "min / median / max (n)" of the per-round ratios, or '–' when the figure has none. */
+function spreadCell(entry: Entry): string {
+  const rounds = entry.roundRatios ?? [];
+  if (rounds.length === 0) return '–';
+  const { min, median, max } = spreadOf(rounds);
+  return `${min.toFixed(2)} / ${median.toFixed(2)} / ${max.toFixed(2)} (${rounds.length})`;
+}
+
+function loadCell(entry: Entry): string {
+  const after = entry.loadAfter === undefined ? '' : ` → ${entry.loadAfter.toFixed(2)}`;
+  const steal = entry.stealPercent === undefined ? '' : `, steal ${entry.stealPercent.toFixed(1)} %`;
+  return `${entry.loadAverage.toFixed(2)}${after}${steal}${entry.loaded ? ' **loaded**' : ''}`;
+}
+
 function runsOf(entries: readonly Entry[]): Entry[] {
   const seen = new Map<string, Entry>();
   for (const entry of entries) if (!seen.has(entry.bench)) seen.set(entry.bench, entry);
@@ -162,23 +200,27 @@ export function renderMarkdown(entries: readonly Entry[]): string {
     summaryLine(entries),
     '',
     'Ratio = knode ÷ baseline, both measured in the same run on the same machine (↓: lower is better, ↑: higher is better).',
+    'Rounds: the ratio of each interleaved round, min / median / max (number of rounds). A run marked',
+    '**loaded** started with a load average above one per core from outside the benchmark: its figures',
+    'are shown struck through and do not count.',
     '',
-    '| benchmark | figure | knode | baseline | ratio | baseline is |',
-    '|---|---|---|---|---|---|',
+    '| benchmark | figure | knode | baseline | ratio | rounds | baseline is |',
+    '|---|---|---|---|---|---|---|',
   ];
   for (const entry of entries) {
     if (entry.name === RUN_ENTRY) {
-      lines.push(`| ${cell(entry.bench)} | **${entry.status.toUpperCase()}** | – | – | – | ${cell(entry.error ?? '')} |`);
+      lines.push(`| ${cell(entry.bench)} | **${entry.status.toUpperCase()}** | – | – | – | – | ${cell(entry.error ?? '')} |`);
       continue;
     }
     const failed = entry.status === 'ok' ? '' : ` (${entry.status} run)`;
-    lines.push(`| ${cell(entry.bench)} | ${cell(entry.name)}${failed} | ${withUnit(entry.value, entry.unit)} | ${withUnit(entry.baseline, entry.unit)} | ${ratioCell(entry)} | ${cell(entry.baselineName)} |`);
+    const strike = (text: string) => (entry.loaded && text !== '–' ? `~~${text}~~` : text);
+    lines.push(`| ${cell(entry.bench)} | ${cell(entry.name)}${failed} | ${strike(withUnit(entry.value, entry.unit))} | ${strike(withUnit(entry.baseline, entry.unit))} | ${strike(ratioCell(entry))} | ${spreadCell(entry)} | ${cell(entry.baselineName)} |`);
   }
   const showMachine = new Set(runsOf(entries).map((run) => run.machine)).size > 1;
-  lines.push('', `| benchmark | status | duration | started | load avg | arguments${showMachine ? ' | machine' : ''} |`, `|---|---|---|---|---|---${showMachine ? '|---' : ''}|`);
+  lines.push('', `| benchmark | status | duration | started | load avg before → after, steal | arguments${showMachine ? ' | machine' : ''} |`, `|---|---|---|---|---|---${showMachine ? '|---' : ''}|`);
   for (const run of runsOf(entries)) {
     const args = run.args.length > 0 ? `\`${run.args.join(' ')}\`` : '(defaults)';
-    lines.push(`| ${cell(run.bench)} | ${run.status} | ${run.seconds.toFixed(0)} s | ${utc(run.date)} | ${run.loadAverage.toFixed(2)} | ${cell(args)}${showMachine ? ` | ${cell(run.machine)}` : ''} |`);
+    lines.push(`| ${cell(run.bench)} | ${run.status} | ${run.seconds.toFixed(0)} s | ${utc(run.date)} | ${loadCell(run)} | ${cell(args)}${showMachine ? ` | ${cell(run.machine)}` : ''} |`);
   }
   return `${lines.join('\n')}\n`;
 }

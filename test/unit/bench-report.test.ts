@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { formatFigure, MARKER, parseFigures, percentile, ratio, type Figure } from '../../bench/lib/report.js';
+import { formatFigure, MARKER, parseFigures, percentile, ratio, roundRatios, type Figure } from '../../bench/lib/report.js';
+import { isLoaded, parseCpuTicks, spreadOf, stealPercent } from '../../bench/lib/machine-load.js';
 import { describeMachine, entriesForRun, errorSummary, formatNumber, mergeEntries, parseResults, renderMarkdown, RUN_ENTRY, summaryLine, type BenchRun, type Entry } from '../../bench/lib/results.js';
 import { argsVariable, parseRunnerArgs, plans, resolvePlan } from '../../bench/lib/plans.js';
 
@@ -152,10 +153,10 @@ describe('the markdown table', () => {
     ];
     const md = renderMarkdown(entries);
     expect(md).toContain('Measured 2026-11-22 07:31 UTC – 2026-11-22 07:50 UTC on AMD EPYC, 2 cores.');
-    expect(md).toContain('| cri-start | pod start p50 | 600 ms | 400 ms | 1.50× ↓ | dockerode direct |');
-    expect(md).toContain('| cri-start | throughput | 5.00 Gbit/s | 10.0 Gbit/s | 0.50× ↑ | hand \\| VXLAN |');
-    expect(md).toContain('| proxy-iptables | **TIMEOUT** | – | – | – | time limit of 900 s reached |');
-    expect(md).toContain('| eviction-signals | decision | 600 µs | – | – | none: pure |');
+    expect(md).toContain('| cri-start | pod start p50 | 600 ms | 400 ms | 1.50× ↓ | – | dockerode direct |');
+    expect(md).toContain('| cri-start | throughput | 5.00 Gbit/s | 10.0 Gbit/s | 0.50× ↑ | – | hand \\| VXLAN |');
+    expect(md).toContain('| proxy-iptables | **TIMEOUT** | – | – | – | – | time limit of 900 s reached |');
+    expect(md).toContain('| eviction-signals | decision | 600 µs | – | – | – | none: pure |');
     expect(md).toContain('| cri-start | ok | 42 s | 2026-11-22 07:31 UTC | 1.50 | `30` |');
     expect(md).toContain('| proxy-iptables | timeout | 42 s | 2026-11-22 07:45 UTC | 1.50 | (defaults) |');
     expect(md).not.toContain('| machine |');
@@ -180,8 +181,8 @@ describe('the markdown table', () => {
 
 describe('runner options and plans', () => {
   it('parses names, --full, --timeout and --list', () => {
-    expect(parseRunnerArgs(['cri-start', 'dist/bench/probes-load.js', '--timeout', '60', '--full'], {})).toEqual({ names: ['cri-start', 'probes-load'], full: true, timeoutSeconds: 60, list: false });
-    expect(parseRunnerArgs(['--timeout=5', '--list'], { KNODE_BENCH_FULL: '1' })).toEqual({ names: [], full: true, timeoutSeconds: 5, list: true });
+    expect(parseRunnerArgs(['cri-start', 'dist/bench/probes-load.js', '--timeout', '60', '--full'], {})).toEqual({ names: ['cri-start', 'probes-load'], full: true, timeoutSeconds: 60, list: false, settleSeconds: 120 });
+    expect(parseRunnerArgs(['--timeout=5', '--list'], { KNODE_BENCH_FULL: '1' })).toEqual({ names: [], full: true, timeoutSeconds: 5, list: true, settleSeconds: 120 });
     expect(() => parseRunnerArgs(['--timeout', 'x'], {})).toThrow(/positive number/);
     expect(() => parseRunnerArgs(['--timeout'], {})).toThrow(/needs a number/);
     expect(() => parseRunnerArgs(['--fast'], {})).toThrow(/unknown option/);
@@ -201,5 +202,34 @@ describe('runner options and plans', () => {
     expect(resolvePlan('cri-start', { full: false, env: { KNODE_BENCH_TIMEOUT: '30' } }).timeoutSeconds).toBe(30);
     expect(resolvePlan('cri-start', { full: false, env: { KNODE_BENCH_TIMEOUT: '30' }, timeoutSeconds: 10 }).timeoutSeconds).toBe(10);
     expect(() => resolvePlan('cri-start', { full: false, env: { KNODE_BENCH_TIMEOUT: '-1' } })).toThrow(/KNODE_BENCH_TIMEOUT/);
+  });
+});
+
+describe('machine load, steal and round spreads', () => {
+  it('reads the steal column of /proc/stat and the share stolen between two readings', () => {
+    const before = parseCpuTicks('cpu  100 0 50 800 10 0 0 40 0 0\ncpu0 1 2 3\n');
+    const after = parseCpuTicks('cpu  200 0 100 1600 20 0 0 80 0 0\n');
+    expect(before).toEqual({ total: 1000, steal: 40 });
+    expect(stealPercent(before, after)).toBeCloseTo(4, 5);
+    expect(stealPercent(after, after)).toBe(0);
+    expect(() => parseCpuTicks('intr 1 2\n')).toThrow(/no aggregate cpu line/);
+  });
+
+  it('counts a run as loaded above one task per core', () => {
+    expect(isLoaded(2.0, 2)).toBe(false);
+    expect(isLoaded(2.1, 2)).toBe(true);
+  });
+
+  it('gives per-round ratios and their min/median/max, and shows them and the load in the table', () => {
+    expect(roundRatios([10, 20, 30], [5, 10, 0])).toEqual([2, 2]);
+    expect(spreadOf([3, 1, 2, 10])).toEqual({ min: 1, median: 2.5, max: 10 });
+    const run: BenchRun = { bench: 'b', args: [], status: 'ok', exitCode: 0, seconds: 3, date: '2026-12-07T07:00:00.000Z', machine: 'm', loadAverage: 0.5, loadAfter: 1.5, stealPercent: 0.25 };
+    const entries = entriesForRun(run, [{ name: 'f', value: 2, unit: 'ms', baseline: 1, baselineName: 'ref', better: 'lower', roundRatios: [1.9, 2.0, 2.2] }], []);
+    const md = renderMarkdown(entries);
+    expect(md).toContain('| b | f | 2.00 ms | 1.00 ms | 2.00× ↓ | 1.90 / 2.00 / 2.20 (3) | ref |');
+    expect(md).toContain('0.50 → 1.50, steal 0.3 %');
+    const loaded = renderMarkdown(entriesForRun({ ...run, loaded: true }, [{ name: 'f', value: 2, unit: 'ms', baseline: 1, baselineName: 'ref', better: 'lower' }], []));
+    expect(loaded).toContain('| b | f | ~~2.00 ms~~ | ~~1.00 ms~~ | ~~2.00× ↓~~ | – | ref |');
+    expect(loaded).toContain('**loaded**');
   });
 });
