@@ -85,6 +85,9 @@ describe.skipIf(env.skip || unavailable !== undefined)('a Deployment and a Job w
   const rolledOut = async (name: string) => expect(await kubectl('rollout', 'status', `deployment/${name}`, '--timeout=240s').catch(failWith)).toContain('successfully rolled out');
   /** Running app containers of the pods (Docker, by the agent's labels): one per live pod, none for another. */
   const runningContainers = async (podNames: string[]) => (await Promise.all(podNames.map((n) => node.containers(n)))).map((list) => list.length);
+  /** App containers (not sandboxes) on the node of every pod whose name starts with `prefix`, by the agent's labels. */
+  const nodeContainers = async (prefix: string, all = false) =>
+    (await docker.listContainers({ all, filters: { label: [node.scopeLabel] } })).filter((c) => c.Labels['io.kubernetes.container.name'] !== 'POD' && (c.Labels['io.kubernetes.pod.name'] ?? '').startsWith(prefix));
   const revisions = async (name: string) =>
     (await kubectl('rollout', 'history', `deployment/${name}`))
       .split('\n')
@@ -233,6 +236,12 @@ describe.skipIf(env.skip || unavailable !== undefined)('a Deployment and a Job w
       return current.length === replicas && current.every((p) => ready(p) && imageOf(p) === image2) ? current : undefined;
     }, 180_000).catch(failWith);
     expect(await runningContainers(done.map((p) => p.metadata!.name!))).toEqual(Array(replicas).fill(1));
+    // And the node runs exactly those: the old pods' containers are gone, none was started twice.
+    const onNode = await waitFor('exactly one running container per new pod on the node', async () => {
+      const running = await nodeContainers('mid-');
+      return running.length === replicas ? running : undefined;
+    }, 60_000).catch(failWith);
+    expect(onNode.map((c) => c.Labels['io.kubernetes.pod.name']).sort()).toEqual(done.map((p) => p.metadata!.name!).sort());
     const all = await sets('app=mid');
     expect(all.map(imageOf).sort()).toEqual([busyboxImage, image2].sort());
     const newSet = all.find((rs) => imageOf(rs) === image2)!;
@@ -277,6 +286,7 @@ describe.skipIf(env.skip || unavailable !== undefined)('a Deployment and a Job w
     const containers = await Promise.all(all.map((p) => node.containers(p.metadata!.name!, { all: true })));
     expect(containers.map((list) => list.length)).toEqual([1, 1, 1, 1]);
     for (const list of containers) expect(list[0]!.State).toBe('exited');
+    expect(await nodeContainers('midjob-', true)).toHaveLength(4);
     expect(cluster.unexpectedExits()).toEqual([]);
     await kubectl('delete', 'job', 'midjob', '--wait=true');
   }, 600_000);
