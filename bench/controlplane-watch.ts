@@ -4,11 +4,16 @@
  * write to the moment each client has parsed the event line), the list latency, and memory.
  * Baseline, measured in the same run and process: a bare node:http server that writes the same
  * event line to 100 chunked responses, with the same clients — the floor of "HTTP chunked
- * stream + JSON parse" without any API logic. Figures are printed side by side with the ratio.
+ * stream + JSON parse" without any API logic. Both servers are set up once and stay open; the
+ * events are sent in ≥ 3 interleaved rounds (knode first in odd rounds, the baseline first in
+ * even ones), the figures pool every round's samples and carry the per-round p50/p99 ratios.
  *
- *   npm run build && npm run build:bench && node --expose-gc dist-bench/bench/controlplane-watch.js [pods=5000] [watchers=100] [events=200]
- * Latency is per watcher and event (100 samples per event); controllers are off so that only
- * the API path is measured.
+ *   npm run build && npm run build:bench && node --expose-gc dist-bench/bench/controlplane-watch.js [pods=5000] [watchers=100] [events per round=200] [rounds=3]
+ * Latency is per watcher and event (100 samples per event). The API server runs in this process
+ * (controlplane/control-plane.ts, what `knode controlplane` serves) with its controllers off, so
+ * that only the API path is measured: in a `knode controlplane` process the controllers would act
+ * on the 5,000 synthetic pods (scheduling them, or handling pods of nodes that do not exist),
+ * which is not the watch path this measures.
  */
 import { createServer, request, Agent, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -18,11 +23,13 @@ import { startControlPlane } from '../controlplane/control-plane.js';
 import { MemoryStorage } from '../controlplane/storage/memory.js';
 import { resources, type ResourceInfo } from '../controlplane/resources.js';
 import type { KObject } from '../controlplane/storage/types.js';
-import { reportFigure } from './lib/report.js';
+import { reportFigure, roundRatios } from './lib/report.js';
 
 const podCount = Number(process.argv[2] ?? 5000);
 const watcherCount = Number(process.argv[3] ?? 100);
 const eventCount = Number(process.argv[4] ?? 200);
+const rounds = Number(process.argv[5] ?? 3);
+if (![podCount, watcherCount, eventCount, rounds].every((n) => Number.isInteger(n) && n >= 1)) throw new Error('usage: controlplane-watch [pods] [watchers] [events per round] [rounds], all ≥ 1');
 const pods = resources.find((r) => r.name === 'pods') as ResourceInfo;
 const agent = new Agent({ keepAlive: true, maxSockets: watcherCount + 10 });
 
@@ -67,16 +74,16 @@ function getJson(url: string): Promise<{ body: { metadata: { resourceVersion: st
   });
 }
 
-interface Result {
-  p50: number;
-  p99: number;
-  max: number;
+interface Path {
+  fire(i: number): Promise<void> | void;
+  arrivals: { onEvent?: (i: number) => void };
+  close(): Promise<void>;
 }
 
-/** Runs `eventCount` rounds: `fire(i)` emits event i; each watcher reports i when parsed. */
-async function measure(fire: (i: number) => Promise<void> | void, arrivals: { onEvent?: (i: number) => void }): Promise<Result> {
+/** Sends `eventCount` events numbered from `first`: `fire(i)` emits event i; each watcher reports i when parsed. Returns every latency. */
+async function measure({ fire, arrivals }: Path, first: number): Promise<number[]> {
   const latencies: number[] = [];
-  for (let i = 0; i < eventCount; i++) {
+  for (let i = first; i < first + eventCount; i++) {
     let received = 0;
     const start = performance.now();
     const done = new Promise<void>((resolve) => {
@@ -89,10 +96,10 @@ async function measure(fire: (i: number) => Promise<void> | void, arrivals: { on
     await fire(i);
     await done;
   }
-  return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: Math.max(...latencies) };
+  return latencies;
 }
 
-async function knode(): Promise<{ result: Result; listP50: number; listBytes: number; heapMiB: number; rssMiB: number }> {
+async function knode(): Promise<Path & { listP50: number; listBytes: number; heapMiB: number; rssMiB: number }> {
   const storage = new MemoryStorage();
   const cp = await startControlPlane({ storage, log: createLogger('bench', 'silent'), host: '127.0.0.1', port: 0, clusterCidr: '10.244.0.0/16', serviceCidr: '10.96.0.0/12', controllers: { enabled: false } });
   const mem0 = process.memoryUsage();
@@ -122,15 +129,23 @@ async function knode(): Promise<{ result: Result; listP50: number; listBytes: nu
   }
   global.gc?.();
   const mem1 = process.memoryUsage();
-  const result = await measure(async (i) => {
-    await cp.registry.mutate(pods, 'default', `pod-${i % podCount}`, (pod) => ({ ...pod, metadata: { ...pod.metadata, annotations: { seq: String(i) } } }));
-  }, arrivals);
-  for (const close of closers) close();
-  await cp.stop();
-  return { result, listP50: percentile(lists, 50), listBytes, heapMiB: (mem1.heapUsed - mem0.heapUsed) / 2 ** 20, rssMiB: mem1.rss / 2 ** 20 };
+  return {
+    fire: async (i) => {
+      await cp.registry.mutate(pods, 'default', `pod-${i % podCount}`, (pod) => ({ ...pod, metadata: { ...pod.metadata, annotations: { seq: String(i) } } }));
+    },
+    arrivals,
+    close: async () => {
+      for (const close of closers) close();
+      await cp.stop();
+    },
+    listP50: percentile(lists, 50),
+    listBytes,
+    heapMiB: (mem1.heapUsed - mem0.heapUsed) / 2 ** 20,
+    rssMiB: mem1.rss / 2 ** 20,
+  };
 }
 
-async function baseline(sampleLine: string): Promise<Result> {
+async function baseline(sampleLine: string): Promise<Path> {
   const responses: ServerResponse[] = [];
   const server = createServer((_req, res) => {
     res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
@@ -151,16 +166,20 @@ async function baseline(sampleLine: string): Promise<Result> {
   }
   while (responses.length < watcherCount) await new Promise((r) => setTimeout(r, 10));
   const template = JSON.parse(sampleLine) as { type: string; object: { metadata: { annotations?: Record<string, string> } } };
-  const result = await measure((i) => {
-    template.object.metadata.annotations = { seq: String(i) };
-    const line = `${JSON.stringify(template)}\n`;
-    for (const res of responses) res.write(line);
-  }, arrivals);
-  for (const close of closers) close();
-  for (const res of responses) res.end();
-  server.closeAllConnections();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return result;
+  return {
+    fire: (i) => {
+      template.object.metadata.annotations = { seq: String(i) };
+      const line = `${JSON.stringify(template)}\n`;
+      for (const res of responses) res.write(line);
+    },
+    arrivals,
+    close: async () => {
+      for (const close of closers) close();
+      for (const res of responses) res.end();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }
 
 const sample = JSON.stringify({
@@ -176,20 +195,33 @@ const sample = JSON.stringify({
 
 const k = await knode();
 const b = await baseline(sample);
+const samples = { knode: [] as number[][], baseline: [] as number[][] };
+let next = 0;
+for (let round = 0; round < rounds; round++) {
+  for (const path of round % 2 === 0 ? (['knode', 'baseline'] as const) : (['baseline', 'knode'] as const)) {
+    samples[path].push(await measure(path === 'knode' ? k : b, next));
+    next += eventCount;
+  }
+  console.error(`round ${round + 1}/${rounds}: p50 knode ${percentile(samples.knode.at(-1)!, 50).toFixed(2)} ms, baseline ${percentile(samples.baseline.at(-1)!, 50).toFixed(2)} ms`);
+}
+await k.close();
+await b.close();
+const pooled = (path: 'knode' | 'baseline', p: number) => percentile(samples[path].flat(), p);
+const perRound = (path: 'knode' | 'baseline', p: number) => samples[path].map((latencies) => percentile(latencies, p));
 const row = (name: string, knodeValue: number, baseValue: number) =>
   `${name.padEnd(34)} ${knodeValue.toFixed(2).padStart(10)} ${baseValue.toFixed(2).padStart(10)} ${(knodeValue / baseValue).toFixed(1).padStart(7)}x`;
-console.log(`controlplane watch: ${podCount} pods, ${watcherCount} watchers, ${eventCount} events (all watchers in this process)`);
+console.log(`controlplane watch: ${podCount} pods, ${watcherCount} watchers, ${eventCount} events × ${rounds} interleaved rounds (all watchers in this process)`);
 console.log(`${''.padEnd(34)} ${'knode'.padStart(10)} ${'baseline'.padStart(10)} ${'ratio'.padStart(8)}`);
-console.log(row('watch event delivery p50 (ms)', k.result.p50, b.p50));
-console.log(row('watch event delivery p99 (ms)', k.result.p99, b.p99));
-console.log(row('watch event delivery max (ms)', k.result.max, b.max));
+console.log(row('watch event delivery p50 (ms)', pooled('knode', 50), pooled('baseline', 50)));
+console.log(row('watch event delivery p99 (ms)', pooled('knode', 99), pooled('baseline', 99)));
+console.log(row('watch event delivery max (ms)', pooled('knode', 100), pooled('baseline', 100)));
 console.log(`list of ${podCount} pods p50: ${k.listP50.toFixed(1)} ms (${(k.listBytes / 2 ** 20).toFixed(1)} MiB JSON)`);
 console.log(`heap growth for ${podCount} pods + ${watcherCount} watches: ${k.heapMiB.toFixed(1)} MiB; RSS ${k.rssMiB.toFixed(0)} MiB`);
-const baselineName = 'bare node:http server writing the same event line to the same number of chunked responses, same clients';
+const baselineName = 'bare node:http server writing the same event line to the same number of chunked responses, same clients, interleaved rounds';
 const size = `${podCount} pods, ${watcherCount} watchers`;
-const description = `${eventCount} pod updates, latency from before the write to each watcher's parsed event (all in one process)`;
-for (const [p, knodeValue, baseValue] of [[50, k.result.p50, b.p50], [99, k.result.p99, b.p99]] as const) {
-  reportFigure({ name: `watch event delivery p${p}, ${size}`, value: knodeValue, unit: 'ms', baseline: baseValue, baselineName, better: 'lower', description });
+const description = `${eventCount} pod updates × ${rounds} rounds, latency from before the write to each watcher's parsed event (all in one process; API server in-process, controllers off)`;
+for (const p of [50, 99]) {
+  reportFigure({ name: `watch event delivery p${p}, ${size}`, value: pooled('knode', p), unit: 'ms', baseline: pooled('baseline', p), baselineName, better: 'lower', description, roundRatios: roundRatios(perRound('knode', p), perRound('baseline', p)) });
 }
 reportFigure({ name: `list of ${podCount} pods p50`, value: k.listP50, unit: 'ms', baseline: null, baselineName: 'none measured (no bare list server in this bench)', better: 'lower', description: `${(k.listBytes / 2 ** 20).toFixed(1)} MiB JSON` });
 reportFigure({ name: `heap growth, ${size}`, value: k.heapMiB, unit: 'MiB', baseline: null, baselineName: 'none: in-memory storage has no reference to compare with', better: 'lower' });

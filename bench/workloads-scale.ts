@@ -1,48 +1,75 @@
 /**
  * Benchmark: a Deployment scaled 0 → N pods on one node until every pod is Ready, side by side in
  * the same run with N bare pods created directly (the scheduler binds both; the difference is the
- * Deployment and ReplicaSet controllers: their share is the ratio). One real node: `knode agent`
- * (the built CLI, a child process) running real containers through the Docker Engine, pods wired
- * by the reference bridge + host-local plugins inside a bench netns (bench/lib/agent-node.ts).
- * The control plane (API server and every controller) runs in this process, so its CPU
- * (process.cpuUsage) and heap (process.memoryUsage().heapUsed, sampled every 250 ms) are
- * measured over each phase; the driver's own share is a list of the namespace's pods every 100 ms.
+ * Deployment and ReplicaSet controllers: their share is the ratio). What users run: the control
+ * plane is `knode controlplane` (the built CLI, a child process, with the flags `knode up` gives it:
+ * file store, plain HTTP on loopback, default controller settings) and the node is a real
+ * `knode agent` (a child process) running real containers through the Docker Engine, pods wired by
+ * the reference bridge + host-local plugins inside a bench netns (bench/lib/agent-node.ts). The
+ * driver talks to the API over HTTP as kubectl does (`kubectl scale` = a merge patch of /scale).
+ * The control plane's CPU (utime + stime from /proc/PID/stat) and memory (VmRSS sampled every
+ * 250 ms; the V8 heap of another process is not observable without instrumenting it, its RSS is
+ * what the deployed process costs) are measured over each phase; the driver's own share in it is
+ * a list of the namespace's pods every 250 ms, the same in both paths.
  *
  * Rounds interleave the two paths (deployment first in odd rounds, bare pods first in even ones);
- * between phases every pod is deleted and the node is left without a container of the bench.
- * Load average is recorded before and after; a run with load above 1 per core from outside the
- * benchmark is to be measured again, not reported.
+ * between phases every pod is deleted and the node is left without a container of the bench. The
+ * figures carry per-round ratios (roundRatios). Load average is recorded before and after (the
+ * runner marks loaded runs).
  *
  *   npm run build && npm run build:bench && node dist-bench/bench/workloads-scale.js [pods=100] [rounds=3]
  * (root, Docker, /usr/lib/cni). Smoke test: `… workloads-scale.js 3 1`.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { cpus, loadavg } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
-import { createLogger } from '../lib/log.js';
+import { parse } from 'yaml';
 import { busyboxSpec, ensureLocalImage, pauseSpec } from '../cri/local-images.js';
-import { startControlPlane, type RunningControlPlane } from '../controlplane/control-plane.js';
-import { MemoryStorage } from '../controlplane/storage/memory.js';
-import { resourceNamed } from '../controlplane/resources.js';
-import type { KObject } from '../controlplane/storage/types.js';
-import { startBenchNode, until, type BenchNode } from './lib/agent-node.js';
-import { onTerminate, reportFigure } from './lib/report.js';
+import { startBenchNode, stopChild, until, type BenchNode } from './lib/agent-node.js';
+import { onTerminate, reportFigure, roundRatios } from './lib/report.js';
 
+const knode = fileURLToPath(new URL('../../bin/knode', import.meta.url));
 const podCount = Number(process.argv[2] ?? 100);
 const rounds = Number(process.argv[3] ?? 3);
 const runId = randomBytes(3).toString('hex');
 const scope = `io.knode.bench=workloads-${runId}`;
 const ns = 'bench';
-const pods = resourceNamed('pods');
-const deployments = resourceNamed('deployments');
-const namespaces = resourceNamed('namespaces');
+const clockTicks = 100; // USER_HZ: /proc/PID/stat counts CPU time in 1/100 s on Linux
 
 interface Phase {
   /** From the scale (or the first create) to every pod Ready, ms. */
   ms: number;
   cpuSeconds: number;
-  heapMaxMiB: number;
+  rssMaxMiB: number;
 }
+
+interface KObject {
+  metadata: { name?: string; deletionTimestamp?: string; [key: string]: unknown };
+  spec?: unknown;
+  status?: Record<string, unknown>;
+}
+
+/** The API over HTTP, as any client reaches `knode controlplane` on loopback. */
+class Api {
+  constructor(readonly server: string) {}
+
+  async call<T = KObject>(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<T> {
+    const response = await fetch(`${this.server}${path}`, { method, headers: body === undefined ? {} : { 'content-type': contentType }, body: body === undefined ? undefined : JSON.stringify(body) });
+    const text = await response.text();
+    if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${text.slice(0, 500)}`);
+    return JSON.parse(text) as T;
+  }
+
+  list = async (path: string) => (await this.call<{ items: KObject[] }>('GET', path)).items;
+}
+
+const podsPath = `/api/v1/namespaces/${ns}/pods`;
+const deploymentsPath = `/apis/apps/v1/namespaces/${ns}/deployments`;
 
 const isReady = (pod: KObject) => {
   const conditions = (pod.status as { conditions?: { type?: string; status?: string }[] } | undefined)?.conditions ?? [];
@@ -53,45 +80,81 @@ function podSpec(image: string): Record<string, unknown> {
   return { terminationGracePeriodSeconds: 1, containers: [{ name: 'app', image, command: ['sleep', '3600'] }] };
 }
 
-/** Runs `start`, then waits for `podCount` Ready pods in the namespace, measuring the process meanwhile. */
-async function measured(cp: RunningControlPlane, start: () => Promise<void>): Promise<Phase> {
-  let heapMax = process.memoryUsage().heapUsed;
-  const sampler = setInterval(() => (heapMax = Math.max(heapMax, process.memoryUsage().heapUsed)), 250);
-  const cpuBefore = process.cpuUsage();
+/** CPU seconds and RSS of a process, from /proc. */
+async function processUsage(pid: number): Promise<{ cpuSeconds: number; rssMiB: number }> {
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return { cpuSeconds: (Number(fields[11]) + Number(fields[12])) / clockTicks, rssMiB: Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024 };
+}
+
+/** `knode controlplane` as `knode up` starts it (bin/up.ts), on a free loopback port; resolves once it serves. */
+async function startControlPlaneProcess(dataDir: string): Promise<{ child: ChildProcess; api: Api }> {
+  const child = spawn(process.execPath, [knode, 'controlplane', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--store', 'file', '--cluster-cidr', '10.244.0.0/16', '--service-cidr', '10.96.0.0/12'], {
+    env: { ...process.env, KNODE_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let errors = '';
+  child.stderr!.on('data', (chunk: Buffer) => (errors = (errors + chunk.toString()).slice(-4000)));
+  const kubeconfig = join(dataDir, 'admin.kubeconfig');
+  await until(
+    'knode controlplane serving',
+    async () => {
+      if (child.exitCode !== null) throw new Error(`knode controlplane exited (${child.exitCode}): ${errors}`);
+      return existsSync(kubeconfig);
+    },
+    60_000,
+    100,
+  );
+  const server = (parse(readFileSync(kubeconfig, 'utf8')) as { clusters: { cluster: { server: string } }[] }).clusters[0]!.cluster.server;
+  const api = new Api(server);
+  await until('the API answering', async () => (await fetch(`${server}/readyz`).catch(() => undefined))?.ok === true, 60_000, 100);
+  return { child, api };
+}
+
+/** Runs `start`, then waits for `podCount` Ready pods in the namespace, measuring the control-plane process meanwhile. */
+async function measured(api: Api, pid: number, start: () => Promise<void>): Promise<Phase> {
+  const before = await processUsage(pid);
+  let rssMax = before.rssMiB;
+  const sampler = setInterval(() => {
+    processUsage(pid).then(
+      (u) => (rssMax = Math.max(rssMax, u.rssMiB)),
+      () => undefined, // the process is gone: the phase fails on its own
+    );
+  }, 250);
   const began = performance.now();
   try {
     await start();
-    await until(`${podCount} pods Ready`, async () => (await cp.registry.list(pods, ns)).items.filter(isReady).length >= podCount, 120_000 + podCount * 5_000, 100);
+    await until(`${podCount} pods Ready`, async () => (await api.list(podsPath)).filter(isReady).length >= podCount, 120_000 + podCount * 5_000, 250);
   } finally {
     clearInterval(sampler);
   }
   const ms = performance.now() - began;
-  const cpu = process.cpuUsage(cpuBefore);
-  return { ms, cpuSeconds: (cpu.user + cpu.system) / 1e6, heapMaxMiB: heapMax / 2 ** 20 };
+  const after = await processUsage(pid);
+  return { ms, cpuSeconds: after.cpuSeconds - before.cpuSeconds, rssMaxMiB: Math.max(rssMax, after.rssMiB) };
 }
 
 /** Deletes every pod (and the Deployment) and waits until the node runs none of the bench's containers. */
-async function clear(cp: RunningControlPlane, docker: Docker): Promise<void> {
-  for (const d of (await cp.registry.list(deployments, ns)).items) await cp.registry.delete(deployments, ns, d.metadata.name as string, { propagationPolicy: 'Background' }).catch(() => undefined);
-  for (const p of (await cp.registry.list(pods, ns)).items) await cp.registry.delete(pods, ns, p.metadata.name as string).catch(() => undefined);
-  await until('pods gone from the API', async () => (await cp.registry.list(pods, ns)).items.length === 0, 300_000, 250);
+async function clear(api: Api, docker: Docker): Promise<void> {
+  for (const d of await api.list(deploymentsPath)) await api.call('DELETE', `${deploymentsPath}/${d.metadata.name}`, { propagationPolicy: 'Background' }).catch(() => undefined);
+  for (const p of await api.list(podsPath)) await api.call('DELETE', `${podsPath}/${p.metadata.name}`).catch(() => undefined);
+  await until('pods gone from the API', async () => (await api.list(podsPath)).length === 0, 300_000, 250);
   await until('containers gone from the node', async () => (await docker.listContainers({ all: true, filters: { label: [scope] } })).length === 0, 300_000, 250);
 }
 
-async function deploymentPhase(cp: RunningControlPlane, image: string, round: number): Promise<Phase> {
+async function deploymentPhase(api: Api, pid: number, image: string, round: number): Promise<Phase> {
   const name = `web-${round}`;
   const labels = { app: name };
-  await cp.registry.create(deployments, ns, { metadata: { name }, spec: { replicas: 0, selector: { matchLabels: labels }, template: { metadata: { labels }, spec: podSpec(image) } } } as unknown as KObject);
-  await until('deployment observed', async () => ((await cp.registry.get(deployments, ns, name)).status as { observedGeneration?: number } | undefined)?.observedGeneration === 1, 30_000, 50);
-  // What `kubectl scale deploy/web --replicas=N` writes.
-  return measured(cp, async () => {
-    await cp.registry.mutate(deployments, ns, name, (d) => ({ ...d, spec: { ...(d.spec as object), replicas: podCount } }));
+  await api.call('POST', deploymentsPath, { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name }, spec: { replicas: 0, selector: { matchLabels: labels }, template: { metadata: { labels }, spec: podSpec(image) } } });
+  await until('deployment observed', async () => (await api.call('GET', `${deploymentsPath}/${name}`)).status?.observedGeneration === 1, 30_000, 50);
+  // What `kubectl scale deploy/web --replicas=N` sends.
+  return measured(api, pid, async () => {
+    await api.call('PATCH', `${deploymentsPath}/${name}/scale`, { spec: { replicas: podCount } }, 'application/merge-patch+json');
   });
 }
 
-async function barePhase(cp: RunningControlPlane, image: string, round: number): Promise<Phase> {
-  return measured(cp, async () => {
-    for (let i = 0; i < podCount; i++) await cp.registry.create(pods, ns, { metadata: { name: `bare-${round}-${i}`, labels: { app: 'bare' } }, spec: podSpec(image) } as unknown as KObject);
+async function barePhase(api: Api, pid: number, image: string, round: number): Promise<Phase> {
+  return measured(api, pid, async () => {
+    for (let i = 0; i < podCount; i++) await api.call('POST', podsPath, { apiVersion: 'v1', kind: 'Pod', metadata: { name: `bare-${round}-${i}`, labels: { app: 'bare' } }, spec: podSpec(image) });
   });
 }
 
@@ -107,27 +170,32 @@ async function main(): Promise<void> {
   const docker = new Docker({ socketPath: process.env.DOCKER_SOCK ?? '/var/run/docker.sock' });
   await ensureLocalImage(docker, pauseSpec);
   const busybox = await ensureLocalImage(docker, busyboxSpec);
-  const cp = await startControlPlane({ storage: new MemoryStorage({}), log: createLogger('cp', 'silent'), host: '127.0.0.1', port: 0, clusterCidr: '10.244.0.0/16', serviceCidr: '10.96.0.0/12', controllers: { resyncMs: 5_000 } });
+  const dataDir = await mkdtemp(join(tmpdir(), `knode-bench-cp-${runId}-`));
+  let cp: { child: ChildProcess; api: Api } | undefined;
   let node: BenchNode | undefined;
   const cleanup = async () => {
     await node?.stop();
-    await cp.stop();
+    await stopChild(cp?.child);
+    await rm(dataDir, { recursive: true, force: true });
   };
   onTerminate(cleanup);
   const loadBefore = load();
   try {
-    node = await startBenchNode({ id: `ws${runId}`, nodeName: `knb-${runId}`, scope, subnet: '10.253.0.0/24', server: cp.url, docker });
+    cp = await startControlPlaneProcess(dataDir);
+    const { api } = cp;
+    const pid = cp.child.pid!;
+    node = await startBenchNode({ id: `ws${runId}`, nodeName: `knb-${runId}`, scope, subnet: '10.253.0.0/24', server: api.server, docker });
     await until('node Ready', async () => {
-      const nodes = (await cp.registry.list(resourceNamed('nodes'), undefined)).items;
+      const nodes = await api.list('/api/v1/nodes');
       return nodes.some((n) => ((n.status as { conditions?: { type?: string; status?: string }[] } | undefined)?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True'));
     }, 120_000, 250);
-    await cp.registry.create(namespaces, undefined, { metadata: { name: ns } } as unknown as KObject);
+    await api.call('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
     const results: { deployment: Phase; bare: Phase }[] = [];
     for (let round = 0; round < rounds; round++) {
       const phases: Partial<{ deployment: Phase; bare: Phase }> = {};
       for (const path of round % 2 === 0 ? (['deployment', 'bare'] as const) : (['bare', 'deployment'] as const)) {
-        phases[path] = path === 'deployment' ? await deploymentPhase(cp, busybox, round) : await barePhase(cp, busybox, round);
-        await clear(cp, docker);
+        phases[path] = path === 'deployment' ? await deploymentPhase(api, pid, busybox, round) : await barePhase(api, pid, busybox, round);
+        await clear(api, docker);
       }
       results.push(phases as { deployment: Phase; bare: Phase });
       console.error(`round ${round + 1}/${rounds}: deployment ${phases.deployment?.ms.toFixed(0)} ms, bare ${phases.bare?.ms.toFixed(0)} ms`);
@@ -139,21 +207,21 @@ async function main(): Promise<void> {
 }
 
 function report(results: { deployment: Phase; bare: Phase }[], loadBefore: string, loadAfter: string): void {
-  console.log(`\nDeployment 0 → ${podCount} pods vs ${podCount} bare pods, one node (real agent and containers), ${rounds} interleaved round(s)`);
+  console.log(`\nDeployment 0 → ${podCount} pods vs ${podCount} bare pods, one node (\`knode controlplane\` + \`knode agent\`, real containers), ${rounds} interleaved round(s)`);
   console.log(`load average before: ${loadBefore}; after: ${loadAfter} (${cpus().length} cores)\n`);
-  console.log('| round | deployment s | bare pods s | ratio | deployment CPU s | bare CPU s | deployment heap max MiB | bare heap max MiB |');
+  console.log('| round | deployment s | bare pods s | ratio | deployment CP CPU s | bare CP CPU s | deployment CP RSS max MiB | bare CP RSS max MiB |');
   console.log('|---|---|---|---|---|---|---|---|');
   results.forEach((r, i) => {
-    console.log(`| ${i + 1} | ${(r.deployment.ms / 1000).toFixed(2)} | ${(r.bare.ms / 1000).toFixed(2)} | ${(r.deployment.ms / r.bare.ms).toFixed(2)} | ${r.deployment.cpuSeconds.toFixed(2)} | ${r.bare.cpuSeconds.toFixed(2)} | ${r.deployment.heapMaxMiB.toFixed(1)} | ${r.bare.heapMaxMiB.toFixed(1)} |`);
+    console.log(`| ${i + 1} | ${(r.deployment.ms / 1000).toFixed(2)} | ${(r.bare.ms / 1000).toFixed(2)} | ${(r.deployment.ms / r.bare.ms).toFixed(2)} | ${r.deployment.cpuSeconds.toFixed(2)} | ${r.bare.cpuSeconds.toFixed(2)} | ${r.deployment.rssMaxMiB.toFixed(1)} | ${r.bare.rssMaxMiB.toFixed(1)} |`);
   });
-  const ratios = results.map((r) => r.deployment.ms / r.bare.ms);
-  console.log(`\nratio deployment / bare: min ${Math.min(...ratios).toFixed(2)}, median ${median(ratios).toFixed(2)}, max ${Math.max(...ratios).toFixed(2)}`);
   const baselineName = `${podCount} bare pods created directly (scheduler binds them; no Deployment/ReplicaSet controllers), interleaved rounds`;
   const description = `${podCount} pods, one node, median of ${rounds} round(s); load ${loadBefore} → ${loadAfter}`;
-  const of = (path: 'deployment' | 'bare', field: keyof Phase) => median(results.map((r) => r[path][field]));
-  reportFigure({ name: `deployment 0→${podCount} all Ready`, value: of('deployment', 'ms'), unit: 'ms', baseline: of('bare', 'ms'), baselineName, better: 'lower', description });
-  reportFigure({ name: 'control-plane CPU during scale-up', value: of('deployment', 'cpuSeconds'), unit: 'CPU s', baseline: of('bare', 'cpuSeconds'), baselineName, better: 'lower', description: `${description}; API server + controllers + the driver's pod list every 100 ms` });
-  reportFigure({ name: 'control-plane heap max during scale-up', value: of('deployment', 'heapMaxMiB'), unit: 'MiB', baseline: of('bare', 'heapMaxMiB'), baselineName, better: 'lower', description });
+  const values = (path: 'deployment' | 'bare', field: keyof Phase) => results.map((r) => r[path][field]);
+  const figure = (name: string, field: keyof Phase, unit: string, detail = description) =>
+    reportFigure({ name, value: median(values('deployment', field)), unit, baseline: median(values('bare', field)), baselineName, better: 'lower', description: detail, roundRatios: roundRatios(values('deployment', field), values('bare', field)) });
+  figure(`deployment 0→${podCount} all Ready`, 'ms', 'ms');
+  figure('control-plane CPU during scale-up', 'cpuSeconds', 'CPU s', `${description}; the \`knode controlplane\` process (API server + controllers), including serving the driver's pod list every 250 ms`);
+  figure('control-plane RSS max during scale-up', 'rssMaxMiB', 'MiB', `${description}; VmRSS of the \`knode controlplane\` process sampled every 250 ms`);
 }
 
 main().catch((error: unknown) => {

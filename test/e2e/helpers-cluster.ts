@@ -94,6 +94,12 @@ export interface TestCluster {
    * files, and overlay + agent + proxy started as for the first nodes; resolves once it is Ready.
    */
   addNode(role: string): Promise<ClusterNode>;
+  /**
+   * Stops the control plane (API server and controllers) and starts it again on the same port and
+   * data dir, as a restarted kube-apiserver + kube-controller-manager on their etcd; only with
+   * `persistentControlPlane`. Resolves once it serves again; nodes keep running meanwhile.
+   */
+  restartControlPlane(options?: { downMs?: number }): Promise<void>;
   /** Stops every process and removes containers, netns, bridges and dirs. Idempotent. Throws if a netns gained a default route. */
   stop(): Promise<void>;
 }
@@ -110,6 +116,8 @@ export interface ClusterOptions {
    * `--address=/outside.test/192.0.2.10`); never a real resolver.
    */
   dns?: { dnsmasqArgs: string[] };
+  /** Keep the control plane's state in a file store (fsync'ed per write) so that it can restart. */
+  persistentControlPlane?: boolean;
 }
 
 interface Proc {
@@ -324,6 +332,7 @@ export async function startCluster(options: ClusterOptions): Promise<TestCluster
   const parts: NodeParts[] = [];
   const created: Netns[] = [];
   let cp: TestControlPlane | undefined;
+  let cpDataDir: string | undefined;
   let dnsmasq: ChildProcess | undefined;
   let stopped = false;
 
@@ -346,13 +355,18 @@ export async function startCluster(options: ClusterOptions): Promise<TestCluster
     await Promise.all(bridges.map((b) => b.stop().catch(() => undefined)));
     await net.cleanup().catch(() => undefined);
     await cp?.stop().catch(() => undefined);
+    cp = undefined;
     await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true }).catch(() => undefined)));
     if (dirty.length > 0) throw new Error(`network safety: netns gained a default route during the test: ${dirty.join(', ')}`);
   };
 
   try {
+    if (options.persistentControlPlane) {
+      cpDataDir = await mkdtemp(join(tmpdir(), 'knode-2n-cp-'));
+      dirs.push(cpDataDir);
+    }
     const [controlPlane] = await Promise.all([
-      startTestControlPlane({ clusterCidr, serviceCidr }),
+      startTestControlPlane({ clusterCidr, serviceCidr, ...(cpDataDir ? { storage: 'file' as const, dataDir: cpDataDir } : {}) }),
       ensureLocalImage(docker, pauseSpec),
       ensureLocalImage(docker, busyboxSpec),
     ]);
@@ -377,7 +391,20 @@ export async function startCluster(options: ClusterOptions): Promise<TestCluster
     }
     for (const netns of created) if (!(await netns.hasNoDefaultRoute())) throw new Error(`netns ${netns.name} has a default route`);
     await Promise.all(parts.map((p) => startNode(p, core, options.dns !== undefined)));
-    const kubeconfig = cp.kubeconfigPath;
+    // The kubectl config lives with the cluster (a restarted control plane writes its own anew).
+    const kubeconfig = join(cpDataDir ?? (await mkdtemp(join(tmpdir(), 'knode-2n-kc-'))), 'kubectl.kubeconfig');
+    if (!cpDataDir) dirs.push(dirname(kubeconfig));
+    writeKubeconfig(kubeconfig, { server: cp.url });
+    const port = cp.port;
+    const restartControlPlane = async ({ downMs = 0 } = {}) => {
+      if (!cpDataDir) throw new Error('restartControlPlane needs persistentControlPlane: true');
+      if (stopped || !cp) throw new Error('the cluster is stopped');
+      await cp.stop();
+      cp = undefined;
+      if (downMs > 0) await new Promise((resolve) => setTimeout(resolve, downMs));
+      cp = await startTestControlPlane({ clusterCidr, serviceCidr, storage: 'file', dataDir: cpDataDir, port });
+      ctx.cp = cp;
+    };
     const addNode = async (role: string): Promise<ClusterNode> => {
       if (stopped) throw new Error(`not adding node ${role}: the cluster is stopping`);
       const made = await makeNode(ctx, role, parts.length);
@@ -388,7 +415,10 @@ export async function startCluster(options: ClusterOptions): Promise<TestCluster
       return made.node;
     };
     return {
-      controlPlane: cp,
+      get controlPlane() {
+        if (!cp) throw new Error('the control plane is not running');
+        return cp;
+      },
       kubeconfig,
       get nodes() {
         return parts.map((p) => p.node);
@@ -399,6 +429,7 @@ export async function startCluster(options: ClusterOptions): Promise<TestCluster
       kubectl: async (...args: string[]) => (await run(['kubectl', '--kubeconfig', kubeconfig, ...args], { timeoutMs: 30_000 })).stdout,
       diagnostics,
       addNode,
+      restartControlPlane,
       unexpectedExits: () => parts.flatMap((p) => [...p.procs].filter(([, proc]) => proc.exit && !proc.stopping).map(([component, proc]) => `${component} on ${p.node.name} ${proc.exit}`)),
       stop,
     };

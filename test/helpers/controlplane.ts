@@ -8,7 +8,8 @@
  *   await cp.stop();     // closes watches and the server, removes the temp dir
  *
  * Options: `storage: 'memory' | 'file' | 'etcd'` (default memory; 'file' keeps state in `dataDir`,
- * or in a fresh temp dir; 'etcd' needs `etcdEndpoints` and uses `etcdPrefix` or a fresh prefix), `controllers: false` to run without the scheduler/endpointslice/IPAM/node
+ * or in a fresh temp dir, so that a control plane started again on that dir and the same `port`
+ * is a restart; 'etcd' needs `etcdEndpoints` and uses `etcdPrefix` or a fresh prefix), `controllers: false` to run without the scheduler/endpointslice/IPAM/node
  * lifecycle controllers, `nodeMonitorGracePeriodMs` (default 40 000) to speed up node lifecycle,
  * `watchHistory` (events in the watch window; small values make 410 Gone easy to provoke),
  * `bookmarkIntervalMs`, `clusterCidr` (10.244.0.0/16), `serviceCidr` (10.96.0.0/12).
@@ -33,6 +34,8 @@ import type { ClusterCa } from '../../controlplane/auth/pki.js';
 
 export interface TestControlPlaneOptions {
   storage?: 'memory' | 'file' | 'etcd';
+  /** Listen on this loopback port (default 0: any free one); a restart keeps the port its clients know. */
+  port?: number;
   etcdEndpoints?: string[];
   etcdPrefix?: string;
   dataDir?: string;
@@ -90,7 +93,7 @@ export async function startTestControlPlane(options: TestControlPlaneOptions = {
     storage,
     log: createLogger('controlplane', process.env.KNODE_TEST_LOG_LEVEL ?? 'silent'),
     host: '127.0.0.1',
-    port: 0,
+    port: options.port ?? 0,
     clusterCidr: options.clusterCidr ?? '10.244.0.0/16',
     serviceCidr: options.serviceCidr ?? '10.96.0.0/12',
     watchHistory: options.watchHistory,
