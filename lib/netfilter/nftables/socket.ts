@@ -11,8 +11,10 @@
  *   its reply closes the batch, one ack instead of one per message (what nft's mnl_batch_talk
  *   gets from NLM_F_ACK on each message costs 100k acks at 10k Services).
  * - One sendmsg is limited by SO_SNDBUF, which an unprivileged setsockopt caps at
- *   net.core.wmem_max (the package has no SO_SNDBUFFORCE, which nft uses). A batch bigger than
- *   that is sent as several transactions, split only where the caller allowed (Batch.cut) —
+ *   net.core.wmem_max (the package has no SO_SNDBUFFORCE, which nft uses), and knode keeps
+ *   transactions at 2 MiB anyway (the kernel's cost per anonymous set grows with the
+ *   transaction, see defaultMaxBatchBytes). A bigger batch is sent as several transactions,
+ *   split only where the caller allowed (Batch.cut) —
  *   the proxier orders its messages so that every cut leaves a consistent ruleset (new chains
  *   before the map elements that point at them).
  */
@@ -105,6 +107,9 @@ export class NftSocket implements NftTransport {
   private receive(data: Buffer): void {
     const pending = this.pending;
     if (!pending) return;
+    // the limit is on silence, not on the whole exchange: a dump of 100k Services' sets and
+    // chains streams for minutes (measured), each datagram a sign of progress
+    pending.timer.refresh();
     for (const msg of parseMessages(data)) {
       if (msg.type === NLMSG_ERROR) {
         const errno = -msg.payload.readInt32LE(0);
@@ -133,7 +138,7 @@ export class NftSocket implements NftTransport {
           seqs, errors: [], replies: [], doneSeq,
           resolve: () => finish(() => resolve(pending)),
           reject: (error) => finish(() => reject(error)),
-          timer: setTimeout(() => pending.reject(new Error(`nf_tables netlink: no answer within ${this.timeoutMs} ms`)), this.timeoutMs),
+          timer: setTimeout(() => pending.reject(new Error(`nf_tables netlink: no answer for ${this.timeoutMs} ms`)), this.timeoutMs),
         };
         const finish = (then: () => void) => {
           clearTimeout(pending.timer);
