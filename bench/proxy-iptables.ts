@@ -24,7 +24,7 @@ import { IptablesProxier } from '../proxy/iptables/proxier.js';
 import { ChangeTracker } from '../proxy/tracker.js';
 import { FakeConntrack } from '../proxy/conntrack.js';
 import { ProxyMetrics } from '../proxy/metrics.js';
-import { onTerminate, reportFigure } from './lib/report.js';
+import { onTerminate, reportFigure, roundRatios } from './lib/report.js';
 
 type BackendChoice = 'nft' | 'legacy' | 'auto';
 const backendFor = async (choice: BackendChoice, prefix: string[]) => (choice === 'auto' ? detectBackend(prefix) : choice);
@@ -134,7 +134,7 @@ async function benchSync(count: number, choice: BackendChoice): Promise<void> {
     console.log(`${count} services (iptables-${backend}): full sync ${full.toFixed(0)} ms (its restore ${fullRestore.toFixed(0)} ms; bare restore of the same ${fullPayload.split('\n').length} lines into a fresh netns ${bare.toFixed(0)} ms); partial sync of one changed EndpointSlice ${times.map((t) => t.toFixed(0)).join('/')} ms (median ${median.toFixed(0)} ms, of which iptables-restore ${restoreMedian.toFixed(0)} ms, knode ${(median - restoreMedian).toFixed(0)} ms), full/partial = ${(full / median).toFixed(1)}x`);
     const description = `${count} services × 10 endpoints, NodePort, iptables-${backend}`;
     reportFigure({ name: `iptables full sync, ${sizeLabel(count)} services (${backend})`, value: full, unit: 'ms', baseline: bare, baselineName: `bare iptables-${backend}-restore --noflush of the same payload into a fresh netns`, better: 'lower', description });
-    reportFigure({ name: `iptables partial sync, 1 slice changed, ${sizeLabel(count)} services (${backend})`, value: median, unit: 'ms', baseline: restoreMedian, baselineName: `the iptables-${backend}-restore --noflush inside that sync (same payload, same state)`, better: 'lower', description: `${description}; median of 3` });
+    reportFigure({ name: `iptables partial sync, 1 slice changed, ${sizeLabel(count)} services (${backend})`, value: median, unit: 'ms', baseline: restoreMedian, baselineName: `the iptables-${backend}-restore --noflush inside that sync (same payload, same state)`, better: 'lower', description: `${description}; median of 3`, roundRatios: roundRatios(times, restores) });
   });
 }
 

@@ -30,7 +30,7 @@ import { NftablesProxier, cleanupNftables } from '../proxy/nftables/proxier.js';
 import { IptablesProxier, cleanupIptables } from '../proxy/iptables/proxier.js';
 import { CommandIptables } from '../lib/netfilter/iptables.js';
 import { NftSocket } from '../lib/netfilter/nftables/socket.js';
-import { onTerminate, reportFigure } from './lib/report.js';
+import { onTerminate, reportFigure, roundRatios } from './lib/report.js';
 
 const rules = { clusterCIDRs: ['10.244.0.0/16'], masqueradeAll: false, masqueradeBit: 14 };
 const log = createLogger('bench', 'silent');
@@ -144,9 +144,9 @@ async function benchSize(count: number, rounds: number, nftFMax: number): Promis
     const ratios = knode.map((value, i) => value / (legacy[i] ?? NaN));
     console.log(`  ratio nftables/iptables-legacy full sync per round: ${ratios.map((r) => r.toFixed(3)).join(' ')}`);
     if (nftF.length) console.log(`  ratio nftables/nft -f per round: ${knode.slice(0, nftF.length).map((value, i) => (value / (nftF[i] ?? NaN)).toFixed(4)).join(' ')}`);
-    reportFigure({ name: `nftables full sync, ${sizeLabel(count)} services`, value: stats(knode).median, unit: 'ms', baseline: stats(legacy).median, baselineName: 'knode iptables-legacy full sync of the same Services (median)', better: 'lower', description: `${description}; knode ${fmt(knode)}, legacy ${fmt(legacy)}` });
-    if (nftF.length) reportFigure({ name: `nftables full sync vs nft -f, ${sizeLabel(count)} services`, value: stats(knode).median, unit: 'ms', baseline: stats(nftF).median, baselineName: 'nft -f of the same ruleset (as kube-proxy\'s nftables mode loads it)', better: 'lower', description: `${description}; nft -f ${fmt(nftF)}` });
-    reportFigure({ name: `nftables one Service changed, ${sizeLabel(count)} services`, value: stats(change).median, unit: 'ms', baseline: stats(itChange).median, baselineName: 'knode iptables-legacy partial sync of the same change (median)', better: 'lower', description: `EndpointSlice event → kernel; ${description}; nftables ${fmt(change)}, legacy ${fmt(itChange)}` });
+    reportFigure({ name: `nftables full sync, ${sizeLabel(count)} services`, value: stats(knode).median, unit: 'ms', baseline: stats(legacy).median, baselineName: 'knode iptables-legacy full sync of the same Services (median)', better: 'lower', description: `${description}; knode ${fmt(knode)}, legacy ${fmt(legacy)}`, roundRatios: roundRatios(knode, legacy) });
+    if (nftF.length) reportFigure({ name: `nftables full sync vs nft -f, ${sizeLabel(count)} services`, value: stats(knode).median, unit: 'ms', baseline: stats(nftF).median, baselineName: 'nft -f of the same ruleset (as kube-proxy\'s nftables mode loads it)', better: 'lower', description: `${description}; nft -f ${fmt(nftF)}`, roundRatios: roundRatios(knode, nftF) });
+    reportFigure({ name: `nftables one Service changed, ${sizeLabel(count)} services`, value: stats(change).median, unit: 'ms', baseline: stats(itChange).median, baselineName: 'knode iptables-legacy partial sync of the same change (median)', better: 'lower', description: `EndpointSlice event → kernel; ${description}; nftables ${fmt(change)}, legacy ${fmt(itChange)}`, roundRatios: roundRatios(change, itChange) });
   } finally {
     rmSync(file, { force: true });
     nft.close();

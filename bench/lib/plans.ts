@@ -32,6 +32,8 @@ export const plans: Readonly<Record<string, Plan>> = {
   'proxy-iptables': { args: ['legacy:1000,10000', 'nft:1000'], fullArgs: ['legacy:1000,10000', 'nft:1000,10000'], timeoutSeconds: 900, fullTimeoutSeconds: 7200 },
   // all inside one test netns; nft -f only at 1k (nft 1.0.6 takes minutes at 10k); 100k × 2 with --full.
   'proxy-nftables': { args: ['1000,10000'], fullArgs: ['1000,10000', '--big', '100000'], timeoutSeconds: 1200, fullTimeoutSeconds: 2400 },
+  // connections/s through a ClusterIP with 10k Services installed, nftables vs iptables-legacy mode, 3 interleaved rounds of 5 s.
+  'proxy-dataplane': { args: ['10000'], fullArgs: ['10000', '--rounds', '5', '--seconds', '10'], timeoutSeconds: 1200 },
   // qemu TCG, one guest per size: 10k services take ~4-5 min for knode alone, plus the ipvsadm baseline.
   // A Deployment 0 → 100 pods vs 100 bare pods on one node (maxPods 110), 3 interleaved rounds.
   'workloads-scale': { args: ['100', '3'], fullArgs: ['100', '5'], timeoutSeconds: 1800, fullTimeoutSeconds: 3000 },

@@ -11,6 +11,7 @@ import { canonicalExprs, decodeExprs, encodeExprs, type Expr } from '../../lib/n
 import { printRule, words } from '../../lib/netfilter/nftables/print.js';
 import { cidrIntervals, dnatTo, ipProtoPortKey } from '../../lib/netfilter/nftables/build.js';
 import { parseMessages } from '../../lib/netfilter/nftables/wire.js';
+import { Batch } from '../../lib/netfilter/nftables/batch.js';
 import { localIPv4AddressesIn } from '../../lib/net.js';
 import { service, slice } from './proxy-fixtures.js';
 
@@ -143,5 +144,38 @@ describe('nftables nodePortAddresses', () => {
   it('the local addresses within the CIDRs (kube-proxy GetNodeIPs)', () => {
     expect(localIPv4AddressesIn(['127.0.0.0/8'])).toContain('127.0.0.1');
     expect(localIPv4AddressesIn(['203.0.113.0/24', 'primary', 'garbage'])).toEqual([]);
+  });
+});
+
+describe('nftables batch: anonymous sets', () => {
+  // The kernel's "__map%d" naming sscanf()s every set of the table per new set (quadratic at 10k
+  // Services); knode names them itself and refers to a set made in the same batch by id only.
+  const attrsOf = (message: Buffer) => {
+    const out = new Map<number, Buffer>();
+    for (let at = 20; at + 4 <= message.length; ) {
+      const length = message.readUInt16LE(at);
+      out.set(message.readUInt16LE(at + 2) & 0x3fff, message.subarray(at + 4, at + length));
+      at += (length + 3) & ~3;
+    }
+    return out;
+  };
+  const numgenRule = { exprs: [{ kind: 'numgen', type: 'random', modulus: 2, offset: 0, dreg: 1 }, { kind: 'lookup', set: '__map%d', sreg: 1, dreg: 0 }] as Expr[], anon: { spec: { keyType: 0, keyLen: 4, flags: 0x1 | 0x2 | 0x8, dataType: 0xffffff00 }, elements: [{ key: Buffer.from([0, 0, 0, 0]), verdict: { code: 'accept' as const } }] } };
+
+  it('get a concrete name, unique across batches, and their elements name the set by id', () => {
+    const names = [new Batch('t'), new Batch('t')].map((batch) => {
+      batch.addRule('c', numgenRule);
+      const [newSet, newElem, newRule] = batch.messages.map((m) => parseMessages(m)[0]);
+      expect([newSet?.type, newElem?.type, newRule?.type].map((type) => (type ?? 0) & 0xff)).toEqual([9, 12, 6]);
+      const set = attrsOf(batch.messages[0] as Buffer);
+      const elem = attrsOf(batch.messages[1] as Buffer);
+      expect(elem.has(2)).toBe(false); // NFTA_SET_ELEM_LIST_SET: left out
+      expect(elem.get(4)).toEqual(set.get(10)); // NFTA_SET_ELEM_LIST_SET_ID = NFTA_SET_ID
+      const name = set.get(2)?.toString('utf8').replace(/\0.*$/s, '') ?? '';
+      expect(name).toMatch(/^__map\d+_[0-9a-f]{6}$/);
+      const lookup = decodeExprs(attrsOf(batch.messages[2] as Buffer).get(4) ?? Buffer.alloc(0)).find((expr) => expr.kind === 'lookup');
+      expect(lookup?.kind === 'lookup' && lookup.set).toBe(name);
+      return name;
+    });
+    expect(names[0]).not.toBe(names[1]);
   });
 });
