@@ -75,10 +75,11 @@ export async function startOverlayNode(net: TestNetwork, cp: TestControlPlane, d
   const logFile = join(dir, 'overlay.log');
   const log = openSync(logFile, 'w');
   const profileDir = process.env.KNODE_BENCH_CNI_PROFILE;
-  const env = { ...process.env, ...(profileDir ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profileDir}` } : {}) };
-  // As deployed (kube-flannel runs flanneld with --ip-masq); logs at the default level, to a file.
-  const args = ['netns', 'exec', ns.name, knode, 'overlay', '--kubeconfig', kubeconfig, '--net-conf', netConf, '--iface', 'ul0', '--subnet-file', subnetFile, '--hostname-override', options.name, '--ip-masq'];
-  const daemon = spawn('ip', args, { stdio: ['ignore', log, log], env });
+  const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+  // As deployed (bin/knode runs dist/bin/knode.js; kube-flannel runs flanneld with --ip-masq);
+  // logs at the default level, to a file.
+  const args = ['netns', 'exec', ns.name, process.execPath, ...profile, join(repoRoot, 'dist', 'bin', 'knode.js'), 'overlay', '--kubeconfig', kubeconfig, '--net-conf', netConf, '--iface', 'ul0', '--subnet-file', subnetFile, '--hostname-override', options.name, '--ip-masq'];
+  const daemon = spawn('ip', args, { stdio: ['ignore', log, log] });
   closeSync(log);
   const socket = cniSocketFor(subnetFile);
   const stop = async () => {
