@@ -14,7 +14,6 @@
  * Inside one process (the daemon serving many requests) a promise chain serialises callers
  * first, so they never poll each other.
  */
-import { writeFileAtomic } from '../lib/fs.js';
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import ipaddr from 'ipaddr.js';
@@ -85,6 +84,8 @@ export function pickAddress(range: IpRange, taken: ReadonlySet<string>, lastRese
 }
 
 const processLocks = new Map<string, Promise<void>>();
+/** What this process writes into a lock file ("PID STARTTIME"): read from /proc once. */
+let ownLockOwner: string | undefined;
 
 function pidAlive(pid: number): boolean {
   try {
@@ -149,9 +150,11 @@ export class FileIpamStore implements IpamStore {
 
   async allocate(containerId: string, ifname: string, range: IpRange): Promise<string> {
     return this.locked(() => {
-      const existing = this.find(containerId, ifname);
+      // One directory read serves both the idempotence check and the taken set.
+      const entries = this.list();
+      const existing = entries.find((entry) => entry.containerId === containerId && entry.ifname === ifname)?.ip;
       if (existing) return existing;
-      const taken = new Set(this.list().map((entry) => entry.ip));
+      const taken = new Set(entries.map((entry) => entry.ip));
       const last = this.readLastReserved();
       const ip = pickAddress(range, taken, last);
       if (!ip) throw new CniError(ErrorCode.tryAgainLater, `IPAM: no free address left in ${range.subnet}`);
@@ -211,9 +214,15 @@ export class FileIpamStore implements IpamStore {
     }
   }
 
+  /**
+   * Written in place, as host-local's disk store does (os.WriteFile, no rename, no fsync;
+   * containernetworking/plugins plugins/ipam/host-local/backend/disk/backend.go, Reserve): it is
+   * only a round-robin hint. A torn file reads as no hint (pickAddress ignores it; allocation
+   * starts over from the range's first address) or as another address to go on from; the
+   * reservations themselves are the one-file-per-IP entries, created with O_EXCL.
+   */
   private writeLastReserved(ip: string): void {
-    const file = join(this.dir, 'last_reserved_ip.0');
-    writeFileAtomic(file, ip);
+    writeFileSync(join(this.dir, 'last_reserved_ip.0'), ip);
   }
 
   /** Runs `work` holding both the in-process chain and the on-disk lock. */
@@ -244,7 +253,7 @@ export class FileIpamStore implements IpamStore {
     mkdirSync(this.dir, { recursive: true });
     const file = join(this.dir, 'lock');
     const deadline = Date.now() + this.lockTimeoutMs;
-    const self = `${process.pid} ${processStartTime(process.pid) ?? ''}`.trim();
+    const self = (ownLockOwner ??= `${process.pid} ${processStartTime(process.pid) ?? ''}`.trim());
     for (;;) {
       try {
         const fd = openSync(file, 'wx');

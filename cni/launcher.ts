@@ -5,17 +5,37 @@
  * plugin entry. See cni/plugin-server.ts for the wire format.
  */
 import { writeFileAtomic } from '../lib/fs.js';
-import { defaultCniSocket } from './plugin-server.js';
+import { cniSocketName, defaultCniSocket } from './plugin-server.js';
 
 interface LauncherOptions {
   node: string;
   /** The plugin entry script (dist/cni/plugin-main.js or a bundle). */
   entry: string;
-  /** The daemon's socket; KNODE_CNI_SOCKET overrides it at run time. */
+  /**
+   * The daemon's socket when the netconf names no `subnetFile` (default: beside flannel's default
+   * subnet file). A netconf `subnetFile` wins over it, KNODE_CNI_SOCKET over both.
+   */
   socket?: string;
 }
 
 const quote = (text: string) => `'${text.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+
+/**
+ * Perl for cniSocketFor (cni/plugin-server.ts), the overlay daemon's rule: `knode-cni.sock` in the
+ * directory of the netconf's top-level `subnetFile` (a JSON string: \" \\ \/ escapes are decoded;
+ * a value with other escapes is not derived). Sets $sock and $from (said when the fast path is off).
+ */
+function socketRule(fallback: string): string {
+  return String.raw`my ($sock, $from);
+if (defined $ENV{KNODE_CNI_SOCKET}) { $sock = $ENV{KNODE_CNI_SOCKET}; $from = 'from KNODE_CNI_SOCKET'; }
+elsif ($in =~ /"subnetFile"\s*:\s*"((?:[^"\\]|\\["\\\/])*)"/) {
+  (my $sf = $1) =~ s/\\(.)/$1/g;
+  ($sock = $sf) =~ s{[^/]*\z}{};
+  $sock = ($sock eq '' ? './' : $sock) . ${quote(cniSocketName)};
+  $from = "beside subnetFile $sf";
+} else { $sock = ${quote(fallback)}; $from = 'the default, no subnetFile in the netconf'; }
+`;
+}
 
 function launcherScript(options: LauncherOptions): string {
   return `#!/usr/bin/perl
@@ -24,11 +44,13 @@ function launcherScript(options: LauncherOptions): string {
 # socket(2) constants are Linux's: AF_UNIX = 1, SOCK_STREAM = 1.
 my $node = ${quote(options.node)};
 my $entry = ${quote(options.entry)};
-my $sock = defined $ENV{KNODE_CNI_SOCKET} ? $ENV{KNODE_CNI_SOCKET} : ${quote(options.socket ?? defaultCniSocket)};
 binmode STDIN; binmode STDOUT;
 my $in = -t STDIN ? '' : do { local $/; <STDIN> };
 $in = '' unless defined $in;
-if (defined $ENV{CNI_COMMAND} && -S $sock) {
+${socketRule(options.socket ?? defaultCniSocket)}if (defined $ENV{CNI_COMMAND} && !-S $sock) {
+  # The runtime logs a plugin's stderr: say why this call takes the slow path.
+  print STDERR "knode: no overlay daemon socket at $sock ($from): ", (-e $sock ? 'not a socket' : 'absent'), "; running in-process\\n";
+} elsif (defined $ENV{CNI_COMMAND}) {
   my $s;
   if (socket($s, 1, 1, 0) && connect($s, pack('S', 1) . $sock . "\\0")) {
     binmode $s;

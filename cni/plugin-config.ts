@@ -12,7 +12,8 @@ import { CniError, ErrorCode, isSupportedVersion, supportedVersions, type CniVer
 import { assertNetconfBounds } from '../lib/cni/limits.js';
 import { cidrContains, isValidCIDR, isValidIP } from '../lib/net.js';
 
-const defaultSubnetFile = '/run/flannel/subnet.env';
+/** flannel's default subnet file (flanneld --subnet-file). */
+export const defaultSubnetFile = '/run/flannel/subnet.env';
 const defaultDataDir = '/var/lib/cni/knode';
 
 const ipamSchema = z

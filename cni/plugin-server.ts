@@ -12,7 +12,7 @@
  */
 import { statSync, rmSync, mkdirSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { maxNetconfBytes } from '../lib/cni/limits.js';
 import { CniError, ErrorCode, errorJson } from '../lib/cni/types.js';
 import { NetnsIpPool } from '../lib/ip/pool.js';
@@ -20,12 +20,21 @@ import { IpRunner } from '../lib/ip/runner.js';
 import { IpBatchSession } from '../lib/ip/session.js';
 import type { Logger } from '../lib/log.js';
 import { handleCniRequest, pluginContext, type CniContext } from './plugin.js';
+import { defaultSubnetFile } from './plugin-config.js';
 
 /** A request: the network configuration plus its CNI_* lines (the kernel caps each at 128 KiB). */
 const maxWireRequestBytes = maxNetconfBytes + 256 * 1024;
 
-/** Next to flannel's default subnet file; the daemon listens at knode-cni.sock beside --subnet-file. */
-export const defaultCniSocket = '/run/flannel/knode-cni.sock';
+/**
+ * The one rule that places the fast-path socket: `knode-cni.sock` beside the subnet file. The
+ * overlay daemon listens there (beside its --subnet-file) and the launcher derives the same path
+ * from the netconf's `subnetFile` (cni/launcher.ts generates its Perl from these constants), so a
+ * subnet file outside /run/flannel cannot silently turn the fast path off.
+ */
+export const cniSocketName = 'knode-cni.sock';
+export const cniSocketFor = (subnetFile: string): string => join(dirname(subnetFile), cniSocketName);
+/** Beside flannel's default subnet file: where a netconf without `subnetFile` finds the daemon. */
+export const defaultCniSocket = cniSocketFor(defaultSubnetFile);
 
 interface ParsedRequest {
   netnsInode: number;

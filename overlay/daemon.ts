@@ -8,7 +8,6 @@
  */
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { dirname, join } from 'node:path';
 import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1Node } from '@kubernetes/client-node';
 import { Informer } from '../lib/informer.js';
 import { NetnsIpPool } from '../lib/ip/pool.js';
@@ -17,7 +16,7 @@ import { IpBatchSession } from '../lib/ip/session.js';
 import type { Logger } from '../lib/log.js';
 import { nodeIptables } from '../lib/netfilter/iptables.js';
 import type { NetConf } from '../lib/config/netconf.js';
-import { CniSocketServer } from '../cni/plugin-server.js';
+import { CniSocketServer, cniSocketFor } from '../cni/plugin-server.js';
 import { ensureOverlayMasq } from './masq.js';
 import { writeFileAtomic } from '../lib/fs.js';
 import { desiredPeers, leaseFromNode, ownAnnotations, planPeers, sameL2, subnetEnvText, vtepAddress, vxlanMtu, type NodeView, type Peer } from './policy.js';
@@ -36,7 +35,8 @@ interface OverlayOptions {
   leaseTimeoutMs?: number;
 }
 
-export const cniSocketFor = (subnetFile: string) => join(dirname(subnetFile), 'knode-cni.sock');
+/** Where the daemon serves the CNI fast path: the plugin's own rule (cni/plugin-server.ts). */
+export { cniSocketFor };
 
 const toView = (node: V1Node): NodeView => ({ name: node.metadata?.name ?? '', podCIDR: node.spec?.podCIDR, annotations: node.metadata?.annotations ?? {} });
 

@@ -18,7 +18,8 @@ export const DEFAULT_TIMEOUT_SECONDS = 900;
 export const plans: Readonly<Record<string, Plan>> = {
   // 30 pods timed one by one, then RSS/CPU at 0, 50 and 100 running pods (kubelet's maxPods is 110).
   'agent-static-pods': { args: ['30', '50,100'], fullArgs: ['50', '50,100'], timeoutSeconds: 1200, fullTimeoutSeconds: 2400 },
-  'cni-add-del': { args: ['100'], fullArgs: ['300'], timeoutSeconds: 900 },
+  // Pods per round (one /24 lease: at most 250) and interleaved rounds.
+  'cni-add-del': { args: ['100', '3'], fullArgs: ['200', '5'], timeoutSeconds: 900, fullTimeoutSeconds: 1800 },
   'cni-vxlan-throughput': { args: ['5'], fullArgs: ['30'], timeoutSeconds: 600 },
   'controlplane-watch': { args: ['5000', '100', '200'], fullArgs: ['20000', '200', '500'], timeoutSeconds: 900, fullTimeoutSeconds: 2400 },
   'cri-start': { args: ['30'], fullArgs: ['100'], timeoutSeconds: 900, fullTimeoutSeconds: 2400 },

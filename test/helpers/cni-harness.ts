@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import type { BuildOptions } from 'esbuild';
 import { run, type ExecResult } from '../../lib/exec.js';
 import { writeLauncher } from '../../cni/launcher.js';
+import { cniSocketFor } from '../../cni/plugin-server.js';
 import { TestNetwork, type Netns } from './netns.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -41,7 +42,9 @@ export async function buildPluginKit(prefix = 'knt-cni-', withOverlay = false): 
     const banner = { js: "import { createRequire as __knodeCreateRequire } from 'node:module'; const require = __knodeCreateRequire(import.meta.url);" };
     await build({ ...common, banner, entryPoints: [join(sourceRoot, 'test', 'helpers', 'overlay-main.ts')], outfile: join(dir, 'overlay.mjs') });
   }
-  const socket = join(dir, 'cni.sock');
+  // Where the launcher finds the daemon for the kit's netconfs (subnetFile <dir>/subnet.env, the
+  // overlay daemon's rule); also baked in as the launcher's default for netconfs without one.
+  const socket = cniSocketFor(join(dir, 'subnet.env'));
   writeLauncher(join(binDir, 'knode'), { node: process.execPath, entry: join(dir, 'plugin-main.mjs'), socket });
   return { dir, binDir, socket, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
