@@ -11,6 +11,7 @@ import { defaultPod, defaultTolerationSeconds } from './defaults-core.js';
 export { defaultPod, defaultPullPolicy } from './defaults-core.js';
 import type { KObject } from './storage/types.js';
 import type { KindStrategy } from './strategy.js';
+import { prepareResize, validateContainerResources, validatePodResize } from './pod-resize.js';
 import { checkMetadata, checkName, checkPort, checkProtocol, duplicate, forbidden, invalidValue, required, unsupported } from './validation.js';
 
 type Obj = Record<string, unknown>;
@@ -37,6 +38,7 @@ function checkContainers(field: string, list: unknown, requireOne: boolean, name
       names.add(container.name);
     }
     if (typeof container.image !== 'string' || container.image.trim() === '') causes.push(required(`${path}.image`));
+    causes.push(...validateContainerResources(path, container));
     if (container.imagePullPolicy !== undefined && !isOneOf(container.imagePullPolicy, ['Always', 'IfNotPresent', 'Never']))
       causes.push(unsupported(`${path}.imagePullPolicy`, container.imagePullPolicy, ['Always', 'IfNotPresent', 'Never']));
     if (container.ports !== undefined) {
@@ -107,7 +109,13 @@ export const podStrategy: KindStrategy = {
     const oldSpec = asObj(old.spec);
     if (spec && oldSpec && !spec.nodeName && oldSpec.nodeName) spec.nodeName = oldSpec.nodeName;
   },
-  validate: (pod, old) => (old ? validatePodUpdate(pod, old) : validatePod(pod)),
+  // pods/resize (KEP-1287): the ResizeStrategy takes only resources and resizePolicy from the body.
+  prepareForSubresourceUpdate: (subresource, pod, old) => (subresource === 'resize' ? prepareResize(pod, old) : undefined),
+  validate(pod, old, subresource) {
+    if (!old) return validatePod(pod);
+    if (subresource === 'resize') return [...validatePod(pod), ...validatePodResize(pod, old)];
+    return validatePodUpdate(pod, old);
+  },
   // CheckGracefulDelete: unbound or finished pods go at once; a negative request means the
   // minimum, which kube-apiserver turns into 1.
   checkGracefulDelete(pod, requested) {
