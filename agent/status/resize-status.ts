@@ -16,7 +16,7 @@
 import type { V1Container, V1ContainerStatus, V1Pod, V1PodCondition, V1PodStatus, V1ResourceRequirements } from '@kubernetes/client-node';
 import type { ContainerStatus, LinuxContainerResources } from '../../cri/runtime.js';
 import { milliCpuToShares } from '../cgroups/pod-resources.js';
-import { parseMilliCPU, parseQuantity } from '../../lib/quantity.js';
+import { formatBytes, parseMilliCPU, parseQuantity } from '../../lib/quantity.js';
 import type { ResizePending } from '../pods/allocation.js';
 import { changedResources, desiredResources } from '../pods/resize.js';
 import { isSidecar, latestByName } from '../pods/restart.js';
@@ -53,7 +53,8 @@ function cpuLimit(allocated: string | undefined, actual: LinuxContainerResources
 function memoryLimit(allocated: string | undefined, actual: LinuxContainerResources): string | undefined {
   if (!actual.memoryLimitInBytes) return allocated;
   if (allocated !== undefined && Math.floor(parseQuantity(allocated)) === actual.memoryLimitInBytes) return allocated;
-  return String(actual.memoryLimitInBytes);
+  // resource.NewQuantity(bytes, BinarySI), as the kubelet reports it ("134217728" → "128Mi")
+  return formatBytes(actual.memoryLimitInBytes);
 }
 
 /** The running container's actual resources (allocated where the runtime does not say). */

@@ -18,7 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type Docker from 'dockerode';
 import { stringify } from 'yaml';
@@ -53,10 +53,11 @@ interface CgroupLimits {
   memoryLimit?: number;
 }
 
-/** A process's cpu and memory limits read from its cgroup files (v1 or v2). */
-async function cgroupLimits(pid: number): Promise<CgroupLimits> {
+/** A process's cpu and memory limits read from its cgroup files (v1 or v2); `parent`: its pod's cgroup. */
+async function cgroupLimits(pid: number, parent = false): Promise<CgroupLimits> {
   const lines = (await readFile(`/proc/${pid}/cgroup`, 'utf8')).split('\n');
-  const v1 = (controller: string) => lines.find((l) => new RegExp(`^\\d+:([^:]*,)?${controller}(,[^:]*)?:`).test(l))?.split(':')[2];
+  const up = (path: string | undefined) => (path !== undefined && parent ? dirname(path) : path);
+  const v1 = (controller: string) => up(lines.find((l) => new RegExp(`^\\d+:([^:]*,)?${controller}(,[^:]*)?:`).test(l))?.split(':')[2]);
   const read = async (file: string) => (await readFile(file, 'utf8')).trim();
   const cpuPath = v1('cpu');
   const memoryPath = v1('memory');
@@ -66,7 +67,7 @@ async function cgroupLimits(pid: number): Promise<CgroupLimits> {
     const memory = Number(await read(join('/sys/fs/cgroup/memory', memoryPath, 'memory.limit_in_bytes')));
     return { cpuQuota: quota, cpuPeriod: Number(await read(join(cpu, 'cpu.cfs_period_us'))), cpuShares: Number(await read(join(cpu, 'cpu.shares'))), memoryLimit: memory };
   }
-  const dir = join('/sys/fs/cgroup', lines.find((l) => l.startsWith('0::'))!.slice(3));
+  const dir = join('/sys/fs/cgroup', up(lines.find((l) => l.startsWith('0::'))!.slice(3))!);
   const [quota, period] = (await read(join(dir, 'cpu.max'))).split(' ');
   const memory = await read(join(dir, 'memory.max'));
   return { cpuQuota: quota === 'max' ? -1 : Number(quota), cpuPeriod: Number(period), cpuWeight: Number(await read(join(dir, 'cpu.weight'))), ...(memory === 'max' ? {} : { memoryLimit: Number(memory) }) };
@@ -147,7 +148,8 @@ describe.skipIf(env.skip || !haveCni || !built)('in-place pod resize with kubect
         imageGCLowThresholdPercent: 99,
       }),
     );
-    const cp = await startControlPlaneProcess(join(dir, 'cp'), []);
+    // the kubelet client credentials: `kubectl logs` goes through the control plane to the kubelet
+    const cp = await startControlPlaneProcess(join(dir, 'cp'), ['--kubelet-client-certificate', pki.clientCertFile, '--kubelet-client-key', pki.clientKeyFile, '--kubelet-certificate-authority', pki.caFile]);
     controlPlane = cp.process;
     kubeconfig = cp.kubeconfigPath;
     const { KNODE_CNI_HOST_NETNS: _unused, ...inherited } = process.env;
@@ -178,7 +180,8 @@ describe.skipIf(env.skip || !haveCni || !built)('in-place pod resize with kubect
         nodeName,
         terminationGracePeriodSeconds: 1,
         containers: [
-          { name: 'main', image: busybox, command: ['sleep', '3600'], resources, resizePolicy: [{ resourceName: 'cpu', restartPolicy: 'NotRequired' }, { resourceName: 'memory', restartPolicy: 'NotRequired' }] },
+          // main holds ~12 MiB in a shell variable (for the memory decrease below usage)
+          { name: 'main', image: busybox, command: ['sh', '-c', 'x=$(head -c 12582912 /dev/zero | tr "\\0" a); echo held; sleep 3600 & wait'], resources, resizePolicy: [{ resourceName: 'cpu', restartPolicy: 'NotRequired' }, { resourceName: 'memory', restartPolicy: 'NotRequired' }] },
           { name: 'side', image: busybox, command: ['sleep', '3600'], resources, resizePolicy: [{ resourceName: 'memory', restartPolicy: 'RestartContainer' }] },
         ],
       },
@@ -230,6 +233,10 @@ describe.skipIf(env.skip || !haveCni || !built)('in-place pod resize with kubect
     expect(after.memoryLimit).toBe(128 * mi);
     expect(after.memoryLimit).not.toBe(beforeLimits.memoryLimit);
     if (after.cpuShares !== undefined) expect(after.cpuShares).toBe(Math.floor((150 * 1024) / 1000));
+    // the pod cgroup follows: quota and memory limit of the sums (400m + 200m, 128Mi + 64Mi)
+    const podCgroup = await cgroupLimits(await pidOf(main.containerID!), true);
+    expect(podCgroup.cpuQuota! / podCgroup.cpuPeriod).toBeCloseTo(0.6, 3);
+    expect(podCgroup.memoryLimit).toBe(192 * mi);
     // the other container is untouched
     expect(statusOf(pod, 'side')!.restartCount).toBe(0);
   });
@@ -267,5 +274,23 @@ describe.skipIf(env.skip || !haveCni || !built)('in-place pod resize with kubect
     const removed = await kubectl(['patch', 'pod', 'rs', '--subresource', 'resize', '--type', 'json', '--patch', JSON.stringify([{ op: 'remove', path: '/spec/containers/0/resources/limits/memory' }])]);
     expect(removed.code).not.toBe(0);
     expect(removed.stderr).toContain('spec.containers[0].resources.limits: Forbidden: resource limits cannot be removed');
+  });
+
+  it('a memory limit below the container\'s usage is not applied: PodResizeInProgress/Error', async () => {
+    await waitFor('main holds its memory', async () => (await kubectl(['logs', 'rs', '-c', 'main'])).stdout.includes('held'), 60_000, 500);
+    const before = statusOf(await getPod(), 'main')!;
+    const patched = await resize({ spec: { containers: [{ name: 'main', resources: { requests: { cpu: '150m', memory: '8Mi' }, limits: { cpu: '400m', memory: '8Mi' } } }] } });
+    expect(patched.stderr).toBe('');
+    const pod = await settled('PodResizeInProgress Error for generation 5', (p) => p.status?.observedGeneration === 5 && p.status.conditions?.some((c) => c.type === 'PodResizeInProgress' && c.reason === 'Error') === true);
+    expect(pod.status!.conditions!.some((c) => c.type === 'PodResizePending')).toBe(false);
+    const progress = pod.status!.conditions!.find((c) => c.type === 'PodResizeInProgress')!;
+    expect(progress.message).toMatch(/memory limit \(8Mi\) below its current usage \(\d+Mi\)/);
+    const main = statusOf(pod, 'main')!;
+    // allocated, not actuated: the container keeps running with its old limit
+    expect(main.allocatedResources).toEqual({ cpu: '150m', memory: '8Mi' });
+    expect(main.resources?.limits?.memory).toBe('128Mi');
+    expect(main.containerID).toBe(before.containerID);
+    expect(main.restartCount).toBe(0);
+    expect((await cgroupLimits(await pidOf(main.containerID!))).memoryLimit).toBe(128 * mi);
   });
 });
