@@ -150,3 +150,22 @@ describe('pods/resize', () => {
     expect(causes).toEqual([expect.objectContaining({ field: 'spec', message: 'Forbidden: Pod running on node without support for resize' })]);
   });
 });
+
+describe('pod metadata.generation (KEP-5067)', () => {
+  it('starts at 1 and follows spec changes and graceful deletion, not status writes', async () => {
+    const registry = new Registry(new MemoryStorage());
+    await registry.create(namespaces, undefined, { metadata: { name: 'default' } });
+    const created = await registry.create(pods, 'default', { metadata: { name: 'g' }, spec: { nodeName: 'n', containers: [burstable()] } });
+    expect(created.metadata.generation).toBe(1);
+    const image = await registry.mutate(pods, 'default', 'g', (p) => {
+      containerOf(p).image = 'busybox:2';
+      return p;
+    });
+    expect(image.metadata.generation).toBe(2);
+    const status = await registry.mutate(pods, 'default', 'g', (p) => ({ ...p, status: { phase: 'Running', observedGeneration: 2 } }), 'status');
+    expect(status.metadata.generation).toBe(2);
+    const deleting = await registry.delete(pods, 'default', 'g', { gracePeriodSeconds: 30 });
+    expect(deleting.metadata.deletionTimestamp).toBeDefined();
+    expect(deleting.metadata.generation).toBe(3);
+  });
+});
