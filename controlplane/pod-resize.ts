@@ -50,6 +50,7 @@ export function validateContainerResources(path: string, container: Obj): Status
       try {
         parsedValue = amount(name, value);
       } catch {
+        // an unparsable quantity becomes the client's 422 cause, as upstream's decoding error
         causes.push(invalidValue(field, value, "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"));
         continue;
       }

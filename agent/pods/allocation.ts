@@ -23,7 +23,7 @@ import type { Logger } from '../../lib/log.js';
 import { parseMilliCPU, parseQuantity } from '../../lib/quantity.js';
 
 /** Container name → allocated requests and limits. */
-export type PodAllocation = Record<string, V1ResourceRequirements>;
+type PodAllocation = Record<string, V1ResourceRequirements>;
 
 export interface ResizePending {
   reason: 'Deferred' | 'Infeasible';
@@ -53,7 +53,7 @@ export function allocationOf(pod: V1Pod): PodAllocation {
 }
 
 /** The pod with each container's resources replaced by its allocation (UpdatePodFromAllocation). */
-export function withAllocation(pod: V1Pod, allocation: PodAllocation | undefined): V1Pod {
+function withAllocation(pod: V1Pod, allocation: PodAllocation | undefined): V1Pod {
   if (!allocation) return pod;
   const copy = structuredClone(pod);
   for (const c of allContainers(copy)) {

@@ -21,7 +21,7 @@ import { linuxResources, type RuntimeConfigOptions } from './runtime-config.js';
 import { isSidecar } from './restart.js';
 import type { PodSyncContext } from './worker-deps.js';
 
-export interface ContainerResize {
+interface ContainerResize {
   container: V1Container;
   status: ContainerStatus;
   /** The cgroup settings the allocation maps to (cpu and memory only). */
