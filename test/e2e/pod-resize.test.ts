@@ -293,4 +293,27 @@ describe.skipIf(env.skip || !haveCni || !built)('in-place pod resize with kubect
     expect(main.restartCount).toBe(0);
     expect((await cgroupLimits(await pidOf(main.containerID!))).memoryLimit).toBe(128 * mi);
   });
+
+  it('accepts a preStop sleep of 0 s and deletes the pod; refuses a negative one (PodLifecycleSleepActionAllowZero)', async () => {
+    const pod = (name: string, seconds: number) => ({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name },
+      spec: {
+        nodeName,
+        terminationGracePeriodSeconds: 30,
+        containers: [{ name: 'c', image: busyboxSpec.ref, command: ['sh', '-c', "trap 'exit 0' TERM; sleep 3600 & wait"], lifecycle: { preStop: { sleep: { seconds } } } }],
+      },
+    });
+    await writeFile(join(dir, 'bad-sleep.yaml'), stringify(pod('sl-bad', -1)));
+    const refused = await kubectl(['apply', '-f', join(dir, 'bad-sleep.yaml')]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('spec.containers[0].lifecycle.preStop.sleep: Invalid value: -1: must be non-negative');
+    await writeFile(join(dir, 'sleep.yaml'), stringify(pod('sl', 0)));
+    expect((await kubectl(['apply', '-f', join(dir, 'sleep.yaml')])).stderr).toBe('');
+    await waitFor('sl Running', async () => (await kubectl(['get', 'pod', 'sl', '-o', 'jsonpath={.status.phase}'])).stdout === 'Running', 90_000, 500);
+    const deleted = await kubectl(['delete', 'pod', 'sl', '--wait=true', '--timeout=50s']);
+    expect(deleted.stderr).toBe('');
+    expect((await kubectl(['get', 'pod', 'sl'])).stderr).toContain('NotFound');
+  }, 150_000);
 });
