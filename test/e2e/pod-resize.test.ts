@@ -7,7 +7,11 @@
  *   the new actual resources and allocated requests, with no resize condition left;
  * - a memory resize of a container whose resizePolicy is RestartContainer restarts it (restart
  *   count 1, a new container with the new memory limit);
+ * - the pod cgroup follows the sums of the containers' limits;
  * - a resize beyond node allocatable → PodResizePending/Infeasible, containers untouched;
+ * - a resize that fits the node but not beside another pod → Deferred, admitted when it leaves;
+ * - a memory limit below the container's usage → PodResizeInProgress/Error, not applied;
+ * - a preStop sleep of 0 s is accepted (PodLifecycleSleepActionAllowZero), a negative one is a 422;
  * - a resize the API refuses → kubectl prints the 422 cause;
  * - status.observedGeneration and the conditions' observedGeneration follow metadata.generation.
  *
@@ -316,4 +320,43 @@ describe.skipIf(env.skip || !haveCni || !built)('in-place pod resize with kubect
     expect(deleted.stderr).toBe('');
     expect((await kubectl(['get', 'pod', 'sl'])).stderr).toContain('NotFound');
   }, 150_000);
+
+  it('a resize that does not fit beside other pods is PodResizePending/Deferred and is admitted when they leave', async () => {
+    const milli = (q: string) => (q.endsWith('m') ? Number(q.slice(0, -1)) : Number(q) * 1000);
+    const node = JSON.parse((await kubectl(['get', 'node', nodeName, '-o', 'json'])).stdout) as { status: { allocatable: Record<string, string> } };
+    const allocatable = milli(node.status.allocatable.cpu!);
+    const small = { requests: { cpu: '100m', memory: '16Mi' }, limits: { cpu: '100m', memory: '16Mi' } };
+    const podOf = (name: string, resources: object) => ({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name },
+      spec: { nodeName, terminationGracePeriodSeconds: 1, containers: [{ name: 'c', image: busyboxSpec.ref, command: ['sleep', '3600'], resources }] },
+    });
+    await writeFile(join(dir, 'df.yaml'), stringify(podOf('df', small)));
+    expect((await kubectl(['apply', '-f', join(dir, 'df.yaml')])).stderr).toBe('');
+    // the node's pods' cpu requests, then a filler that leaves 50m free
+    const list = JSON.parse((await kubectl(['get', 'pods', '-o', 'json'])).stdout) as { items: { spec: { containers: { resources?: { requests?: Record<string, string> } }[] } }[] };
+    const used = list.items.reduce((sum, item) => sum + item.spec.containers.reduce((s, c) => s + milli(c.resources?.requests?.cpu ?? '0'), 0), 0);
+    await writeFile(join(dir, 'fill.yaml'), stringify(podOf('fill', { requests: { cpu: `${allocatable - used - 50}m` } })));
+    expect((await kubectl(['apply', '-f', join(dir, 'fill.yaml')])).stderr).toBe('');
+    const running = async (name: string) => (await kubectl(['get', 'pod', name, '-o', 'jsonpath={.status.phase}'])).stdout === 'Running';
+    await waitFor('df and fill Running', async () => (await running('df')) && (await running('fill')), 90_000, 500);
+    const grown = { requests: { cpu: '300m', memory: '16Mi' }, limits: { cpu: '300m', memory: '16Mi' } };
+    const patched = await kubectl(['patch', 'pod', 'df', '--subresource', 'resize', '--patch', JSON.stringify({ spec: { containers: [{ name: 'c', resources: grown }] } })]);
+    expect(patched.stderr).toBe('');
+    const dfPod = async () => JSON.parse((await kubectl(['get', 'pod', 'df', '-o', 'json'])).stdout) as PodJson;
+    const deferred = await waitFor('df PodResizePending Deferred', async () => {
+      const pod = await dfPod();
+      return pod.status?.observedGeneration === 2 && pod.status.conditions?.find((c) => c.type === 'PodResizePending' && c.reason === 'Deferred') ? pod : undefined;
+    }, 90_000, 500);
+    expect(statusOf(deferred, 'c')!.allocatedResources).toEqual({ cpu: '100m', memory: '16Mi' });
+    expect((await kubectl(['delete', 'pod', 'fill', '--wait=true', '--timeout=60s'])).stderr).toBe('');
+    const admitted = await waitFor('df resized once fill left', async () => {
+      const pod = await dfPod();
+      const c = statusOf(pod, 'c');
+      return c?.allocatedResources?.cpu === '300m' && c.resources?.limits?.cpu === '300m' && !pod.status!.conditions!.some((x) => x.type.startsWith('PodResize')) ? pod : undefined;
+    }, 90_000, 500);
+    expect(statusOf(admitted, 'c')!.restartCount).toBe(0);
+    expect(statusOf(admitted, 'c')!.containerID).toBe(statusOf(deferred, 'c')!.containerID);
+  }, 240_000);
 });
