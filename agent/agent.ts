@@ -28,6 +28,7 @@ import { apiPodObjects } from './pods/pod-objects.js';
 import { createPodProbes } from './pods/probing.js';
 import { defaultPodLogsDir, prepareRuntimeHost, runtimeConfigFor, type RuntimeConfigOptions } from './pods/runtime-config.js';
 import { PodWorkers } from './pods/workers.js';
+import { AllocationManager } from './pods/allocation.js';
 import { AgentMetrics } from './server/metrics.js';
 import { KubeletServer } from './server/server.js';
 import { PodConfig } from './sources/pod-config.js';
@@ -84,6 +85,8 @@ export class Agent {
   private readonly pleg: Pleg;
   private readonly clock: Clock;
   private readonly rtConfig: RuntimeConfigOptions;
+  /** Allocated resources and in-place resize admission (KEP-1287), checkpointed under rootDir. */
+  private readonly allocations: AllocationManager;
 
   constructor(private readonly options: AgentOptions) {
     const { config, kubeConfig, log, runtime, nodeName, rootDir } = options;
@@ -97,6 +100,12 @@ export class Agent {
     this.statusManager = new StatusManager(new ClientPodStatusApi(core), log.child({ part: 'status' }), clock);
     const mirrorManager = new MirrorPodManager(new ClientMirrorPodApi(core), log.child({ part: 'mirror' }), (pod) => this.statusManager.resendFor(pod.metadata!.namespace ?? 'default', pod.metadata!.name!));
     this.mirrors = new MirrorPodSync({ manager: mirrorManager, pods: desiredPods, mirrors: () => this.podConfig.mirrorPods(), node: nodeIdentity, log });
+    this.allocations = new AllocationManager({
+      rootDir,
+      log: log.child({ part: 'allocation' }),
+      allocatable: () => this.node?.podFacts().allocatable,
+      activePods: () => [...this.podConfig.desiredPods()].filter(([uid]) => this.workers.get(uid)?.isTerminated !== true).map(([, pod]) => pod),
+    });
     this.probes = createPodProbes({ runtime, podNetworkReachable: reachable, workers: () => this.workers, events: this.events, registry: this.metrics.registry, log: log.child({ part: 'probes' }) });
     this.workers = new PodWorkers({
       runtime: this.metrics.instrument(runtime),
@@ -114,6 +123,7 @@ export class Agent {
       onPodStarted: (_pod, latencyMs) => this.metrics.podStartLatency.observe(latencyMs / 1000),
       podNetworkReachable: reachable,
       recordEvent: (event) => this.events.record(event),
+      allocation: this.allocations,
       ...(this.rtConfig.cgroupsPerQOS ? { podCgroups: podCgroupsFor(config, desiredPods, log.child({ part: 'cgroups' }), () => kubepodsResourceConfig(this.node?.status?.capacity, config)) } : {}),
       probes: this.probes,
     });
@@ -173,6 +183,7 @@ export class Agent {
     const { config, rootDir, log, runtime, nodeName, kubeConfig } = this.options;
     await mkdir(rootDir, { recursive: true });
     await prepareRuntimeHost(this.rtConfig, config, log);
+    await this.allocations.load();
     if (config.enableServer) {
       this.server = new KubeletServer({ agent: this, runtime, config, nodeName, rootDir, log: log.child({ part: 'server' }), kubeConfig, ...(this.options.servingTls ? { servingTls: this.options.servingTls } : {}) });
       await this.server.start();

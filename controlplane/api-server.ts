@@ -315,6 +315,8 @@ async function serveObject(call: Call, name: string): Promise<void> {
   const { registry } = options;
   const { info, namespace, subresource } = route;
   if (method === 'GET' && queryBool(query, 'watch')) throw badRequest('watch of a single object: use fieldSelector=metadata.name=<name> on the collection');
+  // status, resize: get, update and patch only (a DELETE there must not delete the object)
+  if (subresource !== undefined && method === 'DELETE') throw methodNotAllowed();
   switch (method) {
     case 'GET': {
       const object = await registry.get(info, namespace, name);

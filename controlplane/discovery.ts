@@ -68,6 +68,7 @@ function entries(info: ResourceInfo): object[] {
   if (info.statusSubresource) subs.push({ name: `${info.name}/status`, singularName: '', namespaced: info.namespaced, kind: info.kind, verbs: ['get', 'patch', 'update'] });
   if (info.extraSubresources.includes('binding')) subs.push({ name: `${info.name}/binding`, singularName: '', namespaced: true, kind: 'Binding', verbs: ['create'] });
   if (info.extraSubresources.includes('scale')) subs.push({ name: `${info.name}/scale`, singularName: '', namespaced: true, group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: ['get', 'patch', 'update'] });
+  if (info.extraSubresources.includes('resize')) subs.push({ name: `${info.name}/resize`, singularName: '', namespaced: true, kind: info.kind, verbs: ['get', 'patch', 'update'] });
   if (info.extraSubresources.includes('log')) subs.push({ name: `${info.name}/log`, singularName: '', namespaced: true, kind: 'Pod', verbs: ['get'] });
   return [main, ...subs];
 }

@@ -11,6 +11,7 @@ import { defaultPod, defaultTolerationSeconds } from './defaults-core.js';
 export { defaultPod, defaultPullPolicy } from './defaults-core.js';
 import type { KObject } from './storage/types.js';
 import type { KindStrategy } from './strategy.js';
+import { prepareResize, validateContainerResources, validatePodResize } from './pod-resize.js';
 import { checkMetadata, checkName, checkPort, checkProtocol, duplicate, forbidden, invalidValue, required, unsupported } from './validation.js';
 
 type Obj = Record<string, unknown>;
@@ -19,7 +20,31 @@ function asObj(value: unknown): Obj | undefined {
   return isRecord(value) ? value : undefined;
 }
 
-function checkContainers(field: string, list: unknown, requireOne: boolean, names: Set<string>): StatusCause[] {
+const handlerTypes = ['exec', 'httpGet', 'tcpSocket', 'sleep'];
+
+/**
+ * validateHandler / validateSleepAction: exactly one handler type; a sleep of 0 up to the grace
+ * period (PodLifecycleSleepActionAllowZero, GA in 1.34, KEP-4818: "must be non-negative").
+ */
+function checkLifecycle(path: string, lifecycle: unknown, grace: unknown): StatusCause[] {
+  const causes: StatusCause[] = [];
+  for (const hook of ['postStart', 'preStop']) {
+    const handler = asObj(asObj(lifecycle)?.[hook]);
+    if (!handler) continue;
+    const field = `${path}.lifecycle.${hook}`;
+    const present = handlerTypes.filter((type) => handler[type] !== undefined && handler[type] !== null);
+    if (present.length === 0) causes.push({ ...required(field), message: 'Required value: must specify a handler type' });
+    for (const extra of present.slice(1)) causes.push(forbidden(`${field}.${extra}`, 'may not specify more than 1 handler type'));
+    if (present[0] !== 'sleep') continue;
+    const seconds = asObj(handler.sleep)?.seconds;
+    const limit = typeof grace === 'number' ? grace : Infinity;
+    if (typeof seconds !== 'number' || !Number.isInteger(seconds) || seconds < 0 || seconds > limit)
+      causes.push(invalidValue(`${field}.sleep`, seconds, `must be non-negative and less than terminationGracePeriodSeconds (${String(grace)})`));
+  }
+  return causes;
+}
+
+function checkContainers(field: string, list: unknown, requireOne: boolean, names: Set<string>, grace: unknown): StatusCause[] {
   if (list === undefined && !requireOne) return [];
   if (!Array.isArray(list) || (requireOne && list.length === 0)) return [required(field)];
   const causes: StatusCause[] = [];
@@ -37,6 +62,8 @@ function checkContainers(field: string, list: unknown, requireOne: boolean, name
       names.add(container.name);
     }
     if (typeof container.image !== 'string' || container.image.trim() === '') causes.push(required(`${path}.image`));
+    causes.push(...validateContainerResources(path, container));
+    if (container.lifecycle !== undefined) causes.push(...checkLifecycle(path, container.lifecycle, grace));
     if (container.imagePullPolicy !== undefined && !isOneOf(container.imagePullPolicy, ['Always', 'IfNotPresent', 'Never']))
       causes.push(unsupported(`${path}.imagePullPolicy`, container.imagePullPolicy, ['Always', 'IfNotPresent', 'Never']));
     if (container.ports !== undefined) {
@@ -58,8 +85,8 @@ export function validatePod(pod: KObject): StatusCause[] {
   const spec = asObj(pod.spec);
   if (!spec) return [...causes, required('spec')];
   const names = new Set<string>();
-  causes.push(...checkContainers('spec.containers', spec.containers, true, names));
-  causes.push(...checkContainers('spec.initContainers', spec.initContainers, false, names));
+  causes.push(...checkContainers('spec.containers', spec.containers, true, names, spec.terminationGracePeriodSeconds));
+  causes.push(...checkContainers('spec.initContainers', spec.initContainers, false, names, spec.terminationGracePeriodSeconds));
   if (!isOneOf(spec.restartPolicy, ['Always', 'OnFailure', 'Never']))
     causes.push(unsupported('spec.restartPolicy', spec.restartPolicy, ['Always', 'Never', 'OnFailure']));
   if (!isOneOf(spec.dnsPolicy, ['ClusterFirst', 'ClusterFirstWithHostNet', 'Default', 'None']))
@@ -107,7 +134,13 @@ export const podStrategy: KindStrategy = {
     const oldSpec = asObj(old.spec);
     if (spec && oldSpec && !spec.nodeName && oldSpec.nodeName) spec.nodeName = oldSpec.nodeName;
   },
-  validate: (pod, old) => (old ? validatePodUpdate(pod, old) : validatePod(pod)),
+  // pods/resize (KEP-1287): the ResizeStrategy takes only resources and resizePolicy from the body.
+  prepareForSubresourceUpdate: (subresource, pod, old) => (subresource === 'resize' ? prepareResize(pod, old) : undefined),
+  validate(pod, old, subresource) {
+    if (!old) return validatePod(pod);
+    if (subresource === 'resize') return [...validatePod(pod), ...validatePodResize(pod, old)];
+    return validatePodUpdate(pod, old);
+  },
   // CheckGracefulDelete: unbound or finished pods go at once; a negative request means the
   // minimum, which kube-apiserver turns into 1.
   checkGracefulDelete(pod, requested) {

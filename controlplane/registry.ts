@@ -172,7 +172,7 @@ export class Registry {
         throw conflict(info, name, `Precondition failed: UID in precondition: ${uid}, UID in object meta: ${old.metadata.uid ?? ''}`);
       const next = this.prepareUpdate(info, object, old, subresource);
       strategyFor(info.kind).defaults?.(next);
-      await this.validate(info, next, subresource === 'binding' ? undefined : old);
+      await this.validate(info, next, subresource === 'binding' ? undefined : old, subresource);
       this.checkStorable(next);
       if (canonicalJson(next) === canonicalJson(old)) return withTypeMeta(info, old);
       if (dryRun) return withTypeMeta(info, next);
@@ -250,17 +250,16 @@ export class Registry {
 
   /** Applies the status-subresource and generation rules of an update. */
   private prepareUpdate(info: ResourceInfo, object: KObject, old: KObject, subresource?: string): KObject {
-    let next: KObject;
     const custom = strategyFor(info.kind).prepareForSubresourceUpdate;
-    if (subresource !== undefined && subresource !== 'binding' && custom) {
-      next = custom(subresource, object, old);
-    } else if (subresource === 'status') {
+    // The kind's own rule for this subresource first (csr approval, pods/resize).
+    let next = subresource !== undefined && subresource !== 'binding' ? custom?.(subresource, object, old) : undefined;
+    if (next === undefined && subresource === 'status') {
       // Status writes change status (and metadata labels/annotations), never spec.
       next = deepClone(old);
       next.status = object.status;
       next.metadata.labels = object.metadata.labels;
       next.metadata.annotations = object.metadata.annotations;
-    } else {
+    } else if (next === undefined) {
       next = object;
       if (info.statusSubresource) next.status = old.status;
     }
@@ -276,7 +275,9 @@ export class Registry {
     if (meta.deletionGracePeriodSeconds === undefined) delete meta.deletionGracePeriodSeconds;
     if (info.generation) {
       meta.generation = old.metadata.generation ?? 1;
-      if (subresource !== 'status' && canonicalJson(object.spec) !== canonicalJson(old.spec)) meta.generation += 1;
+      // What is stored decides (a resize body's other spec changes are dropped): pod generation
+      // bumps on any spec change, a resize included (KEP-5067).
+      if (subresource !== 'status' && canonicalJson(next.spec) !== canonicalJson(old.spec)) meta.generation += 1;
     }
     if (subresource === undefined) strategyFor(info.kind).prepareForUpdate?.(next, old);
     return next;
@@ -322,8 +323,8 @@ export class Registry {
     return object;
   }
 
-  private async validate(info: ResourceInfo, object: KObject, old: KObject | undefined): Promise<void> {
-    const causes = strategyFor(info.kind).validate(object, old);
+  private async validate(info: ResourceInfo, object: KObject, old: KObject | undefined, subresource?: string): Promise<void> {
+    const causes = strategyFor(info.kind).validate(object, old, subresource);
     if (causes.length === 0) for (const hook of this.admitHooks.get(info.kind) ?? []) causes.push(...(await hook(object, old, this)));
     if (causes.length > 0) throw invalid(info.kind, info.group, object.metadata.name ?? '', causes);
   }

@@ -44,7 +44,7 @@ function grouped(group: string, name: string, kind: string, shortNames: string[]
 export const resources: ResourceInfo[] = [
   core('namespaces', 'Namespace', false, ['ns'], true),
   core('nodes', 'Node', false, ['no'], true),
-  core('pods', 'Pod', true, ['po'], true, ['binding', 'log', 'exec', 'attach', 'portforward']),
+  core('pods', 'Pod', true, ['po'], true, ['binding', 'log', 'exec', 'attach', 'portforward', 'resize']),
   core('services', 'Service', true, ['svc'], true),
   core('endpoints', 'Endpoints', true, ['ep'], false),
   core('events', 'Event', true, ['ev'], false),

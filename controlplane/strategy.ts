@@ -14,12 +14,13 @@ export interface KindStrategy {
   /** PrepareForUpdate (not for the status subresource): carries over what an update may not change. */
   prepareForUpdate?(object: KObject, old: KObject): void;
   /**
-   * Update through a subresource other than binding (status, approval): builds the object to
-   * store from the body and the stored one. Without it, `status` keeps everything but status.
+   * Update through a subresource other than binding (status, approval, resize): builds the object
+   * to store from the body and the stored one. Without it (or when it answers undefined), `status`
+   * keeps everything but status.
    */
-  prepareForSubresourceUpdate?(subresource: string, object: KObject, old: KObject): KObject;
-  /** Validate on create (old undefined) and ValidateUpdate. */
-  validate(object: KObject, old: KObject | undefined): StatusCause[];
+  prepareForSubresourceUpdate?(subresource: string, object: KObject, old: KObject): KObject | undefined;
+  /** Validate on create (old undefined) and ValidateUpdate; `subresource` names the endpoint written (status, resize). */
+  validate(object: KObject, old: KObject | undefined, subresource?: string): StatusCause[];
   /**
    * CheckGracefulDelete: the grace period in seconds a delete gets (0 removes at once). A kind
    * with this hook is deleted gracefully: in deletion, it is removed only once its grace is 0.

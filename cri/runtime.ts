@@ -279,6 +279,11 @@ export interface ContainerStatus {
   mounts: Mount[];
   /** Absolute path of the container's CRI log file ('' when none). */
   logPath: string;
+  /**
+   * The cgroup settings the container runs with now (CRI ContainerStatus.resources.linux: cpu
+   * shares/quota/period and memory limit), read back from the runtime (KEP-1287 actual resources).
+   */
+  resources?: LinuxContainerResources;
 }
 
 export interface ContainerFilter {

@@ -94,12 +94,13 @@ function recreate(pod: V1Pod, sandboxes: readonly PodSandboxStatus[], containers
 }
 
 /** Walks the init containers; returns false while initialisation is not complete. */
-function planInit(pod: V1Pod, current: readonly ContainerStatus[], all: readonly ContainerStatus[], actions: PodActions): boolean {
+function planInit(pod: V1Pod, current: readonly ContainerStatus[], all: readonly ContainerStatus[], actions: PodActions, resizeRestarts: ReadonlySet<string>): boolean {
   for (const container of pod.spec?.initContainers ?? []) {
     const latest = latestIn(current, container.name);
     if (isSidecar(container)) {
-      if (latest && isRunning(latest) && hashChanged(container, latest)) {
-        actions.containersToKill.push({ id: latest.id, name: container.name, reason: 'Init container spec hash changed', message: `Init container ${container.name} definition changed, will be restarted` });
+      if (latest && isRunning(latest) && (hashChanged(container, latest) || resizeRestarts.has(container.name))) {
+        const resize = !hashChanged(container, latest);
+        actions.containersToKill.push({ id: latest.id, name: container.name, reason: resize ? 'Container resize requires restart' : 'Init container spec hash changed', message: resize ? `Container ${container.name} resize requires restart` : `Init container ${container.name} definition changed, will be restarted` });
         actions.containersToStart.push({ container, isInit: true, attempt: nextAttempt(all, container.name), lastExit: latest });
         return false;
       }
@@ -127,7 +128,11 @@ function planInit(pod: V1Pod, current: readonly ContainerStatus[], all: readonly
   return true;
 }
 
-export function computePodActions(pod: V1Pod, sandboxes: readonly PodSandboxStatus[], containers: readonly ContainerStatus[]): PodActions {
+/**
+ * `resizeRestarts`: running containers whose allocated resize asks for a restart (resizePolicy
+ * RestartContainer, pods/resize.ts): killed and started again like a changed spec.
+ */
+export function computePodActions(pod: V1Pod, sandboxes: readonly PodSandboxStatus[], containers: readonly ContainerStatus[], resizeRestarts: ReadonlySet<string> = new Set()): PodActions {
   const ready = sandboxes.filter((s) => s.state === 'SANDBOX_READY');
   const sandbox = newest(sandboxes);
   const changed = sandbox !== undefined && sandbox.annotations[sandboxHashAnnotation] !== undefined && sandbox.annotations[sandboxHashAnnotation] !== sandboxHash(pod);
@@ -139,7 +144,7 @@ export function computePodActions(pod: V1Pod, sandboxes: readonly PodSandboxStat
   for (const status of current) {
     if (!known.has(status.metadata.name) && status.state !== 'CONTAINER_EXITED') actions.containersToKill.push({ id: status.id, name: status.metadata.name, reason: 'Container is not in the pod spec' });
   }
-  const initialised = planInit(pod, current, containers, actions);
+  const initialised = planInit(pod, current, containers, actions, resizeRestarts);
   if (!initialised) {
     if (actions.initFailed) actions.killPod = true;
     return actions;
@@ -153,6 +158,10 @@ export function computePodActions(pod: V1Pod, sandboxes: readonly PodSandboxStat
     if (latest && isRunning(latest)) {
       if (hashChanged(container, latest)) {
         actions.containersToKill.push({ id: latest.id, name: container.name, reason: 'Container spec hash changed', message: `Container ${container.name} definition changed, will be restarted` });
+        actions.containersToStart.push({ container, isInit: false, attempt: nextAttempt(containers, container.name) });
+      } else if (resizeRestarts.has(container.name)) {
+        // computePodResizeAction: a resize whose resizePolicy is RestartContainer
+        actions.containersToKill.push({ id: latest.id, name: container.name, reason: 'Container resize requires restart', message: `Container ${container.name} resize requires restart` });
         actions.containersToStart.push({ container, isInit: false, attempt: nextAttempt(containers, container.name) });
       }
       continue;

@@ -13,6 +13,7 @@ import type { PodCgroups } from '../cgroups/pod-cgroups.js';
 import type { WaitingReason } from '../status/pod-status.js';
 import type { RuntimeConfigOptions } from './runtime-config.js';
 import type { EventInput } from '../../lib/events.js';
+import type { AllocationResult } from './allocation.js';
 
 export interface NodeFacts {
   hostIP?: string;
@@ -54,12 +55,18 @@ export interface PodWorkerDeps {
   podCgroups?: PodCgroups;
   /** Records a kubelet event (the agent's one recorder, lib/events.ts); absent: none recorded. */
   recordEvent?(event: EventInput): void;
+  /**
+   * Allocated resources and resize admission (pods/allocation.ts AllocationManager): the pod as
+   * allocated, and why a resize waits. Absent: containers run with their spec's resources and
+   * are never resized in place.
+   */
+  allocation?: { allocate(pod: V1Pod): AllocationResult; release(uid: string): void };
 }
 
 /** The worker as its sync steps see it. */
 export interface PodSyncContext {
   readonly uid: string;
-  /** The current spec (it changes with updates). */
+  /** The current spec (it changes with updates), its containers' resources as allocated. */
   readonly pod: V1Pod;
   /** "namespace/name", for logs. */
   readonly name: string;

@@ -25,6 +25,10 @@ import type { PodSyncContext, PodWorkerDeps } from './worker-deps.js';
 import { buildSandboxConfig } from './runtime-config.js';
 import { newestSandbox, readPodState, type PodRuntimeState } from './runtime-view.js';
 import { setUpVolumes } from '../volumes/volumes.js';
+import type { ResizePending } from './allocation.js';
+import { actuateResize, planResize } from './resize.js';
+import { latestByName } from './restart.js';
+import { withObservedGeneration, withResizeStatus } from '../status/resize-status.js';
 
 export type { NodeFacts, PodWorkerDeps } from './worker-deps.js';
 
@@ -39,6 +43,10 @@ function mountFailure(message: string): string {
 
 export class PodWorker {
   private pod: V1Pod;
+  /** The pod with its containers' resources as allocated (pods/allocation.ts); the spec without allocation. */
+  private allocated?: V1Pod;
+  /** Why the spec's resize waits (PodResizePending), why actuating it failed (PodResizeInProgress/Error). */
+  private resize: { pending?: ResizePending; error?: string } = {};
   private removed = false;
   private terminated = false;
   private stopped = false;
@@ -70,7 +78,7 @@ export class PodWorker {
       uid,
       deps,
       get pod() {
-        return worker.pod;
+        return worker.allocated ?? worker.pod;
       },
       get name() {
         return worker.name;
@@ -93,6 +101,11 @@ export class PodWorker {
 
   get isTerminated(): boolean {
     return this.terminated;
+  }
+
+  /** A resize of this pod waits for room on the node (retried when a pod leaves). */
+  get resizeDeferred(): boolean {
+    return this.resize.pending?.reason === 'Deferred';
   }
 
   /** A new version from the sources: kept, and synced only when it differs semantically. */
@@ -177,6 +190,7 @@ export class PodWorker {
       await this.terminate();
       return;
     }
+    this.allocate();
     let state = await readPodState(this.deps.runtime, this.uid);
     if (this.terminated) {
       this.report(state, true);
@@ -204,6 +218,20 @@ export class PodWorker {
     this.schedule(resyncDelayMs(this.deps.resyncMs));
   }
 
+  /** Admission of the spec's resources (a new pod, or a resize): sets what the sync runs with. */
+  private allocate(): void {
+    const allocation = this.deps.allocation;
+    if (!allocation) return;
+    const before = this.resize.pending;
+    const result = allocation.allocate(this.pod);
+    this.allocated = result.pod;
+    this.resize = { ...(result.pending ? { pending: result.pending } : {}), ...(this.resize.error !== undefined && !result.pending ? { error: this.resize.error } : {}) };
+    const now = result.pending;
+    if (now && (now.reason !== before?.reason || now.message !== before.message)) {
+      this.deps.log.info({ pod: this.name, reason: now.reason, message: now.message }, 'pod resize pending');
+    }
+  }
+
   private report(state: PodRuntimeState, terminal: boolean): V1PodStatus {
     const node = this.deps.node();
     const probes = this.deps.probes;
@@ -218,6 +246,9 @@ export class PodWorker {
       terminal,
       now: this.deps.clock.now(),
     });
+    status = this.allocated
+      ? withResizeStatus(status, { allocated: this.allocated, containers: state.containers, ...this.resize, options: this.deps.runtimeConfig, ...(this.lastStatus ? { previous: this.lastStatus } : {}), now: this.deps.clock.now() })
+      : withObservedGeneration(status, this.pod.metadata?.generation);
     if (this.killRequest) status = this.killRequest.amend(status);
     this.lastStatus = status;
     if (!this.startReported && status.phase === 'Running' && status.containerStatuses?.every((c) => c.state?.running)) {
@@ -246,8 +277,11 @@ export class PodWorker {
 
   /** Carries out the pod's actions; true when it changed anything in the runtime. */
   private async syncPod(state: PodRuntimeState): Promise<boolean> {
-    const actions = computePodActions(this.pod, state.sandboxes, state.containers);
-    const acts = actions.killPod || actions.containersToKill.length > 0 || actions.createSandbox || actions.containersToStart.length > 0;
+    const pod = this.ctx.pod;
+    const running = new Map([...latestByName(state.containers)].filter(([, c]) => c.state === 'CONTAINER_RUNNING'));
+    const resizes = this.allocated ? planResize(pod, running, this.deps.runtimeConfig) : [];
+    const actions = computePodActions(pod, state.sandboxes, state.containers, new Set(resizes.filter((r) => r.restart).map((r) => r.container.name)));
+    let acts = actions.killPod || actions.containersToKill.length > 0 || actions.createSandbox || actions.containersToStart.length > 0;
     // kuberuntime_manager.go SyncPod step 1: an existing sandbox that must be replaced.
     if (actions.killPod && actions.createSandbox) this.ctx.event('Normal', 'SandboxChanged', 'Pod sandbox changed, it will be killed and re-created.');
     if (actions.killPod) await stopAll(this.ctx, state, this.graceSeconds());
@@ -257,6 +291,10 @@ export class PodWorker {
       if (status) await killContainer(this.ctx, status, this.graceSeconds(), state, kill.message);
       await this.deps.runtime.removeContainer(kill.id);
     }
+    if (!actions.killPod && resizes.some((r) => !r.restart)) {
+      this.resize.error = await actuateResize(this.ctx, pod, resizes);
+      acts = true;
+    } else if (resizes.length === 0) delete this.resize.error;
     if (!actions.createSandbox && !actions.sandboxId) return acts;
     const objects = await this.deps.objects(this.pod);
     const node = this.deps.node();

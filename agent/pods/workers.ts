@@ -42,6 +42,9 @@ export class PodWorkers {
     const finished = worker.done.finally(() => {
       this.finishing.delete(finished);
       this.terminating.delete(uid);
+      // Its resources are free: deferred resizes are admitted again (KEP-1287 Deferred).
+      this.deps.allocation?.release(uid);
+      for (const other of this.workers.values()) if (other.resizeDeferred) other.requestSync();
     });
     this.finishing.add(finished);
   }

@@ -7,7 +7,7 @@
  * been carried out is finally deleted with grace period 0 and a UID precondition, after its
  * last status went out (the kubelet's "canBeDeleted" path).
  */
-import { CoreV1Api, PatchStrategy, setHeaderOptions, type V1Pod, type V1PodStatus } from '@kubernetes/client-node';
+import { CoreV1Api, PatchStrategy, setHeaderOptions, type V1Pod, type V1PodCondition, type V1PodStatus } from '@kubernetes/client-node';
 import type { Logger } from '../../lib/log.js';
 import { describeError } from '../../lib/errors.js';
 import { systemClock, type Clock } from '../../lib/clock.js';
@@ -29,12 +29,25 @@ export function apiErrorCode(error: unknown): number | undefined {
   return typeof code === 'number' ? code : undefined;
 }
 
+/**
+ * Conditions the kubelet sets only while they hold (PodResizePending, PodResizeInProgress) are
+ * removed from the stored status when absent, with the strategic merge patch's delete directive
+ * (the kubelet's two-way merge patch of old and new status produces the same).
+ */
+const transientConditions = ['PodResizePending', 'PodResizeInProgress'];
+
+function withRemovedConditions(status: V1PodStatus): V1PodStatus {
+  const present = new Set((status.conditions ?? []).map((c) => c.type));
+  const removed = transientConditions.filter((type) => !present.has(type)).map((type) => ({ type, $patch: 'delete' }) as unknown as V1PodCondition);
+  return removed.length === 0 ? status : { ...status, conditions: [...(status.conditions ?? []), ...removed] };
+}
+
 /** The client-node implementation. */
 export class ClientPodStatusApi implements PodStatusApi {
   constructor(private readonly core: CoreV1Api) {}
 
   async patchStatus(namespace: string, name: string, status: V1PodStatus, mirrorOf?: string): Promise<boolean> {
-    const body: { status: V1PodStatus; metadata?: { uid: string } } = { status };
+    const body: { status: V1PodStatus; metadata?: { uid: string } } = { status: withRemovedConditions(status) };
     if (mirrorOf !== undefined) {
       // The old and the new version of an edited static pod report on mirrors of the same name:
       // write only to the mirror of this version, pinned by a UID precondition so that a mirror

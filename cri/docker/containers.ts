@@ -238,6 +238,7 @@ export class ContainerManager {
         .filter((mount) => mount.Type === 'bind')
         .map((mount) => ({ containerPath: mount.Destination, hostPath: mount.Source, readonly: !mount.RW })),
       logPath: labels[dockerLabels.logPath] ?? '',
+      resources: actualResources(info.HostConfig),
     };
   }
 
@@ -282,4 +283,14 @@ async function unlinkLog(logPath: string): Promise<void> {
     // Already gone: nothing to unlink.
     if (errnoCode(error) !== 'ENOENT') throw error;
   }
+}
+
+/** What Docker reports of the cgroup settings (0 = unset), as CRI LinuxContainerResources. */
+function actualResources(host: Docker.ContainerInspectInfo['HostConfig'] | undefined): LinuxContainerResources {
+  const out: LinuxContainerResources = {};
+  if (host?.CpuShares) out.cpuShares = host.CpuShares;
+  if (host?.CpuQuota) out.cpuQuota = host.CpuQuota;
+  if (host?.CpuPeriod) out.cpuPeriod = host.CpuPeriod;
+  if (host?.Memory) out.memoryLimitInBytes = host.Memory;
+  return out;
 }

@@ -318,7 +318,8 @@ export class FakeRuntime implements ContainerRuntime {
 
   async containerStatus(containerId: string): Promise<ContainerStatus> {
     this.record('containerStatus', [containerId]);
-    return structuredClone(this.mustContainer(containerId).status);
+    const container = this.mustContainer(containerId);
+    return structuredClone({ ...container.status, ...(container.resources ? { resources: container.resources } : {}) });
   }
 
   async updateContainerResources(containerId: string, resources: LinuxContainerResources): Promise<void> {

@@ -51,6 +51,9 @@ describe('authorizer', () => {
     ['node: list nodes', node('a'), attrs('list', 'nodes'), true],
     ['node: patch nodes/status', node('a'), attrs('patch', 'nodes/status', { name: 'a' }), true],
     ['node: delete its Node', node('a'), attrs('delete', 'nodes', { name: 'a' }), false],
+    // KEP-1287: the system:node role has no pods/resize; only users resize, the kubelet actuates
+    ['node: resize its own pod', node('a'), attrs('patch', 'pods/resize', { namespace: 'default', name: 'a1' }), false],
+    ['node: update pods/resize', node('a'), attrs('update', 'pods/resize', { namespace: 'default', name: 'a1' }), false],
     ['node: create events', node('a'), attrs('create', 'events', { namespace: 'default' }), true],
     ['node: get referenced secret', node('a'), attrs('get', 'secrets', { namespace: 'default', name: 'a-secret' }), true],
     ['node: watch referenced secret by name', node('a'), attrs('watch', 'secrets', { namespace: 'default', name: 'a-secret' }), true],

@@ -46,11 +46,11 @@ describe('CertificateSigningRequest', () => {
   });
   it('/approval changes only Approved/Denied; /status only the certificate and other conditions', () => {
     const old = csr({ conditions: [{ type: 'Failed', status: 'False' }] });
-    const viaApproval = csrStrategy.prepareForSubresourceUpdate!('approval', csr({ conditions: [approved], certificate: 'QUJD' }, { signerName: 'example.com/x' }), old);
+    const viaApproval = csrStrategy.prepareForSubresourceUpdate!('approval', csr({ conditions: [approved], certificate: 'QUJD' }, { signerName: 'example.com/x' }), old)!;
     expect((viaApproval.spec as { signerName: string }).signerName).toBe('kubernetes.io/kube-apiserver-client-kubelet');
     expect((viaApproval.status as { certificate?: string }).certificate).toBeUndefined();
     expect((viaApproval.status as { conditions: { type: string }[] }).conditions.map((c) => c.type)).toEqual(['Approved', 'Failed']);
-    const viaStatus = csrStrategy.prepareForSubresourceUpdate!('status', csr({ conditions: [denied], certificate: 'QUJD' }), csr({ conditions: [approved] }));
+    const viaStatus = csrStrategy.prepareForSubresourceUpdate!('status', csr({ conditions: [denied], certificate: 'QUJD' }), csr({ conditions: [approved] }))!;
     expect((viaStatus.status as { conditions: { type: string }[] }).conditions.map((c) => c.type)).toEqual(['Approved']);
     expect((viaStatus.status as { certificate: string }).certificate).toBe('QUJD');
   });

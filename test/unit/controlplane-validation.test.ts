@@ -51,6 +51,8 @@ describe('pod defaulting', () => {
   });
 });
 
+const container = (p: KObject) => (p.spec as { containers: Record<string, unknown>[] }).containers[0]!;
+
 describe('pod validation', () => {
   const valid = (): KObject => {
     const pod: KObject = { metadata: { name: 'p' }, spec: { containers: [{ name: 'c', image: 'x' }] } };
@@ -68,10 +70,22 @@ describe('pod validation', () => {
     ['bad restartPolicy', (p) => ((p.spec as { restartPolicy: string }).restartPolicy = 'Sometimes'), ['spec.restartPolicy']],
     ['bad name', (p) => (p.metadata.name = 'UPPER'), ['metadata.name']],
     ['bad label', (p) => (p.metadata.labels = { 'a b': 'c' }), ['metadata.labels']],
+    ['negative preStop sleep', (p) => (container(p).lifecycle = { preStop: { sleep: { seconds: -1 } } }), ['spec.containers[0].lifecycle.preStop.sleep']],
+    ['sleep beyond the grace period', (p) => (container(p).lifecycle = { postStart: { sleep: { seconds: 31 } } }), ['spec.containers[0].lifecycle.postStart.sleep']],
+    ['two handler types', (p) => (container(p).lifecycle = { preStop: { exec: { command: ['true'] }, sleep: { seconds: 1 } } }), ['spec.containers[0].lifecycle.preStop.sleep']],
+    ['no handler type', (p) => (container(p).lifecycle = { preStop: {} }), ['spec.containers[0].lifecycle.preStop']],
   ])('%s', (_name, mutate, expected) => {
     const pod = valid();
     mutate(pod);
     expect(fields(validatePod(pod))).toEqual(expected);
+  });
+
+  it('accepts a sleep action of 0 seconds (PodLifecycleSleepActionAllowZero, GA in 1.34) and up to the grace period', () => {
+    const pod = valid();
+    container(pod).lifecycle = { preStop: { sleep: { seconds: 0 } }, postStart: { sleep: { seconds: 30 } } };
+    expect(validatePod(pod)).toEqual([]);
+    container(pod).lifecycle = { preStop: { sleep: { seconds: -1 } } };
+    expect(validatePod(pod)[0]!.message).toBe('Invalid value: -1: must be non-negative and less than terminationGracePeriodSeconds (30)');
   });
 
   it('allows image updates but not other spec changes', () => {

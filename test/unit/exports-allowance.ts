@@ -5,6 +5,17 @@
  */
 export const exportAllowance: { reason: string; exports: string[] }[] = [
   {
+    reason: 'pure in-place resize policy (issue 22: admission against allocatable, actual resources from cgroup settings): unit tests call them directly',
+    exports: [
+      'agent/pods/allocation.ts admitResize',
+      'agent/pods/allocation.ts Allocatable',
+      'agent/pods/allocation.ts allocationOf',
+      'agent/pods/allocation.ts resizeRequested',
+      'agent/status/resize-status.ts actualResources',
+      'agent/status/resize-status.ts ResizeStatusInput',
+    ],
+  },
+  {
     reason: 'imported from dist/ by a qemu guest script (test/integration/proxy-ipvs-qemu.test.ts, bench/proxy-ipvs-qemu.ts), which the compiler does not see',
     exports: ['proxy/ipvs/syncer.ts readIpvs'],
   },
