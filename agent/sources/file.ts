@@ -40,7 +40,11 @@ interface StaticPodDirOptions {
   checkFrequencyMs: number;
   listener: SourceListener;
   log: Logger;
-  /** Debounce of fs.watch events (ms). */
+  /**
+   * Debounce of fs.watch events (ms; default 5). The kubelet reads a manifest on each inotify
+   * event at once (pkg/kubelet/config/file_linux.go); a few ms only coalesce the burst of events
+   * one write makes (create, truncate, write, close), and every ms here is pod start latency.
+   */
   debounceMs?: number;
 }
 
@@ -141,7 +145,7 @@ export class StaticPodDirSource {
     try {
       this.watcher = watch(this.options.dir, { persistent: false }, () => {
         clearTimeout(this.debounce);
-        this.debounce = setTimeout(() => this.trigger(), this.options.debounceMs ?? 50);
+        this.debounce = setTimeout(() => this.trigger(), this.options.debounceMs ?? 5);
       });
       this.watcher.on('error', (error) => {
         this.options.log.warn({ err: error, dir: this.options.dir }, 'static pod directory watch failed; relying on periodic rescans');
