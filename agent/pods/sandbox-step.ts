@@ -36,12 +36,13 @@ async function networkProblem(runtime: ContainerRuntime, now: number): Promise<s
  * conflist, a STATUS exec of every plugin on each pod start. A not-ready answer is never kept,
  * so a pod starts as soon as the network comes up.
  */
-export const networkReadyTtlMs = 5000;
+const networkReadyTtlMs = 5000;
 const readyAnswers = new WeakMap<ContainerRuntime, { at: number; pending: Promise<RuntimeCondition[] | undefined> }>();
 
 function runtimeConditions(runtime: ContainerRuntime, now: number): Promise<RuntimeCondition[] | undefined> {
   const kept = readyAnswers.get(runtime);
   if (kept && now - kept.at < networkReadyTtlMs && now >= kept.at) return kept.pending;
+  // A failed query is no verdict (undefined): the sandbox call then reports the real failure.
   const pending = runtime.status().then((s) => s.conditions, () => undefined);
   readyAnswers.set(runtime, { at: now, pending });
   // Only a ready network is remembered (a pending query is shared by pods starting together).

@@ -33,6 +33,8 @@ export interface BenchNodeOptions {
 
 export interface BenchNode {
   dir: string;
+  /** The netns (name under /var/run/netns) the pods are wired into. */
+  netns: string;
   manifests: string;
   kubeconfig: string;
   kubeletPort: number;
@@ -98,5 +100,5 @@ export async function startBenchNode(options: BenchNodeOptions): Promise<BenchNo
     await stop();
     throw error;
   }
-  return { dir, manifests, kubeconfig, kubeletPort, readOnlyPort: kubeletPort + 1, agent, stop };
+  return { dir, netns, manifests, kubeconfig, kubeletPort, readOnlyPort: kubeletPort + 1, agent, stop };
 }
