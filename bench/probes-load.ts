@@ -22,8 +22,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { createLogger } from '../lib/log.js';
 import { ProbeManager } from '../probes/manager.js';
 import { HandlerProber } from '../probes/prober.js';
-
-import { reportFigure } from './lib/report.js';
+import { percentile, reportFigure, roundRatios } from './lib/report.js';
 import { FakeExecutor, FakePodStatusProvider, RecordingProbeListener } from '../test/helpers/probe-fakes.js';
 
 interface Options {
@@ -67,12 +66,6 @@ interface Sample {
   /** CPU and probes after the first period (steady state). */
   steadyCpuMs: number;
   failures: number;
-}
-
-function percentile(values: number[], p: number): number {
-  if (values.length === 0) return Number.NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -233,11 +226,19 @@ async function main(): Promise<void> {
     const driftRatio = percentile(knode.drifts, 99) / Math.max(1, percentile(base.drifts, 99));
     const steadyRatio = percentile(knode.steady, 99) / Math.max(1, percentile(base.steady, 99));
     const baselineName = 'bare self-correcting timers making the same HTTP/TCP/exec requests, alternating rounds in the same process';
-    const description = `${options.pods} pods × 3 probes, period ${options.periodSeconds} s, ${options.durationSeconds} s per side`;
-    reportFigure({ name: 'probe CPU per probe', value: knode.cpuMs / knode.probes, unit: 'ms', baseline: base.cpuMs / base.probes, baselineName, better: 'lower', description });
-    if (knode.steady.length > 0 && base.steady.length > 0) reportFigure({ name: 'probe CPU per probe, steady state', value: knode.steadyCpuMs / knode.steady.length, unit: 'ms', baseline: base.steadyCpuMs / base.steady.length, baselineName, better: 'lower', description: `${description}; first period of each round left out` });
-    reportFigure({ name: 'probe scheduling drift p99', value: percentile(knode.drifts, 99), unit: 'ms', baseline: percentile(base.drifts, 99), baselineName, better: 'lower', description });
-    if (knode.steady.length > 0 && base.steady.length > 0) reportFigure({ name: 'probe scheduling drift p99, steady state', value: percentile(knode.steady, 99), unit: 'ms', baseline: percentile(base.steady, 99), baselineName, better: 'lower', description: `${description}; first period of each round left out` });
+    const description = `${options.pods} pods × 3 probes, period ${options.periodSeconds} s, ${options.durationSeconds} s per side in ${rounds} alternating rounds`;
+    const steadyDescription = `${description}; first period of each round left out`;
+    // Each figure over all rounds, with its ratio per round (knode round i vs baseline round i).
+    const perRound = (metric: (sample: Sample) => number) => roundRatios(knodeRounds.map(metric), baseRounds.map(metric));
+    const cpuPerProbe = (sample: Sample) => sample.cpuMs / sample.probes;
+    const steadyCpuPerProbe = (sample: Sample) => sample.steadyCpuMs / sample.steady.length;
+    const driftP99 = (sample: Sample) => percentile(sample.drifts, 99);
+    const steadyDriftP99 = (sample: Sample) => percentile(sample.steady, 99);
+    const hasSteady = knodeRounds.every((sample) => sample.steady.length > 0) && baseRounds.every((sample) => sample.steady.length > 0);
+    reportFigure({ name: 'probe CPU per probe', value: cpuPerProbe(knode), unit: 'ms', baseline: cpuPerProbe(base), baselineName, better: 'lower', description, roundRatios: perRound(cpuPerProbe) });
+    if (hasSteady) reportFigure({ name: 'probe CPU per probe, steady state', value: steadyCpuPerProbe(knode), unit: 'ms', baseline: steadyCpuPerProbe(base), baselineName, better: 'lower', description: steadyDescription, roundRatios: perRound(steadyCpuPerProbe) });
+    reportFigure({ name: 'probe scheduling drift p99', value: driftP99(knode), unit: 'ms', baseline: driftP99(base), baselineName, better: 'lower', description, roundRatios: perRound(driftP99) });
+    if (hasSteady) reportFigure({ name: 'probe scheduling drift p99, steady state', value: steadyDriftP99(knode), unit: 'ms', baseline: steadyDriftP99(base), baselineName, better: 'lower', description: steadyDescription, roundRatios: perRound(steadyDriftP99) });
     console.log(`ratio knode/baseline: cpu per probe ×${cpuRatio.toFixed(2)} (steady ×${steadyCpuRatio.toFixed(2)}), drift p99 ×${driftRatio.toFixed(2)}, steady drift p99 ×${steadyRatio.toFixed(2)} (baseline p99 floored at 1 ms)`);
   } finally {
     child.disconnect();

@@ -3,6 +3,7 @@
  * "Command-line contract"). Each subcommand validates its flags and config files, then hands
  * over to its component. Exit codes: 0 done, 1 failure, 2 bad flags or config.
  */
+import v8 from 'node:v8';
 import { Command, CommanderError, Option } from 'commander';
 import { ConfigError, describeError } from '../lib/errors.js';
 import { createLogger, klogLevel, resolveLogLevel, type Logger } from '../lib/log.js';
@@ -28,6 +29,16 @@ const runners: Record<string, () => Promise<{ run: Runner }>> = {
   version: () => import('./version.js'),
   token: () => import('./token.js'),
 };
+
+/**
+ * Daemons that allocate little once started keep V8's young generation at its initial size (one
+ * 1 MiB semi-space pair) instead of letting it grow to 16 MiB semi-spaces during module loading
+ * and keep them: about 20 MiB less RSS for the agent (measured with bench/agent-static-pods.ts),
+ * at the price of more (each short) scavenges. The flag is read when the young generation would
+ * grow, so it works when set here, before the command's modules load (--max-semi-space-size is
+ * only read at heap setup).
+ */
+const smallYoungGeneration = new Set(['agent']);
 
 function defineCommands(program: Command, onRun: (name: string, options: CommandOptions) => void): void {
   const add = (name: string, description: string) =>
@@ -214,6 +225,7 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   try {
+    if (smallYoungGeneration.has(chosen.name)) v8.setFlagsFromString('--semi-space-growth-factor=1');
     const { run } = await runners[chosen.name]!();
     const stoppable = await run(chosen.options, log);
     return stoppable ? await waitForSignalOrEnd(stoppable, log) : 0;

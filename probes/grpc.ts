@@ -6,9 +6,11 @@
  * without the health service, or the deadline is a failure, with the kubelet's messages.
  * https://kubernetes.io/docs/tasks/configure-pod-container/configure-liveness-readiness-startup-probes/#define-a-grpc-liveness-probe
  * The service definition is built in code (proto-loader fromJSON) so no .proto file has to ship.
+ * grpc-js and proto-loader are loaded on the first grpc probe only: they cost an agent without
+ * grpc probes about 10 MiB of RSS.
  */
-import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import type * as Grpc from '@grpc/grpc-js';
+import type * as ProtoLoader from '@grpc/proto-loader';
 import type { ProbeOutcome } from './types.js';
 
 /** grpc/health/v1/health.proto, as protobuf.js JSON. */
@@ -44,22 +46,26 @@ interface HealthCheckResponse {
   status: 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
 }
 
-let definition: protoLoader.PackageDefinition | undefined;
+let loaded: Promise<{ grpc: typeof Grpc; service: Grpc.ServiceDefinition }> | undefined;
 
-/** The loaded grpc.health.v1 package definition (enums as strings, defaults filled in). */
-function healthPackageDefinition(): protoLoader.PackageDefinition {
-  definition ??= protoLoader.fromJSON(healthProtoJson as unknown as Parameters<typeof protoLoader.fromJSON>[0], { enums: String, defaults: true, keepCase: true });
-  return definition;
+/** grpc-js and the grpc.health.v1.Health service definition (enums as strings, defaults filled in), loaded once. */
+function healthService(): Promise<{ grpc: typeof Grpc; service: Grpc.ServiceDefinition }> {
+  loaded ??= Promise.all([import('@grpc/grpc-js'), import('@grpc/proto-loader')]).then(([grpc, protoLoader]: [typeof Grpc, typeof ProtoLoader]) => {
+    const definition = protoLoader.fromJSON(healthProtoJson as unknown as Parameters<typeof protoLoader.fromJSON>[0], { enums: String, defaults: true, keepCase: true });
+    return { grpc, service: definition['grpc.health.v1.Health'] as Grpc.ServiceDefinition };
+  });
+  return loaded;
 }
 
 /** The service definition of grpc.health.v1.Health, e.g. for a server in tests. */
-export function healthServiceDefinition(): grpc.ServiceDefinition {
-  return healthPackageDefinition()['grpc.health.v1.Health'] as grpc.ServiceDefinition;
+export async function healthServiceDefinition(): Promise<Grpc.ServiceDefinition> {
+  return (await healthService()).service;
 }
 
 export async function probeGrpc(host: string, port: number, service: string, timeoutMs: number, userAgent: string): Promise<ProbeOutcome> {
   const address = `${host.includes(':') ? `[${host}]` : host}:${port}`;
-  const Client = grpc.makeGenericClientConstructor(healthServiceDefinition(), 'Health');
+  const { grpc, service: definition } = await healthService();
+  const Client = grpc.makeGenericClientConstructor(definition, 'Health');
   const client = new Client(address, grpc.credentials.createInsecure(), {
     'grpc.primary_user_agent': userAgent,
     'grpc.max_receive_message_length': 10 * 1024,
@@ -68,14 +74,14 @@ export async function probeGrpc(host: string, port: number, service: string, tim
   const seconds = timeoutMs / 1000;
   try {
     const response = await new Promise<HealthCheckResponse>((resolve, reject) => {
-      const check = (client as unknown as Record<string, (req: object, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: HealthCheckResponse) => void) => void>).Check!;
+      const check = (client as unknown as Record<string, (req: object, opts: Grpc.CallOptions, cb: (e: Grpc.ServiceError | null, r?: HealthCheckResponse) => void) => void>).Check!;
       check.call(client, { service }, { deadline: Date.now() + timeoutMs }, (error, response) => (error ? reject(error) : resolve(response!)));
     });
     if (response.status !== 'SERVING') return { result: 'failure', output: `service unhealthy (responded with "${response.status}")` };
     return { result: 'success', output: 'service is healthy' };
   } catch (error) {
-    const status = (error as grpc.ServiceError).code;
-    const details = (error as grpc.ServiceError).details ?? String(error);
+    const status = (error as Grpc.ServiceError).code;
+    const details = (error as Grpc.ServiceError).details ?? String(error);
     if (status === grpc.status.UNIMPLEMENTED) return { result: 'failure', output: `this server does not implement the grpc health protocol (grpc.health.v1.Health): ${details}` };
     if (status === grpc.status.DEADLINE_EXCEEDED) return { result: 'failure', output: `timeout: health rpc did not complete within ${seconds}s` };
     if (status === grpc.status.UNAVAILABLE) return { result: 'failure', output: `timeout: failed to connect service "${address}" within ${seconds}s: ${details}` };

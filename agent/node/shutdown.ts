@@ -22,7 +22,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import dbus from 'dbus-next';
+import type dbus from 'dbus-next';
 import type { V1Pod, V1PodStatus } from '@kubernetes/client-node';
 import type { Logger } from '../../lib/log.js';
 import type { KubeletConfiguration } from '../../lib/config/kubelet.js';
@@ -102,8 +102,10 @@ export class ShutdownManager {
   async start(): Promise<void> {
     const { groups, log } = this.options;
     if (groups.length === 0) return;
+    // Loaded only here: a node without graceful shutdown does not pay dbus-next's ~10 MiB of RSS.
+    const { default: client } = await import('dbus-next');
     // sessionBus() is dbus-next's client for any address (systemBus() takes none).
-    this.bus = dbus.sessionBus({ busAddress: this.busAddress() });
+    this.bus = client.sessionBus({ busAddress: this.busAddress() });
     // dbus-next reports a failed connection only as an 'error' event (its calls then never
     // answer): the first step races it, and a bound.
     const failed = new Promise<never>((_resolve, reject) => {

@@ -6,7 +6,7 @@
  * FailedCreatePodContainer ("unable to ensure pod container exists: …") and FailedCreatePodSandBox
  * ("Failed to create pod sandbox: …").
  */
-import type { ContainerRuntime, ContainerStatus, PodSandboxConfig } from '../../cri/runtime.js';
+import type { ContainerRuntime, ContainerStatus, PodSandboxConfig, RuntimeCondition } from '../../cri/runtime.js';
 import { describeError } from '../../lib/errors.js';
 import type { ContainerToStart } from './actions.js';
 import type { PodSyncContext } from './worker-deps.js';
@@ -21,12 +21,36 @@ const networkRetryMs = 5_000;
  * runtimeState.networkErrors, worded as on the node's Ready condition); undefined when ready or
  * when the runtime cannot say (the sandbox call then reports the real failure).
  */
-async function networkProblem(runtime: ContainerRuntime): Promise<string | undefined> {
+async function networkProblem(runtime: ContainerRuntime, now: number): Promise<string | undefined> {
   // A failed status query is no verdict: the sandbox call then reports the real failure.
-  const conditions = await runtime.status().then((s) => s.conditions, () => undefined);
+  const conditions = await runtimeConditions(runtime, now);
   const network = conditions?.find((c) => c.type === 'NetworkReady');
   if (!network || network.status) return undefined;
   return `container runtime network not ready: NetworkReady=false reason:${network.reason || 'Unknown'} message:${network.message}`;
+}
+
+/**
+ * How long a "network ready" answer is trusted. The kubelet does not ask the runtime per pod: it
+ * reads runtimeState, which updateRuntimeUp refreshes every 5 s (pkg/kubelet/kubelet.go,
+ * runtimeState.networkErrors in SyncPod). Asking per pod cost a Docker ping and, for a CNI 1.1
+ * conflist, a STATUS exec of every plugin on each pod start. A not-ready answer is never kept,
+ * so a pod starts as soon as the network comes up.
+ */
+const networkReadyTtlMs = 5000;
+const readyAnswers = new WeakMap<ContainerRuntime, { at: number; pending: Promise<RuntimeCondition[] | undefined> }>();
+
+function runtimeConditions(runtime: ContainerRuntime, now: number): Promise<RuntimeCondition[] | undefined> {
+  const kept = readyAnswers.get(runtime);
+  if (kept && now - kept.at < networkReadyTtlMs && now >= kept.at) return kept.pending;
+  // A failed query is no verdict (undefined): the sandbox call then reports the real failure.
+  const pending = runtime.status().then((s) => s.conditions, () => undefined);
+  readyAnswers.set(runtime, { at: now, pending });
+  // Only a ready network is remembered (a pending query is shared by pods starting together).
+  void pending.then((conditions) => {
+    const ready = conditions?.find((c) => c.type === 'NetworkReady')?.status === true;
+    if (!ready && readyAnswers.get(runtime)?.pending === pending) readyAnswers.delete(runtime);
+  });
+  return pending;
 }
 
 /** Creates the pod cgroup and the sandbox; undefined (a retry scheduled) when it cannot yet. */
@@ -35,7 +59,7 @@ export async function createSandbox(ctx: PodSyncContext, config: PodSandboxConfi
   // kubelet SyncPod: a pod on the pod network is not started while the runtime's network is
   // not ready (no CNI ADD that must fail, no back-off); host-network pods start regardless.
   if (!ctx.pod.spec?.hostNetwork) {
-    const problem = await networkProblem(deps.runtime);
+    const problem = await networkProblem(deps.runtime, deps.clock.now());
     if (problem) {
       const message = `${networkNotReadyMessage}: ${problem}`;
       for (const c of starts) ctx.setWaiting(c.container.name, { reason: 'ContainerCreating', message });

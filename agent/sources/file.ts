@@ -40,13 +40,25 @@ interface StaticPodDirOptions {
   checkFrequencyMs: number;
   listener: SourceListener;
   log: Logger;
-  /** Debounce of fs.watch events (ms). */
+  /**
+   * Debounce of fs.watch events (ms; default 5). The kubelet reads a manifest on each inotify
+   * event at once (pkg/kubelet/config/file_linux.go); a few ms only coalesce the burst of events
+   * one write makes (create, truncate, write, close), and every ms here is pod start latency.
+   */
   debounceMs?: number;
+  /**
+   * A manifest that fails to parse within this long (ms; default 200) of its last write is read
+   * again once that time has passed before its error is reported: with a 5 ms debounce a scan
+   * can see a file between an editor's truncate and its write.
+   */
+  settleMs?: number;
 }
 
 export const fileSourceName = 'file';
 
-type ManifestRead = { text: string } | { skip: string } | { error: ManifestError; stamp: string };
+const defaultSettleMs = 200;
+
+type ManifestRead = { text: string; mtimeMs: number } | { skip: string } | { error: ManifestError; stamp: string };
 
 function fileKind(info: { isDirectory(): boolean; isFIFO(): boolean; isSocket(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean }): string {
   if (info.isFIFO()) return 'a FIFO';
@@ -100,7 +112,7 @@ async function readManifestFile(file: string): Promise<ManifestRead | undefined>
         return { skip: 'grew while being read (read again on the next scan)' };
       }
     }
-    return { text: buffer.toString('utf8', 0, length) };
+    return { text: buffer.toString('utf8', 0, length), mtimeMs: opened.mtimeMs };
   } finally {
     await handle.close();
   }
@@ -110,6 +122,7 @@ export class StaticPodDirSource {
   private readonly cache = new Map<string, CachedFile>();
   private timer?: NodeJS.Timeout;
   private debounce?: NodeJS.Timeout;
+  private settling?: NodeJS.Timeout;
   private watcher?: FSWatcher;
   private scanning?: Promise<void>;
   private rescan = false;
@@ -131,6 +144,7 @@ export class StaticPodDirSource {
     this.stopped = true;
     clearInterval(this.timer);
     clearTimeout(this.debounce);
+    clearTimeout(this.settling);
     this.watcher?.close();
     this.watcher = undefined;
     await this.scanning;
@@ -141,7 +155,7 @@ export class StaticPodDirSource {
     try {
       this.watcher = watch(this.options.dir, { persistent: false }, () => {
         clearTimeout(this.debounce);
-        this.debounce = setTimeout(() => this.trigger(), this.options.debounceMs ?? 50);
+        this.debounce = setTimeout(() => this.trigger(), this.options.debounceMs ?? 5);
       });
       this.watcher.on('error', (error) => {
         this.options.log.warn({ err: error, dir: this.options.dir }, 'static pod directory watch failed; relying on periodic rescans');
@@ -152,6 +166,11 @@ export class StaticPodDirSource {
       // The directory may not exist yet: the periodic rescan picks it up later (as the kubelet).
       this.options.log.debug({ dir: this.options.dir, err: error }, 'cannot watch the static pod directory yet');
     }
+  }
+
+  private rescanAfter(delayMs: number): void {
+    clearTimeout(this.settling);
+    this.settling = setTimeout(() => this.trigger(), Math.max(1, Math.ceil(delayMs)));
   }
 
   private trigger(): void {
@@ -211,6 +230,14 @@ export class StaticPodDirSource {
       const pods = (await parseManifestBounded(read.text, file)).map((pod) => toStaticPod(pod, this.options.nodeName, 'file', file));
       return { hash, pods };
     } catch (error) {
+      // A file written moments ago may still be being written (a write truncates first, then
+      // fills): it keeps what it gave before and is read again once it has settled.
+      const settleMs = this.options.settleMs ?? defaultSettleMs;
+      const age = Date.now() - read.mtimeMs;
+      if (age >= 0 && age < settleMs) {
+        this.rescanAfter(settleMs - age);
+        return cached ?? { hash: `settling:${hash}`, pods: [] };
+      }
       const manifestError = error instanceof ManifestError ? error : new ManifestError(file, describeError(error), { cause: error });
       this.options.listener.onManifestError(fileSourceName, manifestError);
       return { hash, pods: [], error: manifestError };

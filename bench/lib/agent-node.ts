@@ -5,6 +5,7 @@
  * control plane on loopback. `stop()` removes the agent, its containers, the netns and the files.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { openSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,6 +33,8 @@ export interface BenchNodeOptions {
 
 export interface BenchNode {
   dir: string;
+  /** The netns (name under /var/run/netns) the pods are wired into. */
+  netns: string;
   manifests: string;
   kubeconfig: string;
   kubeletPort: number;
@@ -65,6 +68,9 @@ export async function startBenchNode(options: BenchNodeOptions): Promise<BenchNo
   const kubeconfig = join(dir, 'kubeconfig');
   const kubeletPort = 20000 + Math.floor(Math.random() * 20000);
   let agent: ChildProcess | undefined;
+  // Tracing where a pod start's time goes: KNODE_BENCH_AGENT_LOG=FILE (the agent logs at debug
+  // level into FILE), KNODE_BENCH_RUNTIME_ENDPOINT=unix://… (the agent's Docker socket, e.g. a logging proxy).
+  const traceLog = process.env.KNODE_BENCH_AGENT_LOG;
   const stop = async () => {
     await stopChild(agent);
     const left = await options.docker.listContainers({ all: true, filters: { label: [options.scope] } });
@@ -86,13 +92,13 @@ export async function startBenchNode(options: BenchNodeOptions): Promise<BenchNo
       `apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: ${manifests}\naddress: 127.0.0.1\nport: ${kubeletPort}\nreadOnlyPort: ${kubeletPort + 1}\nauthentication: {anonymous: {enabled: true}, webhook: {enabled: false}}\nauthorization: {mode: AlwaysAllow}\n`,
     );
     writeKubeconfig(kubeconfig, { server: options.server });
-    agent = spawn(knode, ['agent', '--kubeconfig', kubeconfig, '--config', join(dir, 'kubelet.yaml'), '--hostname-override', options.nodeName, '--root-dir', join(dir, 'root'), '--cni-conf-dir', join(dir, 'net.d'), '--cni-bin-dir', '/usr/lib/cni'], {
-      env: { ...process.env, KNODE_LOG_LEVEL: 'error', KNODE_CNI_HOST_NETNS: `/var/run/netns/${netns}`, KNODE_CNI_CACHE_DIR: join(dir, 'cni-cache'), KNODE_POD_LOGS_DIR: join(dir, 'pod-logs'), KNODE_RUNTIME_SCOPE: options.scope, ...options.env },
-      stdio: ['ignore', 'ignore', 'inherit'],
+    agent = spawn(knode, ['agent', '--kubeconfig', kubeconfig, '--config', join(dir, 'kubelet.yaml'), '--hostname-override', options.nodeName, '--root-dir', join(dir, 'root'), '--cni-conf-dir', join(dir, 'net.d'), '--cni-bin-dir', '/usr/lib/cni', ...(process.env.KNODE_BENCH_RUNTIME_ENDPOINT ? ['--container-runtime-endpoint', process.env.KNODE_BENCH_RUNTIME_ENDPOINT] : [])], {
+      env: { ...process.env, KNODE_LOG_LEVEL: traceLog ? 'debug' : 'error', KNODE_CNI_HOST_NETNS: `/var/run/netns/${netns}`, KNODE_CNI_CACHE_DIR: join(dir, 'cni-cache'), KNODE_POD_LOGS_DIR: join(dir, 'pod-logs'), KNODE_RUNTIME_SCOPE: options.scope, ...options.env },
+      stdio: ['ignore', 'ignore', traceLog ? openSync(traceLog, 'a') : 'inherit'],
     });
   } catch (error) {
     await stop();
     throw error;
   }
-  return { dir, manifests, kubeconfig, kubeletPort, readOnlyPort: kubeletPort + 1, agent, stop };
+  return { dir, netns, manifests, kubeconfig, kubeletPort, readOnlyPort: kubeletPort + 1, agent, stop };
 }

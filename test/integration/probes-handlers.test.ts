@@ -117,7 +117,7 @@ const servingStatus = new Map<string, string>([['', 'SERVING'], ['db', 'NOT_SERV
 async function startGrpc(withHealth: boolean): Promise<number> {
   const server = new grpc.Server();
   if (withHealth) {
-    server.addService(healthServiceDefinition(), {
+    server.addService(await healthServiceDefinition(), {
       Check: (call: grpc.ServerUnaryCall<{ service: string }, unknown>, callback: grpc.sendUnaryData<unknown>) => {
         const status = servingStatus.get(call.request.service);
         if (status === undefined) callback({ code: grpc.status.NOT_FOUND, details: 'unknown service' });

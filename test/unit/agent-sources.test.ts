@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, unlinkSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, rmSync, unlinkSync, utimesSync, writeFileSync, mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -64,15 +64,52 @@ describe('static pod directory source', () => {
     await source.start();
     try {
       expect(rec.names).toEqual(['good-n1']);
+      // The broken file was written just now: its error comes once it has settled (200 ms).
+      await until(() => rec.errors.length >= 2, 'both errors');
       await source.scan();
       await source.scan();
-      expect(rec.errors.map((e) => e.message)).toEqual([
+      expect([...rec.errors.map((e) => e.message)].sort()).toEqual([
         expect.stringMatching(/2-broken\.yaml.*invalid YAML/),
         expect.stringMatching(/3-dup\.yaml.*pod "default\/good-n1" is already defined in ".*1-good\.yaml"/),
       ]);
       // Fixing the broken file brings its pod in.
       writeFileSync(join(dir, '2-broken.yaml'), manifest('fixed'));
       await until(() => rec.names.join() === 'fixed-n1,good-n1', 'fixed pod');
+    } finally {
+      await source.stop();
+    }
+  });
+
+  it('a file that does not parse right after a write keeps its pods and is read again once settled', async () => {
+    const dir = join(root, 'settle');
+    mkdirSync(dir);
+    const file = join(dir, 'p.yaml');
+    writeFileSync(file, manifest('p'));
+    const rec = new SourceRecorder();
+    // A long settle time: the half-written state is always seen within it, however slow the machine.
+    const source = new StaticPodDirSource({ dir, nodeName: 'n1', checkFrequencyMs: 3_600_000, listener: rec, log, settleMs: 60_000 });
+    await source.start();
+    try {
+      expect(rec.names).toEqual(['p-n1']);
+      const uid = rec.sets.at(-1)![0]!.metadata!.uid;
+      // An editor's save caught half-way: the file truncated and partly written.
+      writeFileSync(file, manifest('p', '7200').slice(0, 40));
+      await source.scan();
+      expect(rec.errors).toEqual([]);
+      expect(rec.names).toEqual(['p-n1']);
+      expect(rec.sets.at(-1)![0]!.metadata!.uid).toBe(uid);
+      // The write completes: the new content replaces the pod, and no error was ever reported.
+      writeFileSync(file, manifest('p', '7200'));
+      await source.scan();
+      expect(rec.errors).toEqual([]);
+      expect(rec.sets.at(-1)![0]!.spec!.containers[0]!.command).toEqual(['sleep', '7200']);
+      // A file still broken once settled is reported (mtime set back past the settle time).
+      writeFileSync(file, 'kind: [');
+      const past = new Date(Date.now() - 120_000);
+      utimesSync(file, past, past);
+      await source.scan();
+      expect(rec.errors.map((e) => e.message)).toEqual([expect.stringMatching(/p\.yaml.*invalid YAML/)]);
+      expect(rec.names).toEqual([]);
     } finally {
       await source.stop();
     }
