@@ -21,8 +21,12 @@ export const FrameType = { synStream: 1, synReply: 2, rstStream: 3, settings: 4,
 const flagFin = 0x01;
 /** RST_STREAM status codes (section 2.6.3). */
 export const RstStatus = { protocolError: 1, invalidStream: 2, refusedStream: 3, cancel: 5, internalError: 6, streamInUse: 8, streamAlreadyClosed: 9 } as const;
-/** The largest DATA payload sent in one frame. */
-const maxDataPayload = 32 * 1024;
+/**
+ * The largest DATA payload sent in one frame: a whole socket read of Node (64 KiB) fits, so a
+ * forwarded read is one frame, not two. spdystream takes frames up to the format's 16 MiB
+ * (spdy/read.go checks MaxDataLength only).
+ */
+const maxDataPayload = 64 * 1024;
 /** A frame bigger than this (16 MiB is the format's limit) is a protocol error. */
 const maxFrameLength = 0xffffff;
 
