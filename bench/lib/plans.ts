@@ -19,7 +19,8 @@ export const plans: Readonly<Record<string, Plan>> = {
   // 30 pods timed one by one, then RSS/CPU at 0, 50 and 100 running pods (kubelet's maxPods is 110).
   'agent-static-pods': { args: ['30', '50,100'], fullArgs: ['50', '50,100'], timeoutSeconds: 1200, fullTimeoutSeconds: 2400 },
   'cni-add-del': { args: ['100'], fullArgs: ['300'], timeoutSeconds: 900 },
-  'cni-vxlan-throughput': { args: ['5'], fullArgs: ['30'], timeoutSeconds: 600 },
+  // iperf3 seconds per run × rounds, three paths per round (node pair, hand-built pod path, knode).
+  'cni-vxlan-throughput': { args: ['5', '3'], fullArgs: ['20', '5'], timeoutSeconds: 600 },
   'controlplane-watch': { args: ['5000', '100', '200'], fullArgs: ['20000', '200', '500'], timeoutSeconds: 900, fullTimeoutSeconds: 2400 },
   'cri-start': { args: ['30'], fullArgs: ['100'], timeoutSeconds: 900, fullTimeoutSeconds: 2400 },
   // 10k Services; 3 interleaved rounds of 5 s QPS runs and 3 s latency runs at 2000 qps per server.
