@@ -80,7 +80,7 @@ interface Helper {
 
 type HelperMessage = { ready: true } | { id: number; code?: string; message?: string };
 
-export interface NetnsDialerOptions {
+interface NetnsDialerOptions {
   log: Logger;
   /** A helper without a connection this long exits (default 60 s). */
   idleMs?: number;

@@ -8,7 +8,6 @@
  * garbage plugin result), the network is torn down, the container and the pod files removed,
  * and the error says which pod it concerns.
  */
-import { readFile } from 'node:fs/promises';
 import { hostname as nodeHostname } from 'node:os';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
@@ -19,6 +18,7 @@ import { labelFilters, type RuntimeContext } from './context.js';
 import { criError, isNotFound } from './errors.js';
 import { decodeRecord, dockerLabels, encodeRecord, fromDockerLabels, isoToNs, parseName, podIdentityLabels, sandboxContainerName, sandboxName, sandboxType, toDockerLabels, type SandboxRecord } from './naming.js';
 import { PodFiles, podFileTargets } from './pod-files.js';
+import { processStartTime } from '../../cni/ipam-store.js';
 
 function podRef(config: PodSandboxConfig): string {
   return `${config.metadata?.namespace}/${config.metadata?.name}`;
@@ -63,13 +63,6 @@ function attachmentOf(context: RuntimeContext, id: string, netns: string, labels
 
 /** Sandboxes whose pause process is remembered for netnsPath (more are forgotten at once). */
 const maxRememberedPauseProcesses = 1024;
-
-/** Field 22 of /proc/<pid>/stat (start time in clock ticks since boot), or undefined when the process is gone. */
-export async function processStartTime(pid: number): Promise<string | undefined> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
-  // The command name (field 2) is in parentheses and may hold spaces: count from after it.
-  return stat?.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-}
 
 export class SandboxManager {
   private infraImage?: Promise<string>;
@@ -270,11 +263,11 @@ export class SandboxManager {
    */
   async netnsPath(id: string): Promise<string> {
     const known = this.pauseProcesses.get(id);
-    if (known && (await processStartTime(known.pid)) === known.started) return `/proc/${known.pid}/ns/net`;
+    if (known && processStartTime(known.pid) === known.started) return `/proc/${known.pid}/ns/net`;
     const info = await this.inspect(id);
     if (!info) throw new CriError(`pod sandbox "${id}" not found`, { code: 'NotFound', podSandboxId: id });
     if (!info.State.Running || !info.State.Pid) throw new CriError(`pod sandbox ${id.slice(0, 12)} is not running`, { code: 'FailedPrecondition', podSandboxId: id });
-    const started = await processStartTime(info.State.Pid);
+    const started = processStartTime(info.State.Pid);
     if (started !== undefined) {
       if (this.pauseProcesses.size >= maxRememberedPauseProcesses) this.pauseProcesses.clear();
       this.pauseProcesses.set(id, { pid: info.State.Pid, started });
