@@ -46,22 +46,28 @@ interface Transfer {
   firstByteMs: number;
 }
 
-/** Sends a GET on a fresh byte pipe and reads the answer to its end. */
+/**
+ * Sends a GET on a fresh byte pipe and reads the answer to its end. The time is taken at the last
+ * byte, not at the end of the stream: socat lingers 0.5 s after the server's FIN (its `-t`
+ * half-close timeout) before it closes stdout, which is not transfer time.
+ */
 function transfer(open: () => { input: NodeJS.WritableStream; output: NodeJS.ReadableStream; close(): void }, path: string): Promise<Transfer> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
     let first = 0;
+    let last = 0;
     let bytes = 0;
     const pipe = open();
     const timer = setTimeout(() => (pipe.close(), reject(new Error(`GET ${path}: no end in 120 s`))), 120_000);
     pipe.output.on('data', (chunk: Buffer) => {
-      if (first === 0) first = performance.now();
+      last = performance.now();
+      if (first === 0) first = last;
       bytes += chunk.length;
     });
     pipe.output.on('end', () => {
       clearTimeout(timer);
       pipe.close();
-      resolve({ bytes, seconds: (performance.now() - started) / 1000, firstByteMs: first - started });
+      resolve({ bytes, seconds: ((last || performance.now()) - started) / 1000, firstByteMs: first - started });
     });
     pipe.output.on('error', (error: Error) => (clearTimeout(timer), reject(error)));
     pipe.input.write(`GET ${path} HTTP/1.0\r\n\r\n`);
