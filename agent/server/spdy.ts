@@ -75,12 +75,17 @@ export function controlFrame(type: number, flags: number, payload: Buffer): Buff
   return Buffer.concat([head, payload]);
 }
 
-export function dataFrame(streamId: number, flags: number, payload: Buffer): Buffer {
+/** The 8-byte head of a DATA frame (section 2.2.2) carrying `length` bytes. */
+function dataFrameHead(streamId: number, flags: number, length: number): Buffer {
   const head = Buffer.alloc(8);
   head.writeUInt32BE(streamId & 0x7fffffff, 0);
-  head.writeUInt32BE(payload.length, 4);
+  head.writeUInt32BE(length, 4);
   head[4] = flags;
-  return Buffer.concat([head, payload]);
+  return head;
+}
+
+export function dataFrame(streamId: number, flags: number, payload: Buffer): Buffer {
+  return Buffer.concat([dataFrameHead(streamId, flags, payload.length), payload]);
 }
 
 /** A decompressed header block: a count, then length-prefixed names and values (section 2.6.10). */
@@ -301,9 +306,11 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
     return this.enqueue(async () => {
       for (let offset = 0; offset < data.length; offset += maxDataPayload) {
         const last = offset + maxDataPayload >= data.length;
-        await this.write(dataFrame(streamId, fin && last ? flagFin : 0, data.subarray(offset, offset + maxDataPayload)));
+        const payload = data.subarray(offset, offset + maxDataPayload);
+        // Head and payload go out in one writev (corked): no copy of the payload into a frame buffer.
+        await this.write(dataFrameHead(streamId, fin && last ? flagFin : 0, payload.length), payload);
       }
-      if (data.length === 0 && fin) await this.write(dataFrame(streamId, flagFin, data));
+      if (data.length === 0 && fin) await this.write(dataFrameHead(streamId, flagFin, 0));
     });
   }
 
@@ -328,9 +335,14 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
     return run;
   }
 
-  private write(frame: Buffer): Promise<void> {
+  /** Writes a frame (in parts: written together, corked); resolves once the connection takes more. */
+  private write(...parts: Buffer[]): Promise<void> {
     if (this.closed || !this.connection.writable) return Promise.reject(new Error('SPDY connection closed'));
-    if (this.connection.write(frame)) return Promise.resolve();
+    let more = true;
+    if (parts.length > 1) this.connection.cork();
+    for (const part of parts) more = this.connection.write(part);
+    if (parts.length > 1) this.connection.uncork();
+    if (more) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const done = () => {
         this.connection.off('drain', done);
