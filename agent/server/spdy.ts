@@ -12,6 +12,7 @@
  * spdystream does, so the peer's window never stalls a stream.
  */
 import { EventEmitter } from 'node:events';
+import { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { constants as zlibConstants, createDeflate, createInflate, type Deflate, type Inflate } from 'node:zlib';
 import { spdy3HeaderDictionary as headerDictionary } from './spdy-dictionary.js';
@@ -335,9 +336,14 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
     return run;
   }
 
-  /** Writes a frame (in parts: written together, corked); resolves once the connection takes more. */
+  /**
+   * Writes a frame given in parts; resolves once the connection takes more. On a socket the parts
+   * go out corked, in one writev; any other stream (the WebSocket tunnel's, where each write is
+   * one message) gets them joined.
+   */
   private write(...parts: Buffer[]): Promise<void> {
     if (this.closed || !this.connection.writable) return Promise.reject(new Error('SPDY connection closed'));
+    if (parts.length > 1 && !(this.connection instanceof Socket)) parts = [Buffer.concat(parts)];
     let more = true;
     if (parts.length > 1) this.connection.cork();
     for (const part of parts) more = this.connection.write(part);
