@@ -52,8 +52,9 @@ async function underlayPair(net: TestNetwork, tag: string): Promise<[Netns, Netn
 /** iperf3 client in `client` to a server started in `server`; returns Gbit/s received. */
 async function iperf(server: Netns, client: Netns, address: string): Promise<number> {
   const child = spawn('ip', ['netns', 'exec', server.name, 'iperf3', '-s', '-1', '-p', '5201'], { stdio: 'ignore' });
-  await new Promise((resolve) => setTimeout(resolve, 700));
   try {
+    // Until the server listens (a fixed wait fails on a loaded machine).
+    await waitFor('iperf3 server', async () => (await server.exec(['ss', '-Hltn', 'sport = :5201'])).stdout.trim() !== '');
     const result = await client.exec(['iperf3', '-c', address, '-p', '5201', '-t', String(seconds), '-J'], { timeoutMs: (seconds + 30) * 1000 });
     const json = JSON.parse(result.stdout) as { end: { sum_received: { bits_per_second: number } } };
     return json.end.sum_received.bits_per_second / 1e9;
