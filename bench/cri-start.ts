@@ -7,8 +7,10 @@
  *   cri:    runPodSandbox (pause + pod files + CNI ADD of bridge/host-local in a bench netns) +
  *           createContainer + startContainer.
  *
- * The CNI ADD share of the cri figure is measured separately. Run: `node dist-bench/bench/cri-start.js [pods]`
- * (root, Docker on /var/run/docker.sock, /usr/lib/cni reference plugins).
+ * The pods are taken in ≥ 3 rounds; each round's p50/p99 ratio is reported (min/median/max in
+ * bench/results.md). The CNI ADD share of the cri figure is measured separately.
+ * Run: `node dist-bench/bench/cri-start.js [pods=30] [rounds=3]` (root, Docker on
+ * /var/run/docker.sock, /usr/lib/cni reference plugins).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -21,9 +23,10 @@ import { CniNetwork, type PodNetwork } from '../cri/cni/network.js';
 import type { Attachment, CniResult } from '../lib/cni/types.js';
 import { DockerRuntime } from '../cri/docker/runtime.js';
 import { busyboxSpec, ensureLocalImage, pauseSpec } from '../cri/local-images.js';
-import { onTerminate, percentile, reportFigure } from './lib/report.js';
+import { onTerminate, percentile, reportFigure, roundRatios } from './lib/report.js';
 
 const pods = Number(process.argv[2] ?? 30);
+const rounds = Number(process.argv[3] ?? 3);
 const runId = randomBytes(3).toString('hex');
 const label = `io.knode.bench=cri-start-${runId}`;
 
@@ -76,6 +79,7 @@ async function directPod(docker: Docker, pause: string, busybox: string, index: 
 }
 
 async function main(): Promise<void> {
+  if (!Number.isInteger(pods) || !Number.isInteger(rounds) || rounds < 1 || pods < rounds) throw new Error('usage: cri-start [pods=30] [rounds=3] (pods ≥ rounds ≥ 1)');
   const docker = new Docker({ socketPath: process.env.DOCKER_SOCK ?? '/var/run/docker.sock' });
   const pause = await ensureLocalImage(docker, pauseSpec);
   const busybox = await ensureLocalImage(docker, busyboxSpec);
@@ -104,6 +108,8 @@ async function main(): Promise<void> {
     const runtime = new DockerRuntime({ docker, network, sandboxRoot: join(dir, 'sandboxes'), scopeLabels: { 'io.knode.bench': `cri-start-${runId}` }, logger: createLogger('cri', 'silent'), sandboxStopTimeoutSeconds: 0 });
     const direct: number[] = [];
     const cri: number[] = [];
+    /** Where each round's pods begin in `direct`/`cri` (the last round takes the remainder). */
+    const roundStarts = Array.from({ length: rounds }, (_, r) => Math.floor((r * pods) / rounds));
     for (let i = 0; i < pods; i++) {
       let started = performance.now();
       const ids = await directPod(docker, pause, busybox, i);
@@ -134,8 +140,11 @@ async function main(): Promise<void> {
     console.log(`\nratio cri/direct: p50 ${(percentile(cri, 50) / percentile(direct, 50)).toFixed(2)}x, p99 ${(percentile(cri, 99) / percentile(direct, 99)).toFixed(2)}x`);
     const baselineName = 'dockerode direct: pause container, then app joining its network/IPC (no CNI), interleaved';
     const description = `${pods} pods one at a time; runPodSandbox (pause + CNI bridge/host-local) + createContainer + startContainer`;
+    const perRound = (values: number[], p: number) => roundStarts.map((start, r) => percentile(values.slice(start, roundStarts[r + 1] ?? pods), p));
     for (const p of [50, 99]) {
-      reportFigure({ name: `CRI pod start p${p}`, value: percentile(cri, p), unit: 'ms', baseline: percentile(direct, p), baselineName, better: 'lower', description });
+      const ratios = roundRatios(perRound(cri, p), perRound(direct, p));
+      console.log(`p${p} ratio per round: ${ratios.map((r) => r.toFixed(2)).join(', ')}`);
+      reportFigure({ name: `CRI pod start p${p}`, value: percentile(cri, p), unit: 'ms', baseline: percentile(direct, p), baselineName, better: 'lower', description: `${description}; ${rounds} rounds`, roundRatios: ratios });
     }
     reportFigure({ name: 'CNI ADD share of CRI pod start p50', value: percentile(network.addMs, 50), unit: 'ms', baseline: null, baselineName: 'none: part of the figure above (bridge + host-local reference plugins)', better: 'lower' });
   } finally {

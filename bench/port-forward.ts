@@ -9,6 +9,13 @@
  * small answer on a fresh connection. The pod is a static pod of a `knode agent` child process
  * (CNI bridge + host-local in a bench netns); the control plane is in-process on loopback.
  *
+ * Each round downloads the file once per path and opens connections/rounds small GETs per path,
+ * interleaved; the per-round ratios are reported (min/median/max in bench/results.md).
+ *
+ * The knode agent opens the first connection into a pod through nsenter + socat as well, and later
+ * ones through its per-namespace helper (cri/docker/netns-dialer.ts): the warm-up GET per path
+ * is that first connection, so the figures are for an established port-forward.
+ *
  * Run: `node dist-bench/bench/port-forward.js [MiB=64] [rounds=3] [connections=30]` (root, Docker,
  * /usr/lib/cni, kubectl, socat).
  */
@@ -23,7 +30,7 @@ import { busyboxSpec, ensureLocalImage } from '../cri/local-images.js';
 import { startControlPlane } from '../controlplane/control-plane.js';
 import { MemoryStorage } from '../controlplane/storage/memory.js';
 import { startBenchNode, until, type BenchNode } from './lib/agent-node.js';
-import { onTerminate, percentile, reportFigure } from './lib/report.js';
+import { onTerminate, percentile, reportFigure, roundRatios } from './lib/report.js';
 
 const mebibytes = Number(process.argv[2] ?? 64);
 const rounds = Number(process.argv[3] ?? 3);
@@ -39,22 +46,28 @@ interface Transfer {
   firstByteMs: number;
 }
 
-/** Sends a GET on a fresh byte pipe and reads the answer to its end. */
+/**
+ * Sends a GET on a fresh byte pipe and reads the answer to its end. The time is taken at the last
+ * byte, not at the end of the stream: socat lingers 0.5 s after the server's FIN (its `-t`
+ * half-close timeout) before it closes stdout, which is not transfer time.
+ */
 function transfer(open: () => { input: NodeJS.WritableStream; output: NodeJS.ReadableStream; close(): void }, path: string): Promise<Transfer> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
     let first = 0;
+    let last = 0;
     let bytes = 0;
     const pipe = open();
     const timer = setTimeout(() => (pipe.close(), reject(new Error(`GET ${path}: no end in 120 s`))), 120_000);
     pipe.output.on('data', (chunk: Buffer) => {
-      if (first === 0) first = performance.now();
+      last = performance.now();
+      if (first === 0) first = last;
       bytes += chunk.length;
     });
     pipe.output.on('end', () => {
       clearTimeout(timer);
       pipe.close();
-      resolve({ bytes, seconds: (performance.now() - started) / 1000, firstByteMs: first - started });
+      resolve({ bytes, seconds: ((last || performance.now()) - started) / 1000, firstByteMs: first - started });
     });
     pipe.output.on('error', (error: Error) => (clearTimeout(timer), reject(error)));
     pipe.input.write(`GET ${path} HTTP/1.0\r\n\r\n`);
@@ -100,7 +113,7 @@ function mibPerSecond(transfers: Transfer[]): number {
 }
 
 async function main(): Promise<void> {
-  if (![mebibytes, rounds, connections].every((n) => Number.isInteger(n) && n > 0)) throw new Error('usage: port-forward [MiB] [rounds] [connections]');
+  if (![mebibytes, rounds, connections].every((n) => Number.isInteger(n) && n > 0) || connections < rounds) throw new Error('usage: port-forward [MiB] [rounds] [connections ≥ rounds]');
   const docker = new Docker({ socketPath: process.env.DOCKER_SOCK ?? '/var/run/docker.sock' });
   const busybox = await ensureLocalImage(docker, busyboxSpec);
   const cp = await startControlPlane({ storage: new MemoryStorage({}), log: createLogger('cp', 'silent'), host: '127.0.0.1', port: 0, clusterCidr: '10.244.0.0/16', serviceCidr: '10.96.0.0/12', controllers: { enabled: false } });
@@ -135,17 +148,19 @@ async function main(): Promise<void> {
     kubectls.push(websocket.child, spdy.child);
     const paths = { floor: viaSocat(pausePid), websocket: viaListener(websocket.port), spdy: viaListener(spdy.port) };
     const downloads: Record<keyof typeof paths, Transfer[]> = { floor: [], websocket: [], spdy: [] };
-    const firstBytes: Record<keyof typeof paths, number[]> = { floor: [], websocket: [], spdy: [] };
+    const firstBytes: Record<keyof typeof paths, number[][]> = { floor: [], websocket: [], spdy: [] };
     for (const name of Object.keys(paths) as (keyof typeof paths)[]) await transfer(paths[name], '/small'); // warm-up
     for (let round = 0; round < rounds; round++) {
       for (const name of Object.keys(paths) as (keyof typeof paths)[]) {
         const result = await transfer(paths[name], '/big');
         if (result.bytes < mebibytes * 1024 * 1024) throw new Error(`${name}: got ${result.bytes} bytes of ${mebibytes} MiB`);
         downloads[name].push(result);
+        firstBytes[name].push([]);
       }
-    }
-    for (let i = 0; i < connections; i++) {
-      for (const name of Object.keys(paths) as (keyof typeof paths)[]) firstBytes[name].push((await transfer(paths[name], '/small')).firstByteMs);
+      const perRound = Math.floor((connections * (round + 1)) / rounds) - Math.floor((connections * round) / rounds);
+      for (let i = 0; i < perRound; i++) {
+        for (const name of Object.keys(paths) as (keyof typeof paths)[]) firstBytes[name][round]!.push((await transfer(paths[name], '/small')).firstByteMs);
+      }
     }
 
     console.log(`\nport-forward: ${mebibytes} MiB × ${rounds} rounds, ${connections} small GETs per path, interleaved\n`);
@@ -153,12 +168,17 @@ async function main(): Promise<void> {
     console.log('|---|---|---|---|');
     const labels = { floor: 'nsenter + socat into the pod netns (floor)', websocket: 'kubectl port-forward, WebSocket tunnel', spdy: 'kubectl port-forward, SPDY' };
     for (const name of Object.keys(paths) as (keyof typeof paths)[]) {
-      console.log(`| ${labels[name]} | ${mibPerSecond(downloads[name]).toFixed(1)} | ${percentile(firstBytes[name], 50).toFixed(2)} | ${percentile(firstBytes[name], 99).toFixed(2)} |`);
+      console.log(`| ${labels[name]} | ${mibPerSecond(downloads[name]).toFixed(1)} | ${percentile(firstBytes[name].flat(), 50).toFixed(2)} | ${percentile(firstBytes[name].flat(), 99).toFixed(2)} |`);
     }
     const baselineName = 'nsenter --net=<pod netns> socat - TCP4:localhost:<port> spawned directly (the node-side relay cri-dockerd runs), same file, interleaved';
+    const speeds = (name: keyof typeof paths) => downloads[name].map((t) => t.bytes / 1024 / 1024 / t.seconds);
+    const firstByteP50s = (name: keyof typeof paths) => firstBytes[name].map((samples) => percentile(samples, 50));
     for (const name of ['websocket', 'spdy'] as const) {
-      reportFigure({ name: `download, ${name}`, value: mibPerSecond(downloads[name]), unit: 'MiB/s', baseline: mibPerSecond(downloads.floor), baselineName, better: 'higher', description: `${mebibytes} MiB from busybox httpd on the pod's loopback, median of ${rounds}; kubectl → control plane → kubelet → socat` });
-      reportFigure({ name: `first byte p50, ${name}`, value: percentile(firstBytes[name], 50), unit: 'ms', baseline: percentile(firstBytes.floor, 50), baselineName, better: 'lower', description: `${connections} fresh connections, GET of 6 bytes` });
+      const download = roundRatios(speeds(name), speeds('floor'));
+      const first = roundRatios(firstByteP50s(name), firstByteP50s('floor'));
+      console.log(`${name}: download ratio per round ${download.map((r) => r.toFixed(2)).join(', ')}; first byte p50 ratio per round ${first.map((r) => r.toFixed(2)).join(', ')}`);
+      reportFigure({ name: `download, ${name}`, value: mibPerSecond(downloads[name]), unit: 'MiB/s', baseline: mibPerSecond(downloads.floor), baselineName, better: 'higher', description: `${mebibytes} MiB from busybox httpd on the pod's loopback, median of ${rounds} interleaved rounds; kubectl → control plane → kubelet → socket opened in the pod netns`, roundRatios: download });
+      reportFigure({ name: `first byte p50, ${name}`, value: percentile(firstBytes[name].flat(), 50), unit: 'ms', baseline: percentile(firstBytes.floor.flat(), 50), baselineName, better: 'lower', description: `${connections} fresh connections over ${rounds} interleaved rounds, GET of 6 bytes`, roundRatios: first });
     }
   } finally {
     await cleanup();

@@ -12,6 +12,7 @@
  * spdystream does, so the peer's window never stalls a stream.
  */
 import { EventEmitter } from 'node:events';
+import { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { constants as zlibConstants, createDeflate, createInflate, type Deflate, type Inflate } from 'node:zlib';
 import { spdy3HeaderDictionary as headerDictionary } from './spdy-dictionary.js';
@@ -21,8 +22,12 @@ export const FrameType = { synStream: 1, synReply: 2, rstStream: 3, settings: 4,
 const flagFin = 0x01;
 /** RST_STREAM status codes (section 2.6.3). */
 export const RstStatus = { protocolError: 1, invalidStream: 2, refusedStream: 3, cancel: 5, internalError: 6, streamInUse: 8, streamAlreadyClosed: 9 } as const;
-/** The largest DATA payload sent in one frame. */
-const maxDataPayload = 32 * 1024;
+/**
+ * The largest DATA payload sent in one frame: a whole socket read of Node (64 KiB) fits, so a
+ * forwarded read is one frame, not two. spdystream takes frames up to the format's 16 MiB
+ * (spdy/read.go checks MaxDataLength only).
+ */
+const maxDataPayload = 64 * 1024;
 /** A frame bigger than this (16 MiB is the format's limit) is a protocol error. */
 const maxFrameLength = 0xffffff;
 
@@ -71,12 +76,17 @@ export function controlFrame(type: number, flags: number, payload: Buffer): Buff
   return Buffer.concat([head, payload]);
 }
 
-export function dataFrame(streamId: number, flags: number, payload: Buffer): Buffer {
+/** The 8-byte head of a DATA frame (section 2.2.2) carrying `length` bytes. */
+function dataFrameHead(streamId: number, flags: number, length: number): Buffer {
   const head = Buffer.alloc(8);
   head.writeUInt32BE(streamId & 0x7fffffff, 0);
-  head.writeUInt32BE(payload.length, 4);
+  head.writeUInt32BE(length, 4);
   head[4] = flags;
-  return Buffer.concat([head, payload]);
+  return head;
+}
+
+export function dataFrame(streamId: number, flags: number, payload: Buffer): Buffer {
+  return Buffer.concat([dataFrameHead(streamId, flags, payload.length), payload]);
 }
 
 /** A decompressed header block: a count, then length-prefixed names and values (section 2.6.10). */
@@ -297,9 +307,11 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
     return this.enqueue(async () => {
       for (let offset = 0; offset < data.length; offset += maxDataPayload) {
         const last = offset + maxDataPayload >= data.length;
-        await this.write(dataFrame(streamId, fin && last ? flagFin : 0, data.subarray(offset, offset + maxDataPayload)));
+        const payload = data.subarray(offset, offset + maxDataPayload);
+        // Head and payload go out in one writev (corked): no copy of the payload into a frame buffer.
+        await this.write(dataFrameHead(streamId, fin && last ? flagFin : 0, payload.length), payload);
       }
-      if (data.length === 0 && fin) await this.write(dataFrame(streamId, flagFin, data));
+      if (data.length === 0 && fin) await this.write(dataFrameHead(streamId, flagFin, 0));
     });
   }
 
@@ -324,9 +336,19 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
     return run;
   }
 
-  private write(frame: Buffer): Promise<void> {
+  /**
+   * Writes a frame given in parts; resolves once the connection takes more. On a socket the parts
+   * go out corked, in one writev; any other stream (the WebSocket tunnel's, where each write is
+   * one message) gets them joined.
+   */
+  private write(...parts: Buffer[]): Promise<void> {
     if (this.closed || !this.connection.writable) return Promise.reject(new Error('SPDY connection closed'));
-    if (this.connection.write(frame)) return Promise.resolve();
+    if (parts.length > 1 && !(this.connection instanceof Socket)) parts = [Buffer.concat(parts)];
+    let more = true;
+    if (parts.length > 1) this.connection.cork();
+    for (const part of parts) more = this.connection.write(part);
+    if (parts.length > 1) this.connection.uncork();
+    if (more) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const done = () => {
         this.connection.off('drain', done);

@@ -87,9 +87,10 @@ export async function startBenchNode(options: BenchNodeOptions): Promise<BenchNo
     await mkdir(manifests);
     const bridge = { type: 'bridge', bridge: `kb${options.id}`.slice(0, 15), isGateway: true, ipMasq: false, ipam: { type: 'host-local', dataDir: join(dir, 'ipam'), ranges: [[{ subnet: options.subnet }]] } };
     await writeFile(join(dir, 'net.d', '10-bench.conflist'), JSON.stringify({ cniVersion: '1.0.0', name: 'bench', plugins: [bridge] }));
+    // healthzPort 0 (off, as the kubelet allows): 127.0.0.1:10248 is shared by every agent in the root netns.
     await writeFile(
       join(dir, 'kubelet.yaml'),
-      `apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: ${manifests}\naddress: 127.0.0.1\nport: ${kubeletPort}\nreadOnlyPort: ${kubeletPort + 1}\nauthentication: {anonymous: {enabled: true}, webhook: {enabled: false}}\nauthorization: {mode: AlwaysAllow}\n`,
+      `apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: ${manifests}\naddress: 127.0.0.1\nport: ${kubeletPort}\nreadOnlyPort: ${kubeletPort + 1}\nhealthzPort: 0\nauthentication: {anonymous: {enabled: true}, webhook: {enabled: false}}\nauthorization: {mode: AlwaysAllow}\n`,
     );
     writeKubeconfig(kubeconfig, { server: options.server });
     agent = spawn(knode, ['agent', '--kubeconfig', kubeconfig, '--config', join(dir, 'kubelet.yaml'), '--hostname-override', options.nodeName, '--root-dir', join(dir, 'root'), '--cni-conf-dir', join(dir, 'net.d'), '--cni-bin-dir', '/usr/lib/cni', ...(process.env.KNODE_BENCH_RUNTIME_ENDPOINT ? ['--container-runtime-endpoint', process.env.KNODE_BENCH_RUNTIME_ENDPOINT] : [])], {

@@ -20,7 +20,8 @@ export const plans: Readonly<Record<string, Plan>> = {
   'agent-static-pods': { args: ['30', '50,100'], fullArgs: ['50', '50,100'], timeoutSeconds: 1200, fullTimeoutSeconds: 2400 },
   // Pods per round (one /24 lease: at most 250) and interleaved rounds.
   'cni-add-del': { args: ['100', '3'], fullArgs: ['200', '5'], timeoutSeconds: 900, fullTimeoutSeconds: 1800 },
-  'cni-vxlan-throughput': { args: ['5'], fullArgs: ['30'], timeoutSeconds: 600 },
+  // iperf3 seconds per run × rounds, three paths per round (node pair, hand-built pod path, knode).
+  'cni-vxlan-throughput': { args: ['5', '3'], fullArgs: ['20', '5'], timeoutSeconds: 600 },
   'controlplane-watch': { args: ['5000', '100', '200'], fullArgs: ['20000', '200', '500'], timeoutSeconds: 900, fullTimeoutSeconds: 2400 },
   'cri-start': { args: ['30'], fullArgs: ['100'], timeoutSeconds: 900, fullTimeoutSeconds: 2400 },
   // 10k Services; 3 interleaved rounds of 5 s QPS runs and 3 s latency runs at 2000 qps per server.

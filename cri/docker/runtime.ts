@@ -40,6 +40,7 @@ import { criError, isNotFound } from './errors.js';
 import { isCriError } from '../runtime.js';
 import { attachStream, execStream, execSync } from './exec.js';
 import { portForward } from './port-forward.js';
+import { NetnsDialer } from './netns-dialer.js';
 import { ImageManager } from './images.js';
 import { SandboxManager } from './sandbox.js';
 import { StatsCollector } from './stats.js';
@@ -52,6 +53,8 @@ export class DockerRuntime implements ContainerRuntime {
   private readonly containers: ContainerManager;
   private readonly images: ImageManager;
   private readonly statsCollector: StatsCollector;
+  /** Opens port-forward connections inside sandboxes without a socat per connection. */
+  private readonly dialer: NetnsDialer;
   private dockerRoot?: string;
 
   constructor(options: DockerRuntimeOptions = {}) {
@@ -61,6 +64,7 @@ export class DockerRuntime implements ContainerRuntime {
     this.images = new ImageManager(this.context);
     this.statsCollector = new StatsCollector(this.context);
     this.sandboxes.onRemoveContainer = (id) => this.removeContainer(id);
+    this.dialer = new NetnsDialer({ log: this.context.log });
   }
 
   async version(): Promise<VersionResponse> {
@@ -158,7 +162,7 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async portForward(podSandboxId: string, port: number, stream: Duplex): Promise<void> {
-    return portForward(await this.sandboxes.netnsPath(podSandboxId), podSandboxId, port, stream);
+    return portForward(await this.sandboxes.netnsPath(podSandboxId), podSandboxId, port, stream, this.dialer);
   }
 
   private async rootMount(): Promise<string> {

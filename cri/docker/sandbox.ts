@@ -18,6 +18,7 @@ import { labelFilters, type RuntimeContext } from './context.js';
 import { criError, isNotFound } from './errors.js';
 import { decodeRecord, dockerLabels, encodeRecord, fromDockerLabels, isoToNs, parseName, podIdentityLabels, sandboxContainerName, sandboxName, sandboxType, toDockerLabels, type SandboxRecord } from './naming.js';
 import { PodFiles, podFileTargets } from './pod-files.js';
+import { processStartTime } from '../../cni/ipam-store.js';
 
 function podRef(config: PodSandboxConfig): string {
   return `${config.metadata?.namespace}/${config.metadata?.name}`;
@@ -60,10 +61,15 @@ function attachmentOf(context: RuntimeContext, id: string, netns: string, labels
   };
 }
 
+/** Sandboxes whose pause process is remembered for netnsPath (more are forgotten at once). */
+const maxRememberedPauseProcesses = 1024;
+
 export class SandboxManager {
   private infraImage?: Promise<string>;
   /** Sandboxes seen with their network attached; once attached it stays so until teardown (list is hot: PLEG relists). */
   private readonly attached = new Set<string>();
+  /** Sandbox id → its pause process, for netnsPath. */
+  private readonly pauseProcesses = new Map<string, { pid: number; started: string }>();
 
   constructor(private readonly context: RuntimeContext) {}
 
@@ -227,6 +233,7 @@ export class SandboxManager {
 
   async remove(id: string): Promise<void> {
     this.attached.delete(id);
+    this.pauseProcesses.delete(id);
     const info = await this.inspect(id);
     const pod = info ? `${info.Config.Labels?.['io.kubernetes.pod.namespace']}/${info.Config.Labels?.['io.kubernetes.pod.name']}` : id;
     try {
@@ -248,11 +255,23 @@ export class SandboxManager {
     await this.context.docker.getContainer(id).remove({ force: true, v: true });
   };
 
-  /** /proc/<pause pid>/ns/net of a running sandbox (what port-forward enters). */
+  /**
+   * /proc/<pause pid>/ns/net of a running sandbox (what port-forward enters). The pause process
+   * is remembered by pid and start time (/proc/<pid>/stat), which name one process for good: while
+   * it still runs the answer stands without asking Docker again (one inspect per port-forward
+   * connection otherwise); once it is gone Docker is asked, and a stopped sandbox is refused.
+   */
   async netnsPath(id: string): Promise<string> {
+    const known = this.pauseProcesses.get(id);
+    if (known && processStartTime(known.pid) === known.started) return `/proc/${known.pid}/ns/net`;
     const info = await this.inspect(id);
     if (!info) throw new CriError(`pod sandbox "${id}" not found`, { code: 'NotFound', podSandboxId: id });
     if (!info.State.Running || !info.State.Pid) throw new CriError(`pod sandbox ${id.slice(0, 12)} is not running`, { code: 'FailedPrecondition', podSandboxId: id });
+    const started = processStartTime(info.State.Pid);
+    if (started !== undefined) {
+      if (this.pauseProcesses.size >= maxRememberedPauseProcesses) this.pauseProcesses.clear();
+      this.pauseProcesses.set(id, { pid: info.State.Pid, started });
+    }
     return `/proc/${info.State.Pid}/ns/net`;
   }
 

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Duplex, PassThrough } from 'node:stream';
 import type Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../lib/log.js';
@@ -19,7 +20,18 @@ import { TestNetwork, type Netns } from '../helpers/netns.js';
 import { onPath, prerequisites } from '../helpers/prereq.js';
 import { waitFor } from '../helpers/wait.js';
 
-const env = await prerequisites('root', 'docker', 'command:ip', 'command:nsenter', 'command:curl', 'command:ping');
+/** One HTTP/1.0 GET through the runtime's port-forward; resolves with the whole answer. */
+async function forwardGet(runtime: DockerRuntime, sandboxId: string, port: number, path: string): Promise<string> {
+  const input = new PassThrough();
+  const output = new PassThrough();
+  const chunks: Buffer[] = [];
+  output.on('data', (chunk: Buffer) => chunks.push(chunk));
+  input.end(`GET ${path} HTTP/1.0\r\n\r\n`);
+  await runtime.portForward(sandboxId, port, Duplex.from({ readable: input, writable: output }));
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+const env = await prerequisites('root', 'docker', 'command:ip', 'command:nsenter', 'command:curl', 'command:ping', 'command:socat');
 const cniBin = '/usr/lib/cni';
 const haveCni = onPath('ip') && (await stat(join(cniBin, 'bridge')).then(() => true, () => false));
 
@@ -171,7 +183,11 @@ describe.skipIf(env.skip || !haveCni)('cri docker runtime: pods with CNI in a no
     ]);
     expect((await again.listPodSandbox({ id: sandboxId }))[0]).toMatchObject({ metadata: config.metadata, state: 'SANDBOX_READY', labels: { app: 'web' } });
 
+    // port-forward into the pod's netns, twice (the sandbox's pause process is then remembered),
+    // refused once the sandbox is stopped (the remembered process is gone: Docker is asked again)
+    for (let i = 0; i < 2; i++) expect((await forwardGet(runtime, sandboxId, 8080, '/index.html')).split('\r\n\r\n')[1]?.trim()).toBe('init-done');
     await runtime.stopPodSandbox(sandboxId);
+    await expect(forwardGet(runtime, sandboxId, 8080, '/index.html')).rejects.toSatisfy((error: unknown) => isCriError(error, 'FailedPrecondition'));
     await runtime.stopPodSandbox(sandboxId); // idempotent
     expect((await runtime.podSandboxStatus(sandboxId)).state).toBe('SANDBOX_NOTREADY');
     await runtime.removePodSandbox(sandboxId);

@@ -6,9 +6,9 @@
  * checked in test/e2e/agent-kubectl.test.ts.
  */
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect as connectTcp, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { Duplex, PassThrough } from 'node:stream';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
 import { channelProtocol, parsePortsQuery } from '../../agent/server/port-forward-channels.js';
 import { parsePort, parsePortForwardPath, PortForwardStreams } from '../../agent/server/port-forward.js';
@@ -205,6 +205,43 @@ describe('SPDY/3 server session', () => {
     const closed = new Promise<void>((resolve) => session!.once('close', () => resolve()));
     await closed;
     await client.waitFor('GOAWAY', () => client.frames.some((f) => f.control && f.typeOrStream === FrameType.goAway));
+  });
+});
+
+describe('SPDY/3 DATA frames as written', () => {
+  const big = Buffer.alloc(100_000);
+  for (let i = 0; i < big.length; i++) big[i] = i % 251;
+
+  it('gives a stream that is not a socket (the WebSocket tunnel: a message per write) whole frames, one per write', async () => {
+    const writes: Buffer[] = [];
+    const connection = new Duplex({ read() {}, write(chunk: Buffer, _encoding, callback) { writes.push(chunk); callback(); } });
+    const session = new SpdySession(connection);
+    await session.sendData(3, big, true);
+    expect(writes.map((w) => w.length)).toEqual([8 + 65536, 8 + (100_000 - 65536)]);
+    const frames = new FrameReader().push(Buffer.concat(writes));
+    expect(frames.map((f) => [f.control, f.typeOrStream, f.flags])).toEqual([[false, 3, 0], [false, 3, 1]]);
+    expect(Buffer.concat(frames.map((f) => f.payload)).equals(big)).toBe(true);
+    session.close();
+  });
+
+  it('writes head and payload together on a socket: the peer reads the same frames, byte for byte', async () => {
+    const server = createNetServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
+    const client = connectTcp((server.address() as AddressInfo).port, '127.0.0.1');
+    const peer = await accepted;
+    const received: Buffer[] = [];
+    peer.on('data', (chunk: Buffer) => received.push(chunk));
+    const session = new SpdySession(client);
+    await session.sendData(5, big, false);
+    await session.sendData(5, Buffer.alloc(0), true);
+    await vi.waitFor(() => expect(Buffer.concat(received).length).toBe(3 * 8 + big.length));
+    const frames = new FrameReader().push(Buffer.concat(received));
+    expect(frames.map((f) => [f.typeOrStream, f.flags, f.payload.length])).toEqual([[5, 0, 65536], [5, 0, 100_000 - 65536], [5, 1, 0]]);
+    expect(Buffer.concat(frames.map((f) => f.payload)).equals(big)).toBe(true);
+    session.close();
+    peer.destroy();
+    server.close();
   });
 });
 

@@ -193,7 +193,6 @@ export const exportAllowance: { reason: string; exports: string[] }[] = [
       'bin/up-config.ts netConfText',
       'cni/ipam-store.ts parseLockOwner',
       'cni/ipam-store.ts pickAddress',
-      'cni/ipam-store.ts processStartTime',
       'cni/ipam-store.ts rangeBounds',
       'cni/ipam-store.ts staleLockReason',
       'cni/plugin-config.ts interfaceNameProblem',
