@@ -11,7 +11,8 @@
  * and after (the machine is shared: a figure taken under load is re-measured, not reported).
  *
  * Run: `node dist-bench/bench/dns.js [services=10000] [rounds=3] [seconds=5] [rate=2000]` (dnsperf,
- * dnsmasq, dig). Loopback only.
+ * dnsmasq, dig). Loopback only. `KNODE_BENCH_NODE_ARGS` adds options to the node running `knode
+ * dns` (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`: the profile is written when it stops).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -27,7 +28,8 @@ import { run } from '../lib/exec.js';
 import { freeLoopbackPort as freePort } from '../test/helpers/ports.js';
 import { createLogger } from '../lib/log.js';
 import { until } from './lib/agent-node.js';
-import { onTerminate, percentile, reportFigure } from './lib/report.js';
+import { spreadOf } from './lib/machine-load.js';
+import { onTerminate, percentile, reportFigure, roundRatios } from './lib/report.js';
 
 const services = Number(process.argv[2] ?? 10_000);
 const rounds = Number(process.argv[3] ?? 3);
@@ -35,6 +37,7 @@ const seconds = Number(process.argv[4] ?? 5);
 const rate = Number(process.argv[5] ?? 2000);
 const knodeBin = fileURLToPath(new URL('../../bin/knode', import.meta.url));
 const forwardedNames = 200;
+const nodeArgs = (process.env.KNODE_BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
 
 const serviceIp = (i: number) => {
   const value = (10 << 24) | (96 << 16);
@@ -44,6 +47,14 @@ const serviceIp = (i: number) => {
 
 function dnsmasq(port: number, args: string[]): ChildProcess {
   return spawn('dnsmasq', ['-k', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--no-poll', '--pid-file=', '--user=root', '--listen-address=127.0.0.1', '--bind-interfaces', `--port=${port}`, ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    child.once('exit', () => (clearTimeout(timer), resolve()));
+    child.kill('SIGTERM');
+  });
 }
 
 async function answers(port: number, name: string): Promise<string> {
@@ -87,11 +98,6 @@ async function createServices(url: string, storage: MemoryStorage): Promise<void
   }
 }
 
-const summary = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return { min: sorted[0]!, median: sorted[Math.floor(sorted.length / 2)]!, max: sorted.at(-1)! };
-};
-
 async function main(): Promise<void> {
   if (![services, rounds, seconds, rate].every((n) => Number.isInteger(n) && n > 0)) throw new Error('usage: dns [services] [rounds] [seconds] [rate]');
   const dir = mkdtempSync(join(tmpdir(), 'knode-bench-dns-'));
@@ -99,7 +105,8 @@ async function main(): Promise<void> {
   const storage = new MemoryStorage({});
   const cp = await startControlPlane({ storage, log: createLogger('cp', 'silent'), host: '127.0.0.1', port: 0, clusterCidr: '10.244.0.0/16', serviceCidr: '10.96.0.0/12', controllers: { enabled: false } });
   const cleanup = async () => {
-    for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
+    // Waits for the children to exit (SIGKILL after 10 s), so that a CPU profile (KNODE_BENCH_NODE_ARGS) gets written.
+    await Promise.all(children.filter((child) => child.exitCode === null).map(stopChild));
     await cp.stop();
     rmSync(dir, { recursive: true, force: true });
   };
@@ -116,7 +123,7 @@ async function main(): Promise<void> {
     const kubeconfig = join(dir, 'kubeconfig');
     writeKubeconfig(kubeconfig, { server: cp.url });
     writeFileSync(join(dir, 'resolv.conf'), `nameserver 127.0.0.1:${upstreamPort}\n`);
-    const knode = spawn(process.execPath, [knodeBin, 'dns', '--kubeconfig', kubeconfig, '--bind-address', '127.0.0.1', '--port', String(knodePort), '--no-publish', '--health-bind-address', `127.0.0.1:${healthPort}`, '--resolv-conf', join(dir, 'resolv.conf'), '--hostname-override', 'bench', '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const knode = spawn(process.execPath, [...nodeArgs, knodeBin, 'dns', '--kubeconfig', kubeconfig, '--bind-address', '127.0.0.1', '--port', String(knodePort), '--no-publish', '--health-bind-address', `127.0.0.1:${healthPort}`, '--resolv-conf', join(dir, 'resolv.conf'), '--hostname-override', 'bench', '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
     children.push(knode);
     const last = `svc-${services - 1}.default.svc.cluster.local`;
     await until('knode dns serving every Service', async () => (await answers(knodePort, last)) === serviceIp(services - 1), 120_000, 250);
@@ -160,11 +167,23 @@ async function main(): Promise<void> {
       { key: 'forwardedP99', label: 'cached forwarded names p99', unit: 'ms', better: 'lower' },
     ];
     for (const figure of figures) {
-      const ours = summary(rows.knode.map((row) => row[figure.key]));
-      const theirs = summary(rows.dnsmasq.map((row) => row[figure.key]));
-      const ratio = summary(rows.knode.map((row, i) => row[figure.key] / rows.dnsmasq[i]![figure.key]));
+      const ours = spreadOf(rows.knode.map((row) => row[figure.key]));
+      const theirs = spreadOf(rows.dnsmasq.map((row) => row[figure.key]));
+      const ratio = spreadOf(rows.knode.map((row, i) => row[figure.key] / rows.dnsmasq[i]![figure.key]));
       console.log(`| ${figure.label} (${figure.unit}) | ${ours.median.toFixed(figure.unit === 'ms' ? 3 : 0)} | ${theirs.median.toFixed(figure.unit === 'ms' ? 3 : 0)} | ${ratio.min.toFixed(2)} / ${ratio.median.toFixed(2)} / ${ratio.max.toFixed(2)} |`);
-      reportFigure({ name: figure.label, value: ours.median, unit: figure.unit, baseline: theirs.median, baselineName, better: figure.better, description: `${services} Services, median of ${rounds} rounds (ratio min ${ratio.min.toFixed(2)}, max ${ratio.max.toFixed(2)}); load ${loadBefore[0]!.toFixed(2)} → ${loadAfter[0]!.toFixed(2)}` });
+      reportFigure({
+        name: figure.label,
+        value: ours.median,
+        unit: figure.unit,
+        baseline: theirs.median,
+        baselineName,
+        better: figure.better,
+        roundRatios: roundRatios(
+          rows.knode.map((row) => row[figure.key]),
+          rows.dnsmasq.map((row) => row[figure.key]),
+        ),
+        description: `${services} Services, median of ${rounds} rounds (ratio min ${ratio.min.toFixed(2)}, max ${ratio.max.toFixed(2)}); load ${loadBefore[0]!.toFixed(2)} → ${loadAfter[0]!.toFixed(2)}`,
+      });
     }
   } finally {
     await cleanup();

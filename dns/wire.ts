@@ -1,0 +1,185 @@
+/**
+ * The server's hot path: answers already encoded, kept by the question they answer, so that a
+ * repeated question costs a header check, a Map lookup and a copy instead of a dns-packet
+ * decode, a lookup and an encode (with 10k Services and a pod's resolver asking the same names
+ * over and over, most queries are repeats).
+ *
+ *  - `parseQuery` reads only the header, the question and an optional EDNS0 OPT record, and
+ *    gives up (undefined: the full decode in ./server.ts handles it, FORMERR/NOTIMP/BADVERS
+ *    included) on anything unusual: a response, an opcode other than QUERY, other than one
+ *    question, answer or authority records, a compressed or non-ASCII name, EDNS version > 0,
+ *    trailing bytes.
+ *  - The key is what the encoded reply depends on: the lower-cased name, type, class, the RD and
+ *    CD bits (echoed), whether there was an OPT record and the size limit it sets (UDP) or TCP,
+ *    and the protocol and family (metric labels). The DO bit is not in it: the server does no
+ *    DNSSEC and its OPT never sets DO.
+ *  - A hit copies the reply and patches the ID and the question name's bytes with the query's
+ *    own (DNS 0x20 — resolvers that randomise the case expect it back), also where an owner
+ *    name equals the question's name.
+ *  - Validity: an answer built from the cluster zone lives while the index's generation is the
+ *    one it was built from (every Service or EndpointSlice change bumps it, so a change is seen
+ *    by the next query); a forwarded answer lives until the next whole second of its time in
+ *    the answer cache (./cache.ts), when the TTLs it shows drop by one, or its expiry.
+ *  - Bounded: at most `capacity` entries; a full cache forgets its oldest entry first.
+ */
+import type { BoundQueryMetrics } from './metrics.js';
+
+const QR_OPCODE_MASK = 0xf800;
+const RD_CD_MASK = 0x0110;
+const OPT = 41;
+
+export interface WireQuery {
+  /** Offset of the byte ending the question's name (the root label). */
+  nameEnd: number;
+  /** The cache key (see the file comment). */
+  key: string;
+}
+
+/** The size limit of a UDP reply to a query with this OPT payload size (RFC 6891 §6.2.5). */
+export const udpLimit = (payloadSize: number) => Math.min(4096, Math.max(512, payloadSize));
+
+/**
+ * Header, question and optional OPT of a plain query, or undefined for anything else. Never
+ * throws; reads only inside the message.
+ */
+export function parseQuery(message: Buffer, proto: 'udp' | 'tcp', family: string): WireQuery | undefined {
+  const length = message.length;
+  if (length < 17) return undefined;
+  const flags = message.readUInt16BE(2);
+  if ((flags & QR_OPCODE_MASK) !== 0) return undefined;
+  if (message.readUInt16BE(4) !== 1 || message.readUInt16BE(6) !== 0 || message.readUInt16BE(8) !== 0) return undefined;
+  const additional = message.readUInt16BE(10);
+  if (additional > 1) return undefined;
+  let offset = 12;
+  for (;;) {
+    if (offset >= length) return undefined;
+    const label = message[offset]!;
+    if (label === 0) break;
+    // > 63: a compression pointer or an extended label type; the full decoder deals with those.
+    if (label > 63 || offset + 1 + label > length) return undefined;
+    for (let i = offset + 1; i <= offset + label; i++) {
+      const c = message[i]!;
+      // Non-ASCII, and bytes a dotted name would have to escape: left to the full decoder.
+      if (c >= 0x80 || c === 0x2e || c === 0x5c || c <= 0x20) return undefined;
+    }
+    offset += label + 1;
+  }
+  const nameEnd = offset;
+  if (nameEnd + 1 - 12 > 255) return undefined;
+  offset = nameEnd + 5;
+  if (offset > length) return undefined;
+  let limit: string;
+  if (additional === 0) {
+    if (offset !== length) return undefined;
+    limit = proto === 'tcp' ? 't' : 'u';
+  } else {
+    if (offset + 11 > length || message[offset] !== 0 || message.readUInt16BE(offset + 1) !== OPT || message[offset + 6] !== 0) return undefined;
+    if (offset + 11 + message.readUInt16BE(offset + 9) !== length) return undefined;
+    limit = proto === 'tcp' ? 'T' : `e${udpLimit(message.readUInt16BE(offset + 3))}`;
+  }
+  const name = message.toString('latin1', 12, nameEnd).toLowerCase();
+  const key = `${name}|${message.readUInt16BE(nameEnd + 1)}|${message.readUInt16BE(nameEnd + 3)}|${flags & RD_CD_MASK}|${limit}|${family}`;
+  return { nameEnd, key };
+}
+
+export interface WireEntry {
+  bytes: Buffer;
+  /** Where the question's name starts in `bytes` (12, and owner names equal to it). */
+  nameOffsets: number[];
+  /** The index generation the answer was built from; undefined: it does not depend on the index. */
+  generation: number | undefined;
+  /** Date.now() after which the entry is stale (Infinity: only the generation decides). */
+  freshUntil: number;
+  metrics: BoundQueryMetrics;
+}
+
+export class WireCache {
+  private readonly entries = new Map<string, WireEntry>();
+
+  constructor(
+    readonly capacity = 20_000,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** A usable entry for the key, given the index's current generation. */
+  get(key: string, generation: number): WireEntry | undefined {
+    const entry = this.entries.get(key);
+    if (!entry) return undefined;
+    if ((entry.generation !== undefined && entry.generation !== generation) || (entry.freshUntil !== Infinity && this.now() >= entry.freshUntil)) {
+      this.entries.delete(key);
+      return undefined;
+    }
+    return entry;
+  }
+
+  set(key: string, entry: WireEntry): void {
+    this.entries.delete(key);
+    if (this.entries.size >= this.capacity) this.entries.delete(this.entries.keys().next().value!);
+    this.entries.set(key, entry);
+  }
+
+  clear(): void {
+    this.entries.clear();
+  }
+}
+
+/** The cached reply for this query: its ID and its question name's bytes (case) patched in. */
+export function patchedReply(entry: WireEntry, message: Buffer, query: WireQuery): Buffer {
+  const out = Buffer.allocUnsafe(entry.bytes.length);
+  entry.bytes.copy(out);
+  out[0] = message[0]!;
+  out[1] = message[1]!;
+  for (const at of entry.nameOffsets) message.copy(out, at, 12, query.nameEnd);
+  return out;
+}
+
+/**
+ * The offsets in an encoded reply where the question's name is written in full (the question
+ * and owner names equal to it, case-insensitively), or undefined when the reply does not walk
+ * as expected (then it is not cached). `nameLength` is the question name's wire length without
+ * its root label.
+ */
+export function nameOffsets(reply: Buffer, nameLength: number): number[] | undefined {
+  if (reply.length < 12 || reply.readUInt16BE(4) !== 1) return undefined;
+  const question = reply.subarray(12, 12 + nameLength + 1);
+  const offsets = [12];
+  let offset = skipName(reply, 12);
+  if (offset === undefined || offset !== 12 + nameLength + 1) return undefined;
+  offset += 4;
+  const records = reply.readUInt16BE(6) + reply.readUInt16BE(8) + reply.readUInt16BE(10);
+  for (let i = 0; i < records; i++) {
+    const end = skipName(reply, offset);
+    if (end === undefined || end + 10 > reply.length) return undefined;
+    if (end - offset === nameLength + 1 && sameName(reply, offset, question)) offsets.push(offset);
+    offset = end + 10 + reply.readUInt16BE(end + 8);
+  }
+  return offset === reply.length ? offsets : undefined;
+}
+
+function skipName(buffer: Buffer, start: number): number | undefined {
+  let offset = start;
+  while (offset < buffer.length) {
+    const label = buffer[offset]!;
+    if (label === 0) return offset + 1;
+    if ((label & 0xc0) === 0xc0) return offset + 2 <= buffer.length ? offset + 2 : undefined;
+    if (label > 63) return undefined;
+    offset += label + 1;
+  }
+  return undefined;
+}
+
+function sameName(buffer: Buffer, offset: number, name: Buffer): boolean {
+  for (let i = 0; i < name.length; i++) {
+    const a = buffer[offset + i]!;
+    const b = name[i]!;
+    if (a === b) continue;
+    // Equal but for the case of an ASCII letter (length bytes never are letters: they are < 64).
+    const lower = a | 0x20;
+    if (lower !== (b | 0x20) || lower < 0x61 || lower > 0x7a) return false;
+  }
+  return true;
+}
