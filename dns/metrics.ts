@@ -4,7 +4,8 @@
  * plugins: /health answers 200 while the process serves, /ready 200 once the Services and
  * EndpointSlices have been listed. One registry per server (several servers in one test process).
  * The `type` label keeps to common query types (others count as "other"), as CoreDNS does, so
- * that random query types cannot grow the label set.
+ * that random query types cannot grow the label set. The per-query series are plain-number tallies
+ * on the hot path, handed to prom-client when /metrics is scraped (its `collect` hook).
  */
 import { createServer, type Server } from 'node:http';
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client';

@@ -90,7 +90,8 @@ export class DnsServer {
     const { host } = this.options;
     // Replies go to the address a query came from, always an IP literal: no dns.lookup (and its
     // extra tick) per reply.
-    const udp = createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', lookup: (address, _options, callback) => callback(null, address, host.includes(':') ? 6 : 4) });
+    const family = host.includes(':') ? 6 : 4;
+    const udp = createSocket({ type: family === 6 ? 'udp6' : 'udp4', lookup: (address, _options, callback) => callback(null, address, family) });
     udp.on('message', (message, remote) => this.onUdp(message, remote.address, remote.port, remote.family));
     udp.on('error', (error) => this.options.log.warn({ err: error }, 'DNS UDP socket error'));
     await new Promise<void>((resolve, reject) => {
