@@ -7,7 +7,10 @@
  * Figures per server: maximum QPS (dnsperf, 100 queries outstanding) and p50/p99 latency at a
  * fixed rate (dnsperf -Q, each answer's latency from -v), for cluster names (all N names,
  * shuffled) and for forwarded names already in the cache (the upstream is a third dnsmasq,
- * warmed first). Ratios knode/reference: min/median/max over the rounds. Load average before
+ * warmed first), and each server's CPU time per answered query during the QPS runs (user +
+ * system from /proc/PID/stat: less sensitive to a busy machine than QPS, and the user/system
+ * split says how much is the server's own code and how much the socket system calls).
+ * Ratios knode/reference: min/median/max over the rounds. Load average before
  * and after (the machine is shared: a figure taken under load is re-measured, not reported).
  *
  * Run: `node dist-bench/bench/dns.js [services=10000] [rounds=3] [seconds=5] [rate=2000]` (dnsperf,
@@ -38,6 +41,7 @@ const rate = Number(process.argv[5] ?? 2000);
 const knodeBin = fileURLToPath(new URL('../../bin/knode', import.meta.url));
 const forwardedNames = 200;
 const nodeArgs = (process.env.KNODE_BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+let clockTicks = 100;
 
 const serviceIp = (i: number) => {
   const value = (10 << 24) | (96 << 16);
@@ -64,11 +68,25 @@ async function answers(port: number, name: string): Promise<string> {
 interface Throughput {
   qps: number;
   lost: number;
+  /** The server's CPU time per completed query (µs), in user space and in the kernel (/proc/PID/stat). */
+  userUs: number;
+  systemUs: number;
 }
 
-async function throughput(port: number, file: string): Promise<Throughput> {
+/** utime and stime of a process, in clock ticks (proc(5) fields 14 and 15). */
+function cpuTicks(pid: number): { user: number; system: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { user: Number(fields[11]), system: Number(fields[12]) };
+}
+
+async function throughput(port: number, pid: number, file: string): Promise<Throughput> {
+  const before = cpuTicks(pid);
   const { stdout } = await run(['dnsperf', '-s', '127.0.0.1', '-p', String(port), '-d', file, '-l', String(seconds), '-q', '100', '-t', '2'], { timeoutMs: (seconds + 30) * 1000 });
-  return { qps: Number(/Queries per second:\s+([\d.]+)/.exec(stdout)?.[1]), lost: Number(/Queries lost:\s+(\d+)/.exec(stdout)?.[1]) };
+  const after = cpuTicks(pid);
+  const completed = Number(/Queries completed:\s+(\d+)/.exec(stdout)?.[1]);
+  const perQuery = (ticks: number) => (ticks * 1e6) / clockTicks / completed;
+  return { qps: Number(/Queries per second:\s+([\d.]+)/.exec(stdout)?.[1]), lost: Number(/Queries lost:\s+(\d+)/.exec(stdout)?.[1]), userUs: perQuery(after.user - before.user), systemUs: perQuery(after.system - before.system) };
 }
 
 /** p50/p99 (ms) of every answer at a fixed rate, from dnsperf -v's per-query lines. */
@@ -119,7 +137,8 @@ async function main(): Promise<void> {
     children.push(dnsmasq(upstreamPort, ['--address=/outside.test/192.0.2.10', '--local-ttl=3600']));
     const hosts = join(dir, 'hosts');
     writeFileSync(hosts, Array.from({ length: services }, (_, i) => `${serviceIp(i)} svc-${i}.default.svc.cluster.local`).join('\n') + '\n');
-    children.push(dnsmasq(referencePort, [`--addn-hosts=${hosts}`, '--local-ttl=5', `--server=127.0.0.1#${upstreamPort}`, '--cache-size=10000']));
+    const reference = dnsmasq(referencePort, [`--addn-hosts=${hosts}`, '--local-ttl=5', `--server=127.0.0.1#${upstreamPort}`, '--cache-size=10000']);
+    children.push(reference);
     const kubeconfig = join(dir, 'kubeconfig');
     writeKubeconfig(kubeconfig, { server: cp.url });
     writeFileSync(join(dir, 'resolv.conf'), `nameserver 127.0.0.1:${upstreamPort}\n`);
@@ -137,19 +156,20 @@ async function main(): Promise<void> {
     for (const port of [knodePort, referencePort]) await run(['dnsperf', '-s', '127.0.0.1', '-p', String(port), '-d', forwardedFile, '-n', '2', '-q', '10'], { timeoutMs: 60_000 }); // warm the caches
 
     const loadBefore = loadavg();
-    const servers = { knode: knodePort, dnsmasq: referencePort } as const;
-    type Row = { clusterQps: number; forwardedQps: number; clusterP50: number; clusterP99: number; forwardedP50: number; forwardedP99: number; lost: number };
+    clockTicks = Number((await run(['getconf', 'CLK_TCK'])).stdout.trim()) || 100;
+    const servers = { knode: { port: knodePort, pid: knode.pid! }, dnsmasq: { port: referencePort, pid: reference.pid! } } as const;
+    type Row = { clusterQps: number; forwardedQps: number; clusterP50: number; clusterP99: number; forwardedP50: number; forwardedP99: number; clusterCpu: number; forwardedCpu: number; lost: number };
     const rows: Record<keyof typeof servers, Row[]> = { knode: [], dnsmasq: [] };
     for (let round = 0; round < rounds; round++) {
       const names = (round % 2 === 0 ? ['knode', 'dnsmasq'] : ['dnsmasq', 'knode']) as (keyof typeof servers)[];
       for (const name of names) {
-        const port = servers[name];
-        const cluster = await throughput(port, clusterFile);
-        const forwarded = await throughput(port, forwardedFile);
+        const { port, pid } = servers[name];
+        const cluster = await throughput(port, pid, clusterFile);
+        const forwarded = await throughput(port, pid, forwardedFile);
         const clusterLatency = await latency(port, clusterFile);
         const forwardedLatency = await latency(port, forwardedFile);
-        rows[name].push({ clusterQps: cluster.qps, forwardedQps: forwarded.qps, clusterP50: clusterLatency.p50, clusterP99: clusterLatency.p99, forwardedP50: forwardedLatency.p50, forwardedP99: forwardedLatency.p99, lost: cluster.lost + forwarded.lost });
-        console.log(`round ${round + 1} ${name}: cluster ${cluster.qps.toFixed(0)} qps, forwarded ${forwarded.qps.toFixed(0)} qps; at ${rate} qps p50/p99 cluster ${clusterLatency.p50.toFixed(3)}/${clusterLatency.p99.toFixed(3)} ms, forwarded ${forwardedLatency.p50.toFixed(3)}/${forwardedLatency.p99.toFixed(3)} ms; lost ${cluster.lost + forwarded.lost}`);
+        rows[name].push({ clusterQps: cluster.qps, forwardedQps: forwarded.qps, clusterP50: clusterLatency.p50, clusterP99: clusterLatency.p99, forwardedP50: forwardedLatency.p50, forwardedP99: forwardedLatency.p99, clusterCpu: cluster.userUs + cluster.systemUs, forwardedCpu: forwarded.userUs + forwarded.systemUs, lost: cluster.lost + forwarded.lost });
+        console.log(`round ${round + 1} ${name}: cluster ${cluster.qps.toFixed(0)} qps, forwarded ${forwarded.qps.toFixed(0)} qps; at ${rate} qps p50/p99 cluster ${clusterLatency.p50.toFixed(3)}/${clusterLatency.p99.toFixed(3)} ms, forwarded ${forwardedLatency.p50.toFixed(3)}/${forwardedLatency.p99.toFixed(3)} ms; CPU per query user+system cluster ${cluster.userUs.toFixed(1)}+${cluster.systemUs.toFixed(1)} µs, forwarded ${forwarded.userUs.toFixed(1)}+${forwarded.systemUs.toFixed(1)} µs; lost ${cluster.lost + forwarded.lost}`);
       }
     }
     const loadAfter = loadavg();
@@ -165,12 +185,14 @@ async function main(): Promise<void> {
       { key: 'clusterP99', label: 'cluster names p99', unit: 'ms', better: 'lower' },
       { key: 'forwardedP50', label: 'cached forwarded names p50', unit: 'ms', better: 'lower' },
       { key: 'forwardedP99', label: 'cached forwarded names p99', unit: 'ms', better: 'lower' },
+      { key: 'clusterCpu', label: 'CPU per cluster-name query', unit: 'µs', better: 'lower' },
+      { key: 'forwardedCpu', label: 'CPU per cached forwarded query', unit: 'µs', better: 'lower' },
     ];
     for (const figure of figures) {
       const ours = spreadOf(rows.knode.map((row) => row[figure.key]));
       const theirs = spreadOf(rows.dnsmasq.map((row) => row[figure.key]));
       const ratio = spreadOf(rows.knode.map((row, i) => row[figure.key] / rows.dnsmasq[i]![figure.key]));
-      console.log(`| ${figure.label} (${figure.unit}) | ${ours.median.toFixed(figure.unit === 'ms' ? 3 : 0)} | ${theirs.median.toFixed(figure.unit === 'ms' ? 3 : 0)} | ${ratio.min.toFixed(2)} / ${ratio.median.toFixed(2)} / ${ratio.max.toFixed(2)} |`);
+      console.log(`| ${figure.label} (${figure.unit}) | ${ours.median.toFixed(figure.unit === 'qps' ? 0 : figure.unit === 'ms' ? 3 : 1)} | ${theirs.median.toFixed(figure.unit === 'qps' ? 0 : figure.unit === 'ms' ? 3 : 1)} | ${ratio.min.toFixed(2)} / ${ratio.median.toFixed(2)} / ${ratio.max.toFixed(2)} |`);
       reportFigure({
         name: figure.label,
         value: ours.median,
