@@ -51,6 +51,7 @@ export function parseQuery(message: Buffer, proto: 'udp' | 'tcp', family: string
   const additional = message.readUInt16BE(10);
   if (additional > 1) return undefined;
   let offset = 12;
+  let upper = false;
   for (;;) {
     if (offset >= length) return undefined;
     const label = message[offset]!;
@@ -61,6 +62,7 @@ export function parseQuery(message: Buffer, proto: 'udp' | 'tcp', family: string
       const c = message[i]!;
       // Non-ASCII, and bytes a dotted name would have to escape: left to the full decoder.
       if (c >= 0x80 || c === 0x2e || c === 0x5c || c <= 0x20) return undefined;
+      if (c >= 0x41 && c <= 0x5a) upper = true;
     }
     offset += label + 1;
   }
@@ -77,7 +79,9 @@ export function parseQuery(message: Buffer, proto: 'udp' | 'tcp', family: string
     if (offset + 11 + message.readUInt16BE(offset + 9) !== length) return undefined;
     limit = proto === 'tcp' ? 'T' : `e${udpLimit(message.readUInt16BE(offset + 3))}`;
   }
-  const name = message.toString('latin1', 12, nameEnd).toLowerCase();
+  // Most names arrive in lower case: toLowerCase only for those that need it (a profile hotspot).
+  const spelled = message.toString('latin1', 12, nameEnd);
+  const name = upper ? spelled.toLowerCase() : spelled;
   const key = `${name}|${message.readUInt16BE(nameEnd + 1)}|${message.readUInt16BE(nameEnd + 3)}|${flags & RD_CD_MASK}|${limit}|${family}`;
   return { nameEnd, key };
 }
@@ -129,11 +133,14 @@ export class WireCache {
 
 /** The cached reply for this query: its ID and its question name's bytes (case) patched in. */
 export function patchedReply(entry: WireEntry, message: Buffer, query: WireQuery): Buffer {
+  // TypedArray set and a byte loop rather than Buffer#copy: copy's argument checks showed in
+  // the daemon's profile; the name is at most 255 bytes.
   const out = Buffer.allocUnsafe(entry.bytes.length);
-  entry.bytes.copy(out);
+  out.set(entry.bytes);
   out[0] = message[0]!;
   out[1] = message[1]!;
-  for (const at of entry.nameOffsets) message.copy(out, at, 12, query.nameEnd);
+  const nameLength = query.nameEnd - 12;
+  for (const at of entry.nameOffsets) for (let i = 0; i < nameLength; i++) out[at + i] = message[12 + i]!;
   return out;
 }
 

@@ -166,6 +166,24 @@ describe('wire cache of encoded replies', () => {
     expect(text).toMatch(/coredns_dns_request_duration_seconds_count\{[^}]*\} 5/);
   });
 
+  it('keys every spelling of a name alike, and nothing else', () => {
+    const key = (message: Buffer) => parseQuery(message, 'udp', 'IPv4')?.key;
+    const name = 'web.default.svc.cluster.local';
+    const base = key(query(name));
+    expect(base).toBeDefined();
+    for (const spelled of [name.toUpperCase(), mixCase(name, 0), mixCase(name, 1)]) expect(key(query(spelled))).toBe(base);
+    expect(key(query('wEb.default.svc.cluster.locaL', 'AAAA'))).not.toBe(base);
+    expect(key(query('web.default.svc.cluster.localx'))).not.toBe(base);
+    // Type bytes that look like letters (65 HTTPS, 97 unassigned) are not folded.
+    const withType = (type: number) => {
+      const message = query(name);
+      message.writeUInt16BE(type, message.length - 4);
+      return message;
+    };
+    expect(key(withType(65))).toBeDefined();
+    expect(key(withType(65))).not.toBe(key(withType(97)));
+  });
+
   it('leaves anything unusual to the full decoder', async () => {
     const plain = query('web.default.svc.cluster.local');
     expect(parseQuery(plain, 'udp', 'IPv4')).toBeDefined();
