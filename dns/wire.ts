@@ -86,7 +86,7 @@ export function parseQuery(message: Buffer, proto: 'udp' | 'tcp', family: string
   return { nameEnd, key };
 }
 
-export interface WireEntry {
+interface WireEntry {
   bytes: Buffer;
   /** Where the question's name starts in `bytes` (12, and owner names equal to it). */
   nameOffsets: number[];
