@@ -183,7 +183,7 @@ export class DnsServer {
     const started = performance.now();
     const query = this.wire ? parseQuery(message, proto, family) : undefined;
     if (query) {
-      const entry = this.wire!.get(query.key, this.options.index.generation);
+      const entry = this.wire!.get(query, message, this.options.index.generation);
       if (entry) {
         const bytes = patchedReply(entry, message, query);
         entry.metrics.answered((performance.now() - started) / 1000);
@@ -222,7 +222,7 @@ export class DnsServer {
     const offsets = nameOffsets(bytes, query.nameEnd - 12);
     if (!offsets) return;
     const metrics = this.options.metrics.bind(labels, rcode, reusable.hit);
-    this.wire!.set(query.key, { bytes, nameOffsets: offsets, generation: reusable.generation, freshUntil: reusable.freshUntil, metrics });
+    this.wire!.set(query, { bytes, nameOffsets: offsets, generation: reusable.generation, freshUntil: reusable.freshUntil, metrics });
   }
 
   private reply(request: Packet, opt: OptRecord | undefined): Reply | Promise<Reply> {

@@ -12,7 +12,10 @@
  *  - The key is what the encoded reply depends on: the lower-cased name, type, class, the RD and
  *    CD bits (echoed), whether there was an OPT record and the size limit it sets (UDP) or TCP,
  *    and the protocol and family (metric labels). The DO bit is not in it: the server does no
- *    DNSSEC and its OPT never sets DO.
+ *    DNSSEC and its OPT never sets DO. The map is keyed by a 30-bit hash of it computed while
+ *    the name is validated (no string is built per query: building, flattening and hashing a
+ *    string key was the largest share of this path in a profile of the daemon); a hit is checked
+ *    against the whole key, so a collision is a miss, never a wrong answer.
  *  - A hit copies the reply and patches the ID and the question name's bytes with the query's
  *    own (DNS 0x20 — resolvers that randomise the case expect it back), also where an owner
  *    name equals the question's name.
@@ -25,14 +28,18 @@
 import type { BoundQueryMetrics } from './metrics.js';
 
 const QR_OPCODE_MASK = 0xf800;
-const RD_CD_MASK = 0x0110;
 const OPT = 41;
+
+/** An ASCII byte in lower case. */
+const lower = (c: number) => (c >= 0x41 && c <= 0x5a ? c | 0x20 : c);
 
 export interface WireQuery {
   /** Offset of the byte ending the question's name (the root label). */
   nameEnd: number;
-  /** The cache key (see the file comment). */
-  key: string;
+  /** Everything in the key but the name, packed in one number: type, class, RD/CD, size limit, family. */
+  rest: number;
+  /** The map key: a hash of the lower-cased name and `rest` (see the file comment). */
+  hash: number;
 }
 
 /** The size limit of a UDP reply to a query with this OPT payload size (RFC 6891 §6.2.5). */
@@ -51,18 +58,19 @@ export function parseQuery(message: Buffer, proto: 'udp' | 'tcp', family: string
   const additional = message.readUInt16BE(10);
   if (additional > 1) return undefined;
   let offset = 12;
-  let upper = false;
+  let hash = 0x811c9dc5; // FNV-1a over the lower-cased name's wire bytes
   for (;;) {
     if (offset >= length) return undefined;
     const label = message[offset]!;
     if (label === 0) break;
     // > 63: a compression pointer or an extended label type; the full decoder deals with those.
     if (label > 63 || offset + 1 + label > length) return undefined;
+    hash = Math.imul(hash ^ label, 0x01000193);
     for (let i = offset + 1; i <= offset + label; i++) {
       const c = message[i]!;
       // Non-ASCII, and bytes a dotted name would have to escape: left to the full decoder.
       if (c >= 0x80 || c === 0x2e || c === 0x5c || c <= 0x20) return undefined;
-      if (c >= 0x41 && c <= 0x5a) upper = true;
+      hash = Math.imul(hash ^ lower(c), 0x01000193);
     }
     offset += label + 1;
   }
@@ -70,23 +78,28 @@ export function parseQuery(message: Buffer, proto: 'udp' | 'tcp', family: string
   if (nameEnd + 1 - 12 > 255) return undefined;
   offset = nameEnd + 5;
   if (offset > length) return undefined;
-  let limit: string;
+  // The size limit, coded: 0 UDP without OPT, 1 TCP without, 2 TCP with, else the UDP limit (≥ 512).
+  let limit: number;
   if (additional === 0) {
     if (offset !== length) return undefined;
-    limit = proto === 'tcp' ? 't' : 'u';
+    limit = proto === 'tcp' ? 1 : 0;
   } else {
     if (offset + 11 > length || message[offset] !== 0 || message.readUInt16BE(offset + 1) !== OPT || message[offset + 6] !== 0) return undefined;
     if (offset + 11 + message.readUInt16BE(offset + 9) !== length) return undefined;
-    limit = proto === 'tcp' ? 'T' : `e${udpLimit(message.readUInt16BE(offset + 3))}`;
+    limit = proto === 'tcp' ? 2 : udpLimit(message.readUInt16BE(offset + 3));
   }
-  // Most names arrive in lower case: toLowerCase only for those that need it (a profile hotspot).
-  const spelled = message.toString('latin1', 12, nameEnd);
-  const name = upper ? spelled.toLowerCase() : spelled;
-  const key = `${name}|${message.readUInt16BE(nameEnd + 1)}|${message.readUInt16BE(nameEnd + 3)}|${flags & RD_CD_MASK}|${limit}|${family}`;
-  return { nameEnd, key };
+  const rdCd = ((flags >> 8) & 1) | ((flags >> 3) & 2);
+  // type (16 bits), class (16), limit (13), RD/CD (2), family (1): 48 bits, exact in a double.
+  const low = (limit << 3) | (rdCd << 1) | (family === 'IPv6' ? 1 : 0);
+  const rest = message.readUInt32BE(nameEnd + 1) * 65536 + low;
+  hash = Math.imul(hash ^ message.readUInt32BE(nameEnd + 1), 0x01000193);
+  hash = Math.imul(hash ^ low, 0x01000193);
+  // 30 bits: a small integer, which V8's Map hashes without allocating.
+  return { nameEnd, rest, hash: (hash >>> 2) & 0x3fffffff };
 }
 
-interface WireEntry {
+/** What the server keeps for a question (the cache adds the key it checks hits against). */
+interface WireReply {
   bytes: Buffer;
   /** Where the question's name starts in `bytes` (12, and owner names equal to it). */
   nameOffsets: number[];
@@ -97,8 +110,14 @@ interface WireEntry {
   metrics: BoundQueryMetrics;
 }
 
+interface WireEntry extends WireReply {
+  /** The question's name, lower-cased, as on the wire without the root label. */
+  name: Buffer;
+  rest: number;
+}
+
 export class WireCache {
-  private readonly entries = new Map<string, WireEntry>();
+  private readonly entries = new Map<number, WireEntry>();
 
   constructor(
     readonly capacity = 20_000,
@@ -109,21 +128,24 @@ export class WireCache {
     return this.entries.size;
   }
 
-  /** A usable entry for the key, given the index's current generation. */
-  get(key: string, generation: number): WireEntry | undefined {
-    const entry = this.entries.get(key);
-    if (!entry) return undefined;
+  /** A usable reply for this query (parsed from `message`), given the index's current generation. */
+  get(query: WireQuery, message: Buffer, generation: number): WireReply | undefined {
+    const entry = this.entries.get(query.hash);
+    if (!entry || entry.rest !== query.rest || entry.name.length !== query.nameEnd - 12 || !sameName(message, 12, entry.name)) return undefined;
     if ((entry.generation !== undefined && entry.generation !== generation) || (entry.freshUntil !== Infinity && this.now() >= entry.freshUntil)) {
-      this.entries.delete(key);
+      this.entries.delete(query.hash);
       return undefined;
     }
     return entry;
   }
 
-  set(key: string, entry: WireEntry): void {
-    this.entries.delete(key);
+  /** Keeps `reply` for `query` (a reply whose question is at offset 12, as `nameOffsets` checks). */
+  set(query: WireQuery, reply: WireReply): void {
+    const name = Buffer.from(reply.bytes.subarray(12, query.nameEnd));
+    for (let i = 0; i < name.length; i++) name[i] = lower(name[i]!);
+    this.entries.delete(query.hash);
     if (this.entries.size >= this.capacity) this.entries.delete(this.entries.keys().next().value!);
-    this.entries.set(key, entry);
+    this.entries.set(query.hash, { ...reply, name, rest: query.rest });
   }
 
   clear(): void {
@@ -132,7 +154,7 @@ export class WireCache {
 }
 
 /** The cached reply for this query: its ID and its question name's bytes (case) patched in. */
-export function patchedReply(entry: WireEntry, message: Buffer, query: WireQuery): Buffer {
+export function patchedReply(entry: WireReply, message: Buffer, query: WireQuery): Buffer {
   // TypedArray set and a byte loop rather than Buffer#copy: copy's argument checks showed in
   // the daemon's profile; the name is at most 255 bytes.
   const out = Buffer.allocUnsafe(entry.bytes.length);
