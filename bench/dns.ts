@@ -15,7 +15,9 @@
  *
  * Run: `node dist-bench/bench/dns.js [services=10000] [rounds=3] [seconds=5] [rate=2000]` (dnsperf,
  * dnsmasq, dig). Loopback only. `KNODE_BENCH_NODE_ARGS` adds options to the node running `knode
- * dns` (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`: the profile is written when it stops).
+ * dns` (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`: the profile is written when it stops; or
+ * `--perf-basic-prof` and `perf record -g -p PID` during a QPS run, which also sees the time in
+ * the kernel and in Node's C++ around each datagram, where most of it goes).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
