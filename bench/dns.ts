@@ -7,11 +7,17 @@
  * Figures per server: maximum QPS (dnsperf, 100 queries outstanding) and p50/p99 latency at a
  * fixed rate (dnsperf -Q, each answer's latency from -v), for cluster names (all N names,
  * shuffled) and for forwarded names already in the cache (the upstream is a third dnsmasq,
- * warmed first). Ratios knode/reference: min/median/max over the rounds. Load average before
+ * warmed first), and each server's CPU time per answered query during the QPS runs (user +
+ * system from /proc/PID/stat: less sensitive to a busy machine than QPS, and the user/system
+ * split says how much is the server's own code and how much the socket system calls).
+ * Ratios knode/reference: min/median/max over the rounds. Load average before
  * and after (the machine is shared: a figure taken under load is re-measured, not reported).
  *
  * Run: `node dist-bench/bench/dns.js [services=10000] [rounds=3] [seconds=5] [rate=2000]` (dnsperf,
- * dnsmasq, dig). Loopback only.
+ * dnsmasq, dig). Loopback only. `KNODE_BENCH_NODE_ARGS` adds options to the node running `knode
+ * dns` (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`: the profile is written when it stops; or
+ * `--perf-basic-prof` and `perf record -g -p PID` during a QPS run, which also sees the time in
+ * the kernel and in Node's C++ around each datagram, where most of it goes).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -27,7 +33,8 @@ import { run } from '../lib/exec.js';
 import { freeLoopbackPort as freePort } from '../test/helpers/ports.js';
 import { createLogger } from '../lib/log.js';
 import { until } from './lib/agent-node.js';
-import { onTerminate, percentile, reportFigure } from './lib/report.js';
+import { spreadOf } from './lib/machine-load.js';
+import { onTerminate, percentile, reportFigure, roundRatios } from './lib/report.js';
 
 const services = Number(process.argv[2] ?? 10_000);
 const rounds = Number(process.argv[3] ?? 3);
@@ -35,6 +42,8 @@ const seconds = Number(process.argv[4] ?? 5);
 const rate = Number(process.argv[5] ?? 2000);
 const knodeBin = fileURLToPath(new URL('../../bin/knode', import.meta.url));
 const forwardedNames = 200;
+const nodeArgs = (process.env.KNODE_BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+let clockTicks = 100;
 
 const serviceIp = (i: number) => {
   const value = (10 << 24) | (96 << 16);
@@ -46,6 +55,14 @@ function dnsmasq(port: number, args: string[]): ChildProcess {
   return spawn('dnsmasq', ['-k', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--no-poll', '--pid-file=', '--user=root', '--listen-address=127.0.0.1', '--bind-interfaces', `--port=${port}`, ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
 }
 
+function stopChild(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    child.once('exit', () => (clearTimeout(timer), resolve()));
+    child.kill('SIGTERM');
+  });
+}
+
 async function answers(port: number, name: string): Promise<string> {
   return (await run(['dig', '@127.0.0.1', '-p', String(port), '+short', '+time=1', '+tries=1', name], { allowFailure: true, timeoutMs: 5000 })).stdout.trim();
 }
@@ -53,11 +70,25 @@ async function answers(port: number, name: string): Promise<string> {
 interface Throughput {
   qps: number;
   lost: number;
+  /** The server's CPU time per completed query (µs), in user space and in the kernel (/proc/PID/stat). */
+  userUs: number;
+  systemUs: number;
 }
 
-async function throughput(port: number, file: string): Promise<Throughput> {
+/** utime and stime of a process, in clock ticks (proc(5) fields 14 and 15). */
+function cpuTicks(pid: number): { user: number; system: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { user: Number(fields[11]), system: Number(fields[12]) };
+}
+
+async function throughput(port: number, pid: number, file: string): Promise<Throughput> {
+  const before = cpuTicks(pid);
   const { stdout } = await run(['dnsperf', '-s', '127.0.0.1', '-p', String(port), '-d', file, '-l', String(seconds), '-q', '100', '-t', '2'], { timeoutMs: (seconds + 30) * 1000 });
-  return { qps: Number(/Queries per second:\s+([\d.]+)/.exec(stdout)?.[1]), lost: Number(/Queries lost:\s+(\d+)/.exec(stdout)?.[1]) };
+  const after = cpuTicks(pid);
+  const completed = Number(/Queries completed:\s+(\d+)/.exec(stdout)?.[1]);
+  const perQuery = (ticks: number) => (ticks * 1e6) / clockTicks / completed;
+  return { qps: Number(/Queries per second:\s+([\d.]+)/.exec(stdout)?.[1]), lost: Number(/Queries lost:\s+(\d+)/.exec(stdout)?.[1]), userUs: perQuery(after.user - before.user), systemUs: perQuery(after.system - before.system) };
 }
 
 /** p50/p99 (ms) of every answer at a fixed rate, from dnsperf -v's per-query lines. */
@@ -87,11 +118,6 @@ async function createServices(url: string, storage: MemoryStorage): Promise<void
   }
 }
 
-const summary = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return { min: sorted[0]!, median: sorted[Math.floor(sorted.length / 2)]!, max: sorted.at(-1)! };
-};
-
 async function main(): Promise<void> {
   if (![services, rounds, seconds, rate].every((n) => Number.isInteger(n) && n > 0)) throw new Error('usage: dns [services] [rounds] [seconds] [rate]');
   const dir = mkdtempSync(join(tmpdir(), 'knode-bench-dns-'));
@@ -99,7 +125,8 @@ async function main(): Promise<void> {
   const storage = new MemoryStorage({});
   const cp = await startControlPlane({ storage, log: createLogger('cp', 'silent'), host: '127.0.0.1', port: 0, clusterCidr: '10.244.0.0/16', serviceCidr: '10.96.0.0/12', controllers: { enabled: false } });
   const cleanup = async () => {
-    for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
+    // Waits for the children to exit (SIGKILL after 10 s), so that a CPU profile (KNODE_BENCH_NODE_ARGS) gets written.
+    await Promise.all(children.filter((child) => child.exitCode === null).map(stopChild));
     await cp.stop();
     rmSync(dir, { recursive: true, force: true });
   };
@@ -112,11 +139,12 @@ async function main(): Promise<void> {
     children.push(dnsmasq(upstreamPort, ['--address=/outside.test/192.0.2.10', '--local-ttl=3600']));
     const hosts = join(dir, 'hosts');
     writeFileSync(hosts, Array.from({ length: services }, (_, i) => `${serviceIp(i)} svc-${i}.default.svc.cluster.local`).join('\n') + '\n');
-    children.push(dnsmasq(referencePort, [`--addn-hosts=${hosts}`, '--local-ttl=5', `--server=127.0.0.1#${upstreamPort}`, '--cache-size=10000']));
+    const reference = dnsmasq(referencePort, [`--addn-hosts=${hosts}`, '--local-ttl=5', `--server=127.0.0.1#${upstreamPort}`, '--cache-size=10000']);
+    children.push(reference);
     const kubeconfig = join(dir, 'kubeconfig');
     writeKubeconfig(kubeconfig, { server: cp.url });
     writeFileSync(join(dir, 'resolv.conf'), `nameserver 127.0.0.1:${upstreamPort}\n`);
-    const knode = spawn(process.execPath, [knodeBin, 'dns', '--kubeconfig', kubeconfig, '--bind-address', '127.0.0.1', '--port', String(knodePort), '--no-publish', '--health-bind-address', `127.0.0.1:${healthPort}`, '--resolv-conf', join(dir, 'resolv.conf'), '--hostname-override', 'bench', '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const knode = spawn(process.execPath, [...nodeArgs, knodeBin, 'dns', '--kubeconfig', kubeconfig, '--bind-address', '127.0.0.1', '--port', String(knodePort), '--no-publish', '--health-bind-address', `127.0.0.1:${healthPort}`, '--resolv-conf', join(dir, 'resolv.conf'), '--hostname-override', 'bench', '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
     children.push(knode);
     const last = `svc-${services - 1}.default.svc.cluster.local`;
     await until('knode dns serving every Service', async () => (await answers(knodePort, last)) === serviceIp(services - 1), 120_000, 250);
@@ -130,19 +158,20 @@ async function main(): Promise<void> {
     for (const port of [knodePort, referencePort]) await run(['dnsperf', '-s', '127.0.0.1', '-p', String(port), '-d', forwardedFile, '-n', '2', '-q', '10'], { timeoutMs: 60_000 }); // warm the caches
 
     const loadBefore = loadavg();
-    const servers = { knode: knodePort, dnsmasq: referencePort } as const;
-    type Row = { clusterQps: number; forwardedQps: number; clusterP50: number; clusterP99: number; forwardedP50: number; forwardedP99: number; lost: number };
+    clockTicks = Number((await run(['getconf', 'CLK_TCK'])).stdout.trim()) || 100;
+    const servers = { knode: { port: knodePort, pid: knode.pid! }, dnsmasq: { port: referencePort, pid: reference.pid! } } as const;
+    type Row = { clusterQps: number; forwardedQps: number; clusterP50: number; clusterP99: number; forwardedP50: number; forwardedP99: number; clusterCpu: number; forwardedCpu: number; lost: number };
     const rows: Record<keyof typeof servers, Row[]> = { knode: [], dnsmasq: [] };
     for (let round = 0; round < rounds; round++) {
       const names = (round % 2 === 0 ? ['knode', 'dnsmasq'] : ['dnsmasq', 'knode']) as (keyof typeof servers)[];
       for (const name of names) {
-        const port = servers[name];
-        const cluster = await throughput(port, clusterFile);
-        const forwarded = await throughput(port, forwardedFile);
+        const { port, pid } = servers[name];
+        const cluster = await throughput(port, pid, clusterFile);
+        const forwarded = await throughput(port, pid, forwardedFile);
         const clusterLatency = await latency(port, clusterFile);
         const forwardedLatency = await latency(port, forwardedFile);
-        rows[name].push({ clusterQps: cluster.qps, forwardedQps: forwarded.qps, clusterP50: clusterLatency.p50, clusterP99: clusterLatency.p99, forwardedP50: forwardedLatency.p50, forwardedP99: forwardedLatency.p99, lost: cluster.lost + forwarded.lost });
-        console.log(`round ${round + 1} ${name}: cluster ${cluster.qps.toFixed(0)} qps, forwarded ${forwarded.qps.toFixed(0)} qps; at ${rate} qps p50/p99 cluster ${clusterLatency.p50.toFixed(3)}/${clusterLatency.p99.toFixed(3)} ms, forwarded ${forwardedLatency.p50.toFixed(3)}/${forwardedLatency.p99.toFixed(3)} ms; lost ${cluster.lost + forwarded.lost}`);
+        rows[name].push({ clusterQps: cluster.qps, forwardedQps: forwarded.qps, clusterP50: clusterLatency.p50, clusterP99: clusterLatency.p99, forwardedP50: forwardedLatency.p50, forwardedP99: forwardedLatency.p99, clusterCpu: cluster.userUs + cluster.systemUs, forwardedCpu: forwarded.userUs + forwarded.systemUs, lost: cluster.lost + forwarded.lost });
+        console.log(`round ${round + 1} ${name}: cluster ${cluster.qps.toFixed(0)} qps, forwarded ${forwarded.qps.toFixed(0)} qps; at ${rate} qps p50/p99 cluster ${clusterLatency.p50.toFixed(3)}/${clusterLatency.p99.toFixed(3)} ms, forwarded ${forwardedLatency.p50.toFixed(3)}/${forwardedLatency.p99.toFixed(3)} ms; CPU per query user+system cluster ${cluster.userUs.toFixed(1)}+${cluster.systemUs.toFixed(1)} µs, forwarded ${forwarded.userUs.toFixed(1)}+${forwarded.systemUs.toFixed(1)} µs; lost ${cluster.lost + forwarded.lost}`);
       }
     }
     const loadAfter = loadavg();
@@ -158,13 +187,27 @@ async function main(): Promise<void> {
       { key: 'clusterP99', label: 'cluster names p99', unit: 'ms', better: 'lower' },
       { key: 'forwardedP50', label: 'cached forwarded names p50', unit: 'ms', better: 'lower' },
       { key: 'forwardedP99', label: 'cached forwarded names p99', unit: 'ms', better: 'lower' },
+      { key: 'clusterCpu', label: 'CPU per cluster-name query', unit: 'µs', better: 'lower' },
+      { key: 'forwardedCpu', label: 'CPU per cached forwarded query', unit: 'µs', better: 'lower' },
     ];
     for (const figure of figures) {
-      const ours = summary(rows.knode.map((row) => row[figure.key]));
-      const theirs = summary(rows.dnsmasq.map((row) => row[figure.key]));
-      const ratio = summary(rows.knode.map((row, i) => row[figure.key] / rows.dnsmasq[i]![figure.key]));
-      console.log(`| ${figure.label} (${figure.unit}) | ${ours.median.toFixed(figure.unit === 'ms' ? 3 : 0)} | ${theirs.median.toFixed(figure.unit === 'ms' ? 3 : 0)} | ${ratio.min.toFixed(2)} / ${ratio.median.toFixed(2)} / ${ratio.max.toFixed(2)} |`);
-      reportFigure({ name: figure.label, value: ours.median, unit: figure.unit, baseline: theirs.median, baselineName, better: figure.better, description: `${services} Services, median of ${rounds} rounds (ratio min ${ratio.min.toFixed(2)}, max ${ratio.max.toFixed(2)}); load ${loadBefore[0]!.toFixed(2)} → ${loadAfter[0]!.toFixed(2)}` });
+      const ours = spreadOf(rows.knode.map((row) => row[figure.key]));
+      const theirs = spreadOf(rows.dnsmasq.map((row) => row[figure.key]));
+      const ratio = spreadOf(rows.knode.map((row, i) => row[figure.key] / rows.dnsmasq[i]![figure.key]));
+      console.log(`| ${figure.label} (${figure.unit}) | ${ours.median.toFixed(figure.unit === 'qps' ? 0 : figure.unit === 'ms' ? 3 : 1)} | ${theirs.median.toFixed(figure.unit === 'qps' ? 0 : figure.unit === 'ms' ? 3 : 1)} | ${ratio.min.toFixed(2)} / ${ratio.median.toFixed(2)} / ${ratio.max.toFixed(2)} |`);
+      reportFigure({
+        name: figure.label,
+        value: ours.median,
+        unit: figure.unit,
+        baseline: theirs.median,
+        baselineName,
+        better: figure.better,
+        roundRatios: roundRatios(
+          rows.knode.map((row) => row[figure.key]),
+          rows.dnsmasq.map((row) => row[figure.key]),
+        ),
+        description: `${services} Services, median of ${rounds} rounds (ratio min ${ratio.min.toFixed(2)}, max ${ratio.max.toFixed(2)}); load ${loadBefore[0]!.toFixed(2)} → ${loadAfter[0]!.toFixed(2)}`,
+      });
     }
   } finally {
     await cleanup();

@@ -44,7 +44,7 @@ export const normalize = (name: string) => name.toLowerCase().replace(/\.$/, '')
 
 export const inZone = (name: string, zone: string) => name === zone || name.endsWith(`.${zone}`);
 
-const isReverse = (name: string) => name.endsWith('.in-addr.arpa') || name.endsWith('.ip6.arpa') || name === 'in-addr.arpa' || name === 'ip6.arpa';
+export const isReverse = (name: string) => name.endsWith('.in-addr.arpa') || name.endsWith('.ip6.arpa') || name === 'in-addr.arpa' || name === 'ip6.arpa';
 
 function soaRecord(index: ClusterIndex): Answer {
   return {

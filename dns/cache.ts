@@ -50,8 +50,11 @@ export class AnswerCache {
     return this.entries.size;
   }
 
-  /** A fresh entry with its TTLs counted down, and whether it is a denial; undefined on a miss. */
-  get(key: string): { answer: CachedAnswer; negative: boolean } | undefined {
+  /**
+   * A fresh entry with its TTLs counted down, whether it is a denial, and until when (Date.now())
+   * the TTLs shown stay the same; undefined on a miss.
+   */
+  get(key: string): { answer: CachedAnswer; negative: boolean; freshUntil: number } | undefined {
     const entry = this.entries.get(key);
     if (!entry) return undefined;
     const now = this.now();
@@ -62,16 +65,20 @@ export class AnswerCache {
     this.entries.delete(key);
     this.entries.set(key, entry);
     const elapsed = Math.floor((now - entry.storedAt) / 1000);
-    return { answer: { rcode: entry.rcode, answers: withTtl(entry.answers, elapsed), authorities: withTtl(entry.authorities, elapsed) }, negative: entry.negative };
+    const freshUntil = Math.min(entry.expiresAt, entry.storedAt + (elapsed + 1) * 1000);
+    return { answer: { rcode: entry.rcode, answers: withTtl(entry.answers, elapsed), authorities: withTtl(entry.authorities, elapsed) }, negative: entry.negative, freshUntil };
   }
 
-  put(key: string, answer: CachedAnswer): void {
+  /** Keeps an answer if it may be cached; returns until when its TTLs stay as they are, 0 when not kept. */
+  put(key: string, answer: CachedAnswer): number {
     const { seconds, negative } = cacheSeconds(answer);
-    if (seconds <= 0) return;
+    if (seconds <= 0) return 0;
     const now = this.now();
     this.entries.delete(key);
-    this.entries.set(key, { ...answer, storedAt: now, expiresAt: now + seconds * 1000, negative });
+    const expiresAt = now + seconds * 1000;
+    this.entries.set(key, { ...answer, storedAt: now, expiresAt, negative });
     while (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value!);
+    return Math.min(expiresAt, now + 1000);
   }
 
   clear(): void {

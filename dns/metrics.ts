@@ -4,10 +4,11 @@
  * plugins: /health answers 200 while the process serves, /ready 200 once the Services and
  * EndpointSlices have been listed. One registry per server (several servers in one test process).
  * The `type` label keeps to common query types (others count as "other"), as CoreDNS does, so
- * that random query types cannot grow the label set.
+ * that random query types cannot grow the label set. The per-query series are plain-number tallies
+ * on the hot path, handed to prom-client when /metrics is scraped (its `collect` hook).
  */
 import { createServer, type Server } from 'node:http';
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
 import { close, listen } from '../proxy/health.js';
 
 const commonTypes = new Set(['A', 'AAAA', 'CNAME', 'MX', 'NS', 'PTR', 'SOA', 'SRV', 'TXT', 'ANY', 'HTTPS', 'SVCB', 'NAPTR', 'CAA', 'DS', 'DNSKEY']);
@@ -21,49 +22,162 @@ interface RequestLabels {
 
 export const typeLabel = (type: string) => (commonTypes.has(type) ? type : 'other');
 
+/** Counts kept in plain numbers on the hot path and handed to prom-client when scraped. */
+class Tally {
+  count = 0;
+  constructor(readonly labels: Record<string, string>) {}
+}
+
+/**
+ * coredns_dns_request_duration_seconds as a histogram that costs one loop over 16 bounds per
+ * observation: prom-client's labelled children hash their label set on every observe(), which
+ * was a visible share of a cached answer's cost. It renders as prom-client's Histogram does.
+ */
+class DurationHistogram {
+  readonly name = 'coredns_dns_request_duration_seconds';
+  readonly help = 'Histogram of the time (in seconds) each request took.';
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  private readonly series = new Map<string, DurationSeries>();
+
+  constructor(readonly bounds: readonly number[]) {}
+
+  seriesOf(key: string, labels: Record<string, string>): DurationSeries {
+    let series = this.series.get(key);
+    if (!series) this.series.set(key, (series = new DurationSeries(this.bounds, labels)));
+    return series;
+  }
+
+  get(): { name: string; help: string; type: string; aggregator: string; values: { labels: Record<string, string | number>; value: number; metricName: string }[] } {
+    const values = [];
+    for (const series of this.series.values()) {
+      let cumulative = 0;
+      for (let i = 0; i < this.bounds.length; i++) {
+        cumulative += series.buckets[i]!;
+        values.push({ labels: { ...series.labels, le: this.bounds[i]! }, value: cumulative, metricName: `${this.name}_bucket` });
+      }
+      values.push({ labels: { ...series.labels, le: '+Inf' }, value: series.count, metricName: `${this.name}_bucket` });
+      values.push({ labels: series.labels, value: series.sum, metricName: `${this.name}_sum` });
+      values.push({ labels: series.labels, value: series.count, metricName: `${this.name}_count` });
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
+}
+
+class DurationSeries {
+  readonly buckets: number[];
+  sum = 0;
+  count = 0;
+  constructor(
+    private readonly bounds: readonly number[],
+    readonly labels: Record<string, string>,
+  ) {
+    this.buckets = bounds.map(() => 0);
+  }
+
+  observe(seconds: number): void {
+    this.sum += seconds;
+    this.count++;
+    for (let i = 0; i < this.bounds.length; i++) {
+      if (seconds <= this.bounds[i]!) {
+        this.buckets[i]!++;
+        return;
+      }
+    }
+  }
+}
+
+/** The metrics of one kind of query with one outcome, bound once (the server keeps it with a cached answer). */
+export interface BoundQueryMetrics {
+  /** One request answered in `seconds`. */
+  answered(seconds: number): void;
+}
+
 export class DnsMetrics {
   readonly registry = new Registry();
-  readonly requests = new Counter({ name: 'coredns_dns_requests_total', help: 'Counter of DNS requests made per zone, protocol and family.', labelNames: ['server', 'zone', 'proto', 'family', 'type'] as const, registers: [this.registry] });
-  readonly responses = new Counter({ name: 'coredns_dns_responses_total', help: 'Counter of response status codes.', labelNames: ['server', 'zone', 'rcode', 'plugin'] as const, registers: [this.registry] });
-  readonly duration = new Histogram({
-    name: 'coredns_dns_request_duration_seconds',
-    help: 'Histogram of the time (in seconds) each request took.',
-    labelNames: ['server', 'zone', 'type'] as const,
-    buckets: [0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192],
+  private readonly requestTallies = new Map<string, Tally>();
+  private readonly responseTallies = new Map<string, Tally>();
+  readonly requests: Counter<'server' | 'zone' | 'proto' | 'family' | 'type'> = new Counter({
+    name: 'coredns_dns_requests_total',
+    help: 'Counter of DNS requests made per zone, protocol and family.',
+    labelNames: ['server', 'zone', 'proto', 'family', 'type'] as const,
     registers: [this.registry],
+    collect: (): void => flush(this.requests, this.requestTallies),
   });
-  readonly cacheHits = new Counter({ name: 'coredns_cache_hits_total', help: 'The count of cache hits.', labelNames: ['server', 'type'] as const, registers: [this.registry] });
+  readonly responses: Counter<'server' | 'zone' | 'rcode' | 'plugin'> = new Counter({
+    name: 'coredns_dns_responses_total',
+    help: 'Counter of response status codes.',
+    labelNames: ['server', 'zone', 'rcode', 'plugin'] as const,
+    registers: [this.registry],
+    collect: (): void => flush(this.responses, this.responseTallies),
+  });
+  readonly duration = new DurationHistogram([0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192]);
+  private readonly cacheHitTallies = new Map<string, Tally>();
+  readonly cacheHits: Counter<'server' | 'type'> = new Counter({
+    name: 'coredns_cache_hits_total',
+    help: 'The count of cache hits.',
+    labelNames: ['server', 'type'] as const,
+    registers: [this.registry],
+    collect: (): void => flush(this.cacheHits, this.cacheHitTallies),
+  });
   readonly cacheMisses = new Counter({ name: 'coredns_cache_misses_total', help: 'The count of cache misses.', labelNames: ['server'] as const, registers: [this.registry] });
   readonly forwardRequests = new Counter({ name: 'coredns_forward_requests_total', help: 'Counter of requests made per upstream.', labelNames: ['to'] as const, registers: [this.registry] });
   readonly forwardMaxConcurrentRejects = new Counter({ name: 'coredns_forward_max_concurrent_rejects_total', help: 'Count of queries rejected because the number of concurrent queries were at maximum.', registers: [this.registry] });
   readonly malformed = new Counter({ name: 'knode_dns_malformed_requests_total', help: 'Messages that could not be decoded (answered FORMERR when the header was readable, dropped otherwise).', registers: [this.registry] });
 
-  /** Label children by key: prom-client hashes a label object on every call otherwise. */
-  private readonly children = new Map<string, { inc(): void; observe?(value: number): void }>();
-
   constructor(defaults = false) {
+    this.registry.registerMetric(this.duration as unknown as Parameters<Registry['registerMetric']>[0]);
     if (defaults) collectDefaultMetrics({ register: this.registry });
-  }
-
-  private child<T extends { inc(): void; observe?(value: number): void }>(key: string, make: () => T): T {
-    let child = this.children.get(key) as T | undefined;
-    if (!child) this.children.set(key, (child = make()));
-    return child;
   }
 
   /** coredns_dns_requests_total for one query. */
   request(labels: RequestLabels): void {
-    this.child(`q|${labels.server}|${labels.zone}|${labels.proto}|${labels.family}|${labels.type}`, () => this.requests.labels(labels)).inc();
+    tally(this.requestTallies, `${labels.server}|${labels.zone}|${labels.proto}|${labels.family}|${labels.type}`, () => ({ ...labels })).count++;
   }
 
   /** coredns_dns_responses_total and coredns_dns_request_duration_seconds for one reply. */
   response(labels: RequestLabels, rcode: string, seconds: number): void {
-    this.child(`r|${labels.server}|${labels.zone}|${rcode}`, () => this.responses.labels({ server: labels.server, zone: labels.zone, rcode, plugin: '' })).inc();
-    const histogram = this.child(`d|${labels.server}|${labels.zone}|${labels.type}`, () => {
-      const h = this.duration.labels({ server: labels.server, zone: labels.zone, type: labels.type });
-      return { inc: () => undefined, observe: (value: number) => h.observe(value) };
-    });
-    histogram.observe!(seconds);
+    tally(this.responseTallies, `${labels.server}|${labels.zone}|${rcode}`, () => ({ server: labels.server, zone: labels.zone, rcode, plugin: '' })).count++;
+    this.duration.seriesOf(`${labels.server}|${labels.zone}|${labels.type}`, { server: labels.server, zone: labels.zone, type: labels.type }).observe(seconds);
+  }
+
+  /** coredns_cache_hits_total for one hit ("success" or "denial"). */
+  cacheHit(server: string, type: 'success' | 'denial'): void {
+    tally(this.cacheHitTallies, `${server}|${type}`, () => ({ server, type })).count++;
+  }
+
+  /**
+   * The request, response, duration (and cache hit) series of one kind of query, looked up once:
+   * answering it again costs a few additions.
+   */
+  bind(labels: RequestLabels, rcode: string, cacheHit?: 'success' | 'denial'): BoundQueryMetrics {
+    const request = tally(this.requestTallies, `${labels.server}|${labels.zone}|${labels.proto}|${labels.family}|${labels.type}`, () => ({ ...labels }));
+    const response = tally(this.responseTallies, `${labels.server}|${labels.zone}|${rcode}`, () => ({ server: labels.server, zone: labels.zone, rcode, plugin: '' }));
+    const duration = this.duration.seriesOf(`${labels.server}|${labels.zone}|${labels.type}`, { server: labels.server, zone: labels.zone, type: labels.type });
+    const hit = cacheHit ? tally(this.cacheHitTallies, `${labels.server}|${cacheHit}`, () => ({ server: labels.server, type: cacheHit })) : undefined;
+    return {
+      answered(seconds: number) {
+        request.count++;
+        response.count++;
+        duration.observe(seconds);
+        if (hit) hit.count++;
+      },
+    };
+  }
+}
+
+function tally(tallies: Map<string, Tally>, key: string, labels: () => Record<string, string>): Tally {
+  let found = tallies.get(key);
+  if (!found) tallies.set(key, (found = new Tally(labels())));
+  return found;
+}
+
+/** Hands the hot path's counts to prom-client (its `collect`, called when scraped). */
+function flush(counter: Counter<string>, tallies: Map<string, Tally>): void {
+  for (const entry of tallies.values()) {
+    if (entry.count === 0) continue;
+    counter.inc(entry.labels, entry.count);
+    entry.count = 0;
   }
 }
 

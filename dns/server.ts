@@ -13,17 +13,21 @@
  *    QUERY get NOTIMP, zone transfers REFUSED, more or less than one question FORMERR;
  *  - bounded: at most `maxPending` queries being answered at once (more UDP queries are dropped
  *    as a full socket buffer would drop them; TCP reading pauses).
+ * A question asked before is answered from its encoded reply (./wire.ts: the ID and the name's
+ * case patched in), kept while the records it came from are unchanged; everything else takes
+ * the path above.
  */
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, type Server as TcpServer, type Socket } from 'node:net';
 import * as dnsPacket from 'dns-packet';
 import type { Answer, Packet, Question } from 'dns-packet';
 import type { Logger } from '../lib/log.js';
-import { inZone, normalize, resolveQuestion, type LocalAnswer, type Rcode } from './answer.js';
+import { inZone, isReverse, normalize, resolveQuestion, type LocalAnswer, type Rcode } from './answer.js';
 import { AnswerCache, cacheKey, type CachedAnswer } from './cache.js';
 import { ForwardBusyError, type Forwarder } from './forward.js';
 import { typeLabel, type DnsMetrics } from './metrics.js';
 import type { ClusterIndex } from './records.js';
+import { nameOffsets, parseQuery, patchedReply, udpLimit, WireCache, type WireQuery } from './wire.js';
 
 const rcodeNumber: Record<Rcode, number> = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 };
 const ourUdpSize = 1232;
@@ -42,6 +46,19 @@ interface DnsServerOptions {
   maxPending?: number;
   maxTcpConnections?: number;
   tcpIdleMs?: number;
+  /** Encoded replies kept for repeated questions (./wire.ts); 0: none. */
+  wireCacheSize?: number;
+  /** The clock of the answer cache (tests); Date.now by default. */
+  now?: () => number;
+}
+
+/** What a reply may be kept for (./wire.ts): absent when it must not be. */
+interface Reusable {
+  /** The index generation it was built from; undefined: it does not depend on the index. */
+  generation: number | undefined;
+  freshUntil: number;
+  /** Forwarded answers: a later use counts as a cache hit of this kind. */
+  hit?: 'success' | 'denial';
 }
 
 interface Reply {
@@ -50,6 +67,7 @@ interface Reply {
   authorities: Answer[];
   authoritative: boolean;
   extendedRcode?: number;
+  reusable?: Reusable;
 }
 
 type OptRecord = { type: 'OPT'; udpPayloadSize?: number; ednsVersion?: number };
@@ -60,15 +78,20 @@ export class DnsServer {
   private readonly connections = new Set<Socket>();
   private pending = 0;
   private serverLabel: string;
+  private readonly wire?: WireCache;
 
   constructor(private readonly options: DnsServerOptions) {
     this.serverLabel = `dns://${options.host}:${options.port}`;
+    if (options.wireCacheSize !== 0) this.wire = new WireCache(options.wireCacheSize ?? 20_000, options.now);
   }
 
   /** Binds UDP and TCP on host:port (port 0: the same free port for both); returns the port. */
   async start(): Promise<number> {
     const { host } = this.options;
-    const udp = createSocket(host.includes(':') ? 'udp6' : 'udp4');
+    // Replies go to the address a query came from, always an IP literal: no dns.lookup (and its
+    // extra tick) per reply.
+    const family = host.includes(':') ? 6 : 4;
+    const udp = createSocket({ type: family === 6 ? 'udp6' : 'udp4', lookup: (address, _options, callback) => callback(null, address, family) });
     udp.on('message', (message, remote) => this.onUdp(message, remote.address, remote.port, remote.family));
     udp.on('error', (error) => this.options.log.warn({ err: error }, 'DNS UDP socket error'));
     await new Promise<void>((resolve, reject) => {
@@ -154,10 +177,19 @@ export class DnsServer {
 
   /**
    * One message in, one reply out (undefined: send nothing), synchronously when the cluster zone
-   * answers and as a promise when an upstream must. Never throws for bad input.
+   * or a cache answers and as a promise when an upstream must. Never throws for bad input.
    */
   answer(message: Buffer, proto: 'udp' | 'tcp', family: string): Buffer | undefined | Promise<Buffer | undefined> {
-    const started = process.hrtime.bigint();
+    const started = performance.now();
+    const query = this.wire ? parseQuery(message, proto, family) : undefined;
+    if (query) {
+      const entry = this.wire!.get(query, message, this.options.index.generation);
+      if (entry) {
+        const bytes = patchedReply(entry, message, query);
+        entry.metrics.answered((performance.now() - started) / 1000);
+        return bytes;
+      }
+    }
     let request: Packet;
     try {
       if (!plausible(message)) throw new Error('implausible header counts');
@@ -174,13 +206,23 @@ export class DnsServer {
     this.options.metrics.request(labels);
     const opt = request.additionals?.find((record) => record.type === 'OPT') as OptRecord | undefined;
     const finish = (reply: Reply) => {
-      const limit = proto === 'tcp' ? 65535 : opt ? Math.min(4096, Math.max(512, opt.udpPayloadSize ?? 512)) : 512;
+      const limit = proto === 'tcp' ? 65535 : opt ? udpLimit(opt.udpPayloadSize ?? 512) : 512;
       const bytes = encodeReply(request, reply, opt, limit);
-      this.options.metrics.response(labels, reply.extendedRcode ? 'BADVERS' : reply.rcode, Number(process.hrtime.bigint() - started) / 1e9);
+      const rcode = reply.extendedRcode ? 'BADVERS' : reply.rcode;
+      this.options.metrics.response(labels, rcode, (performance.now() - started) / 1000);
+      if (query && reply.reusable) this.keep(query, bytes, reply.reusable, labels, rcode);
       return bytes;
     };
     const reply = this.reply(request, opt);
     return reply instanceof Promise ? reply.then(finish) : finish(reply);
+  }
+
+  /** Keeps an encoded reply for the same question asked again (./wire.ts). */
+  private keep(query: WireQuery, bytes: Buffer, reusable: Reusable, labels: Parameters<DnsMetrics['bind']>[0], rcode: string): void {
+    const offsets = nameOffsets(bytes, query.nameEnd - 12);
+    if (!offsets) return;
+    const metrics = this.options.metrics.bind(labels, rcode, reusable.hit);
+    this.wire!.set(query, { bytes, nameOffsets: offsets, generation: reusable.generation, freshUntil: reusable.freshUntil, metrics });
   }
 
   private reply(request: Packet, opt: OptRecord | undefined): Reply | Promise<Reply> {
@@ -190,38 +232,54 @@ export class DnsServer {
     if (request.questions?.length !== 1) return plain('FORMERR');
     const question = request.questions[0]!;
     if (question.type === 'AXFR' || question.type === 'IXFR') return plain('REFUSED');
-    const local = resolveQuestion(this.options.index, question, this.options.synced());
-    if (local.kind === 'forward') return this.forwarded(question).then((answer) => ({ ...answer, authoritative: false }));
-    if (!local.chase) return { ...local, authoritative: true };
+    const { index } = this.options;
+    const generation = index.generation;
+    const synced = this.options.synced();
+    const local = resolveQuestion(index, question, synced);
+    if (local.kind === 'forward') {
+      // A reverse name goes upstream only while the index does not know it: such an answer is
+      // reusable only as long as the index is unchanged.
+      const dependsOnIndex = isReverse(normalize(question.name));
+      return this.forwarded(question).then(({ answer, freshUntil, negative }) => ({
+        ...answer,
+        authoritative: false,
+        reusable: freshUntil > 0 ? { generation: dependsOnIndex ? generation : undefined, freshUntil, hit: negative ? 'denial' : 'success' } : undefined,
+      }));
+    }
+    if (!local.chase) {
+      const reusable = synced && (local.rcode === 'NOERROR' || local.rcode === 'NXDOMAIN') ? { generation, freshUntil: Infinity } : undefined;
+      return { ...local, authoritative: true, reusable };
+    }
     return this.chased(local, question).then((answer) => ({ ...answer, authoritative: true }));
   }
 
   /** An ExternalName's CNAME plus the answer for its target from outside the zone. */
   private async chased(local: LocalAnswer, question: Question): Promise<Reply> {
     const target = await this.forwarded({ name: local.chase!, type: question.type, class: question.class });
-    return { rcode: target.rcode, answers: [...local.answers, ...target.answers], authorities: target.authorities, authoritative: true };
+    return { rcode: target.answer.rcode, answers: [...local.answers, ...target.answer.answers], authorities: target.answer.authorities, authoritative: true };
   }
 
-  private async forwarded(question: Question): Promise<CachedAnswer> {
+  /** The answer from the cache or the upstream, and until when it may be reused as it is (0: not). */
+  private async forwarded(question: Question): Promise<{ answer: CachedAnswer; freshUntil: number; negative: boolean }> {
     const { cache, metrics, forwarder, log } = this.options;
     const key = cacheKey(question.name, question.type, question.class ?? 'IN');
     const hit = cache.get(key);
     if (hit) {
-      metrics.cacheHits.inc({ server: this.serverLabel, type: hit.negative ? 'denial' : 'success' });
-      return hit.answer;
+      metrics.cacheHit(this.serverLabel, hit.negative ? 'denial' : 'success');
+      return hit;
     }
     metrics.cacheMisses.inc({ server: this.serverLabel });
     try {
       const answer = await forwarder.resolve({ name: question.name, type: question.type, class: question.class ?? 'IN' });
-      cache.put(key, answer);
-      return answer;
+      const freshUntil = cache.put(key, answer);
+      return { answer, freshUntil, negative: answer.rcode !== 'NOERROR' || answer.answers.length === 0 };
     } catch (error) {
       if (error instanceof ForwardBusyError) {
         metrics.forwardMaxConcurrentRejects.inc();
-        return { rcode: 'REFUSED', answers: [], authorities: [] };
+        return { answer: { rcode: 'REFUSED', answers: [], authorities: [] }, freshUntil: 0, negative: true };
       }
       log.debug({ err: error, name: question.name, type: question.type }, 'forwarding failed');
-      return { rcode: 'SERVFAIL', answers: [], authorities: [] };
+      return { answer: { rcode: 'SERVFAIL', answers: [], authorities: [] }, freshUntil: 0, negative: true };
     }
   }
 }
