@@ -20,9 +20,8 @@ import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { PassThrough, Writable } from 'node:stream';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type Docker from 'dockerode';
@@ -32,14 +31,14 @@ import { KubeConfig, PortForward } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { busyboxSpec, ensureLocalImage } from '../../cri/local-images.js';
 import { run } from '../../lib/exec.js';
-import { removeAgentPods, testDocker } from '../helpers/docker.js';
-import { TestNetwork, type Netns } from '../helpers/netns.js';
+import { testDocker } from '../helpers/docker.js';
+import { type Netns } from '../helpers/netns.js';
 import { onPath, prerequisites } from '../helpers/prereq.js';
 import { waitFor } from '../helpers/wait.js';
-import { httpGet, KnodeProcess, makeKubeletPki, startControlPlaneProcess, startPortForward, tcpUpload, type KubeletPki } from './helpers-kubectl.js';
+import { httpGet, startPortForward, tcpUpload, type KnodeProcess, type KubeletPki } from './helpers-kubectl.js';
+import { cniBin, startSingleNode, type SingleNode } from './helpers-single-node.js';
 
 const env = await prerequisites('root', 'docker', 'command:ip', 'command:kubectl', 'command:openssl');
-const cniBin = '/usr/lib/cni';
 const haveCni = onPath('ip') && (await stat(join(cniBin, 'bridge')).then(() => true, () => false));
 const built = existsSync(fileURLToPath(new URL('../../dist/bin/knode.js', import.meta.url)));
 if (process.env.CI === 'true' && !env.skip && (!haveCni || !built)) throw new Error(`agent-kubectl e2e cannot run: ${built ? 'reference CNI plugins missing' : 'dist/ missing: run npm run build'}`);
@@ -55,7 +54,7 @@ const password = `s3cret-${id}`;
 
 describe.skipIf(env.skip || !haveCni || !built)('kubectl apply / logs / exec / delete against a knode agent (issue 5)', () => {
   let docker: Docker;
-  let net: TestNetwork;
+  let fixture: SingleNode | undefined;
   let node: Netns;
   let dir: string;
   let pki: KubeletPki;
@@ -77,75 +76,13 @@ describe.skipIf(env.skip || !haveCni || !built)('kubectl apply / logs / exec / d
   beforeAll(async () => {
     docker = await testDocker();
     busybox = await ensureLocalImage(docker, busyboxSpec);
-    net = new TestNetwork();
-    node = await net.node('kctl');
-    if (!(await node.hasNoDefaultRoute())) throw new Error(`test netns ${node.name} has a default route`);
-    dir = await mkdtemp(join(tmpdir(), 'knode-agent-kubectl-'));
-    for (const sub of ['net.d', 'manifests', 'root', 'pod-logs', 'cni-cache', 'pki', 'cp', 'marker']) await mkdir(join(dir, sub), { recursive: true });
-    pki = await makeKubeletPki(join(dir, 'pki'));
-    await writeFile(
-      join(dir, 'net.d', '10-test.conflist'),
-      JSON.stringify({ cniVersion: '1.0.0', name: `knt${id}`, plugins: [{ type: 'bridge', bridge: `kk${id}`, isGateway: true, ipMasq: false, ipam: { type: 'host-local', dataDir: join(dir, 'ipam'), ranges: [[{ subnet }]] } }] }),
-    );
-    await writeFile(
-      join(dir, 'kubelet.yaml'),
-      stringify({
-        apiVersion: 'kubelet.config.k8s.io/v1beta1',
-        kind: 'KubeletConfiguration',
-        staticPodPath: join(dir, 'manifests'),
-        address: '127.0.0.1',
-        port: 0,
-        nodeStatusUpdateFrequency: '2s',
-        tlsCertFile: pki.servingCertFile,
-        tlsPrivateKeyFile: pki.servingKeyFile,
-        authentication: { anonymous: { enabled: false }, webhook: { enabled: false }, x509: { clientCAFile: pki.caFile } },
-        authorization: { mode: 'AlwaysAllow' },
-        evictionHard: { 'memory.available': '1Mi', 'nodefs.available': '1%', 'imagefs.available': '1%' },
-        imageGCHighThresholdPercent: 100,
-        imageGCLowThresholdPercent: 99,
-      }),
-    );
-    const cp = await startControlPlaneProcess(join(dir, 'cp'), [
-      '--kubelet-client-certificate', pki.clientCertFile, '--kubelet-client-key', pki.clientKeyFile, '--kubelet-certificate-authority', pki.caFile,
-    ]);
-    controlPlane = cp.process;
-    kubeconfig = cp.kubeconfigPath;
-    const { KNODE_CNI_HOST_NETNS: _unused, ...inherited } = process.env;
-    agent = new KnodeProcess(
-      ['agent', '--kubeconfig', kubeconfig, '--config', join(dir, 'kubelet.yaml'), '--hostname-override', nodeName, '--root-dir', join(dir, 'root'), '--cni-conf-dir', join(dir, 'net.d'), '--cni-bin-dir', cniBin],
-      {
-        ...inherited,
-        KNODE_LOG_LEVEL: 'info',
-        KNODE_CNI_HOST_NETNS: node.path,
-        KNODE_CNI_CACHE_DIR: join(dir, 'cni-cache'),
-        KNODE_POD_LOGS_DIR: join(dir, 'pod-logs'),
-        KNODE_RUNTIME_SCOPE: scopeLabel,
-        // The control plane dials the InternalIP: it must be the root netns loopback.
-        KNODE_NODE_IP: '127.0.0.1',
-      },
-    );
-    const registered = await waitFor(
-      'node registered with its kubelet port',
-      async () => {
-        const n = await getJson<{ status?: { addresses?: { type: string; address: string }[]; daemonEndpoints?: { kubeletEndpoint?: { Port?: number } } } }>(['get', 'node', nodeName]);
-        return n.status?.daemonEndpoints?.kubeletEndpoint?.Port ? n : undefined;
-      },
-      90_000,
-      250,
-    ).catch((error: unknown) => {
-      throw new Error(`${String(error)}${logsOnFailure()}`);
-    });
-    // Network safety: never let the control plane dial anything but loopback.
-    expect(registered.status!.addresses!.filter((a) => a.type === 'InternalIP').map((a) => a.address)).toEqual(['127.0.0.1']);
-    kubeletPort = registered.status!.daemonEndpoints!.kubeletEndpoint!.Port!;
+    fixture = await startSingleNode({ docker, tag: 'kctl', id, nodeName, scopeLabel, subnet, extraDirs: ['marker'] });
+    ({ dir, pki, node, controlPlane, agent, kubeconfig, kubeletPort } = fixture);
+
   });
 
   afterAll(async () => {
-    await agent?.stop();
-    if (docker) await removeAgentPods(docker, scopeLabel).catch(() => undefined);
-    await controlPlane?.stop();
-    await net?.cleanup().catch(() => undefined);
-    if (dir) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    await fixture?.stop();
   });
 
   it('the kubelet API refuses requests without a client certificate (401) and serves the control plane\'s', async () => {

@@ -20,8 +20,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type Docker from 'dockerode';
@@ -29,14 +28,14 @@ import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { busyboxSpec, ensureLocalImage } from '../../cri/local-images.js';
 import { run } from '../../lib/exec.js';
-import { removeAgentPods, testDocker } from '../helpers/docker.js';
-import { TestNetwork, type Netns } from '../helpers/netns.js';
+import { testDocker } from '../helpers/docker.js';
+import { type Netns } from '../helpers/netns.js';
 import { onPath, prerequisites } from '../helpers/prereq.js';
 import { waitFor } from '../helpers/wait.js';
-import { KnodeProcess, makeKubeletPki, startControlPlaneProcess, type KubeletPki } from './helpers-kubectl.js';
+import type { KnodeProcess, KubeletPki } from './helpers-kubectl.js';
+import { cniBin, startSingleNode, type SingleNode } from './helpers-single-node.js';
 
 const env = await prerequisites('root', 'docker', 'command:ip', 'command:kubectl', 'command:openssl');
-const cniBin = '/usr/lib/cni';
 const haveCni = onPath('ip') && (await stat(join(cniBin, 'bridge')).then(() => true, () => false));
 const built = existsSync(fileURLToPath(new URL('../../dist/bin/knode.js', import.meta.url)));
 if (process.env.CI === 'true' && !env.skip && (!haveCni || !built)) throw new Error(`pod-resize e2e cannot run: ${built ? 'reference CNI plugins missing' : 'dist/ missing: run npm run build'}`);
@@ -89,7 +88,7 @@ interface PodJson {
 
 describe.skipIf(env.skip || !haveCni || !built)('in-place pod resize with kubectl --subresource resize (issue 22)', () => {
   let docker: Docker;
-  let net: TestNetwork;
+  let fixture: SingleNode | undefined;
   let node: Netns;
   let dir: string;
   let pki: KubeletPki;
@@ -123,58 +122,8 @@ describe.skipIf(env.skip || !haveCni || !built)('in-place pod resize with kubect
   beforeAll(async () => {
     docker = await testDocker();
     const busybox = await ensureLocalImage(docker, busyboxSpec);
-    net = new TestNetwork();
-    node = await net.node('rsz');
-    if (!(await node.hasNoDefaultRoute())) throw new Error(`test netns ${node.name} has a default route`);
-    dir = await mkdtemp(join(tmpdir(), 'knode-pod-resize-'));
-    for (const sub of ['net.d', 'manifests', 'root', 'pod-logs', 'cni-cache', 'pki', 'cp']) await mkdir(join(dir, sub), { recursive: true });
-    pki = await makeKubeletPki(join(dir, 'pki'));
-    await writeFile(
-      join(dir, 'net.d', '10-test.conflist'),
-      JSON.stringify({ cniVersion: '1.0.0', name: `knr${id}`, plugins: [{ type: 'bridge', bridge: `kr${id}`, isGateway: true, ipMasq: false, ipam: { type: 'host-local', dataDir: join(dir, 'ipam'), ranges: [[{ subnet }]] } }] }),
-    );
-    await writeFile(
-      join(dir, 'kubelet.yaml'),
-      stringify({
-        apiVersion: 'kubelet.config.k8s.io/v1beta1',
-        kind: 'KubeletConfiguration',
-        staticPodPath: join(dir, 'manifests'),
-        address: '127.0.0.1',
-        port: 0,
-        nodeStatusUpdateFrequency: '2s',
-        syncFrequency: '5s',
-        tlsCertFile: pki.servingCertFile,
-        tlsPrivateKeyFile: pki.servingKeyFile,
-        authentication: { anonymous: { enabled: false }, webhook: { enabled: false }, x509: { clientCAFile: pki.caFile } },
-        authorization: { mode: 'AlwaysAllow' },
-        evictionHard: { 'memory.available': '1Mi', 'nodefs.available': '1%', 'imagefs.available': '1%' },
-        imageGCHighThresholdPercent: 100,
-        imageGCLowThresholdPercent: 99,
-      }),
-    );
-    // the kubelet client credentials: `kubectl logs` goes through the control plane to the kubelet
-    const cp = await startControlPlaneProcess(join(dir, 'cp'), ['--kubelet-client-certificate', pki.clientCertFile, '--kubelet-client-key', pki.clientKeyFile, '--kubelet-certificate-authority', pki.caFile]);
-    controlPlane = cp.process;
-    kubeconfig = cp.kubeconfigPath;
-    const { KNODE_CNI_HOST_NETNS: _unused, ...inherited } = process.env;
-    agent = new KnodeProcess(
-      ['agent', '--kubeconfig', kubeconfig, '--config', join(dir, 'kubelet.yaml'), '--hostname-override', nodeName, '--root-dir', join(dir, 'root'), '--cni-conf-dir', join(dir, 'net.d'), '--cni-bin-dir', cniBin],
-      {
-        ...inherited,
-        KNODE_LOG_LEVEL: 'info',
-        KNODE_CNI_HOST_NETNS: node.path,
-        KNODE_CNI_CACHE_DIR: join(dir, 'cni-cache'),
-        KNODE_POD_LOGS_DIR: join(dir, 'pod-logs'),
-        KNODE_RUNTIME_SCOPE: scopeLabel,
-        KNODE_NODE_IP: '127.0.0.1',
-      },
-    );
-    await waitFor('node registered with allocatable', async () => {
-      const result = await kubectl(['get', 'node', nodeName, '-o', 'jsonpath={.status.allocatable.cpu}']);
-      return result.code === 0 && result.stdout !== '';
-    }, 90_000, 250).catch((error: unknown) => {
-      throw new Error(`${String(error)}${logsOnFailure()}`);
-    });
+    fixture = await startSingleNode({ docker, tag: 'rsz', id, nodeName, scopeLabel, subnet, kubelet: { syncFrequency: '5s' } });
+    ({ dir, pki, node, controlPlane, agent, kubeconfig } = fixture);
     const resources = { requests: { cpu: '100m', memory: '32Mi' }, limits: { cpu: '200m', memory: '64Mi' } };
     const manifest = {
       apiVersion: 'v1',
@@ -197,11 +146,7 @@ describe.skipIf(env.skip || !haveCni || !built)('in-place pod resize with kubect
   }, 300_000);
 
   afterAll(async () => {
-    await agent?.stop();
-    if (docker) await removeAgentPods(docker, scopeLabel).catch(() => undefined);
-    await controlPlane?.stop();
-    await net?.cleanup().catch(() => undefined);
-    if (dir) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    await fixture?.stop();
   });
 
   it('reports actual and allocated resources and observedGeneration for the running pod', async () => {
