@@ -7,10 +7,11 @@
  * `knode agent` (a child process) running real containers through the Docker Engine, pods wired by
  * the reference bridge + host-local plugins inside a bench netns (bench/lib/agent-node.ts). The
  * driver talks to the API over HTTP as kubectl does (`kubectl scale` = a merge patch of /scale).
- * The control plane's CPU (utime + stime from /proc/PID/stat) and memory (VmRSS sampled every
- * 250 ms; the V8 heap of another process is not observable without instrumenting it, its RSS is
- * what the deployed process costs) are measured over each phase; the driver's own share in it is
- * a list of the namespace's pods every 250 ms, the same in both paths.
+ * The control plane's CPU (utime + stime from /proc/PID/stat), memory (VmRSS sampled every
+ * 250 ms) and V8 heap are measured over each phase; the driver's own share in it is a list of the
+ * namespace's pods every 250 ms, the same in both paths. The heap comes from V8's own `--trace-gc`
+ * line per collection (heap used before and after it): the highest "before" of a phase is the
+ * peak of heap in use, without instrumenting the process (the flag only prints).
  *
  * Rounds interleave the two paths (deployment first in odd rounds, bare pods first in even ones);
  * between phases every pod is deleted and the node is left without a container of the bench. The
@@ -46,6 +47,8 @@ interface Phase {
   ms: number;
   cpuSeconds: number;
   rssMaxMiB: number;
+  /** Peak V8 heap in use, MiB (--trace-gc's "MB" are 2^20 bytes) over the phase. */
+  heapMaxMB: number;
 }
 
 interface KObject {
@@ -87,12 +90,44 @@ async function processUsage(pid: number): Promise<{ cpuSeconds: number; rssMiB: 
   return { cpuSeconds: (Number(fields[11]) + Number(fields[12])) / clockTicks, rssMiB: Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024 };
 }
 
+/** V8's --trace-gc line: `…: Scavenge 10.5 (12.3) -> 9.8 (13.3) MB, …` (used (committed) before -> after). */
+const gcLine = /: (?:Scavenge|Mark-Compact|Mark-Compact \(reduce\)|Minor Mark-Compact|Mark-sweep)\s+([\d.]+) \([\d.]+\) -> ([\d.]+) \([\d.]+\) MB/;
+
+/** The highest heap in use the control plane's GC lines reported since the last reset. */
+class HeapPeak {
+  private peak = 0;
+  private last = 0;
+  private partial = '';
+
+  feed(chunk: Buffer): void {
+    const lines = (this.partial + chunk.toString('utf8')).split('\n');
+    this.partial = (lines.pop() ?? '').slice(-1000);
+    for (const line of lines) {
+      const match = gcLine.exec(line);
+      if (!match) continue;
+      this.peak = Math.max(this.peak, Number(match[1]), Number(match[2]));
+      this.last = Number(match[2]);
+    }
+  }
+
+  /** Starts a phase from the heap in use after the last collection. */
+  reset(): void {
+    this.peak = this.last;
+  }
+
+  get max(): number {
+    return this.peak;
+  }
+}
+
 /** `knode controlplane` as `knode up` starts it (bin/up.ts), on a free loopback port; resolves once it serves. */
-async function startControlPlaneProcess(dataDir: string): Promise<{ child: ChildProcess; api: Api }> {
-  const child = spawn(process.execPath, [knode, 'controlplane', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--store', 'file', '--cluster-cidr', '10.244.0.0/16', '--service-cidr', '10.96.0.0/12'], {
+async function startControlPlaneProcess(dataDir: string): Promise<{ child: ChildProcess; api: Api; heap: HeapPeak }> {
+  const heap = new HeapPeak();
+  const child = spawn(process.execPath, ['--trace-gc', knode, 'controlplane', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--store', 'file', '--cluster-cidr', '10.244.0.0/16', '--service-cidr', '10.96.0.0/12'], {
     env: { ...process.env, KNODE_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
+  child.stdout!.on('data', (chunk: Buffer) => heap.feed(chunk));
   let errors = '';
   child.stderr!.on('data', (chunk: Buffer) => (errors = (errors + chunk.toString()).slice(-4000)));
   const kubeconfig = join(dataDir, 'admin.kubeconfig');
@@ -108,12 +143,13 @@ async function startControlPlaneProcess(dataDir: string): Promise<{ child: Child
   const server = (parse(readFileSync(kubeconfig, 'utf8')) as { clusters: { cluster: { server: string } }[] }).clusters[0]!.cluster.server;
   const api = new Api(server);
   await until('the API answering', async () => (await fetch(`${server}/readyz`).catch(() => undefined))?.ok === true, 60_000, 100);
-  return { child, api };
+  return { child, api, heap };
 }
 
 /** Runs `start`, then waits for `podCount` Ready pods in the namespace, measuring the control-plane process meanwhile. */
 async function measured(api: Api, pid: number, start: () => Promise<void>): Promise<Phase> {
   const before = await processUsage(pid);
+  heapPeak?.reset();
   let rssMax = before.rssMiB;
   const sampler = setInterval(() => {
     processUsage(pid).then(
@@ -130,7 +166,7 @@ async function measured(api: Api, pid: number, start: () => Promise<void>): Prom
   }
   const ms = performance.now() - began;
   const after = await processUsage(pid);
-  return { ms, cpuSeconds: after.cpuSeconds - before.cpuSeconds, rssMaxMiB: Math.max(rssMax, after.rssMiB) };
+  return { ms, cpuSeconds: after.cpuSeconds - before.cpuSeconds, rssMaxMiB: Math.max(rssMax, after.rssMiB), heapMaxMB: heapPeak?.max ?? 0 };
 }
 
 /** Deletes every pod (and the Deployment) and waits until the node runs none of the bench's containers. */
@@ -163,6 +199,8 @@ const median = (values: number[]) => {
   const mid = (sorted.length - 1) / 2;
   return ((sorted[Math.floor(mid)] as number) + (sorted[Math.ceil(mid)] as number)) / 2;
 };
+/** The control plane's heap tracker (one control plane per run). */
+let heapPeak: HeapPeak | undefined;
 const load = () => loadavg().map((v) => v.toFixed(2)).join(' ');
 
 async function main(): Promise<void> {
@@ -171,7 +209,7 @@ async function main(): Promise<void> {
   await ensureLocalImage(docker, pauseSpec);
   const busybox = await ensureLocalImage(docker, busyboxSpec);
   const dataDir = await mkdtemp(join(tmpdir(), `knode-bench-cp-${runId}-`));
-  let cp: { child: ChildProcess; api: Api } | undefined;
+  let cp: { child: ChildProcess; api: Api; heap: HeapPeak } | undefined;
   let node: BenchNode | undefined;
   const cleanup = async () => {
     await node?.stop();
@@ -184,6 +222,7 @@ async function main(): Promise<void> {
     cp = await startControlPlaneProcess(dataDir);
     const { api } = cp;
     const pid = cp.child.pid!;
+    heapPeak = cp.heap;
     node = await startBenchNode({ id: `ws${runId}`, nodeName: `knb-${runId}`, scope, subnet: '10.253.0.0/24', server: api.server, docker });
     await until('node Ready', async () => {
       const nodes = await api.list('/api/v1/nodes');
@@ -209,10 +248,10 @@ async function main(): Promise<void> {
 function report(results: { deployment: Phase; bare: Phase }[], loadBefore: string, loadAfter: string): void {
   console.log(`\nDeployment 0 → ${podCount} pods vs ${podCount} bare pods, one node (\`knode controlplane\` + \`knode agent\`, real containers), ${rounds} interleaved round(s)`);
   console.log(`load average before: ${loadBefore}; after: ${loadAfter} (${cpus().length} cores)\n`);
-  console.log('| round | deployment s | bare pods s | ratio | deployment CP CPU s | bare CP CPU s | deployment CP RSS max MiB | bare CP RSS max MiB |');
-  console.log('|---|---|---|---|---|---|---|---|');
+  console.log('| round | deployment s | bare pods s | ratio | deployment CP CPU s | bare CP CPU s | deployment CP RSS max MiB | bare CP RSS max MiB | deployment CP heap max MiB | bare CP heap max MiB |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|');
   results.forEach((r, i) => {
-    console.log(`| ${i + 1} | ${(r.deployment.ms / 1000).toFixed(2)} | ${(r.bare.ms / 1000).toFixed(2)} | ${(r.deployment.ms / r.bare.ms).toFixed(2)} | ${r.deployment.cpuSeconds.toFixed(2)} | ${r.bare.cpuSeconds.toFixed(2)} | ${r.deployment.rssMaxMiB.toFixed(1)} | ${r.bare.rssMaxMiB.toFixed(1)} |`);
+    console.log(`| ${i + 1} | ${(r.deployment.ms / 1000).toFixed(2)} | ${(r.bare.ms / 1000).toFixed(2)} | ${(r.deployment.ms / r.bare.ms).toFixed(2)} | ${r.deployment.cpuSeconds.toFixed(2)} | ${r.bare.cpuSeconds.toFixed(2)} | ${r.deployment.rssMaxMiB.toFixed(1)} | ${r.bare.rssMaxMiB.toFixed(1)} | ${r.deployment.heapMaxMB.toFixed(1)} | ${r.bare.heapMaxMB.toFixed(1)} |`);
   });
   const baselineName = `${podCount} bare pods created directly (scheduler binds them; no Deployment/ReplicaSet controllers), interleaved rounds`;
   const description = `${podCount} pods, one node, median of ${rounds} round(s); load ${loadBefore} → ${loadAfter}`;
@@ -222,6 +261,7 @@ function report(results: { deployment: Phase; bare: Phase }[], loadBefore: strin
   figure(`deployment 0→${podCount} all Ready`, 'ms', 'ms');
   figure('control-plane CPU during scale-up', 'cpuSeconds', 'CPU s', `${description}; the \`knode controlplane\` process (API server + controllers), including serving the driver's pod list every 250 ms`);
   figure('control-plane RSS max during scale-up', 'rssMaxMiB', 'MiB', `${description}; VmRSS of the \`knode controlplane\` process sampled every 250 ms`);
+  figure('control-plane V8 heap max during scale-up', 'heapMaxMB', 'MiB', `${description}; heap in use before/after each collection, from the process's --trace-gc lines`);
 }
 
 main().catch((error: unknown) => {
