@@ -121,7 +121,9 @@ describe.skipIf(env.skip || unavailable !== undefined)('container runtime restar
       const ips = (await allRunning()) ?? [];
       const held = ipamAddresses(ipamDir);
       const links = await veths(nodeNetns!);
-      return held.length === 3 && links.length === 3 ? { ips, held, links } : undefined;
+      // The pods' status reports the new sandboxes' addresses a moment after IPAM holds them.
+      const reported = [...ips].sort().join() === held.join();
+      return held.length === 3 && links.length === 3 && reported ? { ips, held, links } : undefined;
     }, 15_000, 500).catch(async () => ({ ips: (await allRunning()) ?? [], held: ipamAddresses(ipamDir), links: await veths(nodeNetns!) }));
     console.log(`[chaos] runtime restart: dockerd restarted ${restarts}× with 3 pods; IPAM addresses held ${settled.held.length} (pods ${settled.ips.join(', ')}), veths ${settled.links.length}; leaked addresses ${settled.held.length - 3}, leaked veths ${settled.links.length - 3}`);
     expect(settled.held).toEqual([...settled.ips].sort());

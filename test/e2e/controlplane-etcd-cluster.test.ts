@@ -150,8 +150,15 @@ describe.skipIf(env.skip)('control plane on a 3-member etcd cluster', () => {
       writing = false;
       await Promise.all(writers);
     }
-    const listed = await apiRequest(a.server, 'GET', cms);
-    const listedB = await apiRequest(b.server, 'GET', cms);
+    // The acknowledged writes are checked below; that each instance answers again once every
+    // member is back is bounded here (its etcd client may still be reconnecting to the member it used).
+    const answered = (instance: Instance, name: string) =>
+      waitFor(`instance ${name} lists again after the members are restored`, async () => {
+        const response = await apiRequest(instance.server, 'GET', cms, undefined, 5_000);
+        return response.status === 200 ? response : undefined;
+      }, 30_000, 250);
+    const listed = await answered(a, 'A');
+    const listedB = await answered(b, 'B');
     const items = (listed.body.items ?? []).filter((item) => item.metadata?.name?.startsWith('chaos-'));
     const found = new Map(items.map((item) => [item.metadata!.name!, Number(item.metadata!.resourceVersion)]));
     expect((listedB.body.items ?? []).filter((item) => item.metadata?.name?.startsWith('chaos-')).map((item) => [item.metadata?.name, item.metadata?.resourceVersion])).toEqual(items.map((item) => [item.metadata?.name, item.metadata?.resourceVersion]));

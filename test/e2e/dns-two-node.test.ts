@@ -84,8 +84,13 @@ describe.skipIf(env.skip || unavailable !== undefined)('cluster DNS on two nodes
     const resolvConf = await inA('bb', 'cat /etc/resolv.conf');
     expect(resolvConf).toMatch(/^nameserver 10\.96\.0\.10$/m);
     expect(resolvConf).toMatch(/^search default\.svc\.cluster\.local svc\.cluster\.local cluster\.local/m);
-    const slices = await cluster.kubectl('get', 'endpointslices', '-n', 'kube-system', '-l', 'kubernetes.io/service-name=kube-dns', '-o', 'jsonpath={.items[*].endpoints[*].nodeName}');
-    expect(slices.split(' ').sort()).toEqual(cluster.nodes.map((n) => n.name).sort());
+    // Each node's `knode dns` publishes its own endpoint once it serves; node B's may come after A's.
+    const want = cluster.nodes.map((n) => n.name).sort();
+    const slices = await waitFor('one kube-dns endpoint per node', async () => {
+      const names = (await cluster.kubectl('get', 'endpointslices', '-n', 'kube-system', '-l', 'kubernetes.io/service-name=kube-dns', '-o', 'jsonpath={.items[*].endpoints[*].nodeName}')).split(' ').sort();
+      return names.join() === want.join() ? names : undefined;
+    }, 30_000);
+    expect(slices).toEqual(want);
   });
 
   it('busybox nslookup and glibc getent resolve web, web.default and the full name', async () => {
