@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parse as parseYaml } from 'yaml';
 import { ApiError, badRequest, tooLarge, type StatusBody } from './status.js';
 import { decodeProtobuf, isProtobuf } from './protobuf.js';
+import { maxNestingDepth, nestingProblem } from '../lib/nesting.js';
 
 /** kube-apiserver's default request body limit (3 MiB, --max-request-bytes for etcd is 1.5 MiB per object). */
 const maxBodyBytes = 3 * 1024 * 1024;
@@ -37,28 +38,10 @@ export function readBody(req: IncomingMessage, limit = maxBodyBytes): Promise<Bu
   });
 }
 
-/**
- * Nesting limit of decoded bodies and stored objects. sigs.k8s.io/json stops at 10000 levels,
- * but here the recursive structuredClone, JSON.stringify (with a replacer) and the patch and
- * table code must survive every stored object with stack to spare: they overflow from about
- * 2,200 levels (issue 25 item 4), so the limit is well below that. Real objects nest < 30 deep.
- */
-export const maxNestingDepth = 1_000;
-
-/**
- * Iterative, so that a hostile body cannot exhaust the stack here or later. Also refuses a
- * `__proto__` key anywhere: no Kubernetes type has one, and code that copies fields by
- * assignment would turn it into a prototype change.
- */
+/** Refuses a body or object nested too deeply or with a `__proto__` key (lib/nesting.ts). */
 export function checkDepth(value: unknown, max = maxNestingDepth, what = 'the request body'): void {
-  const stack: [unknown, number][] = [[value, 1]];
-  for (let top = stack.pop(); top !== undefined; top = stack.pop()) {
-    const [node, depth] = top;
-    if (typeof node !== 'object' || node === null) continue;
-    if (depth > max) throw badRequest(`${what} is nested too deeply (more than ${max} levels)`);
-    if (!Array.isArray(node) && Object.prototype.hasOwnProperty.call(node, '__proto__')) throw badRequest(`${what} has a field named "__proto__", which is not allowed`);
-    for (const child of Array.isArray(node) ? node : Object.values(node)) if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
-  }
+  const problem = nestingProblem(value, max);
+  if (problem) throw badRequest(`${what} ${problem}`);
 }
 
 /** Decodes a JSON or YAML body (application/json, application/yaml; patches are JSON or YAML). */

@@ -17,6 +17,7 @@ import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import type { V1Pod } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
+import { maxNestingDepth, nestingProblem } from '../../lib/nesting.js';
 import { ManifestError, podsFromDocuments, yamlDocuments } from './manifest.js';
 
 /** The largest manifest accepted (bytes). */
@@ -31,7 +32,8 @@ const workerSource = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { parseAllDocuments } = require(workerData.yamlPath);
 const yamlDocuments = (${yamlDocuments.toString()});
-parentPort.postMessage(yamlDocuments(parseAllDocuments, workerData.text));
+const nestingProblem = (${nestingProblem.toString()});
+parentPort.postMessage(yamlDocuments(parseAllDocuments, nestingProblem, workerData.text, ${maxNestingDepth}));
 // Stay until the main thread has the answer and terminates this worker: an exit right after
 // postMessage may be seen before the message.
 parentPort.on('message', () => undefined);
@@ -58,6 +60,12 @@ function decodeInWorker(text: string, source: string, timeoutMs: number): Promis
       settle();
       reject(new ManifestError(source, `cannot be decoded: ${error.message}`, { cause: error }));
     });
+    // An answer this thread cannot deserialize (the depth bound should make this unreachable)
+    // is an error now, not a silent wait for the deadline.
+    worker.once('messageerror', (error) => {
+      settle();
+      reject(new ManifestError(source, `the decoded manifest cannot be passed back: ${error.message}`, { cause: error }));
+    });
     worker.once('exit', (code) => {
       // After settle() this is the terminate() and changes nothing; before it, a crash.
       clearTimeout(timer);
@@ -70,7 +78,7 @@ function decodeInWorker(text: string, source: string, timeoutMs: number): Promis
 export async function decodeManifestBounded(text: string, source: string, options: { timeoutMs?: number } = {}): Promise<unknown[]> {
   const bytes = Buffer.byteLength(text);
   if (bytes > maxManifestBytes) throw oversize(source, bytes);
-  const decoded = bytes <= inlineParseBytes ? yamlDocuments(parseAllDocuments, text) : await decodeInWorker(text, source, options.timeoutMs ?? parseTimeoutMs);
+  const decoded = bytes <= inlineParseBytes ? yamlDocuments(parseAllDocuments, nestingProblem, text, maxNestingDepth) : await decodeInWorker(text, source, options.timeoutMs ?? parseTimeoutMs);
   if ('error' in decoded) throw new ManifestError(source, decoded.error);
   return decoded.documents;
 }

@@ -11,6 +11,7 @@
 import { parseAllDocuments } from 'yaml';
 import type { V1Container, V1Pod, V1Probe } from '@kubernetes/client-node';
 import { defaultImagePullPolicy } from '../pods/image-policy.js';
+import { maxNestingDepth, nestingProblem } from '../../lib/nesting.js';
 
 export class ManifestError extends Error {
   constructor(
@@ -151,11 +152,19 @@ export function applyPodDefaults(pod: V1Pod): V1Pod {
 }
 
 /**
- * YAML/JSON text → plain documents (null for an empty one), or the first syntax error.
- * Self-contained on purpose (parseAll is passed in, nothing else is referenced): it also runs
- * in a worker thread for large manifests (manifest-worker.ts), from its source text.
+ * YAML/JSON text → plain documents (null for an empty one), or the first syntax error or shape
+ * problem (nested deeper than maxDepth: such a value would overflow the stack of whatever
+ * handles it next, first of all the structured clone carrying a worker's answer back).
+ * Self-contained on purpose (parseAll and shapeProblem are passed in, nothing else is
+ * referenced): it also runs in a worker thread for large manifests (manifest-worker.ts), from
+ * its source text.
  */
-export function yamlDocuments(parseAll: typeof parseAllDocuments, text: string): { documents: unknown[] } | { error: string } {
+export function yamlDocuments(
+  parseAll: typeof parseAllDocuments,
+  shapeProblem: typeof nestingProblem,
+  text: string,
+  maxDepth: number,
+): { documents: unknown[] } | { error: string } {
   let parsed: ReturnType<typeof parseAllDocuments>;
   try {
     parsed = parseAll(text);
@@ -171,12 +180,16 @@ export function yamlDocuments(parseAll: typeof parseAllDocuments, text: string):
       const line = first.linePos?.[0]?.line;
       return { error: `document ${index + 1}: invalid YAML${line ? ` at line ${line}` : ''}: ${first.message.split('\n')[0]}` };
     }
+    let value: unknown;
     try {
-      documents.push(document.contents === null ? null : document.toJS());
+      value = document.contents === null ? null : document.toJS();
     } catch (error) {
       // e.g. an alias bomb past yaml's maxAliasCount, or nesting deeper than the stack
       return { error: `document ${index + 1}: cannot be decoded: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}` };
     }
+    const problem = shapeProblem(value, maxDepth);
+    if (problem) return { error: `document ${index + 1} ${problem}` };
+    documents.push(value);
   }
   return { documents };
 }
@@ -199,7 +212,7 @@ export function podsFromDocuments(documents: readonly unknown[], source: string)
 
 /** Parses one manifest's text into validated, defaulted pods on this thread; throws ManifestError. */
 export function parseManifest(text: string, source: string): V1Pod[] {
-  const parsed = yamlDocuments(parseAllDocuments, text);
+  const parsed = yamlDocuments(parseAllDocuments, nestingProblem, text, maxNestingDepth);
   if ('error' in parsed) throw new ManifestError(source, parsed.error);
   return podsFromDocuments(parsed.documents, source);
 }

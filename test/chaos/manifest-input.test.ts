@@ -138,7 +138,8 @@ describe('chaos: bad static pod manifests dropped into a running agent', () => {
         slowestHealthz = Math.max(slowestHealthz, Date.now() - started);
         expect(response.status).toBe(200);
         const missing = [...files.map(([name]) => name), ...special].filter((name) => !handled(name));
-        return missing.length === 0;
+        if (missing.length > 0) throw new Error(`not logged yet: ${missing.join(', ')}`);
+        return true;
       },
       60_000,
       100,

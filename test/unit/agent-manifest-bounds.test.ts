@@ -80,6 +80,20 @@ describe('issue 25 item 5: static pod manifests are size-capped and decoded off 
     await expect(parseManifestBounded(slow, 'slow.yaml', { timeoutMs: 200 })).rejects.toThrow(/slow\.yaml.*longer than 0\.2 s/);
   }, 60_000);
 
+  it('refuses deep block nesting from the worker at once (not at the deadline): the answer must be passable back', async () => {
+    // 3,000 block levels (4.5 MB): decoded in the worker, but a value that deep could not be
+    // deserialized on the main thread, so the worker used to answer into the void and the file
+    // was reported only at the 30 s deadline (a clean-clone CI run timed out on it).
+    const deep = Array.from({ length: 3000 }, (_, i) => `${' '.repeat(i)}k${i}:`).join('\n');
+    expect(Buffer.byteLength(deep)).toBeGreaterThan(64 * 1024);
+    const started = Date.now();
+    await expect(parseManifestBounded(deep, 'deep.yaml')).rejects.toThrow(/deep\.yaml.*nested too deeply \(more than 1000 levels\)/);
+    expect(Date.now() - started).toBeLessThan(15_000);
+    // Below the bound it decodes (and is then refused as not a pod, not as too deep).
+    const shallow = Array.from({ length: 900 }, (_, i) => `${' '.repeat(i)}k${i}:`).join('\n');
+    await expect(parseManifestBounded(shallow + '\n' + '#'.repeat(70 * 1024), 'shallow.yaml')).rejects.toThrow(/shallow\.yaml.*(apiVersion|kind)/);
+  }, 60_000);
+
   it('skips symlink loops, dangling symlinks and FIFOs with one log line each, never opening the FIFO', async () => {
     const dir = join(root, 'special');
     mkdirSync(dir);

@@ -4,7 +4,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { applyJsonPatch, applyMergePatch, applyPatch, applyStrategicMergePatch, PatchError, type Json } from '../../controlplane/patch.js';
-import { checkDepth, decodeBody, maxNestingDepth, queryBool } from '../../controlplane/http-util.js';
+import { checkDepth, decodeBody, queryBool } from '../../controlplane/http-util.js';
+import { maxNestingDepth } from '../../lib/nesting.js';
 import { matchesLabels, parseLabelSelector, SelectorError } from '../../controlplane/selectors.js';
 import { servingNames } from '../../controlplane/security.js';
 import { canonicalJson, deepClone } from '../../controlplane/util.js';

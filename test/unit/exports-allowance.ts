@@ -209,7 +209,6 @@ export const exportAllowance: { reason: string; exports: string[] }[] = [
       'controlplane/controllers/replicaset-policy.ts rankPodsForDeletion',
       'controlplane/controllers/scheduler-policy.ts podRequests',
       'controlplane/field-validation.ts unknownFields',
-      'controlplane/http-util.ts maxNestingDepth',
       'controlplane/kinds-batch.ts cronScheduleError',
       'controlplane/kinds-pod.ts defaultPullPolicy',
       'controlplane/kinds-pod.ts validatePodUpdate',
