@@ -6,7 +6,8 @@
  *
  *   nat-prerouting/nat-output → services: ip daddr . meta l4proto . th dport vmap @service-ips,
  *       fib daddr type local … vmap @service-nodeports → external-, service- and local- chains →
- *       numgen random mod N vmap { i : goto endpoint-… } → dnat
+ *       numgen random mod N-i 0 goto endpoint-… (one rule per endpoint; kube-proxy: one
+ *       `numgen random mod N vmap { … }`, see build.ts numgenPick) → dnat
  *   filter-input/forward/output → endpoints-check (@no-endpoint-services/-nodeports: reject or
  *       drop), filter-prerouting/output → firewall-check (@firewall-ips → firewall- chains for
  *       loadBalancerSourceRanges), filter-forward/output-post-dnat → cluster-ips-check (reject
@@ -204,7 +205,7 @@ export function serviceFragment(port: ServicePort, options: NftRulesetOptions): 
   const serviceToEndpoints = (chain: string, endpoints: readonly Endpoint[]) => {
     const rules = f.chain(chain);
     if (affinity) for (const endpoint of endpoints) rules.push(rule(...b.inSet('saddr', `affinity-${endpointBase(port, endpoint)}`), b.verdict('goto', `endpoint-${endpointBase(port, endpoint)}`)));
-    rules.push(b.numgenVmap(endpoints.map((endpoint) => goto(`endpoint-${endpointBase(port, endpoint)}`))));
+    for (const exprs of b.numgenPick(endpoints.map((endpoint) => goto(`endpoint-${endpointBase(port, endpoint)}`)))) rules.push({ exprs });
     for (const endpoint of endpoints) reachable.set(`${endpoint.ip}:${endpoint.port}`, endpoint);
   };
   if (usesCluster) serviceToEndpoints(clusterChain, all);

@@ -51,9 +51,11 @@ export class NetnsNft implements NftTransport {
     });
   }
 
-  static async start(netns: string): Promise<NetnsNft> {
+  /** maxBatchBytes: the socket's transaction limit (NftSocketOptions), to make a test split its batches. */
+  static async start(netns: string, options: { maxBatchBytes?: number } = {}): Promise<NetnsNft> {
     if (!netns.startsWith('knt-')) throw new Error(`"${netns}" is not a test netns`);
-    const child = spawn('ip', ['netns', 'exec', netns, join(repo, 'node_modules', '.bin', 'vite-node'), join(repo, 'test', 'helpers', 'nft-netns.ts')], { cwd: repo, stdio: 'pipe', env: { ...process.env, KNODE_NFT_CHILD: '1' } });
+    const env = { ...process.env, KNODE_NFT_CHILD: '1', ...(options.maxBatchBytes ? { KNODE_NFT_MAX_BATCH: String(options.maxBatchBytes) } : {}) };
+    const child = spawn('ip', ['netns', 'exec', netns, join(repo, 'node_modules', '.bin', 'vite-node'), join(repo, 'test', 'helpers', 'nft-netns.ts')], { cwd: repo, stdio: 'pipe', env });
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
     const transport = new NetnsNft(child);
@@ -103,7 +105,7 @@ export async function nft(netns: string, args: string[], input?: string): Promis
 }
 
 async function serve(): Promise<void> {
-  const socket = NftSocket.open();
+  const socket = NftSocket.open(process.env.KNODE_NFT_MAX_BATCH ? { maxBatchBytes: Number(process.env.KNODE_NFT_MAX_BATCH) } : {});
   const lines = createInterface({ input: process.stdin });
   for await (const line of lines) {
     const request = JSON.parse(line) as Request;

@@ -45,7 +45,9 @@ export const encoderCases: EncoderCase[] = [
   },
   { nft: 'ip saddr != 10.244.0.0/14 jump mark-for-masquerade', rule: simple(...b.matchIp('saddr', '10.244.0.0/14', 'neq'), b.verdict('jump', 'mark-for-masquerade')) },
   { nft: 'ip saddr @aff goto ep1', rule: simple(...b.inSet('saddr', 'aff'), b.verdict('goto', 'ep1')) },
-  { nft: 'numgen random mod 2 vmap { 0 : goto ep1, 1 : goto ep2 }', rule: b.numgenVmap([{ code: 'goto', chain: 'ep1' }, { code: 'goto', chain: 'ep2' }]) },
+  // numgenPick's rules: the last one is a bare goto (as 'goto ep1' below)
+  { nft: 'numgen random mod 3 0 goto ep1', rule: simple(...b.numgenPick([{ code: 'goto', chain: 'ep1' }, { code: 'goto', chain: 'ep2' }, { code: 'goto', chain: 'ep3' }])[0]!) },
+  { nft: 'numgen random mod 2 0 goto ep2', rule: simple(...b.numgenPick([{ code: 'goto', chain: 'ep1' }, { code: 'goto', chain: 'ep2' }, { code: 'goto', chain: 'ep3' }])[1]!) },
   { nft: 'ip saddr != { 203.0.113.0/25, 10.1.0.0/16 } drop', rule: b.dropUnlessSaddrIn(['203.0.113.0/25', '10.1.0.0/16']) },
   { nft: 'fib saddr type local jump mark-for-masquerade', rule: simple(...b.fibLocal('saddr'), b.verdict('jump', 'mark-for-masquerade')) },
   { nft: 'counter', rule: simple({ kind: 'counter', packets: 0n, bytes: 0n }) },

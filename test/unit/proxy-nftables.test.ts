@@ -42,8 +42,11 @@ describe('nftables service fragments', () => {
     expect(fragment.elements.get(maps.serviceNodePorts)?.size).toBe(1);
     expect([...fragment.chains.keys()].sort()).toEqual([`endpoint-${endpointBase(port, port.endpoints[0]!)}`, `endpoint-${endpointBase(port, port.endpoints[1]!)}`, `external-${base}`, `service-${base}`].sort());
     const service = fragment.chains.get(`service-${base}`)?.rules ?? [];
-    expect(printRule(service[1]?.exprs ?? [])).toBe('[ numgen reg 1 = random mod 2 ]\n[ lookup reg 1 set __map%d dreg 0 ]');
-    expect(service[1]?.anon?.elements).toHaveLength(2);
+    // one rule per endpoint (build.ts numgenPick): mod 2 for the first, then a bare goto
+    expect(printRule(service[1]?.exprs ?? [])).toBe(`[ numgen reg 1 = random mod 2 ]\n[ cmp eq reg 1 0x00000000 ]\n[ immediate reg 0 goto -> endpoint-${endpointBase(port, port.endpoints[0]!)} ]`);
+    expect(printRule(service[2]?.exprs ?? [])).toBe(`[ immediate reg 0 goto -> endpoint-${endpointBase(port, port.endpoints[1]!)} ]`);
+    expect(service).toHaveLength(3);
+    expect(service.some((rule) => rule.anon)).toBe(false);
   });
 
   it('no endpoints: the ClusterIP and NodePort go to reject-chain; no chains', () => {
@@ -70,7 +73,13 @@ describe('nftables service fragments', () => {
     const { port, fragment } = build(service('web', '10.96.0.10', http, { sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 60 } } }));
     expect([...fragment.sets.values()].map((set) => set.timeoutMs)).toEqual([60_000n, 60_000n]);
     // masquerade of off-cluster sources, one affinity rule per endpoint, then numgen
-    expect(fragment.chains.get(`service-${chainBase(port)}`)?.rules.map((rule) => rule.exprs.at(-1)?.kind)).toEqual(['immediate', 'immediate', 'immediate', 'lookup']);
+    expect(fragment.chains.get(`service-${chainBase(port)}`)?.rules.map((rule) => rule.exprs.map((expr) => expr.kind).join(' '))).toEqual([
+      'payload cmp meta cmp payload cmp payload cmp immediate',
+      'payload lookup immediate',
+      'payload lookup immediate',
+      'numgen cmp immediate',
+      'immediate',
+    ]);
   });
 });
 
