@@ -1,5 +1,6 @@
 /**
- * Probe load benchmark (issue 6): 1,000 pods' worth of probes — per pod a readiness httpGet and a
+ * Probe load benchmark (issue 6), an extra row: the ProbeManager in this process, not the
+ * deployed agent (bench/probes-agent.ts measures `knode agent`, issue 24). 1,000 pods' worth of probes — per pod a readiness httpGet and a
  * liveness tcpSocket on container "app" against real HTTP/TCP servers on 127.0.0.1, and a
  * liveness exec on container "sidecar" through a fake runtime — run by the ProbeManager, then
  * the same requests from bare timers (the floor) in the same run. Prints CPU per
@@ -235,10 +236,10 @@ async function main(): Promise<void> {
     const driftP99 = (sample: Sample) => percentile(sample.drifts, 99);
     const steadyDriftP99 = (sample: Sample) => percentile(sample.steady, 99);
     const hasSteady = knodeRounds.every((sample) => sample.steady.length > 0) && baseRounds.every((sample) => sample.steady.length > 0);
-    reportFigure({ name: 'probe CPU per probe', value: cpuPerProbe(knode), unit: 'ms', baseline: cpuPerProbe(base), baselineName, better: 'lower', description, roundRatios: perRound(cpuPerProbe) });
-    if (hasSteady) reportFigure({ name: 'probe CPU per probe, steady state', value: steadyCpuPerProbe(knode), unit: 'ms', baseline: steadyCpuPerProbe(base), baselineName, better: 'lower', description: steadyDescription, roundRatios: perRound(steadyCpuPerProbe) });
-    reportFigure({ name: 'probe scheduling drift p99', value: driftP99(knode), unit: 'ms', baseline: driftP99(base), baselineName, better: 'lower', description, roundRatios: perRound(driftP99) });
-    if (hasSteady) reportFigure({ name: 'probe scheduling drift p99, steady state', value: steadyDriftP99(knode), unit: 'ms', baseline: steadyDriftP99(base), baselineName, better: 'lower', description: steadyDescription, roundRatios: perRound(steadyDriftP99) });
+    reportFigure({ name: 'probe CPU per probe (ProbeManager in-process)', value: cpuPerProbe(knode), unit: 'ms', baseline: cpuPerProbe(base), baselineName, better: 'lower', description, roundRatios: perRound(cpuPerProbe) });
+    if (hasSteady) reportFigure({ name: 'probe CPU per probe, steady state (ProbeManager in-process)', value: steadyCpuPerProbe(knode), unit: 'ms', baseline: steadyCpuPerProbe(base), baselineName, better: 'lower', description: steadyDescription, roundRatios: perRound(steadyCpuPerProbe) });
+    reportFigure({ name: 'probe scheduling drift p99 (ProbeManager in-process)', value: driftP99(knode), unit: 'ms', baseline: driftP99(base), baselineName, better: 'lower', description, roundRatios: perRound(driftP99) });
+    if (hasSteady) reportFigure({ name: 'probe scheduling drift p99, steady state (ProbeManager in-process)', value: steadyDriftP99(knode), unit: 'ms', baseline: steadyDriftP99(base), baselineName, better: 'lower', description: steadyDescription, roundRatios: perRound(steadyDriftP99) });
     console.log(`ratio knode/baseline: cpu per probe ×${cpuRatio.toFixed(2)} (steady ×${steadyCpuRatio.toFixed(2)}), drift p99 ×${driftRatio.toFixed(2)}, steady drift p99 ×${steadyRatio.toFixed(2)} (baseline p99 floored at 1 ms)`);
   } finally {
     child.disconnect();

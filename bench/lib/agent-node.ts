@@ -29,6 +29,12 @@ export interface BenchNodeOptions {
   docker: Docker;
   /** Extra environment for the agent. */
   env?: NodeJS.ProcessEnv;
+  /**
+   * The agent and its pods' bridge live in this process's own netns (the bench re-executed
+   * itself in a knt-* netns), so the agent reaches pod IPs as on a node (probes); no netns is
+   * made here.
+   */
+  inheritNetns?: boolean;
 }
 
 export interface BenchNode {
@@ -62,7 +68,8 @@ export async function stopChild(child: ChildProcess | undefined): Promise<void> 
 }
 
 export async function startBenchNode(options: BenchNodeOptions): Promise<BenchNode> {
-  const netns = `knt-bench-${options.id}`;
+  const netns = options.inheritNetns ? (process.env.KNODE_BENCH_NETNS ?? '') : `knt-bench-${options.id}`;
+  if (!netns.startsWith('knt-')) throw new Error('inheritNetns: this process must run in a knt-* test netns (KNODE_BENCH_NETNS)');
   const dir = await mkdtemp(join(tmpdir(), `knode-bench-${options.id}-`));
   const manifests = join(dir, 'manifests');
   const kubeconfig = join(dir, 'kubeconfig');
@@ -77,12 +84,14 @@ export async function startBenchNode(options: BenchNodeOptions): Promise<BenchNo
     for (let i = 0; i < left.length; i += 8) {
       await Promise.all(left.slice(i, i + 8).map((info) => options.docker.getContainer(info.Id).remove({ force: true }).catch(() => undefined)));
     }
-    await run(['ip', 'netns', 'del', netns], { allowFailure: true });
+    if (!options.inheritNetns) await run(['ip', 'netns', 'del', netns], { allowFailure: true });
     await rm(dir, { recursive: true, force: true });
   };
   try {
-    await run(['ip', 'netns', 'add', netns]);
-    await run(['ip', '-n', netns, 'link', 'set', 'lo', 'up']);
+    if (!options.inheritNetns) {
+      await run(['ip', 'netns', 'add', netns]);
+      await run(['ip', '-n', netns, 'link', 'set', 'lo', 'up']);
+    }
     await mkdir(join(dir, 'net.d'));
     await mkdir(manifests);
     const bridge = { type: 'bridge', bridge: `kb${options.id}`.slice(0, 15), isGateway: true, ipMasq: false, ipam: { type: 'host-local', dataDir: join(dir, 'ipam'), ranges: [[{ subnet: options.subnet }]] } };
@@ -94,7 +103,7 @@ export async function startBenchNode(options: BenchNodeOptions): Promise<BenchNo
     );
     writeKubeconfig(kubeconfig, { server: options.server });
     agent = spawn(knode, ['agent', '--kubeconfig', kubeconfig, '--config', join(dir, 'kubelet.yaml'), '--hostname-override', options.nodeName, '--root-dir', join(dir, 'root'), '--cni-conf-dir', join(dir, 'net.d'), '--cni-bin-dir', '/usr/lib/cni', ...(process.env.KNODE_BENCH_RUNTIME_ENDPOINT ? ['--container-runtime-endpoint', process.env.KNODE_BENCH_RUNTIME_ENDPOINT] : [])], {
-      env: { ...process.env, KNODE_LOG_LEVEL: traceLog ? 'debug' : 'error', KNODE_CNI_HOST_NETNS: `/var/run/netns/${netns}`, KNODE_CNI_CACHE_DIR: join(dir, 'cni-cache'), KNODE_POD_LOGS_DIR: join(dir, 'pod-logs'), KNODE_RUNTIME_SCOPE: options.scope, ...options.env },
+      env: { ...process.env, KNODE_LOG_LEVEL: traceLog ? 'debug' : 'error', ...(options.inheritNetns ? {} : { KNODE_CNI_HOST_NETNS: `/var/run/netns/${netns}` }), KNODE_CNI_CACHE_DIR: join(dir, 'cni-cache'), KNODE_POD_LOGS_DIR: join(dir, 'pod-logs'), KNODE_RUNTIME_SCOPE: options.scope, ...options.env },
       stdio: ['ignore', 'ignore', traceLog ? openSync(traceLog, 'a') : 'inherit'],
     });
   } catch (error) {

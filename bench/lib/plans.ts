@@ -29,6 +29,9 @@ export const plans: Readonly<Record<string, Plan>> = {
   'eviction-signals': { args: ['--iterations', '2000'], fullArgs: ['--iterations', '20000'], timeoutSeconds: 300 },
   // One static pod; a 64 MiB download per path and round, then 30 small GETs per path.
   'port-forward': { args: ['64', '3', '30'], fullArgs: ['256', '5', '100'], timeoutSeconds: 600 },
+  // 30 static pods of the deployed agent, httpGet + tcpSocket every 1 s and exec every 10 s; 3 rounds of 10 s windows.
+  'probes-agent': { args: ['30', '1', '10'], fullArgs: ['60', '1', '10'], timeoutSeconds: 900, fullTimeoutSeconds: 1500 },
+  // The ProbeManager in-process over a fake runtime (an extra row: probes-agent is the deployed agent).
   'probes-load': { args: ['--pods', '1000', '--period', '10', '--duration', '60'], fullArgs: ['--pods', '1000', '--period', '10', '--duration', '300'], timeoutSeconds: 600, fullTimeoutSeconds: 1200 },
   // iptables-nft-restore --noflush grows superlinearly: nft at 10k did not finish in 300 s here.
   'proxy-iptables': { args: ['legacy:1000,10000', 'nft:1000'], fullArgs: ['legacy:1000,10000', 'nft:1000,10000'], timeoutSeconds: 900, fullTimeoutSeconds: 7200 },
