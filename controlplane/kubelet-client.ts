@@ -87,6 +87,11 @@ function attempt(config: KubeletClientConfig, target: KubeletTarget, call: Kubel
     const request = tls
       ? httpsRequest({ ...options, rejectUnauthorized: Boolean(config.ca), ...(config.ca ? { ca: config.ca } : {}), ...(config.cert && config.key ? { cert: config.cert, key: config.key } : {}) })
       : httpRequest(options);
+    // Node's https client, unlike its http client and its servers, leaves Nagle's algorithm on
+    // (Go's net.Dial, which kube-apiserver uses, sets TCP_NODELAY on every connection). On an
+    // upgraded stream it held each small frame after the first until the kubelet's delayed ACK,
+    // 40 ms later: a port-forward connection's SYN_STREAMs and first DATA, an exec's stdin.
+    request.setNoDelay(true);
     request.setTimeout(call.timeoutMs ?? 30_000, () => request.destroy(new Error(`no answer in ${Math.round((call.timeoutMs ?? 30_000) / 1000)} s`)));
     request.once('response', (response) => {
       request.setTimeout(0);

@@ -46,6 +46,42 @@ export function kubeletStreamPath(pod: KObject, subresource: StreamSubresource, 
   return `/${subresource}/${ns}/${name}/${encodeURIComponent(container ?? '')}?${params.toString()}`;
 }
 
+/** What one batch of a relay may hold before it is written anyway. */
+const maxBatch = 256 * 1024;
+
+/**
+ * Copies `from` to `to` as pipe() does, except that what arrives within one turn of the event
+ * loop goes out in one write (corked until setImmediate). A TLS connection hands over its
+ * records one by one: a kubelet's 64 KiB DATA frame came out as four 16 KiB writes and a tail of
+ * 20 bytes, each a send on the client's connection and a wake-up of kubectl.
+ */
+function relay(from: Duplex, to: Duplex): void {
+  let corked = false;
+  const flush = () => {
+    if (!corked) return;
+    corked = false;
+    to.uncork();
+    // What the socket did not take at once is waited for before reading more (pipe's backpressure).
+    if (to.writableLength > to.writableHighWaterMark && !from.isPaused()) {
+      from.pause();
+      to.once('drain', () => from.resume());
+    }
+  };
+  from.on('data', (chunk: Buffer) => {
+    if (!corked) {
+      corked = true;
+      to.cork();
+      setImmediate(flush);
+    }
+    // A batch is bounded: the next relay waits for none of it.
+    if (!to.write(chunk) && to.writableLength >= maxBatch) flush();
+  });
+  from.once('end', () => {
+    flush();
+    to.end();
+  });
+}
+
 function pipeBoth(a: Duplex, b: Duplex): void {
   const close = () => {
     a.destroy();
@@ -55,8 +91,8 @@ function pipeBoth(a: Duplex, b: Duplex): void {
   b.on('error', close);
   a.on('close', close);
   b.on('close', close);
-  a.pipe(b);
-  b.pipe(a);
+  relay(a, b);
+  relay(b, a);
 }
 
 export function podStreamProxy(registry: Registry, client: KubeletClientConfig = {}): PodStreamProxy {

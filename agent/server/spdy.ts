@@ -12,7 +12,6 @@
  * spdystream does, so the peer's window never stalls a stream.
  */
 import { EventEmitter } from 'node:events';
-import { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { constants as zlibConstants, createDeflate, createInflate, type Deflate, type Inflate } from 'node:zlib';
 import { spdy3HeaderDictionary as headerDictionary } from './spdy-dictionary.js';
@@ -337,13 +336,13 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
   }
 
   /**
-   * Writes a frame given in parts; resolves once the connection takes more. On a socket the parts
-   * go out corked, in one writev; any other stream (the WebSocket tunnel's, where each write is
-   * one message) gets them joined.
+   * Writes a frame given in parts; resolves once the connection takes more. A stream that takes
+   * several parts at once (_writev: a socket, the WebSocket tunnel's stream) gets them corked, so
+   * they go out together; any other stream gets them joined.
    */
   private write(...parts: Buffer[]): Promise<void> {
     if (this.closed || !this.connection.writable) return Promise.reject(new Error('SPDY connection closed'));
-    if (parts.length > 1 && !(this.connection instanceof Socket)) parts = [Buffer.concat(parts)];
+    if (parts.length > 1 && typeof (this.connection as { _writev?: unknown })._writev !== 'function') parts = [Buffer.concat(parts)];
     let more = true;
     if (parts.length > 1) this.connection.cork();
     for (const part of parts) more = this.connection.write(part);

@@ -212,7 +212,7 @@ describe('SPDY/3 DATA frames as written', () => {
   const big = Buffer.alloc(100_000);
   for (let i = 0; i < big.length; i++) big[i] = i % 251;
 
-  it('gives a stream that is not a socket (the WebSocket tunnel: a message per write) whole frames, one per write', async () => {
+  it('gives a stream that takes one write at a time whole frames, one per write', async () => {
     const writes: Buffer[] = [];
     const connection = new Duplex({ read() {}, write(chunk: Buffer, _encoding, callback) { writes.push(chunk); callback(); } });
     const session = new SpdySession(connection);
@@ -351,6 +351,88 @@ describe('port-forward endpoint', () => {
     const client = new TestClient(clientEnd, true);
     await streams!.handle(request(spdyUpgrade), serverEnd, Buffer.alloc(0), { namespace: 'default', pod: 'gone' }, new URLSearchParams());
     await client.waitFor('404', () => /^HTTP\/1\.1 404 .*pod "default\/gone" not found on this node/s.test(client.raw()));
+  });
+});
+
+/** WebSocket frames as a server sends them (unmasked): opcode, FIN, payload (RFC 6455 section 5.2). */
+function readWsFrames(bytes: Buffer): { opcode: number; fin: boolean; payload: Buffer }[] {
+  const frames: { opcode: number; fin: boolean; payload: Buffer }[] = [];
+  let offset = 0;
+  while (offset + 2 <= bytes.length) {
+    let length = bytes[offset + 1]! & 0x7f;
+    let head = 2;
+    if (length === 126) (length = bytes.readUInt16BE(offset + 2)), (head = 4);
+    else if (length === 127) (length = Number(bytes.readBigUInt64BE(offset + 2))), (head = 10);
+    if (offset + head + length > bytes.length) break;
+    frames.push({ opcode: bytes[offset]! & 0x0f, fin: (bytes[offset]! & 0x80) !== 0, payload: bytes.subarray(offset + head, offset + head + length) });
+    offset += head + length;
+  }
+  return frames;
+}
+
+/** A client's binary message: masked, as clients must, with the all-zero key (the bytes stay as they are). */
+function wsClientMessage(payload: Buffer): Buffer {
+  const head = payload.length < 126 ? Buffer.from([0x82, 0x80 | payload.length]) : Buffer.from([0x82, 0x80 | 126, payload.length >> 8, payload.length & 0xff]);
+  return Buffer.concat([head, Buffer.alloc(4), payload]);
+}
+
+describe('port-forward over the WebSocket tunnel (kubectl)', () => {
+  const log = createLogger('test', 'silent');
+  let server: Server | undefined;
+  let streams: PortForwardStreams | undefined;
+  afterEach(() => {
+    streams?.stop();
+    server?.close();
+  });
+
+  it('carries the SPDY session in binary messages, a DATA frame as one message in two fragments (head, payload)', async () => {
+    const runtime = new FakeRuntime();
+    const id = await runtime.runPodSandbox({ metadata: { name: 'web', namespace: 'default', uid: 'uid-1', attempt: 0 }, hostname: 'web', logDirectory: '/tmp', labels: {}, annotations: {}, portMappings: [] } as never);
+    const big = Buffer.alloc(100_000);
+    for (let i = 0; i < big.length; i++) big[i] = i % 251;
+    runtime.setPortForwardHandler(async (_sandbox, _port, stream) => {
+      await new Promise<void>((resolve) => stream.once('data', () => stream.end(big, () => resolve())));
+    });
+    const pf = new PortForwardStreams({ runtime, log, resolveSandbox: async () => ({ sandboxId: id, uid: 'uid-1' }) });
+    streams = pf;
+    const http = createServer();
+    server = http;
+    http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void pf.handle(req, socket, head, { namespace: 'default', pod: 'web' }, new URLSearchParams()));
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+    const socket = connectTcp((http.address() as AddressInfo).port, '127.0.0.1');
+    socket.write(
+      'GET /portForward/default/web HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: SPDY/3.1+portforward.k8s.io\r\n\r\n',
+    );
+    let received = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => (received = Buffer.concat([received, chunk])));
+    await vi.waitFor(() => expect(received.indexOf('\r\n\r\n')).toBeGreaterThan(0));
+    const headEnd = received.indexOf('\r\n\r\n') + 4;
+    expect(received.subarray(0, headEnd).toString()).toMatch(/^HTTP\/1\.1 101 .*Sec-WebSocket-Protocol: SPDY\/3\.1\+portforward\.k8s\.io\r\n/s);
+    // The client's SPDY frames, each in a message of its own (kubectl's tunnel writes them so).
+    const [clientEnd, spdyOut] = duplexPair();
+    const client = new TestClient(clientEnd);
+    spdyOut.on('data', (chunk: Buffer) => socket.write(wsClientMessage(chunk)));
+    await client.open(1, { streamtype: 'error', port: '8080', requestid: '0' }, true);
+    await client.open(3, { streamtype: 'data', port: '8080', requestid: '0' });
+    client.data(3, 'GET');
+    const dataBytes = 3 * 8 + big.length;
+    await vi.waitFor(() => {
+      const spdy = Buffer.concat(readWsFrames(received.subarray(headEnd)).map((f) => f.payload));
+      const frames = new FrameReader().push(spdy);
+      expect(frames.filter((f) => !f.control && f.typeOrStream === 3).reduce((n, f) => n + 8 + f.payload.length, 0)).toBe(dataBytes);
+    });
+    const wsFrames = readWsFrames(received.subarray(headEnd));
+    // Every WebSocket frame is binary (2) or a continuation (0); a DATA frame with a payload is a
+    // fragment of 8 bytes (its head) and a final one with the payload.
+    expect(wsFrames.every((f) => f.opcode === 2 || f.opcode === 0)).toBe(true);
+    const dataMessages = wsFrames.flatMap((f, i) => (f.opcode === 2 && !f.fin ? [[f.payload.length, wsFrames[i + 1]!.opcode, wsFrames[i + 1]!.fin, wsFrames[i + 1]!.payload.length]] : []));
+    expect(dataMessages).toEqual([
+      [8, 0, true, 65536],
+      [8, 0, true, 100_000 - 65536],
+    ]);
+    const spdy = new FrameReader().push(Buffer.concat(wsFrames.map((f) => f.payload)));
+    expect(Buffer.concat(spdy.filter((f) => !f.control && f.typeOrStream === 3).map((f) => f.payload)).equals(big)).toBe(true);
+    socket.destroy();
   });
 });
 
