@@ -30,4 +30,15 @@ export default tseslint.config(
       ],
     },
   },
+  {
+    // One runtime copy of client-node per process, the bundled one (lib/kube-client.ts says why).
+    files: productFolders.map((folder) => `${folder}/**/*.ts`),
+    ignores: ['lib/kube-client.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        { paths: [{ name: '@kubernetes/client-node', allowTypeImports: true, message: 'import values from lib/kube-client.js (types may come from the package)' }], patterns: [{ group: ['@kubernetes/client-node/*'], allowTypeImports: true, message: 'import values from lib/kube-client.js' }] },
+      ],
+    },
+  },
 );

@@ -9,7 +9,7 @@
  * runtime's labels).
  */
 import { mkdir } from 'node:fs/promises';
-import { CoordinationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { CoordinationV1Api, CoreV1Api, KubeConfig } from '../lib/kube-client.js';
 import type { ContainerRuntime } from '../cri/runtime.js';
 import type { KubeletConfiguration } from '../lib/config/kubelet.js';
 import type { Logger } from '../lib/log.js';

@@ -20,7 +20,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig } from '../lib/kube-client.js';
 import { formatToken, parseCaCertHash, parseToken } from '../lib/bootstrap-token.js';
 import { optionalString, requiredString, type CommandOptions, type Runner } from '../lib/command-options.js';
 import { ConfigError } from '../lib/errors.js';

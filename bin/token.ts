@@ -110,7 +110,7 @@ export const run: Runner = async (options) => {
   if (action !== 'create' && action !== 'list' && action !== 'delete') throw new ConfigError(`token: expected create, list or delete, not "${action ?? ''}"`);
   if (action === 'create' && rest.length > 1) throw new ConfigError('token create: at most one token');
   const kubeconfig = requireKubeconfig(options);
-  const { CoreV1Api } = await import('@kubernetes/client-node');
+  const { CoreV1Api } = await import('../lib/kube-client.js');
   const core = (await loadKubeconfig(kubeconfig)).makeApiClient(CoreV1Api);
   if (action === 'create') await create(core, options, rest[0]);
   else if (action === 'list') await list(core);

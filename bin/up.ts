@@ -13,7 +13,8 @@ import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
-import { CoreV1Api, KubeConfig, type V1Node } from '@kubernetes/client-node';
+import type { V1Node } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig } from '../lib/kube-client.js';
 import { optionalString, type Runner, type Stoppable } from '../lib/command-options.js';
 import { ConfigError } from '../lib/errors.js';
 import { writeFileAtomic } from '../lib/fs.js';

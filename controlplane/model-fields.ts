@@ -7,14 +7,14 @@
  * RawExtension, maps of strings) are not walked; strategic-merge directives (`$patch`, …) are
  * not fields.
  */
-import * as k8s from '@kubernetes/client-node';
+import { models as generatedModels } from '../lib/kube-client.js';
 import { isRecord } from './util.js';
 
 interface Attribute {
   baseName: string;
   type: string;
 }
-const models = k8s as unknown as Record<string, { attributeTypeMap?: Attribute[] } | undefined>;
+const models = generatedModels as unknown as Record<string, { attributeTypeMap?: Attribute[] } | undefined>;
 /** Deeper than any real object; the API server refuses bodies nested this deep anyway. */
 const maxDepth = 64;
 

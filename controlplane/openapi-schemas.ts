@@ -15,7 +15,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import * as k8s from '@kubernetes/client-node';
+import { models as generatedModels } from '../lib/kube-client.js';
 
 interface Attribute {
   name: string;
@@ -26,7 +26,7 @@ interface Attribute {
 type ModelClass = { attributeTypeMap?: Attribute[] };
 type Schema = Record<string, unknown>;
 
-const models = k8s as unknown as Record<string, ModelClass | undefined>;
+const models = generatedModels as unknown as Record<string, ModelClass | undefined>;
 
 /** Strategic merge patch metadata of k8s.io/api (patchStrategy/patchMergeKey struct tags). */
 const patchMeta: Record<string, Record<string, { key?: string; strategy: string }>> = {

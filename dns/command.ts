@@ -6,7 +6,8 @@
  */
 import { hostname } from 'node:os';
 import { isIP } from 'node:net';
-import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api } from '../lib/kube-client.js';
 import type { Runner } from '../lib/command-options.js';
 import { optionalString, requireKubeconfig } from '../lib/command-options.js';
 import { loadKubeconfig } from '../lib/config/kubeconfig.js';

@@ -13,7 +13,8 @@
  * cluster operator expects. If `kube-dns` already exists with a selector (a cluster that runs
  * CoreDNS), it belongs to that DNS and nothing is published.
  */
-import { CoreV1Api, DiscoveryV1Api, type KubeConfig, type V1EndpointSlice, type V1Service } from '@kubernetes/client-node';
+import type { KubeConfig, V1EndpointSlice, V1Service } from '@kubernetes/client-node';
+import { CoreV1Api, DiscoveryV1Api } from '../lib/kube-client.js';
 import type { Logger } from '../lib/log.js';
 
 const dnsServiceName = 'kube-dns';

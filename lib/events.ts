@@ -20,7 +20,8 @@
  * (controlplane/controllers/events.ts).
  */
 import { createHash } from 'node:crypto';
-import { PatchStrategy, setHeaderOptions, type CoreV1Api, type CoreV1Event } from '@kubernetes/client-node';
+import type { CoreV1Api, CoreV1Event } from '@kubernetes/client-node';
+import { PatchStrategy, setHeaderOptions } from './kube-client.js';
 import type { Logger } from './log.js';
 import { systemClock, type Clock } from './clock.js';
 

@@ -17,7 +17,8 @@
  *   `cache.WaitForCacheSync`.
  * - Field and label selectors go to both the list and the watch (the list function receives them).
  */
-import { ListWatch, Watch, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
+import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
+import { ListWatch, Watch } from './kube-client.js';
 import { systemClock, type Clock, type TimerHandle } from './clock.js';
 import type { Logger } from './log.js';
 

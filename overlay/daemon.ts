@@ -8,7 +8,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1Node } from '@kubernetes/client-node';
+import type { V1Node } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from '../lib/kube-client.js';
 import { Informer } from '../lib/informer.js';
 import { NetnsIpPool } from '../lib/ip/pool.js';
 import { IpRunner } from '../lib/ip/runner.js';

@@ -5,7 +5,8 @@
  * kube-proxy does before it builds its rules. The CIDR then takes clusterCIDR's place for every
  * mode (it is only used to tell local pod traffic from the rest).
  */
-import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api } from '../lib/kube-client.js';
 import type { Logger } from '../lib/log.js';
 import { describeError } from '../lib/errors.js';
 import { isValidCIDR } from '../lib/net.js';

@@ -4,7 +4,8 @@
  * before both caches have listed once (start() waits for that, while failed lists are retried),
  * so a restart never programs an empty ruleset over a working one.
  */
-import { CoreV1Api, DiscoveryV1Api, type KubeConfig, type V1EndpointSlice, type V1Service } from '@kubernetes/client-node';
+import type { KubeConfig, V1EndpointSlice, V1Service } from '@kubernetes/client-node';
+import { CoreV1Api, DiscoveryV1Api } from '../lib/kube-client.js';
 import { Informer } from '../lib/informer.js';
 import type { Logger } from '../lib/log.js';
 import type { ChangeTracker } from './tracker.js';

@@ -7,7 +7,8 @@
  * restarted bootstrap finds its own earlier request instead of piling up new ones.
  */
 import { createHash, createPublicKey } from 'node:crypto';
-import { CertificatesV1Api, type KubeConfig, type V1CertificateSigningRequest } from '@kubernetes/client-node';
+import type { KubeConfig, V1CertificateSigningRequest } from '@kubernetes/client-node';
+import { CertificatesV1Api } from '../../lib/kube-client.js';
 import { Informer } from '../../lib/informer.js';
 import type { Logger } from '../../lib/log.js';
 import { apiErrorCode } from '../status/manager.js';

@@ -16,7 +16,8 @@
  * already Failed/Succeeded in the API when first seen (e.g. evicted before an agent restart) is
  * not started either.
  */
-import { PatchStrategy, setHeaderOptions, type CoreV1Api, type V1Pod, type V1PodStatus, type V1Taint } from '@kubernetes/client-node';
+import type { CoreV1Api, V1Pod, V1PodStatus, V1Taint } from '@kubernetes/client-node';
+import { PatchStrategy, setHeaderOptions } from '../../lib/kube-client.js';
 import type { ContainerRuntime } from '../../cri/runtime.js';
 import { pauseImage } from '../../cri/local-images.js';
 import type { KubeletConfiguration } from '../../lib/config/kubelet.js';

@@ -10,7 +10,8 @@
  */
 import { readFile, statfs } from 'node:fs/promises';
 import { hostname as osHostname, networkInterfaces } from 'node:os';
-import { CoordinationV1Api, CoreV1Api, PatchStrategy, setHeaderOptions, V1MicroTime, type V1Lease, type V1Node, type V1NodeStatus } from '@kubernetes/client-node';
+import type { V1Lease, V1Node, V1NodeStatus } from '@kubernetes/client-node';
+import { CoordinationV1Api, CoreV1Api, PatchStrategy, setHeaderOptions, V1MicroTime } from '../../lib/kube-client.js';
 import si from 'systeminformation';
 import type { RuntimeService } from '../../cri/runtime.js';
 import type { Logger } from '../../lib/log.js';

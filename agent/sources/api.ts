@@ -3,7 +3,8 @@
  * by the informer helper (lib/informer.ts: list + watch, relist on 410, one retry policy) with a
  * field selector. Every change emits the complete set.
  */
-import { CoreV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api } from '../../lib/kube-client.js';
 import type { Logger } from '../../lib/log.js';
 import { Informer, RetryBackoff } from '../../lib/informer.js';
 

@@ -7,7 +7,8 @@
  * been carried out is finally deleted with grace period 0 and a UID precondition, after its
  * last status went out (the kubelet's "canBeDeleted" path).
  */
-import { CoreV1Api, PatchStrategy, setHeaderOptions, type V1Pod, type V1PodCondition, type V1PodStatus } from '@kubernetes/client-node';
+import type { V1Pod, V1PodCondition, V1PodStatus } from '@kubernetes/client-node';
+import { CoreV1Api, PatchStrategy, setHeaderOptions } from '../../lib/kube-client.js';
 import type { Logger } from '../../lib/log.js';
 import { describeError } from '../../lib/errors.js';
 import { systemClock, type Clock } from '../../lib/clock.js';

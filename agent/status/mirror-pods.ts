@@ -6,7 +6,8 @@
  * change of either side and periodically, so an API outage only delays this, and the static
  * pods themselves never wait for it.
  */
-import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
+import type { V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api } from '../../lib/kube-client.js';
 import type { Logger } from '../../lib/log.js';
 import { describeError } from '../../lib/errors.js';
 import { buildMirrorPod, mirrorMatches } from '../sources/static-pod.js';

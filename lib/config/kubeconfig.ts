@@ -89,7 +89,7 @@ export function readKubeconfig(file: string): KubeconfigData {
  */
 export async function loadKubeconfig(file: string, log?: Logger): Promise<KubeConfig> {
   const data = readKubeconfig(file);
-  const { KubeConfig } = await import('@kubernetes/client-node');
+  const { KubeConfig } = await import('../kube-client.js');
   const kubeConfig = new KubeConfig();
   try {
     // client-node reads the file itself, so every user credential it knows (token, tokenFile,
