@@ -29,7 +29,11 @@ const result = await build({
     {
       name: 'keep-shared-imports',
       setup(builder) {
-        builder.onResolve({ filter: /^[^./]/ }, ({ path }) => (path.startsWith('node:') || builtinModules.includes(path) || own.has(packageName(path)) ? { path, external: true } : undefined));
+        // A package knode depends on itself stays an import when imported (one copy in memory), but
+        // is bundled when a CommonJS module require()s it: a require() of an external would stay a
+        // run-time lookup that a later bundle of the CLI (bench/lib/qemu.ts, the IPVS guest)
+        // cannot see (client-node requires ws).
+        builder.onResolve({ filter: /^[^./]/ }, ({ path, kind }) => (path.startsWith('node:') || builtinModules.includes(path) || (own.has(packageName(path)) && kind !== 'require-call') ? { path, external: true } : undefined));
         // node-fetch 2 takes URL from node:url and whatwg-url only where there is none; whatwg-url's
         // IDNA mapping table (tr46) alone is 1.5 MiB of heap.
         builder.onResolve({ filter: /^whatwg-url$/ }, () => ({ path: 'whatwg-url', namespace: 'node-url' }));
