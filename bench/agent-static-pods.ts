@@ -20,15 +20,12 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
-import { createLogger } from '../lib/log.js';
 import { busyboxSpec, ensureLocalImage, pauseSpec } from '../cri/local-images.js';
-import { startControlPlane } from '../controlplane/control-plane.js';
-import { MemoryStorage } from '../controlplane/storage/memory.js';
 import { PluginRunner } from '../lib/cni/invoke.js';
 import type { JsonObject } from '../lib/cni/types.js';
-import { startBenchNode, stopChild, until, type BenchNode } from './lib/agent-node.js';
+import { startBenchCluster, until } from './lib/agent-node.js';
 import { spreadOf } from './lib/machine-load.js';
-import { onTerminate, percentile, reportFigure, roundRatios } from './lib/report.js';
+import { percentile, reportFigure, roundRatios } from './lib/report.js';
 
 const timedPods = Number(process.argv[2] ?? 30);
 const loadedLevels = (process.argv[3] ?? '50,100').split(',').map(Number);
@@ -130,16 +127,8 @@ async function main(): Promise<void> {
   const busybox = await ensureLocalImage(docker, busyboxSpec);
   const nodeName = `knb-${runId}`;
   let floor: ChildProcess | undefined;
-  let node: BenchNode | undefined;
-  const cp = await startControlPlane({ storage: new MemoryStorage({}), log: createLogger('cp', 'silent'), host: '127.0.0.1', port: 0, clusterCidr: '10.244.0.0/16', serviceCidr: '10.96.0.0/12', controllers: { enabled: false } });
-  const cleanup = async () => {
-    await stopChild(floor);
-    await node?.stop();
-    await cp.stop();
-  };
-  onTerminate(cleanup);
+  const { node, cleanup } = await startBenchCluster({ id: `as${runId}`, nodeName, scope, subnet: '10.252.0.0/24', docker }, () => [floor]);
   try {
-    node = await startBenchNode({ id: `as${runId}`, nodeName, scope, subnet: '10.252.0.0/24', server: cp.url, docker });
     const { agent, readOnlyPort: port, manifests } = node;
     await until('agent API', async () => (await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false)), 30_000, 100);
     floor = startDriverFloor(scope);

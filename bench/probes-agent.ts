@@ -31,14 +31,11 @@ import { readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
-import { createLogger } from '../lib/log.js';
 import { run } from '../lib/exec.js';
 import { busyboxSpec, ensureLocalImage } from '../cri/local-images.js';
-import { startControlPlane } from '../controlplane/control-plane.js';
-import { MemoryStorage } from '../controlplane/storage/memory.js';
-import { startBenchNode, stopChild, until, type BenchNode } from './lib/agent-node.js';
+import { startBenchCluster, until } from './lib/agent-node.js';
 import { spreadOf } from './lib/machine-load.js';
-import { onTerminate, reportFigure, roundRatios } from './lib/report.js';
+import { reportFigure, roundRatios } from './lib/report.js';
 
 const pods = Number(process.argv[2] ?? 30);
 const httpTcpPeriod = Number(process.argv[3] ?? 1);
@@ -203,16 +200,8 @@ async function inside(): Promise<void> {
   await run(['ip', 'link', 'set', 'lo', 'up']);
   const nodeName = `knb-pa-${runId}`;
   let floor: ChildProcess | undefined;
-  let node: BenchNode | undefined;
-  const cp = await startControlPlane({ storage: new MemoryStorage({}), log: createLogger('cp', 'silent'), host: '127.0.0.1', port: 0, clusterCidr: '10.244.0.0/16', serviceCidr: '10.96.0.0/12', controllers: { enabled: false } });
-  const cleanup = async () => {
-    await stopChild(floor);
-    await node?.stop();
-    await cp.stop();
-  };
-  onTerminate(cleanup);
+  const { node, cleanup } = await startBenchCluster({ id: `pa${runId}`, nodeName, scope, subnet: '10.251.0.0/24', docker, inheritNetns: true }, () => [floor]);
   try {
-    node = await startBenchNode({ id: `pa${runId}`, nodeName, scope, subnet: '10.251.0.0/24', server: cp.url, docker, inheritNetns: true });
     const { agent, readOnlyPort: port, kubeletPort, manifests } = node;
     await until('agent API', async () => (await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false)), 30_000, 100);
     floor = startFloor();

@@ -12,7 +12,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type Docker from 'dockerode';
 import { writeKubeconfig } from '../../controlplane/kubeconfig.js';
+import { startControlPlane } from '../../controlplane/control-plane.js';
+import { MemoryStorage } from '../../controlplane/storage/memory.js';
 import { run } from '../../lib/exec.js';
+import { createLogger } from '../../lib/log.js';
+import { onTerminate } from './report.js';
 
 const knode = fileURLToPath(new URL('../../../bin/knode', import.meta.url));
 
@@ -111,4 +115,27 @@ export async function startBenchNode(options: BenchNodeOptions): Promise<BenchNo
     throw error;
   }
   return { dir, netns, manifests, kubeconfig, kubeletPort, readOnlyPort: kubeletPort + 1, agent, stop };
+}
+
+/**
+ * An in-process control plane on loopback (controllers off) and a bench node against it. The
+ * returned clean-up stops `children()` first (a floor process, …), then the node and the control
+ * plane; it is also registered with onTerminate.
+ */
+export async function startBenchCluster(options: Omit<BenchNodeOptions, 'server'>, children: () => Array<ChildProcess | undefined> = () => []): Promise<{ node: BenchNode; cleanup: () => Promise<void> }> {
+  const cp = await startControlPlane({ storage: new MemoryStorage({}), log: createLogger('cp', 'silent'), host: '127.0.0.1', port: 0, clusterCidr: '10.244.0.0/16', serviceCidr: '10.96.0.0/12', controllers: { enabled: false } });
+  let node: BenchNode | undefined;
+  const cleanup = async () => {
+    for (const child of children()) await stopChild(child);
+    await node?.stop();
+    await cp.stop();
+  };
+  onTerminate(cleanup);
+  try {
+    node = await startBenchNode({ ...options, server: cp.url });
+  } catch (error) {
+    await cleanup();
+    throw error;
+  }
+  return { node, cleanup };
 }
