@@ -26,12 +26,9 @@ import { writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import Docker from 'dockerode';
-import { createLogger } from '../lib/log.js';
 import { busyboxSpec, ensureLocalImage } from '../cri/local-images.js';
-import { startControlPlane } from '../controlplane/control-plane.js';
-import { MemoryStorage } from '../controlplane/storage/memory.js';
-import { startBenchNode, until, type BenchNode } from './lib/agent-node.js';
-import { onTerminate, percentile, reportFigure, roundRatios } from './lib/report.js';
+import { startBenchCluster, until } from './lib/agent-node.js';
+import { percentile, reportFigure, roundRatios } from './lib/report.js';
 
 const mebibytes = Number(process.argv[2] ?? 64);
 const rounds = Number(process.argv[3] ?? 3);
@@ -117,19 +114,11 @@ async function main(): Promise<void> {
   if (![mebibytes, rounds, connections].every((n) => Number.isInteger(n) && n > 0) || connections < rounds) throw new Error('usage: port-forward [MiB] [rounds] [connections ≥ rounds]');
   const docker = new Docker({ socketPath: process.env.DOCKER_SOCK ?? '/var/run/docker.sock' });
   const busybox = await ensureLocalImage(docker, busyboxSpec);
-  const cp = await startControlPlane({ storage: new MemoryStorage({}), log: createLogger('cp', 'silent'), host: '127.0.0.1', port: 0, clusterCidr: '10.244.0.0/16', serviceCidr: '10.96.0.0/12', controllers: { enabled: false } });
   const nodeName = `knb-pf-${runId}`;
   const kubectls: ChildProcess[] = [];
-  let node: BenchNode | undefined;
-  const cleanup = async () => {
-    for (const child of kubectls) child.kill('SIGKILL');
-    await node?.stop();
-    await cp.stop();
-  };
-  onTerminate(cleanup);
+  // The control plane dials the node's InternalIP: the root namespace's loopback only.
+  const { node, server, cleanup } = await startBenchCluster({ id: `pf${runId}`, nodeName, scope, subnet: '10.253.0.0/24', docker, env: { KNODE_NODE_IP: '127.0.0.1' } }, () => kubectls);
   try {
-    // The control plane dials the node's InternalIP: the root namespace's loopback only.
-    node = await startBenchNode({ id: `pf${runId}`, nodeName, scope, subnet: '10.253.0.0/24', server: cp.url, docker, env: { KNODE_NODE_IP: '127.0.0.1' } });
     const { kubeconfig } = node;
     const script = `set -e; mkdir -p /www; echo hello > /www/small; head -c ${mebibytes * 1024 * 1024} /dev/zero > /www/big; exec httpd -f -p 127.0.0.1:${podPort} -h /www`;
     await writeFile(join(node.manifests, 'web.yaml'), `apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: web, image: "${busybox}", command: ["sh", "-c", ${JSON.stringify(script)}]}\n`);
@@ -142,7 +131,7 @@ async function main(): Promise<void> {
       const probe = await transfer(viaSocat(pausePid), '/small').catch(() => undefined);
       return probe !== undefined && probe.bytes > 0;
     }, 180_000, 500);
-    await until('the mirror pod', async () => (await fetch(`${cp.url}/api/v1/namespaces/default/pods/${pod}`)).ok, 60_000, 200);
+    await until('the mirror pod', async () => (await fetch(`${server}/api/v1/namespaces/default/pods/${pod}`)).ok, 60_000, 200);
 
     const websocket = await startKubectl(kubeconfig, pod, true);
     const spdy = await startKubectl(kubeconfig, pod, false);

@@ -122,7 +122,7 @@ export async function startBenchNode(options: BenchNodeOptions): Promise<BenchNo
  * returned clean-up stops `children()` first (a floor process, …), then the node and the control
  * plane; it is also registered with onTerminate.
  */
-export async function startBenchCluster(options: Omit<BenchNodeOptions, 'server'>, children: () => Array<ChildProcess | undefined> = () => []): Promise<{ node: BenchNode; cleanup: () => Promise<void> }> {
+export async function startBenchCluster(options: Omit<BenchNodeOptions, 'server'>, children: () => Array<ChildProcess | undefined> = () => []): Promise<{ node: BenchNode; server: string; cleanup: () => Promise<void> }> {
   const cp = await startControlPlane({ storage: new MemoryStorage({}), log: createLogger('cp', 'silent'), host: '127.0.0.1', port: 0, clusterCidr: '10.244.0.0/16', serviceCidr: '10.96.0.0/12', controllers: { enabled: false } });
   let node: BenchNode | undefined;
   const cleanup = async () => {
@@ -137,5 +137,5 @@ export async function startBenchCluster(options: Omit<BenchNodeOptions, 'server'
     await cleanup();
     throw error;
   }
-  return { node, cleanup };
+  return { node, server: cp.url, cleanup };
 }
