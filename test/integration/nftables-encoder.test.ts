@@ -149,4 +149,16 @@ describe.skipIf(env.skip)('nf_tables encoder vs nft', () => {
     await expect(transport.commit(batch)).rejects.toThrow(/add rule to chain no-such-chain.*ENOENT/);
     expect(await nft(ns, ['list', 'chains', 'ip'])).not.toContain('new-chain');
   });
+
+  it('a failure answering a request larger than the socket reads (the kernel echoes it) is still reported', async () => {
+    // 512 map elements with long goto targets: one ~50 KiB message, echoed after its errno
+    const target = `endpoint-${'x'.repeat(40)}`;
+    const elements = Array.from({ length: 512 }, (_, i) => ({ key: Buffer.from([10, 96, i >> 8, i & 255]), verdict: { code: 'goto' as const, chain: target } }));
+    const batch = new Batch('mine');
+    batch.addElements('no-such-map', elements);
+    expect(batch.bytes).toBeGreaterThan(40 * 1024);
+    await expect(transport.commit(batch)).rejects.toThrow(/no-such-map.*ENOENT/);
+    // the socket goes on answering afterwards
+    expect((await transport.dump(Msg.getRule, [strAttr(RuleAttr.table, 'mine')])).length).toBe(encoderCases.length);
+  });
 });
