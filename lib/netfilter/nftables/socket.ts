@@ -204,12 +204,8 @@ export class NftSocket implements NftTransport {
       const end = message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, 0, [], NFNL_SUBSYS_NFTABLES);
       const first = this.nextSeq();
       begin.writeUInt32LE(first, 8);
-      const seqOf = new Map<number, number>();
-      for (const index of chunk) {
-        const seq = this.nextSeq();
-        batch.messages[index]?.writeUInt32LE(seq, 8);
-        seqOf.set(seq, index);
-      }
+      // consecutive sequence numbers: a failed message's index is its distance from `first`
+      for (const index of chunk) batch.messages[index]?.writeUInt32LE(this.nextSeq(), 8);
       end.writeUInt32LE(this.nextSeq(), 8);
       const gen = message(nftType(Msg.getGen), NLM_F_REQUEST, 0, []);
       const doneSeq = this.nextSeq();
@@ -219,8 +215,9 @@ export class NftSocket implements NftTransport {
       const result = await this.exchange([buffers, [gen]], doneSeq, { first, last: doneSeq });
       const failure = result.errors.find((error) => error.seq !== doneSeq) ?? result.errors[0];
       if (failure) {
-        const index = seqOf.get(failure.seq);
-        const what = index === undefined ? 'the batch' : `"${batch.descriptions[index]}"`;
+        const offset = (failure.seq - first - 1) & 0x7fffffff;
+        const index = offset < chunk.length ? chunk[offset] : undefined;
+        const what = index === undefined ? 'the batch' : `"${batch.description(index)}"`;
         const error = new NftError(`nf_tables transaction ${transactions} failed at ${what}: ${errnoNames.get(failure.errno) ?? failure.errno}`, failure.errno);
         throw error;
       }
@@ -232,6 +229,7 @@ export class NftSocket implements NftTransport {
     let chunk: number[] = [];
     let bytes = 0;
     let lastCut = 0;
+    let nextCut = 0;
     const length = (index: number) => batch.messages[index]?.length ?? 0;
     for (let index = 0; index < batch.size; index++) {
       // cut before the message that would not fit: a chunk stays within one write unless a
@@ -244,7 +242,10 @@ export class NftSocket implements NftTransport {
       }
       chunk.push(index);
       bytes += length(index);
-      if (batch.cuts.has(index)) lastCut = chunk.length;
+      if (batch.cuts[nextCut] === index) {
+        nextCut++;
+        lastCut = chunk.length;
+      }
     }
     if (chunk.length > 0) yield chunk;
   }
