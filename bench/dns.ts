@@ -222,7 +222,7 @@ async function main(): Promise<void> {
           rows.knode.map((row) => row[figure.key]),
           rows.dnsmasq.map((row) => row[figure.key]),
         ),
-        description: `${services} Services, median of ${rounds} rounds (ratio min ${ratio.min.toFixed(2)}, max ${ratio.max.toFixed(2)}); load ${loadBefore[0]!.toFixed(2)} → ${loadAfter[0]!.toFixed(2)}`,
+        description: `${services} Services, ${serving.length} serving process${serving.length > 1 ? 'es' : ''}, median of ${rounds} rounds (ratio min ${ratio.min.toFixed(2)}, max ${ratio.max.toFixed(2)}); load ${loadBefore[0]!.toFixed(2)} → ${loadAfter[0]!.toFixed(2)}`,
       });
     }
   } finally {
