@@ -211,6 +211,10 @@ describe.skipIf(env.skip)('knode dns server (loopback, real control plane, dig)'
         process.kill(pid, 'SIGCONT');
       }
       expect((await requestsTotal()) - before).toBe(queries);
+      const text = await (await fetch(`http://127.0.0.1:${healthPort}/metrics`)).text();
+      expect(text).toMatch(/^# TYPE coredns_dns_request_duration_seconds histogram$/m);
+      const count = (series: string) => [...text.matchAll(new RegExp(`^${series}\\{[^}]*\\} (\\d+)$`, 'gm'))].reduce((sum, m) => sum + Number(m[1]), 0);
+      expect(count('coredns_dns_request_duration_seconds_count')).toBe(count('coredns_dns_responses_total'));
 
       process.kill(first, 'SIGKILL');
       await waitFor('the restart logged', () => log.includes('a DNS serving process exited; starting it again') || undefined, 10_000);
