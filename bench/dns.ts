@@ -13,8 +13,10 @@
  * Ratios knode/reference: min/median/max over the rounds. Load average before
  * and after (the machine is shared: a figure taken under load is re-measured, not reported).
  *
- * Run: `node dist-bench/bench/dns.js [services=10000] [rounds=3] [seconds=5] [rate=2000]` (dnsperf,
- * dnsmasq, dig). Loopback only. `KNODE_BENCH_NODE_ARGS` adds options to the node running `knode
+ * Run: `node dist-bench/bench/dns.js [services=10000] [rounds=3] [seconds=5] [rate=2000]
+ * [processes]` (dnsperf, dnsmasq, dig); `processes`: `knode dns --serving-processes` (default: the
+ * command's own, 2 on two cores or more). The CPU per query of `knode dns` is that of all its
+ * serving processes (dns/serving.ts). Loopback only. `KNODE_BENCH_NODE_ARGS` adds options to the node running `knode
  * dns` (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`: the profile is written when it stops; or
  * `--perf-basic-prof` and `perf record -g -p PID` during a QPS run, which also sees the time in
  * the kernel and in Node's C++ around each datagram, where most of it goes).
@@ -40,6 +42,7 @@ const services = Number(process.argv[2] ?? 10_000);
 const rounds = Number(process.argv[3] ?? 3);
 const seconds = Number(process.argv[4] ?? 5);
 const rate = Number(process.argv[5] ?? 2000);
+const processes = process.argv[6];
 const knodeBin = fileURLToPath(new URL('../../bin/knode', import.meta.url));
 const forwardedNames = 200;
 const nodeArgs = (process.env.KNODE_BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
@@ -75,11 +78,23 @@ interface Throughput {
   systemUs: number;
 }
 
-/** utime and stime of a process, in clock ticks (proc(5) fields 14 and 15). */
+/** A process and its children (proc(5) /proc/PID/task/TID/children). */
+function withChildren(pid: number): number[] {
+  const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
+  return [pid, ...children];
+}
+
+/** utime and stime of a process and its children, in clock ticks (proc(5) fields 14 and 15). */
 function cpuTicks(pid: number): { user: number; system: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { user: Number(fields[11]), system: Number(fields[12]) };
+  let user = 0;
+  let system = 0;
+  for (const id of withChildren(pid)) {
+    const stat = readFileSync(`/proc/${id}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    user += Number(fields[11]);
+    system += Number(fields[12]);
+  }
+  return { user, system };
 }
 
 async function throughput(port: number, pid: number, file: string): Promise<Throughput> {
@@ -144,7 +159,7 @@ async function main(): Promise<void> {
     const kubeconfig = join(dir, 'kubeconfig');
     writeKubeconfig(kubeconfig, { server: cp.url });
     writeFileSync(join(dir, 'resolv.conf'), `nameserver 127.0.0.1:${upstreamPort}\n`);
-    const knode = spawn(process.execPath, [...nodeArgs, knodeBin, 'dns', '--kubeconfig', kubeconfig, '--bind-address', '127.0.0.1', '--port', String(knodePort), '--no-publish', '--health-bind-address', `127.0.0.1:${healthPort}`, '--resolv-conf', join(dir, 'resolv.conf'), '--hostname-override', 'bench', '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const knode = spawn(process.execPath, [...nodeArgs, knodeBin, 'dns', '--kubeconfig', kubeconfig, '--bind-address', '127.0.0.1', '--port', String(knodePort), '--no-publish', '--health-bind-address', `127.0.0.1:${healthPort}`, '--resolv-conf', join(dir, 'resolv.conf'), '--hostname-override', 'bench', '--log-level', 'warn', ...(processes ? ['--serving-processes', processes] : [])], { stdio: ['ignore', 'ignore', 'inherit'] });
     children.push(knode);
     const last = `svc-${services - 1}.default.svc.cluster.local`;
     await until('knode dns serving every Service', async () => (await answers(knodePort, last)) === serviceIp(services - 1), 120_000, 250);
@@ -175,8 +190,9 @@ async function main(): Promise<void> {
       }
     }
     const loadAfter = loadavg();
-    const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${knode.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
-    console.log(`\ndns: ${services} Services, ${rounds} rounds × ${seconds} s per QPS run, latency at ${rate} qps; load average before ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, after ${loadAfter.map((l) => l.toFixed(2)).join(' ')}; knode dns RSS ${rss.toFixed(0)} MiB\n`);
+    const serving = withChildren(knode.pid!);
+    const rss = serving.reduce((sum, pid) => sum + Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0), 0) / 1024;
+    console.log(`\ndns: ${services} Services, ${rounds} rounds × ${seconds} s per QPS run, latency at ${rate} qps; load average before ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, after ${loadAfter.map((l) => l.toFixed(2)).join(' ')}; knode dns RSS ${rss.toFixed(0)} MiB (${serving.length} serving process${serving.length > 1 ? 'es' : ''})\n`);
     console.log('| figure | knode dns (median) | dnsmasq (median) | ratio min / median / max |');
     console.log('|---|---|---|---|');
     const baselineName = `dnsmasq (Debian) with the same ${services} names in a hosts file, forwarding to the same upstream dnsmasq with its cache; dnsperf on loopback, interleaved`;
@@ -206,7 +222,7 @@ async function main(): Promise<void> {
           rows.knode.map((row) => row[figure.key]),
           rows.dnsmasq.map((row) => row[figure.key]),
         ),
-        description: `${services} Services, median of ${rounds} rounds (ratio min ${ratio.min.toFixed(2)}, max ${ratio.max.toFixed(2)}); load ${loadBefore[0]!.toFixed(2)} → ${loadAfter[0]!.toFixed(2)}`,
+        description: `${services} Services, ${serving.length} serving process${serving.length > 1 ? 'es' : ''}, median of ${rounds} rounds (ratio min ${ratio.min.toFixed(2)}, max ${ratio.max.toFixed(2)}); load ${loadBefore[0]!.toFixed(2)} → ${loadAfter[0]!.toFixed(2)}`,
       });
     }
   } finally {

@@ -109,6 +109,7 @@ function defineCommands(program: Command, onRun: (name: string, options: Command
     .option('--bind-address <ip>', 'address to serve on (default: the node\'s InternalIP)')
     .option('--port <port>', 'DNS port (UDP and TCP)', '53')
     .option('--health-bind-address <host:port>', '/health, /ready and /metrics', '127.0.0.1:9153')
+    .option('--serving-processes <n>', 'processes answering UDP queries on the one socket (default: 2, 1 on a one-core node)')
     .option('--hostname-override <name>', 'node name instead of the hostname')
     .option('--no-publish', 'do not create the kube-dns Service nor publish this node as its endpoint');
 

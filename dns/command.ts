@@ -4,7 +4,7 @@
  * resolv.conf) → DnsDaemon. Flags win over the kubelet config. The why of the component and of
  * how pods reach it: ./daemon.ts and ./publish.ts.
  */
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { isIP } from 'node:net';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { CoreV1Api } from '../lib/kube-client.js';
@@ -48,6 +48,10 @@ export const run: Runner = async (options, log) => {
   if (clusterDns !== undefined && !isIP(clusterDns)) throw new ConfigError(`--cluster-dns "${clusterDns}": not an IP address`);
   const port = Number(optionalString(options, 'port') ?? '53');
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`--port "${optionalString(options, 'port')}": expected 0-65535`);
+  // Two serving processes on a node with two cores or more (./serving.ts says why); more than two
+  // would take cores from the pods for little: a node's DNS load is its own pods' lookups.
+  const processes = Number(optionalString(options, 'servingProcesses') ?? Math.min(2, availableParallelism()));
+  if (!Number.isInteger(processes) || processes < 1 || processes > 64) throw new ConfigError(`--serving-processes "${optionalString(options, 'servingProcesses')}": expected 1-64`);
   let bindAddress = optionalString(options, 'bindAddress');
   if (bindAddress !== undefined && !isIP(bindAddress)) throw new ConfigError(`--bind-address "${bindAddress}": not an IP address`);
   const nodeName = (optionalString(options, 'hostnameOverride') || hostname()).trim().toLowerCase();
@@ -64,6 +68,7 @@ export const run: Runner = async (options, log) => {
     upstreams,
     healthAddress: optionalString(options, 'healthBindAddress') ?? '127.0.0.1:9153',
     publishClusterIP: options.publish === false ? undefined : clusterDns,
+    servingProcesses: processes,
   });
   try {
     await daemon.start();

@@ -24,6 +24,7 @@ import { DnsPublisher } from './publish.js';
 import { ClusterIndex } from './records.js';
 import type { Upstream } from './resolv-conf.js';
 import { DnsServer } from './server.js';
+import { ServingProcesses } from './serving.js';
 
 interface DnsDaemonOptions {
   kubeConfig: KubeConfig;
@@ -40,6 +41,10 @@ interface DnsDaemonOptions {
   publishClusterIP?: string;
   cacheSize?: number;
   maxForwardInFlight?: number;
+  /** Processes answering UDP on the one socket (./serving.ts); 1: this one only. */
+  servingProcesses?: number;
+  /** The log level of the serving processes (they log on their own). */
+  logLevel?: string;
 }
 
 export class DnsDaemon {
@@ -47,6 +52,8 @@ export class DnsDaemon {
   readonly metrics = new DnsMetrics(true);
   readonly server: DnsServer;
   private readonly sources: ApiSources;
+  /** The other serving processes (./serving.ts), with more than one. */
+  readonly serving?: ServingProcesses;
   private publisher?: DnsPublisher;
   private health?: { port: number; stop(): Promise<void> };
   private synced = false;
@@ -56,12 +63,20 @@ export class DnsDaemon {
 
   constructor(private readonly options: DnsDaemonOptions) {
     this.index = new ClusterIndex(options.clusterDomain.toLowerCase().replace(/\.$/, ''));
-    this.sources = apiSources(options.kubeConfig, this.index, options.log);
+    const cacheSize = options.cacheSize ?? 10_000;
+    const maxForwardInFlight = options.maxForwardInFlight ?? 1000;
+    const processes = options.servingProcesses ?? 1;
+    if (processes > 1) {
+      const config = { zone: this.index.zone, ttl: this.index.ttl, host: options.bindAddress, upstreams: options.upstreams, cacheSize, maxForwardInFlight, logLevel: options.logLevel ?? options.log.level };
+      this.serving = new ServingProcesses({ children: processes - 1, index: this.index, config, log: options.log });
+    }
+    // With serving processes, every change to the index is also sent to them.
+    this.sources = apiSources(options.kubeConfig, this.serving?.sink ?? this.index, options.log);
     this.server = new DnsServer({
       index: this.index,
       synced: () => this.synced,
-      forwarder: new Forwarder(options.upstreams, { maxInFlight: options.maxForwardInFlight ?? 1000 }),
-      cache: new AnswerCache(options.cacheSize ?? 10_000),
+      forwarder: new Forwarder(options.upstreams, { maxInFlight: maxForwardInFlight }),
+      cache: new AnswerCache(cacheSize),
       metrics: this.metrics,
       log: options.log,
       host: options.bindAddress,
@@ -80,15 +95,18 @@ export class DnsDaemon {
     } catch (error) {
       throw new Error(`cannot serve DNS on ${this.options.bindAddress}:${this.options.port}`, { cause: error });
     }
+    this.serving?.start(this.server.udpSocket!);
     if (this.options.healthAddress) {
-      this.health = await startHealthServer(this.options.healthAddress, this.metrics, () => this.synced);
+      const serving = this.serving;
+      this.health = await startHealthServer(this.options.healthAddress, this.metrics, () => this.synced, serving ? () => serving.metrics() : undefined);
       this.healthPort = this.health.port;
     }
-    log.info({ address: this.options.bindAddress, port: this.port, zone: this.index.zone, upstreams: this.options.upstreams, health: this.healthPort || undefined }, 'serving DNS');
+    log.info({ address: this.options.bindAddress, port: this.port, zone: this.index.zone, upstreams: this.options.upstreams, health: this.healthPort || undefined, processes: (this.options.servingProcesses ?? 1) > 1 ? this.options.servingProcesses : undefined }, 'serving DNS');
     if (this.options.upstreams.length === 0) log.warn('no upstream resolvers: names outside the cluster domain get SERVFAIL');
     this.ready = this.sources.start().then(() => {
       if (this.stopped) return;
       this.synced = true;
+      this.serving?.markSynced();
       log.info({ services: this.index.serviceCount }, 'synced with the API server');
       if (this.options.publishClusterIP) {
         this.publisher = new DnsPublisher(this.options.kubeConfig, { nodeName: this.options.nodeName, address: this.options.bindAddress, port: this.port, clusterIP: this.options.publishClusterIP, log });
@@ -106,8 +124,11 @@ export class DnsDaemon {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    // First, so that a child exiting meanwhile (systemd signals the whole unit) is not restarted.
+    const servingStopped = this.serving?.stop();
     await this.publisher?.stop();
     await this.sources.stop();
+    await servingStopped;
     await this.server.stop();
     await this.health?.stop();
   }

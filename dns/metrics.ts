@@ -8,7 +8,7 @@
  * on the hot path, handed to prom-client when /metrics is scraped (its `collect` hook).
  */
 import { createServer, type Server } from 'node:http';
-import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
+import { AggregatorRegistry, Counter, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import { close, listen } from '../proxy/health.js';
 
 const commonTypes = new Set(['A', 'AAAA', 'CNAME', 'MX', 'NS', 'PTR', 'SOA', 'SRV', 'TXT', 'ANY', 'HTTPS', 'SVCB', 'NAPTR', 'CAA', 'DS', 'DNSKEY']);
@@ -181,8 +181,25 @@ function flush(counter: Counter<string>, tallies: Map<string, Tally>): void {
   }
 }
 
-/** /health, /ready and /metrics on one address (host:port); returns the bound port. */
-export async function startHealthServer(address: string, metrics: DnsMetrics, ready: () => boolean): Promise<{ server: Server; port: number; stop(): Promise<void> }> {
+/**
+ * The /metrics text: this process's registry, summed with other serving processes' metrics
+ * (./serving.ts) when there are any, each series by its aggregator (counters and histograms add).
+ */
+async function metricsText(metrics: DnsMetrics, others: MetricObjectWithValues<MetricValue<string>>[][]): Promise<string> {
+  if (others.length === 0) return metrics.registry.metrics();
+  return AggregatorRegistry.aggregate([await metrics.registry.getMetricsAsJSON(), ...others]).metrics();
+}
+
+/**
+ * /health, /ready and /metrics on one address (host:port); returns the bound port. `others`: the
+ * metrics of the other serving processes, added to this one's.
+ */
+export async function startHealthServer(
+  address: string,
+  metrics: DnsMetrics,
+  ready: () => boolean,
+  others: () => Promise<MetricObjectWithValues<MetricValue<string>>[][]> = () => Promise.resolve([]),
+): Promise<{ server: Server; port: number; stop(): Promise<void> }> {
   const index = address.lastIndexOf(':');
   const host = address.slice(0, index).replace(/^\[|\]$/g, '') || '127.0.0.1';
   const server = createServer((request, response) => {
@@ -193,7 +210,7 @@ export async function startHealthServer(address: string, metrics: DnsMetrics, re
       return void response.writeHead(ok ? 200 : 503, { 'Content-Type': 'text/plain' }).end(ok ? 'OK' : 'not synced with the API server yet');
     }
     if (path === '/metrics') {
-      metrics.registry.metrics().then(
+      others().then((values) => metricsText(metrics, values)).then(
         (text) => response.writeHead(200, { 'Content-Type': metrics.registry.contentType }).end(text),
         () => response.writeHead(500).end('metrics failed'),
       );

@@ -178,6 +178,11 @@ export class ClusterIndex {
     return this.services.size;
   }
 
+  /** The objects the index holds, to build a copy of it elsewhere (./serving.ts). */
+  snapshot(): { services: V1Service[]; slices: V1EndpointSlice[] } {
+    return { services: [...this.services.values()], slices: [...this.slices.values()] };
+  }
+
   private serviceKeyOf(slice: V1EndpointSlice): string | undefined {
     const service = slice.metadata?.labels?.[serviceNameLabel];
     return service ? `${slice.metadata?.namespace ?? 'default'}/${service}` : undefined;

@@ -50,6 +50,11 @@ interface DnsServerOptions {
   wireCacheSize?: number;
   /** The clock of the answer cache (tests); Date.now by default. */
   now?: () => number;
+  /**
+   * A UDP socket already bound on host:port, shared with the main process (./serving.ts): this
+   * server answers what arrives on it and does not listen on TCP (the main process does).
+   */
+  sharedUdp?: UdpSocket;
 }
 
 /** What a reply may be kept for (./wire.ts): absent when it must not be. */
@@ -87,13 +92,18 @@ export class DnsServer {
 
   /** Binds UDP and TCP on host:port (port 0: the same free port for both); returns the port. */
   async start(): Promise<number> {
-    const { host } = this.options;
+    const { host, sharedUdp } = this.options;
+    if (sharedUdp) {
+      this.listenUdp(sharedUdp);
+      this.udp = sharedUdp;
+      this.serverLabel = `dns://${host}:${sharedUdp.address().port}`;
+      return sharedUdp.address().port;
+    }
     // Replies go to the address a query came from, always an IP literal: no dns.lookup (and its
     // extra tick) per reply.
     const family = host.includes(':') ? 6 : 4;
     const udp = createSocket({ type: family === 6 ? 'udp6' : 'udp4', lookup: (address, _options, callback) => callback(null, address, family) });
-    udp.on('message', (message, remote) => this.onUdp(message, remote.address, remote.port, remote.family));
-    udp.on('error', (error) => this.options.log.warn({ err: error }, 'DNS UDP socket error'));
+    this.listenUdp(udp);
     await new Promise<void>((resolve, reject) => {
       udp.once('error', reject);
       udp.bind(this.options.port, host, () => (udp.off('error', reject), resolve()));
@@ -110,6 +120,16 @@ export class DnsServer {
     this.tcp = tcp;
     this.serverLabel = `dns://${host}:${port}`;
     return port;
+  }
+
+  /** The bound UDP socket (after start), to hand to serving processes (./serving.ts). */
+  get udpSocket(): UdpSocket | undefined {
+    return this.udp;
+  }
+
+  private listenUdp(udp: UdpSocket): void {
+    udp.on('message', (message, remote) => this.onUdp(message, remote.address, remote.port, remote.family));
+    udp.on('error', (error) => this.options.log.warn({ err: error }, 'DNS UDP socket error'));
   }
 
   async stop(): Promise<void> {

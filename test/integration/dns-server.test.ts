@@ -9,7 +9,7 @@
 import { CoreV1Api, DiscoveryV1Api, KubeConfig, type V1EndpointSlice, type V1Service } from '@kubernetes/client-node';
 import type { Answer } from 'dns-packet';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -175,6 +175,65 @@ describe.skipIf(env.skip)('knode dns server (loopback, real control plane, dig)'
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('--cluster-domain "not a domain": not a DNS domain name');
   });
+
+  it('`knode dns --serving-processes 2`: a child answers on the same socket from the index it is fed, /metrics adds its counts, a killed child starts again, SIGTERM stops both', async () => {
+    const knode = fileURLToPath(new URL('../../bin/knode', import.meta.url));
+    const dir = mkdtempSync(join(tmpdir(), 'knode-dns-processes-'));
+    const resolv = join(dir, 'resolv.conf');
+    writeFileSync(resolv, `nameserver 127.0.0.1:${upstream.port}\n`);
+    const child = spawn(process.execPath, [knode, 'dns', '--kubeconfig', cp.kubeconfigPath, '--bind-address', '127.0.0.1', '--port', '0', '--health-bind-address', '127.0.0.1:0', '--resolv-conf', resolv, '--no-publish', '--hostname-override', 'processes', '--serving-processes', '2'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    child.stderr!.on('data', (chunk: Buffer) => (log += chunk.toString()));
+    const pid = child.pid!;
+    const servingChildren = () => readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
+    let queries = 0;
+    const ask = async (name: string) => (queries++, lines(await dig('127.0.0.1', cliPort, ['+short', name])));
+    const requestsTotal = async () => [...(await (await fetch(`http://127.0.0.1:${healthPort}/metrics`)).text()).matchAll(/^coredns_dns_requests_total\{[^}]*\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+    let cliPort = 0;
+    let healthPort = 0;
+    try {
+      const serving = await waitFor('the serving log line', () => /"port":(\d+),[^\n]*"health":(\d+)[^\n]*"msg":"serving DNS"/.exec(log) ?? undefined, 30_000);
+      cliPort = Number(serving[1]);
+      healthPort = Number(serving[2]);
+      await waitFor('synced', () => log.includes('synced with the API server'), 30_000);
+      const first = await waitFor('one serving child', () => (servingChildren().length === 1 ? servingChildren()[0] : undefined), 10_000);
+      await core.createNamespacedService({ namespace: 'default', body: svc('late', { clusterIP: '10.96.0.33', ports: [{ name: 'http', port: 80, protocol: 'TCP' }] }) });
+      await waitFor('the new Service', async () => ((await ask('late.default.svc.cluster.local')).includes('10.96.0.33') ? true : undefined), 10_000);
+      // With the main process stopped, only the child reads the socket: every answer is its own.
+      const before = await requestsTotal();
+      queries = 0;
+      process.kill(pid, 'SIGSTOP');
+      try {
+        await waitFor('the child answering a new Service', async () => ((await ask('late.default.svc.cluster.local')).includes('10.96.0.33') ? true : undefined), 10_000);
+        expect(await ask('web.default.svc.cluster.local')).toEqual(['10.96.0.20']);
+        expect(await ask('www.outside.test')).toEqual(['192.0.2.10']);
+      } finally {
+        process.kill(pid, 'SIGCONT');
+      }
+      expect((await requestsTotal()) - before).toBe(queries);
+      const text = await (await fetch(`http://127.0.0.1:${healthPort}/metrics`)).text();
+      expect(text).toMatch(/^# TYPE coredns_dns_request_duration_seconds histogram$/m);
+      const count = (series: string) => [...text.matchAll(new RegExp(`^${series}\\{[^}]*\\} (\\d+)$`, 'gm'))].reduce((sum, m) => sum + Number(m[1]), 0);
+      expect(count('coredns_dns_request_duration_seconds_count')).toBe(count('coredns_dns_responses_total'));
+
+      process.kill(first, 'SIGKILL');
+      await waitFor('the restart logged', () => log.includes('a DNS serving process exited; starting it again') || undefined, 10_000);
+      const second = await waitFor('a new serving child', () => (servingChildren().length === 1 && servingChildren()[0] !== first ? servingChildren()[0] : undefined), 10_000);
+      process.kill(pid, 'SIGSTOP');
+      try {
+        await waitFor('the new child answering', async () => ((await ask('late.default.svc.cluster.local')).includes('10.96.0.33') ? true : undefined), 10_000);
+      } finally {
+        process.kill(pid, 'SIGCONT');
+      }
+      child.kill('SIGTERM');
+      expect(await new Promise((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', (code) => resolve(code))))).toBe(0);
+      expect(existsSync(`/proc/${second}`)).toBe(false);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await core.deleteNamespacedService({ namespace: 'default', name: 'late' }).catch(() => undefined); // absent when creating it failed
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 90_000);
 
   it('keeps answering from its last data while the API server is down', async () => {
     await cp.stop();
