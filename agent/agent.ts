@@ -16,6 +16,7 @@ import type { Logger } from '../lib/log.js';
 import { EventRecorder } from '../lib/events.js';
 import { systemClock, type Clock } from '../lib/clock.js';
 import { podCgroupsFor } from './cgroups/pod-cgroups.js';
+import { SystemdSlices } from './cgroups/systemd-slices.js';
 import { kubepodsResourceConfig } from './cgroups/node-allocatable.js';
 import { AgentEviction } from './eviction/node.js';
 import { createNodeManager, type NodeManager } from './node/manager.js';
@@ -87,11 +88,14 @@ export class Agent {
   private readonly rtConfig: RuntimeConfigOptions;
   /** Allocated resources and in-place resize admission (KEP-1287), checkpointed under rootDir. */
   private readonly allocations: AllocationManager;
+  /** The systemd cgroup driver's slices (cgroupDriver: systemd with cgroupsPerQOS). */
+  private readonly slices?: SystemdSlices;
 
   constructor(private readonly options: AgentOptions) {
     const { config, kubeConfig, log, runtime, nodeName, rootDir } = options;
     const clock = (this.clock = options.clock ?? systemClock);
     this.rtConfig = runtimeConfigFor(config, nodeName, options.podLogsDir ?? defaultPodLogsDir(rootDir));
+    if (this.rtConfig.cgroupsPerQOS && config.cgroupDriver === 'systemd') this.slices = new SystemdSlices(log.child({ part: 'cgroups' }), options.busAddress);
     const core = (this.core = kubeConfig.makeApiClient(CoreV1Api));
     const nodeIdentity = () => this.node?.identity;
     const desiredPods = () => this.podConfig.desiredPods().values();
@@ -124,7 +128,7 @@ export class Agent {
       podNetworkReachable: reachable,
       recordEvent: (event) => this.events.record(event),
       allocation: this.allocations,
-      ...(this.rtConfig.cgroupsPerQOS ? { podCgroups: podCgroupsFor(config, desiredPods, log.child({ part: 'cgroups' }), () => kubepodsResourceConfig(this.node?.status?.capacity, config)) } : {}),
+      ...(this.rtConfig.cgroupsPerQOS ? { podCgroups: podCgroupsFor(config, desiredPods, log.child({ part: 'cgroups' }), () => kubepodsResourceConfig(this.node?.status?.capacity, config), this.slices) } : {}),
       probes: this.probes,
     });
     if (options.eviction !== false) {
@@ -233,5 +237,6 @@ export class Agent {
     await this.statusManager.flush().catch((error: unknown) => this.options.log.warn({ err: error }, 'pod statuses not sent before stop'));
     await this.statusManager.stop();
     await this.server?.stop();
+    this.slices?.close();
   }
 }

@@ -12,7 +12,8 @@ import { kubeLabels, type Labels } from '../cri/runtime.js';
 import { ConfigError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { removePodCgroup } from './cgroups/cgroups.js';
-import { podCgroupParent } from '../lib/k8s/cgroups.js';
+import { podCgroupParent, podCgroupPath } from '../lib/k8s/cgroups.js';
+import { SystemdSlices } from './cgroups/systemd-slices.js';
 import type { QosClass } from '../lib/k8s/qos.js';
 
 interface AgentCleanupOptions {
@@ -22,6 +23,8 @@ interface AgentCleanupOptions {
   scopeLabels?: Labels;
   /** KubeletConfiguration cgroupRoot. */
   cgroupRoot?: string;
+  /** KubeletConfiguration cgroupDriver: with systemd, the pods' slices are stopped too. */
+  cgroupDriver?: 'cgroupfs' | 'systemd';
   /** Where the cgroup tree is mounted; default /sys/fs/cgroup. */
   mountRoot?: string;
   log: Logger;
@@ -54,15 +57,22 @@ export async function cleanupAgent(options: AgentCleanupOptions): Promise<AgentC
       .catch((error: unknown) => options.log.warn({ err: error, container: container.Id.slice(0, 12) }, 'cannot remove container'));
   }
   let podCgroups = 0;
-  for (const uid of uids) {
-    if (!/^[0-9a-zA-Z_-]+$/.test(uid)) continue;
-    for (const qos of tiers) {
-      const parent = podCgroupParent(qos, uid, 'cgroupfs', options.cgroupRoot ?? '');
-      podCgroups += await removePodCgroup(parent, options.mountRoot).catch((error: unknown) => {
-        options.log.warn({ err: error, cgroup: parent }, 'cannot remove pod cgroup');
-        return 0;
-      });
+  const driver = options.cgroupDriver ?? 'cgroupfs';
+  const slices = driver === 'systemd' && uids.size > 0 ? new SystemdSlices(options.log) : undefined;
+  try {
+    for (const uid of uids) {
+      if (!/^[0-9a-zA-Z_-]+$/.test(uid)) continue;
+      for (const qos of tiers) {
+        await slices?.stop(podCgroupParent(qos, uid, 'systemd')).catch((error: unknown) => options.log.warn({ err: error, uid }, 'cannot stop pod slice'));
+        const parent = podCgroupPath(qos, uid, driver, options.cgroupRoot ?? '');
+        podCgroups += await removePodCgroup(parent, options.mountRoot).catch((error: unknown) => {
+          options.log.warn({ err: error, cgroup: parent }, 'cannot remove pod cgroup');
+          return 0;
+        });
+      }
     }
+  } finally {
+    slices?.close();
   }
   return { containers: containers.length, podCgroups };
 }

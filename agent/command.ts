@@ -38,6 +38,7 @@ export const run: Runner = async (options, log) => {
       containerRuntimeEndpoint: optionalString(options, 'containerRuntimeEndpoint') ?? loaded.config.containerRuntimeEndpoint,
       scopeLabels: scopeLabels(process.env.KNODE_RUNTIME_SCOPE),
       cgroupRoot: loaded.config.cgroupRoot,
+      cgroupDriver: loaded.config.cgroupDriver,
       log,
     });
     log.info(report, 'removed the agent\'s containers and pod cgroups');

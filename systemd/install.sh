@@ -46,11 +46,18 @@ write_once() { [ -e "$1" ] || cat > "$1"; }
 if [ -n "$kubeconfig" ]; then
   for name in kubelet proxy overlay dns; do [ -e "$etc/$name.kubeconfig" ] || install -m 0600 "$kubeconfig" "$etc/$name.kubeconfig"; done
 fi
+# The kubelet's cgroup driver must be Docker's (the agent refuses to start otherwise): on this
+# machine, ask Docker, as kubeadm asks the runtime; staged installs (--root) get the kubelet default.
+cgroup_driver=cgroupfs
+if [ -z "$root" ] && command -v docker >/dev/null; then
+  case "$(docker info --format '{{.CgroupDriver}}' 2>/dev/null || true)" in systemd) cgroup_driver=systemd ;; esac
+fi
 write_once "$etc/kubelet-config.yaml" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 staticPodPath: /etc/kubernetes/manifests
 containerRuntimeEndpoint: unix:///var/run/docker.sock
+cgroupDriver: $cgroup_driver
 clusterDomain: cluster.local
 clusterDNS: [10.96.0.10]
 YAML

@@ -107,7 +107,8 @@ export async function countPodCgroups(parent: string, root = '/sys/fs/cgroup'): 
 
 /** Removes <root>/<hierarchy>/<parent> for each hierarchy (or <root>/<parent> on v2). Best effort. */
 export async function removePodCgroup(parent: string, root = '/sys/fs/cgroup'): Promise<number> {
-  if (!/\/pod[0-9a-zA-Z_-]+$/.test(parent) || parent.includes('..')) throw new Error(`refusing to remove cgroup "${parent}": not a pod cgroup`);
+  // cgroupfs: …/pod<uid>; systemd: …/kubepods[-<tier>]-pod<uid with _>.slice
+  if (!/\/(pod[0-9a-zA-Z_-]+|kubepods(-burstable|-besteffort)?-pod[0-9a-zA-Z_]+\.slice)$/.test(parent) || parent.includes('..')) throw new Error(`refusing to remove cgroup "${parent}": not a pod cgroup`);
   // No cgroup tree mounted there: nothing to remove.
   const entries = await readdir(root, { withFileTypes: true }).catch(onErrno(['ENOENT'], []));
   let removed = 0;

@@ -4,7 +4,8 @@
  * <cgroupRoot>/kubepods[/<tier>]/pod<uid> exists with the pod-level limits of
  * cgroups/pod-resources.ts, and the QoS tier cgroups exist with their CPU shares; the runtime then
  * places the sandbox and containers inside it (CgroupParent). Removed once the pod is gone.
- * cgroupfs layout only (the systemd driver's slices need systemd, which knode does not drive).
+ * With the systemd driver the same cgroups are the slices kubepods[-<tier>]-pod<uid>.slice,
+ * started and stopped through systemd (cgroups/systemd-slices.ts), their files written as well.
  * Only the pod's own cgroup and the kubepods tier cgroups are written, never the root's.
  */
 import { dirname } from 'node:path';
@@ -14,7 +15,8 @@ import type { KubeletConfiguration } from '../../lib/config/kubelet.js';
 import { describeError } from '../../lib/errors.js';
 import { cgroupVersion, countPodCgroups, ensureCgroup, removePodCgroup } from './cgroups.js';
 import { cgroupWrites, podResourceConfig, qosTierCpuShares, sharesToWeight, type CgroupWrite, type PodResourceConfig, type PodResourceOptions } from './pod-resources.js';
-import { podCgroupParent } from '../../lib/k8s/cgroups.js';
+import { podCgroupParent, podCgroupPath } from '../../lib/k8s/cgroups.js';
+import type { SystemdSlices } from './systemd-slices.js';
 import { podQosClass, type QosClass } from '../../lib/k8s/qos.js';
 
 export interface PodCgroups {
@@ -25,8 +27,10 @@ export interface PodCgroups {
 }
 
 interface CgroupfsPodCgroupsOptions extends PodResourceOptions {
-  /** KubeletConfiguration cgroupRoot ('' = the top of the tree). */
+  /** KubeletConfiguration cgroupRoot ('' = the top of the tree; cgroupfs driver). */
   cgroupRoot: string;
+  /** The systemd driver: pod and tier cgroups are slices started through systemd. */
+  slices?: SystemdSlices;
   /** Where the cgroup tree is mounted; default /sys/fs/cgroup. */
   mountRoot?: string;
   /** The pods the node runs, for the burstable tier's CPU shares. */
@@ -38,15 +42,17 @@ interface CgroupfsPodCgroupsOptions extends PodResourceOptions {
   removeAttempts?: number;
 }
 
-/** Pod-level cgroups with the pod's limits as a KubeletConfiguration asks for them (cgroupfs driver). */
+/** Pod-level cgroups with the pod's limits as a KubeletConfiguration asks for them (either driver). */
 export function podCgroupsFor(
   config: Pick<KubeletConfiguration, 'cgroupRoot' | 'cpuCFSQuota' | 'cpuCFSQuotaPeriod' | 'podPidsLimit'>,
   activePods: () => Iterable<V1Pod>,
   log: Logger,
   kubepods?: () => PodResourceConfig | undefined,
+  slices?: SystemdSlices,
 ): CgroupfsPodCgroups {
   return new CgroupfsPodCgroups({
     ...(kubepods ? { kubepods } : {}),
+    ...(slices ? { slices } : {}),
     cgroupRoot: config.cgroupRoot,
     cpuCFSQuota: config.cpuCFSQuota,
     cpuCFSQuotaPeriodMs: config.cpuCFSQuotaPeriod,
@@ -61,6 +67,8 @@ const allTiers: QosClass[] = ['Guaranteed', 'Burstable', 'BestEffort'];
 export class CgroupfsPodCgroups implements PodCgroups {
   private version?: Promise<1 | 2 | undefined>;
   private warnedMissing = false;
+  /** systemd: the node allocatable the tier slices were last started with. */
+  private slicedTiers?: string;
 
   constructor(private readonly options: CgroupfsPodCgroupsOptions) {}
 
@@ -68,8 +76,19 @@ export class CgroupfsPodCgroups implements PodCgroups {
     return this.options.mountRoot ?? '/sys/fs/cgroup';
   }
 
+  private get driver(): 'cgroupfs' | 'systemd' {
+    return this.options.slices ? 'systemd' : 'cgroupfs';
+  }
+
+  /** The cgroup's directory in the tree. */
   private parent(qos: QosClass, uid: string): string {
-    return podCgroupParent(qos, uid, 'cgroupfs', this.options.cgroupRoot);
+    return podCgroupPath(qos, uid, this.driver, this.options.cgroupRoot);
+  }
+
+  /** systemd: the slice unit of a pod (or, with uid '', of its QoS tier). */
+  private slice(qos: QosClass, uid: string): string {
+    if (uid) return podCgroupParent(qos, uid, 'systemd');
+    return qos === 'Guaranteed' ? 'kubepods.slice' : `kubepods-${qos === 'Burstable' ? 'burstable' : 'besteffort'}.slice`;
   }
 
   async ensure(pod: V1Pod): Promise<void> {
@@ -82,10 +101,13 @@ export class CgroupfsPodCgroups implements PodCgroups {
       this.warnedMissing = true;
       return;
     }
-    const path = this.parent(podQosClass(pod), uid);
-    const writes = cgroupWrites(podResourceConfig(pod, this.options), version);
+    const qos = podQosClass(pod);
+    const path = this.parent(qos, uid);
+    const resources = podResourceConfig(pod, this.options);
+    const writes = cgroupWrites(resources, version);
     try {
       await this.ensureTiers(version);
+      await this.options.slices?.ensure(this.slice(qos, uid), `Kubernetes pod ${pod.metadata?.namespace ?? ''}/${pod.metadata?.name ?? ''} (${uid})`, resources, version);
       await ensureCgroup(this.mountRoot, version, path, writes);
     } catch (error) {
       throw new Error(`failed to ensure the pod cgroup ${path}`, { cause: error });
@@ -96,6 +118,15 @@ export class CgroupfsPodCgroups implements PodCgroups {
   /** kubepods with node allocatable, kubepods/burstable and kubepods/besteffort with their CPU shares. */
   private async ensureTiers(version: 1 | 2): Promise<void> {
     const kubepods = this.options.kubepods?.();
+    const slices = this.options.slices;
+    const tiersKey = JSON.stringify(kubepods ?? null);
+    if (slices && this.slicedTiers !== tiersKey) {
+      // the kubelet's QoS container manager makes kubepods.slice and the two tier slices first
+      // (once, and again when node allocatable changes: not a D-Bus round trip per pod start)
+      await slices.ensure(this.slice('Guaranteed', ''), 'Kubernetes pods', kubepods, version);
+      for (const tier of ['Burstable', 'BestEffort'] as const) await slices.ensure(this.slice(tier, ''), `Kubernetes ${tier} pods`, undefined, version);
+      this.slicedTiers = tiersKey;
+    }
     if (kubepods) await ensureCgroup(this.mountRoot, version, dirname(this.parent('Guaranteed', 'x')), cgroupWrites(kubepods, version));
     const shares = qosTierCpuShares(this.options.activePods?.() ?? []);
     const cpu = (value: number): CgroupWrite[] =>
@@ -110,6 +141,12 @@ export class CgroupfsPodCgroups implements PodCgroups {
    */
   async remove(uid: string): Promise<boolean> {
     const parents = allTiers.map((qos) => this.parent(qos, uid));
+    try {
+      for (const qos of allTiers) await this.options.slices?.stop(this.slice(qos, uid));
+    } catch (error) {
+      this.options.log.warn({ uid, err: error }, 'pod slice cleanup failed');
+      return false;
+    }
     for (let attempt = 0; attempt < (this.options.removeAttempts ?? 20); attempt++) {
       let left = 0;
       for (const parent of parents) {

@@ -31,7 +31,7 @@ import { podQosClass } from '../../lib/k8s/qos.js';
 import type { NodeConditionSink, PressureCondition } from '../../eviction/types.js';
 import { AgentActivePods, AgentContainerReclaimer, AgentPodKiller, AgentPodStats, CriImageStore, type AgentPods } from './adapters.js';
 import type { PressureInput } from '../node/status.js';
-import { podCgroupParent } from '../../lib/k8s/cgroups.js';
+import { podCgroupPath } from '../../lib/k8s/cgroups.js';
 import { isStaticPod } from '../../lib/k8s/pod-source.js';
 import { podReference, type EventSink } from '../../lib/events.js';
 
@@ -96,14 +96,14 @@ export class AgentEviction implements NodeConditionSink {
       imageGCPolicyFromKubelet(config),
       { logger: log.child({ part: 'image-gc' }), ...(this.options.imageGCSchedule ? { schedule: this.options.imageGCSchedule } : {}) },
     );
-    const cgroupfs = config.cgroupsPerQOS && config.cgroupDriver === 'cgroupfs';
+
     this.manager = new EvictionManager(evictionConfigFromKubelet(config, this.options.housekeepingMs ?? 10_000, this.options.memoryPollMs ?? 1_000), {
       observations: new NodeSignals({ rootDir, imageFsPath: imageFs?.fsId.mountpoint ?? rootDir }),
       podStats: new AgentPodStats({
         runtime,
         rootDir,
         podLogsDir: this.options.podLogsDir,
-        ...(cgroupfs ? { podCgroup: (pod: V1Pod) => podCgroupParent(podQosClass(pod), pod.metadata?.uid ?? '', 'cgroupfs', config.cgroupRoot) } : {}),
+        ...(config.cgroupsPerQOS ? { podCgroup: (pod: V1Pod) => podCgroupPath(podQosClass(pod), pod.metadata?.uid ?? '', config.cgroupDriver, config.cgroupRoot) } : {}),
       }),
       activePods: new AgentActivePods(pods),
       killer: new AgentPodKiller({ pods, events: this.options.events, log }),

@@ -25,6 +25,7 @@ import { join } from 'node:path';
 import type dbus from 'dbus-next';
 import type { V1Pod, V1PodStatus } from '@kubernetes/client-node';
 import type { Logger } from '../../lib/log.js';
+import { systemBusAddress, systemBusObject } from '../../lib/dbus.js';
 import type { KubeletConfiguration } from '../../lib/config/kubelet.js';
 import type { EventSink } from '../../lib/events.js';
 import {
@@ -102,23 +103,8 @@ export class ShutdownManager {
   async start(): Promise<void> {
     const { groups, log } = this.options;
     if (groups.length === 0) return;
-    // Loaded only here: a node without graceful shutdown does not pay dbus-next's ~10 MiB of RSS.
-    const { default: client } = await import('dbus-next');
-    // sessionBus() is dbus-next's client for any address (systemBus() takes none).
-    this.bus = client.sessionBus({ busAddress: this.busAddress() });
-    // dbus-next reports a failed connection only as an 'error' event (its calls then never
-    // answer): the first step races it, and a bound.
-    const failed = new Promise<never>((_resolve, reject) => {
-      this.bus!.once('error', (error: unknown) => reject(new Error(`cannot connect to the system D-Bus at ${this.busAddress()}`, { cause: error })));
-      setTimeout(() => reject(new Error(`no answer from systemd-logind on the system D-Bus at ${this.busAddress()} within 15 s`)), 15_000).unref();
-    });
-    failed.catch(() => undefined); // observed by the race below; unhandled only once it has lost
-    this.bus.on('error', (error: unknown) => log.warn({ err: error }, 'system D-Bus connection error'));
-    const object = await Promise.race([this.bus.getProxyObject(login1, '/org/freedesktop/login1'), failed]).catch((error: unknown) => {
-      this.bus?.disconnect();
-      this.bus = undefined;
-      throw error;
-    });
+    const { bus, object } = await systemBusObject(this.busAddress(), login1, '/org/freedesktop/login1', log);
+    this.bus = bus;
     this.logind = object.getInterface(`${login1}.Manager`);
     this.properties = object.getInterface('org.freedesktop.DBus.Properties');
     await this.ensureInhibitDelay(requestedPeriodSeconds(groups));
@@ -128,7 +114,7 @@ export class ShutdownManager {
   }
 
   private busAddress(): string {
-    return this.options.busAddress ?? process.env.DBUS_SYSTEM_BUS_ADDRESS ?? 'unix:path=/run/dbus/system_bus_socket';
+    return systemBusAddress(this.options.busAddress);
   }
 
   async stop(): Promise<void> {

@@ -52,9 +52,9 @@ export function runtimeConfigFor(config: KubeletConfiguration, nodeName: string,
     hostDNS: { servers: [], searches: [], options: [] },
     cgroupDriver: config.cgroupDriver,
     cgroupRoot: config.cgroupRoot,
-    // Pod cgroups under /kubepods/<tier>/pod<uid> with the cgroupfs driver (Docker creates them);
-    // with the systemd driver the slices would need systemd, which knode does not drive.
-    cgroupsPerQOS: config.cgroupsPerQOS && config.cgroupDriver === 'cgroupfs',
+    // Pod cgroups under /kubepods/<tier>/pod<uid> with the cgroupfs driver, the slices
+    // kubepods[-<tier>]-pod<uid>.slice with the systemd driver (agent/cgroups/pod-cgroups.ts).
+    cgroupsPerQOS: config.cgroupsPerQOS,
     cpuCFSQuota: config.cpuCFSQuota,
     cpuCFSQuotaPeriodMs: config.cpuCFSQuotaPeriod,
     podPidsLimit: config.podPidsLimit,

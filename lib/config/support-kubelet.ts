@@ -55,7 +55,7 @@ export const kubeletSupport: SupportTable = {
   imageGCLowThresholdPercent: h(imageGC, 'frees unused images down to the low threshold'),
   volumeStatsAggPeriod: no('volume usage is measured when the stats are asked for'),
   cgroupsPerQOS: h('test/integration/agent-pod-cgroups.test.ts', 'Burstable pod: the pod cgroup holds the summed limits'),
-  cgroupDriver: no('systemd: refused at start unless Docker uses the systemd cgroup driver too, and then pods get no QoS cgroup hierarchy (pod limits stay on the containers); the slice names are in lib/k8s/cgroups.ts'),
+  cgroupDriver: h('test/e2e/systemd.test.ts', 'cgroupDriver: systemd — each pod is a slice with its limits'),
   cgroupRoot: h(cgroupsUnit, 'v1: pod cgroup per controller hierarchy'),
   runtimeRequestTimeout: h(settingsUnit, 'runtimeRequestTimeout fails a hung runtime call'),
   hairpinMode: no('hairpin is set by the CNI plugin configuration (hairpinMode in the conflist)'),

@@ -25,6 +25,15 @@ export function podCgroupParent(qos: QosClass, podUid: string, driver: CgroupDri
 }
 
 /**
+ * Where the pod's cgroup is in the cgroup tree (the directory whose files hold its limits): the
+ * cgroupfs path, or with the systemd driver the slice's place (expandSlice).
+ */
+export function podCgroupPath(qos: QosClass, podUid: string, driver: CgroupDriver, root = ''): string {
+  const parent = podCgroupParent(qos, podUid, driver, root);
+  return driver === 'systemd' ? `/${expandSlice(parent)}` : parent;
+}
+
+/**
  * Where systemd puts a slice in the cgroup tree: a dash in a slice name means nesting
  * (systemd.slice(5)), so "kubepods-burstable-pod<uid>.slice" lives at
  * kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid>.slice, as the kubelet's

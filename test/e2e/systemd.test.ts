@@ -5,7 +5,9 @@
  * (control plane + overlay + agent + proxy + dns). Shown: every unit is Type=notify and becomes
  * active only once its daemon reports READY=1 (a daemon that runs but cannot serve stays
  * "activating"); each one is restarted after kill -9 of its main process; the agent's pods
- * survive an agent restart (KillMode=process); every unit stops cleanly (exit 0 on SIGTERM);
+ * survive an agent restart (KillMode=process); with Docker's systemd cgroup driver (what install.sh
+ * finds and writes as the agent's cgroupDriver) each pod is a systemd slice with its limits;
+ * every unit stops cleanly (exit 0 on SIGTERM);
  * `knode uninstall` leaves no file, unit, container, link or rule behind, and a second run is a
  * no-op. All of it inside the container's own network namespace.
  */
@@ -78,6 +80,12 @@ describe.skipIf(env.skip || !built)('systemd units under a real systemd (nspawn,
     kubeconfig = m().path('/root/local.kubeconfig');
     writeFileSync(kubeconfig, kubeconfigText({ server: 'http://127.0.0.1:6443' }), { mode: 0o600 });
     await waitFor('Docker in the container', () => m().exec(['docker', 'info']).then(() => true), 60_000, 500);
+    // Docker with its systemd cgroup driver, as on a systemd node set up for kubeadm: install.sh
+    // then writes cgroupDriver: systemd for the agent, whose pods get systemd slices.
+    const daemonJson = JSON.parse((await m().exec(['cat', '/etc/docker/daemon.json'])).stdout) as Record<string, unknown>;
+    writeFileSync(m().path('/etc/docker/daemon.json'), JSON.stringify({ ...daemonJson, 'exec-opts': ['native.cgroupdriver=systemd'] }));
+    await m().systemctl('restart', 'docker');
+    await waitFor('Docker with the systemd cgroup driver', async () => (await m().exec(['docker', 'info', '--format', '{{.CgroupDriver}}'], { allowFailure: true })).stdout.trim() === 'systemd', 60_000, 500);
     before = await files();
     // Install and start: `systemctl enable --now` returns once every Type=notify unit is ready.
     const install = await m().exec(['bash', `${repo}/systemd/install.sh`, '--kubeconfig', '/root/local.kubeconfig', '--with-controlplane', '--node-name', nodeName], { timeoutMs: 240_000 });
@@ -134,6 +142,39 @@ describe.skipIf(env.skip || !built)('systemd units under a real systemd (nspawn,
     });
     expect(ip).toMatch(/^10\.244\./);
     expect(await containers()).toHaveLength(2); // the sandbox and the app container
+  });
+
+  it('cgroupDriver: systemd — each pod is a slice with its limits, and its containers are scopes inside it; the slice goes with the pod', async () => {
+    expect((await m().exec(['cat', '/etc/knode/kubelet-config.yaml'])).stdout).toContain('cgroupDriver: systemd');
+    const docker = new Docker({ socketPath: m().path('/run/docker.sock') });
+    const image = await ensureLocalImage(docker, busyboxSpec);
+    const resources = { requests: { cpu: '100m', memory: '32Mi' }, limits: { cpu: '250m', memory: '96Mi' } };
+    const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'sliced', namespace: 'default' }, spec: { terminationGracePeriodSeconds: 1, containers: [{ name: 'main', image, imagePullPolicy: 'Never', command: ['/bin/sleep', '3600'], resources }] } };
+    writeFileSync(m().path('/tmp/sliced.json'), JSON.stringify(pod));
+    await kubectl('apply', '-f', m().path('/tmp/sliced.json'));
+    await waitFor('the sliced pod Running', async () => (await kubectl('get', 'pod', 'sliced', '-o', 'jsonpath={.status.phase}')).stdout === 'Running' || undefined, 120_000, 1000).catch(async (error: unknown) => {
+      throw new Error(`${String(error)}\n${await diagnostics()}`, { cause: error });
+    });
+    const uid = (await kubectl('get', 'pod', 'sliced', '-o', 'jsonpath={.metadata.uid}')).stdout;
+    const slice = `kubepods-burstable-pod${uid.replace(/-/g, '_')}.slice`;
+    // systemd runs the slice with the pod's limits (kubelet: ResourceConfigForPod as unit properties)
+    expect(await m().show(slice, ['ActiveState', 'MemoryLimit', 'CPUQuotaPerSecUSec'])).toEqual({ ActiveState: 'active', MemoryLimit: String(96 * 1024 * 1024), CPUQuotaPerSecUSec: '250ms' });
+    // the container's scope is inside it, in every hierarchy, and the slice's own files hold the limits
+    const pid = (await m().exec(['docker', 'inspect', '--format', '{{.State.Pid}}', (await m().exec(['docker', 'ps', '-q', '--filter', 'label=io.kubernetes.pod.name=sliced', '--filter', 'label=io.kubernetes.container.name=main'])).stdout.trim()])).stdout.trim();
+    const cgroups = (await m().exec(['cat', `/proc/${pid}/cgroup`])).stdout;
+    const path = `/kubepods.slice/kubepods-burstable.slice/${slice}/docker-`;
+    expect(cgroups).toMatch(new RegExp(`:memory:(/[^/\n]+)?${path.replace(/\./g, '\\.')}`));
+    expect(cgroups).toMatch(new RegExp(`:name=systemd:${path.replace(/\./g, '\\.')}`));
+    const dir = `kubepods.slice/kubepods-burstable.slice/${slice}`;
+    expect((await m().exec(['cat', `/sys/fs/cgroup/memory/${dir}/memory.limit_in_bytes`])).stdout.trim()).toBe(String(96 * 1024 * 1024));
+    expect((await m().exec(['cat', `/sys/fs/cgroup/cpu/${dir}/cpu.cfs_quota_us`])).stdout.trim()).toBe('25000');
+    expect((await m().exec(['cat', `/sys/fs/cgroup/cpu/${dir}/cpu.shares`])).stdout.trim()).toBe('102');
+    await kubectl('delete', 'pod', 'sliced', '--wait=true', '--timeout=90s');
+    await waitFor('the pod slice stopped and its cgroup gone', async () => {
+      const state = await m().show(slice, ['ActiveState']);
+      const left = await m().exec(['test', '-e', `/sys/fs/cgroup/memory/${dir}`], { allowFailure: true });
+      return state.ActiveState === 'inactive' && left.code !== 0 ? true : undefined;
+    }, 60_000, 500);
   });
 
   it('the agent\'s pods survive an agent restart (KillMode=process), clean or after kill -9', async () => {

@@ -4,7 +4,7 @@
  * maxParallelImagePulls, registryPullQPS/registryBurst), the API token bucket, the kubelet flags
  * and the contradictory settings refused at load.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,7 +22,10 @@ import type { ImageSpec } from '../../cri/runtime.js';
 import { checkCgroupDriver } from '../../agent/startup.js';
 import type { IncomingMessage } from 'node:http';
 import { RequestAuth } from '../../agent/server/auth.js';
-import { expandSlice, podCgroupParent } from '../../lib/k8s/cgroups.js';
+import { expandSlice, podCgroupParent, podCgroupPath } from '../../lib/k8s/cgroups.js';
+import { sliceProperties } from '../../agent/cgroups/systemd-slices.js';
+import { removePodCgroup } from '../../agent/cgroups/cgroups.js';
+import dbus from 'dbus-next';
 
 const silent = createLogger('test', 'silent');
 const kubelet = (fields: Record<string, unknown>) => parseKubeletConfig({ apiVersion: kubeletApiVersion, kind: 'KubeletConfiguration', ...fields }, 'kubelet.yaml').config;
@@ -244,6 +247,31 @@ describe('cgroupDriver', () => {
     expect(expandSlice(podCgroupParent('Guaranteed', uid, 'systemd'))).toBe('kubepods.slice/kubepods-pod1b2c3d4e_0000_1111_2222_333344445555.slice');
     expect(() => expandSlice('a--b.slice')).toThrow(/empty part/);
     expect(() => expandSlice('kubepods')).toThrow(/not a systemd slice/);
+    expect(podCgroupPath('BestEffort', uid, 'systemd')).toBe('/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1b2c3d4e_0000_1111_2222_333344445555.slice');
+    expect(podCgroupPath('BestEffort', uid, 'cgroupfs', '/r')).toBe(`/r/kubepods/besteffort/pod${uid}`);
+  });
+
+  it('a slice\'s unit properties carry the pod cgroup\'s limits in systemd\'s names (v1 and v2), unset limits as infinity', () => {
+    const props = (version: 1 | 2, resources?: Parameters<typeof sliceProperties>[0]) => Object.fromEntries(sliceProperties(resources, version, dbus.Variant).map(([name, variant]) => [name, variant.value as unknown]));
+    const infinity = 2n ** 64n - 1n;
+    expect(props(1, { cpuShares: 102, cpuQuotaUs: 25_000, cpuPeriodUs: 100_000, memoryLimitBytes: 100_663_296 })).toEqual({
+      CPUAccounting: true, MemoryAccounting: true, TasksAccounting: true, CPUShares: 102n, MemoryLimit: 100_663_296n, CPUQuotaPerSecUSec: 250_000n, TasksMax: infinity,
+    });
+    expect(props(2, { cpuShares: 2, pidsLimit: 50 })).toMatchObject({ CPUWeight: 1n, MemoryMax: infinity, CPUQuotaPerSecUSec: infinity, TasksMax: 50n });
+    expect(props(1)).toEqual({ CPUAccounting: true, MemoryAccounting: true, TasksAccounting: true });
+  });
+
+  it('removes pod cgroups of either driver and refuses anything else', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'knode-cg-'));
+    try {
+      const slice = '/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podab_cd.slice';
+      await mkdir(join(root, 'memory', slice), { recursive: true });
+      expect(await removePodCgroup(slice, root)).toBe(1);
+      await expect(removePodCgroup('/kubepods.slice/kubepods-burstable.slice', root)).rejects.toThrow(/not a pod cgroup/);
+      await expect(removePodCgroup('/system.slice/docker.service', root)).rejects.toThrow(/not a pod cgroup/);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
   });
 });
 

@@ -33,6 +33,7 @@ export const exportAllowance: { reason: string; exports: string[] }[] = [
       'agent/flags.ts parseTaints',
       'agent/node/swap.ts activeSwaps',
       'agent/startup.ts checkCgroupDriver',
+      'agent/cgroups/systemd-slices.ts sliceProperties',
       'bin/join-credentials.ts stillFresh',
       'controlplane/auth/authn.ts anonymousUser',
       'controlplane/auth/authn.ts bearerToken',
