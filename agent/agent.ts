@@ -25,6 +25,7 @@ import { Backoff } from './pods/backoff.js';
 import { PodDispatcher } from './pods/dispatcher.js';
 import { Housekeeping } from './pods/housekeeping.js';
 import { Pleg } from './pods/pleg.js';
+import { RuntimePodCache } from './pods/pod-cache.js';
 import { apiPodObjects } from './pods/pod-objects.js';
 import { createPodProbes } from './pods/probing.js';
 import { defaultPodLogsDir, prepareRuntimeHost, runtimeConfigFor, type RuntimeConfigOptions } from './pods/runtime-config.js';
@@ -110,6 +111,7 @@ export class Agent {
       allocatable: () => this.node?.podFacts().allocatable,
       activePods: () => [...this.podConfig.desiredPods()].filter(([uid]) => this.workers.get(uid)?.isTerminated !== true).map(([, pod]) => pod),
     });
+    const podCache = new RuntimePodCache();
     this.probes = createPodProbes({ runtime, podNetworkReachable: reachable, workers: () => this.workers, events: this.events, registry: this.metrics.registry, log: log.child({ part: 'probes' }) });
     this.workers = new PodWorkers({
       runtime: this.metrics.instrument(runtime),
@@ -130,6 +132,7 @@ export class Agent {
       allocation: this.allocations,
       ...(this.rtConfig.cgroupsPerQOS ? { podCgroups: podCgroupsFor(config, desiredPods, log.child({ part: 'cgroups' }), () => kubepodsResourceConfig(this.node?.status?.capacity, config), this.slices) } : {}),
       probes: this.probes,
+      podCache,
     });
     if (options.eviction !== false) {
       this.eviction = new AgentEviction({
@@ -180,7 +183,7 @@ export class Agent {
       clock,
       log,
     });
-    this.pleg = new Pleg(runtime, housekeeping, log.child({ part: 'pleg' }), options.plegPeriodMs ?? 1000);
+    this.pleg = new Pleg(runtime, housekeeping, log.child({ part: 'pleg' }), options.plegPeriodMs ?? 1000, podCache);
   }
 
   async start(): Promise<void> {

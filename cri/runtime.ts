@@ -492,6 +492,12 @@ export interface RuntimeService {
   /** Throws CriError NotFound for an unknown id. */
   podSandboxStatus(podSandboxId: string): Promise<PodSandboxStatus>;
   listPodSandbox(filter?: PodSandboxFilter): Promise<PodSandbox[]>;
+  /**
+   * Not CRI: every sandbox and container (as listPodSandbox() and listContainers() without
+   * filter) from one query of the runtime, for the PLEG relist. Optional: without it the PLEG
+   * makes both calls.
+   */
+  listPodResources?(): Promise<{ sandboxes: PodSandbox[]; containers: Container[] }>;
 
   /** Creates a container in the sandbox; returns its id. */
   createContainer(podSandboxId: string, config: ContainerConfig, sandboxConfig: PodSandboxConfig): Promise<string>;

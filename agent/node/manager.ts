@@ -311,6 +311,14 @@ export class NodeManager {
     return this.leaseRenewal;
   }
 
+  /** The Lease as the last create or replace returned it (the next renewal starts from it). */
+  private lease?: V1Lease;
+
+  /**
+   * As the kubelet's lease controller (k8s.io/component-helpers/apimachinery/lease, sync): the
+   * lease is renewed from the copy the last update returned, without reading it first; only when
+   * that fails (a conflict: someone else changed it; gone) is it read again, or created.
+   */
   private async renewLeaseOnce(): Promise<void> {
     const identity = this.identity;
     if (!identity) return;
@@ -319,7 +327,18 @@ export class NodeManager {
     // A MicroTime: RFC 3339 with exactly six fractional digits, which kube-apiserver and kubectl
     // require (metav1.MicroTime, RFC3339Micro); a plain Date would serialize three.
     const renewTime = new V1MicroTime(this.clock.now());
+    const renewed = (lease: V1Lease): V1Lease => ({ ...lease, spec: { ...lease.spec, holderIdentity: identity.name, leaseDurationSeconds, renewTime } });
     try {
+      const latest = this.lease;
+      if (latest) {
+        try {
+          this.lease = await coordination.replaceNamespacedLease({ name: identity.name, namespace, body: renewed(latest) });
+          return;
+        } catch (error) {
+          this.lease = undefined;
+          this.options.log.info({ err: error }, 'failed to update lease using latest lease, fallback to ensure lease');
+        }
+      }
       let lease: V1Lease | undefined;
       try {
         lease = await coordination.readNamespacedLease({ name: identity.name, namespace });
@@ -327,7 +346,7 @@ export class NodeManager {
         if (apiErrorCode(error) !== 404) throw error;
       }
       if (!lease) {
-        await coordination.createNamespacedLease({
+        this.lease = await coordination.createNamespacedLease({
           namespace,
           body: {
             metadata: { name: identity.name, namespace, ownerReferences: [{ apiVersion: 'v1', kind: 'Node', name: identity.name, uid: identity.uid }] },
@@ -336,8 +355,7 @@ export class NodeManager {
         });
         return;
       }
-      lease.spec = { ...lease.spec, holderIdentity: identity.name, leaseDurationSeconds, renewTime };
-      await coordination.replaceNamespacedLease({ name: identity.name, namespace, body: lease });
+      this.lease = await coordination.replaceNamespacedLease({ name: identity.name, namespace, body: renewed(lease) });
     } catch (error) {
       this.options.log.warn({ err: error }, 'node lease renewal failed');
     }

@@ -116,18 +116,21 @@ function containerConfig(ctx: PodSyncContext, start: ContainerToStart, inputs: S
   }
 }
 
-/** Creates and starts the container; waiting reasons and a retry on failure. */
-export async function startContainer(ctx: PodSyncContext, start: ContainerToStart, inputs: StartInputs): Promise<void> {
+/**
+ * Creates and starts the container; waiting reasons and a retry on failure. Returns the id of
+ * the container created (also when it then failed to start), undefined when none was.
+ */
+export async function startContainer(ctx: PodSyncContext, start: ContainerToStart, inputs: StartInputs): Promise<string | undefined> {
   const { deps } = ctx;
   const { container } = start;
-  if (!restartAllowed(ctx, start)) return;
+  if (!restartAllowed(ctx, start)) return undefined;
   const imageError = await ensureImage(ctx, container, inputs.sandboxConfig);
   if (imageError) {
     ctx.event('Warning', 'Failed', `Error: ${imageError}`, container.name);
-    return;
+    return undefined;
   }
   const config = containerConfig(ctx, start, inputs);
-  if (!config) return;
+  if (!config) return undefined;
   let id: string;
   try {
     id = await deps.runtime.createContainer(inputs.sandboxId, config, inputs.sandboxConfig);
@@ -135,7 +138,7 @@ export async function startContainer(ctx: PodSyncContext, start: ContainerToStar
     ctx.event('Warning', 'Failed', `Error: ${describeError(error)}`, container.name);
     ctx.setWaiting(container.name, { reason: 'CreateContainerError', message: describeError(error) });
     ctx.schedule(2000);
-    return;
+    return undefined;
   }
   ctx.event('Normal', 'Created', `Created container: ${container.name}`, container.name);
   try {
@@ -144,12 +147,13 @@ export async function startContainer(ctx: PodSyncContext, start: ContainerToStar
     ctx.event('Warning', 'Failed', `Error: ${describeError(error)}`, container.name);
     ctx.setWaiting(container.name, { reason: 'RunContainerError', message: describeError(error) });
     ctx.schedule(2000);
-    return;
+    return id;
   }
   ctx.event('Normal', 'Started', `Started container ${container.name}`, container.name);
   ctx.clearWaiting(container.name);
   deps.log.info({ pod: ctx.name, container: container.name, attempt: start.attempt }, 'started container');
   await postStart(ctx, container, id, inputs.context.podIP ?? '');
+  return id;
 }
 
 async function postStart(ctx: PodSyncContext, container: V1Container, id: string, podIP: string): Promise<void> {

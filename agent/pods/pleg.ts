@@ -4,10 +4,12 @@
  * relist, and reports the pods that changed, so that a container exit turns into a pod sync
  * within about a second. It also reports which pod UIDs exist in the runtime (for orphan
  * cleanup) and how long each relist took (metrics, and "PLEG is not healthy" when relists stop).
+ * Each relist also refreshes the runtime pod cache (pods/pod-cache.ts) before it reports the
+ * changes, so that the woken workers read what it saw (generic.go updateCache, cache.UpdateTime).
  */
-import { kubeLabels, type RuntimeService } from '../../cri/runtime.js';
+import type { Container, PodSandbox, RuntimeService } from '../../cri/runtime.js';
 import type { Logger } from '../../lib/log.js';
-import { describeError } from '../../lib/errors.js';
+import { groupByPod, type RuntimePodCache } from './pod-cache.js';
 
 export interface PlegListener {
   onPodChanged(uid: string): void;
@@ -22,10 +24,11 @@ export class Pleg {
   private stopped = false;
 
   constructor(
-    private readonly runtime: Pick<RuntimeService, 'listContainers' | 'listPodSandbox'>,
+    private readonly runtime: Pick<RuntimeService, 'listContainers' | 'listPodSandbox' | 'listPodResources'>,
     private readonly listener: PlegListener,
     private readonly log: Logger,
     private readonly periodMs = 1000,
+    private readonly cache?: RuntimePodCache,
   ) {}
 
   start(): void {
@@ -47,21 +50,24 @@ export class Pleg {
     return this.lastRelistAt > 0 && now - this.lastRelistAt < thresholdMs;
   }
 
+  /** Every sandbox and container: one runtime query where the runtime offers it (Docker does). */
+  private async listAll(): Promise<{ sandboxes: PodSandbox[]; containers: Container[] }> {
+    if (this.runtime.listPodResources) return this.runtime.listPodResources();
+    const [sandboxes, containers] = await Promise.all([this.runtime.listPodSandbox(), this.runtime.listContainers()]);
+    return { sandboxes, containers };
+  }
+
   async relist(): Promise<void> {
     const started = Date.now();
+    const token = this.cache?.beginRelist();
     let current: Map<string, string>;
     try {
-      const [sandboxes, containers] = await Promise.all([this.runtime.listPodSandbox(), this.runtime.listContainers()]);
-      const parts = new Map<string, string[]>();
-      const add = (uid: string | undefined, part: string) => {
-        if (!uid) return;
-        const list = parts.get(uid) ?? [];
-        list.push(part);
-        parts.set(uid, list);
-      };
-      for (const s of sandboxes) add(s.labels[kubeLabels.podUid] ?? s.metadata.uid, `s:${s.id}:${s.state}`);
-      for (const c of containers) add(c.labels[kubeLabels.podUid], `c:${c.id}:${c.state}`);
-      current = new Map([...parts].map(([uid, list]) => [uid, list.sort().join(',')]));
+      const { sandboxes, containers } = await this.listAll();
+      const pods = groupByPod(sandboxes, containers);
+      current = new Map(
+        [...pods].map(([uid, pod]) => [uid, [...pod.sandboxes.map((s) => `s:${s.id}:${s.state}`), ...pod.containers.map((c) => `c:${c.id}:${c.state}`)].sort().join(',')]),
+      );
+      if (token !== undefined && !this.stopped) this.cache?.update(token, pods);
     } catch (error) {
       this.log.warn({ err: error }, 'PLEG relist failed');
       return;

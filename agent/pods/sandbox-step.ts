@@ -11,6 +11,7 @@ import { describeError } from '../../lib/errors.js';
 import type { ContainerToStart } from './actions.js';
 import type { PodSyncContext } from './worker-deps.js';
 import { newestSandbox, type PodRuntimeState } from './runtime-view.js';
+import { unmarked } from './pod-cache.js';
 
 /** kubelet NetworkNotReadyErrorMsg; a pod waiting for the network is synced again after this. */
 const networkNotReadyMessage = 'network is not ready';
@@ -39,7 +40,9 @@ async function networkProblem(runtime: ContainerRuntime, now: number): Promise<s
 const networkReadyTtlMs = 5000;
 const readyAnswers = new WeakMap<ContainerRuntime, { at: number; pending: Promise<RuntimeCondition[] | undefined> }>();
 
-function runtimeConditions(runtime: ContainerRuntime, now: number): Promise<RuntimeCondition[] | undefined> {
+function runtimeConditions(workerRuntime: ContainerRuntime, now: number): Promise<RuntimeCondition[] | undefined> {
+  // One answer for every pod worker (each has its own wrapper of the runtime).
+  const runtime = unmarked(workerRuntime);
   const kept = readyAnswers.get(runtime);
   if (kept && now - kept.at < networkReadyTtlMs && now >= kept.at) return kept.pending;
   // A failed query is no verdict (undefined): the sandbox call then reports the real failure.

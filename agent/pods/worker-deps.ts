@@ -14,6 +14,7 @@ import type { WaitingReason } from '../status/pod-status.js';
 import type { RuntimeConfigOptions } from './runtime-config.js';
 import type { EventInput } from '../../lib/events.js';
 import type { AllocationResult } from './allocation.js';
+import type { RuntimePodCache } from './pod-cache.js';
 
 export interface NodeFacts {
   hostIP?: string;
@@ -61,6 +62,11 @@ export interface PodWorkerDeps {
    * are never resized in place.
    */
   allocation?: { allocate(pod: V1Pod): AllocationResult; release(uid: string): void };
+  /**
+   * The runtime pod cache the PLEG keeps (pods/pod-cache.ts): syncs read pods' state from it.
+   * Absent: every sync lists and inspects the pod's sandboxes and containers itself.
+   */
+  podCache?: RuntimePodCache;
 }
 
 /** The worker as its sync steps see it. */

@@ -11,6 +11,7 @@
  * stop() (agent shutdown) only stops the worker: containers keep running, to be adopted.
  */
 import type { V1Pod, V1PodStatus } from '@kubernetes/client-node';
+import type { PodSandboxStatus } from '../../cri/runtime.js';
 import { describeError } from '../../lib/errors.js';
 import { podReference } from '../../lib/events.js';
 import { resyncDelayMs } from './backoff.js';
@@ -23,7 +24,8 @@ import { generatePodStatus, type WaitingReason } from '../status/pod-status.js';
 import { killContainer, removePodLeftovers, stopAll } from './termination.js';
 import type { PodSyncContext, PodWorkerDeps } from './worker-deps.js';
 import { buildSandboxConfig } from './runtime-config.js';
-import { newestSandbox, readPodState, type PodRuntimeState } from './runtime-view.js';
+import { inspectPodState, newestSandbox, readPodState, type PodRuntimeState } from './runtime-view.js';
+import { markingChanges } from './pod-cache.js';
 import { setUpVolumes } from '../volumes/volumes.js';
 import type { ResizePending } from './allocation.js';
 import { actuateResize, planResize } from './resize.js';
@@ -39,6 +41,15 @@ export type { NodeFacts, PodWorkerDeps } from './worker-deps.js';
 function mountFailure(message: string): string {
   const match = /^volume "([^"]*)": (.*)$/s.exec(message);
   return match ? `MountVolume.SetUp failed for volume "${match[1]}" : ${match[2]}` : `Unable to attach or mount volumes: ${message}`;
+}
+
+/** What a sync's actions did: whether they changed the runtime, and the sandboxes and containers they made. */
+interface SyncResult {
+  acted: boolean;
+  /** Statuses of the sandbox the containers were started in, read after the sync's last kill. */
+  sandboxes: PodSandboxStatus[];
+  /** Ids of the containers created (started or not). */
+  containers: string[];
 }
 
 export class PodWorker {
@@ -64,13 +75,18 @@ export class PodWorker {
   private killRequest?: { graceSeconds: number; amend: (status: V1PodStatus) => V1PodStatus; waiters: (() => void)[] };
   /** What the sync steps see of this worker. */
   private readonly ctx: PodSyncContext;
+  /** The deps, with a runtime that marks this pod changed in the runtime pod cache. */
+  private readonly deps: PodWorkerDeps;
   readonly done: Promise<void>;
 
   constructor(
     readonly uid: string,
     pod: V1Pod,
-    private readonly deps: PodWorkerDeps,
+    deps: PodWorkerDeps,
   ) {
+    const cache = deps.podCache;
+    if (cache) deps = { ...deps, runtime: markingChanges(deps.runtime, () => cache.markChanged(uid)) };
+    this.deps = deps;
     this.pod = pod;
     this.done = new Promise((resolve) => (this.finish = resolve));
     const worker = this;
@@ -191,7 +207,7 @@ export class PodWorker {
       return;
     }
     this.allocate();
-    let state = await readPodState(this.deps.runtime, this.uid);
+    let state = await this.readState();
     if (this.terminated) {
       this.report(state, true);
       return;
@@ -202,20 +218,51 @@ export class PodWorker {
         if (status) await killContainer(this.ctx, status, kill.grace, state, kill.message);
       }
       this.pendingKills.clear();
-      state = await readPodState(this.deps.runtime, this.uid);
+      state = await this.readAfterChange(state);
     }
     // Read the runtime again only after something changed it: a steady-state resync of a
-    // running pod then costs one read instead of three.
-    if (await this.syncPod(state)) state = await readPodState(this.deps.runtime, this.uid);
-    const after = (await collectGarbage(this.deps.runtime, state)) ? await readPodState(this.deps.runtime, this.uid) : state;
+    // running pod reads the cache alone.
+    const result = await this.syncPod(state);
+    if (result.acted) state = await this.readAfterChange(state, result);
+    const after = (await collectGarbage(this.deps.runtime, state)) ? await this.readAfterChange(state) : state;
     const status = this.report(after, false);
     if (status.phase === 'Succeeded' || status.phase === 'Failed') {
       // A pod that reached a terminal phase is stopped (kubelet: terminal pods are torn down).
       await stopAll(this.ctx, after, 0);
       this.terminated = true;
-      this.report(await readPodState(this.deps.runtime, this.uid), true);
+      this.report(await this.readAfterChange(after), true);
     }
     this.schedule(resyncDelayMs(this.deps.resyncMs));
+  }
+
+  /**
+   * The pod's runtime state: from the runtime pod cache (the PLEG's last relist; only what
+   * changed since it was last inspected is inspected) when it can answer, else read from the
+   * runtime (kubelet pod workers: podCache.GetNewerThan, filled by the PLEG).
+   */
+  private async readState(): Promise<PodRuntimeState> {
+    const cache = this.deps.podCache;
+    const cached = await cache?.read(this.deps.runtime, this.uid);
+    if (cached) return cached;
+    const state = await readPodState(this.deps.runtime, this.uid);
+    cache?.remember(state);
+    return state;
+  }
+
+  /**
+   * The state after this worker changed the pod: the sandboxes and containers of `before` and
+   * those it created, inspected again in parallel, without listing them (only the pod's worker
+   * creates them, and `before` had every other; removed ones drop out). Sandbox statuses the
+   * sync read after its last change stand as they are.
+   */
+  private async readAfterChange(before: PodRuntimeState, made: SyncResult = { acted: true, sandboxes: [], containers: [] }): Promise<PodRuntimeState> {
+    const state = await inspectPodState(this.deps.runtime, {
+      sandboxes: [...before.sandboxes.map((s) => s.id), ...made.sandboxes.map((s) => s.id)],
+      containers: [...before.containers.map((c) => c.id), ...made.containers],
+      known: { sandboxes: made.sandboxes },
+    });
+    this.deps.podCache?.remember(state);
+    return state;
   }
 
   /** Admission of the spec's resources (a new pod, or a resize): sets what the sync runs with. */
@@ -275,8 +322,8 @@ export class PodWorker {
     return this.killRequest ? Math.min(grace, this.killRequest.graceSeconds) : grace;
   }
 
-  /** Carries out the pod's actions; true when it changed anything in the runtime. */
-  private async syncPod(state: PodRuntimeState): Promise<boolean> {
+  /** Carries out the pod's actions: whether it changed anything in the runtime, and what it made. */
+  private async syncPod(state: PodRuntimeState): Promise<SyncResult> {
     const pod = this.ctx.pod;
     const running = new Map([...latestByName(state.containers)].filter(([, c]) => c.state === 'CONTAINER_RUNNING'));
     const resizes = this.allocated ? planResize(pod, running, this.deps.runtimeConfig) : [];
@@ -295,7 +342,8 @@ export class PodWorker {
       this.resize.error = await actuateResize(this.ctx, pod, resizes);
       acts = true;
     } else if (resizes.length === 0) delete this.resize.error;
-    if (!actions.createSandbox && !actions.sandboxId) return acts;
+    const made: SyncResult = { acted: acts, sandboxes: [], containers: [] };
+    if (!actions.createSandbox && !actions.sandboxId) return made;
     const objects = await this.deps.objects(this.pod);
     const node = this.deps.node();
     const baseContext: EnvContext = { nodeName: this.deps.runtimeConfig.nodeName, ...(node.hostIP ? { hostIP: node.hostIP } : {}), ...(node.allocatable ? { allocatable: node.allocatable } : {}) };
@@ -308,36 +356,40 @@ export class PodWorker {
       for (const c of actions.containersToStart) this.setWaiting(c.container.name, { reason: 'ContainerCreating', message });
       this.deps.log.warn({ pod: this.name, err: error }, 'volume setup failed');
       this.schedule(2000);
-      return acts;
+      return made;
     }
     // Volumes are refreshed on every sync (configMap/secret updates reach running pods, as
     // the kubelet's atomic writer); with nothing to start, that is all.
-    if (!actions.createSandbox && actions.containersToStart.length === 0) return acts;
+    if (!actions.createSandbox && actions.containersToStart.length === 0) return made;
     let sandboxId = actions.sandboxId;
     const sandboxConfig = buildSandboxConfig(this.pod, actions.sandboxAttempt, this.deps.runtimeConfig);
     if (actions.createSandbox) {
       sandboxId = await createSandbox(this.ctx, sandboxConfig, actions.containersToStart);
-      if (!sandboxId) return acts;
+      if (!sandboxId) return made;
     }
+    // Read after every kill of this sync: it stands for the state after it (starting containers does not change it).
     const sandbox = await this.deps.runtime.podSandboxStatus(sandboxId!);
+    made.sandboxes.push(sandbox);
     const podIP = sandbox.network.ip || (this.pod.spec?.hostNetwork ? node.hostIP ?? '' : '');
     const context: EnvContext = { ...baseContext, podIP, podIPs: [sandbox.network.ip, ...sandbox.network.additionalIps.map((a) => a.ip)].filter(Boolean) };
     for (const start of actions.containersToStart) {
-      await startContainer(this.ctx, start, { sandboxId: sandboxId!, sandboxConfig, objects, context, volumes });
+      const created = await startContainer(this.ctx, start, { sandboxId: sandboxId!, sandboxConfig, objects, context, volumes });
+      if (created) made.containers.push(created);
       // A started sidecar unblocks the next init container (or the app containers): go on.
       if (start.isInit && start.container.restartPolicy === 'Always' && !this.waiting.has(start.container.name)) this.dirty = true;
     }
-    return acts;
+    return made;
   }
 
   private async terminate(): Promise<void> {
+    // Termination lists the runtime itself: whatever the pod has, it must go.
     const state = await readPodState(this.deps.runtime, this.uid);
     if (!this.terminated) {
       this.deps.log.info({ pod: this.name, graceSeconds: this.graceSeconds() }, 'terminating pod');
       await stopAll(this.ctx, state, this.graceSeconds());
       this.terminated = true;
     }
-    const final = await readPodState(this.deps.runtime, this.uid);
+    const final = await this.readAfterChange(state);
     this.report(final, true);
     if (this.removed) {
       await removePodLeftovers(this.ctx, final);

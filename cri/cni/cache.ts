@@ -78,8 +78,11 @@ export class ResultCache {
     await rm(this.path(networkName, containerId, ifName), { force: true });
   }
 
-  /** Every cached attachment of a network. */
-  async list(networkName: string): Promise<CacheEntry[]> {
+  /**
+   * Every cached attachment of a network; those `skip` names (by the container id and interface
+   * in the file name) are not read (GC keeps most attachments: no need to read them every time).
+   */
+  async list(networkName: string, skip?: (containerId: string, ifName: string) => boolean): Promise<CacheEntry[]> {
     let files: string[];
     try {
       files = await readdir(this.dir);
@@ -90,6 +93,8 @@ export class ResultCache {
     }
     const entries: CacheEntry[] = [];
     for (const file of files.filter((name) => name.startsWith(`${networkName}-`) && !name.endsWith('.tmp'))) {
+      const key = /^([0-9a-f]{64})-([\w.-]+)$/.exec(file.slice(networkName.length + 1));
+      if (skip && key && skip(key[1]!, key[2]!)) continue;
       try {
         const entry = JSON.parse(await readFile(join(this.dir, file), 'utf8')) as CacheEntry;
         if (entry.kind === 'cni-cacheV1' && entry.networkName === networkName) entries.push(entry);

@@ -197,8 +197,8 @@ export class CniNetwork implements PodNetwork {
     const keep = new Set(valid.map((attachment) => `${attachment.containerID}/${attachment.ifname}`));
     const errors: unknown[] = [];
     const keepContainers = new Set(valid.map((attachment) => attachment.containerID));
-    const loopbacks = (await this.cache.list(loopbackList.name)).filter((entry) => !keepContainers.has(entry.containerId));
-    for (const entry of [...(await this.cache.list(list.name)), ...loopbacks]) {
+    const loopbacks = await this.cache.list(loopbackList.name, (containerId) => keepContainers.has(containerId));
+    for (const entry of [...(await this.cache.list(list.name, (containerId, ifName) => keep.has(`${containerId}/${ifName}`))), ...loopbacks]) {
       if (keep.has(`${entry.containerId}/${entry.ifName}`)) continue;
       if (inUse && (await inUse(entry.containerId))) continue;
       const attachment: Attachment = { containerId: entry.containerId, ifName: entry.ifName, netns: '', args: entry.cniArgs, capabilityArgs: entry.capabilityArgs };

@@ -190,8 +190,14 @@ export class ContainerManager {
     } catch (error) {
       throw criError('failed to list containers', error);
     }
+    return this.fromInfos(infos, filter);
+  }
+
+  /** The containers among Docker's list entries (sandboxes are skipped) that match the filter. */
+  fromInfos(infos: readonly Docker.ContainerInfo[], filter: ContainerFilter = {}): Container[] {
     const result: Container[] = [];
     for (const info of infos) {
+      if (info.Labels[dockerLabels.type] !== containerType) continue;
       const parsed = parseName(info.Names[0] ?? '');
       if (!parsed) continue;
       const state = stateOf(info.State);

@@ -70,8 +70,11 @@ export function dockerLogSize(size: string): string {
   return size;
 }
 
-/** Docker list filters for one kind ("podsandbox" | "container") within the scope. */
-export function labelFilters(context: RuntimeContext, type: string, extra: Labels = {}): string[] {
-  const all: Labels = { ...extra, ...context.scopeLabels, [dockerLabels.type]: type };
-  return Object.entries(all).map(([key, value]) => `${key}=${value}`);
+/**
+ * Docker list filters for one kind ("podsandbox" | "container") within the scope; both kinds
+ * (the type label present, whatever its value) when `type` is undefined.
+ */
+export function labelFilters(context: RuntimeContext, type: string | undefined, extra: Labels = {}): string[] {
+  const all: Labels = { ...extra, ...context.scopeLabels };
+  return [...Object.entries(all).map(([key, value]) => `${key}=${value}`), type === undefined ? dockerLabels.type : `${dockerLabels.type}=${type}`];
 }

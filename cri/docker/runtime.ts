@@ -1,9 +1,9 @@
 /**
  * DockerRuntime: the ContainerRuntime (CRI RuntimeService + ImageService) over the Docker Engine,
  * playing the role cri-dockerd plays for the kubelet. It keeps no state of its own beyond a
- * stats sample cache: everything is read back from Docker's names and labels and from the CNI
- * result cache, so a restarted agent (or a restarted dockerd: each dockerode request opens a
- * new connection to the socket) sees the same picture.
+ * stats sample cache and the IPs of the sandboxes it saw attached: everything is read back from
+ * Docker's names and labels and from the CNI result cache, so a restarted agent (or a restarted
+ * dockerd: each dockerode request opens a new connection to the socket) sees the same picture.
  */
 import type { Duplex } from 'node:stream';
 import { pauseImage } from '../local-images.js';
@@ -35,7 +35,8 @@ import {
   type VersionResponse,
 } from '../runtime.js';
 import { ContainerManager } from './containers.js';
-import { makeContext, type DockerRuntimeOptions, type RuntimeContext } from './context.js';
+import type Docker from 'dockerode';
+import { labelFilters, makeContext, type DockerRuntimeOptions, type RuntimeContext } from './context.js';
 import { criError, isNotFound } from './errors.js';
 import { isCriError } from '../runtime.js';
 import { attachStream, execStream, execSync } from './exec.js';
@@ -114,6 +115,17 @@ export class DockerRuntime implements ContainerRuntime {
 
   listPodSandbox(filter?: PodSandboxFilter): Promise<PodSandbox[]> {
     return this.sandboxes.list(filter);
+  }
+
+  /** Every sandbox and container in scope from one Docker list (the PLEG relist: one request, not two). */
+  async listPodResources(): Promise<{ sandboxes: PodSandbox[]; containers: Container[] }> {
+    let infos: Docker.ContainerInfo[];
+    try {
+      infos = await this.context.docker.listContainers({ all: true, filters: { label: labelFilters(this.context, undefined) } });
+    } catch (error) {
+      throw criError('failed to list pod sandboxes and containers', error);
+    }
+    return { sandboxes: await this.sandboxes.fromInfos(infos), containers: this.containers.fromInfos(infos) };
   }
 
   createContainer(podSandboxId: string, config: ContainerConfig, sandboxConfig: PodSandboxConfig): Promise<string> {

@@ -66,8 +66,13 @@ const maxRememberedPauseProcesses = 1024;
 
 export class SandboxManager {
   private infraImage?: Promise<string>;
-  /** Sandboxes seen with their network attached; once attached it stays so until teardown (list is hot: PLEG relists). */
-  private readonly attached = new Set<string>();
+  /**
+   * Sandboxes seen with their network attached, with their IPs: once attached it stays so until
+   * teardown (list is hot: PLEG relists), and a sandbox's status needs no CNI cache read (as
+   * containerd keeps a sandbox's IP in its sandbox store). After a restart the CNI result cache
+   * on disk answers, once per sandbox.
+   */
+  private readonly attached = new Map<string, string[]>();
   /** Sandbox id → its pause process, for netnsPath. */
   private readonly pauseProcesses = new Map<string, { pid: number; started: string }>();
 
@@ -148,7 +153,7 @@ export class SandboxManager {
         const ips = resultIPs(result);
         if (ips.length === 0) throw new Error('the CNI result has no IP address');
         await files.setPodIPs(record.hostname, ips);
-        this.attached.add(id);
+        this.attached.set(id, ips);
       }
       this.context.log.info({ pod, sandbox: id.slice(0, 12) }, 'pod sandbox running');
       return id;
@@ -285,10 +290,16 @@ export class SandboxManager {
   private async networkAttached(id: string, labels: Record<string, string> | undefined): Promise<boolean> {
     const network = this.context.network;
     if (!network || this.attached.has(id) || decodeRecord(labels?.[dockerLabels.sandboxRecord])?.hostNetwork) return true;
-    const result = await network.result(id, this.context.ifName).catch((error: unknown) => this.unreadableResult(error, id));
-    if (resultIPs(result).length === 0) return false;
-    this.attached.add(id);
-    return true;
+    return (await this.attachedIPs(id)).length > 0;
+  }
+
+  /** The IPs of the sandbox's network attachment (none: not attached). */
+  private async attachedIPs(id: string): Promise<string[]> {
+    const known = this.attached.get(id);
+    if (known || !this.context.network) return known ?? [];
+    const ips = resultIPs(await this.context.network.result(id, this.context.ifName).catch((error: unknown) => this.unreadableResult(error, id)));
+    if (ips.length > 0) this.attached.set(id, ips);
+    return ips;
   }
 
   /** A cached CNI result that cannot be read counts as none (the sandbox is then NotReady and replaced). */
@@ -304,9 +315,7 @@ export class SandboxManager {
     const record = decodeRecord(labels[dockerLabels.sandboxRecord]);
     const metadata = parseName(info.Name)?.pod ?? { name: '', namespace: '', uid: '', attempt: 0 };
     let ips: string[] = [];
-    if (info.State.Running && !record?.hostNetwork && this.context.network) {
-      ips = resultIPs(await this.context.network.result(id, this.context.ifName).catch((error: unknown) => this.unreadableResult(error, id)));
-    }
+    if (info.State.Running && !record?.hostNetwork && this.context.network) ips = await this.attachedIPs(info.Id);
     const ready = info.State.Running && (record?.hostNetwork === true || !this.context.network || ips.length > 0);
     const hostConfig = info.HostConfig;
     return {
@@ -336,8 +345,14 @@ export class SandboxManager {
     } catch (error) {
       throw criError('failed to list pod sandboxes', error);
     }
+    return this.fromInfos(infos, filter);
+  }
+
+  /** The sandboxes among Docker's list entries (others are skipped) that match the filter. */
+  async fromInfos(infos: readonly Docker.ContainerInfo[], filter: PodSandboxFilter = {}): Promise<PodSandbox[]> {
     const sandboxes: PodSandbox[] = [];
     for (const info of infos) {
+      if (info.Labels[dockerLabels.type] !== sandboxType) continue;
       const parsed = parseName(info.Names[0] ?? '');
       if (!parsed) continue;
       const { labels, annotations } = fromDockerLabels(info.Labels, this.context.scopeLabels);

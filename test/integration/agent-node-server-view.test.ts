@@ -6,6 +6,8 @@
  * missing. Now each round (nodeStatusUpdateFrequency) reads the Node: both are corrected within
  * one or two rounds. The round here is 2 s (the kubelet's default is 10 s); the report period
  * stays at its 5 min default, so the old behaviour fails this test.
+ * Also the lease renewal as the kubelet's lease controller does it: from the copy the last
+ * update returned, read again only after a conflict.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -29,18 +31,33 @@ describe('issue 25 item 6: the agent corrects the server view of its Node within
   let core: CoreV1Api;
   let manager: NodeManager;
   let dir: string;
+  let leases: CoordinationV1Api;
+  const leaseCalls: string[] = [];
 
   beforeAll(async () => {
     cp = await startTestControlPlane({ controllers: false });
     const kc = new KubeConfig();
     kc.loadFromFile(cp.kubeconfigPath);
     core = kc.makeApiClient(CoreV1Api);
+    leases = kc.makeApiClient(CoordinationV1Api);
     dir = await mkdtemp(join(tmpdir(), 'knode-node-view-'));
     const runtime = new FakeRuntime();
+    const coordination = kc.makeApiClient(CoordinationV1Api);
+    // Counts the lease calls the manager makes (the real client underneath).
+    const counted = new Proxy(coordination, {
+      get: (target, property, receiver) => {
+        const value = Reflect.get(target, property, receiver) as unknown;
+        if (typeof value !== 'function' || typeof property !== 'string') return value;
+        return (...args: unknown[]) => {
+          leaseCalls.push(property);
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
     const facts = await gatherNodeFacts({ nodeName, rootDir: dir, maxPods: 110, kubeletPort: 10250, runtime, nodeIP: '127.0.0.1' });
     manager = new NodeManager({
       core,
-      coordination: kc.makeApiClient(CoordinationV1Api),
+      coordination: counted,
       runtime,
       facts,
       config: { nodeLabels: {}, registerWithTaints: [], kubeReserved: {}, systemReserved: {}, evictionHard: {} },
@@ -88,5 +105,33 @@ describe('issue 25 item 6: the agent corrects the server view of its Node within
     );
     await waitFor('the new Node Ready', async () => ready(await core.readNode({ name: nodeName })) === 'True', 2 * roundMs, 100);
     expect(manager.identity?.uid).toBe(again.metadata?.uid);
+  });
+
+  it('renews the lease from the copy its last update returned; reads it again only after a conflict or when it is gone', async () => {
+    const namespace = 'kube-node-lease';
+    // The rounds stop (a round renews too): only the calls below count.
+    manager.stop();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await manager.renewLease();
+    leaseCalls.length = 0;
+    const before = await leases.readNamespacedLease({ name: nodeName, namespace });
+    await manager.renewLease();
+    await manager.renewLease();
+    // kubelet lease controller: no GET before each renewal.
+    expect(leaseCalls).toEqual(['replaceNamespacedLease', 'replaceNamespacedLease']);
+    const renewed = await leases.readNamespacedLease({ name: nodeName, namespace });
+    expect(Number(renewed.metadata!.resourceVersion)).toBeGreaterThan(Number(before.metadata!.resourceVersion));
+    // Someone else changes it: the replace from the old copy conflicts, the lease is read again and renewed.
+    await leases.replaceNamespacedLease({ name: nodeName, namespace, body: { ...renewed, spec: { ...renewed.spec, leaseDurationSeconds: 99 } } });
+    leaseCalls.length = 0;
+    await manager.renewLease();
+    expect(leaseCalls).toEqual(['replaceNamespacedLease', 'readNamespacedLease', 'replaceNamespacedLease']);
+    expect((await leases.readNamespacedLease({ name: nodeName, namespace })).spec!.leaseDurationSeconds).toBe(40);
+    // Gone: created again.
+    await leases.deleteNamespacedLease({ name: nodeName, namespace });
+    leaseCalls.length = 0;
+    await manager.renewLease();
+    expect(leaseCalls).toEqual(['replaceNamespacedLease', 'readNamespacedLease', 'createNamespacedLease']);
+    expect((await leases.readNamespacedLease({ name: nodeName, namespace })).spec!.holderIdentity).toBe(nodeName);
   });
 });
