@@ -21,7 +21,7 @@ import { isCriError, kubeLabels, type Container, type ContainerStatus, type PodS
 import type { PodRuntimeState } from './runtime-view.js';
 
 /** One pod's sandboxes and containers as a relist saw them. */
-export interface RelistedPod {
+interface RelistedPod {
   sandboxes: PodSandbox[];
   containers: Container[];
 }

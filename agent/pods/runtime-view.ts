@@ -29,7 +29,7 @@ export async function readPodState(runtime: RuntimeService, uid: string): Promis
 }
 
 /** What inspectPodState is asked for: ids, and statuses already read that stand. */
-export interface PodStateIds {
+interface PodStateIds {
   sandboxes: readonly string[];
   containers: readonly string[];
   /** Statuses read since the last change: kept as they are, not inspected again. */
