@@ -18,7 +18,7 @@
  * - Nothing survives the process: a restarted agent has no relist until it relisted the runtime.
  */
 import { isCriError, kubeLabels, type Container, type ContainerStatus, type PodSandbox, type PodSandboxStatus, type RuntimeService } from '../../cri/runtime.js';
-import type { PodRuntimeState } from './runtime-view.js';
+import { ignoreNotFound, type PodRuntimeState } from './runtime-view.js';
 
 /** One pod's sandboxes and containers as a relist saw them. */
 interface RelistedPod {
@@ -52,15 +52,6 @@ interface Kept<T> {
 }
 
 const noPod: RelistedPod = { sandboxes: [], containers: [] };
-
-async function ignoreNotFound<T>(promise: Promise<T>): Promise<T | undefined> {
-  try {
-    return await promise;
-  } catch (error) {
-    if (isCriError(error, 'NotFound')) return undefined;
-    throw error;
-  }
-}
 
 export class RuntimePodCache {
   /** One counter orders relist starts, changes and reads. */

@@ -13,7 +13,8 @@ export interface PodRuntimeState {
   containers: ContainerStatus[];
 }
 
-async function ignoreNotFound<T>(promise: Promise<T>): Promise<T | undefined> {
+/** The result, or undefined when the runtime says NotFound (a container removed meanwhile). */
+export async function ignoreNotFound<T>(promise: Promise<T>): Promise<T | undefined> {
   try {
     return await promise;
   } catch (error) {
