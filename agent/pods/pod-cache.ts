@@ -17,7 +17,7 @@
  *   workers wait for a cache newer than their last sync (cache.GetNewerThan).
  * - Nothing survives the process: a restarted agent has no relist until it relisted the runtime.
  */
-import { isCriError, kubeLabels, type Container, type ContainerStatus, type PodSandbox, type PodSandboxStatus, type RuntimeService } from '../../cri/runtime.js';
+import { kubeLabels, type Container, type ContainerStatus, type PodSandbox, type PodSandboxStatus, type RuntimeService } from '../../cri/runtime.js';
 import { ignoreNotFound, type PodRuntimeState } from './runtime-view.js';
 
 /** One pod's sandboxes and containers as a relist saw them. */
