@@ -135,7 +135,8 @@ export class ServingProcesses {
     this.children.set(slot, child);
     child.on('message', (message: FromServing) => {
       if (message.kind === 'metrics') this.pendingMetrics.get(message.id)?.resolve(message.metrics);
-      else log.debug({ slot, pid: child.pid, port: message.port }, 'serving process answering');
+      // info: after a restart, the line that says the node answers with all its processes again
+      else log.info({ slot, pid: child.pid, port: message.port }, 'DNS serving process answering');
     });
     child.on('error', (error) => log.warn({ err: error, slot }, 'DNS serving process: IPC error'));
     child.once('exit', (code, signal) => {

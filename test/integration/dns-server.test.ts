@@ -219,6 +219,9 @@ describe.skipIf(env.skip)('knode dns server (loopback, real control plane, dig)'
       process.kill(first, 'SIGKILL');
       await waitFor('the restart logged', () => log.includes('a DNS serving process exited; starting it again') || undefined, 10_000);
       const second = await waitFor('a new serving child', () => (servingChildren().length === 1 && servingChildren()[0] !== first ? servingChildren()[0] : undefined), 10_000);
+      // the main process hands the new child its socket and index after the fork: stopping the
+      // main before the child says it answers would stop that hand-over too
+      await waitFor('the new child serving', () => log.includes(`"pid":${second},"port"`) || undefined, 30_000);
       process.kill(pid, 'SIGSTOP');
       try {
         await waitFor('the new child answering', async () => ((await ask('late.default.svc.cluster.local')).includes('10.96.0.33') ? true : undefined), 10_000);
