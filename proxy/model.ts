@@ -167,7 +167,7 @@ function validTimeout(value: unknown): value is number {
 }
 
 /** Endpoints of the slices of one service, keyed by port name then protocol. */
-function sliceEndpoints(slices: V1EndpointSlice[], nodeName: string, skipped: SkippedObject[]): Map<string, Endpoint[]> {
+function sliceEndpoints(slices: readonly V1EndpointSlice[], nodeName: string, skipped: SkippedObject[]): Map<string, Endpoint[]> {
   const byPort = new Map<string, Map<string, Endpoint>>();
   for (const slice of slices) {
     const object = `EndpointSlice ${slice.metadata?.namespace}/${slice.metadata?.name}`;
@@ -225,7 +225,7 @@ function sameSlices(a: readonly V1EndpointSlice[], b: readonly V1EndpointSlice[]
   return a.length === b.length && a.every((slice, index) => slice === b[index]);
 }
 
-function modelForService(service: V1Service, slices: V1EndpointSlice[], nodeName: string): CachedService {
+function modelForService(service: V1Service, slices: readonly V1EndpointSlice[], nodeName: string): CachedService {
   const cached = serviceCache.get(service);
   if (cached && cached.nodeName === nodeName && sameSlices(cached.slices, slices)) return cached;
   const parsed = servicePorts(service);
@@ -237,9 +237,124 @@ function modelForService(service: V1Service, slices: V1EndpointSlice[], nodeName
   return result;
 }
 
-/** Services + EndpointSlices → the model. `nodeName` decides which endpoints are local. */
-export function buildProxyModel(services: readonly V1Service[], slices: readonly V1EndpointSlice[], nodeName: string): ProxyModel {
-  const skipped: SkippedObject[] = [];
+/** The order of `ProxyModel.ports`: by name, then protocol. */
+function comparePorts(a: ServicePort, b: ServicePort): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : a.protocol < b.protocol ? -1 : a.protocol > b.protocol ? 1 : 0;
+}
+
+/** A proxier's key for one service port: "ns/name:port/PROTOCOL". */
+export const portKey = (port: ServicePort): string => `${port.name}/${port.protocol}`;
+
+/** Where the model reads Services and their EndpointSlices, by service key ("ns/name"). */
+export interface ModelSource {
+  /** Every key with a Service or EndpointSlices: the Services' first, in a stable order. */
+  serviceKeys(): Iterable<string>;
+  service(key: string): V1Service | undefined;
+  slicesOf(key: string): readonly V1EndpointSlice[];
+}
+
+/** One service port that a model update changed: absent before (added) or after (removed). */
+export interface PortChange {
+  before?: ServicePort;
+  after?: ServicePort;
+}
+
+interface ServiceResult {
+  ports: readonly ServicePort[];
+  skipped: readonly SkippedObject[];
+}
+
+/** Position of `port` in `sorted` (or where it would go), by binary search. */
+function sortedIndex(sorted: readonly ServicePort[], port: ServicePort): number {
+  let low = 0;
+  let high = sorted.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (comparePorts(sorted[middle]!, port) < 0) low = middle + 1;
+    else high = middle;
+  }
+  return low;
+}
+
+/**
+ * The model kept service by service, as kube-proxy's ServiceChangeTracker and
+ * EndpointsChangeTracker apply only pending changes to its svcPortMap and endpointsMap
+ * (pkg/proxy/servicechangetracker.go, endpointschangetracker.go): `update` with the keys that
+ * changed recomputes those services only and says which ports changed, so that a partial sync
+ * at 10k Services costs what one Service costs, not a pass over all of them.
+ */
+export class IncrementalProxyModel {
+  private readonly results = new Map<string, ServiceResult>();
+  private sorted: ServicePort[] = [];
+
+  constructor(private readonly nodeName: string) {}
+
+  /** Recomputes every service of the source (a full sync); unchanged Services give the same frozen ports again. */
+  rebuild(source: ModelSource): void {
+    this.results.clear();
+    for (const key of source.serviceKeys()) {
+      const result = this.compute(source, key);
+      if (result) this.results.set(key, result);
+    }
+    this.sorted = [...this.results.values()].flatMap((result) => result.ports).sort(comparePorts);
+  }
+
+  /** Recomputes the services `keys` only (a partial sync) and returns the ports whose object changed, by portKey. */
+  update(source: ModelSource, keys: Iterable<string>): Map<string, PortChange> {
+    const changes = new Map<string, PortChange>();
+    const note = (port: ServicePort, side: keyof PortChange) => {
+      const key = portKey(port);
+      const change = changes.get(key) ?? {};
+      change[side] = port;
+      changes.set(key, change);
+    };
+    for (const key of keys) {
+      const old = this.results.get(key);
+      const result = this.compute(source, key);
+      if (result) this.results.set(key, result);
+      else this.results.delete(key);
+      if (old === result || (old && result && old.ports === result.ports)) continue;
+      for (const port of old?.ports ?? []) {
+        note(port, 'before');
+        this.sorted.splice(sortedIndex(this.sorted, port), 1);
+      }
+      for (const port of result?.ports ?? []) {
+        note(port, 'after');
+        this.sorted.splice(sortedIndex(this.sorted, port), 0, port);
+      }
+    }
+    for (const [key, change] of changes) if (change.before === change.after) changes.delete(key);
+    return changes;
+  }
+
+  private compute(source: ModelSource, key: string): ServiceResult | undefined {
+    const service = source.service(key);
+    const slices = source.slicesOf(key);
+    if (service) return modelForService(service, slices, this.nodeName);
+    if (slices.length === 0) return undefined;
+    return { ports: [], skipped: [{ object: `EndpointSlices of ${key}`, reason: 'no such Service (ignored until it appears)' }] };
+  }
+
+  /** Every service port, sorted by name then protocol. */
+  get ports(): readonly ServicePort[] {
+    return this.sorted;
+  }
+
+  get skippedCount(): number {
+    let count = 0;
+    for (const result of this.results.values()) count += result.skipped.length;
+    return count;
+  }
+
+  get model(): ProxyModel {
+    return { ports: [...this.sorted], skipped: [...this.results.values()].flatMap((result) => result.skipped) };
+  }
+}
+
+/** A ModelSource over plain lists (tests, benchmarks, and `buildProxyModel`). */
+function listSource(services: readonly V1Service[], slices: readonly V1EndpointSlice[]): ModelSource {
+  const serviceByKey = new Map<string, V1Service>();
+  for (const service of services) serviceByKey.set(`${service.metadata?.namespace ?? 'default'}/${service.metadata?.name ?? ''}`, service);
   const slicesByService = new Map<string, V1EndpointSlice[]>();
   for (const slice of slices) {
     const service = slice.metadata?.labels?.[serviceNameLabel];
@@ -249,20 +364,18 @@ export function buildProxyModel(services: readonly V1Service[], slices: readonly
     if (list) list.push(slice);
     else slicesByService.set(key, [slice]);
   }
-  const ports: ServicePort[] = [];
-  const seenServices = new Set<string>();
-  for (const service of services) {
-    const key = `${service.metadata?.namespace ?? 'default'}/${service.metadata?.name ?? ''}`;
-    seenServices.add(key);
-    const result = modelForService(service, slicesByService.get(key) ?? [], nodeName);
-    skipped.push(...result.skipped);
-    ports.push(...result.ports);
-  }
-  for (const key of slicesByService.keys()) {
-    if (!seenServices.has(key)) skipped.push({ object: `EndpointSlices of ${key}`, reason: 'no such Service (ignored until it appears)' });
-  }
-  ports.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.protocol < b.protocol ? -1 : a.protocol > b.protocol ? 1 : 0));
-  return { ports, skipped };
+  return {
+    serviceKeys: () => new Set([...serviceByKey.keys(), ...slicesByService.keys()]),
+    service: (key) => serviceByKey.get(key),
+    slicesOf: (key) => slicesByService.get(key) ?? [],
+  };
+}
+
+/** Services + EndpointSlices → the model. `nodeName` decides which endpoints are local. */
+export function buildProxyModel(services: readonly V1Service[], slices: readonly V1EndpointSlice[], nodeName: string): ProxyModel {
+  const model = new IncrementalProxyModel(nodeName);
+  model.rebuild(listSource(services, slices));
+  return model.model;
 }
 
 /** Ready endpoints, else serving+terminating ones (KEP-1669). */

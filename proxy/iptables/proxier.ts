@@ -6,7 +6,7 @@
  * are fixed) and re-ensures the jumps from the built-in chains.
  */
 import type { Logger } from '../../lib/log.js';
-import { buildProxyModel, servicePortFingerprint, type ProxyModel, type ServicePort } from '../model.js';
+import { IncrementalProxyModel, servicePortFingerprint, type ProxyModel, type ServicePort } from '../model.js';
 import type { ChangeTracker } from '../tracker.js';
 import { cleanStaleConntrack, type Conntrack } from '../conntrack.js';
 import { recordSync, type ProxyMetrics } from '../metrics.js';
@@ -52,8 +52,11 @@ export class IptablesProxier {
   private lastFullAt = -Infinity;
   private readonly now: () => number;
 
+  private readonly serviceModel: IncrementalProxyModel;
+
   constructor(private readonly options: IptablesProxierOptions) {
     this.now = options.now ?? Date.now;
+    this.serviceModel = new IncrementalProxyModel(options.nodeName);
   }
 
   /** Forces the next sync to be a full one. */
@@ -66,7 +69,9 @@ export class IptablesProxier {
     const full = this.needFull || started - this.lastFullAt >= this.options.syncPeriodMs;
     const { tracker, iptables, metrics, log } = this.options;
     const snapshot = tracker.take();
-    const model = buildProxyModel(snapshot.services, snapshot.slices, this.options.nodeName);
+    if (full) this.serviceModel.rebuild(tracker);
+    else this.serviceModel.update(tracker, snapshot.changedAt.keys());
+    const model = this.serviceModel.model;
     const next = new Map(model.ports.map((port) => [portKey(port), port]));
     const fingerprints = new Map(model.ports.map((port) => [portKey(port), servicePortFingerprint(port)]));
     const changed = new Set(model.ports.filter((port) => this.fingerprints.get(portKey(port)) !== fingerprints.get(portKey(port))).map((port) => port.name));

@@ -5,7 +5,7 @@
  * IPVS diff touches only what differs), so there is no partial/full distinction here.
  */
 import type { Logger } from '../../lib/log.js';
-import { buildProxyModel, type ProxyModel, type ServicePort } from '../model.js';
+import { IncrementalProxyModel, type ProxyModel, type ServicePort } from '../model.js';
 import type { ChangeTracker } from '../tracker.js';
 import { staleConntrack, type Conntrack } from '../conntrack.js';
 import type { ProxyMetrics } from '../metrics.js';
@@ -37,7 +37,12 @@ export class IpvsProxier {
   private owned = new Set<string>();
   private prepared = false;
 
-  constructor(private readonly options: IpvsProxierOptions) {}
+  private readonly serviceModel: IncrementalProxyModel;
+  private modelBuilt = false;
+
+  constructor(private readonly options: IpvsProxierOptions) {
+    this.serviceModel = new IncrementalProxyModel(options.nodeName);
+  }
 
   async sync(): Promise<{ ops: number }> {
     const { tracker, host, iptables, metrics, log } = this.options;
@@ -48,7 +53,10 @@ export class IpvsProxier {
         await host.prepareKernel();
         this.prepared = true;
       }
-      const model = buildProxyModel(snapshot.services, snapshot.slices, this.options.nodeName);
+      if (this.modelBuilt) this.serviceModel.update(tracker, snapshot.changedAt.keys());
+      else this.serviceModel.rebuild(tracker);
+      this.modelBuilt = true;
+      const model = this.serviceModel.model;
       const nodeIPs = await host.nodeAddresses();
       const desired = desiredIpvs(model, { scheduler: this.options.scheduler, nodeIPs });
       const serviceIPs = [...new Set(model.ports.flatMap((port) => [port.clusterIP, ...port.externalIPs, ...port.loadBalancerIPs]))].sort();

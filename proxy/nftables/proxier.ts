@@ -11,7 +11,7 @@
  * - After each successful sync: UDP conntrack cleanup as the other modes (../conntrack.ts).
  */
 import type { Logger } from '../../lib/log.js';
-import { buildProxyModel, type ProxyModel, type ServicePort } from '../model.js';
+import { IncrementalProxyModel, portKey, type PortChange, type ProxyModel, type ServicePort } from '../model.js';
 import type { ChangeTracker } from '../tracker.js';
 import { cleanStaleConntrack, type Conntrack } from '../conntrack.js';
 import { recordSync, type ProxyMetrics } from '../metrics.js';
@@ -46,7 +46,6 @@ interface NftSyncReport {
 }
 
 const tableComment = 'rules for kube-proxy';
-const portKey = (port: ServicePort) => `${port.name}/${port.protocol}`;
 const filledSets = new Set<string>(Object.values(maps));
 const fixedChainNames = new Set(fixedChains({ clusterCIDRs: [], masqueradeAll: false, masqueradeBit: 0 }).keys());
 
@@ -60,8 +59,11 @@ export class NftablesProxier {
   private lastFullAt = -Infinity;
   private readonly now: () => number;
 
+  private readonly model: IncrementalProxyModel;
+
   constructor(private readonly options: NftablesProxierOptions) {
     this.now = options.now ?? Date.now;
+    this.model = new IncrementalProxyModel(options.nodeName);
   }
 
   requestFullSync(): void {
@@ -84,44 +86,66 @@ export class NftablesProxier {
     const snapshot = tracker.take();
     const kind = full ? 'full' : 'partial';
     try {
-      const model = buildProxyModel(snapshot.services, snapshot.slices, this.options.nodeName);
-      const next = new Map(model.ports.map((port) => [portKey(port), port]));
-      const changed = [...next].filter(([key, port]) => this.programmed.get(key) !== port).map(([key]) => key);
-      const removed = [...this.programmed.keys()].filter((key) => !next.has(key));
+      // a partial sync recomputes only the Services that changed (the tracker's keys)
+      const changes = full || !this.desired ? (this.model.rebuild(tracker), new Map<string, PortChange>()) : this.model.update(tracker, snapshot.changedAt.keys());
       let plan: Plan;
       let desired: Desired;
-      const fragments = new Map<string, Fragment>();
-      for (const [key, port] of next) fragments.set(key, this.fragment(port));
+      /** What the programmed state becomes once the batch is in: every port (full) or the changed ones. */
+      let next: Map<string, { port?: ServicePort; fragment?: Fragment }>;
       const nodePorts = this.nodePortElements();
       if (full || !this.desired) {
+        next = new Map(this.model.ports.map((port) => [portKey(port), { port, fragment: this.fragment(port) }]));
         desired = new Desired(fixedSets, fixedChains(this.options.rules));
-        for (const fragment of fragments.values()) desired.change(undefined, fragment, undefined);
+        for (const { fragment } of next.values()) desired.change(undefined, fragment, undefined);
         desired.change(undefined, nodePorts.fragment, undefined);
         plan = desired.repair(await readTable(this.options.nft, tableName, filledSets, fixedChainNames), this.desired);
       } else {
         desired = this.desired;
         plan = new Plan();
-        for (const key of [...changed, ...removed]) {
+        next = new Map();
+        for (const [key, { after }] of changes) {
+          const fragment = after && this.fragment(after);
+          next.set(key, { port: after, fragment });
           const before = this.fragments.get(key);
-          const after = fragments.get(key);
-          if (before !== after) desired.change(before, after, plan);
+          if (before !== fragment) desired.change(before, fragment, plan);
         }
         if (nodePorts !== this.nodePorts) desired.change(this.nodePorts?.fragment, nodePorts.fragment, plan);
       }
       const batch = plan.empty ? new Batch(tableName) : plan.toBatch(tableName, tableComment);
       const { transactions } = await this.options.nft.commit(batch);
-      const before = this.programmed;
-      this.programmed = next;
-      this.fragments = fragments;
+      // the ports this sync changed, before and after (conntrack cleanup compares them)
+      const before = new Map<string, ServicePort>();
+      const after = new Map<string, ServicePort>();
+      if (full) for (const [key, old] of this.programmed) if (!next.has(key)) before.set(key, old);
+      for (const [key, { port }] of next) {
+        const old = this.programmed.get(key);
+        if (old === port) continue;
+        if (old) before.set(key, old);
+        if (port) after.set(key, port);
+      }
+      if (full) {
+        this.programmed = new Map();
+        this.fragments = new Map();
+      }
+      for (const [key, { port, fragment }] of next) {
+        if (port && fragment) {
+          this.programmed.set(key, port);
+          this.fragments.set(key, fragment);
+        } else {
+          this.programmed.delete(key);
+          this.fragments.delete(key);
+        }
+      }
       this.nodePorts = nodePorts;
       this.desired = desired;
       this.needFull = false;
       if (full) this.lastFullAt = started;
-      recordSync(metrics, { full, startedMs: started, nowMs: this.now(), skipped: model.skipped.length, changedAt: snapshot.changedAt.values() });
-      await this.cleanConntrack(before, next);
-      this.options.onSynced?.(model);
-      log.debug({ kind, ports: model.ports.length, changed: changed.length + removed.length, messages: batch.size, bytes: batch.bytes, ms: this.now() - started }, 'synced nftables');
-      return { full, changedPorts: changed.length + removed.length, messages: batch.size, bytes: batch.bytes, transactions };
+      recordSync(metrics, { full, startedMs: started, nowMs: this.now(), skipped: this.model.skippedCount, changedAt: snapshot.changedAt.values() });
+      await this.cleanConntrack(before, after);
+      if (this.options.onSynced) this.options.onSynced(this.model.model);
+      const changedPorts = new Set([...before.keys(), ...after.keys()]).size;
+      log.debug({ kind, ports: this.model.ports.length, changed: changedPorts, messages: batch.size, bytes: batch.bytes, ms: this.now() - started }, 'synced nftables');
+      return { full, changedPorts, messages: batch.size, bytes: batch.bytes, transactions };
     } catch (error) {
       this.needFull = true;
       tracker.restore(snapshot.changedAt);

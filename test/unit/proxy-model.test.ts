@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { buildProxyModel, categorizeEndpoints } from '../../proxy/model.js';
+import { buildProxyModel, categorizeEndpoints, IncrementalProxyModel, portKey } from '../../proxy/model.js';
+import { ChangeTracker } from '../../proxy/tracker.js';
 import { service, slice } from './proxy-fixtures.js';
 
 describe('proxy model (change tracking)', () => {
@@ -70,5 +71,45 @@ describe('proxy model (change tracking)', () => {
     expect(reasons).toMatch(/EndpointSlices of ns1\/missing: no such Service/);
     expect(reasons).toMatch(/invalid endpoint address "not-an-ip"/);
     expect(reasons).not.toMatch(/headless/);
+  });
+
+  it('kept service by service: after random changes, each update equals a rebuild and names exactly the ports that changed', () => {
+    let seed = 7;
+    const random = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), Math.floor((seed / 2 ** 31) * n));
+    const tracker = new ChangeTracker();
+    const model = new IncrementalProxyModel('node-a');
+    model.rebuild(tracker);
+    let previous = new Map<string, unknown>();
+    const named = (object: ReturnType<typeof slice>, name: string) => ({ ...object, metadata: { ...object.metadata, name } });
+    for (let step = 0; step < 400; step++) {
+      const name = `svc${random(12)}`;
+      const action = random(6);
+      if (action === 0) tracker.deleteService(service(name, '10.96.0.1', []));
+      else if (action === 1) tracker.upsertService(service(name, `10.96.0.${random(200) + 1}`, [{ name: 'web', port: 80 }, ...(random(2) ? [{ name: 'dns', port: 53, protocol: 'UDP' }] : [])]));
+      else if (action === 2) tracker.deleteSlice(named(slice(name, [], []), `slice-${name}-${random(2)}`));
+      else {
+        // sometimes a slice is relabelled to another Service (same slice name)
+        const owner = action === 3 ? `svc${random(12)}` : name;
+        const endpoints = Array.from({ length: random(4) }, (_, i) => ({ ip: `10.244.${random(3)}.${i + 1}`, node: random(2) ? 'node-a' : 'node-b' }));
+        tracker.upsertSlice(named(slice(owner, [{ name: 'web', port: 8080 }, { name: 'dns', port: 5353, protocol: 'UDP' }], endpoints), `slice-${name}-${random(2)}`));
+      }
+      if (random(3) !== 0) continue;
+      const { changedAt } = tracker.take();
+      const { services, slices } = tracker.objects();
+      const changes = model.update(tracker, changedAt.keys());
+      const rebuilt = buildProxyModel(services, slices, 'node-a');
+      const bySource = (a: { object: string }, b: { object: string }) => a.object.localeCompare(b.object);
+      expect(model.ports).toEqual(rebuilt.ports);
+      expect(model.model.skipped.sort(bySource)).toEqual(rebuilt.skipped.sort(bySource));
+      expect(model.skippedCount).toBe(rebuilt.skipped.length);
+      const now = new Map(model.ports.map((port) => [portKey(port), port]));
+      const expected = [...new Set([...previous.keys(), ...now.keys()])].filter((key) => previous.get(key) !== now.get(key)).sort();
+      expect([...changes.keys()].sort()).toEqual(expected);
+      for (const [key, change] of changes) {
+        expect(change.before).toBe(previous.get(key));
+        expect(change.after).toBe(now.get(key));
+      }
+      previous = now;
+    }
   });
 });
