@@ -5,8 +5,9 @@
  * of RSS over a bare node in every process that imports it (issue 24; `knode agent` was 130 MiB
  * at 0 pods). `npm run build` bundles the compiled copy of this file with esbuild
  * (scripts/bundle-kube-client.mjs): only the client-node code reachable from the names below is
- * kept (API groups not named here, exec/attach/cp/metrics, … are dropped), +24 MiB. Tests run
- * this file as written: a plain re-export of the package.
+ * kept (API groups not named here, exec/attach/cp/metrics, … are dropped), +24 MiB, and
+ * minified without renaming (comments and whitespace out: 2.6 MiB less heap). Tests run this
+ * file as written: a plain re-export of the package.
  */
 export {
   AuthenticationV1Api,

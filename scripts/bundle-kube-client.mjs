@@ -21,6 +21,14 @@ const result = await build({
   format: 'esm',
   target: 'node20',
   sourcemap: true,
+  // V8 keeps a module's whole source text in the heap for as long as the process runs (lazy
+  // compilation, Function.prototype.toString): without comments and whitespace the bundle's
+  // source is 4.9 → 2.2 MB and a process that imports it has 2.6 MiB less heap (8.2 → 5.6 MiB
+  // over a bare node, issue 24). Identifiers are kept (readable stack traces, class names);
+  // the source map still points into the packages' own files.
+  minifyWhitespace: true,
+  minifySyntax: true,
+  legalComments: 'none',
   logLevel: 'warning',
   write: false,
   // The CommonJS dependencies call require() (of built-ins and of shared packages such as ws).
