@@ -153,6 +153,24 @@ describe('pod workers over the fake runtime', () => {
     await h.workers.stop();
   });
 
+  it('revision grows with every change statuses() can show (new desired set, status reported) and not otherwise', async () => {
+    const h = harness();
+    const pod = makePod({ containers: [c('app')] });
+    const before = h.workers.revision;
+    h.workers.sync(desired(pod));
+    expect(h.workers.revision).toBeGreaterThan(before);
+    await until(() => phase(h, pod) === 'Running', 'Running');
+    const running = h.workers.revision;
+    const reports = h.reports.count;
+    h.workers.podEvent(pod.metadata!.uid!);
+    await until(() => h.reports.count > reports, 'a resync report');
+    expect(h.workers.revision).toBeGreaterThan(running);
+    const settled = h.workers.revision;
+    expect(h.workers.statuses()).toHaveLength(1);
+    expect(h.workers.revision).toBe(settled);
+    await h.workers.stop();
+  });
+
   it('a network seen ready answers a pod start while the runtime is asked again (no start waits on the query)', async () => {
     const h = harness();
     const first = makePod({ containers: [c('app')] });
