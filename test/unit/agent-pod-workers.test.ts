@@ -160,11 +160,11 @@ describe('pod workers over the fake runtime', () => {
     h.workers.sync(desired(pod));
     expect(h.workers.revision).toBeGreaterThan(before);
     await until(() => phase(h, pod) === 'Running', 'Running');
-    const running = h.workers.revision;
+    const atRunning = h.workers.revision;
     const reports = h.reports.count;
     h.workers.podEvent(pod.metadata!.uid!);
     await until(() => h.reports.count > reports, 'a resync report');
-    expect(h.workers.revision).toBeGreaterThan(running);
+    expect(h.workers.revision).toBeGreaterThan(atRunning);
     const settled = h.workers.revision;
     expect(h.workers.statuses()).toHaveLength(1);
     expect(h.workers.revision).toBe(settled);
