@@ -74,11 +74,13 @@ export async function ensureCgroup(root: string, version: 1 | 2, path: string, w
     await delegateV2(root, path, controllers);
     offered = await availableControllers(join(root, path));
   }
-  for (const controller of controllers) {
-    if (version === 1 && !(await exists(join(root, controller)))) continue;
-    if (offered && !offered.has(controller)) continue;
+  // Controllers side by side (different files; this is on every pod start's critical path), a
+  // controller's own files in order (cpu.cfs_period_us before cpu.cfs_quota_us, as runc).
+  const ensureController = async (controller: string): Promise<void> => {
+    if (version === 1 && !(await exists(join(root, controller)))) return;
+    if (offered && !offered.has(controller)) return;
     const dir = cgroupDir(root, version, controller, path);
-    await mkdir(dir, { recursive: true });
+    if (version === 1) await mkdir(dir, { recursive: true });
     for (const write of writes.filter((w) => w.controller === controller)) {
       try {
         await writeFile(join(dir, write.file), write.value);
@@ -86,7 +88,8 @@ export async function ensureCgroup(root: string, version: 1 | 2, path: string, w
         throw new Error(`cannot write ${write.value} to ${join(dir, write.file)}`, { cause: error });
       }
     }
-  }
+  };
+  await Promise.all(controllers.map(ensureController));
 }
 
 /** Reads one cgroup file (trimmed), or undefined when absent. */

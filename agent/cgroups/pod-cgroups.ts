@@ -63,12 +63,16 @@ export function podCgroupsFor(
 }
 
 const allTiers: QosClass[] = ['Guaranteed', 'Burstable', 'BestEffort'];
+/** How long tier cgroups written with the same values are trusted (the kubelet's periodic QoS update). */
+const tierRewriteMs = 60_000;
 
 export class CgroupfsPodCgroups implements PodCgroups {
   private version?: Promise<1 | 2 | undefined>;
   private warnedMissing = false;
   /** systemd: the node allocatable the tier slices were last started with. */
   private slicedTiers?: string;
+  /** What the tier cgroups were last written with, and when (ms, monotonic). */
+  private writtenTiers?: { key: string; at: number };
 
   constructor(private readonly options: CgroupfsPodCgroupsOptions) {}
 
@@ -127,12 +131,24 @@ export class CgroupfsPodCgroups implements PodCgroups {
       for (const tier of ['Burstable', 'BestEffort'] as const) await slices.ensure(this.slice(tier, ''), `Kubernetes ${tier} pods`, undefined, version);
       this.slicedTiers = tiersKey;
     }
-    if (kubepods) await ensureCgroup(this.mountRoot, version, dirname(this.parent('Guaranteed', 'x')), cgroupWrites(kubepods, version));
     const shares = qosTierCpuShares(this.options.activePods?.() ?? []);
+    // The same values written less than a minute ago are not written again: a pod start waits on
+    // these writes. The kubelet's QoS container manager rewrites them on pod starts and once a
+    // minute (qos_container_manager_linux.go periodicQOSCgroupUpdateInterval); changed values
+    // (a Burstable pod's requests, node allocatable) are written at once here too.
+    const key = JSON.stringify([tiersKey, shares]);
+    const now = performance.now();
+    if (this.writtenTiers?.key === key && now - this.writtenTiers.at < tierRewriteMs) return;
     const cpu = (value: number): CgroupWrite[] =>
       version === 1 ? [{ controller: 'cpu', file: 'cpu.shares', value: String(value) }] : [{ controller: 'cpu', file: 'cpu.weight', value: String(sharesToWeight(value)) }];
-    await ensureCgroup(this.mountRoot, version, dirname(this.parent('Burstable', 'x')), cpu(shares.burstable));
-    await ensureCgroup(this.mountRoot, version, dirname(this.parent('BestEffort', 'x')), cpu(shares.besteffort));
+    // Side by side: each is on the critical path of every pod start, and they touch different
+    // files (a tier's delegation writes kubepods' cgroup.subtree_control too, idempotently).
+    await Promise.all([
+      kubepods ? ensureCgroup(this.mountRoot, version, dirname(this.parent('Guaranteed', 'x')), cgroupWrites(kubepods, version)) : undefined,
+      ensureCgroup(this.mountRoot, version, dirname(this.parent('Burstable', 'x')), cpu(shares.burstable)),
+      ensureCgroup(this.mountRoot, version, dirname(this.parent('BestEffort', 'x')), cpu(shares.besteffort)),
+    ]);
+    this.writtenTiers = { key, at: now };
   }
 
   /**

@@ -35,25 +35,58 @@ async function networkProblem(runtime: ContainerRuntime, now: number): Promise<s
  * reads runtimeState, which updateRuntimeUp refreshes every 5 s (pkg/kubelet/kubelet.go,
  * runtimeState.networkErrors in SyncPod). Asking per pod cost a Docker ping and, for a CNI 1.1
  * conflist, a STATUS exec of every plugin on each pod start. A not-ready answer is never kept,
- * so a pod starts as soon as the network comes up.
+ * so a pod starts as soon as the network comes up. A ready answer older than that (up to
+ * networkReadyStaleMs) still answers while a new query runs beside the pod start, as the
+ * kubelet's pods read runtimeState while its own loop refreshes it: no pod start waits on the
+ * query once the network was seen ready.
  */
 const networkReadyTtlMs = 5000;
-const readyAnswers = new WeakMap<ContainerRuntime, { at: number; pending: Promise<RuntimeCondition[] | undefined> }>();
+const networkReadyStaleMs = 60_000;
+interface KeptAnswer {
+  at: number;
+  pending: Promise<RuntimeCondition[] | undefined>;
+  /** The answer came and said ready. */
+  ready?: boolean;
+  refreshing?: boolean;
+}
+const readyAnswers = new WeakMap<ContainerRuntime, KeptAnswer>();
+
+const isReady = (conditions: RuntimeCondition[] | undefined): boolean => conditions?.find((c) => c.type === 'NetworkReady')?.status === true;
+
+/** Asks the runtime; the answer is kept while it says ready (a pending query is shared by pods starting together). */
+function query(runtime: ContainerRuntime, now: number): KeptAnswer {
+  // A failed query is no verdict (undefined): the sandbox call then reports the real failure.
+  const pending = runtime.status().then((s) => s.conditions, () => undefined);
+  const entry: KeptAnswer = { at: now, pending };
+  void pending.then((conditions) => {
+    if (isReady(conditions)) entry.ready = true;
+    else if (readyAnswers.get(runtime) === entry) readyAnswers.delete(runtime);
+  });
+  return entry;
+}
 
 function runtimeConditions(workerRuntime: ContainerRuntime, now: number): Promise<RuntimeCondition[] | undefined> {
   // One answer for every pod worker (each has its own wrapper of the runtime).
   const runtime = unmarked(workerRuntime);
   const kept = readyAnswers.get(runtime);
-  if (kept && now - kept.at < networkReadyTtlMs && now >= kept.at) return kept.pending;
-  // A failed query is no verdict (undefined): the sandbox call then reports the real failure.
-  const pending = runtime.status().then((s) => s.conditions, () => undefined);
-  readyAnswers.set(runtime, { at: now, pending });
-  // Only a ready network is remembered (a pending query is shared by pods starting together).
-  void pending.then((conditions) => {
-    const ready = conditions?.find((c) => c.type === 'NetworkReady')?.status === true;
-    if (!ready && readyAnswers.get(runtime)?.pending === pending) readyAnswers.delete(runtime);
-  });
-  return pending;
+  const age = kept ? now - kept.at : -1;
+  if (kept && age >= 0 && age < networkReadyTtlMs) return kept.pending;
+  if (kept?.ready && age >= 0 && age < networkReadyStaleMs) {
+    if (!kept.refreshing) {
+      kept.refreshing = true;
+      const next = query(runtime, now);
+      // The new answer replaces the kept one when it comes (a not-ready one drops it).
+      void next.pending.then(() => {
+        if (readyAnswers.get(runtime) !== kept) return;
+        if (next.ready) readyAnswers.set(runtime, next);
+        else readyAnswers.delete(runtime);
+      });
+    }
+    return kept.pending;
+  }
+  const entry = query(runtime, now);
+  readyAnswers.set(runtime, entry);
+  return entry.pending;
 }
 
 /** Creates the pod cgroup and the sandbox; undefined (a retry scheduled) when it cannot yet. */

@@ -14,12 +14,33 @@ export class PodWorkers {
   private readonly workers = new Map<string, PodWorker>();
   private readonly finishing = new Set<Promise<void>>();
   private stopped = false;
+  private changes = 0;
+  private readonly deps: PodWorkerDeps;
 
-  constructor(private readonly deps: PodWorkerDeps) {}
+  constructor(deps: PodWorkerDeps) {
+    // Every status a worker reports changes what statuses() returns.
+    this.deps = {
+      ...deps,
+      onStatus: (pod, status) => {
+        this.changes++;
+        deps.onStatus(pod, status);
+      },
+    };
+  }
+
+  /**
+   * Grows whenever statuses() may answer differently (a pod added, updated or removed, a status
+   * reported): readers that serve it often (the kubelet API's /pods) keep their rendering of it
+   * while this stays the same.
+   */
+  get revision(): number {
+    return this.changes;
+  }
 
   /** Applies a new desired set (UID → pod). */
   sync(desired: ReadonlyMap<string, V1Pod>): void {
     if (this.stopped) return;
+    this.changes++;
     for (const [uid, pod] of desired) {
       const worker = this.workers.get(uid);
       if (worker) worker.update(pod);

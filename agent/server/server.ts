@@ -58,7 +58,7 @@ class HttpError extends Error {
   }
 }
 
-function send(res: ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void {
+function send(res: ServerResponse, status: number, body: string | Buffer, type = 'text/plain; charset=utf-8'): void {
   res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
   res.end(body);
 }
@@ -220,7 +220,7 @@ export class KubeletServer {
     const path = url.pathname;
     const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
     if (path === '/healthz') return send(res, 200, 'ok');
-    if (path === '/pods') return send(res, 200, JSON.stringify(this.podList()), 'application/json');
+    if (path === '/pods') return send(res, 200, this.podListJson(), 'application/json');
     if (path === '/stats/summary' || path === '/stats/summary/') {
       return send(res, 200, JSON.stringify(await this.stats.summary(this.options.agent.workers.statuses())), 'application/json');
     }
@@ -243,6 +243,19 @@ export class KubeletServer {
     }
     send(res, 200, body, 'text/plain; version=0.0.4; charset=utf-8');
   }
+
+  /**
+   * /pods, rendered again only when the pod workers' statuses changed (the kubelet serves it
+   * from its pod manager, pkg/kubelet/server/server.go getPods): a client polling it often
+   * (a start-latency watcher, every 10 ms) otherwise cost a serialisation of every pod each time.
+   */
+  private podListJson(): Buffer {
+    const revision = this.options.agent.workers.revision;
+    if (this.podsRendered?.revision !== revision) this.podsRendered = { revision, body: Buffer.from(JSON.stringify(this.podList())) };
+    return this.podsRendered.body;
+  }
+
+  private podsRendered?: { revision: number; body: Buffer };
 
   private podList(): { kind: string; apiVersion: string; metadata: object; items: V1Pod[] } {
     const items = this.options.agent.workers.statuses().map(({ pod, status }) => ({ ...pod, apiVersion: 'v1', kind: 'Pod', ...(status ? { status } : {}) }));

@@ -32,6 +32,12 @@ interface CachedFile {
   hash: string;
   pods: V1Pod[];
   error?: ManifestError;
+  /**
+   * The file's inode, size, mtime and ctime (ns) when its content was read: a rescan that finds
+   * them unchanged keeps this entry without opening the file. Unset while the entry must be
+   * read again (a half-written file waiting to settle).
+   */
+  identity?: string;
 }
 
 interface StaticPodDirOptions {
@@ -41,14 +47,16 @@ interface StaticPodDirOptions {
   listener: SourceListener;
   log: Logger;
   /**
-   * Debounce of fs.watch events (ms; default 5). The kubelet reads a manifest on each inotify
-   * event at once (pkg/kubelet/config/file_linux.go); a few ms only coalesce the burst of events
-   * one write makes (create, truncate, write, close), and every ms here is pod start latency.
+   * Debounce of fs.watch events (ms; default 1). The kubelet reads a manifest on each inotify
+   * event at once (pkg/kubelet/config/file_linux.go); a ms only coalesces the events one write
+   * makes (create, truncate, write, close) when they come together, and every ms here is pod
+   * start latency. A scan that sees the file half written is harmless: it is read again on the
+   * write's next event (and once settled), and files that did not change are only stat'ed.
    */
   debounceMs?: number;
   /**
    * A manifest that fails to parse within this long (ms; default 200) of its last write is read
-   * again once that time has passed before its error is reported: with a 5 ms debounce a scan
+   * again once that time has passed before its error is reported: with a 1 ms debounce a scan
    * can see a file between an editor's truncate and its write.
    */
   settleMs?: number;
@@ -57,8 +65,10 @@ interface StaticPodDirOptions {
 export const fileSourceName = 'file';
 
 const defaultSettleMs = 200;
+/** Manifests read at once during a scan. */
+const scanParallelism = 16;
 
-type ManifestRead = { text: string; mtimeMs: number } | { skip: string } | { error: ManifestError; stamp: string };
+type ManifestRead = { text: string; mtimeMs: number; identity: string } | { unchanged: true } | { skip: string } | { error: ManifestError; stamp: string };
 
 function fileKind(info: { isDirectory(): boolean; isFIFO(): boolean; isSocket(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean }): string {
   if (info.isFIFO()) return 'a FIFO';
@@ -73,12 +83,15 @@ function fileKind(info: { isDirectory(): boolean; isFIFO(): boolean; isSocket():
  * O_NONBLOCK so that a file swapped for a FIFO after the stat cannot hang the read; a file over
  * maxManifestBytes is refused from its size; at most maxManifestBytes + 1 bytes are ever read.
  * undefined: the file is gone. (The kubelet's file source skips non-regular files too,
- * pkg/kubelet/config/file.go extractFromDir.)
+ * pkg/kubelet/config/file.go extractFromDir.) A file whose identity (inode, size, mtime, ctime)
+ * is still `known` is not opened: { unchanged }. (The kubelet reads only the file an inotify
+ * event names, pkg/kubelet/config/file_linux.go; a scan of the whole directory per event must
+ * not cost a read of every manifest.)
  */
-async function readManifestFile(file: string): Promise<ManifestRead | undefined> {
+async function readManifestFile(file: string, known?: string): Promise<ManifestRead | undefined> {
   let info;
   try {
-    info = await stat(file);
+    info = await stat(file, { bigint: true });
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ELOOP') return { skip: 'symbolic link loop' };
@@ -90,7 +103,11 @@ async function readManifestFile(file: string): Promise<ManifestRead | undefined>
     return { skip: `cannot stat: ${describeError(error)}` };
   }
   if (!info.isFile()) return { skip: `${fileKind(info)}, not a regular file` };
-  if (info.size > maxManifestBytes) return { error: oversize(file, info.size), stamp: `${info.size}:${info.mtimeMs}` };
+  const size = Number(info.size);
+  if (size > maxManifestBytes) return { error: oversize(file, size), stamp: `${size}:${info.mtimeMs}` };
+  // Taken before the read: a change during the read leaves a stale identity, read again next time.
+  const identity = `${info.dev}:${info.ino}:${info.size}:${info.mtimeNs}:${info.ctimeNs}`;
+  if (known === identity) return { unchanged: true };
   let handle;
   try {
     handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
@@ -112,7 +129,7 @@ async function readManifestFile(file: string): Promise<ManifestRead | undefined>
         return { skip: 'grew while being read (read again on the next scan)' };
       }
     }
-    return { text: buffer.toString('utf8', 0, length), mtimeMs: opened.mtimeMs };
+    return { text: buffer.toString('utf8', 0, length), mtimeMs: opened.mtimeMs, identity };
   } finally {
     await handle.close();
   }
@@ -153,9 +170,9 @@ export class StaticPodDirSource {
   private startWatch(): void {
     if (this.watcher || this.stopped) return;
     try {
-      this.watcher = watch(this.options.dir, { persistent: false }, () => {
+      this.watcher = watch(this.options.dir, { persistent: false }, (ev, name) => {
         clearTimeout(this.debounce);
-        this.debounce = setTimeout(() => this.trigger(), this.options.debounceMs ?? 5);
+        this.debounce = setTimeout(() => this.trigger(), this.options.debounceMs ?? 1);
       });
       this.watcher.on('error', (error) => {
         this.options.log.warn({ err: error, dir: this.options.dir }, 'static pod directory watch failed; relying on periodic rescans');
@@ -210,9 +227,10 @@ export class StaticPodDirSource {
   }
 
   private async loadFile(file: string): Promise<CachedFile | undefined> {
-    const read = await readManifestFile(file);
-    if (read === undefined) return undefined; // removed between readdir and read
     const cached = this.cache.get(file);
+    const read = await readManifestFile(file, cached?.identity);
+    if (read === undefined) return undefined; // removed between readdir and read
+    if ('unchanged' in read) return cached;
     if ('skip' in read) {
       const hash = `skip:${read.skip}`;
       if (cached?.hash !== hash) this.options.log.warn({ file, reason: read.skip }, 'static pod manifest skipped');
@@ -225,10 +243,10 @@ export class StaticPodDirSource {
       return { hash, pods: [], error: read.error };
     }
     const hash = createHash('sha256').update(read.text).digest('hex');
-    if (cached && cached.hash === hash) return cached;
+    if (cached && cached.hash === hash) return cached.identity === read.identity ? cached : { ...cached, identity: read.identity };
     try {
       const pods = (await parseManifestBounded(read.text, file)).map((pod) => toStaticPod(pod, this.options.nodeName, 'file', file));
-      return { hash, pods };
+      return { hash, pods, identity: read.identity };
     } catch (error) {
       // A file written moments ago may still be being written (a write truncates first, then
       // fills): it keeps what it gave before and is read again once it has settled.
@@ -240,7 +258,7 @@ export class StaticPodDirSource {
       }
       const manifestError = error instanceof ManifestError ? error : new ManifestError(file, describeError(error), { cause: error });
       this.options.listener.onManifestError(fileSourceName, manifestError);
-      return { hash, pods: [], error: manifestError };
+      return { hash, pods: [], error: manifestError, identity: read.identity };
     }
   }
 
@@ -251,8 +269,12 @@ export class StaticPodDirSource {
     const seen = new Set<string>();
     const pods: V1Pod[] = [];
     const names = new Map<string, string>();
-    for (const file of files) {
-      const loaded = await this.loadFile(file);
+    // Read side by side, a bounded number at a time (a scan's latency is a static pod's start
+    // latency; every file open at once could exhaust descriptors), then used in order.
+    const loads: Array<CachedFile | undefined> = [];
+    for (let i = 0; i < files.length; i += scanParallelism) loads.push(...(await Promise.all(files.slice(i, i + scanParallelism).map((file) => this.loadFile(file)))));
+    for (const [index, file] of files.entries()) {
+      const loaded = loads[index];
       if (!loaded) continue;
       seen.add(file);
       this.cache.set(file, loaded);

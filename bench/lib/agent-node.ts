@@ -80,8 +80,10 @@ export async function startBenchNode(options: BenchNodeOptions): Promise<BenchNo
   const kubeletPort = 20000 + Math.floor(Math.random() * 20000);
   let agent: ChildProcess | undefined;
   // Tracing where a pod start's time goes: KNODE_BENCH_AGENT_LOG=FILE (the agent logs at debug
-  // level into FILE), KNODE_BENCH_RUNTIME_ENDPOINT=unix://… (the agent's Docker socket, e.g. a logging proxy).
+  // level into FILE), KNODE_BENCH_RUNTIME_ENDPOINT=unix://… (the agent's Docker socket, e.g. a logging proxy),
+  // KNODE_BENCH_AGENT_NODE_FLAGS="--cpu-prof --cpu-prof-dir=DIR" (node flags for the agent; NODE_OPTIONS refuses some).
   const traceLog = process.env.KNODE_BENCH_AGENT_LOG;
+  const nodeFlags = (process.env.KNODE_BENCH_AGENT_NODE_FLAGS ?? '').split(' ').filter(Boolean);
   const stop = async () => {
     await stopChild(agent);
     const left = await options.docker.listContainers({ all: true, filters: { label: [options.scope] } });
@@ -106,7 +108,7 @@ export async function startBenchNode(options: BenchNodeOptions): Promise<BenchNo
       `apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: ${manifests}\naddress: 127.0.0.1\nport: ${kubeletPort}\nreadOnlyPort: ${kubeletPort + 1}\nhealthzPort: 0\nauthentication: {anonymous: {enabled: true}, webhook: {enabled: false}}\nauthorization: {mode: AlwaysAllow}\n`,
     );
     writeKubeconfig(kubeconfig, { server: options.server });
-    agent = spawn(knode, ['agent', '--kubeconfig', kubeconfig, '--config', join(dir, 'kubelet.yaml'), '--hostname-override', options.nodeName, '--root-dir', join(dir, 'root'), '--cni-conf-dir', join(dir, 'net.d'), '--cni-bin-dir', '/usr/lib/cni', ...(process.env.KNODE_BENCH_RUNTIME_ENDPOINT ? ['--container-runtime-endpoint', process.env.KNODE_BENCH_RUNTIME_ENDPOINT] : [])], {
+    agent = spawn(process.execPath, [...nodeFlags, knode, 'agent', '--kubeconfig', kubeconfig, '--config', join(dir, 'kubelet.yaml'), '--hostname-override', options.nodeName, '--root-dir', join(dir, 'root'), '--cni-conf-dir', join(dir, 'net.d'), '--cni-bin-dir', '/usr/lib/cni', ...(process.env.KNODE_BENCH_RUNTIME_ENDPOINT ? ['--container-runtime-endpoint', process.env.KNODE_BENCH_RUNTIME_ENDPOINT] : [])], {
       env: { ...process.env, KNODE_LOG_LEVEL: traceLog ? 'debug' : 'error', ...(options.inheritNetns ? {} : { KNODE_CNI_HOST_NETNS: `/var/run/netns/${netns}` }), KNODE_CNI_CACHE_DIR: join(dir, 'cni-cache'), KNODE_POD_LOGS_DIR: join(dir, 'pod-logs'), KNODE_RUNTIME_SCOPE: options.scope, ...options.env },
       stdio: ['ignore', 'ignore', traceLog ? openSync(traceLog, 'a') : 'inherit'],
     });

@@ -58,7 +58,18 @@ function reasonOf(state: Docker.ContainerInspectInfo['State']): string {
   return state.ExitCode === 0 ? 'Completed' : 'Error';
 }
 
+/** Containers created and not yet started that are remembered (more are forgotten at once). */
+const maxRememberedCreated = 256;
+
 export class ContainerManager {
+  /**
+   * Containers this manager created, until started: what start() needs of them (their log link,
+   * names for errors), so that a start right after its create asks Docker nothing before
+   * starting (cri-dockerd's StartContainer inspects only after the start, for the log link).
+   * Any other id is inspected first, so that only CRI containers are ever started.
+   */
+  private readonly created = new Map<string, { logPath: string; about: { pod: string; container: string; containerId: string } }>();
+
   constructor(private readonly context: RuntimeContext) {}
 
   private get docker(): Docker {
@@ -100,13 +111,18 @@ export class ContainerManager {
       logMaxSize: this.context.logMaxSize,
       logMaxFiles: this.context.logMaxFiles,
     });
+    const remember = (id: string): string => {
+      if (this.created.size >= maxRememberedCreated) this.created.clear();
+      this.created.set(id, { logPath: options.Labels?.[dockerLabels.logPath] ?? '', about: { pod, container, containerId: id } });
+      return id;
+    };
     try {
-      return (await this.docker.createContainer(options)).id;
+      return remember((await this.docker.createContainer(options)).id);
     } catch (error) {
       if (dockerStatus(error) === 409) {
         // Name taken (a leftover of the same attempt): cri-dockerd randomizes the name the same way.
         try {
-          return (await this.docker.createContainer({ ...options, name: `${options.name}_${randomBytes(4).toString('hex')}` })).id;
+          return remember((await this.docker.createContainer({ ...options, name: `${options.name}_${randomBytes(4).toString('hex')}` })).id);
         } catch (retryError) {
           throw criError(`failed to create container "${container}" of pod ${pod}`, retryError, context);
         }
@@ -135,14 +151,18 @@ export class ContainerManager {
   }
 
   async start(id: string): Promise<void> {
-    const info = await this.inspect(id);
-    const about = this.describe(info);
+    let known = this.created.get(id);
+    this.created.delete(id);
+    if (!known) {
+      const info = await this.inspect(id);
+      known = { logPath: info.Config.Labels?.[dockerLabels.logPath] ?? '', about: this.describe(info) };
+    }
+    const { logPath, about } = known;
     try {
       await this.docker.getContainer(id).start();
     } catch (error) {
       if (dockerStatus(error) !== 304) throw criError(`failed to start container "${about.container}" of pod ${about.pod}`, error, about);
     }
-    const logPath = info.Config.Labels?.[dockerLabels.logPath];
     if (logPath) {
       const started = await this.docker.getContainer(id).inspect();
       await linkLog(logPath, started.LogPath).catch((error: unknown) => {
@@ -161,6 +181,7 @@ export class ContainerManager {
   }
 
   async remove(id: string): Promise<void> {
+    this.created.delete(id);
     let info: Docker.ContainerInspectInfo;
     try {
       info = await this.docker.getContainer(id).inspect();

@@ -49,9 +49,12 @@ export class PodFiles {
 
   async write(hostname: string, dns: DNSConfig | undefined, podIPs: string[]): Promise<void> {
     await mkdir(this.dir, { recursive: true, mode: 0o755 });
-    await writeFile(this.path('resolvConf'), resolvConf(dns), { mode: 0o644 });
-    await writeFile(this.path('hostname'), hostname ? `${hostname}\n` : '', { mode: 0o644 });
-    await writeFile(this.path('hosts'), hostsFile(hostname, podIPs), { mode: 0o644 });
+    // Side by side: three files, each written once, before every sandbox's create.
+    await Promise.all([
+      writeFile(this.path('resolvConf'), resolvConf(dns), { mode: 0o644 }),
+      writeFile(this.path('hostname'), hostname ? `${hostname}\n` : '', { mode: 0o644 }),
+      writeFile(this.path('hosts'), hostsFile(hostname, podIPs), { mode: 0o644 }),
+    ]);
   }
 
   /** Rewrites /etc/hosts once the pod IPs are known (same inode: writeFile truncates). */

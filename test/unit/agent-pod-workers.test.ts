@@ -153,6 +153,47 @@ describe('pod workers over the fake runtime', () => {
     await h.workers.stop();
   });
 
+  it('revision grows with every change statuses() can show (new desired set, status reported) and not otherwise', async () => {
+    const h = harness();
+    const pod = makePod({ containers: [c('app')] });
+    const before = h.workers.revision;
+    h.workers.sync(desired(pod));
+    expect(h.workers.revision).toBeGreaterThan(before);
+    await until(() => phase(h, pod) === 'Running', 'Running');
+    const atRunning = h.workers.revision;
+    const reports = h.reports.count;
+    h.workers.podEvent(pod.metadata!.uid!);
+    await until(() => h.reports.count > reports, 'a resync report');
+    expect(h.workers.revision).toBeGreaterThan(atRunning);
+    const settled = h.workers.revision;
+    expect(h.workers.statuses()).toHaveLength(1);
+    expect(h.workers.revision).toBe(settled);
+    await h.workers.stop();
+  });
+
+  it('a network seen ready answers a pod start while the runtime is asked again (no start waits on the query)', async () => {
+    const h = harness();
+    const first = makePod({ containers: [c('app')] });
+    h.workers.sync(desired(first));
+    await until(() => running(h, first.metadata!.uid!, 'app') !== undefined, 'the first pod');
+    const statusCalls = () => h.runtime.calls.filter((call) => call.method === 'status').length;
+    expect(statusCalls()).toBe(1);
+    // Past the 5 s freshness, the runtime's answer never comes: the next pod starts regardless.
+    h.clock.advance(10_000);
+    let answer: (() => void) | undefined;
+    const status = h.runtime.status.bind(h.runtime);
+    h.runtime.status = async () => {
+      await new Promise<void>((resolve) => (answer = resolve));
+      return status();
+    };
+    const second = makePod({ containers: [c('app')] });
+    h.workers.sync(desired(first, second));
+    await until(() => running(h, second.metadata!.uid!, 'app') !== undefined, 'the second pod');
+    expect(answer).toBeDefined();
+    answer!();
+    await h.workers.stop();
+  });
+
   it('a crashing container backs off 10 s, 20 s, 40 s (test clock)', async () => {
     const h = harness();
     const pod = makePod({ containers: [c('crash')] });
