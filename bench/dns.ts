@@ -22,6 +22,7 @@
  * the kernel and in Node's C++ around each datagram, where most of it goes).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { knodeCommand } from './lib/knode-process.js';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -43,7 +44,6 @@ const rounds = Number(process.argv[3] ?? 3);
 const seconds = Number(process.argv[4] ?? 5);
 const rate = Number(process.argv[5] ?? 2000);
 const processes = process.argv[6];
-const knodeBin = fileURLToPath(new URL('../../bin/knode', import.meta.url));
 const forwardedNames = 200;
 const nodeArgs = (process.env.KNODE_BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
 let clockTicks = 100;
@@ -159,7 +159,8 @@ async function main(): Promise<void> {
     const kubeconfig = join(dir, 'kubeconfig');
     writeKubeconfig(kubeconfig, { server: cp.url });
     writeFileSync(join(dir, 'resolv.conf'), `nameserver 127.0.0.1:${upstreamPort}\n`);
-    const knode = spawn(process.execPath, [...nodeArgs, knodeBin, 'dns', '--kubeconfig', kubeconfig, '--bind-address', '127.0.0.1', '--port', String(knodePort), '--no-publish', '--health-bind-address', `127.0.0.1:${healthPort}`, '--resolv-conf', join(dir, 'resolv.conf'), '--hostname-override', 'bench', '--log-level', 'warn', ...(processes ? ['--serving-processes', processes] : [])], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const command = knodeCommand(['dns', '--kubeconfig', kubeconfig, '--bind-address', '127.0.0.1', '--port', String(knodePort), '--no-publish', '--health-bind-address', `127.0.0.1:${healthPort}`, '--resolv-conf', join(dir, 'resolv.conf'), '--hostname-override', 'bench', '--log-level', 'warn', ...(processes ? ['--serving-processes', processes] : [])], nodeArgs);
+    const knode = spawn(command.command, command.args, { env: command.env, stdio: ['ignore', 'ignore', 'inherit'] });
     children.push(knode);
     const last = `svc-${services - 1}.default.svc.cluster.local`;
     await until('knode dns serving every Service', async () => (await answers(knodePort, last)) === serviceIp(services - 1), 120_000, 250);

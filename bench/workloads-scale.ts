@@ -22,6 +22,7 @@
  * (root, Docker, /usr/lib/cni). Smoke test: `… workloads-scale.js 3 1`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { knodeCommand } from './lib/knode-process.js';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -34,7 +35,6 @@ import { busyboxSpec, ensureLocalImage, pauseSpec } from '../cri/local-images.js
 import { startBenchNode, stopChild, until, type BenchNode } from './lib/agent-node.js';
 import { onTerminate, reportFigure, roundRatios } from './lib/report.js';
 
-const knode = fileURLToPath(new URL('../../bin/knode', import.meta.url));
 const podCount = Number(process.argv[2] ?? 100);
 const rounds = Number(process.argv[3] ?? 3);
 const runId = randomBytes(3).toString('hex');
@@ -123,8 +123,9 @@ class HeapPeak {
 /** `knode controlplane` as `knode up` starts it (bin/up.ts), on a free loopback port; resolves once it serves. */
 async function startControlPlaneProcess(dataDir: string): Promise<{ child: ChildProcess; api: Api; heap: HeapPeak }> {
   const heap = new HeapPeak();
-  const child = spawn(process.execPath, ['--trace-gc', knode, 'controlplane', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--store', 'file', '--cluster-cidr', '10.244.0.0/16', '--service-cidr', '10.96.0.0/12'], {
-    env: { ...process.env, KNODE_LOG_LEVEL: 'warn' },
+  const command = knodeCommand(['controlplane', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--store', 'file', '--cluster-cidr', '10.244.0.0/16', '--service-cidr', '10.96.0.0/12'], ['--trace-gc'], { ...process.env, KNODE_LOG_LEVEL: 'warn' });
+  const child = spawn(command.command, command.args, {
+    env: command.env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout!.on('data', (chunk: Buffer) => heap.feed(chunk));

@@ -5,6 +5,7 @@
  * control plane on loopback. `stop()` removes the agent, its containers, the netns and the files.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { knodeCommand } from './knode-process.js';
 import { openSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -17,8 +18,6 @@ import { MemoryStorage } from '../../controlplane/storage/memory.js';
 import { run } from '../../lib/exec.js';
 import { createLogger } from '../../lib/log.js';
 import { onTerminate } from './report.js';
-
-const knode = fileURLToPath(new URL('../../../bin/knode', import.meta.url));
 
 export interface BenchNodeOptions {
   /** Short and unique per run: names the netns, the bridge and the temp dir. */
@@ -108,8 +107,10 @@ export async function startBenchNode(options: BenchNodeOptions): Promise<BenchNo
       `apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: ${manifests}\naddress: 127.0.0.1\nport: ${kubeletPort}\nreadOnlyPort: ${kubeletPort + 1}\nhealthzPort: 0\nauthentication: {anonymous: {enabled: true}, webhook: {enabled: false}}\nauthorization: {mode: AlwaysAllow}\n`,
     );
     writeKubeconfig(kubeconfig, { server: options.server });
-    agent = spawn(process.execPath, [...nodeFlags, knode, 'agent', '--kubeconfig', kubeconfig, '--config', join(dir, 'kubelet.yaml'), '--hostname-override', options.nodeName, '--root-dir', join(dir, 'root'), '--cni-conf-dir', join(dir, 'net.d'), '--cni-bin-dir', '/usr/lib/cni', ...(process.env.KNODE_BENCH_RUNTIME_ENDPOINT ? ['--container-runtime-endpoint', process.env.KNODE_BENCH_RUNTIME_ENDPOINT] : [])], {
-      env: { ...process.env, KNODE_LOG_LEVEL: traceLog ? 'debug' : 'error', ...(options.inheritNetns ? {} : { KNODE_CNI_HOST_NETNS: `/var/run/netns/${netns}` }), KNODE_CNI_CACHE_DIR: join(dir, 'cni-cache'), KNODE_POD_LOGS_DIR: join(dir, 'pod-logs'), KNODE_RUNTIME_SCOPE: options.scope, ...options.env },
+    const command = knodeCommand(['agent', '--kubeconfig', kubeconfig, '--config', join(dir, 'kubelet.yaml'), '--hostname-override', options.nodeName, '--root-dir', join(dir, 'root'), '--cni-conf-dir', join(dir, 'net.d'), '--cni-bin-dir', '/usr/lib/cni', ...(process.env.KNODE_BENCH_RUNTIME_ENDPOINT ? ['--container-runtime-endpoint', process.env.KNODE_BENCH_RUNTIME_ENDPOINT] : [])], nodeFlags, {
+      ...process.env, KNODE_LOG_LEVEL: traceLog ? 'debug' : 'error', ...(options.inheritNetns ? {} : { KNODE_CNI_HOST_NETNS: `/var/run/netns/${netns}` }), KNODE_CNI_CACHE_DIR: join(dir, 'cni-cache'), KNODE_POD_LOGS_DIR: join(dir, 'pod-logs'), KNODE_RUNTIME_SCOPE: options.scope, ...options.env });
+    agent = spawn(command.command, command.args, {
+      env: command.env,
       stdio: ['ignore', 'ignore', traceLog ? openSync(traceLog, 'a') : 'inherit'],
     });
   } catch (error) {

@@ -9,6 +9,7 @@
  * KNODE_BENCH_CNI_PROFILE=DIR runs the overlay with `--cpu-prof` into DIR (written at SIGTERM).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { knodeCommand } from './knode-process.js';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -76,10 +77,10 @@ export async function startOverlayNode(net: TestNetwork, cp: TestControlPlane, d
   const log = openSync(logFile, 'w');
   const profileDir = process.env.KNODE_BENCH_CNI_PROFILE;
   const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
-  // As deployed (bin/knode runs dist/bin/knode.js; kube-flannel runs flanneld with --ip-masq);
+  // As deployed (bin/knode with its environment; kube-flannel runs flanneld with --ip-masq);
   // logs at the default level, to a file.
-  const args = ['netns', 'exec', ns.name, process.execPath, ...profile, join(repoRoot, 'dist', 'bin', 'knode.js'), 'overlay', '--kubeconfig', kubeconfig, '--net-conf', netConf, '--iface', 'ul0', '--subnet-file', subnetFile, '--hostname-override', options.name, '--ip-masq'];
-  const daemon = spawn('ip', args, { stdio: ['ignore', log, log] });
+  const command = knodeCommand(['overlay', '--kubeconfig', kubeconfig, '--net-conf', netConf, '--iface', 'ul0', '--subnet-file', subnetFile, '--hostname-override', options.name, '--ip-masq'], profile);
+  const daemon = spawn('ip', ['netns', 'exec', ns.name, command.command, ...command.args], { env: command.env, stdio: ['ignore', log, log] });
   closeSync(log);
   const socket = cniSocketFor(subnetFile);
   const stop = async () => {

@@ -1,4 +1,9 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { shebangEnv } from '../../bench/lib/knode-process.js';
 import { formatFigure, MARKER, parseFigures, percentile, ratio, roundRatios, type Figure } from '../../bench/lib/report.js';
 import { isLoaded, parseCpuTicks, spreadOf, stealPercent } from '../../bench/lib/machine-load.js';
 import { describeMachine, entriesForRun, errorSummary, formatNumber, mergeEntries, parseResults, renderMarkdown, RUN_ENTRY, summaryLine, type BenchRun, type Entry } from '../../bench/lib/results.js';
@@ -231,5 +236,15 @@ describe('machine load, steal and round spreads', () => {
     const loaded = renderMarkdown(entriesForRun({ ...run, loaded: true }, [{ name: 'f', value: 2, unit: 'ms', baseline: 1, baselineName: 'ref', better: 'lower' }], []));
     expect(loaded).toContain('| b | f | ~~2.00 ms~~ | ~~1.00 ms~~ | ~~2.00× ↓~~ | – | ref |');
     expect(loaded).toContain('**loaded**');
+  });
+});
+
+describe('daemons started by benchmarks', () => {
+  it('get the environment bin/knode gives node (its env -S shebang)', () => {
+    expect(shebangEnv(fileURLToPath(new URL('../../bin/knode', import.meta.url)))).toEqual({ MALLOC_ARENA_MAX: '2' });
+    const dir = mkdtempSync(join(tmpdir(), 'knode-shebang-'));
+    writeFileSync(join(dir, 'plain'), '#!/usr/bin/env node\n');
+    expect(shebangEnv(join(dir, 'plain'))).toEqual({});
+    rmSync(dir, { recursive: true });
   });
 });
