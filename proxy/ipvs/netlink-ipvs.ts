@@ -261,7 +261,6 @@ const errnoError = (what: string, errno: number) => new Error(`${what}: ${errnoN
 class Channel {
   private seq = Math.floor(Math.random() * 0x7fffffff);
   private current?: Exchange;
-  private queue: Promise<unknown> = Promise.resolve();
   /** Requests queued or running on this socket (it is referenced while there are any). */
   private waiting = 0;
   private referenced = false;
@@ -340,32 +339,40 @@ class Channel {
             if (result !== undefined) results.push(result);
           },
           resolve: () => {
-            if (this.current === exchange) this.current = undefined;
+            this.finish(exchange);
             resolve(results);
           },
           reject: (error) => {
-            if (this.current === exchange) this.current = undefined;
+            this.finish(exchange);
             reject(new Error(`IPVS netlink command ${command} failed`, { cause: error }));
           },
         };
         this.current = exchange;
         this.progress++;
-        this.socket.send(genlMessage(this.family, NLM_F_REQUEST | NLM_F_ACK | (dump ? NLM_F_DUMP : 0), exchange.seq, command, attrs), { port: 0 }, (error) => {
-          if (error) exchange.reject(error);
-        });
+        try {
+          this.socket.send(genlMessage(this.family, NLM_F_REQUEST | NLM_F_ACK | (dump ? NLM_F_DUMP : 0), exchange.seq, command, attrs), { port: 0 }, (error) => {
+            if (error) exchange.reject(error);
+          });
+        } catch (error) {
+          exchange.reject(error as Error); // the socket is closed
+        }
       });
-    this.waiting++;
     if (!this.referenced) {
       this.socket.ref();
       this.referenced = true;
     }
-    const result = this.queue.then(run, run);
-    this.queue = result.then(this.settled, this.settled);
+    // straight away when the socket is idle (a resync asks one thing at a time), else after the last one
+    const result = this.waiting++ === 0 ? run() : this.tail.then(run, run);
+    this.tail = result;
     return result;
   }
-  private readonly settled = () => {
+  private tail: Promise<unknown> = Promise.resolve();
+
+  private finish(exchange: Exchange): void {
+    if (this.current !== exchange) return;
+    this.current = undefined;
     this.waiting--;
-  };
+  }
 
   close(): void {
     clearInterval(this.timer);
