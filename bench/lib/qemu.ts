@@ -174,10 +174,19 @@ export function buildGuest(script: string, setup: string, extras: GuestExtras = 
   return { initrd, vmlinuz: kernel.vmlinuz, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-/** Boots the guest (no network device) and returns its console output. */
-export function runGuest(guest: Guest, timeoutMs: number, cpus = 1): Promise<string> {
+/**
+ * Boots the guest (no network device) and returns its console output.
+ * `icount`: the guest's clock counts executed instructions (1 ns each, `-icount shift=0,sleep=off`)
+ * instead of following the host's, so that a figure taken inside the guest does not change with
+ * the host's load (on the shared build machine wall-clock TCG figures moved by up to 10× between
+ * runs); it then measures work, not hardware speed. Single-vCPU only. (KVM, which /dev/kvm offers
+ * here, does not work: `-cpu host` and `-cpu max` abort setting MSR 0x10a, and with `-cpu kvm64`
+ * the guest printed nothing for 5 minutes.)
+ */
+export function runGuest(guest: Guest, timeoutMs: number, cpus = 1, options: { icount?: boolean } = {}): Promise<string> {
+  if (options.icount && cpus > 1) throw new Error('icount needs a single vCPU');
   // cpus > 1: multi-threaded TCG, for guests that run several node processes at once.
-  const args = ['-accel', cpus > 1 ? 'tcg,thread=multi' : 'tcg', '-smp', String(cpus), '-cpu', 'max', '-m', '1536', '-nographic', '-no-reboot', '-nic', 'none', '-kernel', guest.vmlinuz, '-initrd', guest.initrd, '-append', 'console=ttyS0 quiet panic=-1'];
+  const args = [...(options.icount ? ['-icount', 'shift=0,sleep=off'] : []), '-accel', cpus > 1 ? 'tcg,thread=multi' : 'tcg', '-smp', String(cpus), '-cpu', 'max', '-m', '1536', '-nographic', '-no-reboot', '-nic', 'none', '-kernel', guest.vmlinuz, '-initrd', guest.initrd, '-append', 'console=ttyS0 quiet panic=-1'];
   return new Promise((resolve, reject) => {
     const child = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';

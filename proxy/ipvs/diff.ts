@@ -59,6 +59,7 @@ export function diffIpvs(desired: IpvsTable, actual: IpvsTable): IpvsOp[] {
     const have = actual.get(key);
     if (!have) ops.push({ op: 'add-service', vs: want.vs });
     else if (have.vs.scheduler !== want.vs.scheduler || have.vs.persistence !== want.vs.persistence) ops.push({ op: 'update-service', vs: want.vs });
+    if (have && sameDests(want.dests, have.dests)) continue;
     const current = new Map((have?.dests ?? []).map((rs) => [rsKey(rs), rs]));
     for (const rs of want.dests) {
       const existing = current.get(rsKey(rs));
@@ -70,6 +71,24 @@ export function diffIpvs(desired: IpvsTable, actual: IpvsTable): IpvsOp[] {
   }
   for (const [key, have] of actual) if (!desired.has(key)) ops.push({ op: 'delete-service', vs: have.vs });
   return ops;
+}
+
+const sameDest = (a: RealServer, b: RealServer) => a.address === b.address && a.port === b.port && a.weight === b.weight;
+
+/**
+ * The common case of a resync, without a Map of keys per service: the kernel lists a service's
+ * real servers newest first (ip_vs_ctl.c adds them at the head of svc->destinations), so an
+ * unchanged service reads back as the desired list reversed, or in order. Anything else takes
+ * the general path (same result, only slower).
+ */
+function sameDests(want: RealServer[], have: RealServer[]): boolean {
+  const n = want.length;
+  if (have.length !== n) return false;
+  let reversed = true;
+  for (let i = 0; i < n && reversed; i++) reversed = sameDest(want[i]!, have[n - 1 - i]!);
+  if (reversed) return true;
+  for (let i = 0; i < n; i++) if (!sameDest(want[i]!, have[i]!)) return false;
+  return true;
 }
 
 /** Graceful removal of a real server: weight 0 while it has connections, then delete. */

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import ipaddr from 'ipaddr.js';
 import { buildProxyModel } from '../../proxy/model.js';
 import { desiredIpvs, diffIpvs, type IpvsTable } from '../../proxy/ipvs/diff.js';
 import { decodeDest, decodeService, encodeDest, encodeService, nlattr, parseAttrs } from '../../proxy/ipvs/netlink-ipvs.js';
@@ -38,6 +39,10 @@ describe('IPVS diff', () => {
     ['busy endpoint gone: weight 0 first', table([{ dests: [] }]), table([{ dests: [{ address: 'a', weight: 1, activeConnections: 2 }] }]), ['update-dest a']],
     ['busy endpoint at weight 0: wait', table([{ dests: [] }]), table([{ dests: [{ address: 'a', weight: 0, inactiveConnections: 1 }] }]), []],
     ['service gone', new Map(), table([{ dests: [{ address: 'a', weight: 1 }] }]), ['delete-service']],
+    ['unchanged, read back newest first', table([{ dests: [{ address: 'a', weight: 1 }, { address: 'b', weight: 1 }, { address: 'c', weight: 0 }] }]), table([{ dests: [{ address: 'c', weight: 0 }, { address: 'b', weight: 1 }, { address: 'a', weight: 1 }] }]), []],
+    ['unchanged, other order', table([{ dests: [{ address: 'a', weight: 1 }, { address: 'b', weight: 1 }, { address: 'c', weight: 1 }] }]), table([{ dests: [{ address: 'b', weight: 1 }, { address: 'a', weight: 1 }, { address: 'c', weight: 1 }] }]), []],
+    ['reversed but one weight differs', table([{ dests: [{ address: 'a', weight: 1 }, { address: 'b', weight: 0 }] }]), table([{ dests: [{ address: 'b', weight: 1 }, { address: 'a', weight: 1 }] }]), ['update-dest b']],
+    ['same count, one replaced', table([{ dests: [{ address: 'a', weight: 1 }, { address: 'b', weight: 1 }] }]), table([{ dests: [{ address: 'a', weight: 1 }, { address: 'x', weight: 1 }] }]), ['add-dest b', 'delete-dest x']],
   ])('%s', (_name, desired, actual, expected) => {
     expect(diffIpvs(desired as IpvsTable, actual as IpvsTable).map((op) => ('rs' in op ? `${op.op} ${op.rs.address}` : op.op))).toEqual(expected);
   });
@@ -49,6 +54,16 @@ describe('IPVS netlink attributes', () => {
     expect(decodeService(encodeService(vs))).toEqual(vs);
     const rs = decodeDest(encodeDest({ address: '10.244.3.4', port: 8443, weight: 3 }));
     expect(rs).toMatchObject({ address: '10.244.3.4', port: 8443, weight: 3 });
+  });
+  it('reads the connection counters and skips attributes it does not know (a dump reply has stats nests)', () => {
+    const stats = nlattr(12, Buffer.alloc(40));
+    const inner = Buffer.concat([stats, nlattr(1, Buffer.from([10, 244, 0, 7, ...Array<number>(12).fill(0)])), nlattr(2, Buffer.from([0x1f, 0x90])), nlattr(4, Buffer.from([2, 0, 0, 0])), nlattr(7, Buffer.from([3, 0, 0, 0])), nlattr(8, Buffer.from([5, 0, 0, 0]))]);
+    expect(decodeDest(nlattr(2, inner))).toEqual({ address: '10.244.0.7', port: 8080, weight: 2, activeConnections: 3, inactiveConnections: 5 });
+  });
+  it('encodes a non-canonical address as ipaddr.js reads it', () => {
+    const vs = { address: '10.96.0.010', port: 80, protocol: 'TCP' as const, scheduler: 'rr', persistence: 0 };
+    expect(decodeService(encodeService(vs))?.address).toBe(ipaddr.parse('10.96.0.010').toString());
+    expect(() => encodeService({ ...vs, address: '10.96.0.256' })).toThrow();
   });
   it('pads attributes to 4 bytes', () => {
     const attr = nlattr(6, Buffer.from('rr\0'));
