@@ -170,7 +170,7 @@ export class StaticPodDirSource {
   private startWatch(): void {
     if (this.watcher || this.stopped) return;
     try {
-      this.watcher = watch(this.options.dir, { persistent: false }, (ev, name) => {
+      this.watcher = watch(this.options.dir, { persistent: false }, () => {
         clearTimeout(this.debounce);
         this.debounce = setTimeout(() => this.trigger(), this.options.debounceMs ?? 1);
       });
