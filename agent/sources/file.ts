@@ -251,9 +251,11 @@ export class StaticPodDirSource {
       // A file written moments ago may still be being written (a write truncates first, then
       // fills): it keeps what it gave before and is read again once it has settled.
       const settleMs = this.options.settleMs ?? defaultSettleMs;
+      // Date.now() is whole ms while mtimes are finer: a write in the current ms can look up to
+      // 1 ms in the future (a clock skew of up to a second is still "just written").
       const age = Date.now() - read.mtimeMs;
-      if (age >= 0 && age < settleMs) {
-        this.rescanAfter(settleMs - age);
+      if (age > -1000 && age < settleMs) {
+        this.rescanAfter(settleMs - Math.max(0, age));
         return cached ?? { hash: `settling:${hash}`, pods: [] };
       }
       const manifestError = error instanceof ManifestError ? error : new ManifestError(file, describeError(error), { cause: error });
